@@ -1,0 +1,26 @@
+/**
+ * Named taps: the places inside an encoder that alignment looks at. One naming scheme, shared by the graph builder,
+ * the statistics step, the permutation specs and the report.
+ *
+ *   conv.{i}        conv block i output after its norm/activation           [batch, channels, frames_i]
+ *   proj            feature projection output (before the positional conv) [batch, frames, hidden]
+ *   layer.{l}.attn  attention context before out_proj, heads concatenated   [batch, frames, heads*head_dim]
+ *   layer.{l}.ffn   FFN intermediate after the activation                   [batch, frames, intermediate]
+ *   layer.{l}.out   layer output (the residual stream after layer l)        [batch, frames, hidden]
+ *   hidden.{k}      transformers' hidden_states[k], k = 0..layers           [batch, frames, hidden]
+ */
+export type TapName = `conv.${number}` | 'proj' | `layer.${number}.${'attn' | 'ffn' | 'out'}` | `hidden.${number}`;
+
+export const tapName = {
+  conv: (i: number): TapName => `conv.${i}`,
+  proj: (): TapName => 'proj',
+  attn: (l: number): TapName => `layer.${l}.attn`,
+  ffn: (l: number): TapName => `layer.${l}.ffn`,
+  out: (l: number): TapName => `layer.${l}.out`,
+  hidden: (k: number): TapName => `hidden.${k}`,
+};
+
+/** Whether a tap is laid out channels-first ([batch, channels, frames]) rather than frames-first. */
+export function isChannelsFirst(tap: TapName): boolean {
+  return tap.startsWith('conv.');
+}
