@@ -1,0 +1,168 @@
+/**
+ * Merge Studio's custom LSP methods and payloads, defined once and imported by both the VS Code client
+ * (client/src) and the language server (server/src/lsp). Modelled on rust-analyzer's `lsp_ext.ts`:
+ * every method is a typed `RequestType` / `NotificationType` constant, names are namespaced
+ * `mergeStudio/…`, and payloads are plain JSON. Never hand-copy one of these types elsewhere.
+ *
+ * Only `vscode-languageserver-protocol` (shared by vscode-languageclient and vscode-languageserver) and
+ * type-only imports of the engine are allowed here, so the module is safe to bundle into either side.
+ */
+import {
+  NotificationType,
+  RequestType,
+  type Diagnostic,
+  type WorkDoneProgressParams,
+} from 'vscode-languageserver-protocol';
+import type { JobEvent, JobStage, JobSummary } from '../server/src/engine/progress';
+
+export type { JobEvent, JobStage, JobSummary };
+
+/** Bumped when a payload changes incompatibly; announced in `ServerCapabilities.experimental.mergeStudio`. */
+export const PROTOCOL_VERSION = 1;
+
+/** What the server announces under `InitializeResult.capabilities.experimental.mergeStudio`. */
+export interface MergeStudioServerCapabilities {
+  protocolVersion: number;
+  /** Jobs can be run; false when the server has no engine CLI to spawn. */
+  jobs: boolean;
+  /** The server sends `mergeStudio/serverStatus` notifications. */
+  serverStatus: true;
+}
+
+/** What the client may announce under `ClientCapabilities.experimental.mergeStudio`. */
+export interface MergeStudioClientCapabilities {
+  /** The client shows `mergeStudio/serverStatus`; servers send it only to clients that say so. */
+  serverStatusNotification?: boolean;
+}
+
+export type Device = 'auto' | 'cpu' | 'webgpu' | 'cuda';
+
+// ---------------------------------------------------------------------------------------------------------
+// Jobs: run / cancel / finished / report
+// ---------------------------------------------------------------------------------------------------------
+
+/**
+ * Starts align + merge + evaluate for the recipe at `uri` (the saved file on disk; an open, dirty editor
+ * is checked from its current text first and refused if it has errors).
+ *
+ * Lifecycle:
+ * - The request resolves with `{ jobId }` as soon as the job has been checked and started.
+ *   It is rejected (ResponseError, `data: RunRecipeErrorData`) when the recipe has errors, when a job is
+ *   already running, or when the workspace is untrusted on the client side (the client decides that).
+ * - Progress is reported on `workDoneToken` (when given) from start to end of the job, not of the request:
+ *   `begin` (title "Merge Studio: <recipe>", cancellable), `report` per stage with message "<stage>: …" and
+ *   an overall percentage, `end` with a one-line outcome.
+ * - When the job ends (success, failure or cancel), `mergeStudio/jobFinished` is sent.
+ *
+ * Cancelling, all equivalent:
+ * - `mergeStudio/cancelJob` with the job id;
+ * - `window/workDoneProgress/cancel` with the `workDoneToken` (the Cancel button of a progress UI);
+ * - `$/cancelRequest` for this request while it is still pending (before the job has started).
+ * A cancelled job kills its child process; the engine guarantees no partial output is left behind.
+ */
+export interface RunRecipeParams extends WorkDoneProgressParams {
+  /** The recipe document, a `file:` URI. */
+  uri: string;
+  /** Overrides `runtime.device` of the recipe. */
+  device?: Device;
+  /** Overrides `runtime.threads` of the recipe. */
+  threads?: number;
+}
+export interface RunRecipeResult {
+  jobId: string;
+}
+/** `ResponseError.data` of a refused `runRecipe`. */
+export interface RunRecipeErrorData {
+  reason: 'recipe-has-errors' | 'job-running' | 'not-a-file' | 'no-engine';
+  /** The recipe's error diagnostics, for `recipe-has-errors`. */
+  diagnostics?: Diagnostic[];
+  /** The job already running, for `job-running`. */
+  runningJobId?: string;
+}
+export const runRecipe = new RequestType<RunRecipeParams, RunRecipeResult, RunRecipeErrorData>('mergeStudio/runRecipe');
+
+export interface CancelJobParams {
+  jobId: string;
+}
+export interface CancelJobResult {
+  /** False when no such job was running (already finished or unknown id). */
+  cancelled: boolean;
+}
+export const cancelJob = new RequestType<CancelJobParams, CancelJobResult, void>('mergeStudio/cancelJob');
+
+/** Small on purpose: the full report is pulled with `mergeStudio/getReport`. */
+export interface JobFinishedParams {
+  jobId: string;
+  /** The recipe the job ran. */
+  uri: string;
+  ok: boolean;
+  /** True when the job ended because it was cancelled (then `ok` is false and `error.code` is 'cancelled'). */
+  cancelled: boolean;
+  /** The merged output folder (present when ok). */
+  outputDir?: string;
+  /** The report.json written by the engine (present when ok). */
+  reportPath?: string;
+  summary?: JobSummary;
+  error?: { code: string; message: string; file?: string };
+  /** Wall time of the job on the server side. */
+  seconds: number;
+}
+export const jobFinished = new NotificationType<JobFinishedParams>('mergeStudio/jobFinished');
+
+export interface GetReportParams {
+  jobId: string;
+}
+export interface GetReportResult {
+  jobId: string;
+  reportPath: string;
+  /** The engine's report.json, as written (plain JSON; its shape belongs to the engine). */
+  report: unknown;
+}
+/** Fails with a ResponseError when the id is unknown or the job has no report (it failed or was cancelled). */
+export const getReport = new RequestType<GetReportParams, GetReportResult, void>('mergeStudio/getReport');
+
+// ---------------------------------------------------------------------------------------------------------
+// Checking
+// ---------------------------------------------------------------------------------------------------------
+
+/**
+ * The diagnostics of a recipe, exactly as `merge-studio check` prints them and as pushed with
+ * `textDocument/publishDiagnostics` (one implementation). Uses the open document's text when the
+ * document is open, else the file on disk. Always complete: semantic (disk) checks included.
+ */
+export interface CheckRecipeParams {
+  uri: string;
+}
+export interface CheckRecipeResult {
+  uri: string;
+  /** The document version checked; null when read from disk. */
+  version: number | null;
+  diagnostics: Diagnostic[];
+  errorCount: number;
+  warningCount: number;
+}
+export const checkRecipe = new RequestType<CheckRecipeParams, CheckRecipeResult, void>('mergeStudio/checkRecipe');
+
+// ---------------------------------------------------------------------------------------------------------
+// Server status (rust-analyzer's experimental/serverStatus, for the status-bar item)
+// ---------------------------------------------------------------------------------------------------------
+
+export type ServerHealth = 'ok' | 'warning' | 'error';
+
+export interface RunningJobStatus {
+  jobId: string;
+  uri: string;
+  stage: JobStage | null;
+  /** Overall percentage 0–100, when known. */
+  percentage: number | null;
+}
+
+export interface ServerStatusParams {
+  health: ServerHealth;
+  /** One line for the status-bar tooltip (e.g. the last internal error); absent when all is well. */
+  message?: string;
+  /** The running job, or null when idle. */
+  runningJob: RunningJobStatus | null;
+}
+/** Sent after `initialized`, whenever health changes, and on each job stage change / finish. */
+export const serverStatus = new NotificationType<ServerStatusParams>('mergeStudio/serverStatus');
