@@ -8,6 +8,7 @@
  *   layer.{l}.ffn   FFN intermediate after the activation                   [batch, frames, intermediate]
  *   layer.{l}.out   layer output (the residual stream after layer l)        [batch, frames, hidden]
  *   hidden.{k}      transformers' hidden_states[k], k = 0..layers           [batch, frames, hidden]
+ *                   (for pre-LN models the final encoder LayerNorm is applied to last_hidden_state only)
  */
 export type TapName = `conv.${number}` | 'proj' | `layer.${number}.${'attn' | 'ffn' | 'out'}` | `hidden.${number}`;
 

@@ -1,0 +1,115 @@
+/**
+ * A small ONNX graph builder: nodes with generated unique value names, float initializers that reference the
+ * weights' memory (no copy until protobuf encoding), int64/scalar constants deduplicated, typed graph inputs/outputs.
+ */
+import { AttributeType, DataType, ModelProto } from './onnx-proto';
+import type { Tensor } from './tensor';
+
+export const OPSET = 17;
+
+/** An attribute value: integer, integer list, string, or a float wrapped as {f}. */
+export type Attr = number | number[] | string | { f: number };
+
+type Dim = number | string;
+
+export class GraphBuilder {
+  private readonly nodes: object[] = [];
+  private readonly initializers: object[] = [];
+  private readonly inputs: object[] = [];
+  private readonly outputs: object[] = [];
+  private readonly outputNames = new Set<string>();
+  private readonly constants = new Map<string, string>();
+  private readonly used = new Set<string>();
+  private counter = 0;
+
+  /** A fresh value name derived from a hint. */
+  fresh(hint: string): string {
+    let name = hint;
+    while (this.used.has(name)) name = `${hint}_${++this.counter}`;
+    this.used.add(name);
+    return name;
+  }
+
+  input(name: string, dims: Dim[]): string {
+    this.used.add(name);
+    this.inputs.push({ name, type: tensorType(DataType.FLOAT, dims) });
+    return name;
+  }
+
+  /** Declares `value` as a graph output called `name` (adding an Identity when the name differs or is taken). */
+  output(value: string, name: string = value): string {
+    let out = value;
+    if (name !== value || this.outputNames.has(value)) {
+      out = this.fresh(name);
+      this.nodes.push({ opType: 'Identity', input: [value], output: [out], name: `${out}/identity` });
+    }
+    this.outputNames.add(out);
+    this.outputs.push({ name: out, type: tensorType(DataType.FLOAT, undefined) });
+    return out;
+  }
+
+  /** A float32 initializer holding a view of the tensor's memory. */
+  weight(hint: string, t: Tensor): string {
+    const name = this.fresh(hint);
+    const d = t.data;
+    this.initializers.push({ name, dims: [...t.shape], dataType: DataType.FLOAT, rawData: new Uint8Array(d.buffer, d.byteOffset, d.byteLength) });
+    return name;
+  }
+
+  int64s(values: readonly number[]): string {
+    const key = `i64:${values.join(',')}`;
+    const hit = this.constants.get(key);
+    if (hit) return hit;
+    const name = this.fresh(`const_i64_${values.join('_').replace(/-/g, 'm')}`);
+    const raw = new BigInt64Array(values.map((v) => BigInt(v)));
+    this.initializers.push({ name, dims: [values.length], dataType: DataType.INT64, rawData: new Uint8Array(raw.buffer) });
+    this.constants.set(key, name);
+    return name;
+  }
+
+  scalar(value: number): string {
+    const key = `f32:${value}`;
+    const hit = this.constants.get(key);
+    if (hit) return hit;
+    const name = this.fresh(`const_f32_${this.constants.size}`);
+    this.initializers.push({ name, dims: [], dataType: DataType.FLOAT, rawData: new Uint8Array(new Float32Array([value]).buffer) });
+    this.constants.set(key, name);
+    return name;
+  }
+
+  op(opType: string, inputs: string[], attrs: Record<string, Attr> = {}, hint = opType.toLowerCase()): string {
+    return this.opN(opType, inputs, 1, attrs, hint)[0]!;
+  }
+
+  opN(opType: string, inputs: string[], nOutputs: number, attrs: Record<string, Attr> = {}, hint = opType.toLowerCase()): string[] {
+    const outputs = Array.from({ length: nOutputs }, (_, i) => this.fresh(nOutputs > 1 ? `${hint}_${i}` : hint));
+    this.nodes.push({ opType, input: inputs, output: outputs, name: `${outputs[0]}/${opType}`, attribute: Object.entries(attrs).map(([k, v]) => attribute(k, v)) });
+    return outputs;
+  }
+
+  /** Serialises the graph as an ONNX ModelProto. */
+  encode(graphName = 'merge_studio'): Uint8Array {
+    const model = ModelProto.fromObject({
+      irVersion: 8,
+      producerName: 'merge-studio',
+      producerVersion: '0.1.0',
+      opsetImport: [{ domain: '', version: OPSET }],
+      graph: { name: graphName, node: this.nodes, initializer: this.initializers, input: this.inputs, output: this.outputs },
+    });
+    return ModelProto.encode(model).finish();
+  }
+}
+
+function tensorType(elemType: number, dims: Dim[] | undefined): object {
+  const tensor: Record<string, unknown> = { elemType };
+  if (dims) tensor.shape = { dim: dims.map((d) => (typeof d === 'number' ? { dimValue: d } : { dimParam: d })) };
+  return { tensorType: tensor };
+}
+
+function attribute(name: string, v: Attr): object {
+  if (typeof v === 'string') return { name, type: AttributeType.STRING, s: new TextEncoder().encode(v) };
+  if (Array.isArray(v)) return { name, type: AttributeType.INTS, ints: v };
+  if (typeof v === 'object') return { name, type: AttributeType.FLOAT, f: v.f };
+  if (!Number.isInteger(v)) throw new TypeError(`attribute ${name}: ${v} is not an integer; wrap floats as {f: value}`);
+  return { name, type: AttributeType.INT, i: v };
+}

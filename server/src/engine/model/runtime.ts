@@ -1,0 +1,124 @@
+/**
+ * onnxruntime-node sessions on a chosen backend. `auto` prefers CUDA (when its libraries are installed), then WebGPU
+ * (when an adapter is present), then the CPU. Availability is probed once per process with a one-node model, so an
+ * unavailable backend gives a clear message instead of a native error deep inside a job.
+ */
+import * as ort from 'onnxruntime-node';
+import { EngineError } from '../errors';
+import { GraphBuilder } from './graph-builder';
+
+export type Device = 'auto' | 'cpu' | 'webgpu' | 'cuda';
+export type Backend = Exclude<Device, 'auto'>;
+export const DEVICES: readonly Device[] = ['auto', 'cpu', 'webgpu', 'cuda'];
+
+export interface BackendStatus {
+  backend: Backend;
+  available: boolean;
+  /** Why it is unavailable, or what was found. */
+  detail: string;
+}
+
+export interface SessionOptions {
+  device?: Device;
+  /** Intra-op threads for the CPU backend (default: onnxruntime's choice, all cores). */
+  threads?: number;
+}
+
+export interface Session {
+  readonly backend: Backend;
+  readonly inputNames: readonly string[];
+  readonly outputNames: readonly string[];
+  run(feeds: Record<string, ort.Tensor>, outputs?: readonly string[]): Promise<Record<string, ort.Tensor>>;
+  release(): Promise<void>;
+}
+
+const probes = new Map<Backend, Promise<BackendStatus>>();
+
+/** Whether a backend can run a session here (probed once per process). */
+export function probeBackend(backend: Backend): Promise<BackendStatus> {
+  let p = probes.get(backend);
+  if (!p) {
+    p = doProbe(backend);
+    probes.set(backend, p);
+  }
+  return p;
+}
+
+async function doProbe(backend: Backend): Promise<BackendStatus> {
+  const listed = ort.listSupportedBackends?.().find((b) => b.name === backend);
+  if (!listed) return { backend, available: false, detail: 'not built into this onnxruntime-node' };
+  // A listed but unbundled provider (CUDA) is loaded at session creation: try it rather than guess.
+  const b = new GraphBuilder();
+  const x = b.input('x', [2]);
+  b.output(b.op('Add', [x, x]), 'y');
+  try {
+    const s = await ort.InferenceSession.create(b.encode(), { executionProviders: [backend] });
+    const out = await s.run({ x: new ort.Tensor('float32', new Float32Array([1, 2]), [2]) });
+    const y = out.y?.data as Float32Array;
+    await s.release();
+    if (!y || y[0] !== 2 || y[1] !== 4) return { backend, available: false, detail: 'a test session returned wrong values' };
+    return { backend, available: true, detail: backend === 'cpu' ? `${ort.env.versions?.common ?? ''} CPU`.trim() : 'test session ran' };
+  } catch (e) {
+    return { backend, available: false, detail: firstLine(e) };
+  }
+}
+
+const HINTS: Record<Backend, string> = {
+  cpu: '',
+  webgpu: 'WebGPU needs a GPU with a Vulkan driver (on Linux: the Vulkan loader, libvulkan1)',
+  cuda: 'CUDA needs an NVIDIA GPU with CUDA 12 and onnxruntime-node installed with its CUDA libraries (see README: Backends)',
+};
+
+/** Resolves `auto` to the best available backend; refuses an explicitly requested backend that is unavailable. */
+export async function resolveBackend(device: Device = 'auto'): Promise<Backend> {
+  if (device === 'auto') {
+    for (const candidate of ['cuda', 'webgpu'] as const) {
+      if ((await probeBackend(candidate)).available) return candidate;
+    }
+    return 'cpu';
+  }
+  if (!DEVICES.includes(device)) throw new EngineError('backend-unavailable', `unknown device "${String(device)}" (use one of ${DEVICES.join(', ')})`);
+  const status = await probeBackend(device);
+  if (!status.available) {
+    throw new EngineError('backend-unavailable', `backend ${device} is not available here: ${status.detail}${HINTS[device] ? `. ${HINTS[device]}` : ''}. Run \`merge-studio doctor\` for details.`);
+  }
+  return device;
+}
+
+export async function createSession(model: Uint8Array, opts: SessionOptions = {}): Promise<Session> {
+  const backend = await resolveBackend(opts.device ?? 'auto');
+  const options: ort.InferenceSession.SessionOptions = {
+    executionProviders: [backend],
+    graphOptimizationLevel: 'all',
+  };
+  if (opts.threads && opts.threads > 0) options.intraOpNumThreads = opts.threads;
+  let session: ort.InferenceSession;
+  try {
+    session = await ort.InferenceSession.create(model, options);
+  } catch (e) {
+    throw new EngineError('runtime-error', `onnxruntime could not create a ${backend} session: ${firstLine(e)}`, undefined, { cause: e });
+  }
+  return {
+    backend,
+    inputNames: session.inputNames,
+    outputNames: session.outputNames,
+    async run(feeds, outputs) {
+      try {
+        return (await (outputs ? session.run(feeds, outputs as string[]) : session.run(feeds))) as Record<string, ort.Tensor>;
+      } catch (e) {
+        throw new EngineError('runtime-error', `onnxruntime (${backend}) failed: ${firstLine(e)}`, undefined, { cause: e });
+      }
+    },
+    release: () => session.release(),
+  };
+}
+
+export function versions(): Record<string, string> {
+  return { onnxruntime: String(ort.env.versions?.common ?? 'unknown'), node: process.versions.node };
+}
+
+function firstLine(e: unknown): string {
+  return (e instanceof Error ? e.message : String(e)).split('\n')[0]!.trim();
+}
+
+export { ort };
