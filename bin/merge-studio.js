@@ -8,4 +8,8 @@ if (!fs.existsSync(cli)) {
   console.error('merge-studio: dist/cli.js is missing; run `npm run build` (or `npm ci`) first.');
   process.exit(2);
 }
-require(cli);
+require(cli)
+  .main(process.argv)
+  .then((code) => {
+    process.exitCode = code;
+  });

@@ -2,6 +2,7 @@
  * Encoders as the rest of the engine sees them: load a Hugging Face folder (config + checkpoint → canonical weights),
  * build its ONNX graph with the taps a caller wants, run it on audio batches.
  */
+import { promises as fs } from 'node:fs';
 import * as ort from 'onnxruntime-node';
 import { EngineError } from '../errors';
 import { openCheckpoint } from '../io/checkpoint';
@@ -23,6 +24,9 @@ export interface EncoderModel {
 }
 
 export async function loadEncoderModel(dir: string): Promise<EncoderModel> {
+  const stat = await fs.stat(dir).catch(() => undefined);
+  if (!stat) throw new EngineError('file-not-found', `model folder ${dir} does not exist`, dir);
+  if (!stat.isDirectory()) throw new EngineError('not-a-directory', `model path ${dir} is not a folder (expected a Hugging Face folder with config.json and model.safetensors)`, dir);
   const config = await loadEncoderConfig(dir);
   const ckpt = await openCheckpoint(dir);
   try {

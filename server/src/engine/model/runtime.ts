@@ -32,6 +32,9 @@ export interface Session {
   release(): Promise<void>;
 }
 
+// Failures surface as exceptions with a message; onnxruntime's own log would repeat them as native noise on stderr.
+if (!process.env.MERGE_STUDIO_DEBUG) ort.env.logLevel = 'fatal';
+
 const probes = new Map<Backend, Promise<BackendStatus>>();
 
 /** Whether a backend can run a session here (probed once per process). */
@@ -117,8 +120,11 @@ export function versions(): Record<string, string> {
   return { onnxruntime: String(ort.env.versions?.common ?? 'unknown'), node: process.versions.node };
 }
 
+/** The useful part of an onnxruntime error: its first line without the source location and assertion text. */
 function firstLine(e: unknown): string {
-  return (e instanceof Error ? e.message : String(e)).split('\n')[0]!.trim();
+  const line = (e instanceof Error ? e.message : String(e)).split('\n')[0]!.trim();
+  const tail = line.split(/ was false\. |: \[ONNXRuntimeError\] : \d+ : [A-Z_]+ : |OrtSessionOptionsAppendExecutionProvider_\w+: /).at(-1)!;
+  return tail.replace(/^\/onnxruntime_src\/\S+ /, '').trim();
 }
 
 export { ort };

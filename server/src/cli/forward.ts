@@ -1,0 +1,83 @@
+/** `merge-studio forward`: every hidden state of one model on one audio file, as JSON (transformers' semantics). */
+import { promises as fs } from 'node:fs';
+import * as path from 'node:path';
+import type { Command } from 'commander';
+import { loadAudio } from '../engine/io/audio';
+import { describeConfig } from '../engine/io/hfconfig';
+import { forward, loadEncoderModel, type ForwardResult } from '../engine/model/encoder';
+import { parseDevice, parseThreads, type Output } from './common';
+
+export function registerForwardCommand(program: Command, out: Output): void {
+  program
+    .command('forward')
+    .description('run one model on one audio file and write every hidden state (transformers output_hidden_states)')
+    .requiredOption('--model <dir>', 'Hugging Face model folder (config.json + model.safetensors)')
+    .requiredOption('--audio <file>', 'audio file (wav, flac, mp3); mixed to mono and resampled to the model rate')
+    .option('--out <file.json>', 'write {hidden_states, last_hidden_state, frame_rate, ...} here')
+    .option('--device <device>', 'auto | cpu | webgpu | cuda', 'cpu')
+    .option('--threads <n>', 'CPU threads for onnxruntime')
+    .option('--summary', 'print a short summary of the model and its outputs')
+    .action(async (opts: { model: string; audio: string; out?: string; device: string; threads?: string; summary?: boolean }) => {
+      const device = parseDevice(opts.device);
+      const threads = parseThreads(opts.threads);
+      const started = performance.now();
+      const model = await loadEncoderModel(opts.model);
+      const samples = await loadAudio(opts.audio, model.config.sampleRate);
+      const result = await forward(model, samples, { device, threads });
+      const seconds = (performance.now() - started) / 1000;
+      if (opts.out) {
+        await writeJsonAtomic(opts.out, toJson(result));
+        out.info(`wrote ${result.hiddenStates.length} hidden states × ${result.frames} frames to ${opts.out}`);
+      }
+      if (opts.summary || !opts.out) {
+        out.info(`model   ${opts.model}: ${describeConfig(model.config)}`);
+        out.info(`audio   ${opts.audio}: ${(samples.length / model.config.sampleRate).toFixed(2)} s at ${model.config.sampleRate} Hz → ${result.frames} frames`);
+        out.info(`backend ${result.backend}, ${seconds.toFixed(2)} s including load`);
+        out.info('layer   mean        std         min         max');
+        result.hiddenStates.forEach((h, k) => out.info(`${String(k).padEnd(7)} ${stats(h)}`));
+      }
+    });
+}
+
+function stats(a: Float32Array): string {
+  let sum = 0;
+  let sq = 0;
+  let min = Infinity;
+  let max = -Infinity;
+  for (const v of a) {
+    sum += v;
+    sq += v * v;
+    if (v < min) min = v;
+    if (v > max) max = v;
+  }
+  const mean = sum / a.length;
+  const std = Math.sqrt(Math.max(0, sq / a.length - mean * mean));
+  return [mean, std, min, max].map((v) => v.toFixed(5).padStart(10)).join('  ');
+}
+
+function rows(data: Float32Array, frames: number): number[][] {
+  const dim = data.length / frames;
+  return Array.from({ length: frames }, (_, t) => Array.from(data.subarray(t * dim, (t + 1) * dim)));
+}
+
+function toJson(r: ForwardResult): object {
+  return {
+    frame_rate: r.frameRate,
+    frames: r.frames,
+    backend: r.backend,
+    conv_features: rows(r.convFeatures, r.frames),
+    hidden_states: r.hiddenStates.map((h) => rows(h, r.frames)),
+    last_hidden_state: rows(r.lastHiddenState, r.frames),
+  };
+}
+
+async function writeJsonAtomic(file: string, value: object): Promise<void> {
+  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.tmp`);
+  try {
+    await fs.writeFile(tmp, JSON.stringify(value));
+    await fs.rename(tmp, file);
+  } catch (e) {
+    await fs.rm(tmp, { force: true });
+    throw e;
+  }
+}
