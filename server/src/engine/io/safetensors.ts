@@ -159,8 +159,9 @@ export async function writeSafetensors(file: string, tensors: Iterable<[string, 
   len.writeBigUInt64LE(BigInt(headerBytes.length));
 
   const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.${Date.now()}.tmp`);
-  const out = await fs.open(tmp, 'w');
+  let out: fs.FileHandle | undefined;
   try {
+    out = await fs.open(tmp, 'w');
     await out.write(len);
     await out.write(headerBytes);
     for (const [, t] of list) {
@@ -169,11 +170,12 @@ export async function writeSafetensors(file: string, tensors: Iterable<[string, 
     }
     await out.sync();
     await out.close();
+    out = undefined;
     await fs.rename(tmp, file);
   } catch (e) {
-    await out.close().catch(() => undefined);
+    await out?.close().catch(() => undefined);
     await fs.rm(tmp, { force: true });
-    throw new EngineError('io-error', `cannot write ${file}: ${(e as Error).message}`, file, { cause: e });
+    throw new EngineError('io-error', `cannot write ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, file, { cause: e });
   }
 }
 
