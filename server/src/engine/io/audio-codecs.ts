@@ -1,0 +1,191 @@
+/**
+ * FLAC and MP3 through the WASM ports of libFLAC (@wasm-audio-decoders/flac) and mpg123 (mpg123-decoder).
+ * Both are fed the file in 1 MiB pieces and mixed down to mono piece by piece, so memory stays at the mono
+ * output (checked against MAX_DECODED_FRAMES as it grows) rather than all channels of the whole file, and the event
+ * loop gets a turn between pieces. Neither decoder reports a cut-off file, so the lengths their headers promise
+ * (FLAC STREAMINFO, the Xing/Info frame count of an MP3) are compared with what was decoded.
+ */
+import { FLACDecoder } from '@wasm-audio-decoders/flac';
+import { MPEGDecoder } from 'mpg123-decoder';
+import { EngineError } from '../errors';
+import { MAX_DECODED_FRAMES, mixPlanar, type PcmAudio } from './audio-types';
+
+const PIECE_BYTES = 1 << 20;
+
+interface Piece {
+  channelData: Float32Array[];
+  samplesDecoded: number;
+  sampleRate: number;
+  errors: { message: string; frameNumber: number }[];
+}
+
+/** Collects mono pieces, refusing to grow past the frame limit. */
+class MonoSink {
+  private parts: Float32Array[] = [];
+  frames = 0;
+  sampleRate = 0;
+  constructor(private readonly file: string, private readonly codec: string) {}
+
+  add(p: Piece, channels: number): void {
+    if (p.errors.length > 0) {
+      const e = p.errors[0]!;
+      throw new EngineError('bad-audio', `${this.file}: corrupt ${this.codec} stream at frame ${e.frameNumber}: ${e.message}`, this.file);
+    }
+    if (p.samplesDecoded === 0) return;
+    if (this.sampleRate === 0) this.sampleRate = p.sampleRate;
+    else if (p.sampleRate !== this.sampleRate) {
+      throw new EngineError(
+        'unsupported-audio',
+        `${this.file}: ${this.codec} sample rate changes mid-stream (${this.sampleRate} → ${p.sampleRate} Hz)`,
+        this.file,
+      );
+    }
+    this.frames += p.samplesDecoded;
+    if (this.frames > MAX_DECODED_FRAMES) {
+      throw new EngineError('unsupported-audio', `${this.file}: longer than the ${MAX_DECODED_FRAMES} sample frames supported; split the file`, this.file);
+    }
+    this.parts.push(mixPlanar(p.channelData.slice(0, channels), p.samplesDecoded));
+  }
+
+  finish(): Float32Array {
+    if (this.parts.length === 1) return this.parts[0]!;
+    const out = new Float32Array(this.frames);
+    let o = 0;
+    for (const part of this.parts) {
+      out.set(part, o);
+      o += part.length;
+    }
+    return out;
+  }
+}
+
+const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+export async function decodeFlac(bytes: Uint8Array, file: string): Promise<PcmAudio> {
+  const info = readStreamInfo(bytes);
+  if (info && info.totalFrames > MAX_DECODED_FRAMES) {
+    throw new EngineError('unsupported-audio', `${file}: ${info.totalFrames} sample frames is longer than the ${MAX_DECODED_FRAMES} supported; split the file`, file);
+  }
+  const sink = new MonoSink(file, 'FLAC');
+  const decoder = new FLACDecoder();
+  let channels = info?.channels ?? 0;
+  try {
+    await decoder.ready;
+    for (let o = 0; o < bytes.length; o += PIECE_BYTES) {
+      const p = (await decoder.decode(bytes.subarray(o, o + PIECE_BYTES))) as Piece;
+      channels ||= p.channelData.length;
+      sink.add(p, channels || p.channelData.length);
+      await turn();
+    }
+    const last = (await decoder.flush()) as Piece;
+    channels ||= last.channelData.length;
+    sink.add(last, channels || last.channelData.length);
+  } catch (e) {
+    throw wrap(e, file, 'FLAC');
+  } finally {
+    decoder.free();
+  }
+  if (sink.frames === 0) throw new EngineError('bad-audio', `${file}: FLAC stream holds no decodable audio (truncated or corrupt)`, file);
+  if (info && info.totalFrames > 0 && sink.frames < info.totalFrames) {
+    throw new EngineError('bad-audio', `${file}: FLAC stream ends after ${sink.frames} of ${info.totalFrames} samples (truncated or corrupt file)`, file);
+  }
+  return { samples: sink.finish(), sampleRate: sink.sampleRate, channels };
+}
+
+export async function decodeMp3(bytes: Uint8Array, file: string): Promise<PcmAudio> {
+  const header = findMpegHeader(bytes);
+  // mpg123-decoder always returns two channels; a mono file's second one is a copy, so the header decides.
+  const channels = header?.channels ?? 2;
+  const sink = new MonoSink(file, 'MP3');
+  const decoder = new MPEGDecoder();
+  try {
+    await decoder.ready;
+    for (let o = 0; o < bytes.length; o += PIECE_BYTES) {
+      sink.add(decoder.decode(bytes.subarray(o, o + PIECE_BYTES)) as Piece, channels);
+      await turn();
+    }
+  } catch (e) {
+    throw wrap(e, file, 'MP3');
+  } finally {
+    decoder.free();
+  }
+  if (sink.frames === 0) throw new EngineError('bad-audio', `${file}: MP3 stream holds no decodable audio frames`, file);
+  // The Xing/Info frame count bounds the length; encoder delay and padding take off less than two frames.
+  if (header?.xingFrames) {
+    const expected = header.xingFrames * header.samplesPerFrame;
+    if (sink.frames < expected - 2 * header.samplesPerFrame - 1) {
+      throw new EngineError('bad-audio', `${file}: MP3 stream ends after ${sink.frames} of about ${expected} samples (truncated file)`, file);
+    }
+  }
+  return { samples: sink.finish(), sampleRate: sink.sampleRate, channels };
+}
+
+function wrap(e: unknown, file: string, codec: string): EngineError {
+  if (e instanceof EngineError) return e;
+  const why = e instanceof Error ? e.message : String(e);
+  return new EngineError('bad-audio', `${file}: ${codec} decoder failed: ${why.split('\n')[0]}`, file, { cause: e });
+}
+
+/** FLAC STREAMINFO (always the first metadata block): channel count and total samples (0 = unknown). */
+function readStreamInfo(bytes: Uint8Array): { channels: number; totalFrames: number } | undefined {
+  const at = flacStart(bytes);
+  if (at < 0 || bytes.length < at + 8 + 34 || (bytes[at + 4]! & 0x7f) !== 0) return undefined;
+  const s = at + 8; // STREAMINFO body
+  // bits: 16 min block, 16 max block, 24 min frame, 24 max frame, 20 rate, 3 channels-1, 5 bps-1, 36 total samples
+  const channels = ((bytes[s + 12]! >> 1) & 0x07) + 1;
+  const totalFrames = (bytes[s + 13]! & 0x0f) * 2 ** 32 + ((bytes[s + 14]! << 24) >>> 0) + (bytes[s + 15]! << 16) + (bytes[s + 16]! << 8) + bytes[s + 17]!;
+  return { channels, totalFrames };
+}
+
+function flacStart(bytes: Uint8Array): number {
+  const at = id3v2Length(bytes);
+  return bytes[at] === 0x66 && bytes[at + 1] === 0x4c && bytes[at + 2] === 0x61 && bytes[at + 3] === 0x43 ? at : -1;
+}
+
+/** Bytes taken by a leading ID3v2 tag (0 when there is none). */
+export function id3v2Length(bytes: Uint8Array): number {
+  if (bytes.length < 10 || bytes[0] !== 0x49 || bytes[1] !== 0x44 || bytes[2] !== 0x33) return 0;
+  const size = ((bytes[6]! & 0x7f) << 21) | ((bytes[7]! & 0x7f) << 14) | ((bytes[8]! & 0x7f) << 7) | (bytes[9]! & 0x7f);
+  return 10 + size + (bytes[5]! & 0x10 ? 10 : 0);
+}
+
+export interface MpegHeader {
+  version: 1 | 2 | 2.5;
+  layer: 1 | 2 | 3;
+  channels: 1 | 2;
+  samplesPerFrame: number;
+  /** Frame count from a Xing/Info tag in the first frame, when there is one. */
+  xingFrames?: number;
+}
+
+/** Parses an MPEG audio frame header at `at`; undefined if these 4 bytes are not one. */
+export function parseMpegHeader(bytes: Uint8Array, at: number): MpegHeader | undefined {
+  if (at + 4 > bytes.length) return undefined;
+  const b1 = bytes[at + 1]!, b2 = bytes[at + 2]!, b3 = bytes[at + 3]!;
+  if (bytes[at] !== 0xff || (b1 & 0xe0) !== 0xe0) return undefined;
+  const versionBits = (b1 >> 3) & 3;
+  const layerBits = (b1 >> 1) & 3;
+  if (versionBits === 1 || layerBits === 0) return undefined; // reserved version; layer 0 is AAC ADTS
+  if (b2 >> 4 === 0x0f || ((b2 >> 2) & 3) === 3) return undefined; // bad bitrate index / reserved rate
+  const version = versionBits === 3 ? 1 : versionBits === 2 ? 2 : 2.5;
+  const layer = (4 - layerBits) as 1 | 2 | 3;
+  const channels = b3 >> 6 === 3 ? 1 : 2;
+  const samplesPerFrame = layer === 1 ? 384 : layer === 2 || version === 1 ? 1152 : 576;
+  return { version, layer, channels, samplesPerFrame };
+}
+
+function findMpegHeader(bytes: Uint8Array): MpegHeader | undefined {
+  const at = id3v2Length(bytes);
+  const h = parseMpegHeader(bytes, at);
+  if (!h) return undefined;
+  // The Xing/Info tag sits after the side information, whose size depends on version and channel mode.
+  const side = h.version === 1 ? (h.channels === 1 ? 17 : 32) : h.channels === 1 ? 9 : 17;
+  const x = at + 4 + side;
+  if (x + 12 <= bytes.length) {
+    const tag = String.fromCharCode(bytes[x]!, bytes[x + 1]!, bytes[x + 2]!, bytes[x + 3]!);
+    if ((tag === 'Xing' || tag === 'Info') && bytes[x + 7]! & 1) {
+      h.xingFrames = ((bytes[x + 8]! << 24) >>> 0) + (bytes[x + 9]! << 16) + (bytes[x + 10]! << 8) + bytes[x + 11]!;
+    }
+  }
+  return h;
+}
