@@ -1,0 +1,37 @@
+/**
+ * Worker-thread entry for the linear assignment (bundled to dist/lap-worker.js; run from source through tsx's
+ * loader under vitest/tsx). Messages: { id, n, buffer } → { id, perm, total } | { id, error: { code, message } }.
+ * The score buffer comes in transferred; the permutation goes back transferred.
+ */
+import { parentPort } from 'node:worker_threads';
+import { EngineError } from '../errors.js';
+import { solveLap } from './lap.js';
+
+export interface LapRequest {
+  id: number;
+  n: number;
+  buffer: ArrayBuffer;
+  byteOffset: number;
+}
+export type LapResponse =
+  | { id: number; perm: Int32Array; total: number; seconds: number }
+  | { id: number; error: { code: string | null; message: string } };
+
+const port = parentPort;
+if (port) {
+  port.on('message', (msg: LapRequest) => {
+    try {
+      const t0 = performance.now();
+      const score = new Float64Array(msg.buffer, msg.byteOffset, msg.n * msg.n);
+      const { perm, total } = solveLap(score, msg.n);
+      const reply: LapResponse = { id: msg.id, perm, total, seconds: (performance.now() - t0) / 1000 };
+      port.postMessage(reply, [perm.buffer as ArrayBuffer]);
+    } catch (e) {
+      const reply: LapResponse = {
+        id: msg.id,
+        error: { code: e instanceof EngineError ? e.code : null, message: e instanceof Error ? e.message : String(e) },
+      };
+      port.postMessage(reply);
+    }
+  });
+}
