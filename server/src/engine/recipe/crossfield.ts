@@ -1,0 +1,64 @@
+/**
+ * Checks that relate several keys of one recipe (no disk access): a correlation alignment needs probe audio,
+ * head alignment needs attention permuted, segments fit in the probe budget, task names are unique.
+ * Runs on the partial value, so a broken key elsewhere does not hide these.
+ */
+import { diagnostic, Severity, type Range, type RecipeDiagnostic } from './diagnostics';
+import type { Recipe } from './schema';
+import { pathKey, type NodeRanges } from './validate';
+
+/** The validator's best-effort value: every present key is valid, any key may be missing, list items may be holes. */
+export type PartialRecipe = DeepPartial<Recipe>;
+type DeepPartial<T> = T extends (infer I)[] ? (DeepPartial<I> | undefined)[] : T extends object ? { [K in keyof T]?: DeepPartial<T[K]> } : T;
+
+export function checkCrossField(r: PartialRecipe, ranges: NodeRanges, documentStart: Range): RecipeDiagnostic[] {
+  const out: RecipeDiagnostic[] = [];
+  const valueAt = (...path: (string | number)[]) => ranges.value.get(pathKey(path));
+  const keyAt = (...path: (string | number)[]) => ranges.key.get(pathKey(path));
+
+  const alignMethod = r.align?.method ?? (valueAt('align') ? undefined : 'correlation');
+  if (alignMethod === 'correlation' && r.probe === undefined && !keyAt('probe')) {
+    const explicit = valueAt('align', 'method');
+    const where = explicit ?? keyAt('align') ?? documentStart;
+    const why = explicit ? 'align.method correlation' : 'The default align.method (correlation)';
+    out.push(
+      diagnostic(where, Severity.Error, 'missing-probe', `${why} needs probe audio: add a probe section with audio files or folders`, {
+        fix: 'insert-key',
+        path: '',
+        key: 'probe',
+      }),
+    );
+  }
+
+  const permute = r.align?.permute;
+  const heads = r.align?.heads;
+  const headsRange = valueAt('align', 'heads');
+  if (headsRange && heads && heads !== 'none' && permute && !permute.includes('attention')) {
+    out.push(diagnostic(headsRange, Severity.Warning, 'inconsistent-align', `align.heads ${heads} has no effect: "attention" is not in align.permute`));
+  }
+  const permuteRange = valueAt('align', 'permute');
+  if (permuteRange && r.align?.method === 'none') {
+    out.push(diagnostic(permuteRange, Severity.Warning, 'inconsistent-align', 'align.permute has no effect when align.method is none'));
+  }
+
+  const maxSeconds = r.probe?.max_seconds;
+  const segment = r.probe?.segment_seconds;
+  const segmentRange = valueAt('probe', 'segment_seconds');
+  if (segmentRange && segment !== undefined && maxSeconds !== undefined && segment > maxSeconds) {
+    out.push(
+      diagnostic(segmentRange, Severity.Error, 'segment-too-long', `probe.segment_seconds (${segment}) is longer than probe.max_seconds (${maxSeconds})`),
+    );
+  }
+
+  const tasks = r.evaluate?.tasks ?? [];
+  const firstByName = new Map<string, number>();
+  tasks.forEach((t, i) => {
+    if (!t?.name) return;
+    const first = firstByName.get(t.name);
+    const at = valueAt('evaluate', 'tasks', i, 'name');
+    if (first !== undefined && at) {
+      out.push(diagnostic(at, Severity.Error, 'duplicate-task', `Task name "${t.name}" is already used by evaluate.tasks[${first}]`));
+    } else firstByName.set(t.name, i);
+  });
+  return out;
+}

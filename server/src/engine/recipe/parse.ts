@@ -1,0 +1,185 @@
+/**
+ * Recipe text → YAML AST with exact source ranges, plus the YAML-level diagnostics. Offsets become
+ * positions through one line-start table (yaml-language-server's `positionAt`), so every later stage
+ * reports the range of the YAML node itself.
+ */
+import { isAlias, isMap, isPair, isScalar, isSeq, parseDocument, visit, type Document, type Node, type Pair } from 'yaml';
+import { diagnostic, Severity, type Position, type Range, type RecipeDiagnostic, type RecipeDiagnosticCode } from './diagnostics';
+
+/** Offsets ↔ 0-based line/character positions (UTF-16, like JS strings and LSP). */
+export class LineIndex {
+  private readonly starts: number[] = [0];
+
+  constructor(readonly text: string) {
+    for (let i = 0; i < text.length; i++) {
+      const c = text.charCodeAt(i);
+      if (c === 10) this.starts.push(i + 1);
+      else if (c === 13) {
+        if (text.charCodeAt(i + 1) === 10) i++;
+        this.starts.push(i + 1);
+      }
+    }
+  }
+
+  get lineCount(): number {
+    return this.starts.length;
+  }
+
+  positionAt(offset: number): Position {
+    const o = Math.max(0, Math.min(offset, this.text.length));
+    let lo = 0;
+    let hi = this.starts.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if (this.starts[mid]! <= o) lo = mid;
+      else hi = mid - 1;
+    }
+    return { line: lo, character: o - this.starts[lo]! };
+  }
+
+  offsetAt(p: Position): number {
+    if (p.line < 0) return 0;
+    if (p.line >= this.starts.length) return this.text.length;
+    // Like LSP: a character past the end of the line means the end of the line (before its line break).
+    const start = this.starts[p.line]!;
+    return start + Math.min(Math.max(0, p.character), this.lineText(p.line).length);
+  }
+
+  range(start: number, end: number): Range {
+    return { start: this.positionAt(start), end: this.positionAt(end) };
+  }
+
+  lineText(line: number): string {
+    const start = this.starts[line] ?? this.text.length;
+    const end = line + 1 < this.starts.length ? this.starts[line + 1]! : this.text.length;
+    return this.text.slice(start, end).replace(/\r?\n$|\r$/, '');
+  }
+}
+
+export interface ParsedRecipe {
+  text: string;
+  lines: LineIndex;
+  doc: Document.Parsed;
+  /** YAML syntax problems; when any is an error, schema validation still runs on what parsed. */
+  diagnostics: RecipeDiagnostic[];
+}
+
+const YAML_CODES: Record<string, RecipeDiagnosticCode> = {
+  DUPLICATE_KEY: 'yaml-duplicate-key',
+  MULTIPLE_DOCS: 'yaml-multiple-documents',
+};
+
+export function parseRecipe(text: string): ParsedRecipe {
+  const lines = new LineIndex(text);
+  // uniqueKeys: duplicate keys are errors; merge keys off (YAML 1.2 core), so `<<` is an ordinary unknown key.
+  const doc = parseDocument(text, { prettyErrors: false, uniqueKeys: true, merge: false, keepSourceTokens: false });
+  const diagnostics: RecipeDiagnostic[] = [];
+  for (const e of doc.errors) {
+    let [start, end] = e.pos;
+    const code = YAML_CODES[e.code] ?? 'yaml-syntax';
+    let message = `YAML: ${e.message}`;
+    if (code === 'yaml-duplicate-key') {
+      // yaml points at the key's first character; widen to the whole key.
+      const key = keyNodeStartingAt(doc, start);
+      if (key?.range) [start, end] = [key.range[0], key.range[1]];
+      message = `Duplicate key ${JSON.stringify(text.slice(start, end))}: a key may appear once per mapping`;
+    } else if (code === 'yaml-multiple-documents') {
+      end = lines.offsetAt({ line: lines.positionAt(start).line, character: Number.MAX_SAFE_INTEGER });
+      message = 'A recipe is a single YAML document: remove this `---` and what follows, or move it to its own file';
+    }
+    diagnostics.push(diagnostic(lines.range(start, Math.max(end, start)), Severity.Error, code, message));
+  }
+  for (const w of doc.warnings) {
+    const [start, end] = w.pos;
+    diagnostics.push(diagnostic(lines.range(start, end), Severity.Warning, 'yaml-syntax', `YAML: ${w.message}`));
+  }
+  return { text, lines, doc, diagnostics };
+}
+
+function keyNodeStartingAt(doc: Document.Parsed, offset: number): Node | undefined {
+  let found: Node | undefined;
+  visit(doc, {
+    Pair(_, pair) {
+      const k = pair.key as Node | null;
+      if (k?.range?.[0] === offset) {
+        found = k;
+        return visit.BREAK;
+      }
+      return undefined;
+    },
+  });
+  return found;
+}
+
+/** Source range of a node: its value, without trailing comments. */
+export function nodeRange(p: ParsedRecipe, node: Node): Range {
+  const r = node.range;
+  if (!r) return p.lines.range(0, 0);
+  return p.lines.range(r[0], r[1]);
+}
+
+export function keyText(pair: Pair): string | null {
+  return isScalar(pair.key) ? String(pair.key.value) : null;
+}
+
+/** The value node of an alias, or the node itself. */
+export function deref(p: ParsedRecipe, node: unknown): unknown {
+  return isAlias(node) ? node.resolve(p.doc) : node;
+}
+
+export type PathSegment = string | number;
+
+/** Where an offset falls in the document, for completion and hover. */
+export interface NodeLocation {
+  /** Key path of the innermost mapping value / list item containing the offset. */
+  path: PathSegment[];
+  /** The offset is on a mapping key (then `path` ends with that key). */
+  onKey: boolean;
+  /** The scalar under the offset, if any. */
+  scalar: { value: unknown; start: number; end: number } | null;
+}
+
+/** Finds the deepest node whose range contains `offset`. Returns null outside the document's content. */
+export function locate(p: ParsedRecipe, offset: number): NodeLocation | null {
+  const path: PathSegment[] = [];
+  let node: unknown = p.doc.contents;
+  if (!node) return null;
+  for (;;) {
+    if (isMap(node)) {
+      let descended = false;
+      for (const item of node.items) {
+        if (!isPair(item)) continue;
+        const key = keyText(item);
+        const k = item.key as Node | null;
+        if (k?.range && offset >= k.range[0] && offset <= k.range[1]) {
+          if (key === null) return null;
+          return { path: [...path, key], onKey: true, scalar: { value: key, start: k.range[0], end: k.range[1] } };
+        }
+        const v = item.value as Node | null;
+        if (key !== null && v?.range && offset >= v.range[0] && offset <= v.range[1] && !(isScalar(v) && v.value === null)) {
+          path.push(key);
+          node = v;
+          descended = true;
+          break;
+        }
+      }
+      if (!descended) return { path, onKey: false, scalar: null };
+    } else if (isSeq(node)) {
+      let descended = false;
+      node.items.forEach((item, i) => {
+        const n = item as Node | null;
+        if (!descended && n?.range && offset >= n.range[0] && offset <= n.range[1]) {
+          path.push(i);
+          node = n;
+          descended = true;
+        }
+      });
+      if (!descended) return { path, onKey: false, scalar: null };
+    } else if (isScalar(node)) {
+      const r = node.range!;
+      return { path, onKey: false, scalar: { value: node.value, start: r[0], end: r[1] } };
+    } else {
+      return { path, onKey: false, scalar: null };
+    }
+  }
+}

@@ -1,0 +1,262 @@
+/**
+ * THE recipe schema, version 1: the single source for validation, completion, hover, the generated
+ * recipe.schema.json and the `Recipe` type. Key names and meanings follow DESIGN.md; every key is documented
+ * here and nowhere else.
+ */
+import { array, bool, enumOf, literal, map, num, object, str, union, type Infer, type Schema } from './schema-dsl';
+
+const lambdaValue = num({
+  description: 'Weight on the **anchor**, between 0 and 1: merged = λ·anchor + (1 − λ)·other.',
+  minimum: 0,
+  maximum: 1,
+});
+
+const modelRef = (role: 'anchor' | 'other') =>
+  str({
+    format: 'model',
+    description:
+      role === 'anchor'
+        ? 'The **anchor** model: a Hugging Face folder (config.json + model.safetensors or a sharded model.safetensors.index.json), relative to the recipe, or `hf:org/name@rev`. The merged model keeps its layout and its outputs.'
+        : 'The **other** model: permuted toward the anchor, then interpolated with it. A Hugging Face folder relative to the recipe, or `hf:org/name@rev`. Must have the same architecture (tensor names and shapes) as the anchor.',
+    starter: role === 'anchor' ? './models/anchor' : './models/other',
+  });
+
+export const recipeSchema = object({
+  description: 'A Merge Studio recipe (version 1): which two audio encoders to align and merge, how, and how to evaluate the result.',
+  properties: {
+    version: literal({
+      value: 1,
+      description: 'Recipe format version. Always `1` for this format.',
+      starter: '1',
+    }),
+    name: str({
+      format: 'text',
+      optional: true,
+      description: 'A short name for this merge, used in reports and the job list. Defaults to the recipe file name.',
+    }),
+    models: object({
+      description: 'The two checkpoints to merge. Both must share one architecture (HuBERT, MERT or wav2vec2 layout).',
+      starter: 'models:\n  anchor: ${1:./models/anchor}\n  other: ${2:./models/other}',
+      properties: {
+        anchor: modelRef('anchor'),
+        other: modelRef('other'),
+      },
+    }),
+    probe: object({
+      optional: true,
+      description:
+        'Audio run through both models to measure activation correlations. Required when `align.method` is `correlation`.',
+      starter: 'probe:\n  audio: [${1:./probe}]\n  max_seconds: 600\n  segment_seconds: 5',
+      properties: {
+        audio: array({
+          description: 'Audio files (wav, flac, mp3) or folders of them, relative to the recipe. Mix the domains both models should serve.',
+          minItems: 1,
+          uniqueItems: true,
+          items: str({ format: 'path', description: 'An audio file or a folder of audio files, relative to the recipe.' }),
+        }),
+        max_seconds: num({
+          optional: true,
+          default: 600,
+          exclusiveMinimum: 0,
+          description: 'At most this many seconds of audio are read from each source in `audio`.',
+        }),
+        segment_seconds: num({
+          optional: true,
+          default: 5,
+          exclusiveMinimum: 0,
+          description: 'Probe audio is cut into segments of this length (seconds) before it is batched through the models.',
+        }),
+      },
+    }),
+    align: object({
+      optional: true,
+      default: { method: 'correlation', permute: ['cnn', 'attention', 'ffn'], heads: 'reorder', self_check: true },
+      description: 'How `other` is permuted toward `anchor` before merging.',
+      starter: 'align:\n  method: ${1|correlation,weights,none|}\n  permute: [cnn, attention, ffn]\n  heads: reorder',
+      properties: {
+        method: enumOf({
+          optional: true,
+          default: 'correlation',
+          description: 'How matching units are found.',
+          values: ['correlation', 'weights', 'none'],
+          valueDescriptions: {
+            correlation: 'Match units by the Pearson correlation of their activations on the probe audio (needs `probe`).',
+            weights: 'Match units by the similarity of their weights (no audio needed; usually weaker).',
+            none: 'Do not permute: plain interpolation of the two checkpoints.',
+          },
+        }),
+        permute: array({
+          optional: true,
+          default: ['cnn', 'attention', 'ffn'],
+          description: 'Which parts of the network are permuted. The residual stream is optional and off by default.',
+          minItems: 1,
+          uniqueItems: true,
+          items: enumOf({
+            description: 'A permutable part of the network.',
+            values: ['cnn', 'attention', 'ffn', 'residual'],
+            valueDescriptions: {
+              cnn: 'The channels of each feature-extractor conv block.',
+              attention: 'Attention heads and the dimensions inside each head.',
+              ffn: 'The hidden units of each feed-forward block.',
+              residual: 'The residual stream (hidden size) shared by all layers.',
+            },
+          }),
+        }),
+        heads: enumOf({
+          optional: true,
+          default: 'reorder',
+          description: 'How attention heads are aligned when `attention` is permuted.',
+          values: ['reorder', 'within', 'none'],
+          valueDescriptions: {
+            reorder: 'Reorder whole heads, then the dimensions within each matched head.',
+            within: 'Keep head order; permute the dimensions within each head only.',
+            none: 'Leave attention heads untouched.',
+          },
+        }),
+        self_check: bool({
+          optional: true,
+          default: true,
+          description: 'After permuting `other`, verify on probe audio that it still computes the same function (≤ 1e-5 relative).',
+        }),
+      },
+    }),
+    merge: object({
+      description: 'How the aligned checkpoints are combined.',
+      starter: 'merge:\n  method: ${1|linear,slerp|}\n  lambda: ${2:0.5}',
+      properties: {
+        method: enumOf({
+          optional: true,
+          default: 'linear',
+          description: 'Interpolation between the anchor and the aligned other.',
+          values: ['linear', 'slerp'],
+          valueDescriptions: {
+            linear: 'λ·anchor + (1 − λ)·other, tensor by tensor.',
+            slerp: 'Spherical interpolation of each tensor (keeps norms), λ on the anchor side.',
+          },
+        }),
+        lambda: union({
+          description:
+            'Weight on the anchor: a number in [0, 1], a list with one number per transformer layer, or `{default, overrides}` with tensor-name globs.',
+          expected: 'a number in [0, 1], a list of numbers (one per layer) or a mapping {default, overrides}',
+          variants: [
+            lambdaValue,
+            array({
+              description: 'One λ per transformer layer, in layer order (the feature extractor uses the first).',
+              minItems: 1,
+              items: lambdaValue,
+            }),
+            object({
+              description: 'A default λ and overrides for the tensors whose names match a glob.',
+              properties: {
+                default: { ...lambdaValue, description: 'λ for every tensor no override matches.' },
+                overrides: map({
+                  optional: true,
+                  description: 'λ per tensor-name glob (`*` within a name part, `**` across parts); the first matching glob wins.',
+                  keyFormat: 'glob',
+                  keyDescription: 'A glob over canonical tensor names, e.g. `encoder.layers.*.feed_forward.**`.',
+                  values: lambdaValue,
+                }),
+              },
+            }),
+          ],
+        }),
+        sweep: array({
+          optional: true,
+          description: 'Also produce and evaluate a merge for each of these λ values (numbers in [0, 1]).',
+          minItems: 1,
+          uniqueItems: true,
+          items: lambdaValue,
+        }),
+      },
+    }),
+    evaluate: object({
+      optional: true,
+      description: 'Linear-probe evaluation of the anchor, the other and each merge.',
+      starter: 'evaluate:\n  tasks:\n    - name: ${1:task}\n      domain: ${2|speech,music|}\n      data: ${3:./eval/task}',
+      properties: {
+        tasks: array({
+          description: 'Evaluation tasks. Each `data` folder holds `train/` and `test/`, each with audio files and a `labels.csv` (`file,label`).',
+          minItems: 1,
+          items: object({
+            description: 'One evaluation task.',
+            properties: {
+              name: str({ format: 'text', description: 'Task name, unique within the recipe; used in reports.' }),
+              domain: enumOf({
+                description: 'What the task measures, for grouping scores.',
+                values: ['speech', 'music'],
+                valueDescriptions: { speech: 'A speech task (keywords, speakers, …).', music: 'A music task (pitch, genre, instruments, …).' },
+              }),
+              data: str({
+                format: 'directory',
+                description: 'Folder with `train/` and `test/`, each holding audio and a `labels.csv` with header `file,label`.',
+              }),
+            },
+          }),
+        }),
+      },
+    }),
+    output: str({
+      format: 'directory',
+      description: 'Folder the merged model (HF folder + ONNX) and report.json are written to, relative to the recipe. Written atomically: a failed or cancelled run leaves nothing.',
+      starter: './out/merged',
+    }),
+    runtime: object({
+      optional: true,
+      default: { device: 'auto', seed: 0 },
+      description: 'Where and how the models run.',
+      starter: 'runtime:\n  device: ${1|auto,cpu,webgpu,cuda|}\n  seed: 0',
+      properties: {
+        device: enumOf({
+          optional: true,
+          default: 'auto',
+          description: 'onnxruntime execution provider.',
+          values: ['auto', 'cpu', 'webgpu', 'cuda'],
+          valueDescriptions: {
+            auto: 'The fastest available: cuda, then webgpu, then cpu.',
+            cpu: 'CPU only.',
+            webgpu: 'WebGPU (Dawn) execution provider.',
+            cuda: 'NVIDIA CUDA execution provider.',
+          },
+        }),
+        seed: num({ optional: true, default: 0, integer: true, minimum: 0, description: 'Seed for segment sampling and probe training; same seed, same result.' }),
+        threads: num({ optional: true, integer: true, minimum: 1, description: 'CPU threads for onnxruntime and statistics. Default: all cores.' }),
+        batch_size: num({ optional: true, integer: true, minimum: 1, description: 'Probe segments per forward batch. Default: chosen from the model size.' }),
+      },
+    }),
+  },
+});
+
+/** A recipe as loaded: validated, with defaults filled in. Paths are as written (relative to the recipe). */
+export type Recipe = Infer<typeof recipeSchema>;
+export type RecipeModels = Recipe['models'];
+export type RecipeLambda = Recipe['merge']['lambda'];
+export type EvaluationTask = NonNullable<Recipe['evaluate']>['tasks'][number];
+
+export const RECIPE_VERSION = 1;
+
+/** The schema at a key path (e.g. ['merge', 'lambda']), descending through arrays, maps and unions. */
+export function schemaAt(path: readonly (string | number)[], root: Schema = recipeSchema): Schema[] {
+  let current: Schema[] = [root];
+  for (const seg of path) {
+    const next: Schema[] = [];
+    for (const s of current.flatMap(expandUnion)) {
+      if (s.kind === 'object' && typeof seg === 'string' && seg in s.properties) next.push(s.properties[seg]!);
+      else if (s.kind === 'array' && typeof seg === 'number') next.push(s.items);
+      else if (s.kind === 'map' && typeof seg === 'string') next.push(s.values);
+    }
+    current = next;
+    if (current.length === 0) break;
+  }
+  return current;
+}
+
+export function expandUnion(s: Schema): Schema[] {
+  return s.kind === 'union' ? [...s.variants] : [s];
+}
+
+/** Required keys of an object schema: not optional. */
+export function requiredKeys(s: Extract<Schema, { kind: 'object' }>): string[] {
+  return Object.entries(s.properties)
+    .filter(([, p]) => !p.optional)
+    .map(([k]) => k);
+}
