@@ -74,6 +74,14 @@ for (const [name, size] of [['streaming-ffffffff.wav', 0xffffffff], ['streaming-
   fs.writeFileSync(name, b);
 }
 
+// RF64 (the >4 GiB WAV successor): sizes in a ds64 chunk, 0xFFFFFFFF in the RIFF and data headers
+{ const ds64 = Buffer.alloc(28); ds64.writeBigUInt64LE(BigInt(4 + 36 + 8 + base.data.length), 0);
+  ds64.writeBigUInt64LE(BigInt(base.data.length), 8); ds64.writeBigUInt64LE(BigInt(base.data.length / 2), 16);
+  const b = riff(chunk('ds64', ds64), chunk('fmt ', base.fmt), chunk('data', base.data), chunk('LIST', Buffer.from('INFO', 'latin1')));
+  b.write('RF64', 0, 'latin1'); b.writeUInt32LE(0xffffffff, 4);
+  b.writeUInt32LE(0xffffffff, 12 + 8 + 28 + 8 + base.fmt.length + 4);
+  fs.writeFileSync('rf64.wav', b); }
+
 // --- broken files
 fs.writeFileSync('empty.wav', Buffer.alloc(0));
 fs.writeFileSync('truncated-header.wav', wav('sine440-16k-i16.wav').subarray(0, 30));
@@ -84,6 +92,14 @@ fs.writeFileSync('not-audio.mp3', Buffer.from('{"json": "pretending to be an mp3
 // fmt with an absurd channel count (65535) and zero sample rate
 { const f = Buffer.from(base.fmt); f.writeUInt16LE(65535, 2); fs.writeFileSync('bad-channels.wav', riff(chunk('fmt ', f), chunk('data', base.data))); }
 { const f = Buffer.from(base.fmt); f.writeUInt32LE(0, 4); fs.writeFileSync('zero-rate.wav', riff(chunk('fmt ', f), chunk('data', base.data))); }
+// block align that disagrees with channels × bytes per sample
+{ const f = Buffer.from(base.fmt); f.writeUInt16LE(3, 12); fs.writeFileSync('bad-block-align.wav', riff(chunk('fmt ', f), chunk('data', base.data))); }
+// WAVE_FORMAT_EXTENSIBLE whose sub-format GUID is not a KSDATAFORMAT_SUBTYPE one
+{ const p = parts('sine440-22k-i24.wav'); const f = Buffer.from(p.fmt); f[30] ^= 0xff;
+  fs.writeFileSync('bad-guid.wav', riff(chunk('fmt ', f), chunk('data', p.data))); }
+// FLAC whose STREAMINFO claims 2^35 samples (hostile: must be refused before decoding anything)
+{ const b = Buffer.from(wav('sine440-16k-i24.flac')); const s = 8; // STREAMINFO body
+  b[s + 13] = (b[s + 13] & 0xf0) | 0x08; b.writeUInt32BE(0, s + 14); fs.writeFileSync('huge-streaminfo.flac', b); }
 // header only: a data chunk of size 0 means "to end of file" (streaming), so this one holds a single byte,
 // less than one 16-bit frame -> zero samples
 fs.writeFileSync('zero-samples.wav', riff(chunk('fmt ', base.fmt), chunk('data', Buffer.alloc(1))));

@@ -1,4 +1,4 @@
-import { mkdtempSync, mkdirSync, rmSync, writeFileSync, copyFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -119,9 +119,9 @@ describe('decodeAudioFile: WAV encodings', () => {
     expect(fit.residualRms).toBeLessThan(5e-5);
   });
 
-  it('skips unknown chunks with odd sizes (pad byte) and reads streaming headers (size 0 / 0xFFFFFFFF) to the end', async () => {
+  it('skips unknown chunks with odd sizes (pad byte), reads streaming headers (size 0 / 0xFFFFFFFF) to the end, RF64 via ds64', async () => {
     const ref = await decodeAudioFile(fx('sine440-16k-i16.wav'));
-    for (const f of ['odd-chunks.wav', 'streaming-ffffffff.wav', 'streaming-zero-size.wav']) {
+    for (const f of ['odd-chunks.wav', 'streaming-ffffffff.wav', 'streaming-zero-size.wav', 'rf64.wav']) {
       const a = await decodeAudioFile(fx(f));
       expect(a.sampleRate, f).toBe(16000);
       expect(Array.from(a.samples), f).toEqual(Array.from(ref.samples));
@@ -156,6 +156,23 @@ describe('decodeAudioFile: FLAC and MP3', () => {
     expect(fitSines(a.samples, 16000, [440]).amplitudes[0]).toBeCloseTo(0.5, 4);
   });
 
+  it('accepts an ID3v2 tag (plus zero padding) in front of FLAC', async () => {
+    const tmp = mkdtempSync(path.join(tmpdir(), 'audio-'));
+    try {
+      const flac = readFileSync(fx('sine440-16k-i24.flac'));
+      const tag = Buffer.alloc(10 + 20);
+      tag.write('ID3', 0, 'latin1');
+      tag[3] = 4;
+      tag[9] = 12; // declared size 12, then 8 bytes of zero padding beyond it
+      const file = path.join(tmp, 'tagged.flac');
+      writeFileSync(file, Buffer.concat([tag, flac]));
+      const a = await decodeAudioFile(file);
+      expect(Array.from(a.samples)).toEqual(Array.from((await decodeAudioFile(fx('sine440-16k-i24.flac'))).samples));
+    } finally {
+      rmSync(tmp, { recursive: true, force: true });
+    }
+  });
+
   it('MP3 (ID3v2 tag, mono, 320 kb/s): gapless length, right channel count, frequency and amplitude', async () => {
     const a = await decodeAudioFile(fx('sine440-44k.mp3'));
     // lame's Info tag carries encoder delay and padding: exactly the 0.5 s that was encoded comes back
@@ -177,6 +194,9 @@ describe('decodeAudioFile: bad files give one-line EngineErrors that name the fi
     ['sine440-16k.ogg', 'unsupported-audio', /Ogg \(Vorbis\/Opus\) audio is not supported/],
     ['bad-channels.wav', 'bad-audio', /declares 65535 channels/],
     ['zero-rate.wav', 'bad-audio', /sample rate of 0 Hz/],
+    ['bad-block-align.wav', 'bad-audio', /block align 3 does not match 1 channels × 2 bytes/],
+    ['bad-guid.wav', 'unsupported-audio', /sub-format GUID is not a standard PCM or float one/],
+    ['huge-streaminfo.flac', 'unsupported-audio', /34359738368 sample frames is longer than the 268435456 supported/],
     ['zero-samples.wav', 'bad-audio', /holds no samples/],
     ['no-data-chunk.wav', 'bad-audio', /has no data chunk/],
     ['nan-samples.wav', 'bad-audio', /sample 100 \(at 0\.0021 s\) is NaN/],
@@ -209,7 +229,7 @@ describe('decodeAudioFile: bad files give one-line EngineErrors that name the fi
   it('a FLAC cut mid-stream reports the samples missing against STREAMINFO', async () => {
     const tmp = mkdtempSync(path.join(tmpdir(), 'audio-'));
     try {
-      const bytes = await import('node:fs').then((fs) => fs.readFileSync(fx('sine440-44k-stereo.flac')));
+      const bytes = readFileSync(fx('sine440-44k-stereo.flac'));
       const cut = path.join(tmp, 'cut.flac');
       writeFileSync(cut, bytes.subarray(0, Math.floor(bytes.length * 0.7)));
       const e = await engineError(decodeAudioFile(cut));
@@ -287,6 +307,23 @@ describe('loadAudio', () => {
     const y = await loadAudio(fx('sine440-44k.mp3'), 16000);
     expect(y.length).toBe(8000);
     expect(fitSines(y, 16000, [440], 800, 7200).amplitudes[0]).toBeCloseTo(0.5, 2);
+  });
+
+  it('names the file when its rate is beyond the resampler (a 384 kHz WAV)', async () => {
+    const tmp = mkdtempSync(path.join(tmpdir(), 'audio-'));
+    try {
+      const b = Buffer.from(readFileSync(fx('sine440-16k-i16.wav')));
+      b.writeUInt32LE(384000, 24); // fmt sample rate
+      const file = path.join(tmp, 'dxd.wav');
+      writeFileSync(file, b);
+      expect((await decodeAudioFile(file)).sampleRate).toBe(384000);
+      const e = await engineError(loadAudio(file, 16000));
+      expect(e.code).toBe('unsupported-audio');
+      expect(e.message).toMatch(/dxd\.wav: cannot resample 384000 Hz → 16000 Hz/);
+      expect(e.file).toBe(file);
+    } finally {
+      rmSync(tmp, { recursive: true, force: true });
+    }
   });
 
   it('passes decode errors through', async () => {

@@ -44,7 +44,7 @@ class MonoSink {
     if (this.frames > MAX_DECODED_FRAMES) {
       throw new EngineError('unsupported-audio', `${this.file}: longer than the ${MAX_DECODED_FRAMES} sample frames supported; split the file`, this.file);
     }
-    this.parts.push(mixPlanar(p.channelData.slice(0, channels), p.samplesDecoded));
+    this.parts.push(mixPlanar(p.channelData.slice(0, Math.max(1, Math.min(channels, p.channelData.length))), p.samplesDecoded));
   }
 
   finish(): Float32Array {
@@ -142,11 +142,17 @@ function flacStart(bytes: Uint8Array): number {
   return bytes[at] === 0x66 && bytes[at + 1] === 0x4c && bytes[at + 2] === 0x61 && bytes[at + 3] === 0x43 ? at : -1;
 }
 
-/** Bytes taken by a leading ID3v2 tag (0 when there is none). */
+/**
+ * Where the audio starts: after a leading ID3v2 tag and the zero padding some taggers leave beyond its declared
+ * size (0 when there is no tag).
+ */
 export function id3v2Length(bytes: Uint8Array): number {
   if (bytes.length < 10 || bytes[0] !== 0x49 || bytes[1] !== 0x44 || bytes[2] !== 0x33) return 0;
   const size = ((bytes[6]! & 0x7f) << 21) | ((bytes[7]! & 0x7f) << 14) | ((bytes[8]! & 0x7f) << 7) | (bytes[9]! & 0x7f);
-  return 10 + size + (bytes[5]! & 0x10 ? 10 : 0);
+  let at = 10 + size + (bytes[5]! & 0x10 ? 10 : 0);
+  const limit = Math.min(bytes.length, at + 65536);
+  while (at < limit && bytes[at] === 0) at++;
+  return at;
 }
 
 export interface MpegHeader {

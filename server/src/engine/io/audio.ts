@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import { EngineError } from '../errors';
 import { decodeFlac, decodeMp3 } from './audio-codecs';
 import { sniffAudioFormat } from './audio-format';
-import { resample } from './audio-resample';
+import { resample, type ResampleQuality } from './audio-resample';
 import type { PcmAudio } from './audio-types';
 import { decodeWav } from './audio-wav';
 
@@ -39,11 +39,11 @@ export async function decodeAudioFile(file: string): Promise<DecodedAudio> {
   return { ...pcm, durationSeconds: pcm.samples.length / pcm.sampleRate };
 }
 
-/** Decode, mix down to mono and resample to `targetRate`. */
-export async function loadAudio(file: string, targetRate: number): Promise<Float32Array> {
+/** Decode, mix down to mono and resample to `targetRate` (quality: see audio-resample.ts; default medium). */
+export async function loadAudio(file: string, targetRate: number, opts: { quality?: ResampleQuality } = {}): Promise<Float32Array> {
   const audio = await decodeAudioFile(file);
   try {
-    return await resample(audio.samples, audio.sampleRate, targetRate);
+    return await resample(audio.samples, audio.sampleRate, targetRate, opts);
   } catch (e) {
     if (e instanceof EngineError && !e.file) throw new EngineError(e.code, `${file}: ${e.message}`, file, { cause: e });
     throw e;
