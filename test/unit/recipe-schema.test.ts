@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { isEngineError } from '../../server/src/engine/errors';
-import { loadRecipe, recipeSchema, type Schema } from '../../server/src/engine/recipe';
+import { loadRecipe, recipeSchema, requiredKeys, type Schema } from '../../server/src/engine/recipe';
 import { jsonSchemaText } from '../../server/src/engine/recipe/json-schema';
 
 const fixtures = path.join(__dirname, '..', 'fixtures', 'recipes');
@@ -29,10 +29,7 @@ describe('recipe schema', () => {
   });
 
   it('requires the sections DESIGN.md requires', () => {
-    const required = Object.entries(recipeSchema.properties)
-      .filter(([, s]) => !s.optional)
-      .map(([k]) => k);
-    expect(required).toEqual(['version', 'models', 'merge', 'output']);
+    expect(requiredKeys(recipeSchema)).toEqual(['version', 'models', 'merge', 'output']);
   });
 });
 
