@@ -16,6 +16,7 @@ interface Piece {
   channelData: Float32Array[];
   samplesDecoded: number;
   sampleRate: number;
+  bitDepth?: number;
   errors: { message: string; frameNumber: number }[];
 }
 
@@ -26,7 +27,8 @@ class MonoSink {
   sampleRate = 0;
   constructor(private readonly file: string, private readonly codec: string) {}
 
-  add(p: Piece, channels: number): void {
+  /** `rescale`: fix up each channel before the mixdown (FLAC's integer scaling, below). */
+  add(p: Piece, channels: number, rescale?: (x: Float32Array, bits: number) => void): void {
     if (p.errors.length > 0) {
       const e = p.errors[0]!;
       throw new EngineError('bad-audio', `${this.file}: corrupt ${this.codec} stream at frame ${e.frameNumber}: ${e.message}`, this.file);
@@ -44,7 +46,9 @@ class MonoSink {
     if (this.frames > MAX_DECODED_FRAMES) {
       throw new EngineError('unsupported-audio', `${this.file}: longer than the ${MAX_DECODED_FRAMES} sample frames supported; split the file`, this.file);
     }
-    this.parts.push(mixPlanar(p.channelData.slice(0, Math.max(1, Math.min(channels, p.channelData.length))), p.samplesDecoded));
+    const used = p.channelData.slice(0, Math.max(1, Math.min(channels, p.channelData.length)));
+    if (rescale && p.bitDepth) for (const ch of used) rescale(ch.subarray(0, p.samplesDecoded), p.bitDepth);
+    this.parts.push(mixPlanar(used, p.samplesDecoded));
   }
 
   finish(): Float32Array {
@@ -61,6 +65,17 @@ class MonoSink {
 
 const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
+/**
+ * The FLAC decoder divides b-bit integers by 2^(b-1) - 1; WAV readers (this one, soundfile, torchaudio) divide by
+ * 2^(b-1). Recovering the integer and dividing by 2^(b-1) makes a FLAC decode bit-identical to its WAV, so the
+ * container never changes the probe statistics.
+ */
+function flacToWavScale(x: Float32Array, bits: number): void {
+  const full = 2 ** (bits - 1);
+  const dec = full - 1;
+  for (let i = 0; i < x.length; i++) x[i] = Math.round(x[i]! * dec) / full;
+}
+
 export async function decodeFlac(bytes: Uint8Array, file: string): Promise<PcmAudio> {
   const info = readStreamInfo(bytes);
   if (info && info.totalFrames > MAX_DECODED_FRAMES) {
@@ -74,12 +89,12 @@ export async function decodeFlac(bytes: Uint8Array, file: string): Promise<PcmAu
     for (let o = 0; o < bytes.length; o += PIECE_BYTES) {
       const p = (await decoder.decode(bytes.subarray(o, o + PIECE_BYTES))) as Piece;
       channels ||= p.channelData.length;
-      sink.add(p, channels || p.channelData.length);
+      sink.add(p, channels || p.channelData.length, flacToWavScale);
       await turn();
     }
     const last = (await decoder.flush()) as Piece;
     channels ||= last.channelData.length;
-    sink.add(last, channels || last.channelData.length);
+    sink.add(last, channels || last.channelData.length, flacToWavScale);
   } catch (e) {
     throw wrap(e, file, 'FLAC');
   } finally {
