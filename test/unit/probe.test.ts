@@ -4,7 +4,15 @@ import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { EngineError } from '../../server/src/engine/errors';
 import { loadAudio } from '../../server/src/engine/io/audio';
-import { buildProbeSet, convFrames, cutSegments, iterateBatches, mulberry32, type ProbeOptions } from '../../server/src/engine/io/probe';
+import {
+  buildProbeSet,
+  convFrames,
+  cutSegments,
+  describeProbe,
+  iterateBatches,
+  mulberry32,
+  type ProbeOptions,
+} from '../../server/src/engine/io/probe';
 
 const dir = path.resolve(__dirname, '../fixtures/audio');
 const fx = (name: string) => path.join(dir, name);
@@ -178,6 +186,20 @@ describe('buildProbeSet', () => {
         expect(e.code, JSON.stringify(bad)).toBe('bad-config');
       }
     });
+  });
+});
+
+describe('describeProbe', () => {
+  it('gives a JSON-safe provenance with relative paths', async () => {
+    const probe = await buildProbeSet({ ...base, sources: ['nested/b', 'tone-16k.wav'], segmentSeconds: 0.4, maxSeconds: 10 });
+    const d = describeProbe(probe, dir);
+    expect(JSON.parse(JSON.stringify(d))).toEqual(d);
+    expect(d.sources.map((s) => [s.source, s.path, s.segments, s.files])).toEqual([
+      ['nested/b', 'nested/b', 1, [{ file: 'nested/b/three.Mp3', segments: 1 }]], // 0.5 s = 0.4 + 0.1 (dropped)
+      ['tone-16k.wav', 'tone-16k.wav', 4, [{ file: 'tone-16k.wav', segments: 4 }]],
+    ]);
+    expect(d.segments).toHaveLength(5);
+    expect(d.segments.filter((s) => s.paddedSeconds > 0)).toEqual([{ source: 1, file: 'tone-16k.wav', offsetSeconds: 1.2, paddedSeconds: 0.1 }]);
   });
 });
 

@@ -157,6 +157,35 @@ export function cutSegments(audio: Float32Array, size: number, source: number, f
   return out;
 }
 
+/** What a report says about the probe: JSON-safe (no samples), paths relative to `baseDir` with '/' separators. */
+export interface ProbeDescription {
+  sampleRate: number;
+  segmentSeconds: number;
+  seed: number;
+  totalSegments: number;
+  totalSeconds: number;
+  sources: (Omit<ProbeSourceSummary, 'path'> & { path: string })[];
+  segments: { source: number; file: string; offsetSeconds: number; paddedSeconds: number }[];
+}
+
+export function describeProbe(probe: ProbeSet, baseDir: string): ProbeDescription {
+  const rel = (f: string) => path.relative(baseDir, f).split(path.sep).join('/');
+  return {
+    sampleRate: probe.sampleRate,
+    segmentSeconds: probe.segmentSeconds,
+    seed: probe.seed,
+    totalSegments: probe.totalSegments,
+    totalSeconds: probe.totalSeconds,
+    sources: probe.sources.map((s) => ({ ...s, path: rel(s.path), files: s.files.map((f) => ({ file: rel(f.file), segments: f.segments })) })),
+    segments: probe.segments.map((s) => ({
+      source: s.source,
+      file: rel(s.file),
+      offsetSeconds: s.offsetSeconds,
+      paddedSeconds: s.paddedSamples / probe.sampleRate,
+    })),
+  };
+}
+
 export interface ProbeBatch {
   /** Row-major [batch, segmentSamples], ready to wrap as an ONNX float32 tensor with `dims`. */
   data: Float32Array;
