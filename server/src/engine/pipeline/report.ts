@@ -1,0 +1,75 @@
+/**
+ * report.json: everything a run found out, as plain JSON. The single definition used by the CLI table, the
+ * language server (getReport), the webview panels and the notebook renderer.
+ */
+import type { JobStage } from '../progress';
+
+export const REPORT_VERSION = 1;
+/** MIME type of a report, for notebook renderers. */
+export const REPORT_MIME = 'application/vnd.merge-studio.report+json';
+
+export type PermuteGroup = 'cnn' | 'attention' | 'ffn' | 'residual';
+
+export interface ModelSummary {
+  source: string;
+  family: string;
+  modelType: string;
+  layers: number;
+  hidden: number;
+  heads: number;
+  intermediate: number;
+  parameters: number;
+  sampleRate: number;
+  frameRate: number;
+}
+
+/** Alignment statistics of one tap (a permutation group at one place in the network). */
+export interface TapReport {
+  tap: string;
+  group: PermuteGroup;
+  /** Transformer layer (0-based) or conv block; null for the residual stream. */
+  layer: number | null;
+  units: number;
+  /** Mean of the diagonal of the anchor × other correlation matrix before and after permutation. */
+  meanCorrelationBefore: number;
+  meanCorrelationAfter: number;
+  /** Fraction of units the permutation moved. */
+  moved: number;
+  /** Units with zero variance on the probe audio (their correlations count as 0). */
+  deadUnits: { anchor: number; other: number };
+  /** Block-averaged correlation matrix (at most 64 × 64) before and after permutation, for heatmaps. */
+  heatmap?: { size: number; blocks: number; before: number[]; after: number[] };
+  /** Attention only: head-pair score matrix [heads × heads] (mean in-head matched correlation). */
+  headScores?: number[];
+}
+
+export interface EvaluationRow {
+  /** anchor, other, linear (interpolation without alignment), permuted (aligned, then interpolated). */
+  variant: 'anchor' | 'other' | 'linear' | 'permuted';
+  lambda: number | null;
+  task: string;
+  domain: 'speech' | 'music';
+  /** Test accuracy in [0, 1]. */
+  score: number;
+}
+
+export interface MergeReport {
+  version: typeof REPORT_VERSION;
+  createdAt: string;
+  recipe: { file: string; sha256: string };
+  tool: { mergeStudio: string; onnxruntime: string; node: string };
+  backend: string;
+  models: { anchor: ModelSummary; other: ModelSummary };
+  probe: { seconds: number; segments: number; sources: { path: string; files: number; seconds: number }[] } | null;
+  align: {
+    method: 'correlation' | 'weights' | 'none';
+    permute: PermuteGroup[];
+    heads: 'reorder' | 'within' | 'none';
+    taps: TapReport[];
+    selfCheck: { maxRelativeError: number; tolerance: number; passed: boolean } | null;
+  };
+  merge: { method: 'linear' | 'slerp'; lambda: unknown; sweep: number[] };
+  evaluation: { rows: EvaluationRow[]; averages: { variant: EvaluationRow['variant']; lambda: number | null; average: number }[] } | null;
+  timings: Partial<Record<JobStage, number>> & { total: number };
+  output: { dir: string; files: string[] };
+}
