@@ -7,6 +7,8 @@ import { describeError, EngineError } from './engine/errors';
 import { consoleOutput } from './cli/common';
 import { registerDoctorCommand } from './cli/doctor';
 import { registerForwardCommand } from './cli/forward';
+import { registerCheckCommand } from './cli/check';
+import { registerLspCommand } from './cli/lsp';
 
 declare const MERGE_STUDIO_VERSION: string;
 
@@ -18,6 +20,8 @@ export function buildProgram(out = consoleOutput): Command {
     .exitOverride();
   registerForwardCommand(program, out);
   registerDoctorCommand(program, out);
+  registerCheckCommand(program, out);
+  registerLspCommand(program);
   return program;
 }
 

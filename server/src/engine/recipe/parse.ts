@@ -183,3 +183,21 @@ export function locate(p: ParsedRecipe, offset: number): NodeLocation | null {
     }
   }
 }
+
+/** The node at a key path (through aliases), or undefined. */
+export function nodeAt(p: ParsedRecipe, path: readonly PathSegment[]): unknown {
+  let node: unknown = deref(p, p.doc.contents);
+  for (const seg of path) {
+    if (isMap(node) && typeof seg === 'string') node = deref(p, node.get(seg, true));
+    else if (isSeq(node) && typeof seg === 'number') node = deref(p, node.items[seg]);
+    else return undefined;
+  }
+  return node;
+}
+
+/** The keys present in the mapping at `path` (empty when there is none). */
+export function keysAt(p: ParsedRecipe, path: readonly PathSegment[]): string[] {
+  const node = nodeAt(p, path);
+  if (!isMap(node)) return [];
+  return node.items.map((pair) => keyText(pair)).filter((k): k is string => k !== null);
+}
