@@ -1,0 +1,116 @@
+import * as vscode from 'vscode';
+import * as lsp from '../../protocol/lsp-ext';
+import type { Ctx, CtxInit } from './ctx';
+import { newRecipe } from './new-recipe';
+import { recipeFromArgs, saveIfDirty, displayName } from './recipes';
+import { cancelJob, runWithProgress, type RunOutcome } from './run';
+
+export type Cmd = (...args: any[]) => unknown;
+
+/**
+ * Commands as factories (rust-analyzer's `createCommands`): a command that talks to the server is built from a
+ * context whose client is running by type; the registration starts the server before calling it.
+ */
+export type CommandFactory = { server: (ctx: CtxInit) => Cmd } | { always: (ctx: Ctx) => Cmd };
+
+export function createCommands(): Record<string, CommandFactory> {
+  return {
+    'mergeStudio.runRecipe': { server: runRecipe },
+    'mergeStudio.checkRecipe': { server: checkRecipe },
+    'mergeStudio.cancelJob': { server: cancel },
+    'mergeStudio.showReport': { server: showReport },
+    'mergeStudio.newRecipe': { always: () => newRecipe },
+    'mergeStudio.restartServer': { always: restartServer },
+    'mergeStudio.showOutput': { always: (ctx) => () => ctx.outputChannel.show() },
+  };
+}
+
+function noRecipe(verb: string): undefined {
+  void vscode.window.showWarningMessage(`Merge Studio: open a recipe (*.merge.yaml) to ${verb} it.`);
+  return undefined;
+}
+
+function runRecipe(ctx: CtxInit): Cmd {
+  return async (arg?: unknown): Promise<RunOutcome> => {
+    const uri = recipeFromArgs(arg);
+    if (!uri) return noRecipe('run') ?? { status: 'refused', reason: 'no-recipe', message: 'no recipe' };
+    // A run loads checkpoints and executes them here; Restricted Mode keeps editing and checking only.
+    if (!vscode.workspace.isTrusted) {
+      const message = 'Running a recipe needs a trusted workspace: it loads the model checkpoints the recipe names and runs them on this machine. Editing and checking work in Restricted Mode.';
+      void vscode.window.showWarningMessage(`Merge Studio: ${message}`, 'Manage Workspace Trust').then((pick) => {
+        if (pick) void vscode.commands.executeCommand('workbench.trust.manage');
+      });
+      return { status: 'refused', reason: 'untrusted', message };
+    }
+    if (!(await saveIfDirty(uri))) return { status: 'refused', reason: 'unsaved', message: `${displayName(uri)} could not be saved` };
+    return runWithProgress(ctx, uri);
+  };
+}
+
+function checkRecipe(ctx: CtxInit): Cmd {
+  return async (arg?: unknown): Promise<lsp.CheckRecipeResult | undefined> => {
+    const uri = recipeFromArgs(arg);
+    if (!uri) return noRecipe('check');
+    const result = await ctx.client.sendRequest(lsp.checkRecipe, { uri: ctx.client.code2ProtocolConverter.asUri(uri) });
+    const name = displayName(uri);
+    const plural = (n: number, w: string) => `${n} ${w}${n === 1 ? '' : 's'}`;
+    if (result.errorCount + result.warningCount === 0) {
+      void vscode.window.showInformationMessage(`Merge Studio: ${name} has no problems.`);
+    } else {
+      void vscode.window
+        .showWarningMessage(`Merge Studio: ${name} has ${plural(result.errorCount, 'error')} and ${plural(result.warningCount, 'warning')}.`, 'Show Problems')
+        .then((pick) => (pick ? vscode.commands.executeCommand('workbench.actions.view.problems') : undefined));
+    }
+    return result;
+  };
+}
+
+function cancel(ctx: CtxInit): Cmd {
+  return async (jobId?: unknown): Promise<lsp.CancelJobResult> => {
+    const id = typeof jobId === 'string' ? jobId : ctx.jobs.running?.jobId;
+    if (!id) {
+      void vscode.window.showInformationMessage('Merge Studio: no job is running.');
+      return { cancelled: false };
+    }
+    const result = await cancelJob(ctx, id);
+    if (!result.cancelled) void vscode.window.showInformationMessage(`Merge Studio: job ${id} had already finished.`);
+    return result;
+  };
+}
+
+function showReport(ctx: CtxInit): Cmd {
+  return async (jobId?: unknown): Promise<lsp.GetReportResult | undefined> => {
+    const id = typeof jobId === 'string' ? jobId : ctx.jobs.lastReportJob?.jobId;
+    if (!id) {
+      void vscode.window.showInformationMessage('Merge Studio: no report yet; run a recipe first.');
+      return undefined;
+    }
+    // Pulled by id (the notification carried only a summary); the report file itself is what gets opened.
+    const result = await ctx.client.sendRequest(lsp.getReport, { jobId: id });
+    const doc = await vscode.workspace.openTextDocument(vscode.Uri.file(result.reportPath));
+    await vscode.window.showTextDocument(doc, { preview: true });
+    return result;
+  };
+}
+
+function restartServer(ctx: Ctx): Cmd {
+  return async (): Promise<void> => {
+    await ctx.restart();
+  };
+}
+
+/** Registers every command once; server commands start the server (if needed) on each call. */
+export function registerCommands(ctx: Ctx, factories: Record<string, CommandFactory>): void {
+  for (const [name, factory] of Object.entries(factories)) {
+    let cmd: Cmd | undefined;
+    const handler =
+      'always' in factory
+        ? factory.always(ctx)
+        : async (...args: unknown[]) => {
+            const init = await ctx.withServer(); // failures are shown by Ctx
+            cmd ??= factory.server(init);
+            return cmd(...args);
+          };
+    ctx.pushCleanup(vscode.commands.registerCommand(name, handler));
+  }
+}

@@ -1,0 +1,156 @@
+#!/usr/bin/env node
+// Runs extension-host tests offline in a real VS Code: code-server (VS Code 1.100 web workbench + a Node extension
+// host) with a throw-away profile, opened in headless Chromium with extensionDevelopmentPath/extensionTestsPath in
+// the URL payload (what @vscode/test-electron passes to Electron). Streams the suite's progress, prints PASS/FAIL
+// per test, and always stops code-server, its children and the browser.
+//
+// usage: node scripts/run-extension-tests.mjs --code-server DIR --extension DIR --tests FILE --workspace DIR
+//          [--results FILE] [--timeout SECONDS] [--untrusted] [--chromium PATH]
+//   --code-server  where scripts/install-code-server.sh installed it
+//   --tests        a CommonJS module exporting run(): Promise<void> that writes [{name, ok, error?}] to the file in
+//                  env MERGE_TEST_RESULTS (code-server's exit code says nothing about the tests)
+//   --untrusted    open the workspace in Restricted Mode (workspace trust on, folder not trusted)
+// exit: 0 all passed · 1 a test failed · 2 the suite did not finish (timeout, startup failure)
+import { spawn } from 'node:child_process';
+import { createRequire } from 'node:module';
+import { existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+
+const argv = process.argv.slice(2);
+const arg = (k, d) => { const i = argv.indexOf(`--${k}`); return i >= 0 ? argv[i + 1] : d; };
+const flag = (k) => argv.includes(`--${k}`);
+const need = (k) => { const v = arg(k); if (!v) { console.error(`run-extension-tests: missing --${k}`); process.exit(2); } return path.resolve(v); };
+const CS_DIR = need('code-server'), EXT = need('extension'), TESTS = need('tests'), WS = need('workspace');
+const TIMEOUT_S = Number(arg('timeout', '240'));
+const UNTRUSTED = flag('untrusted');
+const CS_BIN = path.join(CS_DIR, 'node_modules', '.bin', 'code-server');
+
+const chromiumPath = () => {
+  const candidates = [arg('chromium'), process.env.CHROMIUM_PATH, '/usr/bin/chromium', '/usr/bin/chromium-browser', '/usr/bin/google-chrome'];
+  const found = candidates.find((p) => p && existsSync(p));
+  if (!found) throw new Error('no Chromium found: install the Debian package `chromium`, or pass --chromium / CHROMIUM_PATH');
+  return found;
+};
+const freePort = () => new Promise((res, rej) => { const s = net.createServer(); s.on('error', rej); s.listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => res(p)); }); });
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const tail = (file, n = 40) => { try { return readFileSync(file, 'utf8').trimEnd().split('\n').slice(-n).join('\n'); } catch { return '(none)'; } };
+/** Every *.log under a folder, newest first (the extension host's own log lives in the user-data logs). */
+const logsUnder = (dir) => {
+  const out = [];
+  const walk = (d) => { for (const e of readdirSync(d, { withFileTypes: true })) { const p = path.join(d, e.name); if (e.isDirectory()) walk(p); else if (e.name.endsWith('.log')) out.push(p); } };
+  try { walk(dir); } catch { /* no logs yet */ }
+  return out.sort((a, b) => statSync(b).mtimeMs - statSync(a).mtimeMs);
+};
+
+for (const [what, p] of [['code-server', CS_BIN], ['extension', path.join(EXT, 'package.json')], ['tests', TESTS], ['workspace', WS]]) {
+  if (!existsSync(p)) { console.error(`run-extension-tests: ${what} not found: ${p}`); process.exit(2); }
+}
+const require = createRequire(path.join(process.cwd(), 'package.json'));
+const { chromium } = require('playwright-core');
+
+const run = mkdtempSync(path.join(os.tmpdir(), 'merge-studio-vscode-'));
+const RESULTS = path.resolve(arg('results', path.join(run, 'results.json')));
+const PROGRESS = path.join(run, 'progress.log');
+const home = path.join(run, 'home');
+const userData = path.join(run, 'user-data');
+mkdirSync(path.join(userData, 'User'), { recursive: true });
+mkdirSync(home, { recursive: true });
+writeFileSync(path.join(userData, 'User', 'settings.json'), JSON.stringify({
+  'security.workspace.trust.enabled': UNTRUSTED,
+  'security.workspace.trust.startupPrompt': 'never',
+  'security.workspace.trust.banner': 'never',
+  'workbench.startupEditor': 'none',
+  'workbench.tips.enabled': false,
+  'telemetry.telemetryLevel': 'off',
+  'update.mode': 'none',
+  'extensions.autoCheckUpdates': false,
+  'extensions.autoUpdate': false,
+  'extensions.ignoreRecommendations': true,
+  'git.enabled': false,
+}));
+rmSync(RESULTS, { force: true });
+writeFileSync(PROGRESS, '');
+// Nothing may be written into the real home: code-server, Chromium and the extension host all get this one.
+const env = { ...process.env, HOME: home, XDG_CONFIG_HOME: `${home}/.config`, XDG_DATA_HOME: `${home}/.local/share`, XDG_CACHE_HOME: `${home}/.cache`,
+  MERGE_TEST_RESULTS: RESULTS, MERGE_TEST_LOG: PROGRESS };
+delete env.VSCODE_IPC_HOOK_CLI; // when run from a VS Code terminal
+
+let cs; let browser; let code = 2; let cleaned = false;
+const serverLog = path.join(run, 'server.log');
+
+/** code-server runs in its own process group (detached): one signal reaches it and every child it spawned. */
+async function cleanup() {
+  if (cleaned) return; cleaned = true;
+  await browser?.close().catch(() => undefined);
+  if (cs?.pid && cs.exitCode === null) {
+    try { process.kill(-cs.pid, 'SIGTERM'); } catch { /* gone */ }
+    for (let i = 0; i < 30 && cs.exitCode === null && cs.signalCode === null; i++) await sleep(100);
+    try { process.kill(-cs.pid, 'SIGKILL'); } catch { /* gone */ }
+  }
+}
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.on(sig, () => { console.error(`run-extension-tests: ${sig}, stopping code-server`); cleanup().finally(() => process.exit(130)); });
+
+try {
+  const port = await freePort();
+  const logFd = openSync(serverLog, 'a');
+  const args = ['--bind-addr', `127.0.0.1:${port}`, '--auth', 'none', '--user-data-dir', userData, '--extensions-dir', path.join(run, 'extensions'),
+    '--config', path.join(run, 'config.yaml'), '--disable-telemetry', '--disable-update-check', '--disable-getting-started-override', '--ignore-last-opened'];
+  if (!UNTRUSTED) args.push('--disable-workspace-trust');
+  writeFileSync(path.join(run, 'config.yaml'), `bind-addr: 127.0.0.1:${port}\nauth: none\ncert: false\n`);
+  cs = spawn(CS_BIN, [...args, WS], { env, stdio: ['ignore', logFd, logFd], detached: true });
+  const base = `http://127.0.0.1:${port}`;
+  const upBy = Date.now() + 60_000;
+  for (;;) {
+    if (cs.exitCode !== null) throw new Error(`code-server exited with ${cs.exitCode} at startup:\n${tail(serverLog)}`);
+    try { if ((await fetch(`${base}/healthz`)).ok) break; } catch { /* not listening yet */ }
+    if (Date.now() > upBy) throw new Error(`code-server did not answer on ${base} within 60 s:\n${tail(serverLog)}`);
+    await sleep(200);
+  }
+  const auth = `127.0.0.1:${port}`;
+  const payload = JSON.stringify([['extensionDevelopmentPath', `vscode-remote://${auth}${EXT}`], ['extensionTestsPath', `vscode-remote://${auth}${TESTS}`]]);
+  browser = await chromium.launch({ executablePath: chromiumPath(), headless: true, env,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'] });
+  const page = await browser.newPage();
+  const pageErrors = [];
+  page.on('pageerror', (e) => pageErrors.push(String(e)));
+  page.on('console', (m) => { if (m.type() === 'error') pageErrors.push(m.text()); });
+  await page.goto(`${base}/?folder=${encodeURIComponent(WS)}&payload=${encodeURIComponent(payload)}`);
+
+  // Stream the suite's progress lines until the results file appears (written atomically by the suite).
+  const end = Date.now() + TIMEOUT_S * 1000;
+  let shown = 0;
+  const stream = () => { const text = readFileSync(PROGRESS, 'utf8'); if (text.length > shown) { process.stdout.write(text.slice(shown)); shown = text.length; } };
+  while (Date.now() < end && !existsSync(RESULTS)) {
+    stream();
+    if (cs.exitCode !== null) throw new Error(`code-server exited with ${cs.exitCode} during the tests:\n${tail(serverLog)}`);
+    await sleep(200);
+  }
+  stream();
+  if (!existsSync(RESULTS)) {
+    console.log(`\nno results after ${TIMEOUT_S} s: the suite did not finish (profile and logs kept in ${run})`);
+    for (const f of logsUnder(path.join(userData, 'logs')).filter((f) => /exthost|remoteagent|server/i.test(f)).slice(0, 3)) console.log(`--- ${f}\n${tail(f)}`);
+    if (pageErrors.length) console.log(`--- browser errors\n${pageErrors.slice(-10).join('\n')}`);
+    code = 2;
+  } else {
+    const res = JSON.parse(readFileSync(RESULTS, 'utf8'));
+    console.log('');
+    for (const r of res) console.log(`${r.ok ? 'PASS' : 'FAIL'} ${r.name}${r.ms !== undefined ? ` (${(r.ms / 1000).toFixed(1)} s)` : ''}${r.ok ? '' : `\n  ${String(r.error).split('\n').join('\n  ')}`}`);
+    const failed = res.filter((r) => !r.ok).length;
+    console.log(`${res.length - failed} passed, ${failed} failed${UNTRUSTED ? ' (Restricted Mode)' : ''}`);
+    code = failed || res.length === 0 ? 1 : 0;
+    if (code) {
+      const ext = logsUnder(path.join(userData, 'logs')).find((f) => /exthost/i.test(f));
+      if (ext) console.log(`--- extension host log (${ext})\n${tail(ext, 30)}`);
+      console.log(`(profile and logs kept in ${run})`);
+    }
+  }
+} catch (e) {
+  console.error(`run-extension-tests: ${e instanceof Error ? e.message : e}\n(profile and logs kept in ${run})`);
+  code = 2;
+} finally {
+  await cleanup();
+}
+if (code === 0) rmSync(run, { recursive: true, force: true });
+process.exit(code);

@@ -1,0 +1,45 @@
+/**
+ * Restricted Mode (an untrusted workspace): the extension still loads (`untrustedWorkspaces: limited`), editing
+ * and checking work, and Run Recipe refuses with a message instead of executing models.
+ */
+import { existsSync } from 'node:fs';
+import * as vscode from 'vscode';
+import type { CheckRecipeResult } from '../../protocol/lsp-ext';
+import type { RunOutcome } from '../../client/src/run';
+import { assert, assertEqual, diagCode, diagnosticsOf, runSuite, type TestCase } from './harness';
+
+const file = (...parts: string[]) => vscode.Uri.joinPath(vscode.workspace.workspaceFolders![0]!.uri, ...parts);
+
+const tests: TestCase[] = [
+  {
+    name: 'the workspace is in Restricted Mode and recipes still get diagnostics',
+    timeoutMs: 60_000,
+    fn: async () => {
+      assertEqual(vscode.workspace.isTrusted, false, 'workspace.isTrusted');
+      const doc = await vscode.workspace.openTextDocument(file('broken.merge.yaml'));
+      await vscode.window.showTextDocument(doc);
+      assertEqual(doc.languageId, 'merge-recipe', 'language');
+      await diagnosticsOf(doc.uri, (d) => d.some((x) => diagCode(x) === 'unknown-key'), 45_000);
+    },
+  },
+  {
+    name: 'Check Recipe works in Restricted Mode',
+    fn: async () => {
+      const result = await vscode.commands.executeCommand<CheckRecipeResult>('mergeStudio.checkRecipe', file('broken.merge.yaml'));
+      assert(result && result.errorCount > 0, `check: ${JSON.stringify(result)}`);
+    },
+  },
+  {
+    name: 'Run Recipe is refused with the reason, and nothing runs',
+    fn: async () => {
+      const outcome = await vscode.commands.executeCommand<RunOutcome>('mergeStudio.runRecipe', file('tiny.merge.yaml'));
+      assert(outcome.status === 'refused' && outcome.reason === 'untrusted', `outcome: ${JSON.stringify(outcome)}`);
+      assert(/trusted workspace/.test(outcome.message), `message: ${outcome.message}`);
+      assert(!existsSync(file('out', 'tiny').fsPath), 'output was written');
+    },
+  },
+];
+
+export function run(): Promise<void> {
+  return runSuite(tests);
+}
