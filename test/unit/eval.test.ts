@@ -47,7 +47,7 @@ describe('linear probes', () => {
   it('separable classes → accuracy 1, on the informative layer and the weighted sum', () => {
     const tr = synthetic(200, 4, 16, 5, 2, 12, 1);
     const te = synthetic(100, 4, 16, 5, 2, 12, 2, tr.means);
-    const r = runProbes(tr, te, 5);
+    const r = runProbes(tr, te, 5, { perLayer: true });
     expect(r.accuracy).toBe(1);
     expect(r.trainAccuracy).toBe(1);
     expect(r.perLayer[2]).toBe(1);
@@ -96,11 +96,11 @@ describe('linear probes', () => {
     const std = fitStandardiser(x, n, 3);
     expect(std.invStd[1]).toBe(0);
     const xs = std.apply(x, n);
-    const model = trainLogistic(xs, n, 3, y, 2, { iterations: 400 });
+    const model = trainLogistic(xs, n, 3, y, 2);
     expect(accuracyOf(predictLinear(model, xs, n), y)).toBeGreaterThan(0.97);
     // weight direction: class 1 − class 0 column ∝ (1, ·, 0.5)
     const dw = (d: number) => model.weights[d * 2 + 1]! - model.weights[d * 2]!;
-    expect(Math.abs(dw(1))).toBeLessThan(1e-6);
+    expect(Math.abs(dw(1))).toBeLessThan(1e-3 * Math.abs(dw(0))); // only the L2 pull acts on it
     expect(dw(2) / dw(0)).toBeGreaterThan(0.3);
     expect(dw(2) / dw(0)).toBeLessThan(0.8);
   });
@@ -176,7 +176,7 @@ describe('evaluateModel', () => {
       [3, 24, 15],
       [2, 12, 8],
     ]);
-    const r = await evaluateModel(embed, tasks, { batchSize: 5, progress: (e) => events.push(e), label: 'fake' });
+    const r = await evaluateModel(embed, tasks, { batchSize: 5, progress: (e) => events.push(e), label: 'fake', probe: { perLayer: true } });
     expect(r.tasks.map((t) => [t.name, t.domain, t.score])).toEqual([
       ['easy', 'speech', 1],
       ['easy2', undefined, 1],

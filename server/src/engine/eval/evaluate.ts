@@ -100,7 +100,7 @@ export interface TaskScore {
   metric: 'accuracy';
   /** Test accuracy of the weighted-sum-of-layers probe. */
   score: number;
-  /** Test accuracy of a probe on each of hidden_states[0..L]. */
+  /** Test accuracy of a probe on each of hidden_states[0..L] (empty unless `probe.perLayer`). */
   perLayer: number[];
   layerWeights: number[];
   trainAccuracy: number;
