@@ -2,7 +2,6 @@ import { describe, expect, it } from 'vitest';
 import { LineIndex, locate, parseRecipe } from '../../server/src/engine/recipe';
 import { globToRegExp, lambdaFor } from '../../server/src/engine/recipe/glob';
 import { closest, editDistance } from '../../server/src/engine/recipe/suggest';
-import { parseCsvLine } from '../../server/src/engine/recipe/disk';
 
 /** Text with one `|` caret: returns the text without it and the caret's offset. */
 function caret(s: string): [string, number] {
@@ -82,13 +81,5 @@ describe('tensor globs', () => {
     expect(lambdaFor('encoder.layers.0.layer_norm.bias', lambda)).toBe(0.1);
     expect(lambdaFor('encoder.layers.1.layer_norm.bias', lambda)).toBe(0.5);
     expect(lambdaFor('feature_projection.projection.weight', lambda)).toBe(0.9);
-  });
-});
-
-describe('labels.csv lines', () => {
-  it('splits fields with RFC 4180 quoting', () => {
-    expect(parseCsvLine('a.wav,yes')).toEqual(['a.wav', 'yes']);
-    expect(parseCsvLine('"a, b.wav","say ""hi"""')).toEqual(['a, b.wav', 'say "hi"']);
-    expect(parseCsvLine('"open,quote')).toBeNull();
   });
 });

@@ -9,6 +9,8 @@ import { describeError, isEngineError } from '../errors';
 import { openCheckpoint, type TensorInfo } from '../io/checkpoint';
 import { loadEncoderConfig, type EncoderConfig } from '../io/hfconfig';
 import { numel } from '../model/tensor';
+import { sniffAudioFormat } from '../io/audio-format';
+import { LABELS_CSV, loadTaskDataset } from '../io/dataset';
 import { checkCheckpoint, expectedShapes, POS_CONV, storedNames } from '../model/weights';
 import { DiskCache } from './disk-cache';
 
@@ -33,20 +35,15 @@ export type ModelInspection =
 
 export type PathKind = 'file' | 'directory' | 'missing';
 
+/** Extensions the engine picks up when it lists a folder (io/audio.ts). */
 export const AUDIO_EXTENSIONS = ['.wav', '.flac', '.mp3'] as const;
 
 export function isAudioFile(name: string): boolean {
   return (AUDIO_EXTENSIONS as readonly string[]).includes(path.extname(name).toLowerCase());
 }
 
-/** One split (`train/` or `test/`) of an evaluation dataset. */
-export interface SplitInspection {
-  split: 'train' | 'test';
-  /** Problems in document order, each naming the file and line; empty when the split is well formed. */
-  problems: string[];
-  rows: number;
-  labels: number;
-}
+/** An evaluation dataset as the engine's own loader sees it. */
+export type DatasetInspection = { ok: true; classes: string[]; train: number; test: number } | { ok: false; message: string };
 
 export class RecipeDisk {
   constructor(readonly cache: DiskCache = new DiskCache()) {}
@@ -66,16 +63,46 @@ export class RecipeDisk {
     return this.cache.get(`model:${dir}`, stamps, () => inspectModelUncached(dir));
   }
 
-  /** Number of audio files in a folder tree (up to a few levels deep; stops counting at `limit`). */
-  countAudio(dir: string, limit = 1000): Promise<number> {
-    return this.cache.get(`audio:${dir}`, [dir], () => countAudioFiles(dir, 4, limit));
+  /** Whether a folder tree holds at least one audio file (hidden entries skipped, as the engine's listing does). */
+  hasAudio(dir: string): Promise<boolean> {
+    return this.cache.get(`audio:${dir}`, [dir], () => containsAudio(dir, new Set()));
   }
 
-  /** Checks `train/` and `test/` of a task folder: labels.csv header `file,label`, rows, files present. */
-  inspectDataset(dir: string): Promise<SplitInspection[]> {
+  /**
+   * A file given explicitly as probe audio: the engine decodes it by its magic bytes whatever its name, so a
+   * file without an audio extension is sniffed the same way. Null when fine, else the reason.
+   */
+  audioFileProblem(file: string): Promise<string | null> {
+    if (isAudioFile(file)) return Promise.resolve(null);
+    return this.cache.get(`sniff:${file}`, [file], async () => {
+      try {
+        const handle = await fs.open(file, 'r');
+        try {
+          const bytes = new Uint8Array(4096);
+          const { bytesRead } = await handle.read(bytes, 0, bytes.length, 0);
+          sniffAudioFormat(bytes.subarray(0, bytesRead), file);
+          return null;
+        } finally {
+          await handle.close();
+        }
+      } catch (e) {
+        return describeError(e);
+      }
+    });
+  }
+
+  /** A task folder through the engine's own dataset loader (labels.csv parsed, listed files checked, no audio decoded). */
+  inspectDataset(dir: string): Promise<DatasetInspection> {
     const stamps = [dir];
-    for (const split of ['train', 'test']) stamps.push(path.join(dir, split), path.join(dir, split, 'labels.csv'));
-    return this.cache.get(`dataset:${dir}`, stamps, () => Promise.all((['train', 'test'] as const).map((s) => inspectSplit(dir, s))));
+    for (const split of ['train', 'test']) stamps.push(path.join(dir, split), path.join(dir, split, LABELS_CSV));
+    return this.cache.get(`dataset:${dir}`, stamps, async (): Promise<DatasetInspection> => {
+      try {
+        const d = await loadTaskDataset(dir);
+        return { ok: true, classes: d.classes, train: d.train.clips.length, test: d.test.clips.length };
+      } catch (e) {
+        return { ok: false, message: describeError(e) };
+      }
+    });
   }
 }
 
@@ -126,117 +153,22 @@ function dtypeCounts(tensors: readonly TensorInfo[]): Record<string, number> {
   return out;
 }
 
-async function countAudioFiles(dir: string, depth: number, limit: number): Promise<number> {
+async function containsAudio(dir: string, visited: Set<string>): Promise<boolean> {
   let entries: import('node:fs').Dirent[];
   try {
+    const real = await fs.realpath(dir);
+    if (visited.has(real)) return false;
+    visited.add(real);
     entries = await fs.readdir(dir, { withFileTypes: true });
   } catch {
-    return 0;
+    return false;
   }
-  let n = 0;
-  for (const e of entries) {
-    if (n >= limit) break;
-    if (e.isFile() && isAudioFile(e.name)) n++;
-    else if (e.isDirectory() && depth > 0 && !e.name.startsWith('.')) n += await countAudioFiles(path.join(dir, e.name), depth - 1, limit - n);
+  const visible = entries.filter((e) => !e.name.startsWith('.'));
+  if (visible.some((e) => !e.isDirectory() && isAudioFile(e.name))) return true;
+  for (const e of visible) {
+    const full = path.join(dir, e.name);
+    const isDir = e.isDirectory() || (e.isSymbolicLink() && (await fs.stat(full).then((st) => st.isDirectory(), () => false)));
+    if (isDir && (await containsAudio(full, visited))) return true;
   }
-  return n;
-}
-
-const MAX_REPORTED = 3;
-
-async function inspectSplit(dir: string, split: 'train' | 'test'): Promise<SplitInspection> {
-  const splitDir = path.join(dir, split);
-  const csvName = `${split}/labels.csv`;
-  const result: SplitInspection = { split, problems: [], rows: 0, labels: 0 };
-  const st = await fs.stat(splitDir).catch(() => undefined);
-  if (!st?.isDirectory()) {
-    result.problems.push(`has no ${split}/ folder`);
-    return result;
-  }
-  let text: string;
-  try {
-    text = await fs.readFile(path.join(splitDir, 'labels.csv'), 'utf8');
-  } catch {
-    result.problems.push(`has no ${csvName}`);
-    return result;
-  }
-  const lines = text.replace(/^\uFEFF/, '').split(/\r?\n/);
-  const header = parseCsvLine(lines[0] ?? '');
-  if (header === null || header.length !== 2 || header[0]!.trim() !== 'file' || header[1]!.trim() !== 'label') {
-    result.problems.push(`${csvName} line 1: header must be "file,label", found ${JSON.stringify(lines[0] ?? '')}`);
-    return result;
-  }
-  let present: Set<string>;
-  try {
-    present = new Set(await fs.readdir(splitDir));
-  } catch {
-    present = new Set();
-  }
-  const labels = new Set<string>();
-  const seen = new Map<string, number>();
-  const problems: string[] = [];
-  for (let i = 1; i < lines.length; i++) {
-    const line = lines[i]!;
-    if (line.trim() === '') continue;
-    const where = `${csvName} line ${i + 1}`;
-    const fields = parseCsvLine(line);
-    if (fields === null) {
-      problems.push(`${where}: unbalanced quotes`);
-      continue;
-    }
-    if (fields.length !== 2) {
-      problems.push(`${where}: expected 2 fields (file,label), found ${fields.length}`);
-      continue;
-    }
-    const [file, label] = fields.map((f) => f.trim()) as [string, string];
-    if (file === '' || label === '') {
-      problems.push(`${where}: empty ${file === '' ? 'file' : 'label'}`);
-      continue;
-    }
-    const firstLine = seen.get(file);
-    if (firstLine !== undefined) {
-      problems.push(`${where}: ${file} is already listed on line ${firstLine}`);
-      continue;
-    }
-    seen.set(file, i + 1);
-    result.rows++;
-    labels.add(label);
-    const exists = file.includes('/') || file.includes('\\') ? await fs.stat(path.join(splitDir, file)).then((s) => s.isFile(), () => false) : present.has(file);
-    if (!exists) problems.push(`${where}: audio file ${file} does not exist`);
-    else if (!isAudioFile(file)) problems.push(`${where}: ${file} is not a wav, flac or mp3 file`);
-  }
-  result.labels = labels.size;
-  if (result.rows === 0 && problems.length === 0) problems.push(`${csvName} has no rows`);
-  else if (split === 'train' && labels.size === 1 && problems.length === 0) problems.push(`${csvName} has a single label (${[...labels][0]}); a probe needs at least two`);
-  if (problems.length > MAX_REPORTED) {
-    const more = problems.length - MAX_REPORTED;
-    result.problems.push(...problems.slice(0, MAX_REPORTED), `…and ${more} more problem${more === 1 ? '' : 's'} in ${csvName}`);
-  } else result.problems.push(...problems);
-  return result;
-}
-
-/** One CSV record (RFC 4180 quoting, no embedded newlines); null when the quotes do not balance. */
-export function parseCsvLine(line: string): string[] | null {
-  const fields: string[] = [];
-  let cur = '';
-  let quoted = false;
-  for (let i = 0; i < line.length; i++) {
-    const c = line[i]!;
-    if (quoted) {
-      if (c === '"' && line[i + 1] === '"') {
-        cur += '"';
-        i++;
-      } else if (c === '"') quoted = false;
-      else cur += c;
-    } else if (c === '"' && cur.trim() === '') {
-      quoted = true;
-      cur = '';
-    } else if (c === ',') {
-      fields.push(cur);
-      cur = '';
-    } else cur += c;
-  }
-  if (quoted) return null;
-  fields.push(cur);
-  return fields;
+  return false;
 }

@@ -7,7 +7,7 @@
 import * as path from 'node:path';
 import { diagnostic, Severity, type Range, type RecipeDiagnostic } from './diagnostics';
 import type { PartialRecipe } from './crossfield';
-import { isAudioFile, type ModelInfo, type RecipeDisk } from './disk';
+import type { ModelInfo, RecipeDisk } from './disk';
 import { globToRegExp } from './glob';
 import { pathKey, type NodeRanges } from './validate';
 
@@ -51,8 +51,10 @@ export async function checkOnDisk(r: PartialRecipe, ranges: NodeRanges, recipeFi
     const abs = resolveRecipePath(recipeFile, p);
     const kind = await disk.pathKind(abs);
     if (kind === 'missing') out.push(diagnostic(at, Severity.Error, 'path-not-found', `probe.audio[${i}]: ${p} does not exist`));
-    else if (kind === 'file' && !isAudioFile(p)) out.push(diagnostic(at, Severity.Error, 'no-audio', `probe.audio[${i}]: ${p} is not a wav, flac or mp3 file`));
-    else if (kind === 'directory' && (await disk.countAudio(abs)) === 0) {
+    else if (kind === 'file') {
+      const problem = await disk.audioFileProblem(abs);
+      if (problem) out.push(diagnostic(at, Severity.Error, 'no-audio', `probe.audio[${i}]: ${replacePath(problem, abs, p)}`));
+    } else if (!(await disk.hasAudio(abs))) {
       out.push(diagnostic(at, Severity.Error, 'no-audio', `probe.audio[${i}]: ${p} holds no wav, flac or mp3 files`));
     }
   });
@@ -67,9 +69,8 @@ export async function checkOnDisk(r: PartialRecipe, ranges: NodeRanges, recipeFi
     if (kind === 'missing') out.push(diagnostic(at, Severity.Error, 'path-not-found', `${name}: ${data} does not exist`));
     else if (kind === 'file') out.push(diagnostic(at, Severity.Error, 'not-a-directory', `${name}: ${data} is a file; expected a folder with train/ and test/`));
     else {
-      for (const split of await disk.inspectDataset(abs)) {
-        if (split.problems.length) out.push(diagnostic(at, Severity.Error, 'bad-dataset', `${name}: ${data} ${split.problems.join('; ')}`));
-      }
+      const dataset = await disk.inspectDataset(abs);
+      if (!dataset.ok) out.push(diagnostic(at, Severity.Error, 'bad-dataset', `${name}: ${replacePath(dataset.message, abs, data.replace(/[\\/]+$/, ''))}`));
     }
   });
 
