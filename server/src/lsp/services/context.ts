@@ -107,7 +107,13 @@ export function cursorContext(lines: LineIndex, pos: Position): CursorContext | 
 
   // `key: value|` in block style, possibly a flow collection after the colon.
   m = new RegExp(`^(\\s*)(-\\s+)?${KEY}\\s*:\\s(.*)$`).exec(before);
-  if (!m) return null;
+  if (!m) {
+    // `- value|`: a scalar item of a block list (a path, typically).
+    const item = /^(\s*)-\s+(.*)$/.exec(before);
+    if (!item) return null;
+    const dashCol = item[1]!.length;
+    return flowContext(item[2]!, [...sequencePath(lines, pos.line, dashCol), itemIndex(lines, pos.line, dashCol)], pos.character, wordEnd);
+  }
   const col = m[1]!.length + (m[2]?.length ?? 0);
   const base: PathSegment[] = m[2]
     ? [...sequencePath(lines, pos.line, m[1]!.length), itemIndex(lines, pos.line, m[1]!.length), m[3]!]
