@@ -9,6 +9,7 @@ import { registerDoctorCommand } from './cli/doctor';
 import { registerForwardCommand } from './cli/forward';
 import { registerCheckCommand } from './cli/check';
 import { registerLspCommand } from './cli/lsp';
+import { registerRunCommand } from './cli/run';
 
 declare const MERGE_STUDIO_VERSION: string;
 
@@ -18,6 +19,7 @@ export function buildProgram(out = consoleOutput): Command {
     .version(MERGE_STUDIO_VERSION)
     .showHelpAfterError()
     .exitOverride();
+  registerRunCommand(program, out);
   registerForwardCommand(program, out);
   registerDoctorCommand(program, out);
   registerCheckCommand(program, out);

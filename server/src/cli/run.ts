@@ -1,0 +1,115 @@
+/** `merge-studio run <recipe>`: align + merge + evaluate, with a progress bar (or JSON events) and a summary table. */
+import type { Command } from 'commander';
+import { EngineError } from '../engine/errors';
+import { loadEncoderConfig } from '../engine/io/hfconfig';
+import { framesFor } from '../engine/model/encoder';
+import { resolveBackend } from '../engine/model/runtime';
+import { defaultBatchSize, estimateMemory, formatBytes, tapsFor } from '../engine/pipeline/plan';
+import type { MergeReport } from '../engine/pipeline/report';
+import { runLoadedRecipe } from '../engine/pipeline/run';
+import type { PermutePart } from '../engine/align/solve';
+import type { JobEvent } from '../engine/progress';
+import { loadRecipe } from '../engine/recipe/load';
+import { parseDevice, parseThreads, type Output } from './common';
+import { ProgressRenderer } from './progress-bar';
+
+export function registerRunCommand(program: Command, out: Output): void {
+  program
+    .command('run')
+    .description('align, merge and evaluate as a recipe says; writes the output folder and report.json')
+    .argument('<recipe>', 'a *.merge.yaml recipe')
+    .option('--device <device>', 'auto | cpu | webgpu | cuda (overrides runtime.device)')
+    .option('--threads <n>', 'CPU threads for onnxruntime')
+    .option('--progress <format>', 'bar (default on a terminal) | plain | json (one JSON event per line on stdout)')
+    .option('--dry-run', 'print the plan (models, taps, frames, memory) without computing')
+    .action(async (file: string, opts: { device?: string; threads?: string; progress?: string; dryRun?: boolean }) => {
+      const device = opts.device ? parseDevice(opts.device) : undefined;
+      const threads = parseThreads(opts.threads);
+      const format = opts.progress ?? (process.stderr.isTTY ? 'bar' : 'plain');
+      if (!['bar', 'plain', 'json'].includes(format)) throw new EngineError('bad-config', `--progress must be bar, plain or json, got "${format}"`);
+      const loaded = await loadRecipe(file);
+      if (opts.dryRun) {
+        await printPlan(loaded, out, device);
+        return;
+      }
+      const controller = new AbortController();
+      const onSignal = () => controller.abort();
+      process.once('SIGINT', onSignal);
+      process.once('SIGTERM', onSignal);
+      const renderer = format === 'json' ? undefined : new ProgressRenderer(process.stderr, format === 'bar');
+      const emit = (e: JobEvent) => (format === 'json' ? process.stdout.write(`${JSON.stringify(e)}\n`) : renderer!.handle(e));
+      try {
+        const result = await runLoadedRecipe(loaded, { ...(device ? { device } : {}), ...(threads ? { threads } : {}), onEvent: emit, signal: controller.signal });
+        if (format !== 'json') {
+          renderer!.finishLine();
+          for (const line of summaryTable(result.report)) out.info(line);
+          out.info(`wrote ${result.outputDir} (report: ${result.reportPath})`);
+        }
+      } catch (e) {
+        if (format === 'json') {
+          const err = e instanceof EngineError ? e : undefined;
+          emit({ type: 'error', code: err?.code ?? 'internal', message: e instanceof Error ? e.message : String(e), ...(err?.file ? { file: err.file } : {}) });
+        }
+        throw e;
+      } finally {
+        process.off('SIGINT', onSignal);
+        process.off('SIGTERM', onSignal);
+      }
+    });
+}
+
+async function printPlan(loaded: Awaited<ReturnType<typeof loadRecipe>>, out: Output, device: Parameters<typeof resolveBackend>[0] | undefined): Promise<void> {
+  const r = loaded.recipe;
+  const cfg = await loadEncoderConfig(loaded.resolve(r.models.anchor));
+  const align = r.align ?? {};
+  const permute = (align.permute ?? ['cnn', 'attention', 'ffn']) as PermutePart[];
+  const method = align.method ?? 'correlation';
+  const taps = method === 'correlation' ? tapsFor(cfg, permute, align.heads ?? 'reorder') : [];
+  const segSeconds = r.probe?.segment_seconds ?? 5;
+  const segSamples = Math.round(segSeconds * cfg.sampleRate);
+  const batch = r.runtime?.batch_size ?? defaultBatchSize(cfg, segSamples);
+  const mem = estimateMemory(cfg, taps, batch, segSamples);
+  const backend = await resolveBackend(device ?? (r.runtime?.device as Parameters<typeof resolveBackend>[0]) ?? 'auto');
+  out.info(`recipe   ${loaded.file}`);
+  out.info(`anchor   ${r.models.anchor}`);
+  out.info(`other    ${r.models.other}`);
+  out.info(`backend  ${backend}`);
+  out.info(`align    ${method}; permute ${permute.join(', ')}; heads ${align.heads ?? 'reorder'}; ${taps.length} taps`);
+  if (r.probe) out.info(`probe    up to ${r.probe.max_seconds ?? 600} s per source × ${r.probe.audio.length} source(s), ${segSeconds} s segments (${framesFor(cfg, segSamples)} frames each), batches of ${batch}`);
+  out.info(`merge    ${r.merge.method ?? 'linear'} λ=${JSON.stringify(r.merge.lambda)}${r.merge.sweep ? `, sweep ${r.merge.sweep.join(', ')}` : ''}`);
+  if (r.evaluate) out.info(`evaluate ${r.evaluate.tasks.map((t) => t.name).join(', ')}`);
+  out.info(`memory   weights ${formatBytes(mem.weightsBytes)}, statistics ${formatBytes(mem.statisticsBytes)}, batch activations ≈ ${formatBytes(mem.batchActivationBytes)}`);
+  out.info(`output   ${loaded.resolve(r.output)}`);
+}
+
+/** The summary printed after a run: alignment per group, then the evaluation table. */
+export function summaryTable(report: MergeReport): string[] {
+  const lines: string[] = [];
+  const taps = report.align.taps;
+  if (taps.length) {
+    lines.push('', `alignment (${report.align.method}): mean diagonal correlation before → after, units moved`);
+    const byGroup = new Map<string, typeof taps>();
+    for (const t of taps) byGroup.set(t.group, [...(byGroup.get(t.group) ?? []), t]);
+    for (const [group, list] of byGroup) {
+      const mean = (f: (t: (typeof taps)[number]) => number) => list.reduce((s, t) => s + f(t), 0) / list.length;
+      lines.push(`  ${group.padEnd(10)} ${String(list.length).padStart(3)} tap(s)  ${mean((t) => t.meanCorrelationBefore).toFixed(3)} → ${mean((t) => t.meanCorrelationAfter).toFixed(3)}  moved ${(100 * mean((t) => t.moved)).toFixed(0)}%`);
+    }
+  }
+  if (report.align.selfCheck) lines.push(`  self-check: max relative error ${report.align.selfCheck.maxRelativeError.toExponential(1)} (tolerance ${report.align.selfCheck.tolerance})`);
+  const ev = report.evaluation;
+  if (ev) {
+    const tasks = [...new Set(ev.rows.map((r) => r.task))];
+    const columns = ev.averages.map((a) => ({ variant: a.variant, lambda: a.lambda }));
+    const label = (c: { variant: string; lambda: number | null }) => (c.lambda === null ? c.variant : `${c.variant} λ=${c.lambda}`);
+    const width = Math.max(8, ...columns.map((c) => label(c).length));
+    const taskWidth = Math.max(8, ...tasks.map((t) => t.length));
+    lines.push('', 'evaluation (test accuracy, linear probes)');
+    lines.push(`  ${'task'.padEnd(taskWidth)}  ${columns.map((c) => label(c).padStart(width)).join('  ')}`);
+    const cell = (task: string, c: { variant: string; lambda: number | null }) => ev.rows.find((r) => r.task === task && r.variant === c.variant && r.lambda === c.lambda)?.score;
+    for (const t of tasks) lines.push(`  ${t.padEnd(taskWidth)}  ${columns.map((c) => (cell(t, c)?.toFixed(3) ?? '-').padStart(width)).join('  ')}`);
+    lines.push(`  ${'average'.padEnd(taskWidth)}  ${ev.averages.map((a) => a.average.toFixed(3).padStart(width)).join('  ')}`);
+  }
+  const t = report.timings;
+  lines.push('', `time ${t.total.toFixed(1)} s (${Object.entries(t).filter(([k]) => k !== 'total').map(([k, v]) => `${k} ${(v as number).toFixed(1)}`).join(', ')}) on ${report.backend}`);
+  return lines;
+}

@@ -1,0 +1,316 @@
+/**
+ * A recipe, end to end: load both models → probe audio → per-tap statistics (one ONNX graph, both models) →
+ * correlations → assignments → permute `other` → self-check (same function) → merge (λ and sweep) → evaluate →
+ * write the output folder atomically. Every stage reports progress; cancellation is honoured between chunks of work;
+ * a failed or cancelled run leaves no output behind.
+ */
+import { createHash } from 'node:crypto';
+import { promises as fs } from 'node:fs';
+import * as path from 'node:path';
+import { applyPermutations, permutationsToJson, type Permutations } from '../align/permute';
+import { permutationsFromCorrelations, permutationsFromWeights, type AlignResult, type PermutePart } from '../align/solve';
+import { buildPermutationSpec } from '../align/spec';
+import { correlation, deadUnits, type PairStats } from '../align/stats';
+import { EngineError } from '../errors';
+import { evaluateModel, loadEvalTasks, type PreparedTask } from '../eval/evaluate';
+import { loadAudio } from '../io/audio';
+import { buildProbeSet, describeProbe, type ProbeSet } from '../io/probe';
+import { writeSafetensors } from '../io/safetensors';
+import { mergeWeights, type MergeMethod } from '../merge/merge';
+import type { LambdaSpec } from '../merge/lambda';
+import { EmbeddingSession } from '../model/embed';
+import { loadEncoderModel, type EncoderModel } from '../model/encoder';
+import { checkPairCompatible } from '../model/pair-graph';
+import { resolveBackend, versions, type Device } from '../model/runtime';
+import type { TapName } from '../model/taps';
+import type { WeightMap } from '../model/tensor';
+import { parameterCount, toStoredTensors } from '../model/weights';
+import type { JobStage, JobSummary, ProgressSink } from '../progress';
+import { loadRecipe, type LoadedRecipe } from '../recipe/load';
+import { blockHeatmap } from './heatmap';
+import { defaultBatchSize, estimateMemory, formatBytes, tapsFor } from './plan';
+import { REPORT_VERSION, type EvaluationRow, type MergeReport, type ModelSummary, type PermuteGroup, type TapReport } from './report';
+import { assertSelfCheck, selfCheck } from './self-check';
+import { collectStatistics } from './statistics';
+import { StagedOutput } from './staging';
+
+declare const MERGE_STUDIO_VERSION: string;
+const TOOL_VERSION = typeof MERGE_STUDIO_VERSION === 'string' ? MERGE_STUDIO_VERSION : 'dev';
+
+export interface RunOptions {
+  /** Overrides `runtime.device`. */
+  device?: Device;
+  threads?: number;
+  onEvent?: ProgressSink;
+  signal?: AbortSignal;
+}
+
+export interface RunResult {
+  report: MergeReport;
+  outputDir: string;
+  reportPath: string;
+}
+
+type Variant = EvaluationRow['variant'];
+
+/** Runs a recipe file. */
+export async function runRecipe(file: string, opts: RunOptions = {}): Promise<RunResult> {
+  const loaded = await loadRecipe(file);
+  return runLoadedRecipe(loaded, opts);
+}
+
+export async function runLoadedRecipe(loaded: LoadedRecipe, opts: RunOptions = {}): Promise<RunResult> {
+  const started = performance.now();
+  const { recipe } = loaded;
+  const emit = opts.onEvent ?? (() => undefined);
+  const cancel = { get cancelled() { return opts.signal?.aborted ?? false; } };
+  const checkCancel = () => {
+    if (cancel.cancelled) throw new EngineError('cancelled', 'the run was cancelled');
+  };
+  const timings: Partial<Record<JobStage, number>> = {};
+  let stageStart = performance.now();
+  let current: JobStage | undefined;
+  const stage = (s: JobStage, message: string) => {
+    checkCancel();
+    if (current) timings[current] = (timings[current] ?? 0) + (performance.now() - stageStart) / 1000;
+    current = s;
+    stageStart = performance.now();
+    emit({ type: 'stage', stage: s, message });
+  };
+  for (const d of loaded.diagnostics) emit({ type: 'log', level: 'warning', message: `${path.basename(loaded.file)}:${d.range.start.line + 1}: ${d.message}` });
+
+  const device = opts.device ?? (recipe.runtime?.device as Device | undefined) ?? 'auto';
+  const threads = opts.threads ?? recipe.runtime?.threads;
+  const session = { device, ...(threads ? { threads } : {}) };
+  const seed = recipe.runtime?.seed ?? 0;
+  const align = { method: recipe.align?.method ?? 'correlation', permute: (recipe.align?.permute ?? ['cnn', 'attention', 'ffn']) as PermutePart[], heads: recipe.align?.heads ?? 'reorder', selfCheck: recipe.align?.self_check ?? true };
+
+  stage('load', 'loading models');
+  const backend = await resolveBackend(device);
+  const anchor = await loadEncoderModel(loaded.resolve(recipe.models.anchor));
+  const other = await loadEncoderModel(loaded.resolve(recipe.models.other));
+  checkPairCompatible(anchor.config, other.config);
+  const cfg = anchor.config;
+  const spec = buildPermutationSpec(cfg);
+
+  // Probe audio: needed for correlation alignment, and a slice of it for the self-check.
+  let probe: ProbeSet | undefined;
+  if (align.method === 'correlation' || recipe.probe) {
+    if (!recipe.probe) throw new EngineError('bad-recipe', 'align.method correlation needs a probe section', loaded.file);
+    stage('probe', 'decoding and segmenting probe audio');
+    probe = await buildProbeSet({
+      sources: recipe.probe.audio,
+      baseDir: path.dirname(loaded.file),
+      sampleRate: cfg.sampleRate,
+      segmentSeconds: recipe.probe.segment_seconds ?? 5,
+      maxSeconds: recipe.probe.max_seconds ?? 600,
+      seed,
+      progress: emit,
+      cancel,
+    });
+    emit({ type: 'log', level: 'info', message: `probe: ${probe.totalSegments} segments, ${probe.totalSeconds.toFixed(0)} s of audio from ${probe.sources.length} source(s)` });
+  }
+
+  // Alignment.
+  let alignResult: AlignResult = { perms: new Map(), report: [] };
+  let stats = new Map<TapName, PairStats>();
+  const correlations = new Map<string, Float64Array>();
+  if (align.method === 'correlation') {
+    const taps = tapsFor(cfg, align.permute, align.heads);
+    const batchSize = recipe.runtime?.batch_size ?? defaultBatchSize(cfg, probe!.segmentSamples);
+    const mem = estimateMemory(cfg, taps, batchSize, probe!.segmentSamples);
+    stage('statistics', `${taps.length} taps, batches of ${batchSize} segments (≈ ${formatBytes(mem.statisticsBytes)} of statistics)`);
+    stats = (await collectStatistics(anchor, other, probe!, taps, { ...session, batchSize, onEvent: emit, cancel })).stats;
+    for (const [tap, s] of stats) correlations.set(tap, correlation(s));
+    stage('assign', 'solving linear assignments');
+    alignResult = await permutationsFromCorrelations(spec, { taps: correlations }, {
+      permute: align.permute,
+      heads: align.heads,
+      ...(opts.signal ? { signal: opts.signal } : {}),
+      onProgress: (done, total, what) => emit({ type: 'progress', stage: 'assign', done, total, message: what }),
+    });
+  } else if (align.method === 'weights') {
+    stage('assign', 'weight matching');
+    alignResult = await permutationsFromWeights(spec, anchor.weights, other.weights, {
+      permute: align.permute,
+      heads: align.heads,
+      seed,
+      ...(opts.signal ? { signal: opts.signal } : {}),
+      onProgress: (done, total, what) => emit({ type: 'progress', stage: 'assign', done, total, message: what }),
+    });
+  }
+
+  const perms = alignResult.perms;
+  let permuted: WeightMap = other.weights;
+  let selfCheckReport: MergeReport['align']['selfCheck'] = null;
+  if (perms.size > 0) {
+    stage('permute', `applying ${perms.size} permutations to the other model`);
+    permuted = applyPermutations(other.weights, spec, perms);
+    if (align.selfCheck) {
+      stage('self-check', 'checking that the permuted model computes the same function');
+      const { audio, batch } = selfCheckAudio(probe, cfg.sampleRate, seed);
+      const r = await selfCheck(other, permuted, perms, audio, batch, session);
+      selfCheckReport = { maxRelativeError: r.maxRelativeError, tolerance: r.tolerance, passed: r.passed };
+      assertSelfCheck(r);
+    }
+  }
+
+  // Merge at the recipe's λ; the sweep adds evaluation points.
+  const method = (recipe.merge.method ?? 'linear') as MergeMethod;
+  const lambda = recipe.merge.lambda as LambdaSpec;
+  const sweep = [...(recipe.merge.sweep ?? [])].sort((a, b) => a - b);
+  const ctx = { layers: cfg.layers, preLayerNorm: cfg.preLayerNorm };
+  stage('merge', `${method} merge`);
+  const merged = mergeWeights(anchor.weights, permuted, { method, lambda, ...ctx }).weights;
+
+  // Evaluation.
+  let evaluation: MergeReport['evaluation'] = null;
+  if (recipe.evaluate) {
+    stage('evaluate', `${recipe.evaluate.tasks.length} task(s)`);
+    const tasks = await loadEvalTasks(recipe.evaluate.tasks.map((t) => ({ name: t.name, domain: t.domain, data: loaded.resolve(t.data) })), (f) => loadAudio(f, cfg.sampleRate), { progress: emit, cancel });
+    evaluation = await evaluateVariants({ anchor, other, permuted, merged, tasks, method, lambda, sweep, ctx, session, seed, emit, cancel, aligned: perms.size > 0 });
+  }
+
+  // Output.
+  stage('write', `writing ${recipe.output}`);
+  const outputDir = loaded.resolve(recipe.output);
+  const staged = await StagedOutput.create(outputDir);
+  try {
+    await fs.copyFile(path.join(anchor.source, 'config.json'), staged.file('config.json'));
+    await fs.copyFile(path.join(anchor.source, 'preprocessor_config.json'), staged.file('preprocessor_config.json')).catch(() => undefined);
+    await writeSafetensors(staged.file('model.safetensors'), toStoredTensors(merged, anchor.layout), { merged_by: `merge-studio ${TOOL_VERSION}` });
+    await fs.writeFile(staged.file('permutations.json'), `${JSON.stringify({ convention: 'new unit i of `other` = old unit p[i]', groups: permutationsToJson(perms) })}\n`);
+    checkCancel();
+    timings[current!] = (timings[current!] ?? 0) + (performance.now() - stageStart) / 1000;
+    const report: MergeReport = {
+      version: REPORT_VERSION,
+      createdAt: new Date().toISOString(),
+      recipe: { file: loaded.file, sha256: createHash('sha256').update(await fs.readFile(loaded.file)).digest('hex') },
+      tool: { mergeStudio: TOOL_VERSION, onnxruntime: versions().onnxruntime!, node: process.versions.node },
+      backend,
+      models: { anchor: summarise(anchor), other: summarise(other) },
+      probe: probe ? { seconds: probe.totalSeconds, segments: probe.totalSegments, sources: describeProbe(probe, path.dirname(loaded.file)).sources.map((s) => ({ path: s.path, files: s.filesDecoded, seconds: s.seconds })) } : null,
+      align: { method: align.method, permute: align.permute as PermuteGroup[], heads: align.heads, taps: tapReports(alignResult, stats, correlations, perms), selfCheck: selfCheckReport },
+      merge: { method, lambda, sweep },
+      evaluation,
+      timings: { ...timings, total: (performance.now() - started) / 1000 },
+      output: { dir: outputDir, files: ['config.json', 'model.safetensors', 'permutations.json', 'report.json'] },
+    };
+    await fs.writeFile(staged.file('report.json'), `${JSON.stringify(report, null, 1)}\n`);
+    checkCancel();
+    await staged.publish();
+    const reportPath = path.join(outputDir, 'report.json');
+    emit({ type: 'result', outputDir, reportPath, summary: summaryOf(report) });
+    return { report, outputDir, reportPath };
+  } catch (e) {
+    await staged.discard();
+    throw e;
+  }
+}
+
+function selfCheckAudio(probe: ProbeSet | undefined, rate: number, seed: number): { audio: Float32Array; batch: number } {
+  if (probe && probe.segments.length > 0) {
+    const n = Math.min(2, probe.segments.length);
+    const len = probe.segmentSamples;
+    const audio = new Float32Array(n * len);
+    for (let i = 0; i < n; i++) audio.set(probe.segments[i]!.samples, i * len);
+    return { audio, batch: n };
+  }
+  // No probe (weight matching): a deterministic chirp with noise exercises every unit well enough.
+  let s = seed >>> 0;
+  const noise = () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32 - 0.5) * 0.1;
+  const audio = Float32Array.from({ length: 2 * rate }, (_, i) => 0.3 * Math.sin(2 * Math.PI * (100 + i / 40) * (i / rate)) + noise());
+  return { audio, batch: 1 };
+}
+
+function summarise(m: EncoderModel): ModelSummary {
+  const c = m.config;
+  return { source: m.source, family: c.family, modelType: c.modelType, layers: c.layers, hidden: c.hidden, heads: c.heads, intermediate: c.intermediate, parameters: parameterCount(c), sampleRate: c.sampleRate, frameRate: c.frameRate };
+}
+
+const GROUP_OF: Record<string, PermuteGroup> = { cnn: 'cnn', ffn: 'ffn', 'attn-v': 'attention', residual: 'residual' };
+
+function tapReports(result: AlignResult, stats: Map<TapName, PairStats>, correlations: Map<string, Float64Array>, perms: Permutations): TapReport[] {
+  return result.report
+    .filter((g) => GROUP_OF[g.kind])
+    .map((g) => {
+      const group = GROUP_OF[g.kind]!;
+      const layerMatch = /^(?:conv|layer)\.(\d+)/.exec(g.group);
+      const s = stats.get(g.source as TapName);
+      const r = correlations.get(g.source);
+      const report: TapReport = {
+        tap: g.group,
+        group,
+        layer: layerMatch ? Number(layerMatch[1]) : null,
+        units: g.size,
+        meanCorrelationBefore: g.before,
+        meanCorrelationAfter: g.after,
+        moved: g.moved,
+        deadUnits: s ? deadUnits(s) : { anchor: 0, other: 0 },
+      };
+      if (r) report.heatmap = blockHeatmap(r, g.size, perms.get(g.group));
+      return report;
+    });
+}
+
+interface VariantInputs {
+  anchor: EncoderModel;
+  other: EncoderModel;
+  permuted: WeightMap;
+  merged: WeightMap;
+  tasks: PreparedTask[];
+  method: MergeMethod;
+  lambda: LambdaSpec;
+  sweep: number[];
+  ctx: { layers: number; preLayerNorm: boolean };
+  session: { device: Device; threads?: number };
+  seed: number;
+  emit: ProgressSink;
+  cancel: { readonly cancelled: boolean };
+  aligned: boolean;
+}
+
+/** Scores the two sources, then the linear (unaligned) and permuted merges at the recipe's λ and every sweep λ. */
+async function evaluateVariants(v: VariantInputs): Promise<NonNullable<MergeReport['evaluation']>> {
+  const rows: EvaluationRow[] = [];
+  const averages: NonNullable<MergeReport['evaluation']>['averages'] = [];
+  const cfg = v.anchor.config;
+  const score = async (variant: Variant, lambda: number | null, weights: WeightMap) => {
+    const session = await EmbeddingSession.create({ config: cfg, weights }, v.session);
+    try {
+      const label = `${variant}${lambda === null ? '' : ` λ=${lambda}`}`;
+      const r = await evaluateModel((clips) => session.embed(clips), v.tasks, { label, progress: v.emit, cancel: v.cancel, probe: { seed: v.seed } });
+      for (const t of r.tasks) rows.push({ variant, lambda, task: t.name, domain: (t.domain ?? 'speech') as EvaluationRow['domain'], score: t.score });
+      averages.push({ variant, lambda, average: r.average });
+    } finally {
+      await session.release();
+    }
+  };
+  await score('anchor', null, v.anchor.weights);
+  await score('other', null, v.other.weights);
+  const points: { lambda: number | null; spec: LambdaSpec }[] = [];
+  if (typeof v.lambda === 'number') points.push({ lambda: v.lambda, spec: v.lambda });
+  else points.push({ lambda: null, spec: v.lambda });
+  for (const l of v.sweep) if (l !== v.lambda) points.push({ lambda: l, spec: l });
+  points.sort((a, b) => (a.lambda ?? -1) - (b.lambda ?? -1));
+  for (const p of points) {
+    await score('linear', p.lambda, mergeWeights(v.anchor.weights, v.other.weights, { method: v.method, lambda: p.spec, ...v.ctx }).weights);
+    if (v.aligned) {
+      const w = p.spec === v.lambda ? v.merged : mergeWeights(v.anchor.weights, v.permuted, { method: v.method, lambda: p.spec, ...v.ctx }).weights;
+      await score('permuted', p.lambda, w);
+    }
+  }
+  return { rows, averages };
+}
+
+function summaryOf(r: MergeReport): JobSummary {
+  const taps = r.align.taps;
+  const mean = (f: (t: TapReport) => number) => (taps.length ? taps.reduce((s, t) => s + f(t), 0) / taps.length : null);
+  return {
+    meanCorrelationBefore: mean((t) => t.meanCorrelationBefore),
+    meanCorrelationAfter: mean((t) => t.meanCorrelationAfter),
+    ...(r.evaluation ? { scores: r.evaluation.averages.map((a) => ({ variant: a.variant, lambda: a.lambda, average: a.average })) } : {}),
+    seconds: r.timings.total,
+  };
+}
+
