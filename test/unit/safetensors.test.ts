@@ -134,9 +134,9 @@ describe('checkpoint folders', () => {
   it('explains a folder without safetensors', async () => {
     const dir = tempDir();
     await fs.writeFile(path.join(dir, 'pytorch_model.bin'), 'x');
-    await expect(openCheckpoint(dir)).rejects.toMatchObject({ message: expect.stringMatching(/holds only pytorch_model.bin .*convert/) });
+    await expect(openCheckpoint(dir)).rejects.toMatchObject({ message: expect.stringMatching(/pytorch_model.bin is not a PyTorch checkpoint/) });
     await expect(openCheckpoint(path.join(dir, 'nope'))).rejects.toMatchObject({ code: 'file-not-found' });
     const empty = tempDir();
-    await expect(openCheckpoint(empty)).rejects.toMatchObject({ message: expect.stringMatching(/has no model.safetensors or model.safetensors.index.json/) });
+    await expect(openCheckpoint(empty)).rejects.toMatchObject({ message: expect.stringMatching(/has no model.safetensors, model.safetensors.index.json, pytorch_model.bin or pytorch_model.bin.index.json/) });
   });
 });

@@ -23,7 +23,10 @@ export type EngineErrorCode =
   | 'non-finite'
   | 'cancelled'
   | 'self-check-failed'
-  | 'io-error';
+  | 'io-error'
+  | 'unsafe-pickle'
+  | 'hub-error'
+  | 'offline';
 
 export class EngineError extends Error {
   override readonly name = 'EngineError';

@@ -1,12 +1,15 @@
 /**
- * A model checkpoint as a set of named tensors, whatever the files: a single `model.safetensors`, or shards listed by
- * `model.safetensors.index.json`. Opening reads headers only; tensors are read on demand.
+ * A model checkpoint as a set of named tensors, whatever the files: a single `model.safetensors`, shards listed by
+ * `model.safetensors.index.json`, or the PyTorch equivalents `pytorch_model.bin` / `pytorch_model.bin.index.json`
+ * (read without running their pickles, see torch-checkpoint.ts). Opening reads headers (and pickles) only; tensors
+ * are read on demand. A folder holding both formats is read from its safetensors.
  */
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { EngineError } from '../errors';
 import type { Tensor } from '../model/tensor';
 import { SafetensorsFile, type TensorInfo } from './safetensors';
+import { readHead, sniffTorchFormat, TorchCheckpointFile, type RawTensor } from './torch-checkpoint';
 
 export type { TensorInfo } from './safetensors';
 
@@ -17,49 +20,66 @@ export interface Checkpoint {
   has(name: string): boolean;
   info(name: string): TensorInfo | undefined;
   read(name: string): Promise<Tensor>;
+  /** Stored bytes and dtype, contiguous little-endian (PyTorch checkpoints: what `convert` writes losslessly). */
+  readRaw?(name: string): Promise<RawTensor>;
   close(): Promise<void>;
 }
 
 const SINGLE = 'model.safetensors';
 const INDEX = 'model.safetensors.index.json';
+const TORCH_SINGLE = 'pytorch_model.bin';
+const TORCH_INDEX = 'pytorch_model.bin.index.json';
 
 /** Opens the checkpoint in a Hugging Face model folder (or a .safetensors / index file given directly). */
 export async function openCheckpoint(location: string): Promise<Checkpoint> {
   const stat = await fs.stat(location).catch(() => undefined);
   if (!stat) throw new EngineError('file-not-found', `model path ${location} does not exist`, location);
   if (stat.isFile()) {
-    if (location.endsWith('.index.json')) return openSharded(location);
-    return openSingle(location);
+    if (location.endsWith('.index.json')) return openSharded(location, /\.bin\.index\.json$/.test(location) ? TorchCheckpointFile.open : SafetensorsFile.open);
+    if (!location.endsWith('.safetensors') && sniffTorchFormat(await readHead(location)) !== 'other') return openSingle(await TorchCheckpointFile.open(location));
+    return openSingle(await SafetensorsFile.open(location));
   }
   const single = path.join(location, SINGLE);
-  if (await exists(single)) return openSingle(single);
+  if (await exists(single)) return openSingle(await SafetensorsFile.open(single));
   const index = path.join(location, INDEX);
-  if (await exists(index)) return openSharded(index);
+  if (await exists(index)) return openSharded(index, SafetensorsFile.open);
+  const torchSingle = path.join(location, TORCH_SINGLE);
+  if (await exists(torchSingle)) return openSingle(await TorchCheckpointFile.open(torchSingle));
+  const torchIndex = path.join(location, TORCH_INDEX);
+  if (await exists(torchIndex)) return openSharded(torchIndex, TorchCheckpointFile.open);
   const present = (await fs.readdir(location)).filter((f) => /\.(bin|pt|pth|ckpt|safetensors|json)$/.test(f));
-  const bin = present.find((f) => f === 'pytorch_model.bin' || f.endsWith('.bin'));
-  if (bin) {
-    throw new EngineError('bad-checkpoint', `${location} holds only ${bin} (a PyTorch pickle); convert it to model.safetensors first (e.g. with transformers' save_pretrained(safe_serialization=True))`, path.join(location, bin));
-  }
-  throw new EngineError('bad-checkpoint', `${location} has no ${SINGLE} or ${INDEX}${present.length ? ` (found: ${present.join(', ')})` : ''}`, location);
+  throw new EngineError('bad-checkpoint', `${location} has no ${SINGLE}, ${INDEX}, ${TORCH_SINGLE} or ${TORCH_INDEX}${present.length ? ` (found: ${present.join(', ')}; a single file can be given directly)` : ''}`, location);
+}
+
+/** What both formats' files offer (SafetensorsFile, TorchCheckpointFile). */
+interface TensorFile {
+  readonly file: string;
+  tensors(): TensorInfo[];
+  has(name: string): boolean;
+  info(name: string): TensorInfo | undefined;
+  read(name: string): Promise<Tensor>;
+  readRaw?(name: string): Promise<RawTensor>;
+  close(): Promise<void>;
 }
 
 async function exists(file: string): Promise<boolean> {
   return fs.stat(file).then((s) => s.isFile(), () => false);
 }
 
-async function openSingle(file: string): Promise<Checkpoint> {
-  const st = await SafetensorsFile.open(file);
+function openSingle(st: TensorFile): Checkpoint {
+  const readRaw = st.readRaw?.bind(st);
   return {
-    file,
+    file: st.file,
     tensors: () => st.tensors(),
     has: (n) => st.has(n),
     info: (n) => st.info(n),
     read: (n) => st.read(n),
+    ...(readRaw && { readRaw }),
     close: () => st.close(),
   };
 }
 
-async function openSharded(indexFile: string): Promise<Checkpoint> {
+async function openSharded(indexFile: string, open: (file: string) => Promise<TensorFile>): Promise<Checkpoint> {
   let index: unknown;
   try {
     index = JSON.parse(await fs.readFile(indexFile, 'utf8'));
@@ -69,8 +89,8 @@ async function openSharded(indexFile: string): Promise<Checkpoint> {
   const weightMap = (index as { weight_map?: unknown })?.weight_map;
   if (!weightMap || typeof weightMap !== 'object') throw new EngineError('bad-checkpoint', `shard index ${indexFile} has no "weight_map" object`, indexFile);
   const dir = path.dirname(indexFile);
-  const shards = new Map<string, SafetensorsFile>();
-  const owner = new Map<string, SafetensorsFile>();
+  const shards = new Map<string, TensorFile>();
+  const owner = new Map<string, TensorFile>();
   try {
     for (const [name, shard] of Object.entries(weightMap as Record<string, unknown>)) {
       if (typeof shard !== 'string' || shard.includes('/') || shard.includes('\\') || shard.startsWith('.')) {
@@ -78,7 +98,7 @@ async function openSharded(indexFile: string): Promise<Checkpoint> {
       }
       let file = shards.get(shard);
       if (!file) {
-        file = await SafetensorsFile.open(path.join(dir, shard));
+        file = await open(path.join(dir, shard));
         shards.set(shard, file);
       }
       if (!file.has(name)) throw new EngineError('missing-tensor', `shard index ${indexFile} says ${name} is in ${shard}, but it is not there`, path.join(dir, shard));
@@ -88,16 +108,19 @@ async function openSharded(indexFile: string): Promise<Checkpoint> {
     await Promise.all([...shards.values()].map((s) => s.close()));
     throw e;
   }
+  const shardOf = (n: string): TensorFile => {
+    const f = owner.get(n);
+    if (!f) throw new EngineError('missing-tensor', `tensor ${n} is not in ${indexFile}`, indexFile);
+    return f;
+  };
+  const raw = [...shards.values()].every((s) => s.readRaw);
   return {
     file: indexFile,
     tensors: () => [...owner.entries()].map(([n, f]) => f.info(n)!),
     has: (n) => owner.has(n),
     info: (n) => owner.get(n)?.info(n),
-    read: (n) => {
-      const f = owner.get(n);
-      if (!f) return Promise.reject(new EngineError('missing-tensor', `tensor ${n} is not in ${indexFile}`, indexFile));
-      return f.read(n);
-    },
+    read: async (n) => shardOf(n).read(n),
+    ...(raw && { readRaw: async (n: string) => shardOf(n).readRaw!(n) }),
     close: async () => {
       await Promise.all([...shards.values()].map((s) => s.close()));
     },

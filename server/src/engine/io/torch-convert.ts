@@ -1,0 +1,102 @@
+/**
+ * PyTorch checkpoint → `model.safetensors`, losslessly (each tensor keeps its dtype and name) and atomically (a
+ * temporary file in the target folder, fsync, rename). Tensors are streamed one at a time, so converting needs the
+ * memory of the largest tensor, not of the model.
+ */
+import { promises as fs } from 'node:fs';
+import * as path from 'node:path';
+import { EngineError } from '../errors';
+import { numel } from '../model/tensor';
+import { openCheckpoint } from './checkpoint';
+import { DTYPE_BYTES } from './dtype';
+import { readHead, sniffTorchFormat } from './torch-checkpoint';
+
+export interface ConvertOptions {
+  /** Replace an existing model.safetensors in the output folder. */
+  force?: boolean;
+  onProgress?: (done: number, total: number, name: string) => void;
+}
+
+export interface ConvertResult {
+  /** The written model.safetensors. */
+  file: string;
+  tensors: number;
+  bytes: number;
+  /** Side files copied next to it (config.json, preprocessor_config.json). */
+  copied: string[];
+}
+
+const SIDE_FILES = ['config.json', 'preprocessor_config.json'];
+
+/** Converts a folder (pytorch_model.bin or its sharded index) or a single .bin/.pt file; `outDir` defaults to its folder. */
+export async function convertToSafetensors(location: string, outDir: string | undefined, opts: ConvertOptions = {}): Promise<ConvertResult> {
+  const stat = await fs.stat(location).catch(() => undefined);
+  if (!stat) throw new EngineError('file-not-found', `${location} does not exist`, location);
+  const isDir = stat.isDirectory();
+  if (isDir) {
+    for (const f of ['model.safetensors', 'model.safetensors.index.json']) {
+      if (await fs.stat(path.join(location, f)).then(() => true, () => false)) throw new EngineError('bad-checkpoint', `${location} already holds ${f}: nothing to convert`, location);
+    }
+  } else if (!location.endsWith('.index.json') && sniffTorchFormat(await readHead(location)) === 'other') {
+    throw new EngineError('bad-checkpoint', `${location} is not a PyTorch checkpoint (torch.save zip)`, location);
+  }
+  const srcDir = isDir ? location : path.dirname(location);
+  const dir = outDir ?? srcDir;
+  await fs.mkdir(dir, { recursive: true });
+  const file = path.join(dir, 'model.safetensors');
+  if (!opts.force && (await fs.stat(file).then(() => true, () => false))) throw new EngineError('io-error', `${file} already exists; pass --force to replace it`, file);
+
+  const ckpt = await openCheckpoint(location);
+  try {
+    const readRaw = ckpt.readRaw?.bind(ckpt);
+    if (!readRaw) throw new EngineError('bad-checkpoint', `${ckpt.file} is already safetensors: nothing to convert`, ckpt.file);
+    const infos = [...ckpt.tensors()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    const header: Record<string, unknown> = { __metadata__: { format: 'pt', converted_from: path.basename(ckpt.file) } };
+    let offset = 0;
+    for (const t of infos) {
+      const bytes = numel(t.shape) * DTYPE_BYTES[t.dtype];
+      header[t.name] = { dtype: t.dtype, shape: [...t.shape], data_offsets: [offset, offset + bytes] };
+      offset += bytes;
+    }
+    let json = JSON.stringify(header);
+    json += ' '.repeat((8 - (Buffer.byteLength(json) % 8)) % 8); // keeps tensor data 8-byte aligned
+    const headerBytes = Buffer.from(json, 'utf8');
+    const len = Buffer.alloc(8);
+    len.writeBigUInt64LE(BigInt(headerBytes.length));
+
+    const tmp = path.join(dir, `.model.safetensors.${process.pid}.${Date.now()}.tmp`);
+    let out: fs.FileHandle | undefined;
+    try {
+      out = await fs.open(tmp, 'w');
+      await out.write(len);
+      await out.write(headerBytes);
+      for (const [i, t] of infos.entries()) {
+        const raw = await readRaw(t.name);
+        await out.write(raw.bytes);
+        opts.onProgress?.(i + 1, infos.length, t.name);
+      }
+      await out.sync();
+      await out.close();
+      out = undefined;
+      await fs.rename(tmp, file);
+    } catch (e) {
+      await out?.close().catch(() => undefined);
+      await fs.rm(tmp, { force: true });
+      if (e instanceof EngineError) throw e;
+      throw new EngineError('io-error', `cannot write ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, file, { cause: e });
+    }
+    const copied: string[] = [];
+    if (path.resolve(dir) !== path.resolve(srcDir)) {
+      for (const side of SIDE_FILES) {
+        const src = path.join(srcDir, side);
+        if (await fs.stat(src).then((s) => s.isFile(), () => false)) {
+          await fs.copyFile(src, path.join(dir, side));
+          copied.push(side);
+        }
+      }
+    }
+    return { file, tensors: infos.length, bytes: offset, copied };
+  } finally {
+    await ckpt.close();
+  }
+}
