@@ -66,7 +66,7 @@ describe('diagnostics over LSP', () => {
   it('clears diagnostics when a document closes', async () => {
     const file = bad('enum-typo');
     await client.open(fileUri(file), read(file));
-    const cleared = client.diagnostics.next((d) => d.uri === fileUri(file) && d.diagnostics.length === 0, false);
+    const cleared = client.diagnostics.next((d) => d.uri === fileUri(file) && d.diagnostics.length === 0, client.diagnostics.values.length);
     await client.connection.sendNotification(DidCloseTextDocumentNotification.type, { textDocument: { uri: fileUri(file) } });
     expect((await cleared).diagnostics).toEqual([]);
   });
@@ -105,7 +105,7 @@ describe('file watching', () => {
     // Same size, same mtime second on coarse file systems: only the watcher notification can tell.
     const config = path.join(dir, 'b', 'config.json');
     writeFileSync(config, readFileSync(config, 'utf8').replace('"num_hidden_layers": 2', '"num_hidden_layers": 3'));
-    const republished = client.diagnostics.next((d) => d.uri === fileUri(file) && d.diagnostics.length > 0, false);
+    const republished = client.diagnostics.next((d) => d.uri === fileUri(file) && d.diagnostics.length > 0, client.diagnostics.values.length);
     await client.connection.sendNotification(DidChangeWatchedFilesNotification.type, { changes: [{ uri: fileUri(config), type: FileChangeType.Changed }] });
     const { diagnostics } = await republished;
     expect(diagnostics.map((d) => d.code)).toEqual(['bad-checkpoint']);

@@ -45,9 +45,9 @@ class Stream<T> {
     });
   }
 
-  /** The first value (already seen or still to come) matching `predicate`. */
-  next(predicate: (v: T) => boolean = () => true, seen = true): Promise<T> {
-    const hit = seen ? this.values.find(predicate) : undefined;
+  /** The first value matching `predicate`, among those pushed from index `from` on (already seen or still to come). */
+  next(predicate: (v: T) => boolean = () => true, from = 0): Promise<T> {
+    const hit = this.values.slice(from).find(predicate);
     if (hit !== undefined) return Promise.resolve(hit);
     return new Promise((resolve) => this.waiters.push({ predicate, resolve }));
   }
