@@ -5,13 +5,15 @@
 // per test, and always stops code-server, its children and the browser.
 //
 // usage: node scripts/run-extension-tests.mjs --code-server DIR --extension DIR --tests FILE --workspace DIR
-//          [--results FILE] [--timeout SECONDS] [--untrusted] [--chromium PATH]
+//          [--results FILE] [--timeout SECONDS] [--untrusted] [--chromium PATH] [--vsix FILE]
 //   --code-server  where scripts/install-code-server.sh installed it
 //   --tests        a CommonJS module exporting run(): Promise<void> that writes [{name, ok, error?}] to the file in
 //                  env MERGE_TEST_RESULTS (code-server's exit code says nothing about the tests)
 //   --untrusted    open the workspace in Restricted Mode (workspace trust on, folder not trusted)
+//   --vsix         test a packaged extension: install FILE into the throw-away profile and load the installed
+//                  folder (exactly the packaged files) as the extension under test, instead of --extension
 // exit: 0 all passed · 1 a test failed · 2 the suite did not finish (timeout, startup failure)
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
@@ -22,7 +24,8 @@ const argv = process.argv.slice(2);
 const arg = (k, d) => { const i = argv.indexOf(`--${k}`); return i >= 0 ? argv[i + 1] : d; };
 const flag = (k) => argv.includes(`--${k}`);
 const need = (k) => { const v = arg(k); if (!v) { console.error(`run-extension-tests: missing --${k}`); process.exit(2); } return path.resolve(v); };
-const CS_DIR = need('code-server'), EXT = need('extension'), TESTS = need('tests'), WS = need('workspace');
+const VSIX = arg('vsix') ? path.resolve(arg('vsix')) : undefined;
+const CS_DIR = need('code-server'), TESTS = need('tests'), WS = need('workspace');
 const TIMEOUT_S = Number(arg('timeout', '240'));
 const UNTRUSTED = flag('untrusted');
 const CS_BIN = path.join(CS_DIR, 'node_modules', '.bin', 'code-server');
@@ -44,7 +47,8 @@ const logsUnder = (dir) => {
   return out.sort((a, b) => statSync(b).mtimeMs - statSync(a).mtimeMs);
 };
 
-for (const [what, p] of [['code-server', CS_BIN], ['extension', path.join(EXT, 'package.json')], ['tests', TESTS], ['workspace', WS]]) {
+let EXT = VSIX ? undefined : need('extension');
+for (const [what, p] of [['code-server', CS_BIN], VSIX ? ['vsix', VSIX] : ['extension', path.join(EXT, 'package.json')], ['tests', TESTS], ['workspace', WS]]) {
   if (!existsSync(p)) { console.error(`run-extension-tests: ${what} not found: ${p}`); process.exit(2); }
 }
 const require = createRequire(path.join(process.cwd(), 'package.json'));
@@ -99,6 +103,16 @@ try {
     '--config', path.join(run, 'config.yaml'), '--disable-telemetry', '--disable-update-check', '--disable-getting-started-override', '--ignore-last-opened'];
   if (!UNTRUSTED) args.push('--disable-workspace-trust');
   writeFileSync(path.join(run, 'config.yaml'), `bind-addr: 127.0.0.1:${port}\nauth: none\ncert: false\n`);
+  if (VSIX) {
+    const inst = spawnSync(CS_BIN, ['--install-extension', VSIX, '--extensions-dir', path.join(run, 'extensions'), '--user-data-dir', userData], { env, encoding: 'utf8', timeout: 120_000 });
+    if (inst.status !== 0) throw new Error(`installing ${VSIX} failed:\n${inst.stdout}${inst.stderr}`);
+    // Extension tests only run for an extension under development: load the installed copy as that.
+    const { publisher, name } = JSON.parse(readFileSync(path.join(process.cwd(), 'package.json'), 'utf8'));
+    const dir = readdirSync(path.join(run, 'extensions')).find((d) => d.toLowerCase().startsWith(`${publisher}.${name}-`.toLowerCase()));
+    if (!dir) throw new Error(`${VSIX} installed, but no ${publisher}.${name}-* folder in ${path.join(run, 'extensions')}`);
+    EXT = path.join(run, 'extensions', dir);
+    console.log(`installed ${path.basename(VSIX)}: testing ${EXT}`);
+  }
   cs = spawn(CS_BIN, [...args, WS], { env, stdio: ['ignore', logFd, logFd], detached: true });
   const base = `http://127.0.0.1:${port}`;
   const upBy = Date.now() + 60_000;

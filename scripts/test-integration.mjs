@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // `npm run test:integration`: builds the extension and the extension-host test bundle, makes sure code-server is
 // installed (scripts/install-code-server.sh, cached), and runs the suite twice: in a trusted workspace, then the
-// Restricted Mode suite (`npm run test:integration -- restricted` runs one). With MERGE_VSCODE_EXECUTABLE set to a desktop VS Code (Electron) binary, the same suite
+// Restricted Mode suite (`npm run test:integration -- restricted` runs one; `-- vsix` tests the packaged .vsix). With MERGE_VSCODE_EXECUTABLE set to a desktop VS Code (Electron) binary, the same suite
 // runs through @vscode/test-electron instead of code-server.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -30,9 +30,14 @@ const suites = [
   { name: 'main extension-host suite', tests: 'out/test/integration/index.js', extra: [] },
   { name: 'Restricted Mode suite', tests: 'out/test/integration/restricted.js', extra: ['--untrusted'] },
 ];
-// `npm run test:integration -- restricted` runs only the suites whose name contains the argument.
+// `npm run test:integration -- restricted` runs only the suites whose name contains the argument;
+// `-- vsix` packages the extension (npm run package) and runs the main suite against the installed .vsix.
 const only = process.argv[2]?.toLowerCase();
-if (only) suites.splice(0, suites.length, ...suites.filter((s) => s.name.toLowerCase().includes(only)));
+if (only === 'vsix') {
+  step('package');
+  execFileSync('npm', ['run', '--silent', 'package'], { stdio: ['ignore', 'ignore', 'inherit'] });
+  suites.splice(0, suites.length, { name: 'main extension-host suite on the packaged .vsix', tests: suites[0].tests, extra: ['--vsix', 'merge-studio.vsix'] });
+} else if (only) suites.splice(0, suites.length, ...suites.filter((s) => s.name.toLowerCase().includes(only)));
 let failed = 0;
 if (process.env.MERGE_VSCODE_EXECUTABLE) {
   const { runTests } = await import('@vscode/test-electron');
@@ -60,7 +65,7 @@ if (process.env.MERGE_VSCODE_EXECUTABLE) {
   const codeServer = install.stdout.trim().split('\n').pop();
   for (const s of suites) {
     step(s.name);
-    const r = spawnSync(process.execPath, ['scripts/run-extension-tests.mjs', '--code-server', codeServer, '--extension', '.', '--tests', s.tests,
+    const r = spawnSync(process.execPath, ['scripts/run-extension-tests.mjs', '--code-server', codeServer, ...(s.extra.includes('--vsix') ? [] : ['--extension', '.']), '--tests', s.tests,
       '--workspace', workspace, '--timeout', process.env.MERGE_TEST_TIMEOUT ?? '300', ...s.extra], { stdio: 'inherit' });
     if (r.status !== 0) failed++;
   }

@@ -178,7 +178,7 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
     let current = '';
     try { current = readFileSync(OUT, 'utf8'); } catch { /* missing counts as stale */ }
     if (current !== text) {
-      console.error('syntaxes/merge-recipe.tmLanguage.json is stale: run `node syntaxes/generate-grammar.mjs`');
+      console.error('syntaxes/merge-recipe.tmLanguage.json is stale: run `npx tsx syntaxes/generate-grammar.mjs`');
       process.exit(1);
     }
   } else {
