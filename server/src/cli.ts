@@ -5,6 +5,7 @@
 import { Command, CommanderError } from 'commander';
 import { describeError, EngineError } from './engine/errors';
 import { consoleOutput } from './cli/common';
+import { registerConvertCommand } from './cli/convert';
 import { registerDoctorCommand } from './cli/doctor';
 import { registerForwardCommand } from './cli/forward';
 import { registerCheckCommand } from './cli/check';
@@ -22,6 +23,7 @@ export function buildProgram(out = consoleOutput): Command {
   registerRunCommand(program, out);
   registerForwardCommand(program, out);
   registerDoctorCommand(program, out);
+  registerConvertCommand(program, out);
   registerCheckCommand(program, out);
   registerLspCommand(program);
   return program;

@@ -7,6 +7,7 @@ import * as ort from 'onnxruntime-node';
 import { EngineError } from '../errors';
 import { openCheckpoint } from '../io/checkpoint';
 import { loadEncoderConfig, type EncoderConfig } from '../io/hfconfig';
+import { parseHubRef, resolveModelRef, type ResolveOptions } from '../io/hub';
 import { addEncoder } from './encoder-graph';
 import { GraphBuilder } from './graph-builder';
 import { createSession, type Backend, type Session, type SessionOptions } from './runtime';
@@ -23,7 +24,9 @@ export interface EncoderModel {
   readonly layout: CheckpointLayout;
 }
 
-export async function loadEncoderModel(dir: string): Promise<EncoderModel> {
+/** `dir`: a Hugging Face folder, or a Hub reference `hf:org/name[@revision]` (downloaded into the HF cache). */
+export async function loadEncoderModel(dir: string, hub: Partial<ResolveOptions> = {}): Promise<EncoderModel> {
+  if (parseHubRef(dir)) dir = await resolveModelRef(dir, { baseDir: process.cwd(), ...hub });
   const stat = await fs.stat(dir).catch(() => undefined);
   if (!stat) throw new EngineError('file-not-found', `model folder ${dir} does not exist`, dir);
   if (!stat.isDirectory()) throw new EngineError('not-a-directory', `model path ${dir} is not a folder (expected a Hugging Face folder with config.json and model.safetensors)`, dir);
