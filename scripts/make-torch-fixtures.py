@@ -15,7 +15,8 @@ Outputs
   mert-v1-style/       the same weights, first layer only, named as MERT's MERTModel names them (no prefix, weight_g/v,
                        masked_spec_embed) with a MERT-v1-95M-style config (mert_model, 24 kHz) and preprocessor_config
   hostile/             evil-reduce.bin (a __reduce__ to os.system), unknown-global.bin (argparse.Namespace),
-                       offset-past-end.bin (a view past its storage), truncated.bin, legacy.bin (pre-1.6 format)
+                       offset-past-end.bin (a view past its storage), expand-bomb.bin (a stride-0 view of 8 GiB),
+                       truncated.bin, legacy.bin (pre-1.6 format)
 """
 import argparse
 import collections
@@ -99,6 +100,16 @@ class PastEnd:
 
     def __reduce__(self):
         return (torch._utils._rebuild_tensor_v2, (self.storage, 100, (4,), (1,), False, collections.OrderedDict()))
+
+
+class ExpandBomb:
+    """A 4-byte storage viewed with stride 0 as 2**31 elements: 8 GiB if materialised."""
+
+    def __init__(self):
+        self.storage = torch.zeros(1).storage()
+
+    def __reduce__(self):
+        return (torch._utils._rebuild_tensor_v2, (self.storage, 0, (2 ** 31,), (0,), False, collections.OrderedDict()))
 
 
 def save(obj, *parts, **kw):
@@ -188,6 +199,7 @@ def main():
     save({'weight': torch.ones(2), 'payload': Evil()}, 'hostile', 'evil-reduce.bin')
     save({'weight': torch.ones(2), 'args': argparse.Namespace(lr=0.1)}, 'hostile', 'unknown-global.bin')
     save({'weight': PastEnd()}, 'hostile', 'offset-past-end.bin')
+    save({'weight': ExpandBomb()}, 'hostile', 'expand-bomb.bin')
     full = save(small, 'hostile', 'full.bin')
     with open(full, 'rb') as f:
         data = f.read()

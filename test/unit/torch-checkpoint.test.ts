@@ -120,6 +120,10 @@ describe('hostile and broken checkpoints are refused without running anything', 
     });
   });
 
+  it('a stride-0 view that would expand 4 bytes to 8 GiB', async () => {
+    await expect(openCheckpoint(hostile('expand-bomb.bin'))).rejects.toMatchObject({ code: 'bad-checkpoint', message: expect.stringMatching(/tensor weight \[2147483648\] expands its 4-byte storage 0 to 8589934592 bytes/) });
+  });
+
   it('a truncated zip', async () => {
     await expect(openCheckpoint(hostile('truncated.bin'))).rejects.toMatchObject({ code: 'bad-checkpoint', message: expect.stringMatching(/truncated or incomplete download/) });
   });

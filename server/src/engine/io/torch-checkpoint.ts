@@ -14,6 +14,8 @@ import { ZipArchive } from './torch-zip';
 
 /** data.pkl of a state dict is a few hundred kB; this bounds what a hostile file can make us hold. */
 const MAX_PICKLE_BYTES = 256 * 1024 * 1024;
+/** Largest view allowed to be bigger than its storage (broadcast buffers are small). */
+const MAX_EXPANDED_BYTES = 64 * 1024 * 1024;
 
 /** A tensor's bytes, contiguous, row-major, little-endian, in its stored dtype (for lossless conversion). */
 export interface RawTensor {
@@ -121,6 +123,12 @@ export class TorchCheckpointFile {
       const end = n === 0 ? begin : (t.offset + span + 1) * es;
       if (!Number.isSafeInteger(end) || end > storageBytes) {
         throw bad(`tensor ${name} [${t.shape.join(', ')}] at storage offset ${t.offset} (stride ${t.stride.join(', ')}) runs past the end of its ${storageBytes}-byte storage ${t.storage.key}`);
+      }
+      // Overlapping views (stride 0, as expand() makes) can be far larger than their storage; a hostile one must not
+      // make us allocate gigabytes. Real weights are never larger than their storage.
+      const bytes = n * es;
+      if (!Number.isSafeInteger(bytes) || bytes > Math.max(storageBytes, MAX_EXPANDED_BYTES)) {
+        throw bad(`tensor ${name} [${t.shape.join(', ')}] expands its ${storageBytes}-byte storage ${t.storage.key} to ${bytes} bytes (stride ${t.stride.join(', ')})`);
       }
       entries.set(name, { tensor: t, member, begin: n === 0 ? 0 : begin, end: n === 0 ? 0 : end });
     }
