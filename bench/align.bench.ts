@@ -1,0 +1,146 @@
+/**
+ * bench:align — the statistics step on a HuBERT-base-sized random pair (768 hidden, 12 layers, FFN 3072, 7×512 conv)
+ * with the paper's taps (CNN + attention + FFN): seconds per minute of probe audio, the GEMM rate of the step as a
+ * fraction of this machine's onnxruntime MatMul ceiling (same run), the assignment time, and peak RSS against the
+ * size of both models' weights at two probe lengths (it should not grow with the probe).
+ * Usage: npm run bench:align [-- --seconds 20 --segment 5 --threads N]
+ */
+import * as ort from 'onnxruntime-node';
+import { permutationsFromCorrelations } from '../server/src/engine/align/solve';
+import { buildPermutationSpec } from '../server/src/engine/align/spec';
+import { correlation } from '../server/src/engine/align/stats';
+import { shutdownLapWorker } from '../server/src/engine/align/lap-async';
+import type { ProbeSet } from '../server/src/engine/io/probe';
+import { framesFor } from '../server/src/engine/model/encoder';
+import { GraphBuilder } from '../server/src/engine/model/graph-builder';
+import { tapWidth } from '../server/src/engine/model/pair-graph';
+import { hubertBaseConfig, randomWeights, seededRandom } from '../server/src/engine/model/random';
+import { parameterCount } from '../server/src/engine/model/weights';
+import { defaultBatchSize, tapsFor } from '../server/src/engine/pipeline/plan';
+import { collectStatistics } from '../server/src/engine/pipeline/statistics';
+
+const arg = (k: string, d: number) => {
+  const i = process.argv.indexOf(`--${k}`);
+  return i > 0 ? Number(process.argv[i + 1]) : d;
+};
+const seconds = arg('seconds', 20);
+const segment = arg('segment', 5);
+const threads = arg('threads', 0) || undefined;
+
+let peakRss = 0;
+const sampler = setInterval(() => (peakRss = Math.max(peakRss, process.memoryUsage().rss)), 20);
+
+function probeOf(totalSeconds: number, rate: number): ProbeSet {
+  const rand = seededRandom(3);
+  const segmentSamples = segment * rate;
+  const n = Math.max(1, Math.round(totalSeconds / segment));
+  const segments = Array.from({ length: n }, (_, i) => ({
+    source: 0,
+    file: `synthetic-${i}`,
+    offsetSamples: 0,
+    offsetSeconds: 0,
+    paddedSamples: 0,
+    samples: Float32Array.from({ length: segmentSamples }, (_, t) => 0.2 * Math.sin((2 * Math.PI * (110 + 40 * i) * t) / rate) + 0.05 * (rand() - 0.5)),
+  }));
+  return { sampleRate: rate, segmentSeconds: segment, segmentSamples, seed: 0, segments, sources: [], totalSegments: n, totalSeconds: n * segment } as unknown as ProbeSet;
+}
+
+async function matmulCeiling(rows: number, d: number): Promise<number> {
+  const b = new GraphBuilder();
+  const x = b.input('x', [rows, d]);
+  const y = b.input('y', [rows, d]);
+  b.output(b.op('MatMul', [b.op('Transpose', [x], { perm: [1, 0] }), y]), 'c');
+  const opts: ort.InferenceSession.SessionOptions = { executionProviders: ['cpu'], graphOptimizationLevel: 'all' };
+  if (threads) opts.intraOpNumThreads = threads;
+  const s = await ort.InferenceSession.create(b.encode(), opts);
+  const rand = seededRandom(9);
+  const feed = { x: new ort.Tensor('float32', Float32Array.from({ length: rows * d }, () => rand() - 0.5), [rows, d]), y: new ort.Tensor('float32', Float32Array.from({ length: rows * d }, () => rand() - 0.5), [rows, d]) };
+  await s.run(feed);
+  const t = performance.now();
+  for (let i = 0; i < 3; i++) await s.run(feed);
+  const sec = (performance.now() - t) / 3000;
+  await s.release();
+  return (2 * rows * d * d) / sec / 1e9;
+}
+
+async function main(): Promise<void> {
+  const cfg = hubertBaseConfig();
+  const anchor = { config: cfg, weights: randomWeights(cfg, 1) };
+  const other = { config: cfg, weights: randomWeights(cfg, 2) };
+  const weightBytes = 2 * 4 * parameterCount(cfg);
+  const taps = tapsFor(cfg, ['cnn', 'attention', 'ffn'], 'reorder');
+  const segmentSamples = segment * cfg.sampleRate;
+  const batchSize = defaultBatchSize(cfg, segmentSamples);
+  const baseRss = process.memoryUsage().rss;
+
+  const rows: string[][] = [];
+  let lastStats: Awaited<ReturnType<typeof collectStatistics>>['stats'] | undefined;
+  for (const total of [seconds, 2 * seconds]) {
+    peakRss = process.memoryUsage().rss;
+    const probe = probeOf(total, cfg.sampleRate);
+    const t = performance.now();
+    const { stats } = await collectStatistics(anchor, other, probe, taps, { device: 'cpu', threads, batchSize });
+    const sec = (performance.now() - t) / 1000;
+    lastStats = stats;
+    // GEMM work of the step: both forwards (≈ 2 × the encoder's MACs) + the cross products of every tap.
+    const frames = framesFor(cfg, segmentSamples) * probe.segments.length;
+    let crossFlops = 0;
+    for (const tap of taps) {
+      const d = tapWidth(cfg, tap);
+      const tapFrames = tap.startsWith('conv.') ? convFrames(cfg, segmentSamples, Number(tap.slice(5))) * probe.segments.length : frames;
+      crossFlops += 2 * tapFrames * d * d;
+    }
+    const D = cfg.hidden;
+    const F = cfg.intermediate;
+    const T = framesFor(cfg, segmentSamples);
+    const forwardFlops = 2 * probe.segments.length * (cfg.layers * (2 * T * D * D * 4 + 2 * T * D * F * 2 + 2 * T * T * D * 2) + convFlops(cfg, segmentSamples));
+    rows.push([
+      `${total} s`,
+      `${probe.segments.length} × ${segment} s`,
+      sec.toFixed(1),
+      ((sec * 60) / total).toFixed(1),
+      ((crossFlops + forwardFlops) / sec / 1e9).toFixed(1),
+      (peakRss / 2 ** 20).toFixed(0),
+      ((peakRss - baseRss) / weightBytes).toFixed(2),
+    ]);
+  }
+  const ceiling = await matmulCeiling(batchSize * framesFor(cfg, segmentSamples), cfg.intermediate);
+
+  const spec = buildPermutationSpec(cfg);
+  const corr = new Map<string, Float64Array>();
+  for (const [tap, s] of lastStats!) corr.set(tap, correlation(s));
+  const t = performance.now();
+  await permutationsFromCorrelations(spec, { taps: corr }, { permute: ['cnn', 'attention', 'ffn'], heads: 'reorder' });
+  const assignSec = (performance.now() - t) / 1000;
+  await shutdownLapWorker();
+  clearInterval(sampler);
+
+  console.log(`bench:align — HuBERT-base-sized random pair (${(parameterCount(cfg) / 1e6).toFixed(1)} M params each, ${(weightBytes / 2 ** 20).toFixed(0)} MiB of weights for both), ${taps.length} taps, batches of ${batchSize} × ${segment} s, CPU${threads ? `, ${threads} threads` : ''}`);
+  const head = ['probe', 'segments', 'stats s', 's per min of audio', 'GFLOP/s', 'peak RSS MiB', '(peak − start) / weights'];
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const fmt = (r: string[]) => `  ${r.map((c, i) => c.padStart(widths[i]!)).join('  ')}`;
+  console.log(fmt(head));
+  for (const r of rows) console.log(fmt(r));
+  console.log(`  ORT MatMul ceiling (XᵀY at the FFN tap's shape): ${ceiling.toFixed(1)} GFLOP/s → statistics step at ${((100 * Number(rows[1]![4])) / ceiling).toFixed(0)} % of it`);
+  console.log(`  assignment (12 FFN LAPs n=3072, 12 attention layers, 7 conv LAPs n=512): ${assignSec.toFixed(1)} s`);
+}
+
+function convFrames(cfg: ReturnType<typeof hubertBaseConfig>, samples: number, upTo: number): number {
+  let n = samples;
+  for (let i = 0; i <= upTo; i++) n = Math.floor((n - cfg.convKernels[i]!) / cfg.convStrides[i]!) + 1;
+  return n;
+}
+
+function convFlops(cfg: ReturnType<typeof hubertBaseConfig>, samples: number): number {
+  let n = samples;
+  let cin = 1;
+  let flops = 0;
+  cfg.convDims.forEach((c, i) => {
+    n = Math.floor((n - cfg.convKernels[i]!) / cfg.convStrides[i]!) + 1;
+    flops += 2 * n * c * cin * cfg.convKernels[i]!;
+    cin = c;
+  });
+  return flops;
+}
+
+void main();
