@@ -48,7 +48,7 @@ export async function openCheckpoint(location: string): Promise<Checkpoint> {
   const torchIndex = path.join(location, TORCH_INDEX);
   if (await exists(torchIndex)) return openSharded(torchIndex, TorchCheckpointFile.open);
   const present = (await fs.readdir(location)).filter((f) => /\.(bin|pt|pth|ckpt|safetensors|json)$/.test(f));
-  throw new EngineError('bad-checkpoint', `${location} has no ${SINGLE}, ${INDEX}, ${TORCH_SINGLE} or ${TORCH_INDEX}${present.length ? ` (found: ${present.join(', ')}; a single file can be given directly)` : ''}`, location);
+  throw new EngineError('bad-checkpoint', `${location} has no ${SINGLE}, ${INDEX}, ${TORCH_SINGLE} or ${TORCH_INDEX}${present.length ? ` (found: ${present.join(', ')})` : ''}`, location);
 }
 
 /** What both formats' files offer (SafetensorsFile, TorchCheckpointFile). */
