@@ -29,7 +29,12 @@ const hoverText = (hs: vscode.Hover[]) =>
   hs.flatMap((h) => h.contents).map((c) => (typeof c === 'string' ? c : c instanceof vscode.MarkdownString ? c.value : c.value)).join('\n');
 const completionLabels = (list: vscode.CompletionList) => list.items.map((i) => (typeof i.label === 'string' ? i.label : i.label.label));
 
-let api: MergeStudioApi;
+let activated: MergeStudioApi | undefined;
+/** The extension's API, once the first test activated it; later tests fail with this message otherwise. */
+const api = (): MergeStudioApi => {
+  assert(activated, 'the extension did not activate (see the first test)');
+  return activated;
+};
 
 const tests: TestCase[] = [
   {
@@ -40,9 +45,9 @@ const tests: TestCase[] = [
       assertEqual(doc.languageId, 'merge-recipe', 'language of tiny.merge.yaml');
       const ext = vscode.extensions.getExtension<MergeStudioApi>(EXTENSION_ID);
       assert(ext, `extension ${EXTENSION_ID} is not loaded`);
-      api = await ext.activate();
-      await api.ready();
-      const status = api.status();
+      activated = await ext.activate();
+      await activated.ready();
+      const status = activated.status();
       assert(status.visible && /Merge Studio/.test(status.text), `status bar: ${JSON.stringify(status)}`);
       // A valid recipe gets no errors (its disk checks run against the fixture models).
       await diagnosticsOf(doc.uri, (ds) => errors(ds).length === 0);
@@ -156,7 +161,7 @@ const tests: TestCase[] = [
       rmSync(out, { recursive: true, force: true });
       // Every state the status bar goes through, recorded from its change event (no polling).
       const seen: { text: string; command: string | undefined }[] = [];
-      const sub = api.onDidChangeStatus(() => seen.push(api.status()));
+      const sub = api().onDidChangeStatus(() => seen.push(api().status()));
       const run = vscode.commands.executeCommand<RunOutcome>('mergeStudio.runRecipe', file('tiny.merge.yaml'));
       const outcome = await run;
       assert(outcome.status === 'finished', `outcome: ${JSON.stringify(outcome)}`);
@@ -164,8 +169,10 @@ const tests: TestCase[] = [
       assert(outcome.job.reportPath && existsSync(outcome.job.reportPath), `report: ${outcome.job.reportPath}`);
       assert(existsSync(out), `output folder ${out} missing`);
       sub.dispose();
-      assert(seen.some((x) => x.command === 'mergeStudio.cancelJob' && /Merge Studio: /.test(x.text)), `the status bar never showed the job: ${[...new Set(seen.map((x) => x.text))].join(' | ')}`);
-      assert(api.status().command !== 'mergeStudio.cancelJob', `status bar after the job: ${api.status().text}`);
+      // Stages come only from the server's serverStatus notifications.
+      const stage = /Merge Studio: (load|probe|statistics|assign|permute|self-check|merge|evaluate|write)\b/;
+      assert(seen.some((x) => x.command === 'mergeStudio.cancelJob' && stage.test(x.text)), `the status bar never showed a job stage: ${[...new Set(seen.map((x) => x.text))].join(' | ')}`);
+      assert(api().status().command !== 'mergeStudio.cancelJob', `status bar after the job: ${api().status().text}`);
       const report = await vscode.commands.executeCommand<GetReportResult>('mergeStudio.showReport');
       assertEqual(report?.jobId, outcome.job.jobId, 'Show Report shows the last job');
       assertEqual(vscode.window.activeTextEditor?.document.uri.fsPath, report.reportPath, 'the report is the active editor');
@@ -179,7 +186,7 @@ const tests: TestCase[] = [
       const out = file('out', 'tiny').fsPath;
       rmSync(out, { recursive: true, force: true });
       const run = vscode.commands.executeCommand<RunOutcome>('mergeStudio.runRecipe', file('tiny.merge.yaml'));
-      await until(api.onDidChangeStatus, () => api.runningJob(), (j) => j !== null, 60_000, 'a running job');
+      await until(api().onDidChangeStatus, () => api().runningJob(), (j) => j !== null, 60_000, 'a running job');
       const cancelled = await vscode.commands.executeCommand<{ cancelled: boolean }>('mergeStudio.cancelJob');
       const outcome = await run;
       assert(outcome.status === 'finished', `outcome: ${JSON.stringify(outcome)}`);
@@ -242,7 +249,7 @@ const tests: TestCase[] = [
     timeoutMs: 60_000,
     fn: async () => {
       await vscode.commands.executeCommand('mergeStudio.restartServer');
-      assert(/\$\(check\)|\$\(warning\)/.test(api.status().text), `status after restart: ${api.status().text}`);
+      assert(/\$\(check\)|\$\(warning\)/.test(api().status().text), `status after restart: ${api().status().text}`);
       const doc = await open(file('edit.merge.yaml'));
       const hover = hoverText(await vscode.commands.executeCommand<vscode.Hover[]>('vscode.executeHoverProvider', doc.uri, positionOf(doc, 'lambda', 2)));
       assert(hover.length > 0, 'no hover after restart');
