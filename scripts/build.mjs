@@ -35,7 +35,20 @@ const builds = [
     sourcemap: !production,
     minify: production,
     logLevel: 'warning',
+    // Imports of CSS become dist/webview.css (the panels' stylesheet, linked by the host's HTML).
     entryPoints: { webview: 'webview/src/main.ts' },
+  },
+  {
+    // VS Code notebook renderers are ES modules; there is no <link> in a cell output, so CSS comes in as text.
+    bundle: true,
+    platform: 'browser',
+    target: 'es2022',
+    format: 'esm',
+    sourcemap: !production,
+    minify: production,
+    logLevel: 'warning',
+    loader: { '.css': 'text' },
+    entryPoints: { 'notebook-renderer': 'webview/src/notebook-renderer.ts' },
   },
 ]
   // Rooms land one at a time: build the entry points that exist.

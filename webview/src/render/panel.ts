@@ -1,0 +1,307 @@
+/**
+ * A panel's DOM: header with the run's summary, a tap picker (correlation), and one card per chart with a
+ * keyboard-reachable toolbar (table view, CSV, PNG, SVG), the chart and its table. Used by the VS Code
+ * webview (main.ts) and the notebook renderer; what differs (saving, opening the other panel, state) comes in
+ * through `PanelEnv`.
+ */
+import type { Result } from 'vega-embed';
+import type { PanelKind, PanelState, SaveFileParams, SaveFileResult } from '../../../protocol/webview';
+import type { MergeReport } from '../../../server/src/engine/pipeline/report';
+import { correlationSummary, formatCell, initialSelection, orderedTaps, panelCharts, selectedKey, toCsv, type ChartModel, type ThemeColors } from '../charts/index';
+import { PICK_PARAM, SELECTED_SIGNAL } from '../charts/model';
+import { embedChart, exportPng, exportSvg } from './embed';
+import { pickedTap } from './pick';
+
+export interface PanelEnv {
+  theme(): ThemeColors;
+  /** Saves an export through the host; absent where there is none (notebooks): the export buttons are left out. */
+  save?(params: SaveFileParams): Promise<SaveFileResult>;
+  /** Opens the other panel on the same report; absent in notebooks. */
+  openPanel?(kind: PanelKind): void;
+  /** Persists the small state (vscode.setState). */
+  setState?(state: PanelState): void;
+  onError?(message: string, chart?: string): void;
+}
+
+/** The per-layer charts keep their view across selections; the matrix charts are rebuilt for the new tap. */
+const PER_LAYER = new Set(['correlation-by-layer', 'units-moved']);
+
+interface Card {
+  model: ChartModel;
+  el: HTMLElement;
+  result: Result | null;
+}
+
+function h<K extends keyof HTMLElementTagNameMap>(tag: K, props: Partial<Record<string, string>> = {}, ...children: (Node | string)[]): HTMLElementTagNameMap[K] {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(props)) if (v !== undefined) el.setAttribute(k, v);
+  el.append(...children);
+  return el;
+}
+
+const pct = (x: number) => x.toFixed(3);
+/** Element ids are per panel instance: a notebook may show several reports in one document. */
+let instances = 0;
+
+export class ReportPanel {
+  private report: MergeReport | null = null;
+  private state: PanelState;
+  private cards: Card[] = [];
+  private renderSeq = 0;
+  /** Width the charts were built for; a resize re-renders only when it changed noticeably. */
+  private builtWidth = 0;
+  private readonly uid = `ms${++instances}`;
+
+  constructor(
+    private readonly root: HTMLElement,
+    private readonly kind: PanelKind,
+    private readonly env: PanelEnv,
+    state: PanelState | null = null,
+  ) {
+    this.state = state ?? { kind, jobId: null, selected: null, tables: [] };
+  }
+
+  get currentState(): PanelState {
+    return this.state;
+  }
+
+  /** Shows a report (first one, or a newer run: a different job resets the selection). */
+  async show(report: MergeReport, jobId: string | null): Promise<void> {
+    const sameJob = jobId === this.state.jobId;
+    this.report = report;
+    const keep = sameJob && report.align.taps.some((t) => t.tap === this.state.selected);
+    const selected = this.kind !== 'correlation' ? null : keep ? this.state.selected : initialSelection(report);
+    this.state = { ...this.state, jobId, selected };
+    this.saveState();
+    await this.render();
+  }
+
+  showError(message: string): void {
+    this.dispose();
+    this.root.replaceChildren(h('p', { class: 'status error', role: 'alert' }, message));
+    this.root.setAttribute('aria-busy', 'false');
+  }
+
+  /** Re-renders for the current width and theme (theme switch, resize). */
+  async refresh(): Promise<void> {
+    if (this.report) await this.render();
+  }
+
+  /** Whether the root's width moved enough from what the charts were built for to rebuild them. */
+  widthChanged(): boolean {
+    return Math.abs(this.chartWidth() - this.builtWidth) > 40;
+  }
+
+  dispose(): void {
+    for (const c of this.cards) c.result?.finalize();
+    this.cards = [];
+  }
+
+  private saveState(): void {
+    this.env.setState?.(this.state);
+  }
+
+  private chartWidth(): number {
+    // Cards have 12 px padding each side inside the root's padding.
+    return Math.max(320, (this.root.clientWidth || 800) - 32);
+  }
+
+  private models(): ChartModel[] {
+    if (!this.report) return [];
+    return panelCharts(this.kind, this.report, { theme: this.env.theme(), width: this.chartWidth(), selected: this.state.selected });
+  }
+
+  private async render(): Promise<void> {
+    const report = this.report!;
+    const seq = ++this.renderSeq;
+    this.dispose();
+    this.builtWidth = this.chartWidth();
+    const models = this.models();
+    const header = this.header(report);
+    const controls = this.kind === 'correlation' ? this.tapPicker(report) : null;
+    const list = h('div', { class: 'cards' });
+    this.root.replaceChildren(...[header, controls, list].filter((x): x is HTMLElement => x !== null));
+    if (models.length === 0) {
+      list.append(h('p', { class: 'status' }, this.kind === 'results' ? 'This run has no evaluation: no results to chart.' : 'This run did not align the models: no correlation diagnostics.'));
+    }
+    this.cards = models.map((m) => this.card(m));
+    list.append(...this.cards.map((c) => c.el));
+    await Promise.all(this.cards.map((c) => this.embed(c, seq)));
+    if (seq === this.renderSeq) this.root.setAttribute('aria-busy', 'false');
+  }
+
+  private header(report: MergeReport): HTMLElement {
+    const { anchor, other } = report.models;
+    const facts: string[] = [`${anchor.source} (anchor) × ${other.source}`, `recipe ${report.recipe.file}`, new Date(report.createdAt).toLocaleString()];
+    const summary = correlationSummary(report);
+    const lines: (HTMLElement | string)[] = [];
+    if (this.kind === 'correlation' && summary) {
+      lines.push(
+        h('p', { class: 'summary' }, `Mean diagonal correlation ${pct(summary.before)} → ${pct(summary.after)} over ${report.align.taps.length} taps; lowest after permutation: ${summary.worst?.tap ?? '—'} (${summary.worst ? pct(summary.worst.meanCorrelationAfter) : '—'}).`),
+      );
+      const sc = report.align.selfCheck;
+      if (sc) lines.push(h('p', { class: `summary ${sc.passed ? '' : 'error'}` }, `Self-check ${sc.passed ? 'passed' : 'FAILED'}: max relative error ${sc.maxRelativeError.toExponential(1)} (tolerance ${sc.tolerance.toExponential(0)}).`));
+    }
+    if (this.kind === 'results' && report.evaluation) {
+      const avg = report.evaluation.averages;
+      const best = (v: string) => avg.filter((a) => a.variant === v).sort((a, b) => b.average - a.average)[0];
+      const parts = (['permuted', 'linear', 'anchor', 'other'] as const).flatMap((v) => {
+        const b = best(v);
+        return b ? [`${v} ${pct(b.average)}${b.lambda === null ? '' : ` (λ = ${b.lambda})`}`] : [];
+      });
+      if (parts.length > 0) lines.push(h('p', { class: 'summary' }, `Best average score — ${parts.join(' · ')}.`));
+    }
+    const nav = h('nav', { 'aria-label': 'Panels' });
+    if (this.env.openPanel) {
+      const other: PanelKind = this.kind === 'correlation' ? 'results' : 'correlation';
+      const b = h('button', { type: 'button', class: 'link' }, other === 'results' ? 'Open merge results' : 'Open correlation diagnostics');
+      b.addEventListener('click', () => this.env.openPanel!(other));
+      nav.append(b);
+    }
+    return h(
+      'header',
+      {},
+      h('h1', {}, this.kind === 'correlation' ? 'Correlation diagnostics' : 'Merge results'),
+      h('p', { class: 'facts' }, facts.join(' · ')),
+      ...lines,
+      nav,
+    );
+  }
+
+  /** The keyboard path to every tap (a click on a chart does the same). */
+  private tapPicker(report: MergeReport): HTMLElement {
+    const select = h('select', { id: `${this.uid}-tap`, class: 'tap-select' });
+    for (const t of orderedTaps(report)) {
+      const o = h('option', { value: t.tap }, `${t.tap} — ${pct(t.meanCorrelationBefore)} → ${pct(t.meanCorrelationAfter)}`);
+      if (t.tap === this.state.selected) o.selected = true;
+      select.append(o);
+    }
+    select.addEventListener('change', () => void this.select(select.value));
+    return h('div', { class: 'controls' }, h('label', { for: `${this.uid}-tap` }, 'Tap'), select, h('span', { class: 'hint' }, 'or click a point or bar; ← → on a chart step through taps'));
+  }
+
+  private card(model: ChartModel): Card {
+    const id = model.id;
+    const dom = `${this.uid}-${id}`;
+    const asTable = this.state.tables.includes(id);
+    const chart = h('div', { class: 'chart', role: 'img', 'aria-label': model.description, tabindex: '0', id: `chart-${dom}` });
+    const table = this.table(model, dom);
+    table.hidden = !asTable;
+    chart.hidden = asTable;
+    const status = h('p', { class: 'card-status', role: 'status', 'aria-live': 'polite' });
+    const toolbar = h('div', { class: 'toolbar', role: 'toolbar', 'aria-label': `${model.title}: view and export` });
+    const card: Card = { model, el: h('section', { class: 'card', 'data-chart': id, 'aria-labelledby': `title-${dom}` }), result: null };
+
+    const toggle = h('button', { type: 'button', 'aria-pressed': String(asTable), 'aria-controls': `chart-${dom} table-${dom}` }, 'Table');
+    toggle.addEventListener('click', () => {
+      const on = toggle.getAttribute('aria-pressed') !== 'true';
+      toggle.setAttribute('aria-pressed', String(on));
+      table.hidden = !on;
+      chart.hidden = on;
+      this.state = { ...this.state, tables: on ? [...new Set([...this.state.tables, id])] : this.state.tables.filter((t) => t !== id) };
+      this.saveState();
+    });
+    toolbar.append(toggle);
+    if (this.env.save) {
+      const save = this.env.save.bind(this.env);
+      const exp = (label: string, make: () => Promise<SaveFileParams>) => {
+        const b = h('button', { type: 'button', 'aria-label': `Export ${model.title} as ${label}` }, label);
+        b.addEventListener('click', async () => {
+          status.textContent = `Exporting ${label}…`;
+          try {
+            const r = await save(await make());
+            status.textContent = r.saved ? `Saved ${r.path ?? ''}` : 'Export cancelled.';
+          } catch (e) {
+            status.textContent = `Export failed: ${e instanceof Error ? e.message : String(e)}`;
+          }
+        });
+        toolbar.append(b);
+      };
+      exp('CSV', async () => ({ fileName: `${id}.csv`, mimeType: 'text/csv', content: toCsv(model.table), encoding: 'utf8' }));
+      exp('PNG', async () => ({ fileName: `${id}.png`, mimeType: 'image/png', content: await exportPng(this.viewOf(card)), encoding: 'base64' }));
+      exp('SVG', async () => ({ fileName: `${id}.svg`, mimeType: 'image/svg+xml', content: await exportSvg(this.viewOf(card)), encoding: 'utf8' }));
+    }
+    if (PER_LAYER.has(id)) chart.addEventListener('keydown', (e) => this.onChartKey(e));
+    card.el.append(
+      h('div', { class: 'card-head' }, h('h2', { id: `title-${dom}` }, model.title), toolbar),
+      h('p', { class: 'desc' }, model.description),
+      chart,
+      table,
+      status,
+    );
+    return card;
+  }
+
+  private table(model: ChartModel, dom: string): HTMLElement {
+    const thead = h('thead', {}, h('tr', {}, ...model.table.columns.map((c) => h('th', { scope: 'col' }, c.title))));
+    const tbody = h('tbody');
+    for (const r of model.table.rows) tbody.append(h('tr', {}, ...model.table.columns.map((c) => h('td', {}, formatCell(r[c.key], c)))));
+    const table = h('table', {}, h('caption', {}, model.title), thead, tbody);
+    // Scrollable region: focusable so keyboard users can scroll it.
+    return h('div', { class: 'table-wrap', id: `table-${dom}`, tabindex: '0', role: 'region', 'aria-label': `${model.title} table` }, table);
+  }
+
+  private viewOf(card: Card): Result['view'] {
+    if (!card.result) throw new Error('the chart has not rendered');
+    return card.result.view;
+  }
+
+  private async embed(card: Card, seq: number): Promise<void> {
+    const el = card.el.querySelector<HTMLElement>('.chart')!;
+    try {
+      const result = await embedChart(el, card.model.spec);
+      if (seq !== this.renderSeq || !card.el.isConnected) {
+        result.finalize();
+        return;
+      }
+      card.result = result;
+      if (PER_LAYER.has(card.model.id)) {
+        result.view.addSignalListener(PICK_PARAM, (_name, value) => {
+          const tap = pickedTap(value);
+          if (tap && tap !== this.state.selected) void this.select(tap);
+        });
+      }
+    } catch (e) {
+      const message = e instanceof Error ? e.message : String(e);
+      el.replaceChildren(h('p', { class: 'status error', role: 'alert' }, `Could not draw this chart: ${message}`));
+      this.env.onError?.(message, card.model.id);
+    }
+  }
+
+  private onChartKey(e: KeyboardEvent): void {
+    if (!this.report) return;
+    const taps = orderedTaps(this.report).map((t) => t.tap);
+    const i = Math.max(0, taps.indexOf(this.state.selected ?? ''));
+    const next = e.key === 'ArrowRight' ? i + 1 : e.key === 'ArrowLeft' ? i - 1 : e.key === 'Home' ? 0 : e.key === 'End' ? taps.length - 1 : null;
+    if (next === null) return;
+    e.preventDefault();
+    const tap = taps[Math.min(taps.length - 1, Math.max(0, next))]!;
+    void this.select(tap);
+  }
+
+  /** Selects a tap everywhere: the per-layer charts' signal, the picker, the matrix charts (rebuilt). */
+  async select(tap: string): Promise<void> {
+    const report = this.report;
+    if (!report || !report.align.taps.some((t) => t.tap === tap)) return;
+    this.state = { ...this.state, selected: tap };
+    this.saveState();
+    const picker = this.root.querySelector<HTMLSelectElement>('.tap-select');
+    if (picker && picker.value !== tap) picker.value = tap;
+    const key = selectedKey(report, tap);
+    const seq = this.renderSeq;
+    await Promise.all(this.cards.filter((c) => PER_LAYER.has(c.model.id) && c.result).map((c) => c.result!.view.signal(SELECTED_SIGNAL, key).runAsync()));
+    if (seq !== this.renderSeq) return;
+    // Matrix charts depend on the tap's data: replace their cards.
+    const list = this.root.querySelector('.cards')!;
+    for (const c of this.cards.filter((c) => !PER_LAYER.has(c.model.id))) {
+      c.result?.finalize();
+      c.el.remove();
+    }
+    const fresh = this.models()
+      .filter((m) => !PER_LAYER.has(m.id))
+      .map((m) => this.card(m));
+    this.cards = [...this.cards.filter((c) => PER_LAYER.has(c.model.id)), ...fresh];
+    list.append(...fresh.map((c) => c.el));
+    await Promise.all(fresh.map((c) => this.embed(c, seq)));
+  }
+}
