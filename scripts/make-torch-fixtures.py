@@ -7,6 +7,7 @@ Deterministic: re-running rewrites the same tensors (zip timestamps aside).
 
 Outputs
   state-{f32,f16,bf16}.bin, state-f32-p4.bin, state-f32-p5.bin  plain state dicts (protocol 2 unless named)
+  state-f32-bigendian.bin  state-f32 re-zipped by Python's zipfile: byteorder "big", swapped storages, deflated data.pkl
   noncontig.bin        transposed / sliced / strided / expanded / permuted views, a scalar, an empty and an int64 tensor
   sharded/             pytorch_model.bin.index.json + two shards of the f32 state dict
   expected.json        every tensor above, contiguous row-major, as float64 lists
@@ -16,15 +17,17 @@ Outputs
                        masked_spec_embed) with a MERT-v1-95M-style config (mert_model, 24 kHz) and preprocessor_config
   hostile/             evil-reduce.bin (a __reduce__ to os.system), unknown-global.bin (argparse.Namespace),
                        offset-past-end.bin (a view past its storage), expand-bomb.bin (a stride-0 view of 8 GiB),
-                       truncated.bin, legacy.bin (pre-1.6 format)
+                       truncated.bin, legacy.bin (pre-1.6 format), deflated-storage.bin (a compressed storage entry)
 """
 import argparse
+import array
 import collections
 import json
 import os
 import shutil
 import struct
 import sys
+import zipfile
 
 import torch
 
@@ -51,6 +54,12 @@ def read_safetensors(path):
         raw = bytearray(data[8 + n + b:8 + n + end])
         out[name] = torch.frombuffer(raw, dtype=SAFETENSORS_DTYPES[e['dtype']]).reshape(e['shape']).clone()
     return out
+
+
+def swap32(data):
+    a = array.array('f', data)
+    a.byteswap()
+    return a.tobytes()
 
 
 def state_dict():
@@ -151,6 +160,25 @@ def main():
         weight_map.update({k: fname for k in shard})
     with open(os.path.join(OUT, 'sharded', 'pytorch_model.bin.index.json'), 'w') as f:
         json.dump({'metadata': {'total_size': sum(v.numel() * 4 for v in sd.values())}, 'weight_map': weight_map}, f, indent=2)
+
+    # Written by Python's zipfile rather than torch: a big-endian archive (byteorder "big", storages byte-swapped)
+    # with a deflated data.pkl; and one whose storage is deflated, which torch never writes.
+    src = os.path.join(OUT, 'state-f32.bin')
+    with zipfile.ZipFile(src) as z:
+        entries = {i.filename: z.read(i.filename) for i in z.infolist()}
+    big = os.path.join(OUT, 'state-f32-bigendian.bin')
+    with zipfile.ZipFile(big, 'w', zipfile.ZIP_STORED) as z:
+        for name, data in entries.items():
+            if '/data/' in name:
+                data = swap32(data)
+            z.writestr(name.replace('state-f32/', 'state-f32-bigendian/'), data,
+                       compress_type=zipfile.ZIP_DEFLATED if name.endswith('data.pkl') else zipfile.ZIP_STORED)
+        z.writestr('state-f32-bigendian/byteorder', 'big')
+    os.makedirs(os.path.join(OUT, 'hostile'), exist_ok=True)
+    with zipfile.ZipFile(os.path.join(OUT, 'hostile', 'deflated-storage.bin'), 'w', zipfile.ZIP_STORED) as z:
+        for name, data in entries.items():
+            z.writestr(name.replace('state-f32/', 'deflated-storage/'), data,
+                       compress_type=zipfile.ZIP_DEFLATED if '/data/' in name else zipfile.ZIP_STORED)
 
     with open(os.path.join(OUT, 'expected.json'), 'w') as f:
         json.dump(exp, f)

@@ -41,7 +41,8 @@ describe('torch.save checkpoints', () => {
     ['state-f32-p5.bin', 'state-f32'],
     ['state-f16.bin', 'state-f16'],
     ['state-bf16.bin', 'state-bf16'],
-  ])('%s reads every tensor exactly (pickle protocol 2/4/5, f32/f16/bf16, zip64 directory)', async (file, key) => {
+    ['state-f32-bigendian.bin', 'state-f32'],
+  ])('%s reads every tensor exactly (pickle protocol 2/4/5, f32/f16/bf16, zip64 directory; big-endian with a deflated data.pkl)', async (file, key) => {
     await expectMatches(path.join(TORCH, file), EXPECTED[key]!);
   });
 
@@ -139,6 +140,12 @@ describe('hostile and broken checkpoints are refused without running anything', 
     const renamed = Buffer.from(bytes.toString('latin1').replaceAll('state-f32/data/3', 'state-f32/data/9'), 'latin1');
     await fs.writeFile(path.join(dir, 'missing.bin'), renamed);
     await expect(openCheckpoint(path.join(dir, 'missing.bin'))).rejects.toMatchObject({ message: expect.stringMatching(/uses storage 3, but the archive has no state-f32\/data\/3/) });
+  });
+
+  it('a compressed storage entry (torch never writes one) is named', async () => {
+    const ckpt = await openCheckpoint(hostile('deflated-storage.bin'));
+    await expect(ckpt.read('encoder.layer_norm.weight')).rejects.toMatchObject({ message: expect.stringMatching(/deflated-storage\/data\/3 is compressed \(method 8\)/) });
+    await ckpt.close();
   });
 
   it('not a checkpoint at all', async () => {

@@ -41,6 +41,18 @@ describe('restricted unpickler', () => {
     });
   });
 
+  it('_rebuild_tensor_v3 over an UntypedStorage takes its dtype from the call (offsets in elements of that dtype)', () => {
+    const root = unpickle(
+      pk(0x80, 2, 'ctorch._utils\n_rebuild_tensor_v3\n', '(',
+        '(', ...uni('storage'), 'ctorch\nUntypedStorage\n', ...uni('7'), ...uni('cpu'), 'K', 16, 't', 'Q',
+        'K', 2, 'K', 3, 0x85, 'K', 1, 0x85, 0x89, 'ccollections\nOrderedDict\n', ')', 'R', 'ctorch\nfloat16\n', 't', 'R', '.'),
+      opts,
+    );
+    expect(root).toBeInstanceOf(TorchTensor);
+    const t = root as TorchTensor;
+    expect([t.storage.dtype, t.storage.numel, t.dtype, t.offset, t.shape]).toEqual(['U8', 16, 'F16', 2, [3]]);
+  });
+
   it('protocol 4: FRAME, SHORT_BINUNICODE, MEMOIZE, STACK_GLOBAL, and a _metadata BUILD on an OrderedDict', () => {
     const root = unpickle(
       pk(0x80, 4, 0x95, 8, 0, 0, 0, 0, 0, 0, 0, ...short('collections'), 0x94, ...short('OrderedDict'), 0x94, 0x93, 0x94, ')', 'R', 0x94,
