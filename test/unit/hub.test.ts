@@ -224,6 +224,9 @@ describe('Hub references', () => {
     const sdir = await resolveModelRef(`hf:org/sharded@${sharded.commit}`, opts());
     expect((await fs.readdir(sdir)).sort()).toEqual(['config.json', 'pytorch_model-00001-of-00002.bin', 'pytorch_model-00002-of-00002.bin', 'pytorch_model.bin.index.json']);
     expect(existsSync(path.join(home, 'hub', 'models--org--sharded', 'refs'))).toBe(false); // a commit needs no ref
+    const requests = hub.seen.length;
+    expect(await resolveModelRef(`hf:org/sharded@${sharded.commit}`, opts())).toBe(sdir);
+    expect(hub.seen).toHaveLength(requests); // a cached commit is final: no request
     const ckpt = await openCheckpoint(sdir);
     expect(ckpt.tensors()).toHaveLength(4);
     await ckpt.close();

@@ -98,6 +98,11 @@ export async function resolveModelRef(ref: string, opts: ResolveOptions): Promis
   if (!hub) return path.resolve(opts.baseDir, ref);
   const cacheDir = opts.cacheDir ?? hubCacheDir();
   if (opts.offline ?? envOffline()) return resolveOffline(hub, cacheDir, 'HF_HUB_OFFLINE is set');
+  // A commit never changes: a complete cached snapshot of one needs no request at all.
+  if (COMMIT.test(hub.revision)) {
+    const state = inspectCache(hub, cacheDir);
+    if (state.path && state.missing.length === 0) return state.path;
+  }
   try {
     return await resolveOnline(hub, cacheDir, opts);
   } catch (e) {
