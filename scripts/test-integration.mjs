@@ -63,10 +63,13 @@ if (process.env.MERGE_VSCODE_EXECUTABLE) {
   const install = spawnSync('bash', ['scripts/install-code-server.sh'], { stdio: ['ignore', 'pipe', 'inherit'], encoding: 'utf8' });
   if (install.status !== 0) { console.error('test:integration: installing code-server failed'); process.exit(2); }
   const codeServer = install.stdout.trim().split('\n').pop();
+  const timeoutS = Number(process.env.MERGE_TEST_TIMEOUT ?? 300);
   for (const s of suites) {
     step(s.name);
     const r = spawnSync(process.execPath, ['scripts/run-extension-tests.mjs', '--code-server', codeServer, ...(s.extra.includes('--vsix') ? [] : ['--extension', '.']), '--tests', s.tests,
-      '--workspace', workspace, '--timeout', process.env.MERGE_TEST_TIMEOUT ?? '300', ...s.extra], { stdio: 'inherit' });
+      '--workspace', workspace, '--timeout', String(timeoutS), ...s.extra], { stdio: 'inherit', timeout: (timeoutS + 120) * 1000, killSignal: 'SIGTERM' });
+    // A backstop: the runner bounds the suite itself and, on SIGTERM, still stops code-server before exiting.
+    if (r.error) console.log(`test:integration: the runner did not finish: ${r.error.message}`);
     if (r.status !== 0) failed++;
   }
 }
