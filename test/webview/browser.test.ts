@@ -186,11 +186,11 @@ async function openPanel(kind: PanelKind, theme: 'dark' | 'light' = 'dark'): Pro
       const w = window as unknown as Record<string, unknown>;
       w.__violations = [];
       document.addEventListener('securitypolicyviolation', (e) => (w.__violations as string[]).push(`${e.violatedDirective}: ${e.blockedURI} ${e.sample}`));
-      let state: unknown;
+      // VS Code keeps a webview's state across reloads of its page: sessionStorage does the same here.
       w.acquireVsCodeApi = () => ({
         postMessage: (m: unknown) => (w.__toHost as (m: unknown) => void)(m),
-        getState: () => state,
-        setState: (s: unknown) => ((state = s), s),
+        getState: () => JSON.parse(sessionStorage.getItem('vscode-state') ?? 'null') ?? undefined,
+        setState: (s: unknown) => (sessionStorage.setItem('vscode-state', JSON.stringify(s)), s),
       });
       document.addEventListener('DOMContentLoaded', () => {
         document.body.classList.add(themeClass);
@@ -264,6 +264,13 @@ describe('webview in headless Chromium', () => {
     expect(Buffer.from(p.saves[1]!.content, 'base64').subarray(1, 4).toString()).toBe('PNG');
     expect(p.saves[2]!.content.startsWith('<svg')).toBe(true);
     await expect.poll(() => card.locator('.card-status').textContent()).toContain('/tmp/units-moved.svg');
+
+    // Reload (VS Code reloads a hidden webview's page): the state comes back through ready, selection and table view kept.
+    await page.reload();
+    await page.waitForSelector('main[aria-busy="false"]', { timeout: 15_000 });
+    expect(p.ready[1]).toEqual({ kind: 'correlation', protocolVersion: 1, state: { kind: 'correlation', jobId: 'job-1', selected: 'layer.3.attn', tables: ['correlation-by-layer'] } });
+    expect(await page.locator('.tap-select').inputValue()).toBe('layer.3.attn');
+    expect(await page.locator('section[data-chart="correlation-by-layer"] table').isVisible()).toBe(true);
 
     // Hover: vega-tooltip shows under the CSP (no inline styles).
     // The value label lies over its cell and carries the same tooltip.

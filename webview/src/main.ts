@@ -43,7 +43,7 @@ function start(): void {
     openPanel: (k) => ipc.sendCommand(OpenPanelCommand, { kind: k }),
     setState: (s) => vscode.setState(s),
     onError: reportError,
-  });
+  }, state);
 
   ipc.on(DidChangeReportNotification, isDidChangeReportParams, (p) => {
     panel.show(p.report, p.jobId).catch((e: unknown) => reportError(e instanceof Error ? e.message : String(e)));
