@@ -226,6 +226,14 @@ describe('webview in headless Chromium', () => {
     expect(await markCount(page, 'correlation-by-layer', 'symbol')).toBe(2 * report.align.taps.length);
     expect(await markCount(page, 'correlation-by-layer', 'line')).toBe(8);
     expect(await markCount(page, 'units-moved', 'rect')).toBe(report.align.taps.length);
+    // Both stylesheets apply under the CSP: vega-embed's (a <style> with the script's nonce) and ours (the link).
+    const styles = await page.evaluate(() => ({
+      embed: getComputedStyle(document.querySelector('.vega-embed')!).position,
+      nonce: (document.getElementById('vega-embed-style') as HTMLStyleElement | null)?.nonce.length ?? 0,
+      card: getComputedStyle(document.querySelector('.ms-panel .card')!).borderTopStyle,
+    }));
+    expect(styles).toEqual({ embed: 'relative', nonce: 24, card: 'solid' });
+
     // Starts on the worst tap; the picker says which, the matrices are its own.
     const worst = report.align.taps.reduce((w, t) => (t.meanCorrelationAfter < w.meanCorrelationAfter ? t : w));
     expect(await page.locator('.tap-select').inputValue()).toBe(worst.tap);
