@@ -1,0 +1,329 @@
+/**
+ * Dense assignment solved on a pruned candidate graph, then proved optimal on the full matrix.
+ *
+ * The optimal assignment of a correlation matrix (and of most dense matrices) uses only entries near the top of their
+ * rows. So: keep each row's k cheapest columns, solve that sparse problem with shortest augmenting paths (Crouse's
+ * variant of Jonker–Volgenant, with row and column duals, and a binary heap instead of a full scan per step), then
+ * check the duals against EVERY entry: if cost[i, j] − u[i] − v[j] ≥ 0 everywhere (up to rounding), LP duality says
+ * the sparse optimum is the dense optimum. Entries that violate it join the candidate set and the sparse problem is
+ * solved again (warm: only the violating rows are re-matched). A row whose search finds no free column inside the
+ * graph (identical rows — dead units — share their top-k columns) is searched over all columns from then on. The caller
+ * falls back to the dense solver if the rounds run out, so the answer is always optimal; pruning only decides how fast.
+ */
+
+/**
+ * Candidate graph in CSR form: row i's columns are cols[start[i] .. start[i+1]) with their costs in vals (a copy, so
+ * the search never touches the n² matrix: random reads there cost a cache miss each).
+ */
+interface Candidates {
+  start: Int32Array;
+  cols: Int32Array;
+  vals: Float64Array;
+}
+
+/** Each row's k cheapest columns (a bounded max-heap per row: one compare per entry for most of them). */
+function topK(cost: Float64Array, n: number, k: number): Candidates {
+  const start = new Int32Array(n + 1);
+  const cols = new Int32Array(n * k);
+  const vals = new Float64Array(n * k);
+  const heapV = new Float64Array(k);
+  const heapJ = new Int32Array(k);
+  for (let i = 0; i < n; i++) {
+    const row = i * n;
+    let size = 0;
+    for (let j = 0; j < n; j++) {
+      const c = cost[row + j]!;
+      if (size < k) {
+        // sift up
+        let p = size++;
+        while (p > 0) {
+          const q = (p - 1) >> 1;
+          if (heapV[q]! >= c) break;
+          heapV[p] = heapV[q]!;
+          heapJ[p] = heapJ[q]!;
+          p = q;
+        }
+        heapV[p] = c;
+        heapJ[p] = j;
+      } else if (c < heapV[0]!) {
+        // replace the largest, sift down
+        let p = 0;
+        for (;;) {
+          let q = 2 * p + 1;
+          if (q >= size) break;
+          if (q + 1 < size && heapV[q + 1]! > heapV[q]!) q++;
+          if (heapV[q]! <= c) break;
+          heapV[p] = heapV[q]!;
+          heapJ[p] = heapJ[q]!;
+          p = q;
+        }
+        heapV[p] = c;
+        heapJ[p] = j;
+      }
+    }
+    start[i] = i * k;
+    cols.set(heapJ.subarray(0, size), i * k);
+    vals.set(heapV.subarray(0, size), i * k);
+  }
+  start[n] = n * k;
+  return { start, cols, vals };
+}
+
+/** Assignment state carried across rounds: matching and duals (reduced costs ≥ 0 on candidates, 0 on matches). */
+interface State {
+  x: Int32Array; // row → col
+  y: Int32Array; // col → row
+  u: Float64Array;
+  v: Float64Array;
+}
+
+/**
+ * Sparse shortest augmenting paths (minimising) for the free rows freeRows[from..], on the candidate graph (rows
+ * marked in denseRow use every column of `cost`). Returns −1 when all are matched, or the index in freeRows of a row
+ * whose search found no free column inside the graph (nothing of that search is kept; earlier rows stay matched).
+ */
+function augmentSparse(
+  cost: Float64Array,
+  n: number,
+  cand: Candidates,
+  denseRow: Uint8Array,
+  st: State,
+  freeRows: Int32Array,
+  from: number,
+  dirty: Uint8Array,
+): number {
+  const { x, y, u, v } = st;
+  const spc = new Float64Array(n).fill(Infinity);
+  const path = new Int32Array(n);
+  const scannedCol = new Uint8Array(n);
+  const heap = new Int32Array(n); // columns, ordered by (spc, free first)
+  const pos = new Int32Array(n).fill(-1);
+  const touched = new Int32Array(n);
+  const rowsSeen = new Int32Array(n);
+  const colsSeen = new Int32Array(n);
+  const { start, cols, vals } = cand;
+
+  const less = (a: number, b: number): boolean => {
+    const da = spc[a]!;
+    const db = spc[b]!;
+    return da < db || (da === db && y[a]! < 0 && y[b]! >= 0);
+  };
+  let hsize = 0;
+  const siftUp = (p: number): void => {
+    const j = heap[p]!;
+    while (p > 0) {
+      const q = (p - 1) >> 1;
+      const h = heap[q]!;
+      if (!less(j, h)) break;
+      heap[p] = h;
+      pos[h] = p;
+      p = q;
+    }
+    heap[p] = j;
+    pos[j] = p;
+  };
+  const pop = (): number => {
+    const top = heap[0]!;
+    pos[top] = -1;
+    const last = heap[--hsize]!;
+    if (hsize > 0) {
+      let p = 0;
+      for (;;) {
+        let q = 2 * p + 1;
+        if (q >= hsize) break;
+        if (q + 1 < hsize && less(heap[q + 1]!, heap[q]!)) q++;
+        if (!less(heap[q]!, last)) break;
+        heap[p] = heap[q]!;
+        pos[heap[p]!] = p;
+        p = q;
+      }
+      heap[p] = last;
+      pos[last] = p;
+    }
+    return top;
+  };
+
+  for (let f = from; f < freeRows.length; f++) {
+    const cur = freeRows[f]!;
+    let minVal = 0;
+    let i = cur;
+    let sink = -1;
+    let nTouched = 0;
+    let nRows = 0;
+    let nCols = 0;
+    hsize = 0;
+    while (sink < 0) {
+      rowsSeen[nRows++] = i;
+      const ui = u[i]!;
+      if (denseRow[i]) {
+        const row = i * n;
+        for (let j = 0; j < n; j++) {
+          if (scannedCol[j]) continue;
+          const r = minVal + cost[row + j]! - ui - v[j]!;
+          if (r < spc[j]!) {
+            if (spc[j] === Infinity) touched[nTouched++] = j;
+            spc[j] = r;
+            path[j] = i;
+            if (pos[j]! < 0) {
+              heap[hsize] = j;
+              pos[j] = hsize++;
+            }
+            siftUp(pos[j]!);
+          }
+        }
+      } else {
+        for (let e = start[i]!; e < start[i + 1]!; e++) {
+          const j = cols[e]!;
+          if (scannedCol[j]) continue;
+          const r = minVal + vals[e]! - ui - v[j]!;
+          if (r < spc[j]!) {
+            if (spc[j] === Infinity) touched[nTouched++] = j;
+            spc[j] = r;
+            path[j] = i;
+            if (pos[j]! < 0) {
+              heap[hsize] = j;
+              pos[j] = hsize++;
+            }
+            siftUp(pos[j]!);
+          }
+        }
+      }
+      if (hsize === 0) {
+        // No free column reachable inside the graph (e.g. identical rows sharing the same top-k columns).
+        for (let t = 0; t < nCols; t++) scannedCol[colsSeen[t]!] = 0;
+        for (let t = 0; t < nTouched; t++) {
+          spc[touched[t]!] = Infinity;
+          pos[touched[t]!] = -1;
+        }
+        return f;
+      }
+      const j = pop();
+      minVal = spc[j]!;
+      scannedCol[j] = 1;
+      colsSeen[nCols++] = j;
+      if (y[j]! < 0) sink = j;
+      else i = y[j]!;
+    }
+    // Dual update (as in Crouse 2016 / scipy): keeps reduced costs non-negative on every candidate edge.
+    u[cur] = u[cur]! + minVal;
+    dirty[cur] = 1;
+    for (let t = 1; t < nRows; t++) {
+      const r = rowsSeen[t]!;
+      u[r] = u[r]! + minVal - spc[x[r]!]!;
+      dirty[r] = 1;
+    }
+    for (let t = 0; t < nCols; t++) {
+      const j = colsSeen[t]!;
+      v[j] = v[j]! - (minVal - spc[j]!);
+      scannedCol[j] = 0;
+    }
+    let j = sink;
+    for (;;) {
+      const r = path[j]!;
+      y[j] = r;
+      const next = x[r]!;
+      x[r] = j;
+      j = next;
+      if (r === cur) break;
+    }
+    for (let t = 0; t < nTouched; t++) {
+      const c = touched[t]!;
+      spc[c] = Infinity;
+      pos[c] = -1;
+    }
+  }
+  return -1;
+}
+
+export interface PrunedOptions {
+  /** Candidates kept per row at first (default 24). */
+  k?: number;
+  /** Rounds of solve + verify before giving up (default 6). */
+  rounds?: number;
+}
+
+/**
+ * The minimising assignment (row → column) via pruned candidates and a dense optimality proof, or null when the
+ * proof did not close within `rounds` and the caller should solve densely instead.
+ */
+export function lapPrunedMin(cost: Float64Array, n: number, opts: PrunedOptions = {}): Int32Array | null {
+  const k = Math.min(n, opts.k ?? 24);
+  let cand = topK(cost, n, k);
+  let scale = 0;
+  for (let t = 0; t < cost.length; t++) scale = Math.max(scale, Math.abs(cost[t]!));
+  // Reduced costs below −tol count as violations; above it the assignment is optimal to within n·tol in total.
+  const tol = 16e-12 * scale;
+  const st: State = { x: new Int32Array(n).fill(-1), y: new Int32Array(n).fill(-1), u: new Float64Array(n), v: new Float64Array(n) };
+  let free = Int32Array.from({ length: n }, (_, i) => i);
+  // Rows whose dual u rose since they were last proved. The searches only ever raise u (of the rows they scan) and
+  // lower v, and lowering v cannot create a violation, so only these rows need proving again.
+  const dirty = new Uint8Array(n);
+  // Rows searched over every column: those whose search got stuck in the sparse graph. From a dense row some free
+  // column is always reachable, so each row needs this at most once.
+  const denseRow = new Uint8Array(n);
+  for (let round = 0; round < (opts.rounds ?? 6); round++) {
+    for (let from = 0; ; ) {
+      const stuck = augmentSparse(cost, n, cand, denseRow, st, free, from, dirty);
+      if (stuck < 0) break;
+      const i = free[stuck]!;
+      denseRow[i] = 1;
+      // Keep its dual feasible on the new edges (it is free, so lowering u breaks nothing).
+      let m = Infinity;
+      for (let j = 0; j < n; j++) m = Math.min(m, cost[i * n + j]! - st.v[j]!);
+      st.u[i] = Math.min(st.u[i]!, m);
+      from = stuck;
+    }
+    const { x, y, u, v } = st;
+    // Proof on the full matrix: min_j (cost[i, j] − v[j]) ≥ u[i] − tol for every dirty row, one tight pass per row;
+    // failing rows are scanned again for their violating columns.
+    const extra = new Map<number, Int32Array>();
+    for (let i = 0; i < n; i++) {
+      if (!dirty[i] || denseRow[i]) {
+        dirty[i] = 0;
+        continue;
+      }
+      dirty[i] = 0;
+      const row = i * n;
+      let m = Infinity;
+      for (let j = 0; j < n; j++) {
+        const r = cost[row + j]! - v[j]!;
+        if (r < m) m = r;
+      }
+      const ui = u[i]!;
+      if (m >= ui - tol) continue;
+      let bad: number[] = [];
+      for (let j = 0; j < n; j++) if (cost[row + j]! - v[j]! < ui - tol) bad.push(j);
+      if (bad.length > 32) bad = bad.sort((a, b) => cost[row + a]! - v[a]! - (cost[row + b]! - v[b]!)).slice(0, 32);
+      extra.set(i, Int32Array.from(bad));
+    }
+    if (extra.size === 0) return x;
+    // Grow the candidate graph by the violators.
+    const start = new Int32Array(n + 1);
+    for (let i = 0; i < n; i++) start[i + 1] = start[i]! + (cand.start[i + 1]! - cand.start[i]!) + (extra.get(i)?.length ?? 0);
+    const cols = new Int32Array(start[n]!);
+    const vals = new Float64Array(start[n]!);
+    for (let i = 0; i < n; i++) {
+      const a = cand.start[i]!;
+      const b = cand.start[i + 1]!;
+      cols.set(cand.cols.subarray(a, b), start[i]!);
+      vals.set(cand.vals.subarray(a, b), start[i]!);
+      const e = extra.get(i);
+      if (e) {
+        cols.set(e, start[i]! + (b - a));
+        for (let t = 0; t < e.length; t++) vals[start[i]! + (b - a) + t] = cost[i * n + e[t]!]!;
+      }
+    }
+    cand = { start, cols, vals };
+    // Warm start: a violating row gives up its column and takes the largest dual its candidates allow; every other
+    // row keeps its match, and the duals stay feasible, so only these rows are augmented again.
+    free = Int32Array.from(extra.keys());
+    for (const i of free) {
+      let m = Infinity;
+      for (let e = start[i]!; e < start[i + 1]!; e++) m = Math.min(m, vals[e]! - v[cols[e]!]!);
+      u[i] = m; // (dense rows never violate, so every freed row is a sparse one)
+      y[x[i]!] = -1;
+      x[i] = -1;
+    }
+  }
+  return null;
+}
