@@ -229,7 +229,7 @@ describe('webview in headless Chromium', () => {
     // Both stylesheets apply under the CSP: vega-embed's (a <style> with the script's nonce) and ours (the link).
     const styles = await page.evaluate(() => ({
       embed: getComputedStyle(document.querySelector('.vega-embed')!).position,
-      nonce: (document.getElementById('vega-embed-style') as HTMLStyleElement | null)?.nonce.length ?? 0,
+      nonce: (document.getElementById('vega-embed-style') as HTMLStyleElement | null)?.nonce?.length ?? 0,
       card: getComputedStyle(document.querySelector('.ms-panel .card')!).borderTopStyle,
     }));
     expect(styles).toEqual({ embed: 'relative', nonce: 24, card: 'solid' });

@@ -1,7 +1,9 @@
 /** `merge-studio run <recipe>`: align + merge + evaluate, with a progress bar (or JSON events) and a summary table. */
+import * as path from 'node:path';
 import type { Command } from 'commander';
 import { EngineError } from '../engine/errors';
 import { loadEncoderConfig } from '../engine/io/hfconfig';
+import { parseHubRef, resolveModelRef } from '../engine/io/hub';
 import { framesFor } from '../engine/model/encoder';
 import { resolveBackend } from '../engine/model/runtime';
 import { defaultBatchSize, estimateMemory, formatBytes, tapsFor } from '../engine/pipeline/plan';
@@ -60,7 +62,8 @@ export function registerRunCommand(program: Command, out: Output): void {
 
 async function printPlan(loaded: Awaited<ReturnType<typeof loadRecipe>>, out: Output, device: Parameters<typeof resolveBackend>[0] | undefined): Promise<void> {
   const r = loaded.recipe;
-  const cfg = await loadEncoderConfig(loaded.resolve(r.models.anchor));
+  const anchorRef = parseHubRef(r.models.anchor) ? await resolveModelRef(r.models.anchor, { baseDir: path.dirname(loaded.file) }) : loaded.resolve(r.models.anchor);
+  const cfg = await loadEncoderConfig(anchorRef);
   const align = r.align ?? {};
   const permute = (align.permute ?? ['cnn', 'attention', 'ffn']) as PermutePart[];
   const method = align.method ?? 'correlation';

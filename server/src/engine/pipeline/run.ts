@@ -14,6 +14,7 @@ import { correlation, deadUnits, type PairStats } from '../align/stats';
 import { EngineError } from '../errors';
 import { evaluateModel, loadEvalTasks, type PreparedTask } from '../eval/evaluate';
 import { loadAudio } from '../io/audio';
+import { parseHubRef, type HubProgress } from '../io/hub';
 import { buildProbeSet, describeProbe, type ProbeSet } from '../io/probe';
 import { writeSafetensors } from '../io/safetensors';
 import { mergeWeights, type MergeMethod } from '../merge/merge';
@@ -87,8 +88,14 @@ export async function runLoadedRecipe(loaded: LoadedRecipe, opts: RunOptions = {
 
   stage('load', 'loading models');
   const backend = await resolveBackend(device);
-  const anchor = await loadEncoderModel(loaded.resolve(recipe.models.anchor));
-  const other = await loadEncoderModel(loaded.resolve(recipe.models.other));
+  const hub = {
+    baseDir: path.dirname(loaded.file),
+    ...(opts.signal ? { signal: opts.signal } : {}),
+    onProgress: (p: HubProgress) => emit({ type: 'progress', stage: 'load', done: p.received, total: p.total, message: `${p.repo}: ${p.file}` }),
+  };
+  const modelRef = (ref: string) => (parseHubRef(ref) ? ref : loaded.resolve(ref));
+  const anchor = await loadEncoderModel(modelRef(recipe.models.anchor), hub);
+  const other = await loadEncoderModel(modelRef(recipe.models.other), hub);
   checkPairCompatible(anchor.config, other.config);
   const cfg = anchor.config;
   const spec = buildPermutationSpec(cfg);
