@@ -128,6 +128,23 @@ describe.each(REFERENCE_MODELS)('weight matching recovers a permuted copy of %s'
     expect(report.some((r) => r.before < 0.5)).toBe(true);
   });
 
+  it('uses a caller-supplied gram (e.g. an onnxruntime MatMul) when given, with the same result', async () => {
+    const perm = randomPermutations(spec, mulberry32(10), { include: (g) => g.kind === 'ffn' || g.kind === 'cnn' });
+    const other = applyPermutations(model.weights, spec, perm);
+    let calls = 0;
+    const gram = (a: Float64Array, b: Float64Array, rows: number, k: number) => {
+      calls++;
+      const out = new Float64Array(rows * rows);
+      for (let i = 0; i < rows; i++) for (let j = 0; j < rows; j++) for (let q = 0; q < k; q++) out[i * rows + j] += a[i * k + q]! * b[j * k + q]!;
+      return out;
+    };
+    const withHook = await permutationsFromWeights(spec, model.weights, other, { permute: ['cnn', 'ffn'], gram });
+    const plain = await permutationsFromWeights(spec, model.weights, other, { permute: ['cnn', 'ffn'] });
+    expect(calls).toBeGreaterThan(0);
+    for (const [g, p] of plain.perms) expect(Array.from(withHook.perms.get(g)!), g).toEqual(Array.from(p));
+    for (const [g, p] of perm) expect(Array.from(plain.perms.get(g)!), g).toEqual(Array.from(invertPermutation(p)));
+  });
+
   it('everything, residual and in-head Q/K included', async () => {
     const perm = randomPermutations(spec, mulberry32(9), { qkInHead: true });
     await check(perm, { permute: ['cnn', 'attention', 'ffn', 'residual'], heads: 'reorder', qkInHead: true, seed: 3 });

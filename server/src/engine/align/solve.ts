@@ -240,6 +240,11 @@ export interface WeightMatchOptions extends AlignOptions {
   rounds?: number;
   /** Seed of the group order (default 0). */
   seed?: number;
+  /**
+   * A·Bᵀ for row-major A, B of `rows` × k (float64), rows × rows out. The default is a blocked JS loop: O(rows²·k) per
+   * tensor, minutes per round for a HuBERT-base FFN stack; a caller with onnxruntime at hand can pass a MatMul here.
+   */
+  gram?: (a: Float64Array, b: Float64Array, rows: number, k: number) => Float64Array | Promise<Float64Array>;
 }
 
 /** A coordinate-descent unit: groups solved together (an attention layer's V and Q/K share their head map). */
@@ -332,7 +337,14 @@ export async function permutationsFromWeights(spec: PermutationSpec, anchor: Wei
     }
   }
 
-  const scoreFor = (u: Unit, g: PermGroup): Float64Array => {
+  const addScore = async (S: Float64Array, a: Float64Array, b: Float64Array, rows: number, k: number): Promise<void> => {
+    if (!opts.gram) return addGram(S, a, b, rows, k);
+    const g = await opts.gram(a, b, rows, k);
+    if (g.length !== S.length) throw new EngineError('runtime-error', `gram hook returned ${g.length} values, ${S.length} expected`);
+    for (let t = 0; t < S.length; t++) S[t] = S[t]! + g[t]!;
+  };
+
+  const scoreFor = async (u: Unit, g: PermGroup): Promise<Float64Array> => {
     const st = state.get(g.name)!;
     const key = st.neighbours.map((h) => version.get(h)).join(',');
     if (st.score && st.cacheKey === key) return st.score;
@@ -346,18 +358,19 @@ export async function permutationsFromWeights(spec: PermutationSpec, anchor: Wei
     const otherSub: WeightMap = new Map([...tensors].map((t) => [t, other.get(t)!]));
     const moved = applyPermutations(otherSub, sub, rest);
     const S = new Float64Array(g.size * g.size);
-    st.moves.forEach((m, idx) => {
+    for (let idx = 0; idx < st.moves.length; idx++) {
+      const m = st.moves[idx]!;
       const b = moved.get(m.tensor)!;
       const ua = st.unfoldedA[idx]!;
-      addGram(S, ua, unfold(b.data, b.shape, m.axis), g.size, ua.length / g.size);
-    });
+      await addScore(S, ua, unfold(b.data, b.shape, m.axis), g.size, ua.length / g.size);
+    }
     st.score = S;
     st.cacheKey = key;
     return S;
   };
 
   /** The score from the warm moves only (exact whatever the other groups' permutations are), or null if none. */
-  const warmScore = (g: PermGroup): Float64Array | null => {
+  const warmScore = async (g: PermGroup): Promise<Float64Array | null> => {
     const st = state.get(g.name)!;
     if (st.warm.length === 0) return null;
     const S = new Float64Array(g.size * g.size);
@@ -365,7 +378,7 @@ export async function permutationsFromWeights(spec: PermutationSpec, anchor: Wei
       const m = st.moves[idx]!;
       const b = other.get(m.tensor)!;
       const ua = st.unfoldedA[idx]!;
-      addGram(S, ua, unfold(b.data, b.shape, m.axis), g.size, ua.length / g.size);
+      await addScore(S, ua, unfold(b.data, b.shape, m.axis), g.size, ua.length / g.size);
     }
     return S;
   };
@@ -382,7 +395,7 @@ export async function permutationsFromWeights(spec: PermutationSpec, anchor: Wei
   };
 
   // "Before" is the identity everywhere: score every group now, before any permutation moves.
-  for (const u of units) for (const g of u.groups) state.get(g.name)!.before = cosine(g, scoreFor(u, g));
+  for (const u of units) for (const g of u.groups) state.get(g.name)!.before = cosine(g, await scoreFor(u, g));
 
   // Warm start: every unit whose groups all have warm moves (norm parameters, biases, the first conv's kernels) is
   // solved on those alone. They are exact whatever the other permutations are, which keeps the descent out of the
@@ -394,7 +407,8 @@ export async function permutationsFromWeights(spec: PermutationSpec, anchor: Wei
   let done = 0;
   for (const u of units) {
     checkAbort(opts.signal);
-    const scores = u.groups.map((g) => warmScore(g));
+    const scores: (Float64Array | null)[] = [];
+    for (const g of u.groups) scores.push(await warmScore(g));
     if (scores.every((x): x is Float64Array => x !== null)) {
       const next = await u.solve(scores);
       u.groups.forEach((g, k) => {
@@ -416,7 +430,8 @@ export async function permutationsFromWeights(spec: PermutationSpec, anchor: Wei
     let changed = false;
     for (const u of order) {
       checkAbort(opts.signal);
-      const scores = u.groups.map((g) => scoreFor(u, g));
+      const scores: Float64Array[] = [];
+      for (const g of u.groups) scores.push(await scoreFor(u, g));
       const next = await u.solve(scores);
       u.groups.forEach((g, k) => {
         const old = perms.get(g.name)!;
@@ -437,7 +452,7 @@ export async function permutationsFromWeights(spec: PermutationSpec, anchor: Wei
   for (const u of units) {
     for (const g of u.groups) {
       if (g.kind === 'attn-qk') continue;
-      const S = scoreFor(u, g);
+      const S = await scoreFor(u, g);
       const p = perms.get(g.name)!;
       report.push({ group: g.name, kind: g.kind, source: 'weights', size: g.size, before: state.get(g.name)!.before!, after: cosine(g, S, p), moved: fractionMoved(p) });
     }
