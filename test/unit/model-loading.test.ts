@@ -122,3 +122,24 @@ describe('configs', () => {
     await expect(loadEncoderModel(dir)).rejects.toMatchObject({ code: 'bad-json', message: expect.stringMatching(/config.json is not valid JSON/) });
   });
 });
+
+describe('input normalisation (preprocessor_config.json do_normalize)', () => {
+  it('normalises each waveform to zero mean and unit variance before the model, as the feature extractor does', async () => {
+    const dir = await variant(() => undefined);
+    await fs.writeFile(path.join(dir, 'preprocessor_config.json'), JSON.stringify({ do_normalize: true, sampling_rate: 16000, feature_size: 1 }));
+    const model = await loadEncoderModel(dir);
+    expect(model.config.normalizeInput).toBe(true);
+    const ref = loadReference('hubert-postln-a');
+    const raw = Float32Array.from(ref.input);
+    const mean = raw.reduce((a, b) => a + b, 0) / raw.length;
+    const variance = raw.reduce((a, b) => a + (b - mean) ** 2, 0) / raw.length;
+    const scaled = raw.map((v) => 3 * v + 0.5); // normalisation must undo any gain and offset
+    const expected = raw.map((v) => (v - mean) / Math.sqrt(variance + 1e-7));
+    const plain = await loadEncoderModel(FIXTURE);
+    const a = await forward(model, scaled, { device: 'cpu' });
+    const b = await forward(plain, expected, { device: 'cpu' });
+    let err = 0;
+    for (let i = 0; i < a.lastHiddenState.length; i++) err = Math.max(err, Math.abs(a.lastHiddenState[i]! - b.lastHiddenState[i]!));
+    expect(err).toBeLessThan(1e-4);
+  });
+});

@@ -36,6 +36,11 @@ export interface EncoderConfig {
   sampleRate: number;
   /** Frames per second of the encoder output: sampleRate / product of conv strides. */
   frameRate: number;
+  /**
+   * Zero-mean, unit-variance normalisation of each waveform before the model (`do_normalize` of the checkpoint's
+   * preprocessor_config.json, what its feature extractor does in transformers). Absent: false.
+   */
+  normalizeInput?: boolean;
 }
 
 const ACTIVATIONS: readonly Activation[] = ['gelu', 'gelu_new', 'relu'];
@@ -150,6 +155,7 @@ export function parseEncoderConfig(c: Record<string, unknown>, file: string, pre
     hiddenAct: activation('hidden_act'),
     sampleRate,
     frameRate: sampleRate / hop,
+    normalizeInput: preprocessor?.do_normalize === true,
   };
 }
 

@@ -25,8 +25,15 @@ export function addEncoder(b: GraphBuilder, cfg: EncoderConfig, weights: WeightM
   };
   const p = (hint: string) => `${prefix}${hint}`;
 
+  // The checkpoint's feature extractor normalises each waveform (do_normalize): (x − mean) / √(var + 1e-7).
+  let wave = audio;
+  if (cfg.normalizeInput) {
+    const centred = b.op('Sub', [audio, b.op('ReduceMean', [audio], { axes: [1], keepdims: 1 })], {}, p('audio_centred'));
+    const variance = b.op('ReduceMean', [b.op('Mul', [centred, centred])], { axes: [1], keepdims: 1 });
+    wave = b.op('Div', [centred, b.op('Sqrt', [b.op('Add', [variance, b.scalar(1e-7)])])], {}, p('audio_normalised'));
+  }
   // Feature extractor: [B, S] → [B, 1, S] → conv blocks → [B, C, T].
-  let x = b.op('Unsqueeze', [audio, b.int64s([1])], {}, p('audio_channels'));
+  let x = b.op('Unsqueeze', [wave, b.int64s([1])], {}, p('audio_channels'));
   cfg.convDims.forEach((_, i) => {
     const base = `feature_extractor.conv_layers.${i}`;
     const inputs = [x, w(`${base}.conv.weight`)];
