@@ -85,10 +85,15 @@ function showReport(ctx: CtxInit): Cmd {
       void vscode.window.showInformationMessage('Merge Studio: no report yet; run a recipe first.');
       return undefined;
     }
-    // Pulled by id (the notification carried only a summary); the report file itself is what gets opened.
+    // Pulled by id (the notification carried only a summary), shown in the results panel; a report the panels
+    // cannot read (another version) still opens, as its report.json.
     const result = await ctx.client.sendRequest(lsp.getReport, { jobId: id });
-    const doc = await vscode.workspace.openTextDocument(vscode.Uri.file(result.reportPath));
-    await vscode.window.showTextDocument(doc, { preview: true });
+    try {
+      ctx.panels.show('results', id, result.report);
+    } catch (e) {
+      ctx.outputChannel.warn(`results panel: ${e instanceof Error ? e.message : String(e)}; opening ${result.reportPath}`);
+      await vscode.window.showTextDocument(await vscode.workspace.openTextDocument(vscode.Uri.file(result.reportPath)), { preview: true });
+    }
     return result;
   };
 }

@@ -14,6 +14,7 @@ import {
 import * as lsp from '../../protocol/lsp-ext';
 import { Config } from './config';
 import { JobTracker } from './jobs';
+import { ReportPanels } from './panels/report-panels';
 import { LANGUAGE_ID } from './recipes';
 import { StatusBar } from './status';
 
@@ -31,6 +32,8 @@ export class Ctx implements vscode.Disposable {
   readonly status = new StatusBar();
   readonly jobs = new JobTracker();
   readonly config = new Config();
+  /** The report webview panels; after a reload they re-fetch their report by job id through the server. */
+  readonly panels: ReportPanels;
   private _client: LanguageClient | undefined;
   private starting: Promise<LanguageClient> | undefined;
   private clientDisposables: vscode.Disposable[] = [];
@@ -40,6 +43,7 @@ export class Ctx implements vscode.Disposable {
 
   constructor(readonly extCtx: vscode.ExtensionContext) {
     this.disposables.push(this.outputChannel, this.status, this.jobs);
+    this.panels = ReportPanels.register(extCtx, { getReport: async (jobId) => (await this.getReport(jobId)).report }, this.outputChannel);
     this.jobs.onDidChange(() => this.status.update({ runningJob: this.jobs.running }), undefined, this.disposables);
   }
 
@@ -50,6 +54,20 @@ export class Ctx implements vscode.Disposable {
   /** What the server announced under `experimental.mergeStudio`, once running. */
   get capabilities(): lsp.MergeStudioServerCapabilities | undefined {
     return this.serverCaps;
+  }
+
+  async getReport(jobId: string): Promise<lsp.GetReportResult> {
+    const { client } = await this.withServer();
+    return client.sendRequest(lsp.getReport, { jobId });
+  }
+
+  /** A new result reaches the report panels that are open, without revealing them. */
+  private refreshPanels(job: lsp.JobFinishedParams): void {
+    if (!job.ok || !(this.panels.panel('results') || this.panels.panel('correlation'))) return;
+    this.getReport(job.jobId).then(
+      (r) => this.panels.update(job.jobId, r.report),
+      (e) => this.outputChannel.warn(`report of job ${job.jobId}: ${errorText(e)}`),
+    );
   }
 
   pushCleanup(d: vscode.Disposable): void {
@@ -122,7 +140,10 @@ export class Ctx implements vscode.Disposable {
           this.jobs.setRunning(p.runningJob);
           this.status.update({ health: p.health, message: p.message });
         }),
-        client.onNotification(lsp.jobFinished, (p) => this.jobs.finish(p)),
+        client.onNotification(lsp.jobFinished, (p) => {
+          this.jobs.finish(p);
+          this.refreshPanels(p);
+        }),
         client.onDidChangeState((e) => this.onStateChange(e.newState)),
       );
       this._client = client;

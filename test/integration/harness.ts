@@ -92,7 +92,12 @@ export function until<T>(event: vscode.Event<unknown>, read: () => T, ok: (v: T)
 }
 
 function describe(v: unknown): string {
-  const s = JSON.stringify(v, (_k, x) => (x instanceof vscode.Uri ? x.toString() : x));
+  let s: string | undefined;
+  try {
+    s = JSON.stringify(v, (_k, x) => (x instanceof vscode.Uri ? x.toString() : x));
+  } catch {
+    s = undefined; // circular (VS Code API objects): never let the failure report itself fail
+  }
   return s === undefined ? String(v) : s.length > 2000 ? `${s.slice(0, 2000)}…` : s;
 }
 

@@ -175,7 +175,14 @@ const tests: TestCase[] = [
       assert(api().status().command !== 'mergeStudio.cancelJob', `status bar after the job: ${api().status().text}`);
       const report = await vscode.commands.executeCommand<GetReportResult>('mergeStudio.showReport');
       assertEqual(report?.jobId, outcome.job.jobId, 'Show Report shows the last job');
-      assertEqual(vscode.window.activeTextEditor?.document.uri.fsPath, report.reportPath, 'the report is the active editor');
+      // The results webview panel opened beside the recipe (focus between editor groups lags in a headless page,
+      // so look in every group rather than at the active one).
+      const resultsTab = () =>
+        vscode.window.tabGroups.all.flatMap((g) => g.tabs).find((t) => t.input instanceof vscode.TabInputWebview && t.input.viewType.endsWith('mergeStudio.resultsPanel'));
+      const tabLabels = () => vscode.window.tabGroups.all.flatMap((g) => g.tabs.map((t) => t.label));
+      await until(vscode.window.tabGroups.onDidChangeTabs, tabLabels, () => resultsTab() !== undefined, 10_000, 'a Merge Results tab');
+      assertEqual(resultsTab()?.label, 'Merge Studio: Merge Results', 'results panel title');
+      await vscode.window.tabGroups.close(resultsTab()!);
       rmSync(out, { recursive: true, force: true });
     },
   },
