@@ -46,7 +46,7 @@ export interface ServerOptions {
 }
 
 /** Files whose change can change a disk diagnostic. */
-const WATCHED_GLOBS = ['**/config.json', '**/preprocessor_config.json', '**/*.safetensors', '**/*.safetensors.index.json', '**/labels.csv', '**/*.{wav,flac,mp3}'];
+const WATCHED_GLOBS = ['**/config.json', '**/preprocessor_config.json', '**/*.safetensors', '**/*.bin', '**/*.index.json', '**/labels.csv', '**/*.{wav,flac,mp3}'];
 
 export function startServer(connection: Connection, options: ServerOptions = {}): void {
   const documents = new TextDocuments(TextDocument);

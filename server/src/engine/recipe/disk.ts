@@ -57,7 +57,7 @@ export class RecipeDisk {
 
   /** Config + checkpoint header of a model folder (no weights read). */
   inspectModel(dir: string): Promise<ModelInspection> {
-    const stamps = [dir, 'config.json', 'preprocessor_config.json', 'model.safetensors', 'model.safetensors.index.json'].map((f, i) =>
+    const stamps = [dir, 'config.json', 'preprocessor_config.json', 'model.safetensors', 'model.safetensors.index.json', 'pytorch_model.bin', 'pytorch_model.bin.index.json'].map((f, i) =>
       i === 0 ? f : path.join(dir, f),
     );
     return this.cache.get(`model:${dir}`, stamps, () => inspectModelUncached(dir));

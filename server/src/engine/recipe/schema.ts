@@ -16,7 +16,7 @@ const modelRef = (role: 'anchor' | 'other') =>
     format: 'model',
     description:
       role === 'anchor'
-        ? 'The **anchor** model: a Hugging Face folder (config.json + model.safetensors or a sharded model.safetensors.index.json), relative to the recipe, or `hf:org/name@rev`. The merged model keeps its layout and its outputs.'
+        ? 'The **anchor** model: a Hugging Face folder (config.json + model.safetensors or pytorch_model.bin, single or sharded), relative to the recipe, or `hf:org/name@rev`. The merged model keeps its layout and its outputs.'
         : 'The **other** model: permuted toward the anchor, then interpolated with it. A Hugging Face folder relative to the recipe, or `hf:org/name@rev`. Must have the same architecture (tensor names and shapes) as the anchor.',
     starter: role === 'anchor' ? './models/anchor' : './models/other',
   });
