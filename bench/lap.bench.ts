@@ -2,7 +2,7 @@
  * Linear assignment benchmark: our LAPJV (in-thread, and through the worker) against scipy's
  * linear_sum_assignment on the same matrices, when python3 with scipy is available.
  * Run: npm run bench:lap   (or: npx tsx bench/lap.bench.ts [--sizes 768,3072,4096] [--repeat 3] [--no-worker])
- * Times are CPU seconds (ours: process.cpuUsage; scipy: time.process_time; both single-threaded) and wall seconds,
+ * After a JIT warm-up on small matrices, times are CPU seconds (ours: process.cpuUsage; scipy: time.process_time; both single-threaded) and wall seconds,
  * the best of --repeat runs for both solvers, run alternately (the machine is shared: alternating exposes both
  * to the same load, and the minimum is the least disturbed run). The worker column is one run, spawn included.
  * A printed table, never a timed test.
@@ -67,6 +67,8 @@ function hasScipy(): boolean {
 // An async main rather than top-level await: tsx runs this package's .ts files as CommonJS.
 async function main(): Promise<void> {
   const scipy = hasScipy();
+  // JIT warm-up on small matrices of every kind (V8 needs a few calls to optimise the solvers; scipy is compiled).
+  for (let w = 0; w < 4; w++) for (const kind of kinds) solveLap(makeMatrix(kind, 512, w), 512);
   const dir = mkdtempSync(join(tmpdir(), 'lap-bench-'));
   interface Row {
     n: number;

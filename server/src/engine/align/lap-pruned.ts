@@ -238,7 +238,11 @@ function augmentSparse(
 export interface PrunedOptions {
   /** Candidates kept per row at first (default 24). */
   k?: number;
-  /** Rounds of solve + verify before giving up (default 6). */
+  /**
+   * Rounds of solve + verify before giving up (default 40). On low-rank score matrices the violations fall by about
+   * half a round (1913 → 616 → 285 → … rows at n = 4096) while each round only re-matches and re-proves the rows
+   * involved, so late rounds are cheap.
+   */
   rounds?: number;
 }
 
@@ -261,11 +265,14 @@ export function lapPrunedMin(cost: Float64Array, n: number, opts: PrunedOptions 
   // Rows searched over every column: those whose search got stuck in the sparse graph. From a dense row some free
   // column is always reachable, so each row needs this at most once.
   const denseRow = new Uint8Array(n);
-  for (let round = 0; round < (opts.rounds ?? 6); round++) {
+  let denseRows = 0;
+  for (let round = 0; round < (opts.rounds ?? 40); round++) {
     for (let from = 0; ; ) {
       const stuck = augmentSparse(cost, n, cand, denseRow, st, free, from, dirty);
       if (stuck < 0) break;
       const i = free[stuck]!;
+      // Mostly identical rows (a matrix of ties): the heap search over full rows would cost more than dense LAPJV.
+      if (++denseRows > n / 8) return null;
       denseRow[i] = 1;
       // Keep its dual feasible on the new edges (it is free, so lowering u breaks nothing).
       let m = Infinity;
