@@ -42,8 +42,8 @@ export type Device = 'auto' | 'cpu' | 'webgpu' | 'cuda';
 // ---------------------------------------------------------------------------------------------------------
 
 /**
- * Starts align + merge + evaluate for the recipe at `uri` (the saved file on disk; an open, dirty editor
- * is checked from its current text first and refused if it has errors).
+ * Starts align + merge + evaluate for the recipe at `uri`. The job runs the file on disk (clients save
+ * first), after the same checks as `mergeStudio/checkRecipe`: a file with errors is refused.
  *
  * Lifecycle:
  * - The request resolves with `{ jobId }` as soon as the job has been checked and started.

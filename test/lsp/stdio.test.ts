@@ -1,6 +1,7 @@
 // The bundled server (dist/server.js, as VS Code and other editors start it) over real stdio.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ExitNotification, HoverRequest, ShutdownRequest, StreamMessageReader, StreamMessageWriter, type MarkupContent } from 'vscode-languageserver-protocol/node';
@@ -31,7 +32,7 @@ afterAll(async () => {
 });
 
 describe('bundled server over stdio', () => {
-  it('initializes, checks, hovers, and exits cleanly on shutdown + exit', async () => {
+  it('initializes, publishes diagnostics and hovers', async () => {
     const caps = client.initializeResult.capabilities.experimental as { mergeStudio: lsp.MergeStudioServerCapabilities };
     // dist/cli.js sits beside dist/server.js, so jobs are available.
     expect(caps.mergeStudio).toEqual({ protocolVersion: lsp.PROTOCOL_VERSION, jobs: true, serverStatus: true });
@@ -41,6 +42,28 @@ describe('bundled server over stdio', () => {
 
     const hover = await client.connection.sendRequest(HoverRequest.type, { textDocument: { uri: fileUri(recipe) }, position: { line: 2, character: 14 } });
     expect((hover!.contents as MarkupContent).value).toContain('2 layers × 8 hidden');
+  });
+
+  it('runs a recipe through the bundled engine CLI (merge-studio run --progress json)', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'ms-stdio-run-'));
+    try {
+      const model = path.join(root, 'test', 'fixtures', 'hf-reference', 'hubert-postln-a');
+      const file = path.join(dir, 'tiny.merge.yaml');
+      writeFileSync(file, `version: 1\nmodels:\n  anchor: ${model}\n  other: ${model}\nalign: { method: none }\nmerge: { lambda: 0.5 }\noutput: ./out\nruntime: { device: cpu }\n`);
+      const { jobId } = await client.connection.sendRequest(lsp.runRecipe, { uri: fileUri(file), workDoneToken: 'e2e' });
+      const finished = await client.jobFinished.next((j) => j.jobId === jobId);
+      expect(finished).toMatchObject({ ok: true, outputDir: path.join(dir, 'out'), reportPath: path.join(dir, 'out', 'report.json') });
+      const stages = client.progress.values.filter((p) => p.token === 'e2e' && p.value.kind === 'report').map((p) => (p.value as { message?: string }).message);
+      expect(stages[0]).toMatch(/^load: /);
+      expect(stages.at(-1)).toMatch(/^write: /);
+      const { report } = await client.connection.sendRequest(lsp.getReport, { jobId });
+      expect(typeof report).toBe('object');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('exits cleanly on shutdown + exit, having written nothing but the protocol', async () => {
 
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
     await client.connection.sendRequest(ShutdownRequest.type);
