@@ -4,7 +4,8 @@ import { DidChangeWatchedFilesNotification, DidCloseTextDocumentNotification, Fi
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as lsp from '../../protocol/lsp-ext';
-import { checkRecipeText } from '../../server/src/engine/recipe';
+import { checkRecipeText, RecipeDisk, type ModelInspection } from '../../server/src/engine/recipe';
+import { HoverRequest } from 'vscode-languageserver-protocol';
 import { fileUri, read, startTestServer, type TestClient } from './harness';
 
 const recipes = path.join(__dirname, '..', 'fixtures', 'recipes');
@@ -110,5 +111,34 @@ describe('file watching', () => {
     const { diagnostics } = await republished;
     expect(diagnostics.map((d) => d.code)).toEqual(['bad-checkpoint']);
     expect(diagnostics[0]!.message).toContain('does not match its config');
+  });
+});
+
+describe('internal failures', () => {
+  /** A disk layer with a bug: every model inspection throws. */
+  class BrokenDisk extends RecipeDisk {
+    override inspectModel(): Promise<ModelInspection> {
+      return Promise.reject(new Error('boom in inspectModel'));
+    }
+  }
+
+  it('become an internal-error diagnostic, a logged stack and a warning status, never a crash', async () => {
+    const client = await startTestServer({ launcher: null, disk: new BrokenDisk() });
+    try {
+      const file = path.join(recipes, 'good', 'minimal.merge.yaml');
+      const diagnostics = await client.open(fileUri(file), read(file));
+      expect(diagnostics.map((d) => [d.code, d.range.start.line, d.message])).toEqual([
+        ['internal-error', 0, 'Merge Studio could not check this recipe (a bug, please report it): boom in inspectModel'],
+      ]);
+      const hover = await client.connection.sendRequest(HoverRequest.type, { textDocument: { uri: fileUri(file) }, position: { line: 2, character: 12 } });
+      expect(hover).toBeNull();
+      const status = await client.serverStatus.next((s) => s.message?.startsWith('Internal error in hover') === true);
+      expect(status.health).toBe('warning');
+      expect(client.logs.some((l) => l.startsWith('hover: Error: boom in inspectModel'))).toBe(true);
+      // Still serving.
+      expect((await client.connection.sendRequest(lsp.checkRecipe, { uri: fileUri(file) })).errorCount).toBe(1);
+    } finally {
+      await client.shutdown();
+    }
   });
 });
