@@ -68,6 +68,12 @@ describe('completion', () => {
     expect((method.textEdit as TextEdit).newText).toBe('method: ${1|correlation,weights,none|}');
   });
 
+  it('renames in place when completing over an existing key', async () => {
+    const items = await complete('merge:\n  lam|da: 0.5\n');
+    const lambda = items.find((i) => i.label === 'lambda')!;
+    expect(lambda.textEdit).toEqual({ range: { start: { line: 1, character: 2 }, end: { line: 1, character: 7 } }, newText: 'lambda' });
+  });
+
   it('offers enum values with their documentation', async () => {
     const items = await complete('align:\n  method: |\n');
     expect(labels(items)).toEqual(['correlation', 'weights', 'none']);

@@ -33,7 +33,9 @@ export async function completeRecipe({ parsed, position, recipeFile }: Completio
     const objects = schemas.filter((s): s is Extract<Schema, { kind: 'object' }> => s.kind === 'object');
     if (objects.length) {
       const present = new Set(keysAt(parsed, ctx.path));
-      return objects.flatMap((o) => keyItems(o, present, range, ctx.prefix));
+      // Completing over an existing `key: value` replaces the name only.
+      const nameOnly = /^\s*:/.test(parsed.lines.lineText(position.line).slice(ctx.end));
+      return objects.flatMap((o) => keyItems(o, present, range, ctx.prefix, nameOnly));
     }
     // `- |` in a list of scalars: a value, not a key.
     return valueItems(schemas, { prefix: ctx.prefix, siblings: [] }, range, recipeFile);
@@ -43,7 +45,7 @@ export async function completeRecipe({ parsed, position, recipeFile }: Completio
 
 type EditRange = TextEdit['range'];
 
-function keyItems(o: Extract<Schema, { kind: 'object' }>, present: Set<string>, range: EditRange, prefix: string): CompletionItem[] {
+function keyItems(o: Extract<Schema, { kind: 'object' }>, present: Set<string>, range: EditRange, prefix: string, nameOnly: boolean): CompletionItem[] {
   return Object.entries(o.properties)
     .filter(([key]) => !present.has(key) || key === prefix)
     .map(([key, s], i) => ({
@@ -54,7 +56,7 @@ function keyItems(o: Extract<Schema, { kind: 'object' }>, present: Set<string>, 
       // Required keys first, then the schema's order (which follows DESIGN.md).
       sortText: `${s.optional ? 1 : 0}${String(i).padStart(2, '0')}`,
       insertTextFormat: InsertTextFormat.Snippet,
-      textEdit: { range, newText: keySnippet(key, s) },
+      textEdit: { range, newText: nameOnly ? key : keySnippet(key, s) },
     }));
 }
 
