@@ -127,6 +127,22 @@ try {
   browser = await chromium.launch({ executablePath: chromiumPath(), headless: true, env,
     args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'] });
   const page = await browser.newPage();
+  // Every notification toast the workbench shows, with its buttons, for the tests' `ui` expectations.
+  const toasts = [];
+  await page.exposeBinding('__mergeStudioToast', (_source, t) => { toasts.push({ ...t, at: Date.now() }); });
+  await page.addInitScript(() => {
+    if (window.top !== window) return; // the workbench only, not webview frames
+    const last = new WeakMap();
+    const scan = () => {
+      for (const el of document.querySelectorAll('.notification-toast')) {
+        const text = (el.querySelector('.notification-list-item-message')?.textContent ?? el.textContent ?? '').trim();
+        const buttons = [...el.querySelectorAll('.monaco-button')].map((b) => (b.textContent ?? '').trim()).filter(Boolean);
+        const key = `${text}|${buttons.join(',')}`;
+        if (last.get(el) !== key) { last.set(el, key); window.__mergeStudioToast({ text, buttons }); }
+      }
+    };
+    new MutationObserver(scan).observe(document, { childList: true, subtree: true, characterData: true });
+  });
   const pageErrors = [];
   page.on('pageerror', (e) => pageErrors.push(String(e)));
   page.on('console', (m) => { if (m.type() === 'error') pageErrors.push(m.text()); });
@@ -149,6 +165,16 @@ try {
     code = 2;
   } else {
     const res = JSON.parse(readFileSync(RESULTS, 'utf8'));
+    // A test that passed in the extension host still fails when the person would not have seen what it expects.
+    for (const r of res) {
+      const during = toasts.filter((t) => r.start === undefined || (t.at >= r.start && t.at <= r.end + 1000));
+      const missing = (r.ok && r.ui ? r.ui : []).filter((u) => !during.some((t) => t.text.includes(u.toast) && (!u.button || t.buttons.includes(u.button))));
+      if (missing.length) {
+        r.ok = false;
+        const seen = [...new Set(during.map((t) => `"${t.text}" [${t.buttons.join(', ')}]`))];
+        r.error = `not shown in the workbench: ${missing.map((u) => `a notification "${u.toast}"${u.button ? ` with a ${u.button} button` : ''}`).join('; ')}\nnotifications seen during the test: ${seen.join(' · ') || 'none'}`;
+      }
+    }
     console.log('');
     for (const r of res) console.log(`${r.ok ? 'PASS' : 'FAIL'} ${r.name}${r.ms !== undefined ? ` (${(r.ms / 1000).toFixed(1)} s)` : ''}${r.ok ? '' : `\n  ${String(r.error).split('\n').join('\n  ')}`}`);
     const failed = res.filter((r) => !r.ok).length;

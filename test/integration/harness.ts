@@ -8,11 +8,22 @@
 import { appendFileSync, renameSync, writeFileSync } from 'node:fs';
 import * as vscode from 'vscode';
 
+/**
+ * What a person must have seen during a test, checked by the code-server runner in the page itself (the
+ * extension host cannot see the workbench's DOM): a notification toast whose text contains `toast`, with a
+ * `button` when given. Other runners (a desktop VS Code) cannot check it and ignore it.
+ */
+export interface UiExpectation {
+  toast: string;
+  button?: string;
+}
+
 export interface TestCase {
   name: string;
   fn: () => Promise<void>;
   /** Default 30 s. */
   timeoutMs?: number;
+  ui?: UiExpectation[];
 }
 
 export interface TestResult {
@@ -20,6 +31,10 @@ export interface TestResult {
   ok: boolean;
   ms: number;
   error?: string;
+  ui?: UiExpectation[];
+  /** Wall-clock start and end (epoch ms): the runner matches `ui` against what was shown in between. */
+  start: number;
+  end: number;
 }
 
 export function log(line: string): void {
@@ -36,11 +51,11 @@ export async function runSuite(tests: TestCase[]): Promise<void> {
     log(`▶ ${t.name}`);
     try {
       await withTimeout(t.fn(), t.timeoutMs ?? 30_000, `timed out after ${(t.timeoutMs ?? 30_000) / 1000} s`);
-      results.push({ name: t.name, ok: true, ms: Date.now() - t0 });
+      results.push({ name: t.name, ok: true, ms: Date.now() - t0, start: t0, end: Date.now(), ...(t.ui ? { ui: t.ui } : {}) });
       log(`  ok (${Date.now() - t0} ms)`);
     } catch (e) {
       const error = e instanceof Error ? (e.stack ?? e.message) : String(e);
-      results.push({ name: t.name, ok: false, ms: Date.now() - t0, error });
+      results.push({ name: t.name, ok: false, ms: Date.now() - t0, start: t0, end: Date.now(), error });
       log(`  FAILED (${Date.now() - t0} ms): ${error.split('\n')[0]}`);
     }
   }

@@ -156,6 +156,8 @@ const tests: TestCase[] = [
   {
     name: 'Run Recipe runs the tiny recipe to the end, with the job in the status bar, and Show Report opens its report',
     timeoutMs: 180_000,
+    // The work-done progress shows as a notification with a Cancel button, then the result message.
+    ui: [{ toast: 'Merge Studio: tiny.merge.yaml: ', button: 'Cancel' }, { toast: 'Merge Studio: merged tiny.merge.yaml', button: 'Show Report' }],
     fn: async () => {
       const out = file('out', 'tiny').fsPath;
       rmSync(out, { recursive: true, force: true });

@@ -31,6 +31,7 @@ const tests: TestCase[] = [
   },
   {
     name: 'Run Recipe is refused with the reason, and nothing runs',
+    ui: [{ toast: 'Running a recipe needs a trusted workspace', button: 'Manage Workspace Trust' }],
     fn: async () => {
       const outcome = await vscode.commands.executeCommand<RunOutcome>('mergeStudio.runRecipe', file('tiny.merge.yaml'));
       assert(outcome.status === 'refused' && outcome.reason === 'untrusted', `outcome: ${JSON.stringify(outcome)}`);
