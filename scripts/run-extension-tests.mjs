@@ -81,18 +81,23 @@ const env = { ...process.env, HOME: home, XDG_CONFIG_HOME: `${home}/.config`, XD
   MERGE_TEST_RESULTS: RESULTS, MERGE_TEST_LOG: PROGRESS };
 delete env.VSCODE_IPC_HOOK_CLI; // when run from a VS Code terminal
 
-let cs; let browser; let code = 2; let cleaned = false;
+let cs; let browser; let code = 2; let cleaning;
 const serverLog = path.join(run, 'server.log');
 
-/** code-server runs in its own process group (detached): one signal reaches it and every child it spawned. */
-async function cleanup() {
-  if (cleaned) return; cleaned = true;
-  await browser?.close().catch(() => undefined);
-  if (cs?.pid && cs.exitCode === null) {
-    try { process.kill(-cs.pid, 'SIGTERM'); } catch { /* gone */ }
-    for (let i = 0; i < 30 && cs.exitCode === null && cs.signalCode === null; i++) await sleep(100);
-    try { process.kill(-cs.pid, 'SIGKILL'); } catch { /* gone */ }
-  }
+/**
+ * code-server runs in its own process group (detached): one signal reaches it and every child it spawned.
+ * Memoised: a signal handler and the main flow both await the same cleanup (neither may exit before it is done).
+ */
+function cleanup() {
+  cleaning ??= (async () => {
+    if (cs?.pid) { try { process.kill(-cs.pid, 'SIGTERM'); } catch { /* gone */ } }
+    await Promise.race([browser?.close().catch(() => undefined), sleep(5000)]);
+    if (cs?.pid) {
+      for (let i = 0; i < 30 && cs.exitCode === null && cs.signalCode === null; i++) await sleep(100);
+      try { process.kill(-cs.pid, 'SIGKILL'); } catch { /* gone */ }
+    }
+  })();
+  return cleaning;
 }
 for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.on(sig, () => { console.error(`run-extension-tests: ${sig}, stopping code-server`); cleanup().finally(() => process.exit(130)); });
 
