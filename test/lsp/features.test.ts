@@ -16,6 +16,7 @@ import { TextDocument } from 'vscode-languageserver-textdocument';
 import { caret, fileUri, read, startTestServer, type TestClient } from './harness';
 
 const recipes = path.join(__dirname, '..', 'fixtures', 'recipes');
+process.env.HF_HUB_CACHE = path.join(recipes, 'hub-cache');
 /** Documents live beside the fixtures so relative paths resolve to the fixture models and data. */
 const uriIn = (name: string) => fileUri(path.join(recipes, 'good', name));
 
@@ -124,6 +125,11 @@ describe('hover', () => {
     const text = await hover('models:\n  anchor: ../models/ti|ny-a\n');
     expect(text).toContain('**hubert** model: hubert (hubert), 2 layers × 8 hidden, 2 heads, FFN 16, post-LN');
     expect(text).toMatch(/[\d,]+ parameters \(F32\) in \d+ tensors · model\.safetensors/);
+  });
+
+  it('describes a cached hf: model, and says when one is not cached', async () => {
+    expect(await hover('models:\n  other: hf:merge-studio/ti|ny-b\n')).toContain('**hubert** model: hubert (hubert), 2 layers × 8 hidden');
+    expect(await hover('models:\n  other: hf:someone/el|se\n')).toContain('hf:someone/else is not in the Hugging Face cache yet');
   });
 
   it('says why a model path is broken', async () => {

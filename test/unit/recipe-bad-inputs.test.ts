@@ -6,6 +6,9 @@ import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { checkRecipeText, severityName, type RecipeDiagnostic } from '../../server/src/engine/recipe';
 
+// hf: references resolve through this fixture cache only, never the machine's own.
+process.env.HF_HUB_CACHE = path.join(__dirname, '..', 'fixtures', 'recipes', 'hub-cache');
+
 const dir = path.join(__dirname, '..', 'fixtures', 'recipes', 'bad');
 const goodDir = path.join(__dirname, '..', 'fixtures', 'recipes', 'good');
 const files = readdirSync(dir).filter((f) => f.endsWith('.merge.yaml'));

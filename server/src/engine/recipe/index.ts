@@ -7,7 +7,7 @@ export { validateRecipe, displayPath, pathKey, type ValidationResult, type NodeR
 export { checkStructure, checkDisk, checkRecipeText, type RecipeStructure } from './check';
 export { RecipeDisk, isAudioFile, AUDIO_EXTENSIONS, type ModelInfo, type ModelInspection } from './disk';
 export { DiskCache } from './disk-cache';
-export { resolveRecipePath, HF_PREFIX } from './semantic';
+export { resolveRecipePath, modelLocation, HF_PREFIX } from './semantic';
 export { globToRegExp, lambdaFor } from './glob';
 export { loadRecipe, readRecipeFile, type LoadedRecipe } from './load';
 export { toJsonSchema } from './json-schema';

@@ -5,6 +5,7 @@
  * datasets exist and are well formed, and the output does not overwrite an input.
  */
 import * as path from 'node:path';
+import { describeHubCache } from '../io/hub';
 import { diagnostic, Severity, type Range, type RecipeDiagnostic } from './diagnostics';
 import type { PartialRecipe } from './crossfield';
 import type { ModelInfo, RecipeDisk } from './disk';
@@ -16,6 +17,16 @@ export const HF_PREFIX = 'hf:';
 /** Absolute path of a path written in the recipe (relative to the recipe's folder). */
 export function resolveRecipePath(recipeFile: string, p: string): string {
   return path.resolve(path.dirname(recipeFile), p);
+}
+
+/**
+ * The folder a model reference names: a path relative to the recipe, or the cached snapshot of an `hf:`
+ * reference (read without any network access); undefined for an `hf:` reference not cached yet.
+ */
+export function modelLocation(recipeFile: string, ref: string): string | undefined {
+  if (!ref.startsWith(HF_PREFIX)) return resolveRecipePath(recipeFile, ref);
+  const cached = describeHubCache(ref);
+  return cached.cached ? cached.path : undefined;
 }
 
 /** Shows an absolute path inside an engine message the way the recipe wrote it. */
@@ -34,11 +45,14 @@ export async function checkOnDisk(r: PartialRecipe, ranges: NodeRanges, recipeFi
     const ref = r.models?.[role];
     const at = valueAt('models', role);
     if (ref === undefined || !at) return undefined;
-    if (ref.startsWith(HF_PREFIX)) {
-      out.push(diagnostic(at, Severity.Information, 'not-checked', `models.${role}: ${ref} is fetched when the recipe runs; its config and checkpoint are not checked here`));
+    const location = modelLocation(recipeFile, ref);
+    if (!location) {
+      out.push(
+        diagnostic(at, Severity.Information, 'not-checked', `models.${role}: ${ref} is not in the Hugging Face cache yet; it is downloaded and checked when the recipe runs`),
+      );
       return undefined;
     }
-    const dir = resolveRecipePath(recipeFile, ref);
+    const dir = location;
     const inspection = await disk.inspectModel(dir);
     if (inspection.ok) return inspection.model;
     out.push(diagnostic(at, Severity.Error, inspection.problem, `models.${role}: ${replacePath(inspection.message, dir, ref.replace(/[\\/]+$/, ''))}`));

@@ -4,6 +4,8 @@
  * keys and values by path, which the cross-field and disk checks use to place their diagnostics.
  */
 import { isMap, isPair, isScalar, isSeq, type Node } from 'yaml';
+import { describeError } from '../errors';
+import { HUB_REF_PREFIX, parseHubRef } from '../io/hub';
 import { diagnostic, Severity, type Range, type RecipeDiagnostic, type RecipeDiagnosticCode, type DiagnosticFix } from './diagnostics';
 import { deref, keyText, nodeRange, type ParsedRecipe, type PathSegment } from './parse';
 import { recipeSchema } from './schema';
@@ -39,7 +41,6 @@ export interface ValidationResult {
 const INVALID = Symbol('invalid');
 type Value = unknown | typeof INVALID;
 
-const MODEL_REF = /^hf:[A-Za-z0-9][\w.-]*\/[\w.-]+(@[\w./-]+)?$/;
 const GLOB = /^[\w.*?-]+$/;
 
 class Validator {
@@ -261,9 +262,13 @@ class Validator {
           this.report(range, 'empty-string', `${name} must not be empty`);
           return INVALID;
         }
-        if (schema.format === 'model' && v.startsWith('hf:') && !MODEL_REF.test(v)) {
-          this.report(range, 'bad-model-ref', `${name}: "${v}" is not a Hugging Face reference; write hf:org/name or hf:org/name@revision`);
-          return INVALID;
+        if (schema.format === 'model' && v.startsWith(HUB_REF_PREFIX)) {
+          try {
+            parseHubRef(v); // the run's own parser, so check and run accept the same references
+          } catch (e) {
+            this.report(range, 'bad-model-ref', `${name}: ${describeError(e)}`);
+            return INVALID;
+          }
         }
         return v;
       }

@@ -8,9 +8,8 @@ import { describeConfig } from '../../engine/io/hfconfig';
 import {
   describeExpected,
   displayPath,
-  HF_PREFIX,
   locate,
-  resolveRecipePath,
+  modelLocation,
   schemaAt,
   type ModelInfo,
   type ParsedRecipe,
@@ -40,8 +39,10 @@ export async function hoverRecipe({ parsed, position, recipeFile, disk }: HoverI
   if (schema.kind === 'enum' && typeof value === 'string' && schema.values.includes(value)) {
     return markdown(`\`${value}\`: ${schema.valueDescriptions[value]}\n\n---\n\n${keyDoc}`, range);
   }
-  if (schema.kind === 'string' && schema.format === 'model' && typeof value === 'string' && recipeFile && !value.startsWith(HF_PREFIX)) {
-    const inspection = await disk.inspectModel(resolveRecipePath(recipeFile, value));
+  if (schema.kind === 'string' && schema.format === 'model' && typeof value === 'string' && recipeFile) {
+    const dir = modelLocation(recipeFile, value);
+    if (!dir) return markdown(`${value} is not in the Hugging Face cache yet; it is downloaded when the recipe runs.\n\n---\n\n${keyDoc}`, range);
+    const inspection = await disk.inspectModel(dir);
     const about = inspection.ok ? describeModel(inspection.model) : `⚠ ${inspection.message}`;
     return markdown(`${about}\n\n---\n\n${keyDoc}`, range);
   }
