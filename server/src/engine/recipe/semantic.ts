@@ -36,8 +36,9 @@ export function replacePath(message: string, absolute: string, asWritten: string
 
 const MAX_LISTED = 3;
 
-export async function checkOnDisk(r: PartialRecipe, ranges: NodeRanges, recipeFile: string, disk: RecipeDisk): Promise<RecipeDiagnostic[]> {
+export async function checkOnDisk(r: PartialRecipe, ranges: NodeRanges, recipeFile: string, diskCache: RecipeDisk): Promise<RecipeDiagnostic[]> {
   const out: RecipeDiagnostic[] = [];
+  const disk = onePassView(diskCache);
   const valueAt = (...p: (string | number)[]) => ranges.value.get(pathKey(p));
   const keyAt = (...p: (string | number)[]) => ranges.key.get(pathKey(p));
 
@@ -112,6 +113,29 @@ export async function checkOnDisk(r: PartialRecipe, ranges: NodeRanges, recipeFi
   if (anchor && other && otherAt) out.push(...compareModels(anchor, other, otherAt));
   if (anchor) out.push(...checkLambdaAgainst(anchor, r, valueAt, keyAt));
   return out;
+}
+
+/**
+ * A view of the disk that asks each question once per check: many tasks often share one dataset folder, and
+ * every cached answer still costs its file stamps.
+ */
+function onePassView(disk: RecipeDisk): Pick<RecipeDisk, 'pathKind' | 'inspectModel' | 'inspectDataset' | 'hasAudio' | 'audioFileProblem'> {
+  const memo = new Map<string, Promise<unknown>>();
+  const once =
+    <T>(kind: string, f: (p: string) => Promise<T>) =>
+    (p: string): Promise<T> => {
+      const key = `${kind}:${p}`;
+      let hit = memo.get(key) as Promise<T> | undefined;
+      if (!hit) memo.set(key, (hit = f(p)));
+      return hit;
+    };
+  return {
+    pathKind: once('kind', (p) => disk.pathKind(p)),
+    inspectModel: once('model', (p) => disk.inspectModel(p)),
+    inspectDataset: once('dataset', (p) => disk.inspectDataset(p)),
+    hasAudio: once('audio', (p) => disk.hasAudio(p)),
+    audioFileProblem: once('sniff', (p) => disk.audioFileProblem(p)),
+  };
 }
 
 function isInside(child: string, parent: string): boolean {
