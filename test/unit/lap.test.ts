@@ -210,6 +210,10 @@ describe('solveLap', () => {
       expect(isEngineError(err, 'non-finite')).toBe(true);
       expect((err as Error).message).toContain('[1, 0]');
     }
+    // The pruned path (n ≥ 128) checks in its first pass.
+    const big = new Float64Array(200 * 200).fill(0.5);
+    big[150 * 200 + 7] = NaN;
+    expect(() => solveLap(big, 200)).toThrow(/\[150, 7\] is NaN/);
     expect(() => solveLap(new Float64Array(5), 2)).toThrow(RangeError);
     expect(solveLap(new Float64Array(0), 0).perm.length).toBe(0);
   });

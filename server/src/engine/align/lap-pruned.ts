@@ -1,3 +1,5 @@
+import { EngineError } from '../errors.js';
+
 /**
  * Dense assignment solved on a pruned candidate graph, then proved optimal on the full matrix.
  *
@@ -21,8 +23,12 @@ interface Candidates {
   vals: Float64Array;
 }
 
-/** Each row's k cheapest columns (a bounded max-heap per row: one compare per entry for most of them). */
-function topK(cost: Float64Array, n: number, k: number): Candidates {
+/**
+ * Each row's k cheapest columns by reduced cost cost[i, j] − v[j] (a bounded max-heap per row: one compare per entry
+ * for most of them). With v = column minima, a column every row likes (a large-norm unit in a low-rank score) no
+ * longer crowds out the columns the assignment will actually use.
+ */
+function topK(cost: Float64Array, sg: number, n: number, k: number, v: Float64Array): Candidates {
   const start = new Int32Array(n + 1);
   const cols = new Int32Array(n * k);
   const vals = new Float64Array(n * k);
@@ -32,7 +38,7 @@ function topK(cost: Float64Array, n: number, k: number): Candidates {
     const row = i * n;
     let size = 0;
     for (let j = 0; j < n; j++) {
-      const c = cost[row + j]!;
+      const c = sg * cost[row + j]! - v[j]!;
       if (size < k) {
         // sift up
         let p = size++;
@@ -63,7 +69,7 @@ function topK(cost: Float64Array, n: number, k: number): Candidates {
     }
     start[i] = i * k;
     cols.set(heapJ.subarray(0, size), i * k);
-    vals.set(heapV.subarray(0, size), i * k);
+    for (let t = 0; t < size; t++) vals[i * k + t] = sg * cost[row + heapJ[t]!]!;
   }
   start[n] = n * k;
   return { start, cols, vals };
@@ -84,6 +90,7 @@ interface State {
  */
 function augmentSparse(
   cost: Float64Array,
+  sg: number,
   n: number,
   cand: Candidates,
   denseRow: Uint8Array,
@@ -159,7 +166,7 @@ function augmentSparse(
         const row = i * n;
         for (let j = 0; j < n; j++) {
           if (scannedCol[j]) continue;
-          const r = minVal + cost[row + j]! - ui - v[j]!;
+          const r = minVal + sg * cost[row + j]! - ui - v[j]!;
           if (r < spc[j]!) {
             if (spc[j] === Infinity) touched[nTouched++] = j;
             spc[j] = r;
@@ -236,6 +243,8 @@ function augmentSparse(
 }
 
 export interface PrunedOptions {
+  /** −1: minimise −cost, i.e. maximise the given scores (default 1). */
+  sign?: 1 | -1;
   /** Candidates kept per row at first (default 24). */
   k?: number;
   /**
@@ -248,27 +257,54 @@ export interface PrunedOptions {
 
 /**
  * The minimising assignment (row → column) via pruned candidates and a dense optimality proof, or null when the
- * proof did not close within `rounds` and the caller should solve densely instead.
+ * proof did not close within `rounds` and the caller should solve densely instead. Its first pass over the matrix
+ * also refuses NaN and infinities (EngineError 'non-finite'), so callers need no separate check.
  */
 export function lapPrunedMin(cost: Float64Array, n: number, opts: PrunedOptions = {}): Int32Array | null {
+  // Costs are sg·cost[i, j]: sign −1 solves a maximisation on the caller's scores without an n² negated copy.
+  const sg = opts.sign ?? 1;
   const k = Math.min(n, opts.k ?? 24);
-  let cand = topK(cost, n, k);
+  // Column minima: feasible duals for every entry with u = 0 (cost[i, j] − v[j] ≥ 0), and the candidates' yardstick.
+  const v0 = new Float64Array(n).fill(Infinity);
+  const argmin = new Int32Array(n);
   let scale = 0;
-  for (let t = 0; t < cost.length; t++) scale = Math.max(scale, Math.abs(cost[t]!));
+  for (let i = 0; i < n; i++) {
+    const row = i * n;
+    for (let j = 0; j < n; j++) {
+      const c = sg * cost[row + j]! + 0;
+      if (!(c - c === 0)) throw new EngineError('non-finite', `assignment score [${i}, ${j}] is ${cost[row + j]}; every score must be a finite number`);
+      if (c < v0[j]!) {
+        v0[j] = c;
+        argmin[j] = i;
+      }
+      const a = c < 0 ? -c : c;
+      if (a > scale) scale = a;
+    }
+  }
+  let cand = topK(cost, sg, n, k, v0);
   // Reduced costs below −tol count as violations; above it the assignment is optimal to within n·tol in total.
   const tol = 16e-12 * scale;
-  const st: State = { x: new Int32Array(n).fill(-1), y: new Int32Array(n).fill(-1), u: new Float64Array(n), v: new Float64Array(n) };
-  let free = Int32Array.from({ length: n }, (_, i) => i);
-  // Rows whose dual u rose since they were last proved. The searches only ever raise u (of the rows they scan) and
-  // lower v, and lowering v cannot create a violation, so only these rows need proving again.
-  const dirty = new Uint8Array(n);
+  const st: State = { x: new Int32Array(n).fill(-1), y: new Int32Array(n).fill(-1), u: new Float64Array(n), v: v0 };
+  // Free start (as Jonker–Volgenant's column reduction): a column's minimum row takes it when still unmatched; its
+  // reduced cost there is 0, so the matching and the duals (u = 0, v = column minima) are a valid starting state.
+  for (let j = 0; j < n; j++) {
+    const i = argmin[j]!;
+    if (st.x[i]! < 0) {
+      st.x[i] = j;
+      st.y[j] = i;
+    }
+  }
+  let free = Int32Array.from(st.x.reduce<number[]>((acc, j, i) => (j < 0 ? (acc.push(i), acc) : acc), []));
+  // Rows whose dual u rose since they were last proved (all, at first). The searches only ever raise u (of the rows
+  // they scan) and lower v, and lowering v cannot create a violation, so only these rows need proving again.
+  const dirty = new Uint8Array(n).fill(1);
   // Rows searched over every column: those whose search got stuck in the sparse graph. From a dense row some free
   // column is always reachable, so each row needs this at most once.
   const denseRow = new Uint8Array(n);
   let denseRows = 0;
   for (let round = 0; round < (opts.rounds ?? 40); round++) {
     for (let from = 0; ; ) {
-      const stuck = augmentSparse(cost, n, cand, denseRow, st, free, from, dirty);
+      const stuck = augmentSparse(cost, sg, n, cand, denseRow, st, free, from, dirty);
       if (stuck < 0) break;
       const i = free[stuck]!;
       // Mostly identical rows (a matrix of ties): the heap search over full rows would cost more than dense LAPJV.
@@ -276,7 +312,7 @@ export function lapPrunedMin(cost: Float64Array, n: number, opts: PrunedOptions 
       denseRow[i] = 1;
       // Keep its dual feasible on the new edges (it is free, so lowering u breaks nothing).
       let m = Infinity;
-      for (let j = 0; j < n; j++) m = Math.min(m, cost[i * n + j]! - st.v[j]!);
+      for (let j = 0; j < n; j++) m = Math.min(m, sg * cost[i * n + j]! - st.v[j]!);
       st.u[i] = Math.min(st.u[i]!, m);
       from = stuck;
     }
@@ -293,15 +329,19 @@ export function lapPrunedMin(cost: Float64Array, n: number, opts: PrunedOptions 
       const row = i * n;
       let m = Infinity;
       for (let j = 0; j < n; j++) {
-        const r = cost[row + j]! - v[j]!;
+        const r = sg * cost[row + j]! - v[j]!;
         if (r < m) m = r;
       }
       const ui = u[i]!;
       if (m >= ui - tol) continue;
-      let bad: number[] = [];
-      for (let j = 0; j < n; j++) if (cost[row + j]! - v[j]! < ui - tol) bad.push(j);
-      if (bad.length > 32) bad = bad.sort((a, b) => cost[row + a]! - v[a]! - (cost[row + b]! - v[b]!)).slice(0, 32);
-      extra.set(i, Int32Array.from(bad));
+      const bad: number[] = [];
+      for (let j = 0; j < n; j++) if (sg * cost[row + j]! - v[j]! < ui - tol) bad.push(j);
+      if (bad.length > n / 4) {
+        // Violators everywhere: search this row over all columns.
+        if (++denseRows > n / 8) return null;
+        denseRow[i] = 1;
+        extra.set(i, new Int32Array(0));
+      } else extra.set(i, Int32Array.from(bad));
     }
     if (extra.size === 0) return x;
     // Grow the candidate graph by the violators.
@@ -317,7 +357,7 @@ export function lapPrunedMin(cost: Float64Array, n: number, opts: PrunedOptions 
       const e = extra.get(i);
       if (e) {
         cols.set(e, start[i]! + (b - a));
-        for (let t = 0; t < e.length; t++) vals[start[i]! + (b - a) + t] = cost[i * n + e[t]!]!;
+        for (let t = 0; t < e.length; t++) vals[start[i]! + (b - a) + t] = sg * cost[i * n + e[t]!]!;
       }
     }
     cand = { start, cols, vals };
@@ -326,8 +366,9 @@ export function lapPrunedMin(cost: Float64Array, n: number, opts: PrunedOptions 
     free = Int32Array.from(extra.keys());
     for (const i of free) {
       let m = Infinity;
-      for (let e = start[i]!; e < start[i + 1]!; e++) m = Math.min(m, vals[e]! - v[cols[e]!]!);
-      u[i] = m; // (dense rows never violate, so every freed row is a sparse one)
+      if (denseRow[i]) for (let j = 0; j < n; j++) m = Math.min(m, sg * cost[i * n + j]! - v[j]!);
+      else for (let e = start[i]!; e < start[i + 1]!; e++) m = Math.min(m, vals[e]! - v[cols[e]!]!);
+      u[i] = m;
       y[x[i]!] = -1;
       x[i] = -1;
     }

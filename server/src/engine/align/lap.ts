@@ -56,11 +56,21 @@ export function lapMin(cost: Float64Array, n: number, method: LapMethod = 'auto'
 
 /** Maximise Σ score[i, perm[i]] over permutations; `score` is row-major n×n and is not modified. */
 export function solveLap(score: ArrayLike<number>, n: number, method: LapMethod = 'auto'): Assignment {
-  checkScores(score, n);
+  if (!Number.isInteger(n) || n < 0) throw new RangeError(`assignment size must be a non-negative integer, got ${n}`);
+  if (score.length !== n * n) throw new RangeError(`assignment score has ${score.length} values, ${n}×${n} needs ${n * n}`);
   if (n === 0) return { perm: new Int32Array(0), total: 0 };
-  const cost = new Float64Array(n * n);
-  for (let k = 0; k < cost.length; k++) cost[k] = -score[k]! + 0; // + 0 turns −0 into +0
-  const x = lapMin(cost, n, method);
+  let x: Int32Array | null = null;
+  if (method === 'pruned' || (method === 'auto' && n >= PRUNED_FROM)) {
+    // Straight on the scores (sign −1): on a memory-bound n² matrix every pass saved counts. It checks finiteness.
+    const s = score instanceof Float64Array ? score : Float64Array.from(score);
+    x = lapPrunedMin(s, n, { sign: -1 });
+  }
+  if (!x) {
+    checkScores(score, n);
+    const cost = new Float64Array(n * n);
+    for (let k = 0; k < cost.length; k++) cost[k] = -score[k]! + 0; // + 0 turns −0 into +0
+    x = lapjvMin(cost, n);
+  }
   let total = 0;
   for (let i = 0; i < n; i++) total += score[i * n + x[i]!]!;
   return { perm: x, total };
