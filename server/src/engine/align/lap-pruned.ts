@@ -23,16 +23,20 @@ interface Candidates {
   vals: Float64Array;
 }
 
+/** Per row, the largest reduced cost (against the initial duals v0) among its top-k: every other column's is ≥ it. */
+type KthBound = Float64Array;
+
 /**
  * Each row's k cheapest columns by reduced cost cost[i, j] − v[j] (a bounded max-heap per row: one compare per entry
  * for most of them). With v = column minima, a column every row likes (a large-norm unit in a low-rank score) no
  * longer crowds out the columns the assignment will actually use.
  */
-function topK(cost: Float64Array, sg: number, n: number, k: number, v: Float64Array): Candidates {
+function topK(cost: Float64Array, sg: number, n: number, k: number, v: Float64Array): Candidates & { kth: KthBound } {
   const start = new Int32Array(n + 1);
   const cols = new Int32Array(n * k);
   const vals = new Float64Array(n * k);
   const heapV = new Float64Array(k);
+  const kth = new Float64Array(n);
   const heapJ = new Int32Array(k);
   for (let i = 0; i < n; i++) {
     const row = i * n;
@@ -68,11 +72,12 @@ function topK(cost: Float64Array, sg: number, n: number, k: number, v: Float64Ar
       }
     }
     start[i] = i * k;
+    kth[i] = size === n ? Infinity : heapV[0]!; // all columns kept: nothing left to bound
     cols.set(heapJ.subarray(0, size), i * k);
     for (let t = 0; t < size; t++) vals[i * k + t] = sg * cost[row + heapJ[t]!]!;
   }
   start[n] = n * k;
-  return { start, cols, vals };
+  return { start, cols, vals, kth };
 }
 
 /** Assignment state carried across rounds: matching and duals (reduced costs ≥ 0 on candidates, 0 on matches). */
@@ -281,7 +286,9 @@ export function lapPrunedMin(cost: Float64Array, n: number, opts: PrunedOptions 
       if (a > scale) scale = a;
     }
   }
-  let cand = topK(cost, sg, n, k, v0);
+  const first = topK(cost, sg, n, k, v0);
+  const kth = first.kth;
+  let cand: Candidates = first;
   // Reduced costs below −tol count as violations; above it the assignment is optimal to within n·tol in total.
   const tol = 16e-12 * scale;
   const st: State = { x: new Int32Array(n).fill(-1), y: new Int32Array(n).fill(-1), u: new Float64Array(n), v: v0 };
@@ -321,7 +328,9 @@ export function lapPrunedMin(cost: Float64Array, n: number, opts: PrunedOptions 
     // failing rows are scanned again for their violating columns.
     const extra = new Map<number, Int32Array>();
     for (let i = 0; i < n; i++) {
-      if (!dirty[i] || denseRow[i]) {
+      // A row outside its candidates has reduced cost ≥ kth[i] under v0, and v only ever fell from v0, so a row with
+      // u[i] ≤ kth[i] is proved without reading it (most rows); candidate edges are feasible by construction.
+      if (!dirty[i] || denseRow[i] || u[i]! - tol <= kth[i]!) {
         dirty[i] = 0;
         continue;
       }
