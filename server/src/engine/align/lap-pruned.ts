@@ -23,26 +23,43 @@ interface Candidates {
   vals: Float64Array;
 }
 
-/** Per row, the largest reduced cost (against the initial duals v0) among its top-k: every other column's is ≥ it. */
-type KthBound = Float64Array;
-
 /**
- * Each row's k cheapest columns by reduced cost cost[i, j] − v[j] (a bounded max-heap per row: one compare per entry
- * for most of them). With v = column minima, a column every row likes (a large-norm unit in a low-rank score) no
- * longer crowds out the columns the assignment will actually use.
+ * The one full pass before solving, fused because an n² matrix is memory-bound (every pass costs the same read):
+ * finiteness, the largest |cost|, the column minima v0 with their rows, and each row's k cheapest columns by
+ * reduced cost cost[i, j] − vEst[j] (a bounded max-heap per row: one compare per entry for most of them).
+ * vEst are column minima over a sample of rows (≥ the true minima): measured against them, a column every row likes
+ * (a large-norm unit in a low-rank score) no longer crowds out the columns the assignment will actually use.
+ * kth[i] is the largest kept reduced cost of row i: every column left out has cost[i, j] − vEst[j] ≥ kth[i].
  */
-function topK(cost: Float64Array, sg: number, n: number, k: number, v: Float64Array): Candidates & { kth: KthBound } {
+function scanMatrix(
+  cost: Float64Array,
+  sg: number,
+  n: number,
+  k: number,
+  vEst: Float64Array,
+): { cand: Candidates; kth: Float64Array; v0: Float64Array; argmin: Int32Array; scale: number } {
   const start = new Int32Array(n + 1);
   const cols = new Int32Array(n * k);
   const vals = new Float64Array(n * k);
-  const heapV = new Float64Array(k);
   const kth = new Float64Array(n);
+  const v0 = new Float64Array(n).fill(Infinity);
+  const argmin = new Int32Array(n);
+  const heapV = new Float64Array(k);
   const heapJ = new Int32Array(k);
+  let scale = 0;
   for (let i = 0; i < n; i++) {
     const row = i * n;
     let size = 0;
     for (let j = 0; j < n; j++) {
-      const c = sg * cost[row + j]! - v[j]!;
+      const raw = sg * cost[row + j]! + 0; // + 0: no −0
+      if (!(raw - raw === 0)) throw new EngineError('non-finite', `assignment score [${i}, ${j}] is ${cost[row + j]}; every score must be a finite number`);
+      if (raw < v0[j]!) {
+        v0[j] = raw;
+        argmin[j] = i;
+      }
+      const a = raw < 0 ? -raw : raw;
+      if (a > scale) scale = a;
+      const c = raw - vEst[j]!;
       if (size < k) {
         // sift up
         let p = size++;
@@ -77,7 +94,7 @@ function topK(cost: Float64Array, sg: number, n: number, k: number, v: Float64Ar
     for (let t = 0; t < size; t++) vals[i * k + t] = sg * cost[row + heapJ[t]!]!;
   }
   start[n] = n * k;
-  return { start, cols, vals, kth };
+  return { cand: { start, cols, vals }, kth, v0, argmin, scale };
 }
 
 /** Assignment state carried across rounds: matching and duals (reduced costs ≥ 0 on candidates, 0 on matches). */
@@ -269,25 +286,18 @@ export function lapPrunedMin(cost: Float64Array, n: number, opts: PrunedOptions 
   // Costs are sg·cost[i, j]: sign −1 solves a maximisation on the caller's scores without an n² negated copy.
   const sg = opts.sign ?? 1;
   const k = Math.min(n, opts.k ?? 24);
-  // Column minima: feasible duals for every entry with u = 0 (cost[i, j] − v[j] ≥ 0), and the candidates' yardstick.
-  const v0 = new Float64Array(n).fill(Infinity);
-  const argmin = new Int32Array(n);
-  let scale = 0;
-  for (let i = 0; i < n; i++) {
-    const row = i * n;
+  // Column minima over a sample of rows: the candidates' yardstick (see scanMatrix).
+  const vEst = new Float64Array(n).fill(Infinity);
+  const samples = Math.min(n, 64);
+  for (let t = 0; t < samples; t++) {
+    const row = Math.floor((t * n) / samples) * n;
     for (let j = 0; j < n; j++) {
-      const c = sg * cost[row + j]! + 0;
-      if (!(c - c === 0)) throw new EngineError('non-finite', `assignment score [${i}, ${j}] is ${cost[row + j]}; every score must be a finite number`);
-      if (c < v0[j]!) {
-        v0[j] = c;
-        argmin[j] = i;
-      }
-      const a = c < 0 ? -c : c;
-      if (a > scale) scale = a;
+      const c = sg * cost[row + j]!;
+      if (c < vEst[j]!) vEst[j] = c;
     }
   }
-  const first = topK(cost, sg, n, k, v0);
-  const kth = first.kth;
+  // v0 (exact column minima) are feasible duals for every entry with u = 0: cost[i, j] − v0[j] ≥ 0.
+  const { cand: first, kth, v0, argmin, scale } = scanMatrix(cost, sg, n, k, vEst);
   let cand: Candidates = first;
   // Reduced costs below −tol count as violations; above it the assignment is optimal to within n·tol in total.
   const tol = 16e-12 * scale;
@@ -328,8 +338,9 @@ export function lapPrunedMin(cost: Float64Array, n: number, opts: PrunedOptions 
     // failing rows are scanned again for their violating columns.
     const extra = new Map<number, Int32Array>();
     for (let i = 0; i < n; i++) {
-      // A row outside its candidates has reduced cost ≥ kth[i] under v0, and v only ever fell from v0, so a row with
-      // u[i] ≤ kth[i] is proved without reading it (most rows); candidate edges are feasible by construction.
+      // Outside its candidates a row has cost − vEst ≥ kth[i], and v ≤ v0 ≤ vEst (v only ever falls from v0), so
+      // cost − v ≥ kth[i] there: a row with u[i] ≤ kth[i] is proved without reading it (most rows). Candidate edges
+      // are feasible by construction.
       if (!dirty[i] || denseRow[i] || u[i]! - tol <= kth[i]!) {
         dirty[i] = 0;
         continue;
