@@ -64,7 +64,8 @@ def speak(text: str, voice: str, rate: int, pitch: int) -> np.ndarray:
     """espeak-ng → sox (resample to 16 kHz) → float32 in [-1, 1], leading/trailing silence trimmed."""
     esp = subprocess.run(['espeak-ng', '-v', voice, '-s', str(rate), '-p', str(pitch), '--stdout', text],
                          check=True, capture_output=True)
-    sx = subprocess.run(['sox', '-t', 'wav', '-', '-t', 'raw', '-r', str(SR), '-e', 'signed-integer', '-b', '16',
+    # -D: no dither when requantising to 16 bits (sox dithers with a time-seeded generator: not repeatable)
+    sx = subprocess.run(['sox', '-D', '-t', 'wav', '-', '-t', 'raw', '-r', str(SR), '-e', 'signed-integer', '-b', '16',
                          '-c', '1', '-'], input=esp.stdout, check=True, capture_output=True)
     x = np.frombuffer(sx.stdout, dtype='<i2').astype(np.float32) / 32768.0
     return trim_silence(x)
