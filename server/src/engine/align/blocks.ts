@@ -24,6 +24,8 @@ export interface BlockSolution {
   perms: Int32Array[];
   /** Total of all scores at the solution. */
   total: number;
+  /** pairScores[a·count + b]: the best in-block total of anchor block a against other block b (0 when not scored). */
+  pairScores: Float64Array;
 }
 
 function subBlock(score: Float64Array, n: number, a: number, b: number, size: number): Float64Array {
@@ -64,5 +66,5 @@ export function solveBlocks(scores: readonly BlockScore[], count: number, size: 
   let total = 0;
   for (let a = 0; a < count; a++) total += pair[a * count + blocks[a]!]!;
   const perms = scores.map((_, k) => fromBlocks(blocks, Array.from({ length: count }, (_, a) => within[k]![a]![blocks[a]!]!), size));
-  return { blocks, perms, total };
+  return { blocks, perms, total, pairScores: pair };
 }

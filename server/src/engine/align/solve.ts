@@ -53,6 +53,8 @@ export interface GroupReport {
   after: number;
   /** Fraction of units the permutation moves. */
   moved: number;
+  /** Block-structured groups (attention): block-pair scores [blocks × blocks], each the mean matched score of the pair. */
+  blockScores?: { count: number; scores: number[] };
 }
 
 export interface AlignResult {
@@ -143,7 +145,8 @@ export async function permutationsFromCorrelations(spec: PermutationSpec, corr: 
     const vPerm = sol.perms[0]!;
     perms.set(v.name, vPerm);
     perms.set(groupName.attnQK(l), qk ? sol.perms[1]! : fromBlocks(sol.blocks, [], size));
-    report.push({ group: v.name, kind: v.kind, source: v.tap!, size: v.size, before: meanMatched(r, v.size), after: meanMatched(r, v.size, vPerm), moved: fractionMoved(vPerm) });
+    const blockScores = { count, scores: Array.from(sol.pairScores, (x) => x / (size * scores.length)) };
+    report.push({ group: v.name, kind: v.kind, source: v.tap!, size: v.size, before: meanMatched(r, v.size), after: meanMatched(r, v.size, vPerm), moved: fractionMoved(vPerm), blockScores });
     step(`layer.${l}.attn`);
   }
 

@@ -37,9 +37,12 @@ export interface TapReport {
   moved: number;
   /** Units with zero variance on the probe audio (their correlations count as 0). */
   deadUnits: { anchor: number; other: number };
-  /** Block-averaged correlation matrix (at most 64 × 64) before and after permutation, for heatmaps. */
+  /**
+   * Block-averaged correlation matrix before and after permutation, for heatmaps: `size` × `size` cells (at most 64),
+   * each the mean over `blocks` × `blocks` units (anchor rows × other columns), row-major.
+   */
   heatmap?: { size: number; blocks: number; before: number[]; after: number[] };
-  /** Attention only: head-pair score matrix [heads × heads] (mean in-head matched correlation). */
+  /** Attention only: head-pair score matrix [heads × heads] row-major (anchor head × other head): the mean correlation of the pair's best in-head matching. */
   headScores?: number[];
 }
 

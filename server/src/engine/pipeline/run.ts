@@ -256,6 +256,7 @@ function tapReports(result: AlignResult, stats: Map<TapName, PairStats>, correla
         deadUnits: s ? deadUnits(s) : { anchor: 0, other: 0 },
       };
       if (r) report.heatmap = blockHeatmap(r, g.size, perms.get(g.group));
+      if (g.blockScores) report.headScores = g.blockScores.scores.map((x) => Math.round(x * 1e4) / 1e4);
       return report;
     });
 }
