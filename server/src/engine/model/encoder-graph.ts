@@ -18,11 +18,14 @@ export type TapValues = Map<TapName | 'last_hidden_state', string>;
  */
 export function addEncoder(b: GraphBuilder, cfg: EncoderConfig, weights: WeightMap, audio: string, prefix = ''): TapValues {
   const taps: TapValues = new Map();
-  const w = (name: string) => {
+  const get = (name: string) => {
     const t = weights.get(name);
     if (!t) throw new Error(`internal: weight ${name} missing after validation`);
-    return b.weight(`${prefix}${name}`, t);
+    return t;
   };
+  const w: W = Object.assign((name: string) => b.weight(`${prefix}${name}`, get(name)), {
+    transposed: (name: string) => b.weightTransposed(`${prefix}${name}_T`, get(name)),
+  });
   const p = (hint: string) => `${prefix}${hint}`;
 
   // The checkpoint's feature extractor normalises each waveform (do_normalize): (x − mean) / √(var + 1e-7).
@@ -95,12 +98,11 @@ export function addEncoder(b: GraphBuilder, cfg: EncoderConfig, weights: WeightM
   return taps;
 }
 
-type W = (name: string) => string;
+/** Weights by canonical name as graph initializers; `transposed` for torch Linear weights feeding a MatMul. */
+type W = ((name: string) => string) & { transposed: (name: string) => string };
 
 function linear(b: GraphBuilder, x: string, w: W, base: string, hint: string): string {
-  // torch Linear stores [out, in]; the Transpose of a constant is folded once when the session is created.
-  const wt = b.op('Transpose', [w(`${base}.weight`)], { perm: [1, 0] }, `${hint}_wT`);
-  return b.op('Add', [b.op('MatMul', [x, wt], {}, `${hint}_mm`), w(`${base}.bias`)], {}, hint);
+  return b.op('Add', [b.op('MatMul', [x, w.transposed(`${base}.weight`)], {}, `${hint}_mm`), w(`${base}.bias`)], {}, hint);
 }
 
 function layerNorm(b: GraphBuilder, x: string, w: W, base: string, eps: number, hint: string): string {

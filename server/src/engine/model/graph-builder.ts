@@ -56,6 +56,22 @@ export class GraphBuilder {
     return name;
   }
 
+  /**
+   * A float32 initializer holding the transpose of a 2-D tensor (torch Linear weights [out, in] → [in, out] for
+   * MatMul). The copy lives only until encode(); a Transpose node on the constant would instead leave onnxruntime
+   * holding both layouts while it folds.
+   */
+  weightTransposed(hint: string, t: Tensor): string {
+    const [rows, cols] = t.shape as [number, number];
+    const out = new Float32Array(rows * cols);
+    const src = t.data;
+    for (let r = 0; r < rows; r++) {
+      const base = r * cols;
+      for (let c = 0; c < cols; c++) out[c * rows + r] = src[base + c]!;
+    }
+    return this.weight(hint, { shape: [cols, rows], data: out });
+  }
+
   int64s(values: readonly number[]): string {
     const key = `i64:${values.join(',')}`;
     const hit = this.constants.get(key);
