@@ -23,78 +23,115 @@ interface Candidates {
   vals: Float64Array;
 }
 
+/** A bounded max-heap of the k smallest keys seen (keys in hv, columns in hj); returns the new size. */
+function heapOffer(hv: Float64Array, hj: Int32Array, size: number, k: number, c: number, j: number): number {
+  if (size < k) {
+    let p = size++;
+    while (p > 0) {
+      const q = (p - 1) >> 1;
+      if (hv[q]! >= c) break;
+      hv[p] = hv[q]!;
+      hj[p] = hj[q]!;
+      p = q;
+    }
+    hv[p] = c;
+    hj[p] = j;
+    return size;
+  }
+  if (!(c < hv[0]!)) return size;
+  let p = 0;
+  for (;;) {
+    let q = 2 * p + 1;
+    if (q >= size) break;
+    if (q + 1 < size && hv[q + 1]! > hv[q]!) q++;
+    if (hv[q]! <= c) break;
+    hv[p] = hv[q]!;
+    hj[p] = hj[q]!;
+    p = q;
+  }
+  hv[p] = c;
+  hj[p] = j;
+  return size;
+}
+
 /**
- * The one full pass before solving, fused because an n² matrix is memory-bound (every pass costs the same read):
- * finiteness, the largest |cost|, the column minima v0 with their rows, and each row's k cheapest columns by
- * reduced cost cost[i, j] − vEst[j] (a bounded max-heap per row: one compare per entry for most of them).
- * vEst are column minima over a sample of rows (≥ the true minima): measured against them, a column every row likes
- * (a large-norm unit in a low-rank score) no longer crowds out the columns the assignment will actually use.
- * kth[i] is the largest kept reduced cost of row i: every column left out has cost[i, j] − vEst[j] ≥ kth[i].
+ * First pass: finiteness, the largest |cost|, and the column minima v0 with their rows (v0 are feasible duals for
+ * every entry with u = 0: cost[i, j] − v0[j] ≥ 0).
  */
-function scanMatrix(
+function columnMinima(cost: Float64Array, sg: number, n: number): { v0: Float64Array; argmin: Int32Array; scale: number } {
+  const v0 = new Float64Array(n).fill(Infinity);
+  const argmin = new Int32Array(n);
+  let scale = 0;
+  for (let i = 0; i < n; i++) {
+    const row = i * n;
+    for (let j = 0; j < n; j++) {
+      const c = sg * cost[row + j]! + 0; // + 0: no −0
+      if (!(c - c === 0)) throw new EngineError('non-finite', `assignment score [${i}, ${j}] is ${cost[row + j]}; every score must be a finite number`);
+      if (c < v0[j]!) {
+        v0[j] = c;
+        argmin[j] = i;
+      }
+      const a = c < 0 ? -c : c;
+      if (a > scale) scale = a;
+    }
+  }
+  return { v0, argmin, scale };
+}
+
+/**
+ * Second pass: each row's candidates, the union of its k/2 cheapest columns by raw cost and its k/2 cheapest by
+ * reduced cost cost − v0 (raw picks what suits exchangeable rows, e.g. uniform scores; reduced stops a column every
+ * row likes — a large-norm unit in a low-rank score — from crowding out the ones the assignment uses), plus every
+ * column's minimum row, so that no column is out of everyone's reach. Bounds for the left-out columns:
+ * cost ≥ kthRaw[i] and cost − v0 ≥ kthRed[i].
+ */
+function candidates(
   cost: Float64Array,
   sg: number,
   n: number,
   k: number,
-  vEst: Float64Array,
-): { cand: Candidates; kth: Float64Array; v0: Float64Array; argmin: Int32Array; scale: number } {
+  v0: Float64Array,
+  argmin: Int32Array,
+): { cand: Candidates; kthRaw: Float64Array; kthRed: Float64Array } {
+  const kh = Math.max(1, k >> 1);
+  const hv = new Float64Array(kh);
+  const hj = new Int32Array(kh);
+  const rv = new Float64Array(kh);
+  const rj = new Int32Array(kh);
+  const kthRaw = new Float64Array(n);
+  const kthRed = new Float64Array(n);
+  // Column j's minimum row gets the edge (argmin[j], j).
+  const byRow: number[][] = Array.from({ length: n }, () => []);
+  for (let j = 0; j < n; j++) byRow[argmin[j]!]!.push(j);
   const start = new Int32Array(n + 1);
-  const cols = new Int32Array(n * k);
-  const vals = new Float64Array(n * k);
-  const kth = new Float64Array(n);
-  const v0 = new Float64Array(n).fill(Infinity);
-  const argmin = new Int32Array(n);
-  const heapV = new Float64Array(k);
-  const heapJ = new Int32Array(k);
-  let scale = 0;
+  const colsL: number[] = [];
+  const seen = new Int32Array(n).fill(-1);
   for (let i = 0; i < n; i++) {
     const row = i * n;
-    let size = 0;
+    let sr = 0;
+    let sd = 0;
     for (let j = 0; j < n; j++) {
-      const raw = sg * cost[row + j]! + 0; // + 0: no −0
-      if (!(raw - raw === 0)) throw new EngineError('non-finite', `assignment score [${i}, ${j}] is ${cost[row + j]}; every score must be a finite number`);
-      if (raw < v0[j]!) {
-        v0[j] = raw;
-        argmin[j] = i;
-      }
-      const a = raw < 0 ? -raw : raw;
-      if (a > scale) scale = a;
-      const c = raw - vEst[j]!;
-      if (size < k) {
-        // sift up
-        let p = size++;
-        while (p > 0) {
-          const q = (p - 1) >> 1;
-          if (heapV[q]! >= c) break;
-          heapV[p] = heapV[q]!;
-          heapJ[p] = heapJ[q]!;
-          p = q;
-        }
-        heapV[p] = c;
-        heapJ[p] = j;
-      } else if (c < heapV[0]!) {
-        // replace the largest, sift down
-        let p = 0;
-        for (;;) {
-          let q = 2 * p + 1;
-          if (q >= size) break;
-          if (q + 1 < size && heapV[q + 1]! > heapV[q]!) q++;
-          if (heapV[q]! <= c) break;
-          heapV[p] = heapV[q]!;
-          heapJ[p] = heapJ[q]!;
-          p = q;
-        }
-        heapV[p] = c;
-        heapJ[p] = j;
-      }
+      const c = sg * cost[row + j]!;
+      sr = heapOffer(hv, hj, sr, kh, c, j);
+      sd = heapOffer(rv, rj, sd, kh, c - v0[j]!, j);
     }
-    start[i] = i * k;
-    kth[i] = size === n ? Infinity : heapV[0]!; // all columns kept: nothing left to bound
-    cols.set(heapJ.subarray(0, size), i * k);
-    for (let t = 0; t < size; t++) vals[i * k + t] = sg * cost[row + heapJ[t]!]!;
+    kthRaw[i] = sr === n ? Infinity : hv[0]!;
+    kthRed[i] = sd === n ? Infinity : rv[0]!;
+    start[i] = colsL.length;
+    const add = (j: number) => {
+      if (seen[j] === i) return;
+      seen[j] = i;
+      colsL.push(j);
+    };
+    for (let t = 0; t < sr; t++) add(hj[t]!);
+    for (let t = 0; t < sd; t++) add(rj[t]!);
+    for (const j of byRow[i]!) add(j);
   }
-  start[n] = n * k;
-  return { cand: { start, cols, vals }, kth, v0, argmin, scale };
+  start[n] = colsL.length;
+  const cols = Int32Array.from(colsL);
+  const vals = new Float64Array(cols.length);
+  for (let i = 0; i < n; i++) for (let e = start[i]!; e < start[i + 1]!; e++) vals[e] = sg * cost[i * n + cols[e]!]!;
+  return { cand: { start, cols, vals }, kthRaw, kthRed };
 }
 
 /** Assignment state carried across rounds: matching and duals (reduced costs ≥ 0 on candidates, 0 on matches). */
@@ -264,6 +301,68 @@ function augmentSparse(
   return -1;
 }
 
+/**
+ * Augmenting row reduction (Jonker–Volgenant) on the candidate graph, in the row-and-column-dual form: a free row
+ * takes its cheapest column j1 at reduced cost u1, lowering v[j1] by the gap to its second cheapest (u2) and setting
+ * u = u2, which leaves every candidate edge feasible and the new match tight; the displaced owner becomes free
+ * (first in line when v fell, else it takes the second-best column on a tie). Each step is O(k); capped at 4 steps
+ * per free row, as in the dense solver. Returns the rows still free.
+ */
+function reduceSparse(cand: Candidates, st: State, free: Int32Array): Int32Array {
+  const { x, y, u, v } = st;
+  const { start, cols, vals } = cand;
+  const queue = Int32Array.from(free);
+  const nFree = queue.length;
+  const left: number[] = [];
+  let current = 0;
+  let steps = 0;
+  while (current < nFree) {
+    const i = queue[current++]!;
+    if (++steps > 4 * nFree) {
+      left.push(i);
+      while (current < nFree) left.push(queue[current++]!);
+      break;
+    }
+    let j1 = -1;
+    let u1 = Infinity;
+    let j2 = -1;
+    let u2 = Infinity;
+    for (let e = start[i]!; e < start[i + 1]!; e++) {
+      const j = cols[e]!;
+      const r = vals[e]! - v[j]!;
+      if (r < u2) {
+        if (r >= u1) {
+          u2 = r;
+          j2 = j;
+        } else {
+          u2 = u1;
+          j2 = j1;
+          u1 = r;
+          j1 = j;
+        }
+      }
+    }
+    if (j2 < 0) {
+      left.push(i); // a single candidate: leave it to the shortest-path search
+      continue;
+    }
+    let i0 = y[j1]!;
+    if (u1 < u2) {
+      v[j1] = v[j1]! - (u2 - u1);
+      if (i0 >= 0) queue[--current] = i0; // reprocess the displaced row next
+    } else if (i0 >= 0) {
+      j1 = j2;
+      i0 = y[j2]!;
+      if (i0 >= 0) left.push(i0);
+    }
+    u[i] = u2;
+    if (i0 >= 0) x[i0] = -1;
+    x[i] = j1;
+    y[j1] = i;
+  }
+  return Int32Array.from(left);
+}
+
 export interface PrunedOptions {
   /** −1: minimise −cost, i.e. maximise the given scores (default 1). */
   sign?: 1 | -1;
@@ -286,18 +385,8 @@ export function lapPrunedMin(cost: Float64Array, n: number, opts: PrunedOptions 
   // Costs are sg·cost[i, j]: sign −1 solves a maximisation on the caller's scores without an n² negated copy.
   const sg = opts.sign ?? 1;
   const k = Math.min(n, opts.k ?? 24);
-  // Column minima over a sample of rows: the candidates' yardstick (see scanMatrix).
-  const vEst = new Float64Array(n).fill(Infinity);
-  const samples = Math.min(n, 64);
-  for (let t = 0; t < samples; t++) {
-    const row = Math.floor((t * n) / samples) * n;
-    for (let j = 0; j < n; j++) {
-      const c = sg * cost[row + j]!;
-      if (c < vEst[j]!) vEst[j] = c;
-    }
-  }
-  // v0 (exact column minima) are feasible duals for every entry with u = 0: cost[i, j] − v0[j] ≥ 0.
-  const { cand: first, kth, v0, argmin, scale } = scanMatrix(cost, sg, n, k, vEst);
+  const { v0, argmin, scale } = columnMinima(cost, sg, n);
+  const { cand: first, kthRaw, kthRed } = candidates(cost, sg, n, k, v0, argmin);
   let cand: Candidates = first;
   // Reduced costs below −tol count as violations; above it the assignment is optimal to within n·tol in total.
   const tol = 16e-12 * scale;
@@ -311,7 +400,7 @@ export function lapPrunedMin(cost: Float64Array, n: number, opts: PrunedOptions 
       st.y[j] = i;
     }
   }
-  let free = Int32Array.from(st.x.reduce<number[]>((acc, j, i) => (j < 0 ? (acc.push(i), acc) : acc), []));
+  let free = reduceSparse(cand, st, Int32Array.from(st.x.reduce<number[]>((acc, j, i) => (j < 0 ? (acc.push(i), acc) : acc), [])));
   // Rows whose dual u rose since they were last proved (all, at first). The searches only ever raise u (of the rows
   // they scan) and lower v, and lowering v cannot create a violation, so only these rows need proving again.
   const dirty = new Uint8Array(n).fill(1);
@@ -337,11 +426,13 @@ export function lapPrunedMin(cost: Float64Array, n: number, opts: PrunedOptions 
     // Proof on the full matrix: min_j (cost[i, j] − v[j]) ≥ u[i] − tol for every dirty row, one tight pass per row;
     // failing rows are scanned again for their violating columns.
     const extra = new Map<number, Int32Array>();
+    let vmax = -Infinity;
+    for (let j = 0; j < n; j++) if (v[j]! > vmax) vmax = v[j]!;
     for (let i = 0; i < n; i++) {
-      // Outside its candidates a row has cost − vEst ≥ kth[i], and v ≤ v0 ≤ vEst (v only ever falls from v0), so
-      // cost − v ≥ kth[i] there: a row with u[i] ≤ kth[i] is proved without reading it (most rows). Candidate edges
-      // are feasible by construction.
-      if (!dirty[i] || denseRow[i] || u[i]! - tol <= kth[i]!) {
+      // Outside its candidates a row has cost − v0 ≥ kthRed[i] and cost ≥ kthRaw[i]; v only ever falls from v0, so
+      // cost − v ≥ max(kthRed[i], kthRaw[i] − max v) there: a row whose u is below that is proved without reading
+      // it (most rows). Candidate edges are feasible by construction.
+      if (!dirty[i] || denseRow[i] || u[i]! - tol <= Math.max(kthRed[i]!, kthRaw[i]! - vmax)) {
         dirty[i] = 0;
         continue;
       }
