@@ -4,13 +4,15 @@ import { EngineError } from '../errors.js';
  * Dense assignment solved on a pruned candidate graph, then proved optimal on the full matrix.
  *
  * The optimal assignment of a correlation matrix (and of most dense matrices) uses only entries near the top of their
- * rows. So: keep each row's k cheapest columns, solve that sparse problem with shortest augmenting paths (Crouse's
- * variant of Jonker–Volgenant, with row and column duals, and a binary heap instead of a full scan per step), then
- * check the duals against EVERY entry: if cost[i, j] − u[i] − v[j] ≥ 0 everywhere (up to rounding), LP duality says
- * the sparse optimum is the dense optimum. Entries that violate it join the candidate set and the sparse problem is
- * solved again (warm: only the violating rows are re-matched). A row whose search finds no free column inside the
- * graph (identical rows — dead units — share their top-k columns) is searched over all columns from then on. The caller
- * falls back to the dense solver if the rounds run out, so the answer is always optimal; pruning only decides how fast.
+ * rows. So: keep a few candidate columns per row (one pass over the matrix), start
+ * from the columns' minimum rows and an augmenting row reduction, solve the sparse problem with shortest augmenting
+ * paths (Crouse's variant of Jonker–Volgenant with row and column duals, a binary heap instead of a full scan per
+ * step), then prove it on the FULL matrix: if cost[i, j] − u[i] − v[j] ≥ 0 everywhere (up to rounding), LP duality
+ * says the sparse optimum is the dense optimum. Most rows are proved from a bound kept while choosing candidates,
+ * without reading them again. Entries that violate it join the candidate set and only the violating rows are
+ * re-matched. A row whose search finds no free column inside the graph (identical rows — dead units — share their
+ * candidates) is searched over all columns from then on. If that happens to too many rows, or the rounds run out, the
+ * caller solves densely: the answer is always optimal; pruning only decides how fast.
  */
 
 /**
@@ -55,44 +57,21 @@ function heapOffer(hv: Float64Array, hj: Int32Array, size: number, k: number, c:
 }
 
 /**
- * First pass: finiteness, the largest |cost|, and the column minima v0 with their rows (v0 are feasible duals for
- * every entry with u = 0: cost[i, j] − v0[j] ≥ 0).
+ * The one pass over the matrix before solving (an n² matrix costs a full read per pass): finiteness, the largest
+ * |cost|, the column minima v0 with their rows (feasible duals for every entry with u = 0: cost − v0 ≥ 0), and each
+ * row's candidates: the union of its k/2 cheapest columns by raw cost and its k/2 cheapest by cost − vEst, plus every
+ * column's minimum row (so no column is out of everyone's reach). Raw picks what suits exchangeable rows (uniform
+ * scores); the reduced key stops a column every row likes — a large-norm unit in a low-rank score — from crowding out
+ * the ones the assignment uses. vEst are column minima over a sample of rows (≥ v0). Bounds for left-out columns:
+ * cost ≥ kthRaw[i] and cost − vEst ≥ kthRed[i].
  */
-function columnMinima(cost: Float64Array, sg: number, n: number): { v0: Float64Array; argmin: Int32Array; scale: number } {
-  const v0 = new Float64Array(n).fill(Infinity);
-  const argmin = new Int32Array(n);
-  let scale = 0;
-  for (let i = 0; i < n; i++) {
-    const row = i * n;
-    for (let j = 0; j < n; j++) {
-      const c = sg * cost[row + j]! + 0; // + 0: no −0
-      if (!(c - c === 0)) throw new EngineError('non-finite', `assignment score [${i}, ${j}] is ${cost[row + j]}; every score must be a finite number`);
-      if (c < v0[j]!) {
-        v0[j] = c;
-        argmin[j] = i;
-      }
-      const a = c < 0 ? -c : c;
-      if (a > scale) scale = a;
-    }
-  }
-  return { v0, argmin, scale };
-}
-
-/**
- * Second pass: each row's candidates, the union of its k/2 cheapest columns by raw cost and its k/2 cheapest by
- * reduced cost cost − v0 (raw picks what suits exchangeable rows, e.g. uniform scores; reduced stops a column every
- * row likes — a large-norm unit in a low-rank score — from crowding out the ones the assignment uses), plus every
- * column's minimum row, so that no column is out of everyone's reach. Bounds for the left-out columns:
- * cost ≥ kthRaw[i] and cost − v0 ≥ kthRed[i].
- */
-function candidates(
+function scanMatrix(
   cost: Float64Array,
   sg: number,
   n: number,
   k: number,
-  v0: Float64Array,
-  argmin: Int32Array,
-): { cand: Candidates; kthRaw: Float64Array; kthRed: Float64Array } {
+  vEst: Float64Array,
+): { cand: Candidates; kthRaw: Float64Array; kthRed: Float64Array; v0: Float64Array; argmin: Int32Array; scale: number } {
   const kh = Math.max(1, k >> 1);
   const hv = new Float64Array(kh);
   const hj = new Int32Array(kh);
@@ -100,38 +79,62 @@ function candidates(
   const rj = new Int32Array(kh);
   const kthRaw = new Float64Array(n);
   const kthRed = new Float64Array(n);
-  // Column j's minimum row gets the edge (argmin[j], j).
+  const v0 = new Float64Array(n).fill(Infinity);
+  const argmin = new Int32Array(n);
+  const picked = new Int32Array(n * 2 * kh);
+  const pickedN = new Int32Array(n);
+  let lo = Infinity;
+  let hi = -Infinity;
+  for (let i = 0; i < n; i++) {
+    const row = i * n;
+    let sr = 0;
+    let sd = 0;
+    let bad = 0;
+    for (let j = 0; j < n; j++) {
+      const c = sg * cost[row + j]!;
+      bad += c - c; // NaN for NaN or ±Infinity
+      if (c < v0[j]!) {
+        v0[j] = c;
+        argmin[j] = i;
+      }
+      if (c < lo) lo = c;
+      if (c > hi) hi = c;
+      if (sr < kh || c < hv[0]!) sr = heapOffer(hv, hj, sr, kh, c, j);
+      const d = c - vEst[j]!;
+      if (sd < kh || d < rv[0]!) sd = heapOffer(rv, rj, sd, kh, d, j);
+    }
+    if (bad !== 0) {
+      for (let j = 0; j < n; j++) {
+        if (!Number.isFinite(cost[row + j]!)) throw new EngineError('non-finite', `assignment score [${i}, ${j}] is ${cost[row + j]}; every score must be a finite number`);
+      }
+    }
+    kthRaw[i] = sr === n ? Infinity : hv[0]!;
+    kthRed[i] = sd === n ? Infinity : rv[0]!;
+    picked.set(hj.subarray(0, sr), i * 2 * kh);
+    picked.set(rj.subarray(0, sd), i * 2 * kh + sr);
+    pickedN[i] = sr + sd;
+  }
+  // CSR: picked columns (deduplicated) plus the argmin edges.
   const byRow: number[][] = Array.from({ length: n }, () => []);
   for (let j = 0; j < n; j++) byRow[argmin[j]!]!.push(j);
   const start = new Int32Array(n + 1);
   const colsL: number[] = [];
   const seen = new Int32Array(n).fill(-1);
   for (let i = 0; i < n; i++) {
-    const row = i * n;
-    let sr = 0;
-    let sd = 0;
-    for (let j = 0; j < n; j++) {
-      const c = sg * cost[row + j]!;
-      sr = heapOffer(hv, hj, sr, kh, c, j);
-      sd = heapOffer(rv, rj, sd, kh, c - v0[j]!, j);
-    }
-    kthRaw[i] = sr === n ? Infinity : hv[0]!;
-    kthRed[i] = sd === n ? Infinity : rv[0]!;
     start[i] = colsL.length;
     const add = (j: number) => {
       if (seen[j] === i) return;
       seen[j] = i;
       colsL.push(j);
     };
-    for (let t = 0; t < sr; t++) add(hj[t]!);
-    for (let t = 0; t < sd; t++) add(rj[t]!);
+    for (let t = 0; t < pickedN[i]!; t++) add(picked[i * 2 * kh + t]!);
     for (const j of byRow[i]!) add(j);
   }
   start[n] = colsL.length;
   const cols = Int32Array.from(colsL);
   const vals = new Float64Array(cols.length);
-  for (let i = 0; i < n; i++) for (let e = start[i]!; e < start[i + 1]!; e++) vals[e] = sg * cost[i * n + cols[e]!]!;
-  return { cand: { start, cols, vals }, kthRaw, kthRed };
+  for (let i = 0; i < n; i++) for (let e = start[i]!; e < start[i + 1]!; e++) vals[e] = sg * cost[i * n + cols[e]!]! + 0;
+  return { cand: { start, cols, vals }, kthRaw, kthRed, v0, argmin, scale: Math.max(Math.abs(lo), Math.abs(hi)) };
 }
 
 /** Assignment state carried across rounds: matching and duals (reduced costs ≥ 0 on candidates, 0 on matches). */
@@ -385,8 +388,17 @@ export function lapPrunedMin(cost: Float64Array, n: number, opts: PrunedOptions 
   // Costs are sg·cost[i, j]: sign −1 solves a maximisation on the caller's scores without an n² negated copy.
   const sg = opts.sign ?? 1;
   const k = Math.min(n, opts.k ?? 24);
-  const { v0, argmin, scale } = columnMinima(cost, sg, n);
-  const { cand: first, kthRaw, kthRed } = candidates(cost, sg, n, k, v0, argmin);
+  // Column minima over a sample of rows: the reduced key's yardstick (see scanMatrix).
+  const vEst = new Float64Array(n).fill(Infinity);
+  const samples = Math.min(n, 64);
+  for (let t = 0; t < samples; t++) {
+    const row = Math.floor((t * n) / samples) * n;
+    for (let j = 0; j < n; j++) {
+      const c = sg * cost[row + j]!;
+      if (c < vEst[j]!) vEst[j] = c;
+    }
+  }
+  const { cand: first, kthRaw, kthRed, v0, argmin, scale } = scanMatrix(cost, sg, n, k, vEst);
   let cand: Candidates = first;
   // Reduced costs below −tol count as violations; above it the assignment is optimal to within n·tol in total.
   const tol = 16e-12 * scale;
@@ -429,8 +441,8 @@ export function lapPrunedMin(cost: Float64Array, n: number, opts: PrunedOptions 
     let vmax = -Infinity;
     for (let j = 0; j < n; j++) if (v[j]! > vmax) vmax = v[j]!;
     for (let i = 0; i < n; i++) {
-      // Outside its candidates a row has cost − v0 ≥ kthRed[i] and cost ≥ kthRaw[i]; v only ever falls from v0, so
-      // cost − v ≥ max(kthRed[i], kthRaw[i] − max v) there: a row whose u is below that is proved without reading
+      // Outside its candidates a row has cost − vEst ≥ kthRed[i] and cost ≥ kthRaw[i]; v only ever falls from
+      // v0 ≤ vEst, so cost − v ≥ max(kthRed[i], kthRaw[i] − max v) there: a row whose u is below that is proved without reading
       // it (most rows). Candidate edges are feasible by construction.
       if (!dirty[i] || denseRow[i] || u[i]! - tol <= Math.max(kthRed[i]!, kthRaw[i]! - vmax)) {
         dirty[i] = 0;
