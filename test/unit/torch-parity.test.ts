@@ -31,11 +31,18 @@ describe('MERT-style checkpoints (config and tensor names as m-a-p/MERT-v1-95M s
     const model = await loadEncoderModel(MERT);
     expect(model.config).toMatchObject({ family: 'mert', modelType: 'mert_model', sampleRate: 24000, frameRate: 75, layers: 1, preLayerNorm: false });
     expect(model.layout).toEqual({ prefix: '', posConv: 'weight_g/weight_v' });
-    // Its weights are hubert-postln-a's first layer: a post-LN encoder's first two hidden states do not depend on later layers.
-    const ref = loadReference('hubert-postln-a');
-    const out = await forward(model, Float32Array.from(ref.input), { device: 'cpu' });
-    expect(relativeMaxError(out.hiddenStates[0]!, ref.hidden_states[0]!)).toBeLessThan(1e-4);
-    expect(relativeMaxError(out.hiddenStates[1]!, ref.hidden_states[1]!)).toBeLessThan(1e-4);
+    // Its weights are hubert-postln-a's first layer: a post-LN encoder's first two hidden states do not depend on later
+    // layers. MERT's preprocessor normalises each waveform (do_normalize), so the reference is hubert-postln-a on the
+    // normalised input.
+    expect(model.config.normalizeInput).toBe(true);
+    const input = Float32Array.from(loadReference('hubert-postln-a').input);
+    const mean = input.reduce((a, b) => a + b, 0) / input.length;
+    const std = Math.sqrt(input.reduce((a, b) => a + (b - mean) ** 2, 0) / input.length + 1e-7);
+    const hubert = await loadEncoderModel(path.join(HF_REFERENCE, 'hubert-postln-a'));
+    const ref = await forward(hubert, input.map((v) => (v - mean) / std), { device: 'cpu' });
+    const out = await forward(model, input, { device: 'cpu' });
+    expect(relativeMaxError(out.hiddenStates[0]!, toRows(ref.hiddenStates[0]!, ref.hidden))).toBeLessThan(1e-4);
+    expect(relativeMaxError(out.hiddenStates[1]!, toRows(ref.hiddenStates[1]!, ref.hidden))).toBeLessThan(1e-4);
   });
 
   it('MERT-v0-public style: 16 kHz from preprocessor_config.json when config.json has no sample_rate', async () => {
@@ -62,3 +69,7 @@ describe('MERT-style checkpoints (config and tensor names as m-a-p/MERT-v1-95M s
     await expect(loadEncoderModel(dir)).rejects.toMatchObject({ code: 'unsupported-model', message: expect.stringMatching(message) });
   });
 });
+
+function toRows(flat: Float32Array, dim: number): number[][] {
+  return Array.from({ length: flat.length / dim }, (_, t) => Array.from(flat.subarray(t * dim, (t + 1) * dim)));
+}
