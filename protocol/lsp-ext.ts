@@ -14,6 +14,7 @@ import {
   type WorkDoneProgressParams,
 } from 'vscode-languageserver-protocol';
 import type { JobEvent, JobStage, JobSummary } from '../server/src/engine/progress';
+import type { PermuteGroup } from '../server/src/engine/pipeline/report';
 
 export type { JobEvent, JobStage, JobSummary };
 
@@ -118,7 +119,11 @@ export interface GetReportResult {
   /** The engine's report.json, as written (plain JSON; its shape belongs to the engine). */
   report: unknown;
 }
-/** Fails with a ResponseError when the id is unknown or the job has no report (it failed or was cancelled). */
+/**
+ * Fails with a ResponseError when the id is unknown or the job has no report (it failed or was cancelled).
+ * Also answers the ids of reports the server found on disk beside an open recipe (`report-…`, see
+ * OpenReportPanelArgs), which stay the same for the same report.json across server restarts.
+ */
 export const getReport = new RequestType<GetReportParams, GetReportResult, void>('mergeStudio/getReport');
 
 // ---------------------------------------------------------------------------------------------------------
@@ -166,3 +171,46 @@ export interface ServerStatusParams {
 }
 /** Sent after `initialized`, whenever health changes, and on each job stage change / finish. */
 export const serverStatus = new NotificationType<ServerStatusParams>('mergeStudio/serverStatus');
+
+// ---------------------------------------------------------------------------------------------------------
+// Run insights: what the last run says, shown in the recipe (code lenses, warnings, hover)
+// ---------------------------------------------------------------------------------------------------------
+
+/** Default of the `mergeStudio.lowCorrelationThreshold` setting. */
+export const DEFAULT_LOW_CORRELATION_THRESHOLD = 0.2;
+
+/**
+ * `InitializeParams.initializationOptions`, and the `mergeStudio` section of the workspace configuration
+ * (sent with `workspace/didChangeConfiguration`, or pulled with `workspace/configuration`).
+ */
+export interface MergeStudioSettings {
+  /** A tap whose mean correlation after permutation is below this gets a `low-correlation` warning. */
+  lowCorrelationThreshold?: number;
+}
+
+/**
+ * Client commands the server's code lenses run, with `OpenReportPanelArgs` as their single argument: they open
+ * the correlation diagnostics / merge results panel on that report (fetched with `mergeStudio/getReport`).
+ */
+export const OPEN_PANEL_COMMANDS = {
+  correlation: 'mergeStudio.openCorrelationPanel',
+  results: 'mergeStudio.openResultsPanel',
+} as const;
+export interface OpenReportPanelArgs {
+  /** A job id, or the id of a report found on disk; either is accepted by `mergeStudio/getReport`. */
+  jobId: string;
+  /** The recipe the report belongs to. */
+  uri: string;
+}
+
+/** Code of the warning on an `align.permute` entry whose taps stay poorly correlated after permutation. */
+export const LOW_CORRELATION_CODE = 'low-correlation';
+/** `Diagnostic.data` of a `low-correlation` warning. */
+export interface LowCorrelationData {
+  group: PermuteGroup;
+  threshold: number;
+  /** The report the numbers come from (a job id or a disk report id). */
+  reportId: string;
+  /** The taps below the threshold, in network order. */
+  taps: { tap: string; layer: number | null; meanCorrelationAfter: number }[];
+}

@@ -4,6 +4,13 @@
 // the URL payload (what @vscode/test-electron passes to Electron). Streams the suite's progress, prints PASS/FAIL
 // per test, and always stops code-server, its children and the browser.
 //
+// Page access for the tests (the extension host cannot see the workbench's DOM): a test writes a request
+// `req-<id>.json` into the folder in env MERGE_TEST_PAGE and waits for `res-<id>.json` (test/integration/harness.ts,
+// pageRequest). Requests: { kind: 'webview', title, timeoutMs } waits for a report panel (any frame) whose <h1> is
+// `title` to finish drawing and describes its charts; { kind: 'selector', selector, state?, timeoutMs } waits for a
+// workbench element (state as Playwright's waitForSelector, default visible); { kind: 'screenshot', name } saves the page to test-results/<name> (and docs/images/<name> with
+// MERGE_STUDIO_UPDATE_SCREENSHOTS=1).
+//
 // usage: node scripts/run-extension-tests.mjs --code-server DIR --extension DIR --tests FILE --workspace DIR
 //          [--results FILE] [--timeout SECONDS] [--untrusted] [--chromium PATH] [--vsix FILE]
 //   --code-server  where scripts/install-code-server.sh installed it
@@ -15,7 +22,7 @@
 // exit: 0 all passed · 1 a test failed · 2 the suite did not finish (timeout, startup failure)
 import { spawn, spawnSync } from 'node:child_process';
 import { createRequire } from 'node:module';
-import { existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -57,6 +64,8 @@ const { chromium } = require('playwright-core');
 const run = mkdtempSync(path.join(os.tmpdir(), 'merge-studio-vscode-'));
 const RESULTS = path.resolve(arg('results', path.join(run, 'results.json')));
 const PROGRESS = path.join(run, 'progress.log');
+const PAGE_DIR = path.join(run, 'page');
+mkdirSync(PAGE_DIR, { recursive: true });
 const home = path.join(run, 'home');
 const userData = path.join(run, 'user-data');
 mkdirSync(path.join(userData, 'User'), { recursive: true });
@@ -78,10 +87,75 @@ rmSync(RESULTS, { force: true });
 writeFileSync(PROGRESS, '');
 // Nothing may be written into the real home: code-server, Chromium and the extension host all get this one.
 const env = { ...process.env, HOME: home, XDG_CONFIG_HOME: `${home}/.config`, XDG_DATA_HOME: `${home}/.local/share`, XDG_CACHE_HOME: `${home}/.cache`,
-  MERGE_TEST_RESULTS: RESULTS, MERGE_TEST_LOG: PROGRESS };
+  MERGE_TEST_RESULTS: RESULTS, MERGE_TEST_LOG: PROGRESS, MERGE_TEST_PAGE: PAGE_DIR };
 delete env.VSCODE_IPC_HOOK_CLI; // when run from a VS Code terminal
 
 let cs; let browser; let code = 2; let cleaning;
+
+/** What a report panel's page shows, from inside its frame (null: not a report panel, or another one). */
+const describePanel = (title) => {
+  const h1 = document.querySelector('main h1');
+  if (!h1 || h1.textContent !== title) return null;
+  const main = h1.closest('main');
+  return {
+    busy: main.getAttribute('aria-busy'),
+    errors: [...document.querySelectorAll('.status.error')].map((e) => e.textContent),
+    charts: [...document.querySelectorAll('section[data-chart]')].map((el) => ({
+      id: el.getAttribute('data-chart'),
+      marks: el.querySelectorAll('.chart svg g.role-mark > *').length,
+    })),
+  };
+};
+
+/** Answers one page request from a test (see the header). */
+async function answerPageRequest(page, req) {
+  const timeout = Math.min(Number(req.timeoutMs) || 10_000, 60_000);
+  if (req.kind === 'screenshot') {
+    const name = path.basename(String(req.name));
+    const file = path.join(process.cwd(), 'test-results', name);
+    mkdirSync(path.dirname(file), { recursive: true });
+    await page.screenshot({ path: file });
+    if (process.env.MERGE_STUDIO_UPDATE_SCREENSHOTS === '1') {
+      mkdirSync(path.join(process.cwd(), 'docs', 'images'), { recursive: true });
+      copyFileSync(file, path.join(process.cwd(), 'docs', 'images', name));
+    }
+    return { ok: true, file };
+  }
+  if (req.kind === 'selector') {
+    const state = ['attached', 'detached', 'visible', 'hidden'].includes(req.state) ? req.state : 'visible';
+    const found = await page.waitForSelector(String(req.selector), { timeout, state }).then(() => true, () => false);
+    return { ok: found, count: await page.locator(String(req.selector)).count() };
+  }
+  if (req.kind === 'webview') {
+    const by = Date.now() + timeout;
+    let last = null;
+    for (;;) {
+      for (const frame of page.frames()) {
+        const seen = await frame.evaluate(describePanel, String(req.title)).catch(() => null);
+        if (seen) last = seen;
+        if (seen && seen.busy === 'false') return { ok: true, panel: seen };
+      }
+      if (Date.now() > by) return { ok: false, panel: last };
+      await sleep(200);
+    }
+  }
+  return { ok: false, error: `unknown page request ${JSON.stringify(req.kind)}` };
+}
+
+async function servePageRequests(page) {
+  for (const f of readdirSync(PAGE_DIR).filter((n) => /^req-[\w-]+\.json$/.test(n))) {
+    const id = f.slice(4, -5);
+    let res;
+    try {
+      res = await answerPageRequest(page, JSON.parse(readFileSync(path.join(PAGE_DIR, f), 'utf8')));
+    } catch (e) {
+      res = { ok: false, error: e instanceof Error ? e.message : String(e) };
+    }
+    rmSync(path.join(PAGE_DIR, f), { force: true });
+    writeFileSync(path.join(PAGE_DIR, `res-${id}.json.tmp`), JSON.stringify(res));
+    renameSync(path.join(PAGE_DIR, `res-${id}.json.tmp`), path.join(PAGE_DIR, `res-${id}.json`));
+  }
+}
 const serverLog = path.join(run, 'server.log');
 
 /**
@@ -160,9 +234,12 @@ try {
   while (Date.now() < end && !existsSync(RESULTS)) {
     stream();
     if (cs.exitCode !== null) throw new Error(`code-server exited with ${cs.exitCode} during the tests:\n${tail(serverLog)}`);
+    await servePageRequests(page);
     await sleep(200);
   }
   stream();
+  // A test's toasts count until 1 s after it ended (see the matching below): keep recording for the last one.
+  if (existsSync(RESULTS)) await sleep(1000);
   if (!existsSync(RESULTS)) {
     console.log(`\nno results after ${TIMEOUT_S} s: the suite did not finish (profile and logs kept in ${run})`);
     for (const f of logsUnder(path.join(userData, 'logs')).filter((f) => /exthost|remoteagent|server/i.test(f)).slice(0, 3)) console.log(`--- ${f}\n${tail(f)}`);

@@ -19,6 +19,8 @@ export function createCommands(): Record<string, CommandFactory> {
     'mergeStudio.checkRecipe': { server: checkRecipe },
     'mergeStudio.cancelJob': { server: cancel },
     'mergeStudio.showReport': { server: showReport },
+    [lsp.OPEN_PANEL_COMMANDS.correlation]: { server: (ctx) => openPanel(ctx, 'correlation') },
+    [lsp.OPEN_PANEL_COMMANDS.results]: { server: (ctx) => openPanel(ctx, 'results') },
     'mergeStudio.newRecipe': { always: () => newRecipe },
     'mergeStudio.restartServer': { always: restartServer },
     'mergeStudio.showOutput': { always: (ctx) => () => ctx.outputChannel.show() },
@@ -94,6 +96,30 @@ function showReport(ctx: CtxInit): Cmd {
       ctx.outputChannel.warn(`results panel: ${e instanceof Error ? e.message : String(e)}; opening ${result.reportPath}`);
       await vscode.window.showTextDocument(await vscode.workspace.openTextDocument(vscode.Uri.file(result.reportPath)), { preview: true });
     }
+    return result;
+  };
+}
+
+/**
+ * Open Diagnostics / Open Results (the recipe's code lenses pass `OpenReportPanelArgs`; from the palette, the
+ * last job): the report by id through the server, in the panel of that kind.
+ */
+function openPanel(ctx: CtxInit, kind: keyof typeof lsp.OPEN_PANEL_COMMANDS): Cmd {
+  return async (arg?: unknown): Promise<lsp.GetReportResult | undefined> => {
+    const given = arg as Partial<lsp.OpenReportPanelArgs> | undefined;
+    const id = typeof given?.jobId === 'string' ? given.jobId : ctx.jobs.lastReportJob?.jobId;
+    if (!id) {
+      void vscode.window.showInformationMessage('Merge Studio: no report yet; run a recipe first.');
+      return undefined;
+    }
+    let result: lsp.GetReportResult;
+    try {
+      result = await ctx.client.sendRequest(lsp.getReport, { jobId: id });
+    } catch (e) {
+      void vscode.window.showWarningMessage(`Merge Studio: the report is not available (${e instanceof Error ? e.message : String(e)}); run the recipe again.`);
+      return undefined;
+    }
+    ctx.panels.show(kind, id, result.report);
     return result;
   };
 }

@@ -1,5 +1,5 @@
 import * as vscode from 'vscode';
-import type { Device } from '../../protocol/lsp-ext';
+import { DEFAULT_LOW_CORRELATION_THRESHOLD, type Device } from '../../protocol/lsp-ext';
 
 export const SECTION = 'mergeStudio';
 
@@ -19,6 +19,12 @@ export class Config {
   get threads(): number | undefined {
     const t = this.cfg.get<number>('threads', 0);
     return Number.isInteger(t) && t > 0 ? t : undefined;
+  }
+
+  /** `mergeStudio.lowCorrelationThreshold`: taps below it after permutation get a warning in the recipe. */
+  get lowCorrelationThreshold(): number {
+    const t = this.cfg.get<number>('lowCorrelationThreshold', DEFAULT_LOW_CORRELATION_THRESHOLD);
+    return typeof t === 'number' && Number.isFinite(t) ? t : DEFAULT_LOW_CORRELATION_THRESHOLD;
   }
 
   recipeGlobs(scope?: vscode.Uri): string[] {

@@ -132,6 +132,9 @@ export class Ctx implements vscode.Disposable {
         // Commands report their own failures with a message that says what to do; no generic pop-ups.
         revealOutputChannelOn: RevealOutputChannelOn.Never,
         markdown: { isTrusted: false, supportHtml: false },
+        // Read by the server at start; later changes of the section reach it as didChangeConfiguration.
+        initializationOptions: { lowCorrelationThreshold: this.config.lowCorrelationThreshold } satisfies lsp.MergeStudioSettings,
+        synchronize: { configurationSection: 'mergeStudio' },
       };
       const client = new LanguageClient('mergeStudio', 'Merge Studio', serverOptions, clientOptions);
       client.registerFeature(new MergeStudioFeature());

@@ -5,7 +5,8 @@
  * and progress lines go to MERGE_TEST_LOG so a runner can stream them. `run()` rejects when a test failed,
  * which is what @vscode/test-electron turns into a non-zero exit code.
  */
-import { appendFileSync, renameSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, readFileSync, renameSync, rmSync, watch, writeFileSync } from 'node:fs';
+import * as path from 'node:path';
 import * as vscode from 'vscode';
 
 /**
@@ -134,3 +135,45 @@ export function positionOf(doc: vscode.TextDocument, needle: string, offset = 0,
 
 export const diagCode = (d: vscode.Diagnostic): string | undefined =>
   typeof d.code === 'object' && d.code !== null ? String(d.code.value) : d.code === undefined ? undefined : String(d.code);
+
+let pageRequests = 0;
+
+/**
+ * Asks the code-server runner about the page (scripts/run-extension-tests.mjs: webview contents, workbench
+ * elements, screenshots) and resolves with its answer; undefined under runners without page access (a desktop
+ * VS Code), so the checks that need one are skipped there.
+ */
+export function pageRequest<T>(request: Record<string, unknown>, ms = 60_000): Promise<T | undefined> {
+  const dir = process.env.MERGE_TEST_PAGE;
+  if (!dir) return Promise.resolve(undefined);
+  const id = `${process.pid}-${++pageRequests}`;
+  const answer = path.join(dir, `res-${id}.json`);
+  return new Promise<T>((resolve, reject) => {
+    const done = (): boolean => {
+      if (!existsSync(answer)) return false;
+      clearTimeout(timer);
+      watcher.close();
+      try {
+        resolve(JSON.parse(readFileSync(answer, 'utf8')) as T);
+      } catch (e) {
+        reject(e instanceof Error ? e : new Error(String(e)));
+      }
+      rmSync(answer, { force: true });
+      return true;
+    };
+    const watcher = watch(dir, () => void done());
+    const timer = setTimeout(() => {
+      watcher.close();
+      reject(new Error(`the runner did not answer ${JSON.stringify(request)} within ${ms} ms`));
+    }, ms);
+    writeFileSync(path.join(dir, `req-${id}.tmp`), JSON.stringify(request));
+    renameSync(path.join(dir, `req-${id}.tmp`), path.join(dir, `req-${id}.json`));
+    done();
+  });
+}
+
+/** A report panel as the runner saw it in its frame. */
+export interface PanelInPage {
+  ok: boolean;
+  panel: { busy: string | null; errors: string[]; charts: { id: string; marks: number }[] } | null;
+}

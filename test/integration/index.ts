@@ -6,10 +6,13 @@
  */
 import { existsSync, rmSync } from 'node:fs';
 import * as vscode from 'vscode';
-import type { CheckRecipeResult, GetReportResult } from '../../protocol/lsp-ext';
+import type { CheckRecipeResult, GetReportResult, OPEN_PANEL_COMMANDS, OpenReportPanelArgs } from '../../protocol/lsp-ext';
+
+/** The lens command of the correlation panel (a type-only import: the suite bundles no protocol runtime). */
+const OPEN_CORRELATION: (typeof OPEN_PANEL_COMMANDS)['correlation'] = 'mergeStudio.openCorrelationPanel';
 import type { MergeStudioApi } from '../../client/src/extension';
 import type { RunOutcome } from '../../client/src/run';
-import { assert, assertEqual, diagCode, diagnosticsOf, positionOf, runSuite, until, type TestCase } from './harness';
+import { assert, assertEqual, diagCode, diagnosticsOf, pageRequest, positionOf, runSuite, until, type PanelInPage, type TestCase } from './harness';
 
 const EXTENSION_ID = 'merge-studio.merge-studio';
 
@@ -30,6 +33,11 @@ const hoverText = (hs: vscode.Hover[]) =>
 const completionLabels = (list: vscode.CompletionList) => list.items.map((i) => (typeof i.label === 'string' ? i.label : i.label.label));
 
 let activated: MergeStudioApi | undefined;
+/** The job of the tiny recipe's run, once that test passed; the next test looks at its report in the editor. */
+let tinyRun: { jobId: string; reportPath: string } | undefined;
+const panelTab = (viewType: string) =>
+  vscode.window.tabGroups.all.flatMap((g) => g.tabs).find((t) => t.input instanceof vscode.TabInputWebview && t.input.viewType.endsWith(viewType));
+const tabLabelsNow = () => vscode.window.tabGroups.all.flatMap((g) => g.tabs.map((t) => t.label));
 /** The extension's API, once the first test activated it; later tests fail with this message otherwise. */
 const api = (): MergeStudioApi => {
   assert(activated, 'the extension did not activate (see the first test)');
@@ -161,6 +169,12 @@ const tests: TestCase[] = [
     fn: async () => {
       const out = file('out', 'tiny').fsPath;
       rmSync(out, { recursive: true, force: true });
+      // The refused run of the previous test leaves its progress toast (title and Cancel) on screen a moment after
+      // the refusal, and while it is there the workbench shows no other progress toast: this run's would never
+      // appear. Wait for it (where the runner can see the page) and clear it, as a person would close it.
+      await pageRequest({ kind: 'selector', selector: '.notification-toast:has-text("Merge Studio: broken.merge.yaml"):has(.monaco-button:has-text("Cancel"))', timeoutMs: 5_000 });
+      await vscode.commands.executeCommand('notifications.clearAll');
+      await pageRequest({ kind: 'selector', selector: '.notification-toast', state: 'detached', timeoutMs: 5_000 });
       // Every state the status bar goes through, recorded from its change event (no polling).
       const seen: { text: string; command: string | undefined }[] = [];
       const sub = api().onDidChangeStatus(() => seen.push(api().status()));
@@ -185,7 +199,80 @@ const tests: TestCase[] = [
       await until(vscode.window.tabGroups.onDidChangeTabs, tabLabels, () => resultsTab() !== undefined, 10_000, 'a Merge Results tab');
       assertEqual(resultsTab()?.label, 'Merge Studio: Merge Results', 'results panel title');
       await vscode.window.tabGroups.close(resultsTab()!);
-      rmSync(out, { recursive: true, force: true });
+      // The output stays for the next test (which removes it).
+      tinyRun = { jobId: outcome.job.jobId, reportPath: outcome.job.reportPath };
+    },
+  },
+  {
+    name: 'after the run: code lenses on align and merge open both report panels, which draw their charts',
+    timeoutMs: 120_000,
+    fn: async () => {
+      const out = file('out', 'tiny').fsPath;
+      try {
+        assert(tinyRun, 'the run test did not leave a report');
+        const doc = await open(file('tiny.merge.yaml'));
+        // The server attaches the report when the job ends; lenses are asked for as VS Code would.
+        const lensesNow = () => vscode.commands.executeCommand<vscode.CodeLens[]>('vscode.executeCodeLensProvider', doc.uri);
+        let lenses = await lensesNow();
+        for (let i = 0; i < 50 && !lenses.some((l) => l.command?.title.startsWith('Last run:')); i++) {
+          await new Promise((r) => setTimeout(r, 100)); // bounded: 5 s at most
+          lenses = await lensesNow();
+        }
+        const titles = lenses.map((l) => `${l.range.start.line}: ${l.command?.title}`);
+        const alignLine = positionOf(doc, 'align:').line;
+        const mergeLine = positionOf(doc, 'merge:').line;
+        assert(lenses.some((l) => l.range.start.line === alignLine && /^Last run: correlation \S+ → \S+ over \d+ taps · worst /.test(l.command?.title ?? '')), `align lenses: ${titles.join(' | ')}`);
+        assert(lenses.some((l) => l.range.start.line === mergeLine && /^Last run: best permuted /.test(l.command?.title ?? '')), `merge lenses: ${titles.join(' | ')}`);
+        // Drawn in the editor, one row above `align:` and one above `merge:` (the page, where the runner can see it).
+        const drawnLenses = await pageRequest<{ ok: boolean; count: number }>({ kind: 'selector', selector: '.monaco-editor .codelens-decoration a', timeoutMs: 10_000 });
+        if (drawnLenses) assert(drawnLenses.ok && drawnLenses.count === 4, `code lenses drawn in the recipe editor (2 per row): ${JSON.stringify(drawnLenses)}`);
+        const lens = (title: string) => {
+          const l = lenses.find((x) => x.command?.title === title);
+          assert(l?.command, `no "${title}" lens: ${titles.join(' | ')}`);
+          return l.command;
+        };
+        const diagnostics = lens('Open diagnostics');
+        assertEqual(diagnostics.command, OPEN_CORRELATION, 'Open diagnostics command');
+        assertEqual((diagnostics.arguments?.[0] as OpenReportPanelArgs).jobId, tinyRun.jobId, 'the lens names the job');
+
+        // Open diagnostics: the correlation panel opens on that job's report and draws its charts.
+        const shown = await vscode.commands.executeCommand<GetReportResult>(diagnostics.command, ...(diagnostics.arguments ?? []));
+        assertEqual(shown?.reportPath, tinyRun.reportPath, 'report shown by Open diagnostics');
+        await until(vscode.window.tabGroups.onDidChangeTabs, tabLabelsNow, () => panelTab('mergeStudio.correlationPanel') !== undefined, 10_000, 'a Correlation Diagnostics tab');
+        const correlation = await pageRequest<PanelInPage>({ kind: 'webview', title: 'Correlation diagnostics', timeoutMs: 30_000 });
+        if (correlation) {
+          assert(correlation.ok && correlation.panel, `the correlation panel did not finish drawing: ${JSON.stringify(correlation)}`);
+          assertEqual(correlation.panel.errors, [], 'errors in the correlation panel');
+          const ids = correlation.panel.charts.map((c) => c.id);
+          for (const id of ['correlation-by-layer', 'units-moved', 'correlation-heatmap']) assert(ids.includes(id), `correlation panel charts: ${ids.join(', ')}`);
+          assert(correlation.panel.charts.every((c) => c.marks > 0), `a correlation chart drew nothing: ${JSON.stringify(correlation.panel.charts)}`);
+        }
+
+        // Open results: the results panel, score vs λ and the averages.
+        const results = lens('Open results');
+        // A lens is clicked in the recipe's editor: it is the active one again (the panel opens beside it).
+        await vscode.window.showTextDocument(doc, vscode.ViewColumn.One);
+        await vscode.commands.executeCommand(results.command, ...(results.arguments ?? []));
+        await until(vscode.window.tabGroups.onDidChangeTabs, tabLabelsNow, () => panelTab('mergeStudio.resultsPanel') !== undefined, 10_000, 'a Merge Results tab');
+        const drawn = await pageRequest<PanelInPage>({ kind: 'webview', title: 'Merge results', timeoutMs: 30_000 });
+        if (drawn) {
+          assert(drawn.ok && drawn.panel, `the results panel did not finish drawing: ${JSON.stringify(drawn)}`);
+          assertEqual(drawn.panel.charts.map((c) => c.id), ['score-by-lambda', 'average-score'], 'results panel charts');
+          assert(drawn.panel.charts.every((c) => c.marks > 0), `a results chart drew nothing: ${JSON.stringify(drawn.panel.charts)}`);
+          // The recipe beside it with its lenses drawn, then one picture of the workbench.
+          await vscode.commands.executeCommand('notifications.clearAll');
+          await vscode.commands.executeCommand('workbench.action.closeSidebar');
+          const shot = await pageRequest<{ ok: boolean; file?: string }>({ kind: 'screenshot', name: 'vscode-results-panel.png' });
+          assert(shot?.ok, `screenshot: ${JSON.stringify(shot)}`);
+        }
+      } finally {
+        await vscode.commands.executeCommand('workbench.view.explorer');
+        for (const t of ['mergeStudio.correlationPanel', 'mergeStudio.resultsPanel']) {
+          const tab = panelTab(t);
+          if (tab) await vscode.window.tabGroups.close(tab);
+        }
+        rmSync(out, { recursive: true, force: true });
+      }
     },
   },
   {

@@ -75,14 +75,19 @@ export const defaultCapabilities: ClientCapabilities = {
   experimental: { mergeStudio: { serverStatusNotification: true } satisfies lsp.MergeStudioClientCapabilities },
 };
 
-export async function startTestServer(options: ServerOptions = {}, capabilities: ClientCapabilities = defaultCapabilities): Promise<TestClient> {
+export async function startTestServer(options: ServerOptions = {}, capabilities: ClientCapabilities = defaultCapabilities, initializationOptions?: unknown): Promise<TestClient> {
   const toServer = new PassThrough();
   const toClient = new PassThrough();
   startServer(createConnection(new StreamMessageReader(toServer), new StreamMessageWriter(toClient)), options);
-  return connectClient(new StreamMessageReader(toClient), new StreamMessageWriter(toServer), capabilities);
+  return connectClient(new StreamMessageReader(toClient), new StreamMessageWriter(toServer), capabilities, initializationOptions);
 }
 
-export async function connectClient(reader: StreamMessageReader, writer: StreamMessageWriter, capabilities: ClientCapabilities = defaultCapabilities): Promise<TestClient> {
+export async function connectClient(
+  reader: StreamMessageReader,
+  writer: StreamMessageWriter,
+  capabilities: ClientCapabilities = defaultCapabilities,
+  initializationOptions?: unknown,
+): Promise<TestClient> {
   const connection = createProtocolConnection(reader, writer);
   const diagnostics = new Stream<{ uri: string; version?: number; diagnostics: Diagnostic[] }>();
   const progress = new Stream<{ token: ProgressToken; value: ProgressValue }>();
@@ -106,6 +111,7 @@ export async function connectClient(reader: StreamMessageReader, writer: StreamM
     rootUri: null,
     capabilities,
     workspaceFolders: null,
+    ...(initializationOptions === undefined ? {} : { initializationOptions }),
   });
   await connection.sendNotification(InitializedNotification.type, {});
 

@@ -2,9 +2,11 @@
  * The webview bundle in real headless Chromium: the page comes from renderPanelHtml (the host's CSP), served
  * from a loopback server as the host would through asWebviewUri; `acquireVsCodeApi` is a stub whose messages
  * reach a real host-side IpcEndpoint in this test. Asserts charts drawn, selection and exports working,
- * no console errors and no CSP violations; writes a screenshot per panel to test-results/.
+ * no console errors and no CSP violations; writes a screenshot per panel to test-results/. The interactive tests use
+ * the synthetic 12-layer report (head scores, a residual tap); the real report of the example run
+ * (speech-music.report.json) is rendered too, and its screenshots are the README's.
  *
- * MERGE_STUDIO_UPDATE_SCREENSHOTS=1 also writes docs/images/{correlation,results}-panel.png for the README.
+ * MERGE_STUDIO_UPDATE_SCREENSHOTS=1 also writes docs/images/{correlation,results}-panel.png (real report) for the README.
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -35,6 +37,7 @@ const root = path.resolve(__dirname, '../..');
 const dist = path.join(root, 'dist');
 const reportPath = path.join(root, 'test/fixtures/reports/example.report.json');
 const report = JSON.parse(readFileSync(reportPath, 'utf8')) as MergeReport;
+const realReport = JSON.parse(readFileSync(path.join(root, 'test/fixtures/reports/speech-music.report.json'), 'utf8')) as MergeReport;
 const resultsDir = path.join(root, 'test-results');
 
 /** Rebuild when the bundle is missing or older than any webview source (a stale bundle would test old code). */
@@ -153,7 +156,7 @@ afterAll(async () => {
 });
 
 /** Opens a panel like the host does: page, stub VS Code API, host endpoint answering ready with the report. */
-async function openPanel(kind: PanelKind, theme: 'dark' | 'light' = 'dark'): Promise<Page_> {
+async function openPanel(kind: PanelKind, theme: 'dark' | 'light' = 'dark', shown: MergeReport = report): Promise<Page_> {
   const page = await browser.newPage({ viewport: { width: 960, height: 900 }, deviceScaleFactor: 1 });
   const p: Page_ = { page, received: [], saves: [], opened: [], ready: [], problems: [] };
   pages.push(p);
@@ -170,7 +173,7 @@ async function openPanel(kind: PanelKind, theme: 'dark' | 'light' = 'dark'): Pro
   });
   host.on(ReadyCommand, isReadyParams, (params) => {
     p.ready.push(params);
-    host.sendNotification(DidChangeReportNotification, { jobId: 'job-1', report });
+    host.sendNotification(DidChangeReportNotification, { jobId: 'job-1', report: shown });
   });
   host.onRequest(SaveFileRequest, isSaveFileParams, (params) => {
     p.saves.push(params);
@@ -240,7 +243,7 @@ describe('webview in headless Chromium', () => {
     const side = worst.heatmap!.size;
     expect(await markCount(page, 'correlation-heatmap', 'rect')).toBe(2 * side * side);
     expect(await markCount(page, 'head-scores', 'rect')).toBe(144);
-    await page.screenshot({ path: path.join(resultsDir, 'correlation-panel.png'), fullPage: true });
+    await page.screenshot({ path: path.join(resultsDir, 'correlation-panel-synthetic.png'), fullPage: true });
 
     // A click on a bar of layer 2's FFN selects that tap everywhere (vega-lite point selection → panel sync).
     const target = 'layer.2.ffn';
@@ -298,7 +301,7 @@ describe('webview in headless Chromium', () => {
     expect(await markCount(page, 'score-by-lambda', 'rule')).toBe(2 * tasks);
     expect(await markCount(page, 'average-score', 'line')).toBe(2);
     expect(await page.locator('header .summary').textContent()).toContain('Best average score — permuted');
-    await page.screenshot({ path: path.join(resultsDir, 'results-panel.png'), fullPage: true });
+    await page.screenshot({ path: path.join(resultsDir, 'results-panel-synthetic.png'), fullPage: true });
 
     await page.locator('nav button').click();
     await expect.poll(() => p.opened).toEqual([{ kind: 'correlation' }]);
@@ -320,6 +323,36 @@ describe('webview in headless Chromium', () => {
     expect(await violations(page)).toEqual([]);
     expect(p.problems).toEqual([]);
     await page.close();
+  });
+
+  it('the real report of the example run: both panels draw every chart, no CSP violation (the README screenshots)', async () => {
+    const taps = realReport.align.taps.length;
+    const c = await openPanel('correlation', 'dark', realReport);
+    const charts = await c.page.locator('section[data-chart]').evaluateAll((els) => els.map((e) => e.getAttribute('data-chart')));
+    // No head scores in this report: three charts, starting on its worst tap (a conv block).
+    expect(charts).toEqual(['correlation-by-layer', 'units-moved', 'correlation-heatmap']);
+    expect(await c.page.locator('.tap-select').inputValue()).toBe('conv.1');
+    expect(await markCount(c.page, 'correlation-by-layer', 'symbol')).toBe(2 * taps);
+    expect(await markCount(c.page, 'correlation-by-layer', 'line')).toBe(6);
+    expect(await markCount(c.page, 'units-moved', 'rect')).toBe(taps);
+    const side = realReport.align.taps.find((t) => t.tap === 'conv.1')!.heatmap!.size;
+    expect(await markCount(c.page, 'correlation-heatmap', 'rect')).toBe(2 * side * side);
+    await c.page.screenshot({ path: path.join(resultsDir, 'correlation-panel.png'), fullPage: true });
+    expect(await violations(c.page)).toEqual([]);
+    expect(c.problems).toEqual([]);
+    await c.page.close();
+
+    const r = await openPanel('results', 'dark', realReport);
+    const tasks = new Set(realReport.evaluation!.rows.map((x) => x.task)).size;
+    expect(tasks).toBe(5);
+    expect(await markCount(r.page, 'score-by-lambda', 'line')).toBe(2 * tasks);
+    expect(await markCount(r.page, 'score-by-lambda', 'rule')).toBe(2 * tasks);
+    expect(await markCount(r.page, 'average-score', 'line')).toBe(2);
+    expect(await r.page.locator('header .summary').textContent()).toContain('Best average score');
+    await r.page.screenshot({ path: path.join(resultsDir, 'results-panel.png'), fullPage: true });
+    expect(await violations(r.page)).toEqual([]);
+    expect(r.problems).toEqual([]);
+    await r.page.close();
   });
 
   it('notebook renderer (ESM): renders both panels for the report MIME type', async () => {

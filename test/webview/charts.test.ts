@@ -237,3 +237,55 @@ describe('CSV', () => {
     expect(csv).toBe('"a,b",b\r\n"say ""hi""",\r\n\'=SUM(A1),-0.5\r\n');
   });
 });
+
+describe('the real report of the example run (4 layers, 7 conv blocks, no head scores)', () => {
+  const real = JSON.parse(readFileSync(new URL('../fixtures/reports/speech-music.report.json', import.meta.url), 'utf8')) as MergeReport;
+  const selected = initialSelection(real);
+
+  it('starts on its worst tap, a conv block: per-layer, moved and its heatmap, no head scores', async () => {
+    expect(selected).toBe('conv.1');
+    const charts = correlationCharts(real, { theme, width: 760, selected });
+    expect(charts.map((c) => c.id)).toEqual(['correlation-by-layer', 'units-moved', 'correlation-heatmap']);
+    expect(keyDomain(real)).toEqual(['cnn:0', 'cnn:1', 'cnn:2', 'cnn:3', 'cnn:4', 'cnn:5', 'cnn:6', 'layer:0', 'layer:1', 'layer:2', 'layer:3']);
+    const perLayer = await render(byId(charts, 'correlation-by-layer'));
+    const withTap = (xs: vega.Item[]) => xs.filter((i) => (i as unknown as { datum?: { tap?: string } }).datum?.tap);
+    expect(withTap(items(perLayer.view, 'symbol')).length).toBe(2 * real.align.taps.length);
+    // cnn, attention, ffn × before, after
+    expect(lineCount(perLayer.view)).toBe(6);
+    const moved = await render(byId(charts, 'units-moved'));
+    expect(withTap(items(moved.view, 'rect')).length).toBe(real.align.taps.length);
+    const heat = await render(byId(charts, 'correlation-heatmap'));
+    const side = real.align.taps.find((t) => t.tap === 'conv.1')!.heatmap!.size;
+    const conv1 = real.align.taps.find((t) => t.tap === 'conv.1')!;
+    expect(items(heat.view, 'rect').filter((i) => (i as unknown as { datum?: { stage?: string } }).datum?.stage)).toHaveLength(2 * side * side);
+    expect(heatmapCells(conv1).filter((c) => c.stage === 'after').map((c) => c.value)).toEqual(conv1.heatmap!.after);
+    expect(byId(charts, 'correlation-heatmap').title).toContain('conv.1');
+  });
+
+  it('an attention tap without head scores gets its heatmap only', () => {
+    const charts = correlationCharts(real, { theme, width: 760, selected: 'layer.2.attn.v' });
+    expect(charts.map((c) => c.id)).toEqual(['correlation-by-layer', 'units-moved', 'correlation-heatmap']);
+    expect(headCells(real.align.taps.find((t) => t.tap === 'layer.2.attn.v')!)).toEqual([]);
+  });
+
+  it('results: five tasks over three λ, the sources as rules, the averages', async () => {
+    const charts = resultsCharts(real, { theme, width: 760 });
+    expect(charts.map((c) => c.id)).toEqual(['score-by-lambda', 'average-score']);
+    const { view } = await render(byId(charts, 'score-by-lambda'));
+    expect(lineCount(view)).toBe(2 * 5);
+    const points = items(view, 'symbol').filter((i) => (i as unknown as { datum?: { lambda?: number } }).datum?.lambda != null);
+    expect(points.length).toBe(2 * 5 * 3);
+    const avg = await render(byId(charts, 'average-score'));
+    expect(lineCount(avg.view)).toBe(2);
+    expect(toCsv(byId(charts, 'score-by-lambda').table).split('\r\n')).toHaveLength(real.evaluation!.rows.length + 2);
+  });
+
+  for (const kind of ['light', 'dark', 'high-contrast'] as const) {
+    it(`${kind}: every chart of both panels compiles and renders`, async () => {
+      const t = defaultTheme(kind);
+      for (const panel of ['correlation', 'results'] as const) {
+        for (const c of panelCharts(panel, real, { theme: t, width: 600, selected })) expect((await render(c)).svg.length, c.id).toBeGreaterThan(1000);
+      }
+    });
+  }
+});

@@ -7,6 +7,8 @@
 import { promises as fs } from 'node:fs';
 import {
   CodeActionKind,
+  CodeLensRefreshRequest,
+  DidChangeConfigurationNotification,
   ErrorCodes,
   LSPErrorCodes,
   ResponseError,
@@ -31,6 +33,7 @@ import { bundledCliLauncher, JobManager, type Job, type JobLauncher } from './jo
 import { recipeCodeActions } from './services/code-actions';
 import { completeRecipe } from './services/completion';
 import { hoverRecipe } from './services/hover';
+import { RunInsights } from './services/run-insights';
 import { recipeSymbols } from './services/symbols';
 
 export interface ServerOptions {
@@ -46,7 +49,7 @@ export interface ServerOptions {
 }
 
 /** Files whose change can change a disk diagnostic. */
-const WATCHED_GLOBS = ['**/config.json', '**/preprocessor_config.json', '**/*.safetensors', '**/*.bin', '**/*.index.json', '**/labels.csv', '**/*.{wav,flac,mp3}'];
+const WATCHED_GLOBS = ['**/report.json', '**/config.json', '**/preprocessor_config.json', '**/*.safetensors', '**/*.bin', '**/*.index.json', '**/labels.csv', '**/*.{wav,flac,mp3}'];
 
 export function startServer(connection: Connection, options: ServerOptions = {}): void {
   const documents = new TextDocuments(TextDocument);
@@ -57,11 +60,16 @@ export function startServer(connection: Connection, options: ServerOptions = {})
   let clientWantsStatus = false;
   let clientHasProgress = false;
   let canRegisterWatchers = false;
+  let canRefreshLenses = false;
+  let canPullConfiguration = false;
+  let canRegisterConfiguration = false;
   let health: { health: lsp.ServerHealth; message?: string } = { health: 'ok' };
   const reporters = new Map<string, WorkDoneProgressReporter>();
   let lastStatusPercent = -1;
 
   const log = (line: string) => connection.console.log(line);
+  /** The last run of each recipe: code lenses, low-correlation warnings, per-layer hovers. */
+  const insights = new RunInsights({ log });
 
   const sendStatus = () => {
     if (!clientWantsStatus) return;
@@ -106,22 +114,40 @@ export function startServer(connection: Connection, options: ServerOptions = {})
       log(`[${job.id}] ${result.ok ? `finished in ${result.seconds.toFixed(1)} s: ${result.outputDir}` : `${result.cancelled ? 'cancelled' : 'failed'}: ${result.error?.message}`}`);
       void connection.sendNotification(lsp.jobFinished, result);
       sendStatus();
+      if (result.ok && result.reportPath) void guard('run insights', undefined, () => attachRun(job, result.reportPath!));
     },
   });
+
+  /** A finished job's report becomes the recipe's last run: its lenses, warnings and hovers. */
+  async function attachRun(job: Job, reportPath: string): Promise<void> {
+    const doc = documents.get(job.uri);
+    if (!(await insights.attachJob(job.uri, job.recipeFile, job.id, reportPath, doc?.getText()))) return;
+    if (doc) await validate(doc);
+    refreshLenses();
+  }
+
+  const refreshLenses = () => {
+    if (canRefreshLenses) void connection.sendRequest(CodeLensRefreshRequest.type).catch((e: unknown) => internalError('refreshing code lenses', e));
+  };
 
   // ---- diagnostics ----
 
   async function validate(doc: TextDocument): Promise<void> {
     const file = uriToPath(doc.uri);
     const structure = parses.structure(doc);
-    let diagnostics = structure.diagnostics;
+    let diagnostics: Diagnostic[] = structure.diagnostics as Diagnostic[];
+    let lensesChanged = false;
     if (file) {
-      const onDisk = await checkDisk(structure, file, disk);
-      diagnostics = sortDiagnostics([...structure.diagnostics, ...onDisk]);
+      const [onDisk, discovered] = await Promise.all([checkDisk(structure, file, disk), insights.discover(doc.uri, file, structure)]);
+      lensesChanged = discovered;
+      const fromRun = insights.diagnostics(doc.uri, structure);
+      diagnostics = sortDiagnostics([...structure.diagnostics, ...onDisk]) as Diagnostic[];
+      if (fromRun.length) diagnostics = [...diagnostics, ...fromRun].sort(byStart);
     }
+    if (lensesChanged) refreshLenses();
     // A newer version may have arrived while the disk checks ran; its own validation will publish.
     if (documents.get(doc.uri)?.version !== doc.version) return;
-    await connection.sendDiagnostics({ uri: doc.uri, version: doc.version, diagnostics: diagnostics as Diagnostic[] });
+    await connection.sendDiagnostics({ uri: doc.uri, version: doc.version, diagnostics });
   }
 
   const revalidate = (doc: TextDocument) => void guard('diagnostics', undefined, () => validate(doc));
@@ -129,14 +155,25 @@ export function startServer(connection: Connection, options: ServerOptions = {})
   documents.onDidChangeContent((e) => revalidate(e.document));
   documents.onDidClose((e) => {
     parses.forget(e.document.uri);
+    insights.forget(e.document.uri);
     void connection.sendDiagnostics({ uri: e.document.uri, diagnostics: [] });
   });
 
   connection.onDidChangeWatchedFiles((params) =>
-    guard('file watching', undefined, () => {
+    guard('file watching', undefined, async () => {
+      let reports = false;
       for (const change of params.changes) {
         const file = uriToPath(change.uri);
         if (file) disk.cache.invalidate(file);
+        if (file?.endsWith('report.json')) reports = true;
+      }
+      // A run from the command line (or a deleted output folder): look for each recipe's report again.
+      if (reports) {
+        for (const doc of documents.all()) {
+          const file = uriToPath(doc.uri);
+          if (file) await insights.discover(doc.uri, file, parses.structure(doc), true);
+        }
+        refreshLenses();
       }
       for (const doc of documents.all()) revalidate(doc);
     }),
@@ -149,6 +186,10 @@ export function startServer(connection: Connection, options: ServerOptions = {})
     clientWantsStatus = experimental?.mergeStudio?.serverStatusNotification === true;
     clientHasProgress = params.capabilities.window?.workDoneProgress === true;
     canRegisterWatchers = params.capabilities.workspace?.didChangeWatchedFiles?.dynamicRegistration === true;
+    canRefreshLenses = params.capabilities.workspace?.codeLens?.refreshSupport === true;
+    canPullConfiguration = params.capabilities.workspace?.configuration === true;
+    canRegisterConfiguration = params.capabilities.workspace?.didChangeConfiguration?.dynamicRegistration === true;
+    insights.setThreshold((params.initializationOptions as lsp.MergeStudioSettings | null | undefined)?.lowCorrelationThreshold);
     if (!launcher) health = { health: 'warning', message: 'Jobs are unavailable: the engine CLI (cli.js) was not found beside the server' };
     const mergeStudio: lsp.MergeStudioServerCapabilities = { protocolVersion: lsp.PROTOCOL_VERSION, jobs: jobs.available, serverStatus: true };
     return {
@@ -157,6 +198,7 @@ export function startServer(connection: Connection, options: ServerOptions = {})
         completionProvider: { triggerCharacters: ['/', '[', ','] },
         hoverProvider: true,
         codeActionProvider: { codeActionKinds: [CodeActionKind.QuickFix] },
+        codeLensProvider: { resolveProvider: false },
         documentSymbolProvider: true,
         experimental: { mergeStudio },
       },
@@ -176,8 +218,20 @@ export function startServer(connection: Connection, options: ServerOptions = {})
         .register(DidChangeWatchedFilesNotification.type, { watchers: WATCHED_GLOBS.map((globPattern) => ({ globPattern })) })
         .catch((e: unknown) => internalError('registering file watchers', e));
     }
+    if (canRegisterConfiguration) {
+      void connection.client.register(DidChangeConfigurationNotification.type, { section: 'mergeStudio' }).catch((e: unknown) => internalError('registering for configuration changes', e));
+    }
     sendStatus();
   });
+
+  // Settings: `mergeStudio.lowCorrelationThreshold`, pushed with the notification or pulled when it comes empty.
+  connection.onDidChangeConfiguration((params) =>
+    guard('configuration', undefined, async () => {
+      let settings = (params.settings as { mergeStudio?: lsp.MergeStudioSettings } | null | undefined)?.mergeStudio;
+      if (!settings && canPullConfiguration) settings = ((await connection.workspace.getConfiguration('mergeStudio')) as lsp.MergeStudioSettings | null) ?? undefined;
+      if (insights.setThreshold(settings?.lowCorrelationThreshold)) for (const doc of documents.all()) revalidate(doc);
+    }),
+  );
 
   connection.onShutdown(() => jobs.dispose());
 
@@ -195,7 +249,9 @@ export function startServer(connection: Connection, options: ServerOptions = {})
     guard('hover', null, async () => {
       const doc = documents.get(params.textDocument.uri);
       if (!doc) return null;
-      return hoverRecipe({ parsed: parses.structure(doc).parsed, position: params.position, recipeFile: uriToPath(doc.uri), disk });
+      const structure = parses.structure(doc);
+      const base = await hoverRecipe({ parsed: structure.parsed, position: params.position, recipeFile: uriToPath(doc.uri), disk });
+      return insights.hover(doc.uri, structure, params.position, base);
     }),
   );
 
@@ -204,6 +260,13 @@ export function startServer(connection: Connection, options: ServerOptions = {})
       const doc = documents.get(params.textDocument.uri);
       if (!doc) return [];
       return recipeCodeActions(parses.structure(doc).parsed, doc.uri, params.context.diagnostics);
+    }),
+  );
+
+  connection.onCodeLens((params) =>
+    guard('code lenses', [], () => {
+      const doc = documents.get(params.textDocument.uri);
+      return doc ? insights.codeLenses(doc.uri, parses.structure(doc)) : [];
     }),
   );
 
@@ -301,12 +364,19 @@ export function startServer(connection: Connection, options: ServerOptions = {})
       const { reportPath, report } = await jobs.report(jobId);
       return { jobId, reportPath, report };
     } catch (e) {
+      // A report found on disk beside an open recipe (its lenses name it by a report id).
+      const known = jobs.find(jobId) ? undefined : insights.reportById(jobId);
+      if (known) return { jobId, reportPath: known.reportPath, report: known.report };
       throw new ResponseError(ErrorCodes.InvalidParams, describeError(e));
     }
   });
 
   documents.listen(connection);
   connection.listen();
+}
+
+function byStart(a: Diagnostic, b: Diagnostic): number {
+  return a.range.start.line - b.range.start.line || a.range.start.character - b.range.start.character;
 }
 
 async function readFileOrFail(file: string): Promise<string> {
