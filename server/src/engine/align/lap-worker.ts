@@ -17,8 +17,25 @@ export type LapResponse =
   | { id: number; perm: Int32Array; total: number; seconds: number }
   | { id: number; error: { code: string | null; message: string } };
 
+/**
+ * V8 optimises the solvers only after a few calls; a fresh worker would run its first real (large) solves in slower
+ * tiers. A few small solves of each matrix kind at start-up (~tens of ms) warm them up; requests queue meanwhile.
+ */
+function warmUp(): void {
+  let seed = 12345;
+  const rand = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 4294967296);
+  const n = 256;
+  for (let round = 0; round < 3; round++) {
+    const uniform = Float64Array.from({ length: n * n }, rand);
+    const diag = Float64Array.from({ length: n * n }, (_, k) => 0.2 * rand() + (k % (n + 1) === 0 ? 0.5 : 0));
+    solveLap(uniform, n);
+    solveLap(diag, n);
+  }
+}
+
 const port = parentPort;
 if (port) {
+  warmUp();
   port.on('message', (msg: LapRequest) => {
     try {
       const t0 = performance.now();
