@@ -14,7 +14,8 @@ import type { ProbeSet } from '../server/src/engine/io/probe';
 import { framesFor } from '../server/src/engine/model/encoder';
 import { GraphBuilder } from '../server/src/engine/model/graph-builder';
 import { tapWidth } from '../server/src/engine/model/pair-graph';
-import { hubertBaseConfig, randomWeights, seededRandom } from '../server/src/engine/model/random';
+import { hubertBaseConfig, randomWeights } from '../server/src/engine/model/random';
+import { mulberry32 } from '../server/src/engine/random';
 import { parameterCount } from '../server/src/engine/model/weights';
 import { defaultBatchSize, tapsFor } from '../server/src/engine/pipeline/plan';
 import { collectStatistics } from '../server/src/engine/pipeline/statistics';
@@ -31,7 +32,7 @@ let peakRss = 0;
 const sampler = setInterval(() => (peakRss = Math.max(peakRss, process.memoryUsage().rss)), 20);
 
 function probeOf(totalSeconds: number, rate: number): ProbeSet {
-  const rand = seededRandom(3);
+  const rand = mulberry32(3);
   const segmentSamples = segment * rate;
   const n = Math.max(1, Math.round(totalSeconds / segment));
   const segments = Array.from({ length: n }, (_, i) => ({
@@ -53,7 +54,7 @@ async function matmulCeiling(rows: number, d: number): Promise<number> {
   const opts: ort.InferenceSession.SessionOptions = { executionProviders: ['cpu'], graphOptimizationLevel: 'all' };
   if (threads) opts.intraOpNumThreads = threads;
   const s = await ort.InferenceSession.create(b.encode(), opts);
-  const rand = seededRandom(9);
+  const rand = mulberry32(9);
   const feed = { x: new ort.Tensor('float32', Float32Array.from({ length: rows * d }, () => rand() - 0.5), [rows, d]), y: new ort.Tensor('float32', Float32Array.from({ length: rows * d }, () => rand() - 0.5), [rows, d]) };
   await s.run(feed);
   const t = performance.now();

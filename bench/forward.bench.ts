@@ -6,7 +6,8 @@
 import * as ort from 'onnxruntime-node';
 import { GraphBuilder } from '../server/src/engine/model/graph-builder';
 import { EncoderSession } from '../server/src/engine/model/encoder';
-import { hubertBaseConfig, randomWeights, seededRandom } from '../server/src/engine/model/random';
+import { hubertBaseConfig, randomWeights } from '../server/src/engine/model/random';
+import { mulberry32 } from '../server/src/engine/random';
 import { framesFor } from '../server/src/engine/model/encoder';
 import { parameterCount } from '../server/src/engine/model/weights';
 
@@ -33,7 +34,7 @@ async function time(fn: () => Promise<unknown>, n: number): Promise<number> {
 async function matmulCeiling(T: number, D: number, F: number): Promise<number> {
   const b = new GraphBuilder();
   const x = b.input('x', [T, D]);
-  const rand = seededRandom(1);
+  const rand = mulberry32(1);
   const w = b.weight('w', { shape: [D, F], data: Float32Array.from({ length: D * F }, () => rand() - 0.5) });
   const w2 = b.weight('w2', { shape: [F, D], data: Float32Array.from({ length: D * F }, () => rand() - 0.5) });
   let y = x;
@@ -53,7 +54,7 @@ async function main(): Promise<void> {
   const weights = randomWeights(cfg, 0);
   const samples = Math.round(seconds * cfg.sampleRate);
   const T = framesFor(cfg, samples);
-  const rand = seededRandom(7);
+  const rand = mulberry32(7);
   const audio = Float32Array.from({ length: samples }, () => (rand() - 0.5) * 0.2);
   const opts = { device: 'cpu' as const, threads };
 

@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { solveLap, type Assignment } from '../server/src/engine/align/lap.js';
 import { shutdownLapWorker, solveAssignment } from '../server/src/engine/align/lap-async.js';
-import { gaussian, mulberry32, randomPermutation } from '../server/src/engine/align/random.js';
+import { gaussian, mulberry32, randomPermutation } from '../server/src/engine/random.js';
 
 const args = process.argv.slice(2);
 const sizesArg = args.includes('--sizes') ? args[args.indexOf('--sizes') + 1]! : '768,3072,4096';

@@ -8,7 +8,7 @@ import { isEngineError } from '../../server/src/engine/errors.js';
 import { shutdownLapWorker, solveAssignment } from '../../server/src/engine/align/lap-async.js';
 import { lapjvMin, solveLap } from '../../server/src/engine/align/lap.js';
 import { lapPrunedMin } from '../../server/src/engine/align/lap-pruned.js';
-import { mulberry32, randomPermutation } from '../../server/src/engine/align/random.js';
+import { mulberry32, randomPermutation } from '../../server/src/engine/random.js';
 
 function bruteForceMax(s: ArrayLike<number>, n: number): number {
   const p = Array.from({ length: n }, (_, i) => i);

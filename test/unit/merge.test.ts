@@ -5,7 +5,7 @@ import { loadEncoderModel } from '../../server/src/engine/model/encoder.js';
 import type { WeightMap } from '../../server/src/engine/model/tensor.js';
 import { shutdownLapWorker } from '../../server/src/engine/align/lap-async.js';
 import { applyPermutations, randomPermutations } from '../../server/src/engine/align/permute.js';
-import { gaussian, mulberry32 } from '../../server/src/engine/align/random.js';
+import { gaussian, mulberry32 } from '../../server/src/engine/random.js';
 import { permutationsFromWeights } from '../../server/src/engine/align/solve.js';
 import { buildPermutationSpec } from '../../server/src/engine/align/spec.js';
 import { lerpTensor, slerpTensor } from '../../server/src/engine/merge/interpolate.js';

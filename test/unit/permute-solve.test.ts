@@ -11,7 +11,7 @@ import {
   randomPermutations,
   type Permutations,
 } from '../../server/src/engine/align/permute.js';
-import { gaussian, mulberry32 } from '../../server/src/engine/align/random.js';
+import { gaussian, mulberry32 } from '../../server/src/engine/random.js';
 import { permutationsFromCorrelations, permutationsFromWeights, type CorrelationSet } from '../../server/src/engine/align/solve.js';
 import { buildPermutationSpec, type EncoderSummary, type PermutationSpec } from '../../server/src/engine/align/spec.js';
 import { HF_REFERENCE, REFERENCE_MODELS } from '../helpers/reference.js';

@@ -18,7 +18,7 @@ import {
   type Permutations,
 } from '../../server/src/engine/align/permute.js';
 import { buildPermutationSpec, type PermutationSpec } from '../../server/src/engine/align/spec.js';
-import { mulberry32, randomPermutation } from '../../server/src/engine/align/random.js';
+import { mulberry32, randomPermutation } from '../../server/src/engine/random.js';
 import { HF_REFERENCE, REFERENCE_MODELS, loadReference } from '../helpers/reference.js';
 
 function sameWeights(a: WeightMap, b: WeightMap): boolean {

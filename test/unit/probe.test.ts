@@ -10,9 +10,9 @@ import {
   cutSegments,
   describeProbe,
   iterateBatches,
-  mulberry32,
   type ProbeOptions,
 } from '../../server/src/engine/io/probe';
+import { mulberry32 } from '../../server/src/engine/random';
 
 const dir = path.resolve(__dirname, '../fixtures/audio');
 const fx = (name: string) => path.join(dir, name);

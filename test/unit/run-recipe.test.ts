@@ -5,7 +5,7 @@ import { applyPermutations, randomPermutations } from '../../server/src/engine/a
 import { buildPermutationSpec } from '../../server/src/engine/align/spec';
 import { writeSafetensors } from '../../server/src/engine/io/safetensors';
 import { loadEncoderModel } from '../../server/src/engine/model/encoder';
-import { seededRandom } from '../../server/src/engine/model/random';
+import { mulberry32 } from '../../server/src/engine/random';
 import { toStoredTensors } from '../../server/src/engine/model/weights';
 import { runRecipe } from '../../server/src/engine/pipeline/run';
 import type { JobEvent } from '../../server/src/engine/progress';
@@ -20,7 +20,7 @@ async function permutedCopy(dir: string, seed: number, include: (kind: string) =
   const anchor = await loadEncoderModel(ANCHOR);
   const spec = buildPermutationSpec(anchor.config);
   // In-head Q/K permutations are left out: the recipe's alignment re-orders q/k with their heads only.
-  const perms = randomPermutations(spec, seededRandom(seed), { include: (g) => include(g.kind), qkInHead: false });
+  const perms = randomPermutations(spec, mulberry32(seed), { include: (g) => include(g.kind), qkInHead: false });
   const weights = applyPermutations(anchor.weights, spec, perms);
   await fs.mkdir(dir, { recursive: true });
   await fs.copyFile(path.join(ANCHOR, 'config.json'), path.join(dir, 'config.json'));

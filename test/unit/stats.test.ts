@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { isEngineError } from '../../server/src/engine/errors.js';
 import { addMoments, addSums, correlation, createPairStats, deadUnits, mergeStats, type PairStats } from '../../server/src/engine/align/stats.js';
-import { gaussian, mulberry32 } from '../../server/src/engine/align/random.js';
+import { gaussian, mulberry32 } from '../../server/src/engine/random.js';
 
 /** n frames of correlated anchor (dA units) and other (dB units) activations, float32 like onnxruntime's. */
 function makeData(n: number, dA: number, dB: number, seed: number): { a: Float32Array; b: Float32Array } {

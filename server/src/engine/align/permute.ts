@@ -5,7 +5,7 @@
  */
 import { EngineError } from '../errors.js';
 import type { Tensor, WeightMap } from '../model/tensor.js';
-import { randomPermutation } from './random.js';
+import { randomPermutation } from '../random.js';
 import type { Move, PermGroup, PermutationSpec } from './spec.js';
 
 /** Group name → permutation (gather: new unit i = old unit p[i]). A missing group is the identity. */

@@ -22,7 +22,7 @@ import { solveBlocks, type BlockScore } from './blocks.js';
 import type { Assignment } from './lap.js';
 import { solveAssignment } from './lap-async.js';
 import { applyPermutations, fractionMoved, fromBlocks, identityPermutation, type Permutations } from './permute.js';
-import { mulberry32 } from './random.js';
+import { mulberry32 } from '../random.js';
 import { groupName, type Move, type PermGroup, type PermutationSpec } from './spec.js';
 
 export type PermutePart = 'cnn' | 'attention' | 'ffn' | 'residual';

@@ -19,6 +19,7 @@
  *    a diagnostic of where the information sits and how a merge moves it, at L+1 times the cost.
  */
 import type { Tensor } from '../model/tensor';
+import { mulberry32 } from '../random';
 
 export interface ProbeOptions {
   /** L-BFGS iterations (default 100). */
@@ -338,17 +339,6 @@ function initWeights(size: number, seed: number): Float64Array {
     w[k] = 0.01 * Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * v);
   }
   return w;
-}
-
-function mulberry32(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 function logits(x: Float64Array, n: number, dim: number, w: Float64Array, b: Float64Array, classes: number, out: Float64Array): void {

@@ -15,6 +15,7 @@
 import * as path from 'node:path';
 import { EngineError } from '../errors';
 import type { CancelToken, ProgressSink } from '../progress';
+import { mulberry32 } from '../random';
 import { listAudioFiles, loadAudio } from './audio';
 
 export interface ProbeOptions {
@@ -225,18 +226,6 @@ export function convFrames(numSamples: number, kernels: readonly number[], strid
     n = Math.floor((n - k) / s) + 1;
   }
   return n;
-}
-
-/** mulberry32: a tiny, fast, well-mixed 32-bit PRNG; floats in [0, 1). */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /** Fisher–Yates in place. */

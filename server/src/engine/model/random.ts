@@ -6,6 +6,7 @@ import type { EncoderConfig } from '../io/hfconfig';
 import type { WeightMap } from './tensor';
 import { expectedShapes } from './weights';
 import { numel } from './tensor';
+import { mulberry32 } from '../random';
 
 /** HuBERT-base / MERT-v0-public dimensions (see DESIGN.md, "Known facts about the real models"). */
 export function hubertBaseConfig(overrides: Partial<EncoderConfig> = {}): EncoderConfig {
@@ -38,21 +39,9 @@ export function hubertBaseConfig(overrides: Partial<EncoderConfig> = {}): Encode
   return cfg;
 }
 
-/** Mulberry32: a tiny, fast, seeded PRNG. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** Random weights with fan-in scaling (so activations stay in range through deep stacks); norms near identity. */
 export function randomWeights(cfg: EncoderConfig, seed = 0): WeightMap {
-  const rand = seededRandom(seed);
+  const rand = mulberry32(seed);
   const normal = () => Math.sqrt(-2 * Math.log(rand() + 1e-12)) * Math.cos(2 * Math.PI * rand());
   const weights: WeightMap = new Map();
   for (const [name, shape] of expectedShapes(cfg)) {

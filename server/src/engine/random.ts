@@ -1,4 +1,4 @@
-/** Small deterministic helpers shared by the alignment code and its tests (seeded, so runs are reproducible). */
+/** Seeded randomness for the whole engine (probe shuffles, probe-classifier init, random models, alignment tests): one generator, so runs are reproducible. */
 
 /** mulberry32: a fast 32-bit seeded generator returning floats in [0, 1). */
 export function mulberry32(seed: number): () => number {
