@@ -26,12 +26,13 @@ removed):
     0.25 × the cross-entropy of its k-means cluster (k = 64, HuBERT's iteration-1 target);
   - spans of 5 frames are masked (the projected features replaced by `masked_spec_embed`), ~40 % of frames;
     masked frames weigh α = 0.5, unmasked 1 − α (HuBERT's L = α·L_m + (1 − α)·L_u).
-Why not HuBERT's α = 1 with cluster targets alone: with 600 steps of 8 × 0.64 s crops on a CPU, the dense
-regression signal (every frame, every band) is what gets a raw-waveform front end to encode spectra in time; the
-cluster cross-entropy keeps HuBERT's discrete target in the objective.
+Why not HuBERT's α = 1 with cluster targets alone: for a budget of 600 steps of 8 × 0.64 s crops on a CPU, a dense
+regression signal at every frame and band was chosen as the quickest teacher for a raw-waveform front end; the
+cluster cross-entropy keeps HuBERT's discrete target in the objective. (α = 1 with clusters alone was tried only
+before the oneDNN gradient fix below, when nothing trained, and not since.)
 AdamW (lr 1e-3, 10 % warm-up, cosine decay, weight decay 0.01), gradient clipping at 1, no dropout.
 The pre-training audio is generated here (other seeds, texts and voices than anything under examples/eval or
-examples/probe): 500 espeak-ng phrases of 2-5 words in voices that no evaluation task uses (speech), 500 clips of
+examples/probe): 500 espeak-ng phrases of 2-5 words in voices that the `voices` task does not use (speech), 500 clips of
 1-4 notes or triads over 7 timbres (the 6 of the tasks + an inharmonic bell), midi 33-96 (music).
 """
 from __future__ import annotations
