@@ -5,6 +5,7 @@
  * size of both models' weights at two probe lengths (it should not grow with the probe).
  * Usage: npm run bench:align [-- --seconds 40 --segment 5 --threads N]   (runs the probe length and twice it)
  */
+import { spawnSync } from 'node:child_process';
 import * as ort from 'onnxruntime-node';
 import { permutationsFromCorrelations } from '../server/src/engine/align/solve';
 import { buildPermutationSpec } from '../server/src/engine/align/spec';
@@ -64,7 +65,8 @@ async function matmulCeiling(rows: number, d: number): Promise<number> {
   return (2 * rows * d * d) / sec / 1e9;
 }
 
-async function main(): Promise<void> {
+/** One probe length, measured in its own process so that peak RSS is this run's alone. */
+async function measure(total: number, withAssignment: boolean): Promise<{ row: string[]; assignSec: number | null }> {
   const cfg = hubertBaseConfig();
   const anchor = { config: cfg, weights: randomWeights(cfg, 1) };
   const other = { config: cfg, weights: randomWeights(cfg, 2) };
@@ -73,69 +75,84 @@ async function main(): Promise<void> {
   const segmentSamples = segment * cfg.sampleRate;
   const batchSize = defaultBatchSize(cfg, segmentSamples);
   const baseRss = process.memoryUsage().rss;
-
-  const rows: string[][] = [];
-  let lastStats: Awaited<ReturnType<typeof collectStatistics>>['stats'] | undefined;
-  for (const total of [seconds, 2 * seconds]) {
-    peakRss = process.memoryUsage().rss;
-    const probe = probeOf(total, cfg.sampleRate);
-    const t = performance.now();
-    let firstBatch = 0;
-    const { stats } = await collectStatistics(anchor, other, probe, taps, {
-      device: 'cpu',
-      threads,
-      batchSize,
-      // The first progress event comes once the session exists: split graph build + session creation from batches.
-      onEvent: (e) => {
-        if (e.type === 'progress' && e.done === 0) firstBatch = performance.now();
-      },
-    });
-    const end = performance.now();
-    const setup = (firstBatch - t) / 1000;
-    const sec = (end - firstBatch) / 1000;
-    lastStats = stats;
-    // GEMM work of the step: both forwards (≈ 2 × the encoder's MACs) + the cross products of every tap.
-    const frames = framesFor(cfg, segmentSamples) * probe.segments.length;
-    let crossFlops = 0;
-    for (const tap of taps) {
-      const d = tapWidth(cfg, tap);
-      const tapFrames = tap.startsWith('conv.') ? convFrames(cfg, segmentSamples, Number(tap.slice(5))) * probe.segments.length : frames;
-      crossFlops += 2 * tapFrames * d * d;
-    }
-    const D = cfg.hidden;
-    const F = cfg.intermediate;
-    const T = framesFor(cfg, segmentSamples);
-    const forwardFlops = 2 * probe.segments.length * (cfg.layers * (2 * T * D * D * 4 + 2 * T * D * F * 2 + 2 * T * T * D * 2) + convFlops(cfg, segmentSamples));
-    rows.push([
-      `${total} s`,
-      `${probe.segments.length} × ${segment} s`,
-      setup.toFixed(1),
-      sec.toFixed(1),
-      ((sec * 60) / total).toFixed(1),
-      ((crossFlops + forwardFlops) / sec / 1e9).toFixed(1),
-      (peakRss / 2 ** 20).toFixed(0),
-      ((peakRss - baseRss) / weightBytes).toFixed(2),
-    ]);
-  }
-  const ceiling = await matmulCeiling(batchSize * framesFor(cfg, segmentSamples), cfg.intermediate);
-
-  const spec = buildPermutationSpec(cfg);
-  const corr = new Map<string, Float64Array>();
-  for (const [tap, s] of lastStats!) corr.set(tap, correlation(s));
+  peakRss = baseRss;
+  const probe = probeOf(total, cfg.sampleRate);
   const t = performance.now();
-  await permutationsFromCorrelations(spec, { taps: corr }, { permute: ['cnn', 'attention', 'ffn'], heads: 'reorder' });
-  const assignSec = (performance.now() - t) / 1000;
-  await shutdownLapWorker();
-  clearInterval(sampler);
+  let firstBatch = 0;
+  const { stats } = await collectStatistics(anchor, other, probe, taps, {
+    device: 'cpu',
+    threads,
+    batchSize,
+    // The first progress event comes once the session exists: split graph build + session creation from batches.
+    onEvent: (e) => {
+      if (e.type === 'progress' && e.done === 0) firstBatch = performance.now();
+    },
+  });
+  const end = performance.now();
+  const setup = (firstBatch - t) / 1000;
+  const sec = (end - firstBatch) / 1000;
+  // GEMM work of the step: both forwards + the cross products of every tap.
+  const T = framesFor(cfg, segmentSamples);
+  let crossFlops = 0;
+  for (const tap of taps) {
+    const d = tapWidth(cfg, tap);
+    const tapFrames = tap.startsWith('conv.') ? convFrames(cfg, segmentSamples, Number(tap.slice(5))) : T;
+    crossFlops += 2 * tapFrames * probe.segments.length * d * d;
+  }
+  const D = cfg.hidden;
+  const F = cfg.intermediate;
+  const forwardFlops = 2 * probe.segments.length * (cfg.layers * (2 * T * D * D * 4 + 2 * T * D * F * 2 + 2 * T * T * D * 2) + convFlops(cfg, segmentSamples));
+  const row = [
+    `${total} s`,
+    `${probe.segments.length} × ${segment} s`,
+    setup.toFixed(1),
+    sec.toFixed(1),
+    ((sec * 60) / total).toFixed(1),
+    ((crossFlops + forwardFlops) / sec / 1e9).toFixed(1),
+    (peakRss / 2 ** 20).toFixed(0),
+    ((peakRss - baseRss) / weightBytes).toFixed(2),
+  ];
+  let assignSec: number | null = null;
+  if (withAssignment) {
+    const spec = buildPermutationSpec(cfg);
+    const corr = new Map<string, Float64Array>();
+    for (const [tap, st] of stats) corr.set(tap, correlation(st));
+    const a = performance.now();
+    await permutationsFromCorrelations(spec, { taps: corr }, { permute: ['cnn', 'attention', 'ffn'], heads: 'reorder' });
+    assignSec = (performance.now() - a) / 1000;
+    await shutdownLapWorker();
+  }
+  return { row, assignSec };
+}
 
-  console.log(`bench:align — HuBERT-base-sized random pair (${(parameterCount(cfg) / 1e6).toFixed(1)} M params each, ${(weightBytes / 2 ** 20).toFixed(0)} MiB of weights for both), ${taps.length} taps, batches of ${batchSize} × ${segment} s, CPU${threads ? `, ${threads} threads` : ''}`);
+async function main(): Promise<void> {
+  const only = arg('only', 0);
+  if (only > 0) {
+    const r = await measure(only, process.argv.includes('--assign'));
+    clearInterval(sampler);
+    process.stdout.write(`${JSON.stringify(r)}\n`);
+    return;
+  }
+  clearInterval(sampler);
+  const results = [seconds, 2 * seconds].map((total, i) => {
+    const args = [...process.execArgv, __filename, '--only', String(total), '--segment', String(segment), ...(threads ? ['--threads', String(threads)] : []), ...(i === 1 ? ['--assign'] : [])];
+    const child = spawnSync(process.execPath, args, { encoding: 'utf8', maxBuffer: 1 << 20 });
+    if (child.status !== 0) throw new Error(`bench child failed: ${child.stderr}`);
+    return JSON.parse(child.stdout.trim().split('\n').at(-1)!) as { row: string[]; assignSec: number | null };
+  });
+  const cfg = hubertBaseConfig();
+  const batchSize = defaultBatchSize(cfg, segment * cfg.sampleRate);
+  const ceiling = await matmulCeiling(batchSize * framesFor(cfg, segment * cfg.sampleRate), cfg.intermediate);
+  const rows = results.map((r) => r.row);
+  const taps = tapsFor(cfg, ['cnn', 'attention', 'ffn'], 'reorder');
+  console.log(`bench:align — HuBERT-base-sized random pair (${(parameterCount(cfg) / 1e6).toFixed(1)} M params each, ${((8 * parameterCount(cfg)) / 2 ** 20).toFixed(0)} MiB of weights for both), ${taps.length} taps, batches of ${batchSize} × ${segment} s, CPU${threads ? `, ${threads} threads` : ''}; each probe length in its own process`);
   const head = ['probe', 'segments', 'session s', 'batches s', 's per min of audio', 'GFLOP/s', 'peak RSS MiB', '(peak − start) / weights'];
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const fmt = (r: string[]) => `  ${r.map((c, i) => c.padStart(widths[i]!)).join('  ')}`;
   console.log(fmt(head));
   for (const r of rows) console.log(fmt(r));
   console.log(`  ORT MatMul ceiling (XᵀY at the FFN tap's shape): ${ceiling.toFixed(1)} GFLOP/s → statistics step at ${((100 * Number(rows[1]![5])) / ceiling).toFixed(0)} % of it`);
-  console.log(`  assignment (12 FFN LAPs n=3072, 12 attention layers, 7 conv LAPs n=512): ${assignSec.toFixed(1)} s`);
+  console.log(`  assignment (12 FFN LAPs n=3072, 12 attention layers, 7 conv LAPs n=512; unrelated random models, the hard case): ${results[1]!.assignSec!.toFixed(1)} s`);
 }
 
 function convFrames(cfg: ReturnType<typeof hubertBaseConfig>, samples: number, upTo: number): number {

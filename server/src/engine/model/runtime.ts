@@ -93,6 +93,9 @@ export async function createSession(model: Uint8Array, opts: SessionOptions = {}
   const options: ort.InferenceSession.SessionOptions = {
     executionProviders: [backend],
     graphOptimizationLevel: 'all',
+    // Measured (bench:align, HuBERT-base pair): with the CPU arena, peak RSS grew by ~1.6 GiB per statistics batch
+    // (8.3 GiB after 4 batches); without it, 4.4 GiB and 20 % faster. Forward speed is unchanged.
+    enableCpuMemArena: false,
   };
   if (opts.threads && opts.threads > 0) options.intraOpNumThreads = opts.threads;
   let session: ort.InferenceSession;

@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { applyPermutations, permutationsToJson, type Permutations } from '../align/permute';
 import { permutationsFromCorrelations, permutationsFromWeights, type AlignResult, type PermutePart } from '../align/solve';
 import { buildPermutationSpec } from '../align/spec';
-import { correlation, deadUnits, type PairStats } from '../align/stats';
+import { correlation, deadUnits } from '../align/stats';
 import { EngineError } from '../errors';
 import { evaluateModel, loadEvalTasks, type PreparedTask } from '../eval/evaluate';
 import { loadAudio } from '../io/audio';
@@ -23,7 +23,6 @@ import { EmbeddingSession } from '../model/embed';
 import { loadEncoderModel, type EncoderModel } from '../model/encoder';
 import { checkPairCompatible } from '../model/pair-graph';
 import { resolveBackend, versions, type Device } from '../model/runtime';
-import type { TapName } from '../model/taps';
 import type { WeightMap } from '../model/tensor';
 import { parameterCount, toStoredTensors } from '../model/weights';
 import type { JobStage, JobSummary, ProgressSink } from '../progress';
@@ -120,15 +119,21 @@ export async function runLoadedRecipe(loaded: LoadedRecipe, opts: RunOptions = {
 
   // Alignment.
   let alignResult: AlignResult = { perms: new Map(), report: [] };
-  let stats = new Map<TapName, PairStats>();
+  const dead = new Map<string, { anchor: number; other: number }>();
   const correlations = new Map<string, Float64Array>();
   if (align.method === 'correlation') {
     const taps = tapsFor(cfg, align.permute, align.heads);
     const batchSize = recipe.runtime?.batch_size ?? defaultBatchSize(cfg, probe!.segmentSamples);
     const mem = estimateMemory(cfg, taps, batchSize, probe!.segmentSamples);
     stage('statistics', `${taps.length} taps, batches of ${batchSize} segments (≈ ${formatBytes(mem.statisticsBytes)} of statistics)`);
-    stats = (await collectStatistics(anchor, other, probe!, taps, { ...session, batchSize, onEvent: emit, cancel })).stats;
-    for (const [tap, s] of stats) correlations.set(tap, correlation(s));
+    const { stats } = await collectStatistics(anchor, other, probe!, taps, { ...session, batchSize, onEvent: emit, cancel });
+    // Each tap's float64 cross matrix is dropped as soon as its correlation exists (for HuBERT-base the FFN taps
+    // alone are ~0.9 GiB), so statistics and correlations are never both held.
+    for (const [tap, s] of stats) {
+      correlations.set(tap, correlation(s));
+      dead.set(tap, deadUnits(s));
+      stats.delete(tap);
+    }
     stage('assign', 'solving linear assignments');
     alignResult = await permutationsFromCorrelations(spec, { taps: correlations }, {
       permute: align.permute,
@@ -197,7 +202,7 @@ export async function runLoadedRecipe(loaded: LoadedRecipe, opts: RunOptions = {
       backend,
       models: { anchor: summarise(anchor), other: summarise(other) },
       probe: probe ? { seconds: probe.totalSeconds, segments: probe.totalSegments, sources: describeProbe(probe, path.dirname(loaded.file)).sources.map((s) => ({ path: s.path, files: s.filesDecoded, seconds: s.seconds })) } : null,
-      align: { method: align.method, permute: align.permute as PermuteGroup[], heads: align.heads, taps: tapReports(alignResult, stats, correlations, perms), selfCheck: selfCheckReport },
+      align: { method: align.method, permute: align.permute as PermuteGroup[], heads: align.heads, taps: tapReports(alignResult, dead, correlations, perms), selfCheck: selfCheckReport },
       merge: { method, lambda, sweep },
       evaluation,
       timings: { ...timings, total: (performance.now() - started) / 1000 },
@@ -237,13 +242,12 @@ function summarise(m: EncoderModel): ModelSummary {
 
 const GROUP_OF: Record<string, PermuteGroup> = { cnn: 'cnn', ffn: 'ffn', 'attn-v': 'attention', residual: 'residual' };
 
-function tapReports(result: AlignResult, stats: Map<TapName, PairStats>, correlations: Map<string, Float64Array>, perms: Permutations): TapReport[] {
+function tapReports(result: AlignResult, dead: Map<string, { anchor: number; other: number }>, correlations: Map<string, Float64Array>, perms: Permutations): TapReport[] {
   return result.report
     .filter((g) => GROUP_OF[g.kind])
     .map((g) => {
       const group = GROUP_OF[g.kind]!;
       const layerMatch = /^(?:conv|layer)\.(\d+)/.exec(g.group);
-      const s = stats.get(g.source as TapName);
       const r = correlations.get(g.source);
       const report: TapReport = {
         tap: g.group,
@@ -253,7 +257,7 @@ function tapReports(result: AlignResult, stats: Map<TapName, PairStats>, correla
         meanCorrelationBefore: g.before,
         meanCorrelationAfter: g.after,
         moved: g.moved,
-        deadUnits: s ? deadUnits(s) : { anchor: 0, other: 0 },
+        deadUnits: dead.get(g.source) ?? { anchor: 0, other: 0 },
       };
       if (r) report.heatmap = blockHeatmap(r, g.size, perms.get(g.group));
       if (g.blockScores) report.headScores = g.blockScores.scores.map((x) => Math.round(x * 1e4) / 1e4);
