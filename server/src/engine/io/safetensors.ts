@@ -139,17 +139,31 @@ function checkNoOverlap(entries: TensorEntry[], bad: (why: string) => EngineErro
   }
 }
 
+/** One tensor to write: its header entry, and its little-endian bytes produced on demand (one tensor in memory at a time). */
+export interface TensorSource {
+  name: string;
+  dtype: Dtype;
+  shape: readonly number[];
+  bytes: () => Promise<Uint8Array> | Uint8Array;
+}
+
 /**
- * Writes tensors as F32 safetensors atomically: a temporary file in the same folder, fsync, then rename, so a
- * reader never sees a half-written checkpoint and a failed write leaves nothing behind.
+ * Writes safetensors atomically: a temporary file in the same folder, fsync, then rename, so a reader never sees a
+ * half-written checkpoint and a failed write leaves nothing behind. Tensors are streamed in name order. Returns the
+ * size of the data section.
  */
-export async function writeSafetensors(file: string, tensors: Iterable<[string, Tensor]>, metadata: Record<string, string> = {}): Promise<void> {
-  const list = [...tensors].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+export async function writeSafetensorsStream(
+  file: string,
+  tensors: readonly TensorSource[],
+  metadata: Record<string, string> = {},
+  onTensor?: (done: number, total: number, name: string) => void,
+): Promise<number> {
+  const list = [...tensors].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   const header: Record<string, unknown> = { __metadata__: { format: 'pt', ...metadata } };
   let offset = 0;
-  for (const [name, t] of list) {
-    const bytes = t.data.length * 4;
-    header[name] = { dtype: 'F32', shape: [...t.shape], data_offsets: [offset, offset + bytes] };
+  for (const t of list) {
+    const bytes = numel(t.shape) * DTYPE_BYTES[t.dtype];
+    header[t.name] = { dtype: t.dtype, shape: [...t.shape], data_offsets: [offset, offset + bytes] };
     offset += bytes;
   }
   let json = JSON.stringify(header);
@@ -164,19 +178,35 @@ export async function writeSafetensors(file: string, tensors: Iterable<[string, 
     out = await fs.open(tmp, 'w');
     await out.write(len);
     await out.write(headerBytes);
-    for (const [, t] of list) {
-      const view = Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength);
-      await out.write(littleEndian(view));
+    for (const [i, t] of list.entries()) {
+      const bytes = await t.bytes();
+      const expected = numel(t.shape) * DTYPE_BYTES[t.dtype];
+      if (bytes.byteLength !== expected) throw new EngineError('shape-mismatch', `tensor ${t.name} has ${bytes.byteLength} bytes, ${t.dtype} [${t.shape.join(', ')}] needs ${expected}`, file);
+      await out.write(bytes);
+      onTensor?.(i + 1, list.length, t.name);
     }
     await out.sync();
     await out.close();
     out = undefined;
     await fs.rename(tmp, file);
+    return offset;
   } catch (e) {
     await out?.close().catch(() => undefined);
     await fs.rm(tmp, { force: true });
+    if (e instanceof EngineError) throw e;
     throw new EngineError('io-error', `cannot write ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, file, { cause: e });
   }
+}
+
+/** Writes float32 tensors (what the engine computes) as F32 safetensors, atomically. */
+export async function writeSafetensors(file: string, tensors: Iterable<[string, Tensor]>, metadata: Record<string, string> = {}): Promise<void> {
+  const sources = [...tensors].map(([name, t]): TensorSource => ({
+    name,
+    dtype: 'F32',
+    shape: t.shape,
+    bytes: () => littleEndian(Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength)),
+  }));
+  await writeSafetensorsStream(file, sources, metadata);
 }
 
 const IS_LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;

@@ -6,9 +6,8 @@
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { EngineError } from '../errors';
-import { numel } from '../model/tensor';
 import { openCheckpoint } from './checkpoint';
-import { DTYPE_BYTES } from './dtype';
+import { writeSafetensorsStream } from './safetensors';
 import { readHead, sniffTorchFormat } from './torch-checkpoint';
 
 export interface ConvertOptions {
@@ -50,41 +49,13 @@ export async function convertToSafetensors(location: string, outDir: string | un
   try {
     const readRaw = ckpt.readRaw?.bind(ckpt);
     if (!readRaw) throw new EngineError('bad-checkpoint', `${ckpt.file} is already safetensors: nothing to convert`, ckpt.file);
-    const infos = [...ckpt.tensors()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-    const header: Record<string, unknown> = { __metadata__: { format: 'pt', converted_from: path.basename(ckpt.file) } };
-    let offset = 0;
-    for (const t of infos) {
-      const bytes = numel(t.shape) * DTYPE_BYTES[t.dtype];
-      header[t.name] = { dtype: t.dtype, shape: [...t.shape], data_offsets: [offset, offset + bytes] };
-      offset += bytes;
-    }
-    let json = JSON.stringify(header);
-    json += ' '.repeat((8 - (Buffer.byteLength(json) % 8)) % 8); // keeps tensor data 8-byte aligned
-    const headerBytes = Buffer.from(json, 'utf8');
-    const len = Buffer.alloc(8);
-    len.writeBigUInt64LE(BigInt(headerBytes.length));
-
-    const tmp = path.join(dir, `.model.safetensors.${process.pid}.${Date.now()}.tmp`);
-    let out: fs.FileHandle | undefined;
-    try {
-      out = await fs.open(tmp, 'w');
-      await out.write(len);
-      await out.write(headerBytes);
-      for (const [i, t] of infos.entries()) {
-        const raw = await readRaw(t.name);
-        await out.write(raw.bytes);
-        opts.onProgress?.(i + 1, infos.length, t.name);
-      }
-      await out.sync();
-      await out.close();
-      out = undefined;
-      await fs.rename(tmp, file);
-    } catch (e) {
-      await out?.close().catch(() => undefined);
-      await fs.rm(tmp, { force: true });
-      if (e instanceof EngineError) throw e;
-      throw new EngineError('io-error', `cannot write ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, file, { cause: e });
-    }
+    const infos = ckpt.tensors();
+    const bytes = await writeSafetensorsStream(
+      file,
+      infos.map((t) => ({ name: t.name, dtype: t.dtype, shape: t.shape, bytes: async () => (await readRaw(t.name)).bytes })),
+      { converted_from: path.basename(ckpt.file) },
+      opts.onProgress,
+    );
     const copied: string[] = [];
     if (path.resolve(dir) !== path.resolve(srcDir)) {
       for (const side of SIDE_FILES) {
@@ -95,7 +66,7 @@ export async function convertToSafetensors(location: string, outDir: string | un
         }
       }
     }
-    return { file, tensors: infos.length, bytes: offset, copied };
+    return { file, tensors: infos.length, bytes, copied };
   } finally {
     await ckpt.close();
   }
