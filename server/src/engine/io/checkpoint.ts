@@ -51,16 +51,8 @@ export async function openCheckpoint(location: string): Promise<Checkpoint> {
   throw new EngineError('bad-checkpoint', `${location} has no ${SINGLE}, ${INDEX}, ${TORCH_SINGLE} or ${TORCH_INDEX}${present.length ? ` (found: ${present.join(', ')})` : ''}`, location);
 }
 
-/** What both formats' files offer (SafetensorsFile, TorchCheckpointFile). */
-interface TensorFile {
-  readonly file: string;
-  tensors(): TensorInfo[];
-  has(name: string): boolean;
-  info(name: string): TensorInfo | undefined;
-  read(name: string): Promise<Tensor>;
-  readRaw?(name: string): Promise<RawTensor>;
-  close(): Promise<void>;
-}
+/** What both formats' files offer (SafetensorsFile, TorchCheckpointFile): a one-file Checkpoint. */
+type TensorFile = Checkpoint;
 
 async function exists(file: string): Promise<boolean> {
   return fs.stat(file).then((s) => s.isFile(), () => false);
