@@ -55,6 +55,17 @@ async function writeRecipe(dir: string, other: string, extra: { method?: string;
   return file;
 }
 
+/** Every tensor of the model in `dir` equals `expected` within 1e-5. */
+async function expectSameWeights(dir: string, expected: Map<string, { data: Float32Array }>): Promise<void> {
+  const merged = await loadEncoderModel(dir);
+  for (const [name, t] of expected) {
+    const m = merged.weights.get(name)!;
+    let err = 0;
+    for (let i = 0; i < t.data.length; i++) err = Math.max(err, Math.abs(m.data[i]! - t.data[i]!));
+    expect(err, name).toBeLessThan(1e-5);
+  }
+}
+
 describe('run a recipe end to end', () => {
   it('recovers a randomly permuted copy exactly, so the merge gives back the anchor', async () => {
     const dir = tempDir();
@@ -64,13 +75,7 @@ describe('run a recipe end to end', () => {
     const result = await runRecipe(await writeRecipe(dir, other), { onEvent: (e) => events.push(e) });
 
     expect(readdirSync(result.outputDir).sort()).toEqual(['config.json', 'model.safetensors', 'permutations.json', 'report.json']);
-    const merged = await loadEncoderModel(result.outputDir);
-    for (const [name, t] of anchor.weights) {
-      const m = merged.weights.get(name)!;
-      let err = 0;
-      for (let i = 0; i < t.data.length; i++) err = Math.max(err, Math.abs(m.data[i]! - t.data[i]!));
-      expect(err, name).toBeLessThan(1e-5);
-    }
+    await expectSameWeights(result.outputDir, anchor.weights);
     // The solved permutation undoes the random one (groups that were permuted).
     const solved = JSON.parse(await fs.readFile(path.join(result.outputDir, 'permutations.json'), 'utf8')) as { groups: Record<string, number[]> };
     expect(Object.keys(solved.groups).length).toBeGreaterThan(0);
@@ -87,13 +92,7 @@ describe('run a recipe end to end', () => {
     const other = path.join(dir, 'other');
     const { anchor } = await permutedCopy(other, 26, () => true);
     const result = await runRecipe(await writeRecipe(dir, other, { permute: '[cnn, attention, ffn, residual]' }));
-    const merged = await loadEncoderModel(result.outputDir);
-    for (const [name, t] of anchor.weights) {
-      const m = merged.weights.get(name)!;
-      let err = 0;
-      for (let i = 0; i < t.data.length; i++) err = Math.max(err, Math.abs(m.data[i]! - t.data[i]!));
-      expect(err, name).toBeLessThan(1e-5);
-    }
+    await expectSameWeights(result.outputDir, anchor.weights);
     expect(result.report.align.taps.find((t) => t.group === 'residual')?.moved).toBeGreaterThan(0.5);
   });
 
