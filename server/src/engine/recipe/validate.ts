@@ -3,7 +3,7 @@
  * the offending node, and builds the typed value (defaults filled in) alongside. Also records the ranges of
  * keys and values by path, which the cross-field and disk checks use to place their diagnostics.
  */
-import { isMap, isPair, isScalar, isSeq, type Node } from 'yaml';
+import { isMap, isPair, isScalar, isSeq, type Node, type Pair } from 'yaml';
 import { describeError } from '../errors';
 import { HUB_REF_PREFIX, parseHubRef } from '../io/hub';
 import { diagnostic, Severity, type Range, type RecipeDiagnostic, type RecipeDiagnosticCode, type DiagnosticFix } from './diagnostics';
@@ -105,14 +105,9 @@ class Validator {
     const seen = new Set<string>();
     const allowed = Object.keys(schema.properties);
     for (const item of node.items) {
-      if (!isPair(item)) continue;
-      const key = keyText(item);
-      const keyNode = item.key as Node | null;
-      const keyRange = keyNode ? nodeRange(this.p, keyNode) : range;
-      if (key === null) {
-        this.report(keyRange, 'yaml-non-string-key', `${displayPath(path)}: keys must be plain names`);
-        continue;
-      }
+      const named = this.pairKey(item, path, range);
+      if (!named) continue;
+      const { key, keyRange } = named;
       if (seen.has(key)) continue; // the YAML stage already reported the duplicate
       seen.add(key);
       const propSchema = schema.properties[key];
@@ -127,9 +122,7 @@ class Validator {
         this.report(keyRange, 'unknown-key', message, Severity.Error, suggestion ? { fix: 'replace', replacement: suggestion } : undefined);
         continue;
       }
-      const valueNode = item.value as Node | null;
-      const valueRange = valueNode?.range ? nodeRange(this.p, valueNode) : { start: keyRange.end, end: keyRange.end };
-      const v = valueNode === null ? this.emptyValue(propSchema, childPath, valueRange) : this.walk(valueNode, propSchema, childPath, valueRange);
+      const v = this.pairValue(item as Pair, propSchema, childPath, keyRange);
       if (v !== INVALID) out[key] = v;
     }
     for (const [key, propSchema] of Object.entries(schema.properties)) {
@@ -151,6 +144,26 @@ class Validator {
     return out;
   }
 
+  /** A mapping entry's key and its range; reports (and returns null for) a non-pair or a key that is not a plain name. */
+  private pairKey(item: unknown, path: PathSegment[], range: Range): { key: string; keyRange: Range } | null {
+    if (!isPair(item)) return null;
+    const key = keyText(item);
+    const keyNode = item.key as Node | null;
+    const keyRange = keyNode ? nodeRange(this.p, keyNode) : range;
+    if (key === null) {
+      this.report(keyRange, 'yaml-non-string-key', `${displayPath(path)}: keys must be plain names`);
+      return null;
+    }
+    return { key, keyRange };
+  }
+
+  /** A mapping entry's value checked against its schema (an empty value is located just after its key). */
+  private pairValue(item: Pair, schema: Schema, path: PathSegment[], keyRange: Range): Value {
+    const valueNode = item.value as Node | null;
+    const valueRange = valueNode?.range ? nodeRange(this.p, valueNode) : { start: keyRange.end, end: keyRange.end };
+    return valueNode === null ? this.emptyValue(schema, path, valueRange) : this.walk(valueNode, schema, path, valueRange);
+  }
+
   private emptyValue(schema: Schema, path: PathSegment[], range: Range): typeof INVALID {
     this.ranges.value.set(pathKey(path), range);
     this.report(range, 'wrong-type', `${displayPath(path)} is empty; expected ${describeExpected(schema)}`);
@@ -161,23 +174,16 @@ class Validator {
     if (!isMap(node)) return this.wrongType(node, schema, path, range);
     const out: Record<string, unknown> = {};
     for (const item of node.items) {
-      if (!isPair(item)) continue;
-      const key = keyText(item);
-      const keyNode = item.key as Node | null;
-      const keyRange = keyNode ? nodeRange(this.p, keyNode) : range;
-      if (key === null) {
-        this.report(keyRange, 'yaml-non-string-key', `${displayPath(path)}: keys must be plain names`);
-        continue;
-      }
+      const named = this.pairKey(item, path, range);
+      if (!named) continue;
+      const { key, keyRange } = named;
       const childPath = [...path, key];
       this.ranges.key.set(pathKey(childPath), keyRange);
       if (schema.keyFormat === 'glob' && (!GLOB.test(key) || key.includes('***'))) {
         this.report(keyRange, 'bad-glob', `${displayPath(path)}: "${key}" is not a tensor-name glob (letters, digits, _ . - and the wildcards * ** ?)`);
         continue;
       }
-      const valueNode = item.value as Node | null;
-      const valueRange = valueNode?.range ? nodeRange(this.p, valueNode) : { start: keyRange.end, end: keyRange.end };
-      const v = valueNode === null ? this.emptyValue(schema.values, childPath, valueRange) : this.walk(valueNode, schema.values, childPath, valueRange);
+      const v = this.pairValue(item as Pair, schema.values, childPath, keyRange);
       if (v !== INVALID) out[key] = v;
     }
     return out;
