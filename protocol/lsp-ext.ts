@@ -36,7 +36,9 @@ export interface MergeStudioClientCapabilities {
   serverStatusNotification?: boolean;
 }
 
-export type Device = 'auto' | 'cpu' | 'webgpu' | 'cuda';
+import type { Device } from '../server/src/engine/recipe/schema';
+
+export type { Device };
 
 // ---------------------------------------------------------------------------------------------------------
 // Jobs: run / cancel / finished / report

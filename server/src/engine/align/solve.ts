@@ -25,8 +25,9 @@ import { applyPermutations, fractionMoved, fromBlocks, identityPermutation, type
 import { mulberry32 } from '../random.js';
 import { groupName, type Move, type PermGroup, type PermutationSpec } from './spec.js';
 
-export type PermutePart = 'cnn' | 'attention' | 'ffn' | 'residual';
-export type HeadsMode = 'reorder' | 'within' | 'none';
+import type { HeadsMode, PermutePart } from '../recipe/schema';
+
+export type { HeadsMode, PermutePart };
 
 export interface AlignOptions {
   /** Which parts to permute (the recipe's `align.permute`). */

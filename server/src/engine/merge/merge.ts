@@ -9,7 +9,9 @@ import type { WeightMap } from '../model/tensor.js';
 import { lerpTensor, slerpTensor } from './interpolate.js';
 import { checkLambda, lambdaForTensor, type LambdaContext, type LambdaSpec } from './lambda.js';
 
-export type MergeMethod = 'linear' | 'slerp';
+import type { MergeMethodName } from '../recipe/schema';
+
+export type MergeMethod = MergeMethodName;
 
 export interface MergeOptions extends LambdaContext {
   method: MergeMethod;

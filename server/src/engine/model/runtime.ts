@@ -7,9 +7,10 @@ import * as ort from 'onnxruntime-node';
 import { EngineError } from '../errors';
 import { GraphBuilder } from './graph-builder';
 
-export type Device = 'auto' | 'cpu' | 'webgpu' | 'cuda';
+import { DEVICES, type Device } from '../recipe/schema';
+
+export { DEVICES, type Device };
 export type Backend = Exclude<Device, 'auto'>;
-export const DEVICES: readonly Device[] = ['auto', 'cpu', 'webgpu', 'cuda'];
 
 export interface BackendStatus {
   backend: Backend;

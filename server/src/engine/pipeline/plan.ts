@@ -2,7 +2,7 @@
  * What a recipe run will do, worked out before any heavy work: which taps feed which permutation groups, how much
  * audio and how many frames, the batch size and a memory estimate. `merge-studio run --dry-run` prints it.
  */
-import type { PermutePart } from '../align/solve';
+import type { HeadsMode, PermutePart } from '../recipe/schema';
 import type { EncoderConfig } from '../io/hfconfig';
 import { framesFor } from '../model/encoder';
 import { tapWidth } from '../model/pair-graph';
@@ -13,7 +13,7 @@ import { parameterCount } from '../model/weights';
 const TARGET_FRAMES_PER_BATCH = 2000;
 
 /** The taps whose correlations drive the requested permutation groups. */
-export function tapsFor(cfg: EncoderConfig, permute: readonly PermutePart[], heads: 'reorder' | 'within' | 'none'): TapName[] {
+export function tapsFor(cfg: EncoderConfig, permute: readonly PermutePart[], heads: HeadsMode): TapName[] {
   const taps: TapName[] = [];
   const want = new Set(permute);
   if (want.has('cnn')) cfg.convDims.forEach((_, i) => taps.push(tapName.conv(i)));

@@ -3,12 +3,13 @@
  * language server (getReport), the webview panels and the notebook renderer.
  */
 import type { JobStage } from '../progress';
+import type { AlignMethodName, HeadsMode, MergeMethodName, PermutePart } from '../recipe/schema';
 
 export const REPORT_VERSION = 1;
 /** MIME type of a report, for notebook renderers. */
 export const REPORT_MIME = 'application/vnd.merge-studio.report+json';
 
-export type PermuteGroup = 'cnn' | 'attention' | 'ffn' | 'residual';
+export type PermuteGroup = PermutePart;
 
 export interface ModelSummary {
   source: string;
@@ -65,13 +66,13 @@ export interface MergeReport {
   models: { anchor: ModelSummary; other: ModelSummary };
   probe: { seconds: number; segments: number; sources: { path: string; files: number; seconds: number }[] } | null;
   align: {
-    method: 'correlation' | 'weights' | 'none';
+    method: AlignMethodName;
     permute: PermuteGroup[];
-    heads: 'reorder' | 'within' | 'none';
+    heads: HeadsMode;
     taps: TapReport[];
     selfCheck: { maxRelativeError: number; tolerance: number; passed: boolean } | null;
   };
-  merge: { method: 'linear' | 'slerp'; lambda: unknown; sweep: number[] };
+  merge: { method: MergeMethodName; lambda: unknown; sweep: number[] };
   evaluation: { rows: EvaluationRow[]; averages: { variant: EvaluationRow['variant']; lambda: number | null; average: number }[] } | null;
   timings: Partial<Record<JobStage, number>> & { total: number };
   output: { dir: string; files: string[] };

@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { applyPermutations, permutationsToJson, type Permutations } from '../align/permute';
-import { permutationsFromCorrelations, permutationsFromWeights, type AlignResult, type PermutePart } from '../align/solve';
+import { permutationsFromCorrelations, permutationsFromWeights, type AlignResult } from '../align/solve';
 import { buildPermutationSpec } from '../align/spec';
 import { correlation, deadUnits } from '../align/stats';
 import { EngineError } from '../errors';
@@ -79,11 +79,12 @@ export async function runLoadedRecipe(loaded: LoadedRecipe, opts: RunOptions = {
   };
   for (const d of loaded.diagnostics) emit({ type: 'log', level: 'warning', message: `${path.basename(loaded.file)}:${d.range.start.line + 1}: ${d.message}` });
 
-  const device = opts.device ?? (recipe.runtime?.device as Device | undefined) ?? 'auto';
-  const threads = opts.threads ?? recipe.runtime?.threads;
+  // The loaded recipe carries the schema's defaults (recipe/validate.ts fills them in): nothing is restated here.
+  const device = opts.device ?? recipe.runtime.device;
+  const threads = opts.threads ?? recipe.runtime.threads;
   const session = { device, ...(threads ? { threads } : {}) };
-  const seed = recipe.runtime?.seed ?? 0;
-  const align = { method: recipe.align?.method ?? 'correlation', permute: (recipe.align?.permute ?? ['cnn', 'attention', 'ffn']) as PermutePart[], heads: recipe.align?.heads ?? 'reorder', selfCheck: recipe.align?.self_check ?? true };
+  const seed = recipe.runtime.seed;
+  const align = { method: recipe.align.method, permute: recipe.align.permute, heads: recipe.align.heads, selfCheck: recipe.align.self_check };
 
   stage('load', 'loading models');
   const backend = await resolveBackend(device);
@@ -108,8 +109,8 @@ export async function runLoadedRecipe(loaded: LoadedRecipe, opts: RunOptions = {
       sources: recipe.probe.audio,
       baseDir: path.dirname(loaded.file),
       sampleRate: cfg.sampleRate,
-      segmentSeconds: recipe.probe.segment_seconds ?? 5,
-      maxSeconds: recipe.probe.max_seconds ?? 600,
+      segmentSeconds: recipe.probe.segment_seconds,
+      maxSeconds: recipe.probe.max_seconds,
       seed,
       progress: emit,
       cancel,
@@ -123,7 +124,7 @@ export async function runLoadedRecipe(loaded: LoadedRecipe, opts: RunOptions = {
   const correlations = new Map<string, Float64Array>();
   if (align.method === 'correlation') {
     const taps = tapsFor(cfg, align.permute, align.heads);
-    const batchSize = recipe.runtime?.batch_size ?? defaultBatchSize(cfg, probe!.segmentSamples);
+    const batchSize = recipe.runtime.batch_size ?? defaultBatchSize(cfg, probe!.segmentSamples);
     const mem = estimateMemory(cfg, taps, batchSize, probe!.segmentSamples);
     stage('statistics', `${taps.length} taps, batches of ${batchSize} segments (≈ ${formatBytes(mem.statisticsBytes)} of statistics)`);
     const { stats } = await collectStatistics(anchor, other, probe!, taps, { ...session, batchSize, onEvent: emit, cancel });
@@ -168,8 +169,8 @@ export async function runLoadedRecipe(loaded: LoadedRecipe, opts: RunOptions = {
   }
 
   // Merge at the recipe's λ; the sweep adds evaluation points.
-  const method = (recipe.merge.method ?? 'linear') as MergeMethod;
-  const lambda = recipe.merge.lambda as LambdaSpec;
+  const method = recipe.merge.method;
+  const lambda: LambdaSpec = recipe.merge.lambda;
   const sweep = [...(recipe.merge.sweep ?? [])].sort((a, b) => a - b);
   const ctx = { layers: cfg.layers, preLayerNorm: cfg.preLayerNorm };
   stage('merge', `${method} merge`);
@@ -202,7 +203,7 @@ export async function runLoadedRecipe(loaded: LoadedRecipe, opts: RunOptions = {
       backend,
       models: { anchor: summarise(anchor), other: summarise(other) },
       probe: probe ? { seconds: probe.totalSeconds, segments: probe.totalSegments, sources: describeProbe(probe, path.dirname(loaded.file)).sources.map((s) => ({ path: s.path, files: s.filesDecoded, seconds: s.seconds })) } : null,
-      align: { method: align.method, permute: align.permute as PermuteGroup[], heads: align.heads, taps: tapReports(alignResult, dead, correlations, perms), selfCheck: selfCheckReport },
+      align: { method: align.method, permute: align.permute, heads: align.heads, taps: tapReports(alignResult, dead, correlations, perms), selfCheck: selfCheckReport },
       merge: { method, lambda, sweep },
       evaluation,
       timings: { ...timings, total: (performance.now() - started) / 1000 },

@@ -232,6 +232,16 @@ export type RecipeModels = Recipe['models'];
 export type RecipeLambda = Recipe['merge']['lambda'];
 export type EvaluationTask = NonNullable<Recipe['evaluate']>['tasks'][number];
 
+// Engine vocabularies, derived from the schema so a value added here reaches every `switch` and registry.
+export type AlignMethodName = Recipe['align']['method'];
+export type PermutePart = Recipe['align']['permute'][number];
+export type HeadsMode = Recipe['align']['heads'];
+export type MergeMethodName = Recipe['merge']['method'];
+export type Device = Recipe['runtime']['device'];
+export const DEVICES: readonly Device[] = recipeSchema.properties.runtime.properties.device.values;
+export const ALIGN_METHOD_NAMES: readonly AlignMethodName[] = recipeSchema.properties.align.properties.method.values;
+export const MERGE_METHOD_NAMES: readonly MergeMethodName[] = recipeSchema.properties.merge.properties.method.values;
+
 export const RECIPE_VERSION = 1;
 
 /** The schema at a key path (e.g. ['merge', 'lambda']), descending through arrays, maps and unions. */
