@@ -138,6 +138,23 @@ export const diagCode = (d: vscode.Diagnostic): string | undefined =>
 
 let pageRequests = 0;
 
+/** Whether this runner can see the page (code-server through scripts/run-extension-tests.mjs; not a desktop VS Code). */
+export const pageAccess = Boolean(process.env.MERGE_TEST_PAGE);
+
+/**
+ * A page check: asks the runner and returns its answer, or — only without page access — logs that the check was
+ * skipped and returns undefined. With page access a missing answer is a failure, so the check cannot pass silently.
+ */
+export async function pageCheck<T>(what: string, request: Record<string, unknown>, ms?: number): Promise<T | undefined> {
+  if (!pageAccess) {
+    console.log(`  (skipped without page access: ${what})`);
+    return undefined;
+  }
+  const answer = await pageRequest<T>(request, ms);
+  if (answer === undefined) throw new Error(`the runner gave no answer for: ${what}`);
+  return answer;
+}
+
 /**
  * Asks the code-server runner about the page (scripts/run-extension-tests.mjs: webview contents, workbench
  * elements, screenshots) and resolves with its answer; undefined under runners without page access (a desktop

@@ -12,7 +12,7 @@ import type { CheckRecipeResult, GetReportResult, OPEN_PANEL_COMMANDS, OpenRepor
 const OPEN_CORRELATION: (typeof OPEN_PANEL_COMMANDS)['correlation'] = 'mergeStudio.openCorrelationPanel';
 import type { MergeStudioApi } from '../../client/src/extension';
 import type { RunOutcome } from '../../client/src/run';
-import { assert, assertEqual, diagCode, diagnosticsOf, pageRequest, positionOf, runSuite, until, type PanelInPage, type TestCase } from './harness';
+import { assert, assertEqual, diagCode, diagnosticsOf, pageAccess, pageCheck, pageRequest, positionOf, runSuite, until, type PanelInPage, type TestCase } from './harness';
 
 const EXTENSION_ID = 'merge-studio.merge-studio';
 
@@ -224,8 +224,8 @@ const tests: TestCase[] = [
         assert(lenses.some((l) => l.range.start.line === alignLine && /^Last run: correlation \S+ → \S+ over \d+ taps · worst /.test(l.command?.title ?? '')), `align lenses: ${titles.join(' | ')}`);
         assert(lenses.some((l) => l.range.start.line === mergeLine && /^Last run: best permuted /.test(l.command?.title ?? '')), `merge lenses: ${titles.join(' | ')}`);
         // Drawn in the editor, one row above `align:` and one above `merge:` (the page, where the runner can see it).
-        const drawnLenses = await pageRequest<{ ok: boolean; count: number }>({ kind: 'selector', selector: '.monaco-editor .codelens-decoration a', timeoutMs: 10_000 });
-        if (drawnLenses) assert(drawnLenses.ok && drawnLenses.count === 4, `code lenses drawn in the recipe editor (2 per row): ${JSON.stringify(drawnLenses)}`);
+        const drawnLenses = await pageCheck<{ ok: boolean; count: number }>('code lenses drawn in the editor', { kind: 'selector', selector: '.monaco-editor .codelens-decoration a', timeoutMs: 10_000 });
+        if (pageAccess) assert(drawnLenses && drawnLenses.ok && drawnLenses.count === 4, `code lenses drawn in the recipe editor (2 per row): ${JSON.stringify(drawnLenses)}`);
         const lens = (title: string) => {
           const l = lenses.find((x) => x.command?.title === title);
           assert(l?.command, `no "${title}" lens: ${titles.join(' | ')}`);
@@ -239,7 +239,7 @@ const tests: TestCase[] = [
         const shown = await vscode.commands.executeCommand<GetReportResult>(diagnostics.command, ...(diagnostics.arguments ?? []));
         assertEqual(shown?.reportPath, tinyRun.reportPath, 'report shown by Open diagnostics');
         await until(vscode.window.tabGroups.onDidChangeTabs, tabLabelsNow, () => panelTab('mergeStudio.correlationPanel') !== undefined, 10_000, 'a Correlation Diagnostics tab');
-        const correlation = await pageRequest<PanelInPage>({ kind: 'webview', title: 'Correlation diagnostics', timeoutMs: 30_000 });
+        const correlation = await pageCheck<PanelInPage>('the correlation panel draws', { kind: 'webview', title: 'Correlation diagnostics', timeoutMs: 30_000 });
         if (correlation) {
           assert(correlation.ok && correlation.panel, `the correlation panel did not finish drawing: ${JSON.stringify(correlation)}`);
           assertEqual(correlation.panel.errors, [], 'errors in the correlation panel');
@@ -254,7 +254,7 @@ const tests: TestCase[] = [
         await vscode.window.showTextDocument(doc, vscode.ViewColumn.One);
         await vscode.commands.executeCommand(results.command, ...(results.arguments ?? []));
         await until(vscode.window.tabGroups.onDidChangeTabs, tabLabelsNow, () => panelTab('mergeStudio.resultsPanel') !== undefined, 10_000, 'a Merge Results tab');
-        const drawn = await pageRequest<PanelInPage>({ kind: 'webview', title: 'Merge results', timeoutMs: 30_000 });
+        const drawn = await pageCheck<PanelInPage>('the results panel draws', { kind: 'webview', title: 'Merge results', timeoutMs: 30_000 });
         if (drawn) {
           assert(drawn.ok && drawn.panel, `the results panel did not finish drawing: ${JSON.stringify(drawn)}`);
           assertEqual(drawn.panel.charts.map((c) => c.id), ['score-by-lambda', 'average-score'], 'results panel charts');
