@@ -28,6 +28,8 @@ export type RecipeDiagnosticCode =
   | 'yaml-multiple-documents'
   | 'yaml-unresolved-alias'
   | 'yaml-non-string-key'
+  /** The document is past a size, nesting or alias-expansion limit (an alias bomb, a cycle): checked no further. */
+  | 'yaml-limit'
   // schema
   | 'not-a-mapping'
   | 'unknown-key'
@@ -61,6 +63,10 @@ export type RecipeDiagnosticCode =
   | 'glob-matches-nothing'
   | 'bad-dataset'
   | 'not-checked'
+  // output folder (output-check.ts)
+  | 'output-bad-path'
+  | 'output-not-ours'
+  | 'output-not-writable'
   | 'internal-error';
 
 /** Machine-readable hints for code actions, carried in `Diagnostic.data`. */

@@ -2,7 +2,7 @@
  * Recipe checks that read the disk (headers only, through the cached RecipeDisk): model folders hold a
  * supported config and a checkpoint, the two models are compatible (tensor names and shapes, sample and
  * frame rates), per-layer λ matches the layer count, override globs match tensors, probe audio and task
- * datasets exist and are well formed, and the output does not overwrite an input.
+ * datasets exist and are well formed, and the output is safe to write (output-check.ts).
  */
 import * as path from 'node:path';
 import { describeHubCache } from '../io/hub';
@@ -10,6 +10,7 @@ import { diagnostic, Severity, type Range, type RecipeDiagnostic } from './diagn
 import type { PartialRecipe } from './crossfield';
 import type { ModelInfo, RecipeDisk } from './disk';
 import { globToRegExp } from './glob';
+import { checkOutput } from './output-check';
 import { pathKey, type NodeRanges } from './validate';
 
 export const HF_PREFIX = 'hf:';
@@ -91,19 +92,7 @@ export async function checkOnDisk(r: PartialRecipe, ranges: NodeRanges, recipeFi
 
   const outputCheck = (async () => {
     const at = valueAt('output');
-    const o = r.output;
-    if (o === undefined || !at) return;
-    const abs = resolveRecipePath(recipeFile, o);
-    for (const role of ['anchor', 'other'] as const) {
-      const ref = r.models?.[role];
-      if (ref === undefined || ref.startsWith(HF_PREFIX)) continue;
-      const model = resolveRecipePath(recipeFile, ref);
-      if (abs === model || isInside(model, abs) || isInside(abs, model)) {
-        out.push(diagnostic(at, Severity.Error, 'output-overwrites-input', `output ${o} overlaps models.${role} (${ref}); the run would overwrite an input model`));
-        return;
-      }
-    }
-    if ((await disk.pathKind(abs)) === 'file') out.push(diagnostic(at, Severity.Error, 'not-a-directory', `output ${o} is an existing file; expected a folder`));
+    if (at) out.push(...(await checkOutput(r, at, recipeFile, diskCache.cache)));
   })();
 
   const [anchor, other] = await Promise.all(modelChecks);
@@ -136,11 +125,6 @@ function onePassView(disk: RecipeDisk): Pick<RecipeDisk, 'pathKind' | 'inspectMo
     hasAudio: once('audio', (p) => disk.hasAudio(p)),
     audioFileProblem: once('sniff', (p) => disk.audioFileProblem(p)),
   };
-}
-
-function isInside(child: string, parent: string): boolean {
-  const rel = path.relative(parent, child);
-  return rel !== '' && !rel.startsWith('..') && !path.isAbsolute(rel);
 }
 
 const shapeText = (s: readonly number[]) => `[${s.join(', ')}]`;
