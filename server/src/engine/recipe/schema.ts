@@ -72,15 +72,17 @@ export const recipeSchema = object({
       optional: true,
       default: { method: 'correlation', permute: ['cnn', 'attention', 'ffn'], heads: 'reorder', self_check: true },
       description: 'How `other` is permuted toward `anchor` before merging.',
-      starter: 'align:\n  method: ${1|correlation,weights,none|}\n  permute: [cnn, attention, ffn]\n  heads: reorder',
+      starter: 'align:\n  method: ${1|correlation,paper,weights,none|}\n  permute: [cnn, attention, ffn]\n  heads: reorder',
       properties: {
         method: enumOf({
           optional: true,
           default: 'correlation',
           description: 'How matching units are found.',
-          values: ['correlation', 'weights', 'none'],
+          values: ['correlation', 'paper', 'weights', 'none'],
           valueDescriptions: {
             correlation: 'Match units by the Pearson correlation of their activations on the probe audio (needs `probe`).',
+            paper:
+              "Reproduce the paper's released code (Ritter-Gutierrez et al., ASRU 2025): per-batch standardised correlations at its hook points (FFN activations, attention output after out_proj), and only the consumers' input columns of `other` permuted (fc2, out_proj). Not function-preserving: the self-check reports the deviation instead of failing. FFN and attention only (needs `probe`).",
             weights: 'Match units by the similarity of their weights (no audio needed; usually weaker).',
             none: 'Do not permute: plain interpolation of the two checkpoints.',
           },
