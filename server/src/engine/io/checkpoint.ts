@@ -9,6 +9,7 @@ import * as path from 'node:path';
 import { EngineError } from '../errors';
 import type { Tensor } from '../model/tensor';
 import { SafetensorsFile, type TensorInfo } from './safetensors';
+import { notRegularFile, openRegularFile } from './regular-file';
 import { readHead, sniffTorchFormat, TorchCheckpointFile, type RawTensor } from './torch-checkpoint';
 
 export type { TensorInfo } from './safetensors';
@@ -29,11 +30,14 @@ const SINGLE = 'model.safetensors';
 const INDEX = 'model.safetensors.index.json';
 const TORCH_SINGLE = 'pytorch_model.bin';
 const TORCH_INDEX = 'pytorch_model.bin.index.json';
+/** A shard index lists one line per tensor: a few hundred kB for the largest models. */
+const MAX_INDEX_BYTES = 64 * 1024 * 1024;
 
 /** Opens the checkpoint in a Hugging Face model folder (or a .safetensors / index file given directly). */
 export async function openCheckpoint(location: string): Promise<Checkpoint> {
   const stat = await fs.stat(location).catch(() => undefined);
   if (!stat) throw new EngineError('file-not-found', `model path ${location} does not exist`, location);
+  if (!stat.isFile() && !stat.isDirectory()) throw notRegularFile(location, stat, 'a model folder or a checkpoint file');
   if (stat.isFile()) {
     if (location.endsWith('.index.json')) return openSharded(location, /\.bin\.index\.json$/.test(location) ? TorchCheckpointFile.open : SafetensorsFile.open);
     if (!location.endsWith('.safetensors') && sniffTorchFormat(await readHead(location)) !== 'other') return openSingle(await TorchCheckpointFile.open(location));
@@ -54,8 +58,12 @@ export async function openCheckpoint(location: string): Promise<Checkpoint> {
 /** What both formats' files offer (SafetensorsFile, TorchCheckpointFile): a one-file Checkpoint. */
 type TensorFile = Checkpoint;
 
+/** Whether anything is there: a folder or a pipe under a checkpoint's name is then refused by name when opened. */
 async function exists(file: string): Promise<boolean> {
-  return fs.stat(file).then((s) => s.isFile(), () => false);
+  return fs.stat(file).then(
+    () => true,
+    () => false,
+  );
 }
 
 function openSingle(st: TensorFile): Checkpoint {
@@ -74,8 +82,9 @@ function openSingle(st: TensorFile): Checkpoint {
 async function openSharded(indexFile: string, open: (file: string) => Promise<TensorFile>): Promise<Checkpoint> {
   let index: unknown;
   try {
-    index = JSON.parse(await fs.readFile(indexFile, 'utf8'));
+    index = JSON.parse(await readSmallFile(indexFile, MAX_INDEX_BYTES, 'a shard index (JSON)'));
   } catch (e) {
+    if (e instanceof EngineError) throw e;
     throw new EngineError('bad-checkpoint', `cannot read shard index ${indexFile}: ${(e as Error).message}`, indexFile, { cause: e });
   }
   const weightMap = (index as { weight_map?: unknown })?.weight_map;
@@ -117,4 +126,17 @@ async function openSharded(indexFile: string, open: (file: string) => Promise<Te
       await Promise.all([...shards.values()].map((s) => s.close()));
     },
   };
+}
+
+/** A whole small file as UTF-8, refused when it is not a regular file or is larger than `limit`. */
+async function readSmallFile(file: string, limit: number, what: string): Promise<string> {
+  const { handle, size } = await openRegularFile(file, what);
+  try {
+    if (size > limit) throw new EngineError('bad-checkpoint', `${file} is ${size} bytes, over the ${limit}-byte limit for ${what}`, file);
+    const buf = Buffer.alloc(size);
+    const { bytesRead } = await handle.read(buf, 0, size, 0);
+    return buf.toString('utf8', 0, bytesRead);
+  } finally {
+    await handle.close();
+  }
 }

@@ -9,6 +9,7 @@ import * as path from 'node:path';
 import { EngineError } from '../errors';
 import { numel, type Tensor } from '../model/tensor';
 import { f32FromBytes, DTYPE_BYTES, type Dtype } from './dtype';
+import { openRegularFile } from './regular-file';
 
 /** The format's own limit on the header (the Rust reference implementation refuses larger ones). */
 export const MAX_HEADER_BYTES = 100 * 1024 * 1024;
@@ -37,24 +38,18 @@ export class SafetensorsFile {
 
   /** Reads and validates the header only. */
   static async open(file: string): Promise<SafetensorsFile> {
-    let handle: fs.FileHandle;
+    const { handle, size } = await openRegularFile(file, 'a safetensors checkpoint');
     try {
-      handle = await fs.open(file, 'r');
-    } catch (e) {
-      throw new EngineError('file-not-found', `cannot open checkpoint ${file}: ${(e as NodeJS.ErrnoException).code ?? e}`, file, { cause: e });
-    }
-    try {
-      const size = (await handle.stat()).size;
       const bad = (why: string) => new EngineError('bad-checkpoint', `corrupt safetensors file ${file}: ${why}`, file);
       if (size < 8) throw bad(`file is ${size} bytes, shorter than the 8-byte header length`);
       const lenBuf = Buffer.alloc(8);
-      await handle.read(lenBuf, 0, 8, 0);
+      if ((await handle.read(lenBuf, 0, 8, 0)).bytesRead !== 8) throw bad('the file shrank while it was read');
       const headerLen = lenBuf.readBigUInt64LE(0);
       if (headerLen > BigInt(MAX_HEADER_BYTES)) throw bad(`header length ${headerLen} exceeds the ${MAX_HEADER_BYTES}-byte limit`);
       if (headerLen > BigInt(size - 8)) throw bad(`header length ${headerLen} runs past the end of the ${size}-byte file (truncated?)`);
       const n = Number(headerLen);
       const headerBuf = Buffer.alloc(n);
-      await handle.read(headerBuf, 0, n, 8);
+      if ((await handle.read(headerBuf, 0, n, 8)).bytesRead !== n) throw bad('the file shrank while it was read');
       let header: unknown;
       try {
         header = JSON.parse(headerBuf.toString('utf8'));
@@ -97,7 +92,7 @@ export class SafetensorsFile {
   async read(name: string): Promise<Tensor> {
     const e = this.entries.get(name);
     if (!e) throw new EngineError('missing-tensor', `tensor ${name} is not in ${this.file}`, this.file);
-    this.handle ??= await fs.open(this.file, 'r');
+    this.handle ??= (await openRegularFile(this.file, 'a safetensors checkpoint')).handle;
     const bytes = Buffer.alloc(e.end - e.begin);
     const { bytesRead } = await this.handle.read(bytes, 0, bytes.length, this.dataStart + e.begin);
     if (bytesRead !== bytes.length) {

@@ -4,12 +4,12 @@
  * its storage; tensor bytes are read on demand, one positional read per tensor, so a 95M-parameter model never
  * needs a second copy in memory. Non-contiguous views (transposes, slices, expands) are materialised row-major.
  */
-import { promises as fs } from 'node:fs';
 import { EngineError } from '../errors';
 import { numel, type Tensor } from '../model/tensor';
 import { DTYPE_BYTES, f32FromBytes, type Dtype } from './dtype';
 import type { TensorInfo } from './safetensors';
 import { collectTensors, TorchTensor, unpickle } from './torch-pickle';
+import { openRegularFile } from './regular-file';
 import { ZipArchive } from './torch-zip';
 
 /** data.pkl of a state dict is a few hundred kB; this bounds what a hostile file can make us hold. */
@@ -45,7 +45,7 @@ export function sniffTorchFormat(head: Uint8Array): CheckpointFormat {
 }
 
 export async function readHead(file: string, n = 512): Promise<Buffer> {
-  const h = await fs.open(file, 'r');
+  const { handle: h } = await openRegularFile(file, 'a checkpoint file');
   try {
     const buf = Buffer.alloc(n);
     const { bytesRead } = await h.read(buf, 0, n, 0);
@@ -67,14 +67,15 @@ export class TorchCheckpointFile {
   ) {}
 
   static async open(file: string): Promise<TorchCheckpointFile> {
-    let handle: fs.FileHandle;
-    try {
-      handle = await fs.open(file, 'r');
-    } catch (e) {
-      throw new EngineError('file-not-found', `cannot open checkpoint ${file}: ${(e as NodeJS.ErrnoException).code ?? e}`, file, { cause: e });
-    }
+    const { handle } = await openRegularFile(file, 'a PyTorch checkpoint file');
     const head = Buffer.alloc(512);
-    const { bytesRead } = await handle.read(head, 0, 512, 0);
+    let bytesRead: number;
+    try {
+      ({ bytesRead } = await handle.read(head, 0, 512, 0));
+    } catch (e) {
+      await handle.close();
+      throw new EngineError('io-error', `cannot read ${file} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, file, { cause: e });
+    }
     const format = sniffTorchFormat(head.subarray(0, bytesRead));
     if (format !== 'zip') {
       await handle.close();
@@ -106,7 +107,7 @@ export class TorchCheckpointFile {
       bigEndian = order === 'big';
     }
     const root = unpickle(await zip.readAll(pkls[0]!, MAX_PICKLE_BYTES), { file });
-    const tensors = collectTensors(root);
+    const tensors = collectTensors(root, file);
     if (tensors.size === 0) throw bad('the pickle holds no tensors (expected a state dict)');
     const entries = new Map<string, Entry>();
     for (const [name, t] of tensors) {

@@ -8,6 +8,7 @@
  */
 import { EngineError } from '../errors';
 import type { Dtype } from './dtype';
+import { isOpcode, OP, opName, PickleReader, type OpName } from './pickle-opcodes';
 
 export class PyTuple {
   constructor(readonly items: PyValue[]) {}
@@ -126,492 +127,391 @@ export interface UnpickleOptions {
   file: string;
 }
 
+/**
+ * Budgets that bound what a hostile pickle can make us hold or compute, far above what a state dict needs (a
+ * 95M-parameter model's data.pkl holds a few thousand values): container elements in total, digits of a text
+ * integer, bytes of a binary integer (LONG4 is decoded in quadratic time), bytes of a text argument.
+ */
+export const PICKLE_LIMITS = {
+  maxElements: 20_000_000,
+  maxIntDigits: 4096,
+  maxLongBytes: 4096,
+  maxLineBytes: 65536,
+} as const;
+
 const MARK = Symbol('mark');
 type StackItem = PyValue | typeof MARK;
 
 /** Parses a pickle into plain data; throws EngineError('unsafe-pickle' | 'bad-checkpoint') on anything else. */
 export function unpickle(bytes: Uint8Array, opts: UnpickleOptions): PyValue {
-  const { file } = opts;
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const bad = (why: string) => new EngineError('bad-checkpoint', `${file}: corrupt pickle: ${why}`, file);
-  const refuse = (what: string) => new EngineError('unsafe-pickle', `${file}: refused to load: ${what} (nothing in the file was executed)`, file);
-  let pos = 0;
-  let stack: StackItem[] = [];
-  const marks: StackItem[][] = [];
-  const memo = new Map<number, PyValue>();
-  const storages = new Map<string, TorchStorage>();
+  return new Unpickler(bytes, opts.file).run();
+}
 
-  const need = (n: number) => {
-    if (n < 0 || pos + n > bytes.length) throw bad(`truncated at byte ${pos} (needs ${n} more of ${bytes.length})`);
-  };
-  const u8 = () => {
-    need(1);
-    return bytes[pos++]!;
-  };
-  const u16 = () => {
-    need(2);
-    const v = view.getUint16(pos, true);
-    pos += 2;
+type Handler = (vm: Unpickler, op: number, at: number) => void;
+
+/** Opcodes that would build arbitrary objects or need machinery a state dict never uses: refused by name. */
+const REFUSED: { readonly [K in OpName]?: string } = {
+  PERSID: 'a text persistent id (PERSID)',
+  INST: 'object construction (INST)',
+  OBJ: 'object construction (OBJ)',
+  NEWOBJ: 'object construction (NEWOBJ)',
+  NEWOBJ_EX: 'object construction (NEWOBJ_EX)',
+  EXT1: 'the copyreg extension registry (EXT1)',
+  EXT2: 'the copyreg extension registry (EXT2)',
+  EXT4: 'the copyreg extension registry (EXT4)',
+  NEXT_BUFFER: 'out-of-band buffers (NEXT_BUFFER)',
+  READONLY_BUFFER: 'out-of-band buffers (READONLY_BUFFER)',
+  STRING: 'protocol-0 string opcode STRING',
+  UNICODE: 'protocol-0 string opcode UNICODE',
+};
+
+/** What each opcode does to the machine. Integers and strings are pushed as values; containers as PyValues. */
+const HANDLERS: { readonly [K in OpName]?: Handler } = {
+  PROTO: (vm) => {
+    const proto = vm.r.u8();
+    if (proto < 2 || proto > 5) throw vm.refuse(`pickle protocol ${proto} (only 2–5 are read)`);
+  },
+  FRAME: (vm) => void vm.r.u64(), // framing is a hint for buffered readers; the whole pickle is in memory
+  MARK: (vm) => vm.pushMark(),
+  POP: (vm) => (vm.stack.length ? void vm.stack.pop() : void vm.popMark()),
+  POP_MARK: (vm) => void vm.popMark(),
+  DUP: (vm) => vm.push(vm.top()),
+  NONE: (vm) => vm.push(null),
+  NEWTRUE: (vm) => vm.push(true),
+  NEWFALSE: (vm) => vm.push(false),
+  BININT: (vm) => vm.push(vm.r.i32()),
+  BININT1: (vm) => vm.push(vm.r.u8()),
+  BININT2: (vm) => vm.push(vm.r.u16()),
+  LONG1: (vm) => vm.push(vm.long(vm.r.u8())),
+  LONG4: (vm) => vm.push(vm.long(vm.r.i32())),
+  INT: (vm) => {
+    const s = vm.r.line(PICKLE_LIMITS.maxIntDigits);
+    if (s === '01' || s === '00') vm.push(s === '01'); // how protocol 0/1 writes True/False
+    else vm.push(vm.textInt(s, 'INT'));
+  },
+  LONG: (vm) => vm.push(vm.textInt(vm.r.line(PICKLE_LIMITS.maxIntDigits).replace(/L$/, ''), 'LONG')),
+  BINFLOAT: (vm) => vm.push(vm.r.f64be()),
+  FLOAT: (vm) => {
+    const v = Number(vm.r.line(PICKLE_LIMITS.maxLineBytes));
+    if (Number.isNaN(v)) throw vm.bad('FLOAT is not a number');
+    vm.push(v);
+  },
+  BINUNICODE: (vm) => vm.push(utf8(vm.r.take(vm.r.u32()))),
+  SHORT_BINUNICODE: (vm) => vm.push(utf8(vm.r.take(vm.r.u8()))),
+  BINUNICODE8: (vm) => vm.push(utf8(vm.r.take(vm.r.u64()))),
+  // Protocol-1 str: latin-1, as Python 3 reads it by default.
+  BINSTRING: (vm) => vm.push(Buffer.from(vm.r.take(vm.r.i32())).toString('latin1')),
+  SHORT_BINSTRING: (vm) => vm.push(Buffer.from(vm.r.take(vm.r.u8())).toString('latin1')),
+  BINBYTES: (vm) => vm.push(Uint8Array.from(vm.r.take(vm.r.u32()))),
+  SHORT_BINBYTES: (vm) => vm.push(Uint8Array.from(vm.r.take(vm.r.u8()))),
+  BINBYTES8: (vm) => vm.push(Uint8Array.from(vm.r.take(vm.r.u64()))),
+  BYTEARRAY8: (vm) => vm.push(Uint8Array.from(vm.r.take(vm.r.u64()))),
+  EMPTY_TUPLE: (vm) => vm.push(new PyTuple([])),
+  TUPLE1: (vm) => vm.push(vm.tuple(vm.popN(1))),
+  TUPLE2: (vm) => vm.push(vm.tuple(vm.popN(2))),
+  TUPLE3: (vm) => vm.push(vm.tuple(vm.popN(3))),
+  TUPLE: (vm) => vm.push(vm.tuple(vm.popMark())),
+  EMPTY_LIST: (vm) => vm.push([]),
+  LIST: (vm) => vm.push(vm.count(vm.popMark())),
+  APPEND: (vm) => vm.append(vm.popN(1)),
+  APPENDS: (vm) => vm.append(vm.popMark()),
+  EMPTY_DICT: (vm) => vm.push(new PyDict()),
+  DICT: (vm) => {
+    const d = new PyDict();
+    vm.setItems(d, vm.popMark());
+    vm.push(d);
+  },
+  // Pop first: the target is what is on top once the items are off the stack.
+  SETITEM: (vm) => {
+    const kv = vm.popN(2);
+    vm.setItems(vm.top(), kv);
+  },
+  SETITEMS: (vm) => {
+    const kv = vm.popMark();
+    vm.setItems(vm.top(), kv);
+  },
+  EMPTY_SET: (vm) => vm.push(new PySet()),
+  ADDITEMS: (vm) => vm.append(vm.popMark()),
+  FROZENSET: (vm) => {
+    const s = new PySet();
+    pushAll(s.items, vm.count(vm.popMark()));
+    vm.push(s);
+  },
+  BINPUT: (vm) => vm.memo.set(vm.r.u8(), vm.top()),
+  LONG_BINPUT: (vm) => vm.memo.set(vm.r.u32(), vm.top()),
+  MEMOIZE: (vm) => vm.memo.set(vm.memo.size, vm.top()),
+  PUT: (vm) => {
+    const n = Number(vm.r.line(PICKLE_LIMITS.maxIntDigits));
+    if (!Number.isSafeInteger(n)) throw vm.bad('PUT index');
+    vm.memo.set(n, vm.top());
+  },
+  BINGET: (vm, _op, at) => vm.get(vm.r.u8(), at),
+  LONG_BINGET: (vm, _op, at) => vm.get(vm.r.u32(), at),
+  GET: (vm, _op, at) => vm.get(Number(vm.r.line(PICKLE_LIMITS.maxIntDigits)), at),
+  GLOBAL: (vm) => {
+    const module = vm.r.line(PICKLE_LIMITS.maxLineBytes);
+    const name = vm.r.line(PICKLE_LIMITS.maxLineBytes);
+    vm.push(resolveGlobal(module, name, vm.file));
+  },
+  STACK_GLOBAL: (vm) => {
+    const [module, name] = vm.popN(2);
+    if (typeof module !== 'string' || typeof name !== 'string') throw vm.bad('STACK_GLOBAL with non-string names');
+    vm.push(resolveGlobal(module, name, vm.file));
+  },
+  REDUCE: (vm) => {
+    const [fn, args] = vm.popN(2);
+    vm.push(vm.call(fn!, args!));
+  },
+  BUILD: (vm) => {
+    const [state] = vm.popN(1);
+    vm.build(vm.top(), state!);
+  },
+  BINPERSID: (vm) => vm.push(vm.persistentLoad(vm.popN(1)[0]!)),
+};
+
+/** HANDLERS indexed by opcode byte, for dispatch without a name lookup per opcode. */
+const DISPATCH: (Handler | undefined)[] = Array.from({ length: 256 }, (_, code) => (isOpcode(code) ? HANDLERS[opName(code) as OpName] : undefined));
+
+/** The machine: a stack with marks, a memo, and the storages met so far. One instance per pickle. */
+class Unpickler {
+  readonly r: PickleReader;
+  stack: StackItem[] = [];
+  private readonly marks: StackItem[][] = [];
+  readonly memo = new Map<number, PyValue>();
+  private readonly storages = new Map<string, TorchStorage>();
+  private elements = 0;
+
+  constructor(
+    bytes: Uint8Array,
+    readonly file: string,
+  ) {
+    this.r = new PickleReader(bytes, (why) => this.bad(why));
+  }
+
+  run(): PyValue {
+    for (;;) {
+      const at = this.r.pos;
+      const op = this.r.u8();
+      if (op === OP.STOP) {
+        const result = this.popN(1)[0]!;
+        if (this.stack.length !== 0 || this.marks.length !== 0) throw this.bad('data left on the stack at STOP');
+        return result;
+      }
+      const handler = DISPATCH[op];
+      if (handler) {
+        handler(this, op, at);
+        continue;
+      }
+      const name = opName(op) as OpName;
+      const refused = isOpcode(op) ? REFUSED[name] : undefined;
+      if (refused) throw this.refuse(`${refused} at byte ${at}${name === 'STRING' || name === 'UNICODE' ? ' (torch.save writes protocol 2 or later)' : ''}`);
+      throw this.bad(`unknown opcode ${opName(op)} at byte ${at}`);
+    }
+  }
+
+  bad(why: string): EngineError {
+    return new EngineError('bad-checkpoint', `${this.file}: corrupt pickle: ${why}`, this.file);
+  }
+
+  refuse(what: string): EngineError {
+    return new EngineError('unsafe-pickle', `${this.file}: refused to load: ${what} (nothing in the file was executed)`, this.file);
+  }
+
+  push(v: PyValue): void {
+    this.stack.push(v);
+  }
+
+  top(): PyValue {
+    const v = this.stack[this.stack.length - 1];
+    if (v === undefined || v === MARK) throw this.bad(`empty stack at byte ${this.r.pos}`);
     return v;
-  };
-  const u32 = () => {
-    need(4);
-    const v = view.getUint32(pos, true);
-    pos += 4;
-    return v;
-  };
-  const i32 = () => {
-    need(4);
-    const v = view.getInt32(pos, true);
-    pos += 4;
-    return v;
-  };
-  const u64 = () => {
-    need(8);
-    const v = view.getBigUint64(pos, true);
-    pos += 8;
-    if (v > BigInt(bytes.length)) throw bad(`length ${v} at byte ${pos - 8} is longer than the pickle`);
-    return Number(v);
-  };
-  const take = (n: number) => {
-    need(n);
-    const out = bytes.subarray(pos, pos + n);
-    pos += n;
-    return out;
-  };
-  const line = () => {
-    const end = bytes.indexOf(0x0a, pos);
-    if (end < 0) throw bad(`unterminated line at byte ${pos}`);
-    const s = Buffer.from(bytes.subarray(pos, end)).toString('latin1');
-    pos = end + 1;
-    return s;
-  };
-  const utf8 = (b: Uint8Array) => Buffer.from(b).toString('utf8');
-  const pop = (): PyValue => {
-    const v = stack.pop();
-    if (v === undefined) throw bad(`stack underflow at byte ${pos}`);
-    if (v === MARK) throw bad(`unexpected mark at byte ${pos}`);
-    return v;
-  };
-  const top = (): PyValue => {
-    const v = stack[stack.length - 1];
-    if (v === undefined || v === MARK) throw bad(`empty stack at byte ${pos}`);
-    return v;
-  };
-  const popMark = (): PyValue[] => {
-    const items = stack as PyValue[];
-    const prev = marks.pop();
-    if (!prev) throw bad(`no mark at byte ${pos}`);
-    stack = prev;
+  }
+
+  /** The top `n` values, in stack order. */
+  popN(n: number): PyValue[] {
+    if (this.stack.length < n) throw this.bad(`stack underflow at byte ${this.r.pos}`);
+    const items = this.stack.splice(this.stack.length - n, n);
+    if (items.includes(MARK)) throw this.bad(`unexpected mark at byte ${this.r.pos}`);
+    return items as PyValue[];
+  }
+
+  pushMark(): void {
+    this.marks.push(this.stack);
+    this.stack = [];
+  }
+
+  /** Everything pushed since the last MARK (a fresh array the caller may keep), restoring the stack below it. */
+  popMark(): PyValue[] {
+    const items = this.stack as PyValue[];
+    const prev = this.marks.pop();
+    if (!prev) throw this.bad(`no mark at byte ${this.r.pos}`);
+    this.stack = prev;
     return items;
-  };
-  const key = (k: PyValue): PyKey => {
-    if (k === null || typeof k === 'string' || typeof k === 'number' || typeof k === 'bigint' || typeof k === 'boolean') return k;
-    throw bad(`unsupported dict key (${describe(k)}) at byte ${pos}`);
-  };
-  const setItems = (target: PyValue, kv: PyValue[]) => {
-    if (!(target instanceof PyDict)) throw bad(`SETITEM on ${describe(target)} at byte ${pos}`);
-    if (kv.length % 2) throw bad(`odd number of items for SETITEMS at byte ${pos}`);
-    for (let i = 0; i < kv.length; i += 2) target.items.set(key(kv[i]!), kv[i + 1]!);
-  };
-  const appendItems = (target: PyValue, items: PyValue[]) => {
-    if (Array.isArray(target)) target.push(...items);
-    else if (target instanceof PySet) target.items.push(...items);
-    else throw bad(`APPEND on ${describe(target)} at byte ${pos}`);
-  };
-  const longFrom = (b: Uint8Array): number | bigint => {
-    if (b.length === 0) return 0;
-    let v = 0n;
-    for (let i = b.length - 1; i >= 0; i--) v = (v << 8n) | BigInt(b[i]!);
-    if (b[b.length - 1]! & 0x80) v -= 1n << BigInt(8 * b.length);
-    return v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v;
-  };
-  const global = (module: string, name: string) => resolveGlobal(module, name, file);
+  }
 
-  const persistentLoad = (pid: PyValue): TorchStorage => {
+  /** Counts container elements against the budget. */
+  count<T extends PyValue[]>(items: T): T {
+    this.elements += items.length;
+    if (this.elements > PICKLE_LIMITS.maxElements) {
+      throw this.bad(`more than ${PICKLE_LIMITS.maxElements} container elements (a state dict holds a few thousand)`);
+    }
+    return items;
+  }
+
+  tuple(items: PyValue[]): PyTuple {
+    return new PyTuple(this.count(items));
+  }
+
+  long(n: number): number | bigint {
+    if (n < 0) throw this.bad('negative LONG4 length');
+    if (n > PICKLE_LIMITS.maxLongBytes) throw this.bad(`a ${n}-byte integer at byte ${this.r.pos} (at most ${PICKLE_LIMITS.maxLongBytes} are read)`);
+    return longFrom(this.r.take(n));
+  }
+
+  textInt(s: string, what: string): number | bigint {
+    if (!/^-?\d+$/.test(s)) throw this.bad(`${what} ${JSON.stringify(s.length > 40 ? `${s.slice(0, 40)}…` : s)}`);
+    return Number.isSafeInteger(Number(s)) ? Number(s) : BigInt(s);
+  }
+
+  get(n: number, at: number): void {
+    if (!this.memo.has(n)) throw this.bad(`memo ${n} read before it was written (byte ${at})`);
+    this.push(this.memo.get(n)!);
+  }
+
+  key(k: PyValue): PyKey {
+    if (k === null || typeof k === 'string' || typeof k === 'number' || typeof k === 'bigint' || typeof k === 'boolean') return k;
+    throw this.bad(`unsupported dict key (${describe(k)}) at byte ${this.r.pos}`);
+  }
+
+  setItems(target: PyValue, kv: PyValue[]): void {
+    if (!(target instanceof PyDict)) throw this.bad(`SETITEM on ${describe(target)} at byte ${this.r.pos}`);
+    if (kv.length % 2) throw this.bad(`odd number of items for SETITEMS at byte ${this.r.pos}`);
+    this.count(kv);
+    for (let i = 0; i < kv.length; i += 2) target.items.set(this.key(kv[i]!), kv[i + 1]!);
+  }
+
+  /** APPEND(S)/ADDITEMS onto the list or set on top of the stack; element by element (a spread of millions overflows the call stack). */
+  append(items: PyValue[]): void {
+    const target = this.top();
+    this.count(items);
+    if (Array.isArray(target)) pushAll(target, items);
+    else if (target instanceof PySet) pushAll(target.items, items);
+    else throw this.bad(`APPEND on ${describe(target)} at byte ${this.r.pos}`);
+  }
+
+  persistentLoad(pid: PyValue): TorchStorage {
     const t = pid instanceof PyTuple ? pid.items : undefined;
-    if (!t || t[0] !== 'storage' || t.length !== 5) throw refuse(`persistent id ${describe(pid)} is not a torch storage reference`);
+    if (!t || t[0] !== 'storage' || t.length !== 5) throw this.refuse(`persistent id ${describe(pid)} is not a torch storage reference`);
     const [, type, k, location, numel] = t;
-    if (!(type instanceof PyGlobal) || type.kind !== 'storage-type') throw refuse(`storage type ${describe(type ?? null)} is not a known torch storage type`);
-    if (typeof k !== 'string' || !/^[A-Za-z0-9_]+$/.test(k)) throw bad(`storage key ${describe(k ?? null)} is not a plain name`);
-    if (typeof numel !== 'number' || !Number.isSafeInteger(numel) || numel < 0) throw bad(`storage ${k} has an invalid size ${describe(numel ?? null)}`);
-    const prev = storages.get(k);
+    if (!(type instanceof PyGlobal) || type.kind !== 'storage-type') throw this.refuse(`storage type ${describe(type ?? null)} is not a known torch storage type`);
+    if (typeof k !== 'string' || !/^[A-Za-z0-9_]+$/.test(k)) throw this.bad(`storage key ${describe(k ?? null)} is not a plain name`);
+    if (typeof numel !== 'number' || !Number.isSafeInteger(numel) || numel < 0) throw this.bad(`storage ${k} has an invalid size ${describe(numel ?? null)}`);
+    const prev = this.storages.get(k);
     if (prev) {
-      if (prev.dtype !== type.dtype) throw bad(`storage ${k} is used both as ${prev.dtype} and ${type.dtype}`);
+      if (prev.dtype !== type.dtype) throw this.bad(`storage ${k} is used both as ${prev.dtype} and ${type.dtype}`);
       return prev;
     }
     const s = new TorchStorage(k, type.dtype!, numel, typeof location === 'string' ? location : describe(location ?? null));
-    storages.set(k, s);
+    this.storages.set(k, s);
     return s;
-  };
+  }
 
-  const call = (fn: PyValue, args: PyValue): PyValue => {
-    if (!(fn instanceof PyGlobal) || fn.kind !== 'function') throw refuse(`the pickle calls ${describe(fn)}, which is not an allowed function`);
-    if (!(args instanceof PyTuple)) throw bad(`arguments to ${fn.qualified} are not a tuple`);
+  /** REDUCE: only the allow-listed functions, each interpreted here as data (nothing is called). */
+  call(fn: PyValue, args: PyValue): PyValue {
+    if (!(fn instanceof PyGlobal) || fn.kind !== 'function') throw this.refuse(`the pickle calls ${describe(fn)}, which is not an allowed function`);
+    if (!(args instanceof PyTuple)) throw this.bad(`arguments to ${fn.qualified} are not a tuple`);
     const a = args.items;
     switch (fn.qualified) {
       case 'collections.OrderedDict': {
         const d = new PyDict();
         if (a.length === 1 && Array.isArray(a[0])) {
           for (const pair of a[0]) {
-            if (!(pair instanceof PyTuple) || pair.items.length !== 2) throw bad('OrderedDict() argument is not a list of pairs');
-            d.items.set(key(pair.items[0]!), pair.items[1]!);
+            if (!(pair instanceof PyTuple) || pair.items.length !== 2) throw this.bad('OrderedDict() argument is not a list of pairs');
+            d.items.set(this.key(pair.items[0]!), pair.items[1]!);
           }
-        } else if (a.length !== 0) throw bad(`OrderedDict() with ${a.length} arguments`);
+        } else if (a.length !== 0) throw this.bad(`OrderedDict() with ${a.length} arguments`);
         return d;
       }
       case 'torch._utils._rebuild_tensor_v2':
-        if (a.length < 6 || a.length > 7) throw bad(`_rebuild_tensor_v2 with ${a.length} arguments`);
-        return rebuildTensor(a[0]!, a[1]!, a[2]!, a[3]!, undefined);
+        if (a.length < 6 || a.length > 7) throw this.bad(`_rebuild_tensor_v2 with ${a.length} arguments`);
+        return this.rebuildTensor(a[0]!, a[1]!, a[2]!, a[3]!, undefined);
       case 'torch._utils._rebuild_tensor_v3': {
-        if (a.length < 7 || a.length > 8) throw bad(`_rebuild_tensor_v3 with ${a.length} arguments`);
+        if (a.length < 7 || a.length > 8) throw this.bad(`_rebuild_tensor_v3 with ${a.length} arguments`);
         const dt = a[6];
-        if (!(dt instanceof PyGlobal) || dt.kind !== 'dtype') throw bad(`_rebuild_tensor_v3 dtype ${describe(dt ?? null)} is not a torch dtype`);
-        return rebuildTensor(a[0]!, a[1]!, a[2]!, a[3]!, dt.dtype);
+        if (!(dt instanceof PyGlobal) || dt.kind !== 'dtype') throw this.bad(`_rebuild_tensor_v3 dtype ${describe(dt ?? null)} is not a torch dtype`);
+        return this.rebuildTensor(a[0]!, a[1]!, a[2]!, a[3]!, dt.dtype);
       }
       case 'torch._utils._rebuild_parameter':
       case 'torch._utils._rebuild_parameter_with_state':
         // A Parameter is its tensor; requires_grad, hooks and Python state do not change the weights.
-        if (!(a[0] instanceof TorchTensor)) throw bad(`${fn.name} of ${describe(a[0] ?? null)}`);
+        if (!(a[0] instanceof TorchTensor)) throw this.bad(`${fn.name} of ${describe(a[0] ?? null)}`);
         return a[0];
       case 'torch._tensor._rebuild_from_type_v2': {
         // Only the plain Tensor/Parameter types, with no Python state: anything else is a subclass we cannot honour.
         const [inner, type, innerArgs, state] = a;
-        if (!(type instanceof PyGlobal) || type.kind !== 'class') throw refuse(`a tensor of type ${describe(type ?? null)} (tensor subclasses are not supported)`);
-        if (state !== null && !(state instanceof PyDict && state.items.size === 0)) throw refuse('a tensor carrying Python attributes');
-        return call(inner ?? null, innerArgs ?? null);
+        if (!(type instanceof PyGlobal) || type.kind !== 'class') throw this.refuse(`a tensor of type ${describe(type ?? null)} (tensor subclasses are not supported)`);
+        if (state !== null && !(state instanceof PyDict && state.items.size === 0)) throw this.refuse('a tensor carrying Python attributes');
+        if (inner instanceof PyGlobal && inner.qualified === fn.qualified) throw this.refuse('a nested _rebuild_from_type_v2');
+        return this.call(inner ?? null, innerArgs ?? null);
       }
       case 'torch.Size':
         if (a.length === 0) return new PyTuple([]);
         if (a.length === 1 && a[0] instanceof PyTuple) return a[0];
-        throw bad('torch.Size() argument is not a tuple');
+        throw this.bad('torch.Size() argument is not a tuple');
       case '_codecs.encode':
         // How protocol 2 writes Python 3 bytes: encode(str, 'latin1').
         if (a.length === 2 && typeof a[0] === 'string' && a[1] === 'latin1') return Uint8Array.from(a[0], (c) => c.charCodeAt(0) & 0xff);
-        throw refuse('_codecs.encode with an encoding other than latin1');
+        throw this.refuse('_codecs.encode with an encoding other than latin1');
       default:
-        throw refuse(`the pickle calls ${fn.qualified}`);
+        throw this.refuse(`the pickle calls ${fn.qualified}`);
     }
-  };
+  }
 
-  const ints = (v: PyValue, what: string): number[] => {
-    if (!(v instanceof PyTuple)) throw bad(`tensor ${what} is not a tuple`);
+  private ints(v: PyValue, what: string): number[] {
+    if (!(v instanceof PyTuple)) throw this.bad(`tensor ${what} is not a tuple`);
     return v.items.map((x) => {
-      if (typeof x !== 'number' || !Number.isSafeInteger(x) || x < 0) throw bad(`tensor ${what} holds ${describe(x)}`);
+      if (typeof x !== 'number' || !Number.isSafeInteger(x) || x < 0) throw this.bad(`tensor ${what} holds ${describe(x)}`);
       return x;
     });
-  };
-  const rebuildTensor = (storage: PyValue, offset: PyValue, size: PyValue, stride: PyValue, dtype: Dtype | undefined): TorchTensor => {
-    if (!(storage instanceof TorchStorage)) throw bad(`tensor storage is ${describe(storage)}`);
-    if (typeof offset !== 'number' || !Number.isSafeInteger(offset) || offset < 0) throw bad(`tensor storage offset is ${describe(offset)}`);
-    const shape = ints(size, 'size');
-    const strides = ints(stride, 'stride');
-    if (shape.length !== strides.length) throw bad(`tensor size has ${shape.length} dims but stride ${strides.length}`);
+  }
+
+  private rebuildTensor(storage: PyValue, offset: PyValue, size: PyValue, stride: PyValue, dtype: Dtype | undefined): TorchTensor {
+    if (!(storage instanceof TorchStorage)) throw this.bad(`tensor storage is ${describe(storage)}`);
+    if (typeof offset !== 'number' || !Number.isSafeInteger(offset) || offset < 0) throw this.bad(`tensor storage offset is ${describe(offset)}`);
+    const shape = this.ints(size, 'size');
+    const strides = this.ints(stride, 'stride');
+    if (shape.length !== strides.length) throw this.bad(`tensor size has ${shape.length} dims but stride ${strides.length}`);
     return new TorchTensor(storage, dtype ?? storage.dtype, offset, shape, strides);
-  };
+  }
 
-  const build = (target: PyValue, state: PyValue) => {
-    // OrderedDict.__reduce__ passes the instance __dict__ (e.g. a state dict's `_metadata`) as state.
-    if (!(target instanceof PyDict)) throw refuse(`BUILD (setting state) on ${describe(target)}`);
+  /** BUILD: OrderedDict.__reduce__ passes the instance __dict__ (e.g. a state dict's `_metadata`) as state. */
+  build(target: PyValue, state: PyValue): void {
+    if (!(target instanceof PyDict)) throw this.refuse(`BUILD (setting state) on ${describe(target)}`);
     if (state === null) return;
-    if (!(state instanceof PyDict)) throw refuse(`BUILD with a ${describe(state)} state`);
+    if (!(state instanceof PyDict)) throw this.refuse(`BUILD with a ${describe(state)} state`);
     for (const [k, v] of state.items) {
-      if (typeof k !== 'string') throw bad('BUILD state with a non-string attribute name');
+      if (typeof k !== 'string') throw this.bad('BUILD state with a non-string attribute name');
       target.attrs.set(k, v);
-    }
-  };
-
-  for (;;) {
-    const at = pos;
-    const op = u8();
-    switch (op) {
-      case 0x80: {
-        const proto = u8();
-        if (proto < 2 || proto > 5) throw refuse(`pickle protocol ${proto} (only 2–5 are read)`);
-        break;
-      }
-      case 0x95: // FRAME: framing is a hint for buffered readers; the whole pickle is in memory.
-        u64();
-        break;
-      case 0x2e: {
-        // STOP
-        const result = pop();
-        if (stack.length !== 0 || marks.length !== 0) throw bad('data left on the stack at STOP');
-        return result;
-      }
-      case 0x28: // MARK
-        marks.push(stack);
-        stack = [];
-        break;
-      case 0x30: // POP
-        if (stack.length) stack.pop();
-        else popMark();
-        break;
-      case 0x31: // POP_MARK
-        popMark();
-        break;
-      case 0x32: // DUP
-        stack.push(top());
-        break;
-      case 0x4e: // NONE
-        stack.push(null);
-        break;
-      case 0x88: // NEWTRUE
-        stack.push(true);
-        break;
-      case 0x89: // NEWFALSE
-        stack.push(false);
-        break;
-      case 0x4a: // BININT
-        stack.push(i32());
-        break;
-      case 0x4b: // BININT1
-        stack.push(u8());
-        break;
-      case 0x4d: // BININT2
-        stack.push(u16());
-        break;
-      case 0x8a: // LONG1
-        stack.push(longFrom(take(u8())));
-        break;
-      case 0x8b: {
-        // LONG4
-        const n = i32();
-        if (n < 0) throw bad('negative LONG4 length');
-        stack.push(longFrom(take(n)));
-        break;
-      }
-      case 0x49: {
-        // INT (text): also how protocol 0/1 writes True/False
-        const s = line();
-        if (s === '01' || s === '00') stack.push(s === '01');
-        else if (/^-?\d+$/.test(s)) stack.push(Number.isSafeInteger(Number(s)) ? Number(s) : BigInt(s));
-        else throw bad(`INT ${JSON.stringify(s)}`);
-        break;
-      }
-      case 0x4c: {
-        // LONG (text)
-        const s = line().replace(/L$/, '');
-        if (!/^-?\d+$/.test(s)) throw bad(`LONG ${JSON.stringify(s)}`);
-        stack.push(Number.isSafeInteger(Number(s)) ? Number(s) : BigInt(s));
-        break;
-      }
-      case 0x47: {
-        // BINFLOAT: big-endian double
-        need(8);
-        stack.push(view.getFloat64(pos, false));
-        pos += 8;
-        break;
-      }
-      case 0x46: {
-        // FLOAT (text)
-        const v = Number(line());
-        if (Number.isNaN(v)) throw bad('FLOAT is not a number');
-        stack.push(v);
-        break;
-      }
-      case 0x58: // BINUNICODE
-        stack.push(utf8(take(u32())));
-        break;
-      case 0x8c: // SHORT_BINUNICODE
-        stack.push(utf8(take(u8())));
-        break;
-      case 0x8d: // BINUNICODE8
-        stack.push(utf8(take(u64())));
-        break;
-      case 0x54: // BINSTRING (protocol 1 str): latin-1 as Python 3 reads it by default
-        stack.push(Buffer.from(take(i32())).toString('latin1'));
-        break;
-      case 0x55: // SHORT_BINSTRING
-        stack.push(Buffer.from(take(u8())).toString('latin1'));
-        break;
-      case 0x42: // BINBYTES
-        stack.push(Uint8Array.from(take(u32())));
-        break;
-      case 0x43: // SHORT_BINBYTES
-        stack.push(Uint8Array.from(take(u8())));
-        break;
-      case 0x8e: // BINBYTES8
-      case 0x96: // BYTEARRAY8
-        stack.push(Uint8Array.from(take(u64())));
-        break;
-      case 0x29: // EMPTY_TUPLE
-        stack.push(new PyTuple([]));
-        break;
-      case 0x85: // TUPLE1
-        stack.push(new PyTuple([pop()]));
-        break;
-      case 0x86: {
-        const b = pop();
-        const a = pop();
-        stack.push(new PyTuple([a, b]));
-        break;
-      }
-      case 0x87: {
-        const c = pop();
-        const b = pop();
-        const a = pop();
-        stack.push(new PyTuple([a, b, c]));
-        break;
-      }
-      case 0x74: {
-        // TUPLE (popMark() swaps `stack`, so it must run before `stack.push` is looked up)
-        const t = new PyTuple(popMark());
-        stack.push(t);
-        break;
-      }
-      case 0x5d: // EMPTY_LIST
-        stack.push([]);
-        break;
-      case 0x6c: {
-        // LIST
-        const l = popMark();
-        stack.push(l);
-        break;
-      }
-      case 0x61: {
-        // APPEND
-        const v = pop();
-        appendItems(top(), [v]);
-        break;
-      }
-      case 0x65: {
-        // APPENDS
-        const items = popMark();
-        appendItems(top(), items);
-        break;
-      }
-      case 0x7d: // EMPTY_DICT
-        stack.push(new PyDict());
-        break;
-      case 0x64: {
-        // DICT
-        const d = new PyDict();
-        setItems(d, popMark());
-        stack.push(d);
-        break;
-      }
-      case 0x73: {
-        // SETITEM
-        const v = pop();
-        const k = pop();
-        setItems(top(), [k, v]);
-        break;
-      }
-      case 0x75: {
-        // SETITEMS
-        const kv = popMark();
-        setItems(top(), kv);
-        break;
-      }
-      case 0x8f: // EMPTY_SET
-        stack.push(new PySet());
-        break;
-      case 0x90: {
-        // ADDITEMS
-        const items = popMark();
-        appendItems(top(), items);
-        break;
-      }
-      case 0x91: {
-        // FROZENSET
-        const s = new PySet();
-        s.items.push(...popMark());
-        stack.push(s);
-        break;
-      }
-      case 0x71: // BINPUT
-        memo.set(u8(), top());
-        break;
-      case 0x72: // LONG_BINPUT
-        memo.set(u32(), top());
-        break;
-      case 0x94: // MEMOIZE
-        memo.set(memo.size, top());
-        break;
-      case 0x70: {
-        // PUT (text)
-        const n = Number(line());
-        if (!Number.isSafeInteger(n)) throw bad('PUT index');
-        memo.set(n, top());
-        break;
-      }
-      case 0x68: // BINGET
-      case 0x6a: // LONG_BINGET
-      case 0x67: {
-        // GET (text)
-        const n = op === 0x68 ? u8() : op === 0x6a ? u32() : Number(line());
-        if (!memo.has(n)) throw bad(`memo ${n} read before it was written (byte ${at})`);
-        stack.push(memo.get(n)!);
-        break;
-      }
-      case 0x63: {
-        // GLOBAL "module\nname\n"
-        const module = line();
-        const name = line();
-        stack.push(global(module, name));
-        break;
-      }
-      case 0x93: {
-        // STACK_GLOBAL
-        const name = pop();
-        const module = pop();
-        if (typeof module !== 'string' || typeof name !== 'string') throw bad('STACK_GLOBAL with non-string names');
-        stack.push(global(module, name));
-        break;
-      }
-      case 0x52: {
-        // REDUCE
-        const args = pop();
-        const fn = pop();
-        stack.push(call(fn, args));
-        break;
-      }
-      case 0x62: {
-        // BUILD
-        const state = pop();
-        build(top(), state);
-        break;
-      }
-      case 0x51: // BINPERSID
-        stack.push(persistentLoad(pop()));
-        break;
-      case 0x50: // PERSID (text): torch never writes it
-        throw refuse('a text persistent id (PERSID)');
-      case 0x69: // INST
-      case 0x6f: // OBJ
-      case 0x81: // NEWOBJ
-      case 0x92: // NEWOBJ_EX
-        throw refuse(`object construction (${OPCODE_NAMES[op]}) at byte ${at}`);
-      case 0x82:
-      case 0x83:
-      case 0x84:
-        throw refuse(`the copyreg extension registry (${OPCODE_NAMES[op]}) at byte ${at}`);
-      case 0x97:
-      case 0x98:
-        throw refuse(`out-of-band buffers (${OPCODE_NAMES[op]}) at byte ${at}`);
-      case 0x53:
-      case 0x56:
-        throw refuse(`protocol-0 string opcode ${OPCODE_NAMES[op]} at byte ${at} (torch.save writes protocol 2 or later)`);
-      default:
-        throw bad(`unknown opcode 0x${op.toString(16).padStart(2, '0')} at byte ${at}`);
     }
   }
 }
 
-const OPCODE_NAMES: Record<number, string> = {
-  0x69: 'INST',
-  0x6f: 'OBJ',
-  0x81: 'NEWOBJ',
-  0x92: 'NEWOBJ_EX',
-  0x82: 'EXT1',
-  0x83: 'EXT2',
-  0x84: 'EXT4',
-  0x97: 'NEXT_BUFFER',
-  0x98: 'READONLY_BUFFER',
-  0x53: 'STRING',
-  0x56: 'UNICODE',
-};
+function pushAll<T>(target: T[], items: readonly T[]): void {
+  for (let i = 0; i < items.length; i++) target.push(items[i]!);
+}
+
+function utf8(b: Uint8Array): string {
+  return Buffer.from(b).toString('utf8');
+}
+
+/** Little-endian two's-complement integer of any width (LONG1/LONG4). */
+function longFrom(b: Uint8Array): number | bigint {
+  if (b.length === 0) return 0;
+  let v = 0n;
+  for (let i = b.length - 1; i >= 0; i--) v = (v << 8n) | BigInt(b[i]!);
+  if (b[b.length - 1]! & 0x80) v -= 1n << BigInt(8 * b.length);
+  return v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v;
+}
 
 /** A short description of a value for messages (never its full contents). */
 export function describe(v: PyValue | undefined): string {
@@ -631,27 +531,38 @@ export function describe(v: PyValue | undefined): string {
 
 /**
  * The tensors of a loaded pickle by dotted name: a state dict at the top, or nested under keys such as
- * `state_dict`/`model` (Lightning-style checkpoints). Other values are ignored. Shared sub-structures are visited
- * once per path and cycles are cut, so a hostile pickle cannot make this walk explode.
+ * `state_dict`/`model` (Lightning-style checkpoints). Other values are ignored. The walk is iterative (no recursion
+ * depth to exhaust), cycles are cut, and visits are bounded, so a hostile pickle cannot make it explode.
  */
-export function collectTensors(root: PyValue): Map<string, TorchTensor> {
+export function collectTensors(root: PyValue, file?: string): Map<string, TorchTensor> {
   const out = new Map<string, TorchTensor>();
   const onPath = new Set<PyDict>();
   let visits = 0;
-  const walk = (v: PyValue, prefix: string) => {
+  // Depth-first in insertion order; `leave` entries take a dict off the current path once its children are done.
+  const todo: ({ value: PyValue; prefix: string } | { leave: PyDict })[] = [{ value: root, prefix: '' }];
+  while (todo.length) {
+    const item = todo.pop()!;
+    if ('leave' in item) {
+      onPath.delete(item.leave);
+      continue;
+    }
+    const { value: v, prefix } = item;
     if (v instanceof TorchTensor) {
       if (prefix) out.set(prefix, v);
-      return;
+      continue;
     }
-    if (!(v instanceof PyDict) || onPath.has(v)) return;
-    if (++visits > 1_000_000) throw new EngineError('bad-checkpoint', 'checkpoint pickle nests dictionaries too deeply or too often');
+    if (!(v instanceof PyDict) || onPath.has(v)) continue;
+    if (++visits > 1_000_000) {
+      throw new EngineError('bad-checkpoint', `${file ? `${file}: ` : ''}checkpoint pickle nests dictionaries too deeply or too often`, file);
+    }
     onPath.add(v);
+    todo.push({ leave: v });
+    const children: { value: PyValue; prefix: string }[] = [];
     for (const [k, child] of v.items) {
       if (typeof k !== 'string' && typeof k !== 'number') continue;
-      walk(child, prefix ? `${prefix}.${k}` : String(k));
+      children.push({ value: child, prefix: prefix ? `${prefix}.${k}` : String(k) });
     }
-    onPath.delete(v);
-  };
-  walk(root, '');
+    for (let i = children.length - 1; i >= 0; i--) todo.push(children[i]!);
+  }
   return out;
 }
