@@ -32,6 +32,7 @@ import { defaultBatchSize, estimateMemory, formatBytes, tapsFor } from './plan';
 import { REPORT_VERSION, type EvaluationRow, type MergeReport, type ModelSummary, type PermuteGroup, type TapReport } from './report';
 import { assertSelfCheck, selfCheck } from './self-check';
 import { collectStatistics } from './statistics';
+import { guardOutput } from './output-guard';
 import { StagedOutput } from './staging';
 
 declare const MERGE_STUDIO_VERSION: string;
@@ -78,6 +79,8 @@ export async function runLoadedRecipe(loaded: LoadedRecipe, opts: RunOptions = {
     emit({ type: 'stage', stage: s, message });
   };
   for (const d of loaded.diagnostics) emit({ type: 'log', level: 'warning', message: `${path.basename(loaded.file)}:${d.range.start.line + 1}: ${d.message}` });
+  // Before any compute: a run that cannot or must not write its output fails now, not after the statistics.
+  for (const message of await guardOutput(loaded)) emit({ type: 'log', level: 'info', message });
 
   // The loaded recipe carries the schema's defaults (recipe/validate.ts fills them in): nothing is restated here.
   const device = opts.device ?? recipe.runtime.device;
@@ -217,7 +220,7 @@ export async function runLoadedRecipe(loaded: LoadedRecipe, opts: RunOptions = {
     return { report, outputDir, reportPath };
   } catch (e) {
     await staged.discard();
-    throw e;
+    throw staged.explain(e);
   }
 }
 
