@@ -21,7 +21,6 @@ import { addMoments, correlation as pearson, createPairStats } from '../../serve
 import type { EncoderConfig } from '../../server/src/engine/io/hfconfig';
 import type { ProbeSet } from '../../server/src/engine/io/probe';
 import { EncoderSession, loadEncoderModel } from '../../server/src/engine/model/encoder';
-import { randomWeights } from '../../server/src/engine/model/random';
 import type { WeightMap } from '../../server/src/engine/model/tensor';
 import { tapName, type TapName } from '../../server/src/engine/model/taps';
 import { assertSelfCheck, selfCheck, SELF_CHECK_TOLERANCE } from '../../server/src/engine/pipeline/self-check';
@@ -282,6 +281,13 @@ describe('align.method paper: departures from the exact method, each shown', () 
     const pearsonCorr = pearson(pooled)[0]!;
     expect(pearsonCorr).toBeGreaterThan(0.95); // the shared shift dominates the pooled correlation
     expect(Math.abs(paperCorr)).toBeLessThan(0.4); // within a batch the two units are independent noise
+
+    // With a single batch the standardisation cancels: it is the Pearson correlation (up to the ε terms).
+    const one = correlatedBatches(mulberry32(8), 5, [30], [3, 0, 4, 2, 1]);
+    const single = createPairStats(5, 5);
+    addMoments(single, momentsOf(one[0]!.A, one[0]!.B));
+    const diff = engineCorrelation(one).map((v, k) => Math.abs(v - pearson(single)[k]!));
+    expect(Math.max(...diff)).toBeLessThan(1e-6);
   });
 
   it('application: only out_proj and output_dense columns of `other` move (processed_nodes is shared by both graphs), so its function changes; the self-check reports the deviation', async () => {
