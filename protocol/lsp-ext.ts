@@ -14,6 +14,7 @@ import {
   type WorkDoneProgressParams,
 } from 'vscode-languageserver-protocol';
 import type { JobEvent, JobStage, JobSummary } from '../server/src/engine/progress';
+import { PANEL_KINDS, PANELS, type PanelKind } from './panels';
 import type { PermuteGroup } from '../server/src/engine/pipeline/report';
 
 export type { JobEvent, JobStage, JobSummary };
@@ -194,10 +195,7 @@ export interface MergeStudioSettings {
  * Client commands the server's code lenses run, with `OpenReportPanelArgs` as their single argument: they open
  * the correlation diagnostics / merge results panel on that report (fetched with `mergeStudio/getReport`).
  */
-export const OPEN_PANEL_COMMANDS = {
-  correlation: 'mergeStudio.openCorrelationPanel',
-  results: 'mergeStudio.openResultsPanel',
-} as const;
+export const OPEN_PANEL_COMMANDS = Object.fromEntries(PANEL_KINDS.map((k) => [k, PANELS[k].command])) as { [K in PanelKind]: (typeof PANELS)[K]['command'] };
 export interface OpenReportPanelArgs {
   /** A job id, or the id of a report found on disk; either is accepted by `mergeStudio/getReport`. */
   jobId: string;

@@ -1,5 +1,6 @@
 import * as vscode from 'vscode';
 import * as lsp from '../../protocol/lsp-ext';
+import { PANEL_KINDS, PANELS, type PanelKind } from '../../protocol/panels';
 import type { Ctx, CtxInit } from './ctx';
 import { newRecipe } from './new-recipe';
 import { recipeFromArgs, saveIfDirty, displayName } from './recipes';
@@ -19,8 +20,7 @@ export function createCommands(): Record<string, CommandFactory> {
     'mergeStudio.checkRecipe': { server: checkRecipe },
     'mergeStudio.cancelJob': { server: cancel },
     'mergeStudio.showReport': { server: showReport },
-    [lsp.OPEN_PANEL_COMMANDS.correlation]: { server: (ctx) => openPanel(ctx, 'correlation') },
-    [lsp.OPEN_PANEL_COMMANDS.results]: { server: (ctx) => openPanel(ctx, 'results') },
+    ...Object.fromEntries(PANEL_KINDS.map((kind) => [PANELS[kind].command, { server: (ctx: CtxInit) => openPanel(ctx, kind) }])),
     'mergeStudio.newRecipe': { always: () => newRecipe },
     'mergeStudio.restartServer': { always: restartServer },
     'mergeStudio.showOutput': { always: (ctx) => () => ctx.outputChannel.show() },
@@ -104,7 +104,7 @@ function showReport(ctx: CtxInit): Cmd {
  * Open Diagnostics / Open Results (the recipe's code lenses pass `OpenReportPanelArgs`; from the palette, the
  * last job): the report by id through the server, in the panel of that kind.
  */
-function openPanel(ctx: CtxInit, kind: keyof typeof lsp.OPEN_PANEL_COMMANDS): Cmd {
+function openPanel(ctx: CtxInit, kind: PanelKind): Cmd {
   return async (arg?: unknown): Promise<lsp.GetReportResult | undefined> => {
     const given = arg as Partial<lsp.OpenReportPanelArgs> | undefined;
     const id = typeof given?.jobId === 'string' ? given.jobId : ctx.jobs.lastReportJob?.jobId;

@@ -11,11 +11,13 @@ import {
   type ServerOptions,
   type StaticFeature,
 } from 'vscode-languageclient/node';
+import { PANEL_KINDS } from '../../protocol/panels';
 import * as lsp from '../../protocol/lsp-ext';
 import { Config } from './config';
 import { JobTracker } from './jobs';
 import { ReportPanels } from './panels/report-panels';
 import { LANGUAGE_ID } from './recipes';
+import { unsupportedPlatformReason } from './platform';
 import { StatusBar } from './status';
 
 /** A context whose client is running, by type: what commands that talk to the server receive. */
@@ -63,7 +65,7 @@ export class Ctx implements vscode.Disposable {
 
   /** A new result reaches the report panels that are open, without revealing them. */
   private refreshPanels(job: lsp.JobFinishedParams): void {
-    if (!job.ok || !(this.panels.panel('results') || this.panels.panel('correlation'))) return;
+    if (!job.ok || !PANEL_KINDS.some((k) => this.panels.panel(k))) return;
     this.getReport(job.jobId).then(
       (r) => this.panels.update(job.jobId, r.report),
       (e) => this.outputChannel.warn(`report of job ${job.jobId}: ${errorText(e)}`),
@@ -117,6 +119,8 @@ export class Ctx implements vscode.Disposable {
     const module = this.config.serverPath ?? this.extCtx.asAbsolutePath('dist/server.js');
     try {
       if (!existsSync(module)) throw new Error(`the server module ${module} does not exist (run \`npm run build\`, or fix mergeStudio.server.path)`);
+      const unsupported = unsupportedPlatformReason();
+      if (unsupported) throw new Error(unsupported);
       // stdio, the transport `merge-studio lsp --stdio` uses for other editors: one transport to test.
       const serverOptions: ServerOptions = {
         run: { module, transport: TransportKind.stdio },

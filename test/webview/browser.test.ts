@@ -16,22 +16,12 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  DidChangeReportNotification,
-  IpcEndpoint,
-  OpenPanelCommand,
-  ReadyCommand,
-  SaveFileRequest,
-  isReadyParams,
-  isSaveFileParams,
-  type IpcMessage,
-  type OpenPanelParams,
-  type PanelKind,
-  type ReadyParams,
-  type SaveFileParams,
-} from '../../protocol/webview';
+import { DidChangeReportNotification, OpenPanelCommand, ReadyCommand, SaveFileRequest, isReadyParams, isSaveFileParams, type OpenPanelParams, type ReadyParams, type SaveFileParams } from '../../protocol/webview';
+import { IpcEndpoint, type IpcMessage } from '../../protocol/ipc';
+import { type PanelKind } from '../../protocol/panels';
 import type { MergeReport } from '../../server/src/engine/pipeline/report';
 import { renderPanelHtml } from '../../webview/src/html';
+import { findChromium, INSTALL_HINT } from '../../scripts/find-chromium.mjs';
 
 const root = path.resolve(__dirname, '../..');
 const dist = path.join(root, 'dist');
@@ -92,6 +82,9 @@ let server: Server;
 let origin: string;
 let browser: Browser;
 const pages: Page_[] = [];
+// The system's Chromium, else the one inside the npm package @sparticuz/chromium (linux-x64).
+const found = findChromium();
+if (!found.executablePath) console.warn(`\n!!! SKIPPED the webview tests in headless Chromium: ${found.reason}. Enable them with: ${INSTALL_HINT}\n`);
 
 const nonce = () => randomBytes(16).toString('base64');
 
@@ -144,8 +137,10 @@ window.__mime = REPORT_MIME;
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   // launch() gives Chromium a fresh temporary profile (user-data-dir) and deletes it on close.
+  if (!found.executablePath) return;
   browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
+    executablePath: found.executablePath,
+    env: { ...process.env, ...found.env } as Record<string, string>,
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run'],
   });
 });
@@ -219,7 +214,7 @@ async function markCount(page: Page, chart: string, type: 'symbol' | 'line' | 'r
   return page.locator(`section[data-chart="${chart}"] .chart svg g.mark-${type}.role-mark > *`).count();
 }
 
-describe('webview in headless Chromium', () => {
+describe.skipIf(!found.executablePath)('webview in headless Chromium', () => {
   it('correlation panel: handshake, four charts, click and keyboard selection, table and exports, no CSP violation', async () => {
     const p = await openPanel('correlation');
     const { page } = p;

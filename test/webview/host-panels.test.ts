@@ -5,7 +5,8 @@
  */
 import { readFileSync } from 'node:fs';
 import { beforeEach, describe, expect, it, vi } from 'vitest';
-import type { IpcMessage, MergeReport } from '../../protocol/webview';
+import type { IpcMessage } from '../../protocol/ipc';
+import type { MergeReport } from '../../protocol/report';
 
 const report = JSON.parse(readFileSync(new URL('../fixtures/reports/example.report.json', import.meta.url), 'utf8')) as MergeReport;
 

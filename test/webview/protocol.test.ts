@@ -4,28 +4,10 @@
  */
 import { readFileSync } from 'node:fs';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import {
-  DidChangeReportNotification,
-  ErrorCommand,
-  IpcEndpoint,
-  IpcTimeoutError,
-  PANEL_VIEW_TYPES,
-  ReadyCommand,
-  SaveFileRequest,
-  WEBVIEW_PROTOCOL_VERSION,
-  isDidChangeReportParams,
-  isIpcMessage,
-  isMergeReport,
-  isMessage,
-  isPanelState,
-  isReadyParams,
-  isSaveFileParams,
-  type DidChangeReportParams,
-  type IpcMessage,
-  type ReadyParams,
-  type SaveFileParams,
-  type WebviewErrorParams,
-} from '../../protocol/webview';
+import { DidChangeReportNotification, ErrorCommand, ReadyCommand, SaveFileRequest, WEBVIEW_PROTOCOL_VERSION, isDidChangeReportParams, isPanelState, isReadyParams, isSaveFileParams, type DidChangeReportParams, type ReadyParams, type SaveFileParams, type WebviewErrorParams } from '../../protocol/webview';
+import { IpcEndpoint, IpcTimeoutError, isIpcMessage, isMessage, type IpcMessage } from '../../protocol/ipc';
+import { PANEL_VIEW_TYPES } from '../../protocol/panels';
+import { isMergeReport } from '../../protocol/report';
 import { REPORT_MIME, type MergeReport } from '../../server/src/engine/pipeline/report';
 import { panelCsp, renderPanelHtml } from '../../webview/src/html';
 import { pickedTap } from '../../webview/src/render/pick';

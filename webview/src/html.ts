@@ -2,7 +2,7 @@
  * The panels' HTML page, one pure function for the VS Code host and the browser tests, so both load the bundle
  * under the same Content-Security-Policy. No DOM, no Node APIs: the client bundles this file as is.
  */
-import { PANEL_TITLES, type PanelKind } from '../../protocol/webview';
+import { PANEL_TITLES, type PanelKind } from '../../protocol/panels';
 
 export interface PanelHtmlOptions {
   kind: PanelKind;

@@ -2,21 +2,9 @@
  * Webview entry (dist/webview.js): wires the panel to the host. Order matters: the message listener is
  * installed before `webview/ready` is sent, and the host sends the report only after ready.
  */
-import {
-  DidChangeReportNotification,
-  DidFailReportNotification,
-  ErrorCommand,
-  IpcEndpoint,
-  OpenPanelCommand,
-  ReadyCommand,
-  SaveFileRequest,
-  WEBVIEW_PROTOCOL_VERSION,
-  isDidChangeReportParams,
-  isPanelKind,
-  isPanelState,
-  type DidFailReportParams,
-  type PanelState,
-} from '../../protocol/webview';
+import { DidChangeReportNotification, DidFailReportNotification, ErrorCommand, OpenPanelCommand, ReadyCommand, SaveFileRequest, WEBVIEW_PROTOCOL_VERSION, isDidChangeReportParams, isPanelState, type DidFailReportParams, type PanelState } from '../../protocol/webview';
+import { IpcEndpoint } from '../../protocol/ipc';
+import { isPanelKind } from '../../protocol/panels';
 import { ReportPanel } from './render/panel';
 import { injectVegaEmbedStyle } from './render/styles';
 import { readTheme, watchTheme } from './render/theme-dom';

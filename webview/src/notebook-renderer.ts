@@ -3,8 +3,8 @@
  * output holding a Merge Studio report shows both panels' charts inline, with tables, without exports
  * (a notebook output has no host to save through).
  */
-import { isMergeReport } from '../../protocol/webview';
-import { REPORT_MIME } from '../../server/src/engine/pipeline/report';
+import { PANEL_KINDS } from '../../protocol/panels';
+import { isMergeReport, REPORT_MIME } from '../../protocol/report';
 import { ReportPanel } from './render/panel';
 import { injectStyle, injectVegaEmbedStyle } from './render/styles';
 import { readTheme, watchTheme } from './render/theme-dom';
@@ -50,7 +50,7 @@ export const activate = (_ctx: RendererContext) => {
         element.append(p);
         return;
       }
-      const panels = (['correlation', 'results'] as const).map((kind) => {
+      const panels = PANEL_KINDS.map((kind) => {
         const root = document.createElement('div');
         root.className = `ms-panel ms-panel-${kind}`;
         element.append(root);

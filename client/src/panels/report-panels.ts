@@ -9,30 +9,10 @@
  */
 import { randomBytes } from 'node:crypto';
 import * as vscode from 'vscode';
-import {
-  DidChangeReportNotification,
-  DidFailReportNotification,
-  ErrorCommand,
-  IpcEndpoint,
-  OpenPanelCommand,
-  PANEL_KINDS,
-  PANEL_TITLES,
-  PANEL_VIEW_TYPES,
-  ReadyCommand,
-  SaveFileRequest,
-  WEBVIEW_PROTOCOL_VERSION,
-  isMergeReport,
-  isPanelKind,
-  isPanelState,
-  isReadyParams,
-  isSaveFileParams,
-  type MergeReport,
-  type OpenPanelParams,
-  type PanelKind,
-  type SaveFileParams,
-  type SaveFileResult,
-  type WebviewErrorParams,
-} from '../../../protocol/webview';
+import { DidChangeReportNotification, DidFailReportNotification, ErrorCommand, OpenPanelCommand, ReadyCommand, SaveFileRequest, WEBVIEW_PROTOCOL_VERSION, isPanelState, isReadyParams, isSaveFileParams, type OpenPanelParams, type SaveFileParams, type SaveFileResult, type WebviewErrorParams } from '../../../protocol/webview';
+import { IpcEndpoint } from '../../../protocol/ipc';
+import { PANEL_KINDS, PANEL_TITLES, PANEL_VIEW_TYPES, isPanelKind, type PanelKind } from '../../../protocol/panels';
+import { isMergeReport, type MergeReport } from '../../../protocol/report';
 import { renderPanelHtml } from '../../../webview/src/html';
 
 /** Where reports come from after a reload: `mergeStudio/getReport` by job id (its `report` field). */

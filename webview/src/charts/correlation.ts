@@ -5,7 +5,7 @@
  * pick from one chart into the others' `selected` and rebuilds the matrix charts for it.
  */
 import type { TopLevelSpec } from 'vega-lite';
-import type { MergeReport, TapReport } from '../../../server/src/engine/pipeline/report';
+import type { MergeReport, TapReport } from '../../../protocol/report';
 import { GROUP_LABEL, GROUP_ORDER, correlationRows, headCells, heatmapCells, keyDomain, keyLabel, orderedTaps, squareSide, tapKey } from './data';
 import { PICK_PARAM, SELECTED_SIGNAL, type ChartModel } from './model';
 import { correlationScheme, isDark, isHighContrast, seriesColors, vegaConfig, type ThemeColors } from './theme';

@@ -2,7 +2,7 @@
  * Report → tidy rows for the charts and their tables. Pure functions; the only place that knows how a
  * MergeReport's tap statistics are laid out.
  */
-import type { EvaluationRow, MergeReport, PermuteGroup, TapReport } from '../../../server/src/engine/pipeline/report';
+import type { EvaluationRow, MergeReport, PermuteGroup, TapReport } from '../../../protocol/report';
 
 export const GROUP_ORDER: readonly PermuteGroup[] = ['cnn', 'attention', 'ffn', 'residual'];
 export const GROUP_LABEL: Readonly<Record<PermuteGroup, string>> = {

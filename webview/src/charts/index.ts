@@ -1,6 +1,6 @@
 /** The charts of each panel, in display order, from a report. */
-import type { PanelKind } from '../../../protocol/webview';
-import type { MergeReport } from '../../../server/src/engine/pipeline/report';
+import type { PanelKind } from '../../../protocol/panels';
+import type { MergeReport } from '../../../protocol/report';
 import { correlationByLayerChart, headScoresChart, heatmapChart, movedChart, selectedKey, type ChartOptions } from './correlation';
 import { tapForKey, tapKey } from './data';
 import type { ChartModel } from './model';
@@ -38,6 +38,12 @@ export function resultsCharts(report: MergeReport, o: Omit<ChartOptions, 'select
   return [scoreByLambdaChart(report, o), averageScoreChart(report, o)].filter((c): c is ChartModel => c !== null);
 }
 
+/** Each panel's charts: a new panel kind (protocol/panels.ts) is a compile error here until it has its builder. */
+const PANEL_CHARTS: Record<PanelKind, (report: MergeReport, o: ChartOptions) => ChartModel[]> = {
+  correlation: correlationCharts,
+  results: resultsCharts,
+};
+
 export function panelCharts(kind: PanelKind, report: MergeReport, o: ChartOptions): ChartModel[] {
-  return kind === 'correlation' ? correlationCharts(report, o) : resultsCharts(report, o);
+  return PANEL_CHARTS[kind](report, o);
 }

@@ -3,7 +3,7 @@
  * source models as reference rules, and the same for the average over tasks.
  */
 import type { TopLevelSpec } from 'vega-lite';
-import type { MergeReport } from '../../../server/src/engine/pipeline/report';
+import type { MergeReport } from '../../../protocol/report';
 import { VARIANT_ORDER, averageRows, tasks, type Variant } from './data';
 import type { ChartModel, Table } from './model';
 import { seriesColors, vegaConfig, type ThemeColors } from './theme';

@@ -5,8 +5,9 @@
  * through `PanelEnv`.
  */
 import type { Result } from 'vega-embed';
-import type { PanelKind, PanelState, SaveFileParams, SaveFileResult } from '../../../protocol/webview';
-import type { MergeReport } from '../../../server/src/engine/pipeline/report';
+import { PANEL_KINDS, PANELS, type PanelKind } from '../../../protocol/panels';
+import type { PanelState, SaveFileParams, SaveFileResult } from '../../../protocol/webview';
+import type { MergeReport } from '../../../protocol/report';
 import { correlationSummary, formatCell, initialSelection, orderedTaps, panelCharts, selectedKey, toCsv, type ChartModel, type ThemeColors } from '../charts/index';
 import { PICK_PARAM, SELECTED_SIGNAL } from '../charts/model';
 import { embedChart, exportPng, exportSvg } from './embed';
@@ -40,6 +41,36 @@ function h<K extends keyof HTMLElementTagNameMap>(tag: K, props: Partial<Record<
 }
 
 const pct = (x: number) => x.toFixed(3);
+/** The summary lines under the correlation panel's heading. */
+function correlationSummaryLines(report: MergeReport): HTMLElement[] {
+  const summary = correlationSummary(report);
+  if (!summary) return [];
+  const lines = [
+    h('p', { class: 'summary' }, `Mean diagonal correlation ${pct(summary.before)} → ${pct(summary.after)} over ${report.align.taps.length} taps; lowest after permutation: ${summary.worst?.tap ?? '—'} (${summary.worst ? pct(summary.worst.meanCorrelationAfter) : '—'}).`),
+  ];
+  const sc = report.align.selfCheck;
+  if (sc) lines.push(h('p', { class: `summary ${sc.passed ? '' : 'error'}` }, `Self-check ${sc.passed ? 'passed' : 'FAILED'}: max relative error ${sc.maxRelativeError.toExponential(1)} (tolerance ${sc.tolerance.toExponential(0)}).`));
+  return lines;
+}
+
+/** The summary line under the results panel's heading: the best average of each system. */
+function resultsSummaryLines(report: MergeReport): HTMLElement[] {
+  if (!report.evaluation) return [];
+  const avg = report.evaluation.averages;
+  const best = (v: string) => avg.filter((a) => a.variant === v).sort((a, b) => b.average - a.average)[0];
+  const parts = (['permuted', 'linear', 'anchor', 'other'] as const).flatMap((v) => {
+    const b = best(v);
+    return b ? [`${v} ${pct(b.average)}${b.lambda === null ? '' : ` (λ = ${b.lambda})`}`] : [];
+  });
+  return parts.length > 0 ? [h('p', { class: 'summary' }, `Best average score — ${parts.join(' · ')}.`)] : [];
+}
+
+/** What each panel kind shows besides its charts (a new kind in protocol/panels.ts must get an entry here). */
+const PANEL_VIEWS: Record<PanelKind, { picksTaps: boolean; summary: (report: MergeReport) => HTMLElement[] }> = {
+  correlation: { picksTaps: true, summary: correlationSummaryLines },
+  results: { picksTaps: false, summary: resultsSummaryLines },
+};
+
 /** Element ids are per panel instance: a notebook may show several reports in one document. */
 let instances = 0;
 
@@ -70,7 +101,7 @@ export class ReportPanel {
     const sameJob = jobId === this.state.jobId;
     this.report = report;
     const keep = sameJob && report.align.taps.some((t) => t.tap === this.state.selected);
-    const selected = this.kind !== 'correlation' ? null : keep ? this.state.selected : initialSelection(report);
+    const selected = !PANEL_VIEWS[this.kind].picksTaps ? null : keep ? this.state.selected : initialSelection(report);
     this.state = { ...this.state, jobId, selected };
     this.saveState();
     await this.render();
@@ -118,12 +149,10 @@ export class ReportPanel {
     this.builtWidth = this.chartWidth();
     const models = this.models();
     const header = this.header(report);
-    const controls = this.kind === 'correlation' ? this.tapPicker(report) : null;
+    const controls = PANEL_VIEWS[this.kind].picksTaps ? this.tapPicker(report) : null;
     const list = h('div', { class: 'cards' });
     this.root.replaceChildren(...[header, controls, list].filter((x): x is HTMLElement => x !== null));
-    if (models.length === 0) {
-      list.append(h('p', { class: 'status' }, this.kind === 'results' ? 'This run has no evaluation: no results to chart.' : 'This run did not align the models: no correlation diagnostics.'));
-    }
+    if (models.length === 0) list.append(h('p', { class: 'status' }, PANELS[this.kind].empty));
     this.cards = models.map((m) => this.card(m));
     list.append(...this.cards.map((c) => c.el));
     await Promise.all(this.cards.map((c) => this.embed(c, seq)));
@@ -133,35 +162,20 @@ export class ReportPanel {
   private header(report: MergeReport): HTMLElement {
     const { anchor, other } = report.models;
     const facts: string[] = [`${anchor.source} (anchor) × ${other.source}`, `recipe ${report.recipe.file}`, new Date(report.createdAt).toLocaleString()];
-    const summary = correlationSummary(report);
-    const lines: (HTMLElement | string)[] = [];
-    if (this.kind === 'correlation' && summary) {
-      lines.push(
-        h('p', { class: 'summary' }, `Mean diagonal correlation ${pct(summary.before)} → ${pct(summary.after)} over ${report.align.taps.length} taps; lowest after permutation: ${summary.worst?.tap ?? '—'} (${summary.worst ? pct(summary.worst.meanCorrelationAfter) : '—'}).`),
-      );
-      const sc = report.align.selfCheck;
-      if (sc) lines.push(h('p', { class: `summary ${sc.passed ? '' : 'error'}` }, `Self-check ${sc.passed ? 'passed' : 'FAILED'}: max relative error ${sc.maxRelativeError.toExponential(1)} (tolerance ${sc.tolerance.toExponential(0)}).`));
-    }
-    if (this.kind === 'results' && report.evaluation) {
-      const avg = report.evaluation.averages;
-      const best = (v: string) => avg.filter((a) => a.variant === v).sort((a, b) => b.average - a.average)[0];
-      const parts = (['permuted', 'linear', 'anchor', 'other'] as const).flatMap((v) => {
-        const b = best(v);
-        return b ? [`${v} ${pct(b.average)}${b.lambda === null ? '' : ` (λ = ${b.lambda})`}`] : [];
-      });
-      if (parts.length > 0) lines.push(h('p', { class: 'summary' }, `Best average score — ${parts.join(' · ')}.`));
-    }
+    const lines = PANEL_VIEWS[this.kind].summary(report);
     const nav = h('nav', { 'aria-label': 'Panels' });
-    if (this.env.openPanel) {
-      const other: PanelKind = this.kind === 'correlation' ? 'results' : 'correlation';
-      const b = h('button', { type: 'button', class: 'link' }, other === 'results' ? 'Open merge results' : 'Open correlation diagnostics');
-      b.addEventListener('click', () => this.env.openPanel!(other));
-      nav.append(b);
+    const openPanel = this.env.openPanel;
+    if (openPanel) {
+      for (const other of PANEL_KINDS.filter((k) => k !== this.kind)) {
+        const b = h('button', { type: 'button', class: 'link' }, PANELS[other].openLabel);
+        b.addEventListener('click', () => openPanel(other));
+        nav.append(b);
+      }
     }
     return h(
       'header',
       {},
-      h('h1', {}, this.kind === 'correlation' ? 'Correlation diagnostics' : 'Merge results'),
+      h('h1', {}, PANELS[this.kind].heading),
       h('p', { class: 'facts' }, facts.join(' · ')),
       ...lines,
       nav,

@@ -14,7 +14,7 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { DiagnosticSeverity, MarkupKind, type CodeLens, type Diagnostic, type Hover, type Position, type Range } from 'vscode-languageserver';
 import * as lsp from '../../../../protocol/lsp-ext';
-import { isMergeReport } from '../../../../protocol/webview';
+import { isMergeReport } from '../../../../protocol/report';
 import type { MergeReport, PermuteGroup } from '../../engine/pipeline/report';
 import {
   alignmentSummary,
