@@ -6,7 +6,8 @@ import { loadEncoderConfig } from '../engine/io/hfconfig';
 import { parseHubRef, resolveModelRef } from '../engine/io/hub';
 import { framesFor } from '../engine/model/encoder';
 import { resolveBackend } from '../engine/model/runtime';
-import { defaultBatchSize, estimateMemory, formatBytes, tapsFor } from '../engine/pipeline/plan';
+import { alignMethod } from '../engine/align/methods';
+import { defaultBatchSize, estimateMemory, formatBytes } from '../engine/pipeline/plan';
 import type { MergeReport } from '../engine/pipeline/report';
 import { runLoadedRecipe } from '../engine/pipeline/run';
 import type { JobEvent } from '../engine/progress';
@@ -66,7 +67,7 @@ async function printPlan(loaded: Awaited<ReturnType<typeof loadRecipe>>, out: Ou
   const cfg = await loadEncoderConfig(anchorRef);
   const { align } = r;
   const { permute, method } = align;
-  const taps = method === 'correlation' ? tapsFor(cfg, permute, align.heads) : [];
+  const taps = alignMethod(method).taps(cfg, permute, align.heads);
   // Without a probe the plan still sizes a batch of default-length segments.
   const segSeconds = r.probe?.segment_seconds ?? recipeSchema.properties.probe.properties.segment_seconds.default;
   const segSamples = Math.round(segSeconds * cfg.sampleRate);

@@ -11,7 +11,8 @@ import { checkLambda, lambdaForTensor, type LambdaContext, type LambdaSpec } fro
 
 import type { MergeMethodName } from '../recipe/schema';
 
-export type MergeMethod = MergeMethodName;
+/** The tensor-by-tensor interpolations (the registry, methods/index.ts, adds methods that need more than two tensors). */
+export type MergeMethod = Extract<MergeMethodName, 'linear' | 'slerp'>;
 
 export interface MergeOptions extends LambdaContext {
   method: MergeMethod;

@@ -2,31 +2,17 @@
  * What a recipe run will do, worked out before any heavy work: which taps feed which permutation groups, how much
  * audio and how many frames, the batch size and a memory estimate. `merge-studio run --dry-run` prints it.
  */
-import type { HeadsMode, PermutePart } from '../recipe/schema';
 import type { EncoderConfig } from '../io/hfconfig';
 import { framesFor } from '../model/encoder';
 import { tapWidth } from '../model/pair-graph';
-import { tapName, type TapName } from '../model/taps';
+import type { TapName } from '../model/taps';
 import { parameterCount } from '../model/weights';
 
 /** Frames per statistics batch the default batch size aims for (keeps GEMMs large and memory bounded). */
 const TARGET_FRAMES_PER_BATCH = 2000;
 
-/** The taps whose correlations drive the requested permutation groups. */
-export function tapsFor(cfg: EncoderConfig, permute: readonly PermutePart[], heads: HeadsMode): TapName[] {
-  const taps: TapName[] = [];
-  const want = new Set(permute);
-  if (want.has('cnn')) cfg.convDims.forEach((_, i) => taps.push(tapName.conv(i)));
-  for (let l = 0; l < cfg.layers; l++) {
-    if (want.has('attention') && heads !== 'none') taps.push(tapName.attn(l));
-    if (want.has('ffn')) taps.push(tapName.ffn(l));
-  }
-  if (want.has('residual')) {
-    taps.push(tapName.proj());
-    for (let l = 0; l < cfg.layers; l++) taps.push(tapName.out(l));
-  }
-  return taps;
-}
+/** The taps whose correlations drive the requested permutation groups (the correlation method's). */
+export { correlationTaps as tapsFor } from '../align/methods/correlation';
 
 export function defaultBatchSize(cfg: EncoderConfig, segmentSamples: number): number {
   const frames = Math.max(1, framesFor(cfg, segmentSamples));

@@ -7,10 +7,10 @@
 import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import { applyPermutations, permutationsToJson, type Permutations } from '../align/permute';
-import { permutationsFromCorrelations, permutationsFromWeights, type AlignResult } from '../align/solve';
+import { alignMethod } from '../align/methods';
+import { permutationsToJson, type Permutations } from '../align/permute';
+import type { GroupReport } from '../align/solve';
 import { buildPermutationSpec } from '../align/spec';
-import { correlation, deadUnits } from '../align/stats';
 import { EngineError } from '../errors';
 import { evaluateModel, loadEvalTasks, type PreparedTask } from '../eval/evaluate';
 import { loadAudio } from '../io/audio';
@@ -28,10 +28,9 @@ import { parameterCount, toStoredTensors } from '../model/weights';
 import type { JobStage, JobSummary, ProgressSink } from '../progress';
 import { loadRecipe, type LoadedRecipe } from '../recipe/load';
 import { blockHeatmap } from './heatmap';
-import { defaultBatchSize, estimateMemory, formatBytes, tapsFor } from './plan';
 import { REPORT_VERSION, type EvaluationRow, type MergeReport, type ModelSummary, type PermuteGroup, type TapReport } from './report';
 import { assertSelfCheck, selfCheck } from './self-check';
-import { collectStatistics } from './statistics';
+import { probeNeed } from './probe-need';
 import { guardOutput } from './output-guard';
 import { StagedOutput } from './staging';
 
@@ -103,10 +102,11 @@ export async function runLoadedRecipe(loaded: LoadedRecipe, opts: RunOptions = {
   const cfg = anchor.config;
   const spec = buildPermutationSpec(cfg);
 
-  // Probe audio: needed for correlation alignment, and a slice of it for the self-check.
+  // Probe audio: for the methods that need it (pipeline/probe-need.ts), and a slice of it for the self-check.
   let probe: ProbeSet | undefined;
-  if (align.method === 'correlation' || recipe.probe) {
-    if (!recipe.probe) throw new EngineError('bad-recipe', 'align.method correlation needs a probe section', loaded.file);
+  const need = probeNeed(recipe);
+  if (need || recipe.probe) {
+    if (!recipe.probe) throw new EngineError('bad-recipe', `${need!.setting} needs a probe section`, loaded.file);
     stage('probe', 'decoding and segmenting probe audio');
     probe = await buildProbeSet({
       sources: recipe.probe.audio,
@@ -121,54 +121,32 @@ export async function runLoadedRecipe(loaded: LoadedRecipe, opts: RunOptions = {
     emit({ type: 'log', level: 'info', message: `probe: ${probe.totalSegments} segments, ${probe.totalSeconds.toFixed(0)} s of audio from ${probe.sources.length} source(s)` });
   }
 
-  // Alignment.
-  let alignResult: AlignResult = { perms: new Map(), report: [] };
-  const dead = new Map<string, { anchor: number; other: number }>();
-  const correlations = new Map<string, Float64Array>();
-  if (align.method === 'correlation') {
-    const taps = tapsFor(cfg, align.permute, align.heads);
-    const batchSize = recipe.runtime.batch_size ?? defaultBatchSize(cfg, probe!.segmentSamples);
-    const mem = estimateMemory(cfg, taps, batchSize, probe!.segmentSamples);
-    stage('statistics', `${taps.length} taps, batches of ${batchSize} segments (≈ ${formatBytes(mem.statisticsBytes)} of statistics)`);
-    const { stats } = await collectStatistics(anchor, other, probe!, taps, { ...session, batchSize, onEvent: emit, cancel });
-    // Each tap's float64 cross matrix is dropped as soon as its correlation exists (for HuBERT-base the FFN taps
-    // alone are ~0.9 GiB), so statistics and correlations are never both held.
-    for (const [tap, s] of stats) {
-      correlations.set(tap, correlation(s));
-      dead.set(tap, deadUnits(s));
-      stats.delete(tap);
-    }
-    stage('assign', 'solving linear assignments');
-    alignResult = await permutationsFromCorrelations(spec, { taps: correlations }, {
-      permute: align.permute,
-      heads: align.heads,
-      ...(opts.signal ? { signal: opts.signal } : {}),
-      onProgress: (done, total, what) => emit({ type: 'progress', stage: 'assign', done, total, message: what }),
-    });
-  } else if (align.method === 'weights') {
-    stage('assign', 'weight matching');
-    alignResult = await permutationsFromWeights(spec, anchor.weights, other.weights, {
-      permute: align.permute,
-      heads: align.heads,
-      seed,
-      ...(opts.signal ? { signal: opts.signal } : {}),
-      onProgress: (done, total, what) => emit({ type: 'progress', stage: 'assign', done, total, message: what }),
-    });
-  }
-
-  const perms = alignResult.perms;
-  let permuted: WeightMap = other.weights;
+  // Alignment, by the method the recipe names (align/methods/).
+  const aligned = await alignMethod(align.method).align({
+    anchor,
+    other,
+    spec,
+    probe,
+    permute: align.permute,
+    heads: align.heads,
+    seed,
+    batchSize: recipe.runtime.batch_size,
+    session,
+    stage,
+    emit,
+    cancel,
+    signal: opts.signal,
+  });
+  const { perms, permuted, dead, correlations } = aligned;
   let selfCheckReport: MergeReport['align']['selfCheck'] = null;
-  if (perms.size > 0) {
-    stage('permute', `applying ${perms.size} permutations to the other model`);
-    permuted = applyPermutations(other.weights, spec, perms);
-    if (align.selfCheck) {
-      stage('self-check', 'checking that the permuted model computes the same function');
-      const { audio, batch } = selfCheckAudio(probe, cfg.sampleRate, seed);
-      const r = await selfCheck(other, permuted, perms, audio, batch, session);
-      selfCheckReport = { maxRelativeError: r.maxRelativeError, tolerance: r.tolerance, passed: r.passed };
-      assertSelfCheck(r);
-    }
+  if (perms.size > 0 && align.selfCheck) {
+    stage('self-check', 'checking that the permuted model computes the same function');
+    const { audio, batch } = selfCheckAudio(probe, cfg.sampleRate, seed);
+    const r = await selfCheck(other, permuted, perms, audio, batch, session);
+    // A method that departs from function preservation on purpose (paper) gets its deviation reported, not refused.
+    const warning = assertSelfCheck(r, aligned.functionPreserving);
+    selfCheckReport = { maxRelativeError: r.maxRelativeError, tolerance: r.tolerance, passed: r.passed, ...(warning ? { warning } : {}) };
+    if (warning) emit({ type: 'log', level: 'warning', message: warning });
   }
 
   // Merge at the recipe's λ; the sweep adds evaluation points.
@@ -206,7 +184,7 @@ export async function runLoadedRecipe(loaded: LoadedRecipe, opts: RunOptions = {
       backend,
       models: { anchor: summarise(anchor), other: summarise(other) },
       probe: probe ? { seconds: probe.totalSeconds, segments: probe.totalSegments, sources: describeProbe(probe, path.dirname(loaded.file)).sources.map((s) => ({ path: s.path, files: s.filesDecoded, seconds: s.seconds })) } : null,
-      align: { method: align.method, permute: align.permute, heads: align.heads, taps: tapReports(alignResult, dead, correlations, perms), selfCheck: selfCheckReport },
+      align: { method: align.method, permute: align.permute, heads: align.heads, taps: tapReports(aligned.report, dead, correlations, perms), selfCheck: selfCheckReport },
       merge: { method, lambda, sweep },
       evaluation,
       timings: { ...timings, total: (performance.now() - started) / 1000 },
@@ -246,8 +224,8 @@ function summarise(m: EncoderModel): ModelSummary {
 
 const GROUP_OF: Record<string, PermuteGroup> = { cnn: 'cnn', ffn: 'ffn', 'attn-v': 'attention', residual: 'residual' };
 
-function tapReports(result: AlignResult, dead: Map<string, { anchor: number; other: number }>, correlations: Map<string, Float64Array>, perms: Permutations): TapReport[] {
-  return result.report
+function tapReports(groups: readonly GroupReport[], dead: Map<string, { anchor: number; other: number }>, correlations: Map<string, Float64Array>, perms: Permutations): TapReport[] {
+  return groups
     .filter((g) => GROUP_OF[g.kind])
     .map((g) => {
       const group = GROUP_OF[g.kind]!;

@@ -3,6 +3,7 @@
  * head alignment needs attention permuted, segments fit in the probe budget, task names are unique.
  * Runs on the partial value, so a broken key elsewhere does not hide these.
  */
+import { probeNeed } from '../pipeline/probe-need';
 import { diagnostic, Severity, type Range, type RecipeDiagnostic } from './diagnostics';
 import type { Recipe } from './schema';
 import { pathKey, type NodeRanges } from './validate';
@@ -16,11 +17,12 @@ export function checkCrossField(r: PartialRecipe, ranges: NodeRanges, documentSt
   const valueAt = (...path: (string | number)[]) => ranges.value.get(pathKey(path));
   const keyAt = (...path: (string | number)[]) => ranges.key.get(pathKey(path));
 
-  const alignMethod = r.align?.method ?? (valueAt('align') ? undefined : 'correlation');
-  if (alignMethod === 'correlation' && r.probe === undefined && !keyAt('probe')) {
-    const explicit = valueAt('align', 'method');
-    const where = explicit ?? keyAt('align') ?? documentStart;
-    const why = explicit ? 'align.method correlation' : 'The default align.method (correlation)';
+  // Which settings need probe audio is the method registries' rule (pipeline/probe-need.ts); absent keys carry defaults.
+  const need = probeNeed(r);
+  if (need && r.probe === undefined && !keyAt('probe')) {
+    const explicit = valueAt(...need.path);
+    const where = explicit ?? keyAt(...need.path.slice(0, -1)) ?? documentStart;
+    const why = explicit ? need.setting : `The default ${need.setting.replace(/ (\S+)$/, ' ($1)')}`;
     out.push(
       diagnostic(where, Severity.Error, 'missing-probe', `${why} needs probe audio: add a probe section with audio files or folders`, {
         fix: 'insert-key',

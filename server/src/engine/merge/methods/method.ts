@@ -1,0 +1,34 @@
+/**
+ * The interface every merge method implements (the registry, index.ts, lists them): from the anchor and the aligned
+ * other to the merged weights, at one λ spec.
+ */
+import type { EncoderConfig } from '../../io/hfconfig';
+import type { ProbeSet } from '../../io/probe';
+import type { SessionOptions } from '../../model/runtime';
+import type { WeightMap } from '../../model/tensor';
+import type { CancelToken, ProgressSink } from '../../progress';
+import type { MergeMethodName } from '../../recipe/schema';
+import type { LambdaSpec } from '../lambda';
+
+export interface MergeContext {
+  config: EncoderConfig;
+  anchor: WeightMap;
+  /** The other model in the anchor's unit order. */
+  other: WeightMap;
+  lambda: LambdaSpec;
+  /** Probe audio: always present for a method with `needsProbe`. */
+  probe: ProbeSet | undefined;
+  /** `runtime.batch_size`, when the recipe sets it. */
+  batchSize: number | undefined;
+  seed: number;
+  session: SessionOptions;
+  emit: ProgressSink;
+  cancel: CancelToken;
+}
+
+export interface MergeMethod {
+  name: MergeMethodName;
+  /** Needs `probe` audio (read by run.ts, the recipe checks and the CLI plan through `mergeNeedsProbe`). */
+  needsProbe: boolean;
+  merge(ctx: MergeContext): Promise<WeightMap>;
+}
