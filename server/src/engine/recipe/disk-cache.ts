@@ -49,6 +49,11 @@ export class DiskCache {
     return dropped;
   }
 
+  /** Forgets one entry (an answer that must not be reused, such as a probe that ran out of time). */
+  drop(key: string): void {
+    this.entries.delete(key);
+  }
+
   clear(): void {
     this.entries.clear();
   }

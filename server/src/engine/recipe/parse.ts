@@ -3,8 +3,9 @@
  * positions through one line-start table (yaml-language-server's `positionAt`), so every later stage
  * reports the range of the YAML node itself.
  */
-import { isAlias, isMap, isPair, isScalar, isSeq, parseDocument, visit, type Document, type Node, type Pair } from 'yaml';
+import { isAlias, isMap, isPair, isScalar, isSeq, parseDocument, visit, type Alias, type Document, type Node, type Pair } from 'yaml';
 import { diagnostic, Severity, type Position, type Range, type RecipeDiagnostic, type RecipeDiagnosticCode } from './diagnostics';
+import { resolveAliases, textLimitProblem } from './yaml-limits';
 
 /** Offsets ↔ 0-based line/character positions (UTF-16, like JS strings and LSP). */
 export class LineIndex {
@@ -62,28 +63,34 @@ export interface ParsedRecipe {
   doc: Document.Parsed;
   /** YAML syntax problems; when any is an error, schema validation still runs on what parsed. */
   diagnostics: RecipeDiagnostic[];
+  /** Every alias's target, resolved once (see `deref`). */
+  aliasTargets: Map<Alias, Node | undefined>;
 }
 
+// uniqueKeys off: yaml compares each key with every earlier one (quadratic in a mapping's size); duplicateKeys
+// below reports the same errors in one pass. Merge keys off (YAML 1.2 core), so `<<` is an ordinary unknown key.
+const PARSE_OPTIONS = { prettyErrors: false, uniqueKeys: false, merge: false, keepSourceTokens: false } as const;
+
 const YAML_CODES: Record<string, RecipeDiagnosticCode> = {
-  DUPLICATE_KEY: 'yaml-duplicate-key',
   MULTIPLE_DOCS: 'yaml-multiple-documents',
 };
 
 export function parseRecipe(text: string): ParsedRecipe {
   const lines = new LineIndex(text);
-  // uniqueKeys: duplicate keys are errors; merge keys off (YAML 1.2 core), so `<<` is an ordinary unknown key.
-  const doc = parseDocument(text, { prettyErrors: false, uniqueKeys: true, merge: false, keepSourceTokens: false });
-  const diagnostics: RecipeDiagnostic[] = [];
+  // Past a size or nesting limit the text is not parsed at all (yaml's parser is superlinear on deep nesting):
+  // one diagnostic, and an empty document for completion and the outline.
+  const tooLarge = textLimitProblem(text);
+  if (tooLarge) {
+    const limit = diagnostic(lines.range(tooLarge.start, tooLarge.end), Severity.Error, 'yaml-limit', tooLarge.message);
+    return { text, lines, doc: parseDocument('', PARSE_OPTIONS), diagnostics: [limit], aliasTargets: new Map() };
+  }
+  const doc = parseDocument(text, PARSE_OPTIONS);
+  const diagnostics: RecipeDiagnostic[] = duplicateKeys(doc, lines);
   for (const e of doc.errors) {
     let [start, end] = e.pos;
     const code = YAML_CODES[e.code] ?? 'yaml-syntax';
     let message = `YAML: ${e.message}`;
-    if (code === 'yaml-duplicate-key') {
-      // yaml points at the key's first character; widen to the whole key.
-      const key = keyNodeStartingAt(doc, start);
-      if (key?.range) [start, end] = [key.range[0], key.range[1]];
-      message = `Duplicate key ${JSON.stringify(text.slice(start, end))}: a key may appear once per mapping`;
-    } else if (code === 'yaml-multiple-documents') {
+    if (code === 'yaml-multiple-documents') {
       end = lines.offsetAt({ line: lines.positionAt(start).line, character: Number.MAX_SAFE_INTEGER });
       message = 'A recipe is a single YAML document: remove this `---` and what follows, or move it to its own file';
     }
@@ -93,22 +100,31 @@ export function parseRecipe(text: string): ParsedRecipe {
     const [start, end] = w.pos;
     diagnostics.push(diagnostic(lines.range(start, end), Severity.Warning, 'yaml-syntax', `YAML: ${w.message}`));
   }
-  return { text, lines, doc, diagnostics };
+  const aliases = resolveAliases(doc);
+  if (aliases.problem) diagnostics.push(diagnostic(lines.range(aliases.problem.start, aliases.problem.end), Severity.Error, 'yaml-limit', aliases.problem.message));
+  return { text, lines, doc, diagnostics, aliasTargets: aliases.targets };
 }
 
-function keyNodeStartingAt(doc: Document.Parsed, offset: number): Node | undefined {
-  let found: Node | undefined;
+/** A key written twice in one mapping: an error at each repetition (scalar keys, compared by value and type). */
+function duplicateKeys(doc: Document.Parsed, lines: LineIndex): RecipeDiagnostic[] {
+  const out: RecipeDiagnostic[] = [];
   visit(doc, {
-    Pair(_, pair) {
-      const k = pair.key as Node | null;
-      if (k?.range?.[0] === offset) {
-        found = k;
-        return visit.BREAK;
+    Map(_, map) {
+      const seen = new Set<string>();
+      for (const pair of map.items) {
+        const k = pair.key as Node | null;
+        if (!isScalar(k) || !k.range) continue;
+        const id = `${typeof k.value}:${String(k.value)}`;
+        if (!seen.has(id)) {
+          seen.add(id);
+          continue;
+        }
+        const [start, end] = k.range;
+        out.push(diagnostic(lines.range(start, end), Severity.Error, 'yaml-duplicate-key', `Duplicate key ${JSON.stringify(lines.text.slice(start, end))}: a key may appear once per mapping`));
       }
-      return undefined;
     },
   });
-  return found;
+  return out;
 }
 
 /** Source range of a node: its value, without trailing comments. */
@@ -122,9 +138,9 @@ export function keyText(pair: Pair): string | null {
   return isScalar(pair.key) ? String(pair.key.value) : null;
 }
 
-/** The value node of an alias, or the node itself. */
+/** The value node of an alias (resolved once at parse time: `Alias.resolve` walks the whole document), or the node itself. */
 export function deref(p: ParsedRecipe, node: unknown): unknown {
-  return isAlias(node) ? node.resolve(p.doc) : node;
+  return isAlias(node) ? p.aliasTargets.get(node) : node;
 }
 
 export type PathSegment = string | number;

@@ -67,11 +67,11 @@ export async function checkOnDisk(r: PartialRecipe, ranges: NodeRanges, recipeFi
     const abs = resolveRecipePath(recipeFile, p);
     const kind = await disk.pathKind(abs);
     if (kind === 'missing') out.push(diagnostic(at, Severity.Error, 'path-not-found', `probe.audio[${i}]: ${p} does not exist`));
-    else if (kind === 'file') {
-      const problem = await disk.audioFileProblem(abs);
+    else if (kind === 'special') {
+      out.push(diagnostic(at, Severity.Error, 'not-a-file', `probe.audio[${i}]: ${p} is not a regular file (it is ${(await disk.describeKind(abs)) ?? 'a special file'}); expected audio files or a folder of them`));
+    } else {
+      const problem = kind === 'file' ? await disk.audioFileProblem(abs) : await disk.audioFolderProblem(abs);
       if (problem) out.push(diagnostic(at, Severity.Error, 'no-audio', `probe.audio[${i}]: ${replacePath(problem, abs, p)}`));
-    } else if (!(await disk.hasAudio(abs))) {
-      out.push(diagnostic(at, Severity.Error, 'no-audio', `probe.audio[${i}]: ${p} holds no wav, flac or mp3 files`));
     }
   });
 
@@ -83,7 +83,10 @@ export async function checkOnDisk(r: PartialRecipe, ranges: NodeRanges, recipeFi
     const kind = await disk.pathKind(abs);
     const name = `evaluate.tasks[${i}].data`;
     if (kind === 'missing') out.push(diagnostic(at, Severity.Error, 'path-not-found', `${name}: ${data} does not exist`));
-    else if (kind === 'file') out.push(diagnostic(at, Severity.Error, 'not-a-directory', `${name}: ${data} is a file; expected a folder with train/ and test/`));
+    else if (kind === 'file' || kind === 'special') {
+      const what = kind === 'file' ? 'a file' : ((await disk.describeKind(abs)) ?? 'a special file');
+      out.push(diagnostic(at, Severity.Error, 'not-a-directory', `${name}: ${data} is ${what}; expected a folder with train/ and test/`));
+    }
     else {
       const dataset = await disk.inspectDataset(abs);
       if (!dataset.ok) out.push(diagnostic(at, Severity.Error, 'bad-dataset', `${name}: ${replacePath(dataset.message, abs, data.replace(/[\\/]+$/, ''))}`));
@@ -108,7 +111,7 @@ export async function checkOnDisk(r: PartialRecipe, ranges: NodeRanges, recipeFi
  * A view of the disk that asks each question once per check: many tasks often share one dataset folder, and
  * every cached answer still costs its file stamps.
  */
-function onePassView(disk: RecipeDisk): Pick<RecipeDisk, 'pathKind' | 'inspectModel' | 'inspectDataset' | 'hasAudio' | 'audioFileProblem'> {
+function onePassView(disk: RecipeDisk): Pick<RecipeDisk, 'pathKind' | 'describeKind' | 'inspectModel' | 'inspectDataset' | 'audioFolderProblem' | 'audioFileProblem'> {
   const memo = new Map<string, Promise<unknown>>();
   const once =
     <T>(kind: string, f: (p: string) => Promise<T>) =>
@@ -122,7 +125,8 @@ function onePassView(disk: RecipeDisk): Pick<RecipeDisk, 'pathKind' | 'inspectMo
     pathKind: once('kind', (p) => disk.pathKind(p)),
     inspectModel: once('model', (p) => disk.inspectModel(p)),
     inspectDataset: once('dataset', (p) => disk.inspectDataset(p)),
-    hasAudio: once('audio', (p) => disk.hasAudio(p)),
+    describeKind: once('what', (p) => disk.describeKind(p)),
+    audioFolderProblem: once('audio', (p) => disk.audioFolderProblem(p)),
     audioFileProblem: once('sniff', (p) => disk.audioFileProblem(p)),
   };
 }
