@@ -2,10 +2,10 @@
  * bench:align — the statistics step on a HuBERT-base-sized random pair (768 hidden, 12 layers, FFN 3072, 7×512 conv)
  * with the paper's taps (CNN + attention + FFN): seconds per minute of probe audio, the GEMM rate of the step as a
  * fraction of this machine's onnxruntime MatMul ceiling (same run), the assignment time, and peak RSS against the
- * size of both models' weights at two probe lengths (it should not grow with the probe).
- * Usage: npm run bench:align [-- --seconds 40 --segment 5 --threads N]   (runs the probe length and twice it)
+ * size of both models' weights at several probe lengths (it should not grow with the probe). Each probe length runs in
+ * its own child process; its peak RSS is measured from outside (bench/peak-rss.ts).
+ * Usage: npm run bench:align [-- --lengths 40,240 --segment 5 --threads N --no-assign]
  */
-import { spawnSync } from 'node:child_process';
 import * as ort from 'onnxruntime-node';
 import { permutationsFromCorrelations } from '../server/src/engine/align/solve';
 import { buildPermutationSpec } from '../server/src/engine/align/spec';
@@ -20,17 +20,16 @@ import { mulberry32 } from '../server/src/engine/random';
 import { parameterCount } from '../server/src/engine/model/weights';
 import { defaultBatchSize, tapsFor } from '../server/src/engine/pipeline/plan';
 import { collectStatistics } from '../server/src/engine/pipeline/statistics';
+import { MiB, reportFromChild, runMeasuredChild } from './peak-rss';
 
 const arg = (k: string, d: number) => {
   const i = process.argv.indexOf(`--${k}`);
   return i > 0 ? Number(process.argv[i + 1]) : d;
 };
-const seconds = arg('seconds', 40);
 const segment = arg('segment', 5);
 const threads = arg('threads', 0) || undefined;
-
-let peakRss = 0;
-const sampler = setInterval(() => (peakRss = Math.max(peakRss, process.memoryUsage().rss)), 20);
+const lengthsArg = process.argv.indexOf('--lengths');
+const lengths = lengthsArg > 0 ? process.argv[lengthsArg + 1]!.split(',').map(Number) : [40, 240];
 
 function probeOf(totalSeconds: number, rate: number): ProbeSet {
   const rand = mulberry32(3);
@@ -66,7 +65,14 @@ async function matmulCeiling(rows: number, d: number): Promise<number> {
 }
 
 /** One probe length, measured in its own process so that peak RSS is this run's alone. */
-async function measure(total: number, withAssignment: boolean): Promise<{ row: string[]; assignSec: number | null }> {
+interface Measured {
+  row: string[];
+  secPerMinute: number;
+  gflops: number;
+  assignSec: number | null;
+}
+
+async function measure(total: number, withAssignment: boolean): Promise<Measured> {
   const cfg = hubertBaseConfig();
   const anchor = { config: cfg, weights: randomWeights(cfg, 1) };
   const other = { config: cfg, weights: randomWeights(cfg, 2) };
@@ -74,8 +80,6 @@ async function measure(total: number, withAssignment: boolean): Promise<{ row: s
   const taps = tapsFor(cfg, ['cnn', 'attention', 'ffn'], 'reorder');
   const segmentSamples = segment * cfg.sampleRate;
   const batchSize = defaultBatchSize(cfg, segmentSamples);
-  const baseRss = process.memoryUsage().rss;
-  peakRss = baseRss;
   const probe = probeOf(total, cfg.sampleRate);
   const t = performance.now();
   let firstBatch = 0;
@@ -109,8 +113,6 @@ async function measure(total: number, withAssignment: boolean): Promise<{ row: s
     sec.toFixed(1),
     ((sec * 60) / total).toFixed(1),
     ((crossFlops + forwardFlops) / sec / 1e9).toFixed(1),
-    (peakRss / 2 ** 20).toFixed(0),
-    ((peakRss - baseRss) / weightBytes).toFixed(2),
   ];
   let assignSec: number | null = null;
   if (withAssignment) {
@@ -122,37 +124,39 @@ async function measure(total: number, withAssignment: boolean): Promise<{ row: s
     assignSec = (performance.now() - a) / 1000;
     await shutdownLapWorker();
   }
-  return { row, assignSec };
+  void weightBytes;
+  return { row, secPerMinute: (sec * 60) / total, gflops: (crossFlops + forwardFlops) / sec / 1e9, assignSec };
 }
 
 async function main(): Promise<void> {
   const only = arg('only', 0);
   if (only > 0) {
-    const r = await measure(only, process.argv.includes('--assign'));
-    clearInterval(sampler);
-    process.stdout.write(`${JSON.stringify(r)}\n`);
+    reportFromChild(await measure(only, process.argv.includes('--assign')));
     return;
   }
-  clearInterval(sampler);
-  const results = [seconds, 2 * seconds].map((total, i) => {
-    const args = [...process.execArgv, __filename, '--only', String(total), '--segment', String(segment), ...(threads ? ['--threads', String(threads)] : []), ...(i === 1 ? ['--assign'] : [])];
-    const child = spawnSync(process.execPath, args, { encoding: 'utf8', maxBuffer: 1 << 20 });
-    if (child.status !== 0) throw new Error(`bench child failed: ${child.stderr}`);
-    return JSON.parse(child.stdout.trim().split('\n').at(-1)!) as { row: string[]; assignSec: number | null };
-  });
   const cfg = hubertBaseConfig();
+  const weightBytes = 2 * 4 * parameterCount(cfg);
+  const rows: string[][] = [];
+  const results: Measured[] = [];
+  for (const [i, total] of lengths.entries()) {
+    const args = ['--only', String(total), '--segment', String(segment), ...(threads ? ['--threads', String(threads)] : []), ...(i === 0 && !process.argv.includes('--no-assign') ? ['--assign'] : [])];
+    const { result, memory } = await runMeasuredChild<Measured>(__filename, args);
+    results.push(result);
+    rows.push([...result.row, MiB(memory.polledPeak), MiB(memory.vmHwm), (memory.peak / weightBytes).toFixed(2)]);
+  }
   const batchSize = defaultBatchSize(cfg, segment * cfg.sampleRate);
   const ceiling = await matmulCeiling(batchSize * framesFor(cfg, segment * cfg.sampleRate), cfg.intermediate);
-  const rows = results.map((r) => r.row);
   const taps = tapsFor(cfg, ['cnn', 'attention', 'ffn'], 'reorder');
-  console.log(`bench:align — HuBERT-base-sized random pair (${(parameterCount(cfg) / 1e6).toFixed(1)} M params each, ${((8 * parameterCount(cfg)) / 2 ** 20).toFixed(0)} MiB of weights for both), ${taps.length} taps, batches of ${batchSize} × ${segment} s, CPU${threads ? `, ${threads} threads` : ''}; each probe length in its own process`);
-  const head = ['probe', 'segments', 'session s', 'batches s', 's per min of audio', 'GFLOP/s', 'peak RSS MiB', '(peak − start) / weights'];
+  console.log(`bench:align — HuBERT-base-sized random pair (${(parameterCount(cfg) / 1e6).toFixed(1)} M params each, ${MiB(weightBytes)} MiB of weights for both), ${taps.length} taps, batches of ${batchSize} × ${segment} s, CPU${threads ? `, ${threads} threads` : ''}; each probe length in its own child process, peak RSS measured from outside`);
+  const head = ['probe', 'segments', 'session s', 'batches s', 's per min of audio', 'GFLOP/s', 'polled peak MiB', 'VmHWM MiB', 'peak / weights'];
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const fmt = (r: string[]) => `  ${r.map((c, i) => c.padStart(widths[i]!)).join('  ')}`;
   console.log(fmt(head));
   for (const r of rows) console.log(fmt(r));
-  console.log(`  ORT MatMul ceiling (XᵀY at the FFN tap's shape): ${ceiling.toFixed(1)} GFLOP/s → statistics step at ${((100 * Number(rows[1]![5])) / ceiling).toFixed(0)} % of it`);
-  console.log(`  assignment (12 FFN LAPs n=3072, 12 attention layers, 7 conv LAPs n=512; unrelated random models, the hard case): ${results[1]!.assignSec!.toFixed(1)} s`);
+  const best = Math.max(...results.map((r) => r.gflops));
+  console.log(`  ORT MatMul ceiling (XᵀY at the FFN tap's shape, same run): ${ceiling.toFixed(1)} GFLOP/s → statistics step at ${((100 * best) / ceiling).toFixed(0)} % of it (best length)`);
+  const assign = results.find((r) => r.assignSec !== null);
+  if (assign) console.log(`  assignment (12 FFN LAPs n=3072, 12 attention layers, 7 conv LAPs n=512; unrelated random models, the hard case): ${assign.assignSec!.toFixed(1)} s`);
 }
 
 function convFrames(cfg: ReturnType<typeof hubertBaseConfig>, samples: number, upTo: number): number {

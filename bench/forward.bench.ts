@@ -1,9 +1,16 @@
 /**
  * bench:forward — a HuBERT-base-sized random encoder (768 hidden, 12 layers, FFN 3072, 7×512 conv) on the CPU backend:
  * frames/s, seconds per minute of audio, and the fraction of this machine's onnxruntime MatMul ceiling that the
- * transformer part reaches. Usage: npm run bench:forward [-- --seconds 10 --reps 3 --threads N]
+ * transformer part reaches; then peak RSS of one `forward` (random weights → session → all hidden states) in a child
+ * process, measured from outside, against torchaudio's HuBERT-base on the same audio length (bench/forward_torchaudio.py,
+ * skipped when python3-torchaudio is missing).
+ * Usage: npm run bench:forward [-- --seconds 10 --reps 3 --threads N]
  */
+import { spawnSync } from 'node:child_process';
+import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
+import { forward } from '../server/src/engine/model/encoder';
+import { MiB, reportFromChild, runMeasuredChild } from './peak-rss';
 import { GraphBuilder } from '../server/src/engine/model/graph-builder';
 import { EncoderSession } from '../server/src/engine/model/encoder';
 import { hubertBaseConfig, randomWeights } from '../server/src/engine/model/random';
@@ -49,7 +56,41 @@ async function matmulCeiling(T: number, D: number, F: number): Promise<number> {
   return (8 * 2 * T * D * F) / sec / 1e9;
 }
 
+/** Child: what `merge-studio forward` does for one clip, with random weights instead of a checkpoint. */
+async function forwardOnce(): Promise<void> {
+  const cfg = hubertBaseConfig();
+  const weights = randomWeights(cfg, 0);
+  const rand = mulberry32(7);
+  const audio = Float32Array.from({ length: Math.round(seconds * cfg.sampleRate) }, () => (rand() - 0.5) * 0.2);
+  const t = performance.now();
+  const r = await forward({ config: cfg, weights }, audio, { device: 'cpu', threads });
+  reportFromChild({ seconds: (performance.now() - t) / 1000, layers: r.hiddenStates.length });
+}
+
+async function memoryRows(): Promise<[string, string][]> {
+  const cfg = hubertBaseConfig();
+  const weightBytes = 4 * parameterCount(cfg);
+  const ours = await runMeasuredChild<{ seconds: number }>(__filename, ['--forward-once', '--seconds', String(seconds), ...(threads ? ['--threads', String(threads)] : [])]);
+  const rows: [string, string][] = [
+    ['weights (float32)', `${MiB(weightBytes)} MiB`],
+    ['forward peak RSS (polled / VmHWM)', `${MiB(ours.memory.polledPeak)} / ${MiB(ours.memory.vmHwm)} MiB = ${(ours.memory.peak / weightBytes).toFixed(2)}× weights`],
+  ];
+  const hasTorch = spawnSync('python3', ['-c', 'import torchaudio'], { env: { ...process.env, OMP_WAIT_POLICY: 'PASSIVE' } }).status === 0;
+  if (!hasTorch) return [...rows, ['torchaudio HuBERT-base', 'skipped (python3-torchaudio not installed)']];
+  const ref = await runMeasuredChild<{ seconds: number; params: number }>(path.join(__dirname, 'forward_torchaudio.py'), [String(seconds), String(threads ?? 0)], { command: 'python3', env: { ...process.env, OMP_WAIT_POLICY: 'PASSIVE' } });
+  return [
+    ...rows,
+    ['torchaudio HuBERT-base peak RSS (polled / VmHWM)', `${MiB(ref.memory.polledPeak)} / ${MiB(ref.memory.vmHwm)} MiB (${(ref.result.params / 1e6).toFixed(1)} M params, forward ${ref.result.seconds.toFixed(2)} s)`],
+    ['forward peak / torchaudio peak', `${(ours.memory.peak / ref.memory.peak).toFixed(2)}× (target ≤ 1.2×)`],
+  ];
+}
+
 async function main(): Promise<void> {
+  if (process.argv.includes('--forward-once')) return forwardOnce();
+  if (process.argv.includes('--memory-only')) {
+    for (const [k, v] of await memoryRows()) console.log(`  ${k}  ${v}`);
+    return;
+  }
   const cfg = hubertBaseConfig();
   const weights = randomWeights(cfg, 0);
   const samples = Math.round(seconds * cfg.sampleRate);
@@ -87,6 +128,7 @@ async function main(): Promise<void> {
     ['ORT MatMul ceiling GFLOP/s', ceiling.toFixed(1)],
     ['fraction of ceiling', `${((100 * achieved) / ceiling).toFixed(0)} %`],
   ];
+  rows.push(...(await memoryRows()));
   const w = Math.max(...rows.map(([k]) => k.length));
   console.log('bench:forward (CPU backend)');
   for (const [k, v] of rows) console.log(`  ${k.padEnd(w)}  ${v}`);

@@ -13,10 +13,20 @@ import type { WeightMap } from './tensor';
 export type TapValues = Map<TapName | 'last_hidden_state', string>;
 
 /**
+ * Layers [from, to) of an encoder. With `from` given (0 included) the graph starts from hidden.{from} ([batch, frames,
+ * hidden], passed as `audio`) instead of the waveform and has no front end: the statistics step runs an encoder as a chain of such passes, each tapping a
+ * group of layers, so that only one group's activations are alive at a time (model/pair-graph.ts).
+ */
+export interface EncoderRange {
+  from?: number;
+  to?: number;
+}
+
+/**
  * Adds one encoder reading `audio` ([batch, samples], float32 at the model's sample rate) to the builder.
  * Returns the value name of every tap; the caller chooses which become graph outputs or feed reductions.
  */
-export function addEncoder(b: GraphBuilder, cfg: EncoderConfig, weights: WeightMap, audio: string, prefix = ''): TapValues {
+export function addEncoder(b: GraphBuilder, cfg: EncoderConfig, weights: WeightMap, audio: string, prefix = '', range: EncoderRange = {}): TapValues {
   const taps: TapValues = new Map();
   const get = (name: string) => {
     const t = weights.get(name);
@@ -27,7 +37,37 @@ export function addEncoder(b: GraphBuilder, cfg: EncoderConfig, weights: WeightM
     transposed: (name: string) => b.weightTransposed(`${prefix}${name}_T`, get(name)),
   });
   const p = (hint: string) => `${prefix}${hint}`;
+  const from = range.from ?? 0;
+  const to = range.to ?? cfg.layers;
+  let x = range.from === undefined ? addFrontEnd(b, cfg, w, audio, p, taps) : audio;
 
+  for (let l = from; l < to; l++) {
+    const base = `encoder.layers.${l}`;
+    const lp = (h: string) => p(`l${l}_${h}`);
+    if (cfg.preLayerNorm) {
+      const n = layerNorm(b, x, w, `${base}.layer_norm`, cfg.layerNormEps, lp('attn_norm'));
+      const a = attention(b, cfg, w, n, base, lp, taps, l);
+      x = b.op('Add', [x, a], {}, lp('attn_res'));
+      const f = feedForward(b, cfg, w, layerNorm(b, x, w, `${base}.final_layer_norm`, cfg.layerNormEps, lp('ffn_norm')), base, lp, taps, l);
+      x = b.op('Add', [x, f], {}, lp('out'));
+    } else {
+      const a = attention(b, cfg, w, x, base, lp, taps, l);
+      x = layerNorm(b, b.op('Add', [x, a], {}, lp('attn_res')), w, `${base}.layer_norm`, cfg.layerNormEps, lp('attn_norm'));
+      const f = feedForward(b, cfg, w, x, base, lp, taps, l);
+      x = layerNorm(b, b.op('Add', [x, f], {}, lp('ffn_res')), w, `${base}.final_layer_norm`, cfg.layerNormEps, lp('out'));
+    }
+    taps.set(tapName.out(l), x);
+    taps.set(tapName.hidden(l + 1), x);
+  }
+  if (to < cfg.layers) return taps;
+  // Pre-LN ends with the encoder LayerNorm; transformers (≥ 5) applies it to last_hidden_state only, not to hidden_states.
+  if (cfg.preLayerNorm) x = layerNorm(b, x, w, 'encoder.layer_norm', cfg.layerNormEps, p('final_norm'));
+  taps.set('last_hidden_state', x);
+  return taps;
+}
+
+/** Feature extractor, projection, positional conv: waveform → hidden.0. */
+function addFrontEnd(b: GraphBuilder, cfg: EncoderConfig, w: W, audio: string, p: (hint: string) => string, taps: TapValues): string {
   // The checkpoint's feature extractor normalises each waveform (do_normalize): (x − mean) / √(var + 1e-7).
   let wave = audio;
   if (cfg.normalizeInput) {
@@ -73,29 +113,7 @@ export function addEncoder(b: GraphBuilder, cfg: EncoderConfig, weights: WeightM
 
   if (!cfg.preLayerNorm) x = layerNorm(b, x, w, 'encoder.layer_norm', cfg.layerNormEps, p('embed_norm'));
   taps.set(tapName.hidden(0), x);
-
-  for (let l = 0; l < cfg.layers; l++) {
-    const base = `encoder.layers.${l}`;
-    const lp = (h: string) => p(`l${l}_${h}`);
-    if (cfg.preLayerNorm) {
-      const n = layerNorm(b, x, w, `${base}.layer_norm`, cfg.layerNormEps, lp('attn_norm'));
-      const a = attention(b, cfg, w, n, base, lp, taps, l);
-      x = b.op('Add', [x, a], {}, lp('attn_res'));
-      const f = feedForward(b, cfg, w, layerNorm(b, x, w, `${base}.final_layer_norm`, cfg.layerNormEps, lp('ffn_norm')), base, lp, taps, l);
-      x = b.op('Add', [x, f], {}, lp('out'));
-    } else {
-      const a = attention(b, cfg, w, x, base, lp, taps, l);
-      x = layerNorm(b, b.op('Add', [x, a], {}, lp('attn_res')), w, `${base}.layer_norm`, cfg.layerNormEps, lp('attn_norm'));
-      const f = feedForward(b, cfg, w, x, base, lp, taps, l);
-      x = layerNorm(b, b.op('Add', [x, f], {}, lp('ffn_res')), w, `${base}.final_layer_norm`, cfg.layerNormEps, lp('out'));
-    }
-    taps.set(tapName.out(l), x);
-    taps.set(tapName.hidden(l + 1), x);
-  }
-  // Pre-LN ends with the encoder LayerNorm; transformers (≥ 5) applies it to last_hidden_state only, not to hidden_states.
-  if (cfg.preLayerNorm) x = layerNorm(b, x, w, 'encoder.layer_norm', cfg.layerNormEps, p('final_norm'));
-  taps.set('last_hidden_state', x);
-  return taps;
+  return x;
 }
 
 /** Weights by canonical name as graph initializers; `transposed` for torch Linear weights feeding a MatMul. */

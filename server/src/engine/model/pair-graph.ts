@@ -1,5 +1,5 @@
 /**
- * Both encoders on the same batch in ONE onnxruntime graph, with every requested tap pair reduced on the device to
+ * Both encoders on the same batch in onnxruntime graphs, with every requested tap pair reduced on the device to
  * per-batch centred moments: n, mean_a, mean_b, Σ(a−ā)², Σ(b−b̄)² and the cross product (A−Ā)ᵀ(B−B̄). Only these
  * O(d²) results cross into JS (activations never do), where statistics are combined in float64 across batches
  * (align/stats.ts). The O(frames·d²) work stays in onnxruntime's GEMMs.
@@ -7,11 +7,11 @@
 import * as ort from 'onnxruntime-node';
 import { EngineError } from '../errors';
 import type { EncoderConfig } from '../io/hfconfig';
-import { addEncoder } from './encoder-graph';
-import { receptiveField, type EncoderModel } from './encoder';
+import { addEncoder, type TapValues } from './encoder-graph';
+import { framesFor, receptiveField, type EncoderModel } from './encoder';
 import { GraphBuilder } from './graph-builder';
 import { createSession, type Backend, type Session, type SessionOptions } from './runtime';
-import { isChannelsFirst, type TapName } from './taps';
+import { isChannelsFirst, tapName, type TapName } from './taps';
 
 /** Per-batch centred moments of one tap pair (float32, as onnxruntime computed them). */
 export interface TapPairMoments {
@@ -51,66 +51,203 @@ export function checkPairCompatible(a: EncoderConfig, b: EncoderConfig): void {
   if (problems.length) throw new EngineError('incompatible-models', `the two models cannot be aligned and merged: ${problems.join('; ')}`);
 }
 
+/**
+ * How the pair runs a batch: the front end (conv stack, projection, positional conv) on `frontBatch` segments at a
+ * time (its conv activations are the largest tensors: 512 channels at 3.2 kHz for HuBERT), then the transformer in
+ * passes of `layersPerPass` layers on the whole batch, each pass tapping its own layers and handing the residual
+ * stream (hidden.{k}, a few MiB) to the next. Only one pass's activations are alive at a time; nothing is computed
+ * twice, and every layer's weights live in exactly one pass's session.
+ */
+export interface PassPlan {
+  /** Segments per front-end run; 0 = the whole batch. */
+  frontBatch: number;
+  /** Transformer layers per pass (≥ 1). */
+  layersPerPass: number;
+}
+
+export const DEFAULT_PASS_PLAN: PassPlan = { frontBatch: 0, layersPerPass: 4 };
+
+export interface PairSessionOptions extends SessionOptions {
+  passes?: Partial<PassPlan>;
+}
+
+/** The pass a tap is computed in: -1 for the front end, else the transformer layer it belongs to. */
+export function tapLayer(tap: TapName): number {
+  const layer = /^layer\.(\d+)\./.exec(tap);
+  if (layer) return Number(layer[1]);
+  const hidden = /^hidden\.(\d+)$/.exec(tap);
+  if (hidden) return Number(hidden[1]) - 1;
+  return -1;
+}
+
+/** Layer ranges [from, to) of the transformer passes needed for the taps (none when every tap is in the front end). */
+export function layerPasses(taps: readonly TapName[], layersPerPass: number): [number, number][] {
+  const deepest = Math.max(-1, ...taps.map(tapLayer));
+  const per = Math.max(1, Math.floor(layersPerPass));
+  const passes: [number, number][] = [];
+  for (let from = 0; from <= deepest; from += per) passes.push([from, Math.min(deepest + 1, from + per)]);
+  return passes;
+}
+
+interface Pass {
+  session: Session;
+  taps: TapName[];
+  /** Whether the pass hands hidden states on (`next_a`, `next_b`). */
+  handsOn: boolean;
+}
+
+const STREAM = { a: 'hidden_a', b: 'hidden_b', nextA: 'next_a', nextB: 'next_b' };
+
 export class PairStatisticsSession {
   private constructor(
-    private readonly session: Session,
+    private readonly front: Pass,
+    private readonly layers: Pass[],
     private readonly config: EncoderConfig,
-    private readonly taps: readonly TapName[],
+    private readonly plan: PassPlan,
   ) {}
 
-  static async create(anchor: Model, other: Model, taps: readonly TapName[], opts: SessionOptions = {}): Promise<PairStatisticsSession> {
+  static async create(anchor: Model, other: Model, taps: readonly TapName[], opts: PairSessionOptions = {}): Promise<PairStatisticsSession> {
     checkPairCompatible(anchor.config, other.config);
-    const b = new GraphBuilder();
-    const audio = b.input('audio', ['batch', 'samples']);
-    const ta = addEncoder(b, anchor.config, anchor.weights, audio, 'a/');
-    const tb = addEncoder(b, other.config, other.weights, audio, 'b/');
+    const plan = { ...DEFAULT_PASS_PLAN, ...opts.passes };
     for (const tap of taps) {
-      const x = ta.get(tap);
-      const y = tb.get(tap);
-      if (!x || !y) throw new EngineError('runtime-error', `unknown tap ${tap}`);
-      const width = tapWidth(anchor.config, tap);
-      const rows = (v: string, side: string) => {
-        const framesLast = isChannelsFirst(tap) ? b.op('Transpose', [v], { perm: [0, 2, 1] }) : v;
-        return b.op('Reshape', [framesLast, b.int64s([-1, width])], {}, `${side}/${tap}/rows`);
-      };
-      const moments = (v: string, side: 'a' | 'b') => {
-        const r = rows(v, side);
-        const mean = b.op('ReduceMean', [r], { axes: [0], keepdims: 1 }, `${side}/${tap}/mean_kd`);
-        const centred = b.op('Sub', [r, mean], {}, `${side}/${tap}/centred`);
-        b.output(b.op('Reshape', [mean, b.int64s([-1])]), `${tap}/mean_${side}`);
-        b.output(b.op('ReduceSumSquare', [centred], { axes: [0], keepdims: 0 }), `${tap}/m2_${side}`);
-        return centred;
-      };
-      const ca = moments(x, 'a');
-      const cb = moments(y, 'b');
-      b.output(b.op('MatMul', [b.op('Transpose', [ca], { perm: [1, 0] }), cb]), `${tap}/cross`);
+      if (tapLayer(tap) >= anchor.config.layers) throw new EngineError('runtime-error', `unknown tap ${tap} for a ${anchor.config.layers}-layer encoder`);
     }
-    return new PairStatisticsSession(await createSession(b.encode('merge_studio_pair_statistics'), opts), anchor.config, taps);
+    const ranges = layerPasses(taps, plan.layersPerPass);
+    const frontTaps = taps.filter((t) => tapLayer(t) < 0);
+    // Sessions are built one at a time so that only one pass's encoded model is alive besides the weights.
+    const front = await buildPass(anchor, other, frontTaps, undefined, ranges.length > 0, opts);
+    const layers: Pass[] = [];
+    try {
+      for (const [i, range] of ranges.entries()) {
+        const passTaps = taps.filter((t) => tapLayer(t) >= range[0] && tapLayer(t) < range[1]);
+        layers.push(await buildPass(anchor, other, passTaps, range, i < ranges.length - 1, opts));
+      }
+    } catch (e) {
+      await Promise.all([front, ...layers].map((p) => p.session.release()));
+      throw e;
+    }
+    return new PairStatisticsSession(front, layers, anchor.config, plan);
   }
 
   get backend(): Backend {
-    return this.session.backend;
+    return this.front.session.backend;
   }
 
-  /** Runs one batch of equal-length waveforms ([batch × samples] flat) and returns the moments of every tap pair. */
+  /** Sessions the pair runs per batch (one front end + the transformer passes). */
+  get passCount(): number {
+    return 1 + this.layers.length;
+  }
+
+  /**
+   * Runs one batch of equal-length waveforms ([batch × samples] flat) and returns the moments of every tap pair:
+   * one entry per tap, or one per front-end run for front-end taps when the front end runs in smaller groups
+   * (add them with align/stats.ts addMoments).
+   */
   async run(audio: Float32Array, batch: number): Promise<TapPairMoments[]> {
     const samples = audio.length / batch;
     if (!Number.isInteger(samples) || samples < receptiveField(this.config)) {
       throw new EngineError('bad-audio', `a probe batch of ${audio.length} samples in ${batch} rows is too short for the encoder`);
     }
-    const out = await this.session.run({ audio: new ort.Tensor('float32', audio, [batch, samples]) });
-    return this.taps.map((tap) => {
+    const moments: TapPairMoments[] = [];
+    const group = this.plan.frontBatch > 0 ? Math.min(batch, this.plan.frontBatch) : batch;
+    const frames = framesFor(this.config, samples);
+    const width = this.config.hidden;
+    let hiddenA: Float32Array | undefined = group === batch ? undefined : new Float32Array(batch * frames * width);
+    let hiddenB: Float32Array | undefined = group === batch ? undefined : new Float32Array(batch * frames * width);
+    for (let start = 0; start < batch; start += group) {
+      const rows = Math.min(group, batch - start);
+      const chunk = audio.subarray(start * samples, (start + rows) * samples);
+      const out = await this.front.session.run({ audio: new ort.Tensor('float32', chunk, [rows, samples]) });
+      moments.push(...this.collect(this.front.taps, out, (tap) => rowsOf(chunk.length, rows, tap, this.config)));
+      if (!this.front.handsOn) continue;
+      const a = out[STREAM.nextA]!.data as Float32Array;
+      const b = out[STREAM.nextB]!.data as Float32Array;
+      if (group === batch) {
+        hiddenA = a;
+        hiddenB = b;
+      } else {
+        hiddenA!.set(a, start * frames * width);
+        hiddenB!.set(b, start * frames * width);
+      }
+    }
+    for (const pass of this.layers) {
+      const dims = [batch, frames, width];
+      const out = await pass.session.run({ [STREAM.a]: new ort.Tensor('float32', hiddenA!, dims), [STREAM.b]: new ort.Tensor('float32', hiddenB!, dims) });
+      moments.push(...this.collect(pass.taps, out, () => batch * frames));
+      if (pass.handsOn) {
+        hiddenA = out[STREAM.nextA]!.data as Float32Array;
+        hiddenB = out[STREAM.nextB]!.data as Float32Array;
+      }
+    }
+    return moments;
+  }
+
+  private collect(taps: readonly TapName[], out: Record<string, ort.Tensor>, rowsFor: (tap: TapName) => number): TapPairMoments[] {
+    return taps.map((tap) => {
       const get = (k: string) => out[`${tap}/${k}`]!.data as Float32Array;
       const meanA = get('mean_a');
       const meanB = get('mean_b');
-      const cross = get('cross');
-      const n = rowsOf(audio.length, batch, tap, this.config);
-      return { tap, n, dimA: meanA.length, dimB: meanB.length, meanA, meanB, m2A: get('m2_a'), m2B: get('m2_b'), cross };
+      return { tap, n: rowsFor(tap), dimA: meanA.length, dimB: meanB.length, meanA, meanB, m2A: get('m2_a'), m2B: get('m2_b'), cross: get('cross') };
     });
   }
 
-  release(): Promise<void> {
-    return this.session.release();
+  async release(): Promise<void> {
+    await Promise.all([this.front, ...this.layers].map((p) => p.session.release()));
+  }
+}
+
+/** One pass: the front end (range undefined) or transformer layers [from, to) of both models, with its taps' moments. */
+async function buildPass(anchor: Model, other: Model, taps: readonly TapName[], range: [number, number] | undefined, handsOn: boolean, opts: SessionOptions): Promise<Pass> {
+  const b = new GraphBuilder();
+  const enc = (m: Model, input: string, prefix: string) => addEncoder(b, m.config, m.weights, input, prefix, range ? { from: range[0], to: range[1] } : { to: 0 });
+  let ta: TapValues;
+  let tb: TapValues;
+  if (range) {
+    ta = enc(anchor, b.input(STREAM.a, ['batch', 'frames', anchor.config.hidden]), 'a/');
+    tb = enc(other, b.input(STREAM.b, ['batch', 'frames', other.config.hidden]), 'b/');
+  } else {
+    const audio = b.input('audio', ['batch', 'samples']);
+    ta = enc(anchor, audio, 'a/');
+    tb = enc(other, audio, 'b/');
+  }
+  for (const tap of taps) {
+    const x = ta.get(tap);
+    const y = tb.get(tap);
+    if (!x || !y) throw new EngineError('runtime-error', `unknown tap ${tap}`);
+    addTapMoments(b, tap, tapWidth(anchor.config, tap), x, y);
+  }
+  if (handsOn) {
+    const last = range ? range[1] : 0;
+    b.output(ta.get(tapName.hidden(last))!, STREAM.nextA);
+    b.output(tb.get(tapName.hidden(last))!, STREAM.nextB);
+  }
+  const name = range ? `merge_studio_pair_layers_${range[0]}_${range[1]}` : 'merge_studio_pair_front';
+  return { session: await createSession(b.encode(name), opts), taps: [...taps], handsOn };
+}
+
+/**
+ * Centred moments of one tap pair as graph outputs. Channels-first conv taps ([B, C, T]) are reduced in place (means
+ * over batch and time, cross = Σ_b A_b·B_bᵀ) rather than transposed to rows: the first conv block's output is the
+ * largest tensor of the model and a transposed copy of it would double the front end's peak.
+ */
+function addTapMoments(b: GraphBuilder, tap: TapName, width: number, x: string, y: string): void {
+  const channelsFirst = isChannelsFirst(tap);
+  const axes = channelsFirst ? [0, 2] : [0];
+  const moments = (v: string, side: 'a' | 'b') => {
+    const r = channelsFirst ? v : b.op('Reshape', [v, b.int64s([-1, width])], {}, `${side}/${tap}/rows`);
+    const mean = b.op('ReduceMean', [r], { axes, keepdims: 1 }, `${side}/${tap}/mean_kd`);
+    const centred = b.op('Sub', [r, mean], {}, `${side}/${tap}/centred`);
+    b.output(b.op('Reshape', [mean, b.int64s([-1])]), `${tap}/mean_${side}`);
+    b.output(b.op('ReduceSumSquare', [centred], { axes, keepdims: 0 }), `${tap}/m2_${side}`);
+    return centred;
+  };
+  const ca = moments(x, 'a');
+  const cb = moments(y, 'b');
+  if (channelsFirst) {
+    const perBatch = b.op('MatMul', [ca, b.op('Transpose', [cb], { perm: [0, 2, 1] })]);
+    b.output(b.op('ReduceSum', [perBatch, b.int64s([0])], { keepdims: 0 }), `${tap}/cross`);
+  } else {
+    b.output(b.op('MatMul', [b.op('Transpose', [ca], { perm: [1, 0] }), cb]), `${tap}/cross`);
   }
 }
 
