@@ -70,7 +70,8 @@ export interface MergeReport {
     permute: PermuteGroup[];
     heads: HeadsMode;
     taps: TapReport[];
-    selfCheck: { maxRelativeError: number; tolerance: number; passed: boolean } | null;
+    /** `warning`: the deviation of a method that is not function-preserving (align.method paper), reported, not refused. */
+    selfCheck: { maxRelativeError: number; tolerance: number; passed: boolean; warning?: string } | null;
   };
   merge: { method: MergeMethodName; lambda: unknown; sweep: number[] };
   evaluation: { rows: EvaluationRow[]; averages: { variant: EvaluationRow['variant']; lambda: number | null; average: number }[] } | null;
