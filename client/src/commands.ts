@@ -1,7 +1,7 @@
 import * as vscode from 'vscode';
 import * as lsp from '../../protocol/lsp-ext';
 import { PANEL_KINDS, PANELS, type PanelKind } from '../../protocol/panels';
-import type { Ctx, CtxInit } from './ctx';
+import { errorText, type Ctx, type CtxInit } from './ctx';
 import { newRecipe } from './new-recipe';
 import { recipeFromArgs, saveIfDirty, displayName } from './recipes';
 import { cancelJob, runWithProgress, type RunOutcome } from './run';
@@ -89,11 +89,12 @@ function showReport(ctx: CtxInit): Cmd {
     }
     // Pulled by id (the notification carried only a summary), shown in the results panel; a report the panels
     // cannot read (another version) still opens, as its report.json.
-    const result = await ctx.client.sendRequest(lsp.getReport, { jobId: id });
+    const result = await fetchReport(ctx, id);
+    if (!result) return undefined;
     try {
       ctx.panels.show('results', id, result.report);
     } catch (e) {
-      ctx.outputChannel.warn(`results panel: ${e instanceof Error ? e.message : String(e)}; opening ${result.reportPath}`);
+      ctx.outputChannel.warn(`results panel: ${errorText(e)}; opening ${result.reportPath}`);
       await vscode.window.showTextDocument(await vscode.workspace.openTextDocument(vscode.Uri.file(result.reportPath)), { preview: true });
     }
     return result;
@@ -112,22 +113,36 @@ function openPanel(ctx: CtxInit, kind: PanelKind): Cmd {
       void vscode.window.showInformationMessage('Merge Studio: no report yet; run a recipe first.');
       return undefined;
     }
-    let result: lsp.GetReportResult;
-    try {
-      result = await ctx.client.sendRequest(lsp.getReport, { jobId: id });
-    } catch (e) {
-      void vscode.window.showWarningMessage(`Merge Studio: the report is not available (${e instanceof Error ? e.message : String(e)}); run the recipe again.`);
-      return undefined;
-    }
+    const result = await fetchReport(ctx, id);
+    if (!result) return undefined;
     ctx.panels.show(kind, id, result.report);
     return result;
   };
+}
+
+/** The report of a job through the server; a failure (job gone after a restart, report deleted) is said once. */
+async function fetchReport(ctx: CtxInit, jobId: string): Promise<lsp.GetReportResult | undefined> {
+  try {
+    return await ctx.client.sendRequest(lsp.getReport, { jobId });
+  } catch (e) {
+    void vscode.window.showWarningMessage(`Merge Studio: the report is not available (${errorText(e)}); run the recipe again.`);
+    return undefined;
+  }
 }
 
 function restartServer(ctx: Ctx): Cmd {
   return async (): Promise<void> => {
     await ctx.restart();
   };
+}
+
+/** The disabled variant of a server command, while the server is down. */
+function serverDown(ctx: Ctx, command: string): undefined {
+  void vscode.window.showWarningMessage(`Merge Studio: the language server is not running, so ${command} is unavailable.`, 'Restart Server', 'Show Output').then((pick) => {
+    if (pick === 'Restart Server') void ctx.restart().catch(() => undefined);
+    else if (pick === 'Show Output') ctx.outputChannel.show();
+  });
+  return undefined;
 }
 
 /** Registers every command once; server commands start the server (if needed) on each call. */
@@ -138,7 +153,15 @@ export function registerCommands(ctx: Ctx, factories: Record<string, CommandFact
       'always' in factory
         ? factory.always(ctx)
         : async (...args: unknown[]) => {
-            const init = await ctx.withServer(); // failures are shown by Ctx
+            // A server that failed to start stays down until Restart Server (rust-analyzer's disabled commands):
+            // say that once, with the way out, instead of failing to start again behind every command.
+            if (ctx.status.phase === 'failed') return serverDown(ctx, name);
+            let init: CtxInit;
+            try {
+              init = await ctx.withServer();
+            } catch {
+              return undefined; // Ctx has said why the server did not start; a second notification would only repeat it
+            }
             cmd ??= factory.server(init);
             return cmd(...args);
           };

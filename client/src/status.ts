@@ -68,6 +68,11 @@ export class StatusBar implements vscode.Disposable {
     this.changed.fire();
   }
 
+  /** Where the language server is in its life (commands act on it: a failed server offers Restart Server). */
+  get phase(): ClientPhase {
+    return this.state.phase;
+  }
+
   /** What a person sees, for the extension-host tests. */
   snapshot(): { text: string; command: string | undefined; visible: boolean } {
     return { text: this.item.text, command: typeof this.item.command === 'string' ? this.item.command : this.item.command?.command, visible: this.state.phase !== 'idle' };
