@@ -195,7 +195,7 @@ describe('decodeAudioFile: bad files give one-line EngineErrors that name the fi
     ['zero-rate.wav', 'bad-audio', /sample rate of 0 Hz/],
     ['bad-block-align.wav', 'bad-audio', /block align 3 does not match 1 channels × 2 bytes/],
     ['bad-guid.wav', 'unsupported-audio', /sub-format GUID is not a standard PCM or float one/],
-    ['huge-streaminfo.flac', 'unsupported-audio', /34359738368 sample frames is longer than the 268435456 supported/],
+    ['huge-streaminfo.flac', 'unsupported-audio', /34359738368 sample frames \([\d.]+ min\) is longer than the 30-minute limit per audio file; split it/],
     ['zero-samples.wav', 'bad-audio', /holds no samples/],
     ['no-data-chunk.wav', 'bad-audio', /has no data chunk/],
     ['nan-samples.wav', 'bad-audio', /sample 100 \(at 0\.0021 s\) is NaN/],

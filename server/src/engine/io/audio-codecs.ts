@@ -1,14 +1,14 @@
 /**
  * FLAC and MP3 through the WASM ports of libFLAC (@wasm-audio-decoders/flac) and mpg123 (mpg123-decoder).
  * Both are fed the file in 1 MiB pieces and mixed down to mono piece by piece, so memory stays at the mono
- * output (checked against MAX_DECODED_FRAMES as it grows) rather than all channels of the whole file, and the event
+ * output (checked against the length limits of audio-types.ts as it grows) rather than all channels of the whole file, and the event
  * loop gets a turn between pieces. Neither decoder reports a cut-off file, so the lengths their headers promise
  * (FLAC STREAMINFO, the Xing/Info frame count of an MP3) are compared with what was decoded.
  */
 import { FLACDecoder } from '@wasm-audio-decoders/flac';
 import { MPEGDecoder } from 'mpg123-decoder';
 import { EngineError } from '../errors';
-import { MAX_DECODED_FRAMES, mixPlanar, type PcmAudio } from './audio-types';
+import { isTooLong, mixPlanar, tooLong, type PcmAudio } from './audio-types';
 
 const PIECE_BYTES = 1 << 20;
 
@@ -43,9 +43,7 @@ class MonoSink {
       );
     }
     this.frames += p.samplesDecoded;
-    if (this.frames > MAX_DECODED_FRAMES) {
-      throw new EngineError('unsupported-audio', `${this.file}: longer than the ${MAX_DECODED_FRAMES} sample frames supported; split the file`, this.file);
-    }
+    if (isTooLong(this.frames, this.sampleRate)) throw tooLong(this.file, this.frames, this.sampleRate);
     const used = p.channelData.slice(0, Math.max(1, Math.min(channels, p.channelData.length)));
     if (rescale && p.bitDepth) for (const ch of used) rescale(ch.subarray(0, p.samplesDecoded), p.bitDepth);
     this.parts.push(mixPlanar(used, p.samplesDecoded));
@@ -78,21 +76,21 @@ function flacToWavScale(x: Float32Array, bits: number): void {
 
 export async function decodeFlac(bytes: Uint8Array, file: string): Promise<PcmAudio> {
   const info = readStreamInfo(bytes);
-  if (info && info.totalFrames > MAX_DECODED_FRAMES) {
-    throw new EngineError('unsupported-audio', `${file}: ${info.totalFrames} sample frames is longer than the ${MAX_DECODED_FRAMES} supported; split the file`, file);
-  }
+  if (info && isTooLong(info.totalFrames, info.sampleRate)) throw tooLong(file, info.totalFrames, info.sampleRate);
   const sink = new MonoSink(file, 'FLAC');
   const decoder = new FLACDecoder();
   let channels = info?.channels ?? 0;
+  let guard: DecoderGuard;
   try {
     await decoder.ready;
+    guard = new DecoderGuard(decoder, file, 'FLAC');
     for (let o = 0; o < bytes.length; o += PIECE_BYTES) {
-      const p = (await decoder.decode(bytes.subarray(o, o + PIECE_BYTES))) as Piece;
+      const p = (await guard.run(() => decoder.decode(bytes.subarray(o, o + PIECE_BYTES)))) as Piece;
       channels ||= p.channelData.length;
       sink.add(p, channels || p.channelData.length, flacToWavScale);
       await turn();
     }
-    const last = (await decoder.flush()) as Piece;
+    const last = (await guard.run(() => decoder.flush())) as Piece;
     channels ||= last.channelData.length;
     sink.add(last, channels || last.channelData.length, flacToWavScale);
   } catch (e) {
@@ -115,8 +113,9 @@ export async function decodeMp3(bytes: Uint8Array, file: string): Promise<PcmAud
   const decoder = new MPEGDecoder();
   try {
     await decoder.ready;
+    const guard = new DecoderGuard(decoder, file, 'MP3');
     for (let o = 0; o < bytes.length; o += PIECE_BYTES) {
-      sink.add(decoder.decode(bytes.subarray(o, o + PIECE_BYTES)) as Piece, channels);
+      sink.add(guard.run(() => decoder.decode(bytes.subarray(o, o + PIECE_BYTES))) as Piece, channels);
       await turn();
     }
   } catch (e) {
@@ -135,21 +134,64 @@ export async function decodeMp3(bytes: Uint8Array, file: string): Promise<PcmAud
   return { samples: sink.finish(), sampleRate: sink.sampleRate, channels };
 }
 
+/** More decoder errors than this in one file means garbage, not a glitch: stop (mpg123 can otherwise loop on one). */
+const MAX_DECODER_ERRORS = 256;
+
+/**
+ * Runs the WASM decoders' calls so that what they say is ours: their console.error lines (libFLAC's and mpg123's
+ * own diagnostics) are captured instead of printed, and their error list is capped — the library's addError is
+ * wrapped to throw past MAX_DECODER_ERRORS, which ends a decode loop that would otherwise never return.
+ */
+class DecoderGuard {
+  private errors = 0;
+  readonly said: string[] = [];
+
+  constructor(decoder: object, private readonly file: string, private readonly codec: string) {
+    // mpg123-decoder keeps its helper on the decoder; FLACDecoder on the inner frame decoder it wraps.
+    type WithCommon = { _common?: { addError?: (...args: unknown[]) => void }; _decoder?: WithCommon };
+    const common = (decoder as WithCommon)._common ?? (decoder as WithCommon)._decoder?._common;
+    const addError = common?.addError;
+    if (common && addError) {
+      common.addError = (...args: unknown[]) => {
+        if (++this.errors > MAX_DECODER_ERRORS) {
+          throw new EngineError('bad-audio', `${this.file}: corrupt ${this.codec} stream: the decoder reported more than ${MAX_DECODER_ERRORS} errors${this.said[0] ? ` (first: ${this.said[0]})` : ''}`, this.file);
+        }
+        addError(...args);
+      };
+    }
+  }
+
+  /** Calls `fn` with console.error/warn/log captured (decoding is synchronous inside, so nothing else prints meanwhile). */
+  run<T>(fn: () => T): T {
+    const saved = { error: console.error, warn: console.warn, log: console.log };
+    const capture = (...args: unknown[]) => {
+      if (this.said.length < 8) this.said.push(args.map(String).join(' ').replace(/\s+/g, ' ').trim());
+    };
+    console.error = console.warn = console.log = capture;
+    try {
+      return fn();
+    } finally {
+      Object.assign(console, saved);
+    }
+  }
+}
+
 function wrap(e: unknown, file: string, codec: string): EngineError {
   if (e instanceof EngineError) return e;
   const why = e instanceof Error ? e.message : String(e);
   return new EngineError('bad-audio', `${file}: ${codec} decoder failed: ${why.split('\n')[0]}`, file, { cause: e });
 }
 
-/** FLAC STREAMINFO (always the first metadata block): channel count and total samples (0 = unknown). */
-function readStreamInfo(bytes: Uint8Array): { channels: number; totalFrames: number } | undefined {
+/** FLAC STREAMINFO (always the first metadata block): sample rate, channel count and total samples (0 = unknown). */
+function readStreamInfo(bytes: Uint8Array): { channels: number; totalFrames: number; sampleRate: number } | undefined {
   const at = flacStart(bytes);
   if (at < 0 || bytes.length < at + 8 + 34 || (bytes[at + 4]! & 0x7f) !== 0) return undefined;
   const s = at + 8; // STREAMINFO body
   // bits: 16 min block, 16 max block, 24 min frame, 24 max frame, 20 rate, 3 channels-1, 5 bps-1, 36 total samples
+  const sampleRate = (bytes[s + 10]! << 12) | (bytes[s + 11]! << 4) | (bytes[s + 12]! >> 4);
   const channels = ((bytes[s + 12]! >> 1) & 0x07) + 1;
   const totalFrames = (bytes[s + 13]! & 0x0f) * 2 ** 32 + ((bytes[s + 14]! << 24) >>> 0) + (bytes[s + 15]! << 16) + (bytes[s + 16]! << 8) + bytes[s + 17]!;
-  return { channels, totalFrames };
+  return { channels, totalFrames, sampleRate };
 }
 
 function flacStart(bytes: Uint8Array): number {

@@ -5,9 +5,11 @@
  * Every size in the header is checked against the bytes actually present before anything is allocated.
  */
 import { EngineError } from '../errors';
-import { MAX_CHANNELS, MAX_DECODED_FRAMES, MAX_SAMPLE_RATE, type PcmAudio } from './audio-types';
+import { isTooLong, MAX_CHANNELS, MAX_SAMPLE_RATE, tooLong, type PcmAudio } from './audio-types';
 
 const FORMAT_PCM = 0x0001;
+/** Real files carry a handful of chunks (fmt, fact, LIST, bext, data); a file of millions of empty ones is crafted. */
+const MAX_CHUNKS = 10_000;
 const FORMAT_FLOAT = 0x0003;
 const FORMAT_EXTENSIBLE = 0xfffe;
 
@@ -48,7 +50,8 @@ export function decodeWav(bytes: Uint8Array, file: string): PcmAudio {
   let dataStart = -1;
   let dataBytes = 0;
   let pos = 12;
-  while (pos + 8 <= len) {
+  for (let chunks = 0; pos + 8 <= len; chunks++) {
+    if (chunks >= MAX_CHUNKS) throw bad(`WAV file has more than ${MAX_CHUNKS} chunks before its data (corrupt header)`);
     const id = fourcc(bytes, pos);
     const size = view.getUint32(pos + 4, true);
     const body = pos + 8;
@@ -78,13 +81,7 @@ export function decodeWav(bytes: Uint8Array, file: string): PcmAudio {
   const blockAlign = fmt.channels * fmt.bytesPerSample;
   const frames = Math.floor(dataBytes / blockAlign);
   if (frames === 0) throw bad('WAV file holds no samples');
-  if (frames > MAX_DECODED_FRAMES) {
-    throw new EngineError(
-      'unsupported-audio',
-      `${file}: ${frames} sample frames is longer than the ${MAX_DECODED_FRAMES} supported; split the file`,
-      file,
-    );
-  }
+  if (isTooLong(frames, fmt.sampleRate)) throw tooLong(file, frames, fmt.sampleRate);
   return { samples: mixdown(view, dataStart, frames, fmt), sampleRate: fmt.sampleRate, channels: fmt.channels };
 }
 

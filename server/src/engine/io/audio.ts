@@ -10,9 +10,11 @@ import { decodeFlac, decodeMp3 } from './audio-codecs';
 import { sniffAudioFormat } from './audio-format';
 import { resample, type ResampleQuality } from './audio-resample';
 import type { PcmAudio } from './audio-types';
+import { notRegularFile, openRegularFile } from './regular-file';
 import { decodeWav } from './audio-wav';
 
 export { resample, type ResampleQuality } from './audio-resample';
+export { MAX_AUDIO_SECONDS } from './audio-types';
 export type { AudioFormat } from './audio-format';
 
 export interface DecodedAudio {
@@ -118,17 +120,43 @@ async function statOrThrow(abs: string, shown: string) {
   }
 }
 
-async function readAudioBytes(file: string): Promise<Uint8Array> {
+/**
+ * Checks that `file` can be an audio input (exists, is a regular file, within the size limit) without opening it:
+ * stat never blocks on a named pipe, and a device such as /dev/zero is refused before a byte is read. Callers that
+ * do expensive work first (the `forward` command loads a model) check their audio up front with it.
+ */
+export async function assertAudioFile(file: string): Promise<void> {
   const st = await statOrThrow(file, file);
   if (st.isDirectory()) throw new EngineError('bad-audio', `${file}: is a folder, not an audio file`, file);
-  if (st.size > MAX_FILE_BYTES) {
-    throw new EngineError('unsupported-audio', `${file}: ${(st.size / 2 ** 30).toFixed(1)} GiB is over the 2 GiB limit for one audio file; split it`, file);
+  if (!st.isFile()) throw notRegularFile(file, st, 'an audio file (WAV, FLAC or MP3)', 'bad-audio');
+  checkSize(file, st.size);
+}
+
+function checkSize(file: string, size: number): void {
+  if (size > MAX_FILE_BYTES) {
+    throw new EngineError('unsupported-audio', `${file}: ${(size / 2 ** 30).toFixed(1)} GiB is over the 2 GiB limit for one audio file; split it`, file);
   }
+}
+
+async function readAudioBytes(file: string): Promise<Uint8Array> {
+  await assertAudioFile(file);
+  // Opened non-blocking and checked again on the descriptor: the path may have changed since the stat.
+  const { handle, size } = await openRegularFile(file, 'an audio file (WAV, FLAC or MP3)', 'bad-audio');
   try {
-    const buf = await fs.readFile(file);
-    return new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
+    checkSize(file, size);
+    const buf = Buffer.alloc(size);
+    let done = 0;
+    while (done < size) {
+      const { bytesRead } = await handle.read(buf, done, size - done, done);
+      if (bytesRead === 0) break; // the file shrank while it was read: decode what is there
+      done += bytesRead;
+    }
+    return new Uint8Array(buf.buffer, buf.byteOffset, done);
   } catch (e) {
+    if (e instanceof EngineError) throw e;
     throw new EngineError('io-error', `${file}: cannot read (${(e as NodeJS.ErrnoException).code ?? e})`, file, { cause: e });
+  } finally {
+    await handle.close();
   }
 }
 
