@@ -50,10 +50,14 @@ const builds = [
     loader: { '.css': 'text' },
     entryPoints: { 'notebook-renderer': 'webview/src/notebook-renderer.ts' },
   },
-]
-  // Rooms land one at a time: build the entry points that exist.
-  .map((b) => ({ ...b, entryPoints: Object.fromEntries(Object.entries(b.entryPoints).filter(([, p]) => existsSync(p))) }))
-  .filter((b) => Object.keys(b.entryPoints).length > 0);
+];
+
+// Every entry point must exist: a renamed or deleted one must stop the build, not ship a package without it.
+const missing = builds.flatMap((b) => Object.entries(b.entryPoints).filter(([, p]) => !existsSync(p)).map(([name, p]) => `${name} (${p})`));
+if (missing.length) {
+  console.error(`build: missing entry point${missing.length > 1 ? 's' : ''}: ${missing.join(', ')}`);
+  process.exit(1);
+}
 
 for (const b of builds) {
   const options = { ...b, outdir: 'dist' };
