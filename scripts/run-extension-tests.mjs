@@ -26,6 +26,7 @@ import { copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSyn
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { findChromium, INSTALL_HINT } from './find-chromium.mjs';
 
 const argv = process.argv.slice(2);
 const arg = (k, d) => { const i = argv.indexOf(`--${k}`); return i >= 0 ? argv[i + 1] : d; };
@@ -37,10 +38,11 @@ const TIMEOUT_S = Number(arg('timeout', '240'));
 const UNTRUSTED = flag('untrusted');
 const CS_BIN = path.join(CS_DIR, 'node_modules', '.bin', 'code-server');
 
-const chromiumPath = () => {
-  const candidates = [arg('chromium'), process.env.CHROMIUM_PATH, '/usr/bin/chromium', '/usr/bin/chromium-browser', '/usr/bin/google-chrome'];
-  const found = candidates.find((p) => p && existsSync(p));
-  if (!found) throw new Error('no Chromium found: install the Debian package `chromium`, or pass --chromium / CHROMIUM_PATH');
+/** --chromium, else the system's or the npm package's (scripts/find-chromium.mjs). */
+const findBrowser = () => {
+  if (arg('chromium')) return { executablePath: path.resolve(arg('chromium')), env: {} };
+  const found = findChromium();
+  if (!found.executablePath) throw new Error(`no Chromium: ${found.reason}; install one with: ${INSTALL_HINT}, or pass --chromium / CHROMIUM_PATH`);
   return found;
 };
 const freePort = () => new Promise((res, rej) => { const s = net.createServer(); s.on('error', rej); s.listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => res(p)); }); });
@@ -203,7 +205,8 @@ try {
   }
   const auth = `127.0.0.1:${port}`;
   const payload = JSON.stringify([['extensionDevelopmentPath', `vscode-remote://${auth}${EXT}`], ['extensionTestsPath', `vscode-remote://${auth}${TESTS}`]]);
-  browser = await chromium.launch({ executablePath: chromiumPath(), headless: true, env,
+  const browserFound = findBrowser();
+  browser = await chromium.launch({ executablePath: browserFound.executablePath, headless: true, env: { ...env, ...browserFound.env },
     args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'] });
   const page = await browser.newPage();
   // Every notification toast the workbench shows, with its buttons, for the tests' `ui` expectations.
