@@ -49,7 +49,8 @@ function correlationSummaryLines(report: MergeReport): HTMLElement[] {
     h('p', { class: 'summary' }, `Mean diagonal correlation ${pct(summary.before)} → ${pct(summary.after)} over ${report.align.taps.length} taps; lowest after permutation: ${summary.worst?.tap ?? '—'} (${summary.worst ? pct(summary.worst.meanCorrelationAfter) : '—'}).`),
   ];
   const sc = report.align.selfCheck;
-  if (sc) lines.push(h('p', { class: `summary ${sc.passed ? '' : 'error'}` }, `Self-check ${sc.passed ? 'passed' : 'FAILED'}: max relative error ${sc.maxRelativeError.toExponential(1)} (tolerance ${sc.tolerance.toExponential(0)}).`));
+  if (sc?.warning) lines.push(h('p', { class: 'summary' }, `Self-check: align.method ${report.align.method} is not function-preserving; its permuted model deviates by ${sc.maxRelativeError.toExponential(1)} (relative), reported, not refused.`));
+  else if (sc) lines.push(h('p', { class: `summary ${sc.passed ? '' : 'error'}` }, `Self-check ${sc.passed ? 'passed' : 'FAILED'}: max relative error ${sc.maxRelativeError.toExponential(1)} (tolerance ${sc.tolerance.toExponential(0)}).`));
   return lines;
 }
 
