@@ -4,7 +4,8 @@
  */
 import { Command, CommanderError } from 'commander';
 import { describeError, EngineError } from './engine/errors';
-import { consoleOutput } from './cli/common';
+import { consoleOutput, endQuietlyOnClosedOutput, reportUncaughtErrorsInOneLine } from './cli/common';
+import { registerCleanCommand } from './cli/clean';
 import { registerConvertCommand } from './cli/convert';
 import { registerDoctorCommand } from './cli/doctor';
 import { registerForwardCommand } from './cli/forward';
@@ -25,11 +26,16 @@ export function buildProgram(out = consoleOutput): Command {
   registerDoctorCommand(program, out);
   registerConvertCommand(program, out);
   registerCheckCommand(program, out);
+  registerCleanCommand(program, out);
   registerLspCommand(program);
+  program.hook('preAction', (_, command) => {
+    if (command.name() !== 'lsp') reportUncaughtErrorsInOneLine();
+  });
   return program;
 }
 
 export async function main(argv: string[]): Promise<number> {
+  endQuietlyOnClosedOutput();
   const program = buildProgram();
   try {
     await program.parseAsync(argv);

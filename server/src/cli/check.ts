@@ -1,7 +1,7 @@
 /**
  * `merge-studio check <recipe> [--format human|json]`: the diagnostics the editor shows, from the same
  * checker. Human: `file:line:col: severity code: message` (1-based). JSON: LSP-shaped (0-based ranges).
- * Exit code 1 when there are errors.
+ * Diagnostics and the result line go to stdout; exit code 1 (and the count as the reason on stderr) on errors.
  */
 import type { Command } from 'commander';
 import * as path from 'node:path';
@@ -27,7 +27,8 @@ export async function printCheck(recipe: string, file: string, format: 'human' |
     out.info(JSON.stringify(json, null, 2));
   } else {
     for (const d of diagnostics) out.info(formatDiagnostic(recipe, d));
-    if (errors === 0) out.error(diagnostics.length === 0 ? `${recipe}: no problems` : `${recipe}: ${summary(errors, warnings)}`);
+    // The result line is output like the diagnostics (stdout); with errors the dispatcher also gives the reason on stderr.
+    if (errors === 0) out.info(diagnostics.length === 0 ? `${recipe}: no problems` : `${recipe}: ${summary(errors, warnings)}`);
   }
   return diagnostics;
 }

@@ -8,12 +8,13 @@ import { framesFor } from '../engine/model/encoder';
 import { resolveBackend } from '../engine/model/runtime';
 import { alignMethod } from '../engine/align/methods';
 import { defaultBatchSize, estimateMemory, formatBytes } from '../engine/pipeline/plan';
+import { guardOutput } from '../engine/pipeline/output-guard';
 import type { MergeReport } from '../engine/pipeline/report';
 import { runLoadedRecipe } from '../engine/pipeline/run';
 import type { JobEvent } from '../engine/progress';
 import { loadRecipe } from '../engine/recipe/load';
 import { recipeSchema } from '../engine/recipe/schema';
-import { parseDevice, parseThreads, type Output } from './common';
+import { onOutputClosed, parseDevice, parseThreads, type Output } from './common';
 import { ProgressRenderer } from './progress-bar';
 
 export function registerRunCommand(program: Command, out: Output): void {
@@ -32,13 +33,18 @@ export function registerRunCommand(program: Command, out: Output): void {
       if (!['bar', 'plain', 'json'].includes(format)) throw new EngineError('bad-config', `--progress must be bar, plain or json, got "${format}"`);
       const loaded = await loadRecipe(file);
       if (opts.dryRun) {
+        // The same output checks as a run, without changing anything: refusals fail the dry run too.
+        const recovery = await guardOutput(loaded, { dryRun: true });
         await printPlan(loaded, out, device);
+        for (const line of recovery) out.info(`         ${line}`);
         return;
       }
       const controller = new AbortController();
       const onSignal = () => controller.abort();
       process.once('SIGINT', onSignal);
       process.once('SIGTERM', onSignal);
+      // A reader that went away (`| head`) cancels the run cleanly, staging folder removed.
+      const stopWatchingOutput = onOutputClosed(onSignal);
       const renderer = format === 'json' ? undefined : new ProgressRenderer(process.stderr, format === 'bar');
       const emit = (e: JobEvent) => (format === 'json' ? process.stdout.write(`${JSON.stringify(e)}\n`) : renderer!.handle(e));
       try {
@@ -57,6 +63,7 @@ export function registerRunCommand(program: Command, out: Output): void {
       } finally {
         process.off('SIGINT', onSignal);
         process.off('SIGTERM', onSignal);
+        stopWatchingOutput();
       }
     });
 }
@@ -99,7 +106,7 @@ export function summaryTable(report: MergeReport): string[] {
       lines.push(`  ${group.padEnd(10)} ${String(list.length).padStart(3)} tap(s)  ${mean((t) => t.meanCorrelationBefore).toFixed(3)} → ${mean((t) => t.meanCorrelationAfter).toFixed(3)}  moved ${(100 * mean((t) => t.moved)).toFixed(0)}%`);
     }
   }
-  if (report.align.selfCheck) lines.push(`  self-check: max relative error ${report.align.selfCheck.maxRelativeError.toExponential(1)} (tolerance ${report.align.selfCheck.tolerance})`);
+  if (report.align.selfCheck) lines.push(`  self-check: max relative error ${report.align.selfCheck.maxRelativeError.toExponential(1)} (tolerance ${report.align.selfCheck.tolerance})${report.align.selfCheck.warning ? `; ${report.align.method} is not function-preserving: reported, not refused` : ''}`);
   const ev = report.evaluation;
   if (ev) {
     const tasks = [...new Set(ev.rows.map((r) => r.task))];
