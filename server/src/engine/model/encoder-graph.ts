@@ -22,11 +22,16 @@ export interface EncoderRange {
   to?: number;
 }
 
+export interface FrontEndOptions {
+  /** Graph values ([1, C, 1]) replacing the first conv's GroupNorm statistics (the windowed long-audio forward). */
+  conv0Stats?: { mean: string; invStd: string };
+}
+
 /**
  * Adds one encoder reading `audio` ([batch, samples], float32 at the model's sample rate) to the builder.
  * Returns the value name of every tap; the caller chooses which become graph outputs or feed reductions.
  */
-export function addEncoder(b: GraphBuilder, cfg: EncoderConfig, weights: WeightMap, audio: string, prefix = '', range: EncoderRange = {}): TapValues {
+export function addEncoder(b: GraphBuilder, cfg: EncoderConfig, weights: WeightMap, audio: string, prefix = '', range: EncoderRange = {}, front: FrontEndOptions = {}): TapValues {
   const taps: TapValues = new Map();
   const get = (name: string) => {
     const t = weights.get(name);
@@ -39,7 +44,7 @@ export function addEncoder(b: GraphBuilder, cfg: EncoderConfig, weights: WeightM
   const p = (hint: string) => `${prefix}${hint}`;
   const from = range.from ?? 0;
   const to = range.to ?? cfg.layers;
-  let x = range.from === undefined ? addFrontEnd(b, cfg, w, audio, p, taps) : audio;
+  let x = range.from === undefined ? addFrontEnd(b, cfg, w, audio, p, taps, front) : audio;
 
   for (let l = from; l < to; l++) {
     const base = `encoder.layers.${l}`;
@@ -67,7 +72,7 @@ export function addEncoder(b: GraphBuilder, cfg: EncoderConfig, weights: WeightM
 }
 
 /** Feature extractor, projection, positional conv: waveform → hidden.0. */
-function addFrontEnd(b: GraphBuilder, cfg: EncoderConfig, w: W, audio: string, p: (hint: string) => string, taps: TapValues): string {
+function addFrontEnd(b: GraphBuilder, cfg: EncoderConfig, w: W, audio: string, p: (hint: string) => string, taps: TapValues, front: FrontEndOptions): string {
   // The checkpoint's feature extractor normalises each waveform (do_normalize): (x − mean) / √(var + 1e-7).
   let wave = audio;
   if (cfg.normalizeInput) {
@@ -82,7 +87,13 @@ function addFrontEnd(b: GraphBuilder, cfg: EncoderConfig, w: W, audio: string, p
     const inputs = [x, w(`${base}.conv.weight`)];
     if (cfg.convBias) inputs.push(w(`${base}.conv.bias`));
     x = b.op('Conv', inputs, { kernel_shape: [cfg.convKernels[i]!], strides: [cfg.convStrides[i]!], pads: [0, 0] }, p(`conv${i}`));
-    if (cfg.featExtractNorm === 'group' && i === 0) {
+    if (cfg.featExtractNorm === 'group' && i === 0 && front.conv0Stats) {
+      // The same GroupNorm with statistics given from outside (a whole clip's, while this graph sees a window of it).
+      const { mean, invStd } = front.conv0Stats;
+      const channel = (t: string) => b.op('Unsqueeze', [w(t), b.int64s([1])]); // [C] → [C, 1]
+      const normed = b.op('Mul', [b.op('Sub', [x, mean]), invStd]);
+      x = b.op('Add', [b.op('Mul', [normed, channel(`${base}.layer_norm.weight`)]), channel(`${base}.layer_norm.bias`)], {}, p(`conv${i}_norm`));
+    } else if (cfg.featExtractNorm === 'group' && i === 0) {
       // GroupNorm(C, C) normalises each channel over time: exactly InstanceNormalization.
       x = b.op('InstanceNormalization', [x, w(`${base}.layer_norm.weight`), w(`${base}.layer_norm.bias`)], { epsilon: { f: 1e-5 } }, p(`conv${i}_norm`));
     } else if (cfg.featExtractNorm === 'layer') {
