@@ -10,8 +10,10 @@
  * Its linear assignments are brute force (scipy's linear_sum_assignment is exact), so the sizes here are tiny;
  * the encoder-sized check below uses the engine's exact LAP for the reference's assignments.
  */
+import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { ALIGN_METHODS, alignNeedsProbe } from '../../server/src/engine/align/methods';
 import { alignPaper, applyPaperPermutations, matchHeads, matchUnits, paperSpec } from '../../server/src/engine/align/paper';
 import { addStandardisedBatch, createStandardisedStats, standardisedCorrelation } from '../../server/src/engine/align/paper/statistics';
 import { solveLap } from '../../server/src/engine/align/lap';
@@ -20,12 +22,18 @@ import { buildPermutationSpec, groupName } from '../../server/src/engine/align/s
 import { addMoments, correlation as pearson, createPairStats } from '../../server/src/engine/align/stats';
 import type { EncoderConfig } from '../../server/src/engine/io/hfconfig';
 import type { ProbeSet } from '../../server/src/engine/io/probe';
+import { writeSafetensors } from '../../server/src/engine/io/safetensors';
 import { EncoderSession, loadEncoderModel } from '../../server/src/engine/model/encoder';
+import { randomWeights } from '../../server/src/engine/model/random';
+import { toStoredTensors } from '../../server/src/engine/model/weights';
 import type { WeightMap } from '../../server/src/engine/model/tensor';
 import { tapName, type TapName } from '../../server/src/engine/model/taps';
 import { assertSelfCheck, selfCheck, SELF_CHECK_TOLERANCE } from '../../server/src/engine/pipeline/self-check';
 import { mulberry32, randomPermutation } from '../../server/src/engine/random';
-import { HF_REFERENCE } from '../helpers/reference';
+import { runRecipe } from '../../server/src/engine/pipeline/run';
+import type { JobEvent } from '../../server/src/engine/progress';
+import { FIXTURES, HF_REFERENCE } from '../helpers/reference';
+import { useTempDirs } from '../helpers/tmp';
 
 type Matrix = number[][]; // rows × columns, float64
 
@@ -380,5 +388,57 @@ describe('align.method paper on an encoder pair through the ONNX pair graph', ()
       for (let i = 0; i < units; i++) for (let j = 0; j < units; j++) err = Math.max(err, Math.abs(ours[i]![j]! - ref[i]![j]!));
       expect(err, t).toBeLessThan(1e-4); // float32 activations and GEMMs in onnxruntime
     }
+  });
+});
+
+describe('align.method paper in a run', () => {
+  const tempDir = useTempDirs();
+
+  it('is in the registry, needs probe audio, hooks attn_out and ffn taps only', () => {
+    expect(alignNeedsProbe('paper')).toBe(true);
+    expect(ALIGN_METHODS.paper.taps({ layers: 2 } as EncoderConfig, ['cnn', 'attention', 'ffn', 'residual'], 'reorder')).toEqual(['layer.0.attn_out', 'layer.0.ffn', 'layer.1.attn_out', 'layer.1.ffn']);
+    expect(ALIGN_METHODS.paper.taps({ layers: 1 } as EncoderConfig, ['attention', 'ffn'], 'none')).toEqual(['layer.0.ffn']);
+  });
+
+  it('runs a recipe end to end: the self-check deviation is a warning in the log and the report, the merge is written', async () => {
+    const dir = tempDir();
+    const anchorDir = path.join(HF_REFERENCE, 'hubert-postln-a');
+    const file = path.join(dir, 'paper.merge.yaml');
+    // other = the anchor's architecture with random weights: a different function, as two separately trained encoders.
+    const anchor = await loadEncoderModel(anchorDir);
+    const otherDir = path.join(dir, 'other');
+    await fs.mkdir(otherDir);
+    await fs.copyFile(path.join(anchorDir, 'config.json'), path.join(otherDir, 'config.json'));
+    await writeSafetensors(path.join(otherDir, 'model.safetensors'), toStoredTensors(randomWeights(anchor.config, 5), anchor.layout));
+    await fs.writeFile(
+      file,
+      [
+        'version: 1',
+        'models:',
+        `  anchor: ${anchorDir}`,
+        `  other: ${otherDir}`,
+        'probe:',
+        `  audio: [${path.join(FIXTURES, 'audio', 'tone-16k.wav')}, ${path.join(FIXTURES, 'audio', 'sine440-16k-i16.wav')}]`,
+        '  segment_seconds: 0.5',
+        'align:',
+        '  method: paper',
+        '  permute: [cnn, attention, ffn]',
+        'merge: { method: linear, lambda: 0.5 }',
+        'output: ./out',
+        'runtime: { device: cpu }',
+        '',
+      ].join('\n'),
+    );
+    const events: JobEvent[] = [];
+    const { report, outputDir } = await runRecipe(file, { onEvent: (e) => events.push(e) });
+    expect(report.align.method).toBe('paper');
+    expect(report.align.selfCheck!.passed).toBe(false);
+    expect(report.align.selfCheck!.maxRelativeError).toBeGreaterThan(SELF_CHECK_TOLERANCE);
+    expect(report.align.selfCheck!.warning).toMatch(/not function-preserving/);
+    const logs = events.flatMap((e) => (e.type === 'log' ? [e] : []));
+    expect(logs.some((e) => e.level === 'warning' && /not function-preserving/.test(e.message))).toBe(true);
+    expect(logs.some((e) => e.level === 'warning' && /cnn left as they are/.test(e.message))).toBe(true);
+    expect(report.align.taps.map((t) => t.tap).sort()).toEqual([0, 1, 2].flatMap((l) => [`layer.${l}.attn.v`, `layer.${l}.ffn`]).sort());
+    await expect(fs.stat(path.join(outputDir, 'model.safetensors'))).resolves.toBeTruthy();
   });
 });
