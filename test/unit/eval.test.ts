@@ -44,10 +44,10 @@ function synthetic(n: number, layers: number, dim: number, classes: number, info
 }
 
 describe('linear probes', () => {
-  it('separable classes → accuracy 1, on the informative layer and the weighted sum', () => {
+  it('separable classes → accuracy 1, on the informative layer and the weighted sum', async () => {
     const tr = synthetic(200, 4, 16, 5, 2, 12, 1);
     const te = synthetic(100, 4, 16, 5, 2, 12, 2, tr.means);
-    const r = runProbes(tr, te, 5, { perLayer: true });
+    const r = await runProbes(tr, te, 5, { perLayer: true });
     expect(r.accuracy).toBe(1);
     expect(r.trainAccuracy).toBe(1);
     expect(r.perLayer[2]).toBe(1);
@@ -59,7 +59,7 @@ describe('linear probes', () => {
     expect(r.layerWeights[2]!).toBeGreaterThan(0.4);
   });
 
-  it('shuffled labels → near chance on test, although train is partly memorised', () => {
+  it('shuffled labels → near chance on test, although train is partly memorised', async () => {
     const tr = synthetic(240, 3, 24, 4, 1, 12, 3);
     const te = synthetic(400, 3, 24, 4, 1, 12, 4, tr.means);
     // break the link between features and labels: a seeded permutation of the train labels
@@ -67,22 +67,22 @@ describe('linear probes', () => {
     const keys = Array.from(tr.labels, () => g());
     const order = keys.map((_, i) => i).sort((a, b) => keys[a]! - keys[b]!);
     const shuffled = Int32Array.from(order, (i) => tr.labels[i]!);
-    const r = runProbes({ features: tr.features, labels: shuffled }, te, 4);
+    const r = await runProbes({ features: tr.features, labels: shuffled }, te, 4);
     expect(r.trainAccuracy).toBeGreaterThan(0.3); // some memorisation of the noise, above chance
     expect(Math.abs(r.accuracy - 0.25)).toBeLessThan(0.08);
     // and the same data with true labels is solved: the test above fails for the right reason
-    expect(runProbes(tr, te, 4).accuracy).toBe(1);
+    expect((await runProbes(tr, te, 4)).accuracy).toBe(1);
   });
 
-  it('is a pure function of data and seed', () => {
+  it('is a pure function of data and seed', async () => {
     const tr = synthetic(60, 2, 8, 3, 0, 1.5, 5);
     const te = synthetic(60, 2, 8, 3, 0, 1.5, 6, tr.means);
-    const a = runProbes(tr, te, 3, { seed: 4 });
-    const b = runProbes(tr, te, 3, { seed: 4 });
+    const a = await runProbes(tr, te, 3, { seed: 4 });
+    const b = await runProbes(tr, te, 3, { seed: 4 });
     expect(a).toEqual(b);
   });
 
-  it('logistic regression recovers a known linear rule; standardisation ignores constant features', () => {
+  it('logistic regression recovers a known linear rule; standardisation ignores constant features', async () => {
     const n = 300;
     const x = new Float64Array(n * 3);
     const y = new Int32Array(n);
@@ -96,7 +96,7 @@ describe('linear probes', () => {
     const std = fitStandardiser(x, n, 3);
     expect(std.invStd[1]).toBe(0);
     const xs = std.apply(x, n);
-    const model = trainLogistic(xs, n, 3, y, 2);
+    const model = await trainLogistic(xs, n, 3, y, 2);
     expect(accuracyOf(predictLinear(model, xs, n), y)).toBeGreaterThan(0.97);
     // weight direction: class 1 − class 0 column ∝ (1, ·, 0.5)
     const dw = (d: number) => model.weights[d * 2 + 1]! - model.weights[d * 2]!;
@@ -105,11 +105,11 @@ describe('linear probes', () => {
     expect(dw(2) / dw(0)).toBeLessThan(0.8);
   });
 
-  it('refuses mismatched shapes and out-of-range labels', () => {
+  it('refuses mismatched shapes and out-of-range labels', async () => {
     const tr = synthetic(10, 2, 4, 2, 0, 1, 1);
     const te = synthetic(10, 3, 4, 2, 0, 1, 2);
-    expect(() => runProbes(tr, te, 2)).toThrow(/test features are \[10, 3, 4\], train features \[10, 2, 4\]/);
-    expect(() => runProbes({ features: tr.features, labels: new Int32Array(10).fill(2) }, tr, 2)).toThrow(/label 2 at row 0 is outside 0\.\.1/);
+    await expect(runProbes(tr, te, 2)).rejects.toThrow(/test features are \[10, 3, 4\], train features \[10, 2, 4\]/);
+    await expect(runProbes({ features: tr.features, labels: new Int32Array(10).fill(2) }, tr, 2)).rejects.toThrow(/label 2 at row 0 is outside 0\.\.1/);
   });
 });
 
@@ -172,7 +172,7 @@ describe('evaluateModel', () => {
       loader(true),
       { baseDir: root },
     );
-    expect(tasks.map((t) => [t.classes.length, t.train.audio.length, t.test.audio.length])).toEqual([
+    expect(tasks.map((t) => [t.classes.length, t.train.audio.length, t.heldOut.audio.length])).toEqual([
       [3, 24, 15],
       [2, 12, 8],
     ]);
@@ -225,7 +225,7 @@ describe('evaluateModel', () => {
     expect((e as EngineError).message).toBe(`${path.join(root, 'nan', 'train', 'c0-train-1.wav')}: the model's pooled features are not finite (task nan)`);
 
     const flat: EmbedFn = async (audio) => ({ shape: [audio.length, 12], data: new Float32Array(audio.length * 12) });
-    await expect(evaluateModel(flat, tasks)).rejects.toThrow(/embed returned \[6, 12\] for a batch of 6 clips; expected \[6, layers, dim\]/);
+    await expect(evaluateModel(flat, tasks)).rejects.toThrow(/embed returned \[10, 12\] for a batch of 10 clips; expected \[10, layers, dim\]/);
   });
 
   it('stops when cancelled', async () => {
@@ -239,6 +239,37 @@ describe('evaluateModel', () => {
     const e = await evaluateModel(stopping, tasks, { batchSize: 2, cancel: token }).catch((x: unknown) => x);
     expect(e).toBeInstanceOf(EngineError);
     expect((e as EngineError).code).toBe('cancelled');
+  });
+
+  it('validation split: a seeded quarter of each train class is held out, test/ is never read', async () => {
+    makeTask('valid', 3, 12, 5);
+    const read: string[] = [];
+    const spying = async (file: string) => {
+      read.push(path.basename(file));
+      return loader(true)(file);
+    };
+    const load = (seed: number) => loadEvalTasks([{ name: 'valid', data: path.join(root, 'valid') }], spying, { split: 'validation', seed });
+    const [task] = await load(1);
+    expect(read.some((f) => f.includes('-test-'))).toBe(false);
+    expect(task!.heldOutSplit).toBe('validation');
+    expect(task!.train.audio.length).toBe(27);
+    expect(task!.heldOut.audio.length).toBe(9);
+    for (let c = 0; c < 3; c++) expect(Array.from(task!.heldOut.labels).filter((y) => y === c)).toHaveLength(3);
+    const held = new Set(task!.heldOut.files);
+    expect(task!.train.files.some((f) => held.has(f))).toBe(false);
+    expect(task!.train.files.every((f) => f.includes('-train-'))).toBe(true);
+    // seeded: the same seed carves the same clips, another seed others
+    expect((await load(1))[0]!.heldOut.files).toEqual(task!.heldOut.files);
+    expect((await load(2))[0]!.heldOut.files).not.toEqual(task!.heldOut.files);
+    const r = await evaluateModel(embed, [task!]);
+    expect(r.tasks[0]).toMatchObject({ split: 'validation', score: 1, trainClips: 27, heldOutClips: 9 });
+  });
+
+  it('validation split: a train split too small to carve is refused with its labels.csv', async () => {
+    makeTask('tiny', 2, 1, 1);
+    await expect(loadEvalTasks([{ name: 'tiny', data: path.join(root, 'tiny') }], loader(true), { split: 'validation' })).rejects.toThrow(
+      /tiny[/\\]train[/\\]labels\.csv: too few clips to hold out a validation part/,
+    );
   });
 
   it('refuses a task named twice and passes dataset errors through', async () => {

@@ -114,7 +114,7 @@ export function summaryTable(report: MergeReport): string[] {
     const label = (c: { variant: string; lambda: number | null }) => (c.lambda === null ? c.variant : `${c.variant} λ=${c.lambda}`);
     const width = Math.max(8, ...columns.map((c) => label(c).length));
     const taskWidth = Math.max(8, ...tasks.map((t) => t.length));
-    lines.push('', 'evaluation (test accuracy, linear probes)');
+    lines.push('', `evaluation (${ev.split ?? 'test'} accuracy, linear probes)`);
     lines.push(`  ${'task'.padEnd(taskWidth)}  ${columns.map((c) => label(c).padStart(width)).join('  ')}`);
     const cell = (task: string, c: { variant: string; lambda: number | null }) => ev.rows.find((r) => r.task === task && r.variant === c.variant && r.lambda === c.lambda)?.score;
     for (const t of tasks) lines.push(`  ${t.padEnd(taskWidth)}  ${columns.map((c) => (cell(t, c)?.toFixed(3) ?? '-').padStart(width)).join('  ')}`);

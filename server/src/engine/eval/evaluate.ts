@@ -1,17 +1,23 @@
 /**
  * Evaluate a frozen encoder on a list of classification tasks, as the paper does: for each task, per-layer
- * mean-pooled features of every train and test clip, linear probes (eval/probe-classifier.ts), accuracy on the test
- * split; then the unweighted average over tasks.
+ * mean-pooled features of every train and held-out clip, linear probes (eval/probe-classifier.ts), accuracy on the
+ * held-out clips; then the unweighted average over tasks.
+ *
+ * The held-out clips are the task's test split, or, with `split: 'validation'`, a seeded stratified quarter of its
+ * train split (the probes then train on the other three quarters and test/ is never read): settings chosen on those
+ * scores have not seen the test split.
  *
  * The encoder is behind `EmbedFn`: a batch of mono waveforms at the model's rate in, one [layers+1, dim] row of
  * mean-pooled hidden states per clip out (hidden_states[0..L], each averaged over frames). The runner builds it from
  * the ONNX encoder; tests use synthetic features. Audio is decoded once by `loadEvalTasks` and shared by every model
- * evaluated on it (anchor, other, and each merge of the λ sweep).
+ * evaluated on it (anchor, other, and each merge of the λ sweep). Each model embeds every clip of every task once,
+ * in one pass ordered by length, so that a batch holds clips of one length (model/embed.ts runs each length apart).
  */
 import { EngineError } from '../errors';
 import { loadTaskDataset, type TaskDataset } from '../io/dataset';
 import type { Tensor } from '../model/tensor';
 import type { CancelToken, ProgressSink } from '../progress';
+import { mulberry32 } from '../random';
 import { runProbes, type ProbeOptions } from './probe-classifier';
 
 /** Mean-pooled hidden states of each clip: a [batch, layers+1, dim] tensor, rows in the order of `audio`. */
@@ -34,15 +40,30 @@ export interface PreparedSplit {
   labels: Int32Array;
 }
 
+/** Which clips a task's probes are scored on: test/, or a held-out part of train/ (test/ untouched). */
+export type HeldOutSplit = 'test' | 'validation';
+
+export const EVALUATION_SPLITS: readonly HeldOutSplit[] = ['test', 'validation'];
+
+/** Fraction of each class's train clips held out for validation. */
+export const VALIDATION_FRACTION = 0.25;
+
 export interface PreparedTask {
   spec: EvalTaskSpec;
   dataset: TaskDataset;
   classes: string[];
+  /** The clips the probes train on. */
   train: PreparedSplit;
-  test: PreparedSplit;
+  /** The clips the probes are scored on: the test split, or the validation part of train. */
+  heldOut: PreparedSplit;
+  heldOutSplit: HeldOutSplit;
 }
 
 export interface LoadTasksOptions {
+  /** Score on test/ (default) or on a validation part carved out of train/. */
+  split?: HeldOutSplit;
+  /** Seeds the validation carve (default 0). */
+  seed?: number;
   baseDir?: string;
   progress?: ProgressSink;
   cancel?: CancelToken;
@@ -55,9 +76,10 @@ export async function loadEvalTasks(specs: readonly EvalTaskSpec[], loadAudio: A
     if (names.has(s.name)) throw new EngineError('bad-dataset', `task "${s.name}" is listed twice`);
     names.add(s.name);
   }
+  const split = options.split ?? 'test';
   const datasets: TaskDataset[] = [];
   for (const s of specs) datasets.push(await loadTaskDataset(s.data, options.baseDir));
-  const total = datasets.reduce((k, d) => k + d.train.clips.length + d.test.clips.length, 0);
+  const total = datasets.reduce((k, d) => k + d.train.clips.length + (split === 'test' ? d.test.clips.length : 0), 0);
   let done = 0;
   const out: PreparedTask[] = [];
   for (let t = 0; t < specs.length; t++) {
@@ -78,10 +100,41 @@ export async function loadEvalTasks(specs: readonly EvalTaskSpec[], loadAudio: A
       return { audio, files: clips.map((c) => c.file), labels: Int32Array.from(clips, (c) => index.get(c.label)!) };
     };
     const train = await prepare(ds.train.clips);
-    const test = await prepare(ds.test.clips);
-    out.push({ spec: specs[t]!, dataset: ds, classes: ds.classes, train, test });
+    const common = { spec: specs[t]!, dataset: ds, classes: ds.classes };
+    if (split === 'test') out.push({ ...common, train, heldOut: await prepare(ds.test.clips), heldOutSplit: 'test' });
+    else {
+      const carved = carveValidation(train, ds.classes.length, (options.seed ?? 0) * 7919 + t);
+      if (carved.heldOut.audio.length === 0) {
+        throw new EngineError('bad-dataset', `${ds.train.csv}: too few clips to hold out a validation part (a class needs at least 2 train clips)`, ds.train.csv);
+      }
+      out.push({ ...common, ...carved, heldOutSplit: 'validation' });
+    }
   }
   return out;
+}
+
+/**
+ * Splits train into a probe-training part and a validation part: per class, a seeded shuffle holds out
+ * round(VALIDATION_FRACTION · count) clips (at least one, and never a class's last clip); both parts keep train order.
+ */
+export function carveValidation(train: PreparedSplit, classes: number, seed: number): { train: PreparedSplit; heldOut: PreparedSplit } {
+  const rand = mulberry32((seed ^ 0x7a11d) >>> 0);
+  const held = new Uint8Array(train.labels.length);
+  for (let c = 0; c < classes; c++) {
+    const members: number[] = [];
+    train.labels.forEach((y, i) => y === c && members.push(i));
+    const take = members.length < 2 ? 0 : Math.min(members.length - 1, Math.max(1, Math.round(VALIDATION_FRACTION * members.length)));
+    for (let k = members.length - 1; k > 0; k--) {
+      const j = Math.floor(rand() * (k + 1));
+      [members[k], members[j]] = [members[j]!, members[k]!];
+    }
+    for (const i of members.slice(0, take)) held[i] = 1;
+  }
+  const part = (keep: number): PreparedSplit => {
+    const rows = [...held.keys()].filter((i) => held[i] === keep);
+    return { audio: rows.map((i) => train.audio[i]!), files: rows.map((i) => train.files[i]!), labels: Int32Array.from(rows, (i) => train.labels[i]!) };
+  };
+  return { train: part(0), heldOut: part(1) };
 }
 
 export interface EvaluateOptions {
@@ -98,15 +151,17 @@ export interface TaskScore {
   name: string;
   domain?: string;
   metric: 'accuracy';
-  /** Test accuracy of the weighted-sum-of-layers probe. */
+  /** Held-out accuracy of the weighted-sum-of-layers probe. */
   score: number;
-  /** Test accuracy of a probe on each of hidden_states[0..L] (empty unless `probe.perLayer`). */
+  /** Which clips `score` is measured on. */
+  split: HeldOutSplit;
+  /** Held-out accuracy of a probe on each of hidden_states[0..L] (empty unless `probe.perLayer`). */
   perLayer: number[];
   layerWeights: number[];
   trainAccuracy: number;
   classes: number;
   trainClips: number;
-  testClips: number;
+  heldOutClips: number;
 }
 
 export interface ModelEvaluation {
@@ -115,62 +170,63 @@ export interface ModelEvaluation {
   average: number;
 }
 
-/** Embeds every clip of every task with `embed`, trains the probes, scores them. */
+/** Embeds every clip of every task with `embed` (one pass, in length order), trains the probes, scores them. */
 export async function evaluateModel(embed: EmbedFn, tasks: readonly PreparedTask[], options: EvaluateOptions = {}): Promise<ModelEvaluation> {
   if (tasks.length === 0) throw new EngineError('bad-recipe', 'evaluate: no tasks');
   const batchSize = Math.max(1, Math.floor(options.batchSize ?? 16));
-  const total = tasks.reduce((k, t) => k + t.train.audio.length + t.test.audio.length, 0);
-  let done = 0;
   const label = options.label ? `${options.label}: ` : '';
+  const splits = tasks.flatMap((task) => [
+    { task, split: task.train },
+    { task, split: task.heldOut },
+  ]);
+  // Every clip once; a stable sort by length keeps equal lengths in split order.
+  const clips = splits.flatMap(({ task, split }, s) => split.audio.map((audio, row) => ({ audio, task, split: s, row, file: split.files[row]! })));
+  const order = clips.map((_, i) => i).sort((i, j) => clips[i]!.audio.length - clips[j]!.audio.length);
+  const features: (Float32Array | undefined)[] = splits.map(() => undefined);
   let shape: { layers: number; dim: number } | undefined;
-  const features = async (task: PreparedTask, split: PreparedSplit): Promise<Tensor> => {
-    const n = split.audio.length;
-    let out: Float32Array | undefined;
-    for (let start = 0; start < n; start += batchSize) {
-      checkCancel(options.cancel);
-      const batch = split.audio.slice(start, start + batchSize);
-      const t = await embed(batch);
-      if (t.shape.length !== 3 || t.shape[0] !== batch.length) {
-        throw new EngineError('runtime-error', `embed returned [${t.shape.join(', ')}] for a batch of ${batch.length} clips; expected [${batch.length}, layers, dim]`);
-      }
-      const layers = t.shape[1]!;
-      const dim = t.shape[2]!;
-      if (!shape) shape = { layers, dim };
-      else if (shape.layers !== layers || shape.dim !== dim) {
-        throw new EngineError('runtime-error', `embed returned rows of [${layers}, ${dim}] after rows of [${shape.layers}, ${shape.dim}]`);
-      }
-      const row = layers * dim;
-      for (let k = 0; k < t.data.length; k++) {
-        if (!Number.isFinite(t.data[k]!)) {
-          const file = split.files[start + Math.floor(k / row)]!;
-          throw new EngineError('non-finite', `${file}: the model's pooled features are not finite (task ${task.spec.name})`, file);
-        }
-      }
-      out ??= new Float32Array(n * row);
-      out.set(t.data, start * row);
-      done += batch.length;
-      options.progress?.({ type: 'progress', stage: 'evaluate', done, total, message: `${label}${task.spec.name}` });
+  for (let start = 0; start < order.length; start += batchSize) {
+    checkCancel(options.cancel);
+    const batch = order.slice(start, start + batchSize).map((i) => clips[i]!);
+    const t = await embed(batch.map((c) => c.audio));
+    if (t.shape.length !== 3 || t.shape[0] !== batch.length) {
+      throw new EngineError('runtime-error', `embed returned [${t.shape.join(', ')}] for a batch of ${batch.length} clips; expected [${batch.length}, layers, dim]`);
     }
-    return { shape: [n, shape!.layers, shape!.dim], data: out! };
-  };
+    const layers = t.shape[1]!;
+    const dim = t.shape[2]!;
+    if (!shape) shape = { layers, dim };
+    else if (shape.layers !== layers || shape.dim !== dim) {
+      throw new EngineError('runtime-error', `embed returned rows of [${layers}, ${dim}] after rows of [${shape.layers}, ${shape.dim}]`);
+    }
+    const row = layers * dim;
+    batch.forEach((c, r) => {
+      const values = t.data.subarray(r * row, (r + 1) * row);
+      if (!values.every(Number.isFinite)) {
+        throw new EngineError('non-finite', `${c.file}: the model's pooled features are not finite (task ${c.task.spec.name})`, c.file);
+      }
+      const out = (features[c.split] ??= new Float32Array(splits[c.split]!.split.audio.length * row));
+      out.set(values, c.row * row);
+    });
+    const done = Math.min(start + batchSize, order.length);
+    options.progress?.({ type: 'progress', stage: 'evaluate', done, total: order.length, message: `${label}${batch.at(-1)!.task.spec.name}` });
+  }
 
   const scores: TaskScore[] = [];
-  for (const task of tasks) {
-    const train = await features(task, task.train);
-    const test = await features(task, task.test);
+  for (const [t, task] of tasks.entries()) {
     checkCancel(options.cancel);
-    const r = runProbes({ features: train, labels: task.train.labels }, { features: test, labels: task.test.labels }, task.classes.length, options.probe);
+    const tensor = (s: number): Tensor => ({ shape: [splits[s]!.split.audio.length, shape!.layers, shape!.dim], data: features[s]! });
+    const r = await runProbes({ features: tensor(2 * t), labels: task.train.labels }, { features: tensor(2 * t + 1), labels: task.heldOut.labels }, task.classes.length, options.probe);
     scores.push({
       name: task.spec.name,
       ...(task.spec.domain !== undefined ? { domain: task.spec.domain } : {}),
       metric: 'accuracy',
       score: r.accuracy,
+      split: task.heldOutSplit,
       perLayer: r.perLayer,
       layerWeights: r.layerWeights,
       trainAccuracy: r.trainAccuracy,
       classes: task.classes.length,
       trainClips: task.train.audio.length,
-      testClips: task.test.audio.length,
+      heldOutClips: task.heldOut.audio.length,
     });
   }
   return { tasks: scores, average: mean(scores.map((s) => s.score)) };

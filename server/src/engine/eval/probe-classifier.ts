@@ -20,6 +20,8 @@
  */
 import type { Tensor } from '../model/tensor';
 import { mulberry32 } from '../random';
+import { lbfgs } from './lbfgs';
+import { ProbeObjective } from './probe-objective';
 
 export interface ProbeOptions {
   /** L-BFGS iterations (default 100). */
@@ -35,7 +37,7 @@ export interface ProbeOptions {
 export const PROBE_DEFAULTS: Required<ProbeOptions> = { iterations: 100, perLayer: false, l2: 1e-3, seed: 0 };
 
 /** Pooled features and their class indices. `features` is [n, layers, dim]. */
-export interface ProbeSet {
+export interface ProbeFeatures {
   features: Tensor;
   labels: Int32Array;
 }
@@ -52,7 +54,7 @@ export interface ProbeResult {
 }
 
 /** Trains the weighted-sum probe (and, if asked, one probe per layer) on `train`; scores them on `test`. */
-export function runProbes(train: ProbeSet, test: ProbeSet, classes: number, options: ProbeOptions = {}): ProbeResult {
+export async function runProbes(train: ProbeFeatures, test: ProbeFeatures, classes: number, options: ProbeOptions = {}): Promise<ProbeResult> {
   const opts = { ...PROBE_DEFAULTS, ...options };
   const [n, layers, dim] = shape3(train.features, 'train');
   const [m, layersT, dimT] = shape3(test.features, 'test');
@@ -65,7 +67,7 @@ export function runProbes(train: ProbeSet, test: ProbeSet, classes: number, opti
   const xTrain = std.apply(train.features.data, n);
   const xTest = std.apply(test.features.data, m);
 
-  const weighted = trainWeightedSum(xTrain, n, layers, dim, train.labels, classes, opts);
+  const weighted = await trainWeightedSum(xTrain, n, layers, dim, train.labels, classes, opts);
   const accuracy = accuracyOf(predictWeightedSum(weighted, xTest, m, layers, dim), test.labels);
   const trainAccuracy = accuracyOf(predictWeightedSum(weighted, xTrain, n, layers, dim), train.labels);
 
@@ -73,7 +75,7 @@ export function runProbes(train: ProbeSet, test: ProbeSet, classes: number, opti
   for (let l = 0; opts.perLayer && l < layers; l++) {
     const a = sliceLayer(xTrain, n, layers, dim, l);
     const b = sliceLayer(xTest, m, layers, dim, l);
-    const model = trainLogistic(a, n, dim, train.labels, classes, opts);
+    const model = await trainLogistic(a, n, dim, train.labels, classes, opts);
     perLayer.push(accuracyOf(predictLinear(model, b, m), test.labels));
   }
   return { accuracy, perLayer, layerWeights: Array.from(softmax(weighted.layerLogits)), trainAccuracy };
@@ -135,21 +137,23 @@ export interface WeightedSumModel extends LinearModel {
 }
 
 /** Logistic regression on x [n, dim], already standardised. */
-export function trainLogistic(x: Float64Array, n: number, dim: number, y: Int32Array, classes: number, options: ProbeOptions = {}): LinearModel {
+export function trainLogistic(x: Float64Array, n: number, dim: number, y: Int32Array, classes: number, options: ProbeOptions = {}): Promise<LinearModel> {
   return trainWeightedSum(x, n, 1, dim, y, classes, options);
 }
 
 export function predictLinear(model: LinearModel, x: Float64Array, n: number): Int32Array {
   const p = new Float64Array(n * model.classes);
-  logits(x, n, model.dim, model.weights, model.bias, model.classes, p);
+  logits(x, n, model.dim, classMajor(model.weights, model.dim, model.classes), model.bias, model.classes, p);
   return argmaxRows(p, n, model.classes);
 }
 
 /**
  * x is [n, layers, dim], standardised. Minimises mean cross-entropy + l2/2·‖W‖² over (W, b, a) jointly by L-BFGS
- * from W ~ N(0, 0.01²) (seeded), b = 0, a = 0 (a plain average of the layers to start).
+ * from W ~ N(0, 0.01²) (seeded), b = 0, a = 0 (a plain average of the layers to start). The loss and gradient run
+ * in onnxruntime in float64 (eval/probe-objective.ts); W is held class-major ([classes, dim]) inside the optimiser,
+ * and the returned model is [dim, classes].
  */
-export function trainWeightedSum(
+export async function trainWeightedSum(
   x: Float64Array,
   n: number,
   layers: number,
@@ -157,63 +161,33 @@ export function trainWeightedSum(
   y: Int32Array,
   classes: number,
   options: ProbeOptions = {},
-): WeightedSumModel {
+): Promise<WeightedSumModel> {
   const opts = { ...PROBE_DEFAULTS, ...options };
   const nw = dim * classes;
   const theta = new Float64Array(nw + classes + layers);
-  theta.set(initWeights(nw, opts.seed));
-  const z = new Float64Array(n * dim);
-  const p = new Float64Array(n * classes);
-  const gz = new Float64Array(n * dim);
-  const objective = (t: Float64Array, grad: Float64Array): number => {
+  theta.set(classMajor(initWeights(nw, opts.seed), dim, classes));
+  const sums = await ProbeObjective.create(x, y, n, layers, dim, classes);
+  const objective = async (t: Float64Array, grad: Float64Array): Promise<number> => {
     const w = t.subarray(0, nw);
-    const b = t.subarray(nw, nw + classes);
-    const a = t.subarray(nw + classes);
-    const s = softmax(a);
-    if (layers === 1) z.set(x.subarray(0, n * dim));
-    else combine(x, n, layers, dim, s, z);
-    logits(z, n, dim, w, b, classes, p);
-    const loss = crossEntropyAndResidual(p, n, classes, y);
-    const gw = grad.subarray(0, nw);
-    const gb = grad.subarray(nw, nw + classes);
-    const ga = grad.subarray(nw + classes);
-    gradients(z, n, dim, p, classes, gw, gb);
+    const s = softmax(t.subarray(nw + classes));
+    const g = await sums.evaluate(s, w, t.subarray(nw, nw + classes));
     let penalty = 0;
     for (let k = 0; k < nw; k++) {
       penalty += w[k]! * w[k]!;
-      gw[k]! += opts.l2 * w[k]!;
+      grad[k] = g.weights[k]! / n + opts.l2 * w[k]!;
     }
-    ga.fill(0);
-    if (layers > 1) {
-      // dL/dz = (P − Y) Wᵀ / n ; dL/ds_l = Σ_i Σ_d dL/dz_id · x_ild ; dL/da = J_softmax(s) · dL/ds
-      for (let i = 0; i < n; i++) {
-        for (let d = 0; d < dim; d++) {
-          let acc = 0;
-          const wr = d * classes;
-          for (let c = 0; c < classes; c++) acc += p[i * classes + c]! * w[wr + c]!;
-          gz[i * dim + d] = acc / n;
-        }
-      }
-      const gs = new Float64Array(layers);
-      for (let i = 0; i < n; i++) {
-        for (let l = 0; l < layers; l++) {
-          let acc = 0;
-          const base = (i * layers + l) * dim;
-          for (let d = 0; d < dim; d++) acc += gz[i * dim + d]! * x[base + d]!;
-          gs[l]! += acc;
-        }
-      }
-      let dot = 0;
-      for (let l = 0; l < layers; l++) dot += s[l]! * gs[l]!;
-      for (let l = 0; l < layers; l++) ga[l] = s[l]! * (gs[l]! - dot);
-    }
-    return loss + 0.5 * opts.l2 * penalty;
+    for (let c = 0; c < classes; c++) grad[nw + c] = g.bias[c]! / n;
+    // dL/da = J_softmax(s) · dL/ds (zero for a single layer, whose weight is fixed at 1)
+    let dot = 0;
+    for (let l = 0; l < layers; l++) dot += (s[l]! * g.layerWeights[l]!) / n;
+    for (let l = 0; l < layers; l++) grad[nw + classes + l] = layers > 1 ? s[l]! * (g.layerWeights[l]! / n - dot) : 0;
+    return g.loss / n + 0.5 * opts.l2 * penalty;
   };
-  lbfgs(objective, theta, opts.iterations);
+  await lbfgs(objective, theta, opts.iterations);
   return {
     dim,
     classes,
-    weights: theta.slice(0, nw),
+    weights: dimMajor(theta.subarray(0, nw), dim, classes),
     bias: theta.slice(nw, nw + classes),
     layers,
     layerLogits: theta.slice(nw + classes),
@@ -226,95 +200,18 @@ export function predictWeightedSum(model: WeightedSumModel, x: Float64Array, n: 
   return predictLinear(model, z, n);
 }
 
-/**
- * L-BFGS (memory 10) with a backtracking Armijo line search, in place on theta, for exactly `iterations` iterations
- * unless the gradient vanishes (‖g‖∞ < 1e-7) or no descent step is found. Deterministic.
- */
-export function lbfgs(f: (theta: Float64Array, grad: Float64Array) => number, theta: Float64Array, iterations: number, memory = 10): number {
-  const size = theta.length;
-  let g = new Float64Array(size);
-  let fx = f(theta, g);
-  const ss: Float64Array[] = [];
-  const ys: Float64Array[] = [];
-  const rhos: number[] = [];
-  const dir = new Float64Array(size);
-  const trial = new Float64Array(size);
-  let gTrial = new Float64Array(size);
-  const alpha = new Float64Array(memory);
-  for (let it = 0; it < iterations; it++) {
-    let gmax = 0;
-    for (let k = 0; k < size; k++) gmax = Math.max(gmax, Math.abs(g[k]!));
-    if (gmax < 1e-7) break;
-    // two-loop recursion: dir = −H·g
-    for (let k = 0; k < size; k++) dir[k] = -g[k]!;
-    for (let j = ss.length - 1; j >= 0; j--) {
-      alpha[j] = rhos[j]! * dotp(ss[j]!, dir);
-      axpy(-alpha[j]!, ys[j]!, dir);
-    }
-    let step = 1;
-    if (ss.length > 0) {
-      const last = ss.length - 1;
-      const gamma = dotp(ss[last]!, ys[last]!) / dotp(ys[last]!, ys[last]!);
-      for (let k = 0; k < size; k++) dir[k]! *= gamma;
-    } else {
-      step = Math.min(1, 1 / Math.sqrt(dotp(g, g)));
-    }
-    for (let j = 0; j < ss.length; j++) {
-      const beta = rhos[j]! * dotp(ys[j]!, dir);
-      axpy(alpha[j]! - beta, ss[j]!, dir);
-    }
-    let slope = dotp(g, dir);
-    if (!(slope < 0)) {
-      // not a descent direction (curvature pairs gone stale): restart from steepest descent
-      ss.length = ys.length = rhos.length = 0;
-      for (let k = 0; k < size; k++) dir[k] = -g[k]!;
-      slope = dotp(g, dir);
-      step = Math.min(1, 1 / Math.sqrt(-slope));
-    }
-    let fTrial = Number.NaN;
-    let accepted = false;
-    for (let tries = 0; tries < 30; tries++) {
-      for (let k = 0; k < size; k++) trial[k] = theta[k]! + step * dir[k]!;
-      fTrial = f(trial, gTrial);
-      if (Number.isFinite(fTrial) && fTrial <= fx + 1e-4 * step * slope) {
-        accepted = true;
-        break;
-      }
-      step *= 0.5;
-    }
-    if (!accepted) break;
-    const s = new Float64Array(size);
-    const yv = new Float64Array(size);
-    for (let k = 0; k < size; k++) {
-      s[k] = trial[k]! - theta[k]!;
-      yv[k] = gTrial[k]! - g[k]!;
-    }
-    const sy = dotp(s, yv);
-    if (sy > 1e-12) {
-      if (ss.length === memory) {
-        ss.shift();
-        ys.shift();
-        rhos.shift();
-      }
-      ss.push(s);
-      ys.push(yv);
-      rhos.push(1 / sy);
-    }
-    theta.set(trial);
-    [g, gTrial] = [gTrial, g];
-    fx = fTrial;
-  }
-  return fx;
+/** [dim, classes] → [classes, dim]. */
+function classMajor(w: Float64Array, dim: number, classes: number): Float64Array {
+  const out = new Float64Array(dim * classes);
+  for (let d = 0; d < dim; d++) for (let c = 0; c < classes; c++) out[c * dim + d] = w[d * classes + c]!;
+  return out;
 }
 
-function dotp(a: Float64Array, b: Float64Array): number {
-  let s = 0;
-  for (let k = 0; k < a.length; k++) s += a[k]! * b[k]!;
-  return s;
-}
-
-function axpy(alpha: number, x: Float64Array, y: Float64Array): void {
-  for (let k = 0; k < y.length; k++) y[k]! += alpha * x[k]!;
+/** [classes, dim] → [dim, classes]. */
+function dimMajor(w: Float64Array, dim: number, classes: number): Float64Array {
+  const out = new Float64Array(dim * classes);
+  for (let c = 0; c < classes; c++) for (let d = 0; d < dim; d++) out[d * classes + c] = w[c * dim + d]!;
+  return out;
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -341,56 +238,17 @@ function initWeights(size: number, seed: number): Float64Array {
   return w;
 }
 
+/** out = x·Wᵀ + b for class-major W ([classes, dim]). */
 function logits(x: Float64Array, n: number, dim: number, w: Float64Array, b: Float64Array, classes: number, out: Float64Array): void {
   for (let i = 0; i < n; i++) {
-    const row = i * classes;
-    for (let c = 0; c < classes; c++) out[row + c] = b[c]!;
-    for (let d = 0; d < dim; d++) {
-      const xv = x[i * dim + d]!;
-      if (xv === 0) continue;
-      const wr = d * classes;
-      for (let c = 0; c < classes; c++) out[row + c]! += xv * w[wr + c]!;
-    }
-  }
-}
-
-/** In place: logits → softmax probabilities − one-hot(y) (∂ cross-entropy/∂ logits per row); returns the mean cross-entropy. */
-function crossEntropyAndResidual(p: Float64Array, n: number, classes: number, y: Int32Array): number {
-  let loss = 0;
-  for (let i = 0; i < n; i++) {
-    const row = i * classes;
-    let max = -Infinity;
-    for (let c = 0; c < classes; c++) max = Math.max(max, p[row + c]!);
-    const ly = p[row + y[i]!]! - max;
-    let sum = 0;
+    const xi = i * dim;
     for (let c = 0; c < classes; c++) {
-      const e = Math.exp(p[row + c]! - max);
-      p[row + c] = e;
-      sum += e;
-    }
-    loss += Math.log(sum) - ly;
-    for (let c = 0; c < classes; c++) p[row + c]! /= sum;
-    p[row + y[i]!]! -= 1;
-  }
-  return loss / n;
-}
-
-/** gw = xᵀ(P−Y)/n, gb = mean(P−Y). */
-function gradients(x: Float64Array, n: number, dim: number, pMinusY: Float64Array, classes: number, gw: Float64Array, gb: Float64Array): void {
-  gw.fill(0);
-  gb.fill(0);
-  for (let i = 0; i < n; i++) {
-    const row = i * classes;
-    for (let c = 0; c < classes; c++) gb[c]! += pMinusY[row + c]!;
-    for (let d = 0; d < dim; d++) {
-      const xv = x[i * dim + d]!;
-      if (xv === 0) continue;
-      const wr = d * classes;
-      for (let c = 0; c < classes; c++) gw[wr + c]! += xv * pMinusY[row + c]!;
+      const wc = c * dim;
+      let acc = b[c]!;
+      for (let d = 0; d < dim; d++) acc += x[xi + d]! * w[wc + d]!;
+      out[i * classes + c] = acc;
     }
   }
-  for (let k = 0; k < gw.length; k++) gw[k]! /= n;
-  for (let c = 0; c < classes; c++) gb[c]! /= n;
 }
 
 function argmaxRows(p: Float64Array, n: number, classes: number): Int32Array {

@@ -30,21 +30,22 @@ export class GraphBuilder {
     return name;
   }
 
-  input(name: string, dims: Dim[]): string {
+  /** A graph input; float32 unless `elemType` says otherwise (e.g. DataType.DOUBLE for float64 small solves). */
+  input(name: string, dims: Dim[], elemType: number = DataType.FLOAT): string {
     this.used.add(name);
-    this.inputs.push({ name, type: tensorType(DataType.FLOAT, dims) });
+    this.inputs.push({ name, type: tensorType(elemType, dims) });
     return name;
   }
 
   /** Declares `value` as a graph output called `name` (adding an Identity when the name differs or is taken). */
-  output(value: string, name: string = value): string {
+  output(value: string, name: string = value, elemType: number = DataType.FLOAT): string {
     let out = value;
     if (name !== value || this.outputNames.has(value)) {
       out = this.fresh(name);
       this.nodes.push({ opType: 'Identity', input: [value], output: [out], name: `${out}/identity` });
     }
     this.outputNames.add(out);
-    this.outputs.push({ name: out, type: tensorType(DataType.FLOAT, undefined) });
+    this.outputs.push({ name: out, type: tensorType(elemType, undefined) });
     return out;
   }
 

@@ -74,7 +74,8 @@ export interface MergeReport {
     selfCheck: { maxRelativeError: number; tolerance: number; passed: boolean; warning?: string } | null;
   };
   merge: { method: MergeMethodName; lambda: unknown; sweep: number[] };
-  evaluation: { rows: EvaluationRow[]; averages: { variant: EvaluationRow['variant']; lambda: number | null; average: number }[] } | null;
+  /** `split`: the clips the scores are measured on (recipe evaluate.split; absent in reports written before it existed: test). */
+  evaluation: { rows: EvaluationRow[]; averages: { variant: EvaluationRow['variant']; lambda: number | null; average: number }[]; split?: 'test' | 'validation' } | null;
   timings: Partial<Record<JobStage, number>> & { total: number };
   output: { dir: string; files: string[] };
 }

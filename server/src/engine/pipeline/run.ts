@@ -161,8 +161,8 @@ export async function runLoadedRecipe(loaded: LoadedRecipe, opts: RunOptions = {
   let evaluation: MergeReport['evaluation'] = null;
   if (recipe.evaluate) {
     stage('evaluate', `${recipe.evaluate.tasks.length} task(s)`);
-    const tasks = await loadEvalTasks(recipe.evaluate.tasks.map((t) => ({ name: t.name, domain: t.domain, data: loaded.resolve(t.data) })), (f) => loadAudio(f, cfg.sampleRate), { progress: emit, cancel });
-    evaluation = await evaluateVariants({ anchor, other, permuted, merged, tasks, method, lambda, sweep, ctx, session, seed, emit, cancel, aligned: perms.size > 0 });
+    const tasks = await loadEvalTasks(recipe.evaluate.tasks.map((t) => ({ name: t.name, domain: t.domain, data: loaded.resolve(t.data) })), (f) => loadAudio(f, cfg.sampleRate), { split: recipe.evaluate.split, seed, progress: emit, cancel });
+    evaluation = { ...(await evaluateVariants({ anchor, other, permuted, merged, tasks, method, lambda, sweep, ctx, session, seed, emit, cancel, aligned: perms.size > 0 })), split: recipe.evaluate.split };
   }
 
   // Output.

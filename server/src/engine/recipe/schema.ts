@@ -195,6 +195,16 @@ export const recipeSchema = object({
             },
           }),
         }),
+        split: enumOf({
+          optional: true,
+          default: 'test',
+          description: 'Which clips the probes are scored on. Choose settings on `validation`, then report `test`.',
+          values: ['test', 'validation'],
+          valueDescriptions: {
+            test: 'Train the probes on train/, score them on test/.',
+            validation: 'Hold out a seeded quarter of each class of train/ (runtime.seed), train the probes on the rest and score them on it; test/ is never read.',
+          },
+        }),
       },
     }),
     output: str({
