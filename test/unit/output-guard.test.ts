@@ -39,6 +39,10 @@ describe('which existing folders the tool may replace', () => {
     await fs.writeFile(path.join(dir, 'ours', 'report.json'), REPORT);
     await fs.writeFile(path.join(dir, 'ours', 'model.safetensors'), '');
     expect(await inspectOutputFolder(path.join(dir, 'ours'))).toEqual({ kind: 'tool-output' });
+    // Files the report lists in sub-folders (per-variant models) are the tool's too.
+    await fs.mkdir(path.join(dir, 'ours', 'repair'));
+    await fs.writeFile(path.join(dir, 'ours', 'report.json'), JSON.stringify({ ...JSON.parse(REPORT), output: { files: ['report.json', 'repair/model.safetensors'] } }));
+    expect(await inspectOutputFolder(path.join(dir, 'ours'))).toEqual({ kind: 'tool-output' });
   });
 
   it.each([

@@ -62,15 +62,32 @@ export async function inspectOutputFolder(dir: string): Promise<OutputFolderStat
   return { kind: 'tool-output' };
 }
 
+/** Reports already read, by path and stamp: the editor asks again on every keystroke, a report is megabytes. */
+const reportMemo = new Map<string, { stamp: string; files: string[] | undefined }>();
+const REPORT_MEMO_SIZE = 16;
+
 /** The report's own list of output files, when `file` is a report.json the tool wrote; else undefined. */
 async function readToolReport(file: string): Promise<{ files: string[] } | undefined> {
+  const st = await fs.stat(file).catch(() => undefined);
+  if (!st?.isFile() || st.size > MAX_REPORT_BYTES) return undefined;
+  const stamp = `${st.mtimeMs}:${st.size}:${st.ino}`;
+  let hit = reportMemo.get(file);
+  if (hit?.stamp !== stamp) {
+    hit = { stamp, files: (await parseToolReport(file))?.files };
+    reportMemo.delete(file);
+    reportMemo.set(file, hit);
+    if (reportMemo.size > REPORT_MEMO_SIZE) reportMemo.delete(reportMemo.keys().next().value!);
+  }
+  return hit.files ? { files: hit.files } : undefined;
+}
+
+async function parseToolReport(file: string): Promise<{ files: string[] } | undefined> {
   try {
-    const st = await fs.stat(file);
-    if (!st.isFile() || st.size > MAX_REPORT_BYTES) return undefined;
     const json = JSON.parse(await fs.readFile(file, 'utf8')) as { version?: unknown; tool?: { mergeStudio?: unknown }; output?: { files?: unknown } };
     if (typeof json.version !== 'number' || typeof json.tool?.mergeStudio !== 'string') return undefined;
-    const files = Array.isArray(json.output?.files) ? json.output.files.filter((f): f is string => typeof f === 'string' && !f.includes('/') && !f.includes('\\')) : [];
-    return { files };
+    // Listed files may lie in sub-folders (variants): the top-level entry is what the folder holds.
+    const files = Array.isArray(json.output?.files) ? json.output.files.filter((f): f is string => typeof f === 'string').map((f) => f.split(/[\\/]/)[0]!) : [];
+    return { files: files.filter((f) => f !== '' && f !== '.' && f !== '..') };
   } catch {
     return undefined;
   }

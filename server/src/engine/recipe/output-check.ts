@@ -6,10 +6,9 @@
  */
 import * as path from 'node:path';
 import { hubCacheDir } from '../io/hub';
-import { inspectOutputFolder, nearestExisting, outputPathProblem, overlappingInput, writeAccessProblem, type OutputFolderState, type RunInput } from '../io/output-folder';
+import { inspectOutputFolder, nearestExisting, outputPathProblem, overlappingInput, writeAccessProblem, type RunInput } from '../io/output-folder';
 import type { PartialRecipe } from './crossfield';
 import { diagnostic, Severity, type Range, type RecipeDiagnostic } from './diagnostics';
-import type { DiskCache } from './disk-cache';
 import { HF_PREFIX, modelLocation, resolveRecipePath } from './semantic';
 
 /** Everything a run reads from disk, by the name a message gives it. */
@@ -37,14 +36,13 @@ export async function outputProblems(
   output: string,
   r: PartialRecipe,
   recipeFile: string,
-  cache?: DiskCache,
 ): Promise<{ code: 'output-bad-path' | 'output-overwrites-input' | 'not-a-directory' | 'output-not-ours' | 'output-not-writable'; message: string }[]> {
   const bad = outputPathProblem(output);
   if (bad) return [{ code: 'output-bad-path', message: `output ${JSON.stringify(output)} ${bad}` }];
   const target = resolveRecipePath(recipeFile, output);
   const input = await overlappingInput(target, recipeInputs(r, recipeFile));
   if (input) return [{ code: 'output-overwrites-input', message: `output ${output} overlaps ${input.name}${input.shown ? ` (${input.shown})` : ''}; the run would overwrite ${input.what}` }];
-  const state = await (cache ? cache.get<OutputFolderState>(`output:${target}`, [target, path.join(target, 'report.json')], () => inspectOutputFolder(target)) : inspectOutputFolder(target));
+  const state = await inspectOutputFolder(target);
   if (state.kind === 'refused') {
     if (state.reason === 'exists and is not a folder') return [{ code: 'not-a-directory', message: `output ${output} is an existing file; expected a folder` }];
     return [{ code: 'output-not-ours', message: `output ${output} ${state.reason}` }];
@@ -63,7 +61,7 @@ function shownPath(p: string, output: string, recipeFile: string): string {
 }
 
 /** The diagnostics of `output:` (at its value's range). */
-export async function checkOutput(r: PartialRecipe, at: Range, recipeFile: string, cache?: DiskCache): Promise<RecipeDiagnostic[]> {
+export async function checkOutput(r: PartialRecipe, at: Range, recipeFile: string): Promise<RecipeDiagnostic[]> {
   if (typeof r.output !== 'string') return [];
-  return (await outputProblems(r.output, r, recipeFile, cache)).map((p) => diagnostic(at, Severity.Error, p.code, p.message));
+  return (await outputProblems(r.output, r, recipeFile)).map((p) => diagnostic(at, Severity.Error, p.code, p.message));
 }

@@ -95,7 +95,7 @@ export async function checkOnDisk(r: PartialRecipe, ranges: NodeRanges, recipeFi
 
   const outputCheck = (async () => {
     const at = valueAt('output');
-    if (at) out.push(...(await checkOutput(r, at, recipeFile, diskCache.cache)));
+    if (at) out.push(...(await checkOutput(r, at, recipeFile)));
   })();
 
   const [anchor, other] = await Promise.all(modelChecks);
