@@ -1,45 +1,65 @@
 /**
  * Renders JobEvents for a person: one status line per stage with a bar, counts and an ETA on a TTY, plain lines
- * otherwise (CI logs). `--progress json` bypasses this and prints the events themselves, one per line.
+ * otherwise (CI logs, redirected output: no carriage returns, no escape codes, never half a line). `--progress json`
+ * bypasses this and prints the events themselves, one per line.
  */
 import type { JobEvent, JobStage } from '../engine/progress';
 
+/** The rate behind an ETA: measured from the start of the current run of progress (see `handle`). */
+interface Baseline {
+  at: number;
+  fraction: number;
+  total: number;
+}
+
+/** Seconds of progress before the first ETA: the first batch includes session start-up and is no rate. */
+const ETA_AFTER_S = 3;
+
 export class ProgressRenderer {
   private stage: JobStage | undefined;
-  private stageStarted = 0;
+  private baseline: Baseline | undefined;
+  private lastFraction = 0;
   private lastLine = '';
   private lastPlain = 0;
+  /** The last progress line not yet printed in plain mode (printed when the stage ends, so every bar ends full). */
+  private pendingPlain = '';
+
+  /** Whether the bar is redrawn in place: only on a terminal, whatever was asked. */
+  private readonly tty: boolean;
 
   constructor(
-    private readonly stream: NodeJS.WriteStream,
-    private readonly tty = Boolean(stream.isTTY),
-  ) {}
+    private readonly stream: Pick<NodeJS.WriteStream, 'write' | 'isTTY'>,
+    bar = true,
+  ) {
+    this.tty = bar && Boolean(stream.isTTY);
+  }
 
-  handle(event: JobEvent): void {
+  handle(event: JobEvent, now = performance.now()): void {
     switch (event.type) {
       case 'stage':
         this.finishLine();
         this.stage = event.stage;
-        this.stageStarted = performance.now();
+        this.baseline = undefined;
         this.write(`${event.stage.padEnd(10)} ${event.message}`, true);
         break;
       case 'progress': {
-        if (event.stage !== this.stage) {
+        const fraction = event.total > 0 ? Math.min(1, event.done / event.total) : 0;
+        // A new stage, a new total or progress going back (a stage made of phases) starts a new rate measurement.
+        if (event.stage !== this.stage || !this.baseline || event.total !== this.baseline.total || fraction < this.lastFraction) {
           this.stage = event.stage;
-          this.stageStarted = performance.now();
+          this.baseline = { at: now, fraction, total: event.total };
         }
-        const fraction = event.total > 0 ? event.done / event.total : 0;
-        const elapsed = (performance.now() - this.stageStarted) / 1000;
-        const eta = fraction > 0 && fraction < 1 ? ` ETA ${formatSeconds((elapsed / fraction) * (1 - fraction))}` : '';
-        const width = 24;
-        const filled = Math.round(fraction * width);
-        const bar = `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}]`;
-        const line = `${event.stage.padEnd(10)} ${bar} ${event.done}/${event.total}${eta}${event.message ? `  ${event.message}` : ''}`;
-        // Without a TTY, print at most every 5 s and at the end, so logs stay readable.
-        const now = performance.now();
-        if (this.tty || event.done === event.total || now - this.lastPlain > 5000) {
-          this.lastPlain = now;
+        this.lastFraction = fraction;
+        const line = progressLine(event.stage, event.done, event.total, eta(this.baseline, fraction, now), event.message);
+        if (this.tty) {
           this.write(line, false);
+        } else if (event.done === event.total || now - this.lastPlain > 5000) {
+          // Without a TTY, print at most every 5 s and at the end, so logs stay readable.
+          this.lastPlain = now;
+          this.pendingPlain = '';
+          this.write(line, false);
+        } else {
+          this.pendingPlain = line;
         }
         break;
       }
@@ -54,8 +74,11 @@ export class ProgressRenderer {
     }
   }
 
+  /** Ends the bar's line (before anything else is printed: a log, an error, the Ctrl-C message, the summary). */
   finishLine(): void {
     if (this.tty && this.lastLine) this.stream.write('\n');
+    if (!this.tty && this.pendingPlain) this.stream.write(`${this.pendingPlain}\n`);
+    this.pendingPlain = '';
     this.lastLine = '';
   }
 
@@ -68,6 +91,23 @@ export class ProgressRenderer {
       this.stream.write(`${line}\n`);
     }
   }
+}
+
+/** The remaining time at the rate measured since the baseline; '' until the rate means something. */
+export function eta(baseline: Baseline | undefined, fraction: number, now: number): string {
+  if (!baseline || fraction >= 1) return '';
+  const elapsed = (now - baseline.at) / 1000;
+  const progressed = fraction - baseline.fraction;
+  if (elapsed < ETA_AFTER_S || progressed <= 0) return '';
+  return ` ETA ${formatSeconds((elapsed / progressed) * (1 - fraction))}`;
+}
+
+export function progressLine(stage: JobStage, done: number, total: number, etaText: string, message?: string): string {
+  const fraction = total > 0 ? Math.min(1, done / total) : 0;
+  const width = 24;
+  const filled = Math.round(fraction * width);
+  const bar = `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}]`;
+  return `${stage.padEnd(10)} ${bar} ${done}/${total}${etaText}${message ? `  ${message}` : ''}`;
 }
 
 export function formatSeconds(s: number): string {

@@ -40,12 +40,16 @@ export function registerRunCommand(program: Command, out: Output): void {
         return;
       }
       const controller = new AbortController();
-      const onSignal = () => controller.abort();
+      const renderer = format === 'json' ? undefined : new ProgressRenderer(process.stderr, format === 'bar');
+      // The cancellation message goes on its own line, not onto the bar's.
+      const onSignal = () => {
+        renderer?.finishLine();
+        controller.abort();
+      };
       process.once('SIGINT', onSignal);
       process.once('SIGTERM', onSignal);
       // A reader that went away (`| head`) cancels the run cleanly, staging folder removed.
       const stopWatchingOutput = onOutputClosed(onSignal);
-      const renderer = format === 'json' ? undefined : new ProgressRenderer(process.stderr, format === 'bar');
       const emit = (e: JobEvent) => (format === 'json' ? process.stdout.write(`${JSON.stringify(e)}\n`) : renderer!.handle(e));
       try {
         const result = await runLoadedRecipe(loaded, { ...(device ? { device } : {}), ...(threads ? { threads } : {}), onEvent: emit, signal: controller.signal });
@@ -61,6 +65,7 @@ export function registerRunCommand(program: Command, out: Output): void {
         }
         throw e;
       } finally {
+        renderer?.finishLine();
         process.off('SIGINT', onSignal);
         process.off('SIGTERM', onSignal);
         stopWatchingOutput();

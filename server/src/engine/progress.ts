@@ -28,3 +28,11 @@ export type ProgressSink = (event: JobEvent) => void;
 export interface CancelToken {
   readonly cancelled: boolean;
 }
+
+/**
+ * Progress of part `index` of `count` equal parts of one stage (evaluate scores several systems, each over the same
+ * clips), reported as progress of the whole stage: one bar and one ETA per stage, never restarting at 0 per part.
+ */
+export function partOfStage(emit: ProgressSink, index: number, count: number): ProgressSink {
+  return (e) => emit(e.type === 'progress' && e.total > 0 ? { ...e, done: index * e.total + e.done, total: count * e.total } : e);
+}

@@ -102,6 +102,8 @@ export async function buildProbeSet(opts: ProbeOptions): Promise<ProbeSet> {
       decodedSamples += audio.length;
       for (const s of cutSegments(audio, segmentSamples, si, file, sampleRate)) pool.push(s);
     }
+    // The bar ends where decoding ended (every file, or enough audio before the last).
+    opts.progress?.({ type: 'progress', stage: 'probe', done: filesDecoded, total: files.length, message: filesDecoded < files.length ? `enough audio after ${filesDecoded} of ${files.length} files` : where });
     if (pool.length === 0) {
       throw new EngineError(
         'bad-audio',
