@@ -134,9 +134,10 @@ export const getReport = new RequestType<GetReportParams, GetReportResult, void>
 // ---------------------------------------------------------------------------------------------------------
 
 /**
- * The diagnostics of a recipe, exactly as `merge-studio check` prints them and as pushed with
- * `textDocument/publishDiagnostics` (one implementation). Uses the open document's text when the
- * document is open, else the file on disk. Always complete: semantic (disk) checks included.
+ * The diagnostics of a recipe, exactly as pushed with `textDocument/publishDiagnostics` (one implementation):
+ * the checks `merge-studio check` runs, plus, for an open recipe with a known last run, that run's warnings.
+ * Uses the open document's text when the document is open, else the file on disk (which must be a regular
+ * file; anything else is an InvalidParams error naming it). Always complete: semantic (disk) checks included.
  */
 export interface CheckRecipeParams {
   uri: string;

@@ -104,18 +104,32 @@ describe('a report on disk beside the recipe', () => {
     expect(warnings[0]!.message).toMatch(/^Last run: 4 of 7 CNN taps stay below correlation 0\.2 after permutation \(conv\.1 0\.05, conv\.4 0\.10, /);
   });
 
-  it('code lenses on align and merge: correlation before → after, worst tap, scores, and the panels of that report', async () => {
+  it('checkRecipe answers the pushed diagnostics, run-insight warnings included (one diagnosticsFor)', async () => {
+    writeRun(RECIPE);
+    const pushed = await client.open(uri, RECIPE);
+    expect(low(pushed)).toHaveLength(2);
+    const answered = await client.connection.sendRequest(lsp.checkRecipe, { uri });
+    expect(answered.diagnostics).toEqual(pushed);
+    expect(answered.warningCount).toBe(pushed.filter((d) => d.severity === 2).length);
+  });
+
+  it('code lenses on align and merge, short and the button first: panels, correlation before → after, worst tap, scores', async () => {
     const reportPath = writeRun(RECIPE);
     await client.open(uri, RECIPE);
     const got = await lenses();
     const args: lsp.OpenReportPanelArgs = { jobId: diskReportId(reportPath), uri };
     expect(got.map((l) => [l.range.start.line, l.command!.title, l.command!.command])).toEqual([
-      [10, 'Last run: correlation 0.05 → 0.24 over 15 taps · worst conv.1 0.05', lsp.OPEN_PANEL_COMMANDS.correlation],
       [10, 'Open diagnostics', lsp.OPEN_PANEL_COMMANDS.correlation],
-      [14, 'Last run: best permuted 0.324 (λ 0.5) vs linear 0.332 (λ 0.5) · anchor 0.194 · other 0.269', lsp.OPEN_PANEL_COMMANDS.results],
+      [10, 'Last run: correlation 0.05 → 0.24 over 15 taps', lsp.OPEN_PANEL_COMMANDS.correlation],
+      [10, 'worst conv.1 0.05', lsp.OPEN_PANEL_COMMANDS.correlation],
       [14, 'Open results', lsp.OPEN_PANEL_COMMANDS.results],
+      [14, 'Last run: best permuted 0.324 (λ 0.5)', lsp.OPEN_PANEL_COMMANDS.results],
+      [14, 'linear 0.332 (λ 0.5)', lsp.OPEN_PANEL_COMMANDS.results],
+      [14, 'anchor 0.194 · other 0.269', lsp.OPEN_PANEL_COMMANDS.results],
     ]);
-    expect(got[1]!.range).toEqual(range(10, 0, 5));
+    // A half-width editor shows about 60 characters of lenses: the button comes first, and no lens is long.
+    expect(Math.max(...got.map((l) => l.command!.title.length))).toBeLessThanOrEqual(50);
+    expect(got[0]!.range).toEqual(range(10, 0, 5));
     expect(got.every((l) => JSON.stringify(l.command!.arguments) === JSON.stringify([args]))).toBe(true);
     // The lens's id is one getReport answers.
     const r = await client.connection.sendRequest(lsp.getReport, { jobId: args.jobId });
@@ -158,15 +172,15 @@ describe('a report on disk beside the recipe', () => {
     // A comment line above and a new name: the warnings move with their entries.
     const renamed = `# tuned\n${RECIPE.replace('name: speech-music', 'name: speech-music v2')}`;
     expect(low(await client.change(uri, 2, renamed)).map((d) => d.range)).toEqual([range(13, 12, 15), range(13, 28, 31)]);
-    expect((await lenses())[0]!.command!.title).toMatch(/^Last run: correlation/);
+    expect((await lenses())[1]!.command!.title).toMatch(/^Last run: correlation/);
 
     const within = renamed.replace('heads: reorder', 'heads: within');
     expect(low(await client.change(uri, 3, within))).toEqual([]);
     const stale = await lenses();
     expect(stale.map((l) => [l.range.start.line, l.command!.title, l.command!.command])).toEqual([
-      [11, '$(warning) Last run out of date (align changed): run again', 'mergeStudio.runRecipe'],
+      [11, '⚠ Out of date (align changed): run again', 'mergeStudio.runRecipe'],
       [11, 'Open diagnostics (last run)', lsp.OPEN_PANEL_COMMANDS.correlation],
-      [15, '$(warning) Last run out of date (align changed): run again', 'mergeStudio.runRecipe'],
+      [15, '⚠ Out of date (align changed): run again', 'mergeStudio.runRecipe'],
       [15, 'Open results (last run)', lsp.OPEN_PANEL_COMMANDS.results],
     ]);
     expect(stale[0]!.command!.arguments).toEqual([uri]);
@@ -174,7 +188,7 @@ describe('a report on disk beside the recipe', () => {
 
     const models = within.replace('heads: within', 'heads: reorder').replace('tiny-b', 'tiny-a');
     expect(low(await client.change(uri, 4, models))).toEqual([]);
-    expect((await lenses())[0]!.command!.title).toBe('$(warning) Last run out of date (models changed): run again');
+    expect((await lenses())[0]!.command!.title).toBe('⚠ Out of date (models changed): run again');
 
     expect(low(await client.change(uri, 5, renamed))).toHaveLength(2);
     expect((await hover(13, 29))!).toContain('Last run, FFN');
@@ -184,9 +198,9 @@ describe('a report on disk beside the recipe', () => {
     writeRun(RECIPE, {}, `${RECIPE}# saved again after the run\n`);
     expect(low(await client.open(uri, RECIPE))).toEqual([]);
     expect((await lenses()).map((l) => l.command!.title)).toEqual([
-      '$(warning) Last run out of date (the recipe file changed): run again',
+      '⚠ Out of date (the recipe file changed): run again',
       'Open diagnostics (last run)',
-      '$(warning) Last run out of date (the recipe file changed): run again',
+      '⚠ Out of date (the recipe file changed): run again',
       'Open results (last run)',
     ]);
   });
@@ -206,7 +220,7 @@ describe('a report on disk beside the recipe', () => {
     await client.connection.sendNotification(DidChangeWatchedFilesNotification.type, { changes: [{ uri: fileUri(reportPath), type: FileChangeType.Created }] });
     const published = await client.diagnostics.next((d) => d.uri === uri && low(d.diagnostics).length === 2, from);
     expect(low(published.diagnostics)).toHaveLength(2);
-    expect(await lenses()).toHaveLength(4);
+    expect(await lenses()).toHaveLength(7);
 
     rmSync(path.join(dir, 'out'), { recursive: true });
     const from2 = client.diagnostics.values.length;
@@ -254,7 +268,7 @@ describe('a job of the server', () => {
     // Editors showing the recipe ask again for its lenses.
     await refresh;
     const got = await lenses();
-    expect(got.map((l) => (l.command!.arguments as lsp.OpenReportPanelArgs[])[0]!.jobId)).toEqual([jobId, jobId, jobId, jobId]);
-    expect(got[0]!.command!.title).toMatch(/^Last run: correlation 0\.05 → 0\.24/);
+    expect(got.map((l) => (l.command!.arguments as lsp.OpenReportPanelArgs[])[0]!.jobId)).toEqual(Array(got.length).fill(jobId));
+    expect(got[1]!.command!.title).toMatch(/^Last run: correlation 0\.05 → 0\.24/);
   });
 });

@@ -2,9 +2,9 @@
  * Loading a recipe for a run: read, check (all checks, as the editor shows them) and return the typed Recipe,
  * or fail with one EngineError that points at the first error as `file:line:col`.
  */
-import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import { EngineError } from '../errors';
+import { EngineError, isEngineError } from '../errors';
+import { openRegularFile } from '../io/regular-file';
 import { countBySeverity, formatDiagnostic, Severity, sortDiagnostics, type RecipeDiagnostic } from './diagnostics';
 import { checkDisk, checkStructure } from './check';
 import { RecipeDisk } from './disk';
@@ -21,14 +21,29 @@ export interface LoadedRecipe {
   resolve(p: string): string;
 }
 
+/** A recipe file larger than this is not read (recipes are a few kB; the text checks stop at 256 k characters). */
+export const RECIPE_MAX_BYTES = 1024 * 1024;
+
+/** The text of a recipe file: a regular file (never a pipe or a device, which would block or never end), at most RECIPE_MAX_BYTES. */
 export async function readRecipeFile(file: string): Promise<string> {
+  let opened: Awaited<ReturnType<typeof openRegularFile>>;
   try {
-    return await fs.readFile(file, 'utf8');
+    opened = await openRegularFile(file, 'a recipe (.merge.yaml file)', 'bad-recipe');
   } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') throw new EngineError('file-not-found', `recipe ${file} does not exist`, file, { cause: e });
-    if (code === 'EISDIR') throw new EngineError('not-a-directory', `recipe ${file} is a folder; expected a .merge.yaml file`, file, { cause: e });
-    throw new EngineError('io-error', `cannot read recipe ${file}: ${code ?? (e as Error).message}`, file, { cause: e });
+    if (isEngineError(e, 'file-not-found')) throw new EngineError('file-not-found', `recipe ${file} does not exist`, file, { cause: e });
+    throw e;
+  }
+  const { handle, size } = opened;
+  try {
+    if (size > RECIPE_MAX_BYTES) throw new EngineError('bad-recipe', `recipe ${file} is ${(size / (1024 * 1024)).toFixed(1)} MB; a recipe may be at most 1 MB`, file);
+    const buf = Buffer.alloc(size);
+    const { bytesRead } = await handle.read(buf, 0, size, 0);
+    return buf.toString('utf8', 0, bytesRead);
+  } catch (e) {
+    if (e instanceof EngineError) throw e;
+    throw new EngineError('io-error', `cannot read recipe ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, file, { cause: e });
+  } finally {
+    await handle.close();
   }
 }
 

@@ -10,6 +10,8 @@ import { indentLines, snippetToText } from './snippets';
 export function recipeCodeActions(parsed: ParsedRecipe, uri: string, diagnostics: readonly Diagnostic[]): CodeAction[] {
   const actions: CodeAction[] = [];
   for (const d of diagnostics) {
+    // Diagnostics come back from the client: anything that is not one of ours is passed over.
+    if (!d || typeof d !== 'object') continue;
     const fix = d.data as DiagnosticFix | undefined;
     if (d.source !== 'merge-studio' || !fix || typeof fix !== 'object') continue;
     if (fix.fix === 'replace') {

@@ -22,6 +22,8 @@ import {
   describeAlignment,
   describeScores,
   formatCorrelation,
+  formatLambda,
+  formatScore,
   GROUP_LABELS,
   layerOfGlob,
   lowCorrelation,
@@ -32,6 +34,7 @@ import {
   tapTable,
   textSha256,
   type RunSection,
+  type ScorePoint,
   type SectionFingerprint,
 } from '../../engine/pipeline/report-insights';
 import { checkStructure, DIAGNOSTIC_SOURCE, locate, pathKey, resolveRecipePath, type RecipeStructure } from '../../engine/recipe';
@@ -177,23 +180,37 @@ export class RunInsights {
     const mergeAt = keys.get('merge') ?? alignAt;
     const args: lsp.OpenReportPanelArgs = { jobId: record.id, uri };
     const open = (range: Range, kind: keyof typeof lsp.OPEN_PANEL_COMMANDS, title: string): CodeLens => ({ range, command: { title, command: lsp.OPEN_PANEL_COMMANDS[kind], arguments: [args] } });
+    // Short lenses, the action first: a line of lenses is cut off at the editor's edge, and what is cut must not be
+    // the button.
     if (!state.fresh) {
       const what = state.changed ? `${state.changed.join(', ')} changed` : 'the recipe file changed';
-      const rerun = (range: Range): CodeLens => ({
-        range,
-        command: { title: `$(warning) Last run out of date (${what}): run again`, command: 'mergeStudio.runRecipe', arguments: [uri] },
-      });
-      return [rerun(alignAt), open(alignAt, 'correlation', 'Open diagnostics (last run)'), ...(mergeAt === alignAt ? [] : [rerun(mergeAt)]), open(mergeAt, 'results', 'Open results (last run)')];
+      const rerun = (range: Range): CodeLens => ({ range, command: { title: `⚠ Out of date (${what}): run again`, command: 'mergeStudio.runRecipe', arguments: [uri] } });
+      return [
+        rerun(alignAt),
+        open(alignAt, 'correlation', 'Open diagnostics (last run)'),
+        ...(mergeAt === alignAt ? [] : [rerun(mergeAt)]),
+        open(mergeAt, 'results', 'Open results (last run)'),
+      ];
     }
     const report = record.report;
     const align = alignmentSummary(report);
+    const lenses: CodeLens[] = [open(alignAt, 'correlation', 'Open diagnostics')];
+    if (align.taps === 0) lenses.push(open(alignAt, 'correlation', `Last run: ${describeAlignment(align)}`));
+    else {
+      lenses.push(open(alignAt, 'correlation', `Last run: correlation ${formatCorrelation(align.before)} → ${formatCorrelation(align.after)} over ${align.taps} tap${align.taps === 1 ? '' : 's'}`));
+      if (align.worst) lenses.push(open(alignAt, 'correlation', `worst ${align.worst.tap} ${formatCorrelation(align.worst.meanCorrelationAfter)}`));
+    }
+    lenses.push(open(mergeAt, 'results', 'Open results'));
     const scores = scoreSummary(report);
-    const lenses: CodeLens[] = [open(alignAt, 'correlation', `Last run: ${describeAlignment(align)}`), open(alignAt, 'correlation', 'Open diagnostics')];
-    const lambda = typeof report.merge.lambda === 'number' ? `λ ${report.merge.lambda}` : 'per-layer λ';
-    lenses.push(
-      open(mergeAt, 'results', scores ? `Last run: ${describeScores(scores)}` : `Last run: ${report.merge.method} merge at ${lambda} (not evaluated)`),
-      open(mergeAt, 'results', 'Open results'),
-    );
+    if (!scores) {
+      const lambda = typeof report.merge.lambda === 'number' ? `λ ${report.merge.lambda}` : 'per-layer λ';
+      lenses.push(open(mergeAt, 'results', `Last run: ${report.merge.method} merge at ${lambda} (not evaluated)`));
+      return lenses;
+    }
+    const point = (p: ScorePoint | null) => (p ? `${formatScore(p.average)} (${formatLambda(p.lambda)})` : '–');
+    lenses.push(open(mergeAt, 'results', `Last run: best permuted ${point(scores.bestPermuted)}`), open(mergeAt, 'results', `linear ${point(scores.bestLinear)}`));
+    const single = [scores.anchor === null ? '' : `anchor ${formatScore(scores.anchor)}`, scores.other === null ? '' : `other ${formatScore(scores.other)}`].filter(Boolean);
+    if (single.length) lenses.push(open(mergeAt, 'results', single.join(' · ')));
     return lenses;
   }
 

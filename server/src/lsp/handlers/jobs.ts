@@ -1,0 +1,150 @@
+/**
+ * Jobs: `mergeStudio/runRecipe` (after the same checks as `checkRecipe`), `cancelJob`, `getReport`, progress on the
+ * client's or a server-created work-done token, and cancellation from the progress UI.
+ */
+import {
+  ErrorCodes,
+  LSPErrorCodes,
+  ResponseError,
+  WorkDoneProgressCancelNotification,
+  WorkDoneProgressCreateRequest,
+  type CancellationToken,
+  type Diagnostic,
+  type WorkDoneProgressReporter,
+} from 'vscode-languageserver';
+import * as lsp from '../../../../protocol/lsp-ext';
+import { describeError } from '../../engine/errors';
+import { checkRecipeText, readRecipeFile, Severity, type RecipeDiagnostic } from '../../engine/recipe';
+import { uriToPath } from '../documents';
+import { bundledCliLauncher, JobManager, type Job, type JobLauncher } from '../jobs';
+import type { ServerContext } from '../server-context';
+
+export interface JobOptions {
+  /** How jobs start the engine; default: the CLI bundled beside the server. null: jobs unavailable. */
+  launcher?: JobLauncher | null;
+  /**
+   * The check a run must pass, of the recipe file on disk. Injected by tests that need a slow check to
+   * exercise `$/cancelRequest`; default: every check, as `merge-studio check` does.
+   */
+  preflight?: (file: string, token: CancellationToken) => Promise<RecipeDiagnostic[]>;
+}
+
+export interface JobHandlers {
+  readonly available: boolean;
+  /** After `initialized` (where vscode-languageserver installs its own progress-cancel handler): ours, too. */
+  initialized(): void;
+  dispose(): void;
+}
+
+export function registerJobs(ctx: ServerContext, options: JobOptions, onReport: (job: Job, reportPath: string) => Promise<void>): JobHandlers {
+  const { connection } = ctx;
+  const launcher = options.launcher === null ? undefined : (options.launcher ?? bundledCliLauncher());
+  const preflight = options.preflight ?? (async (file: string) => checkRecipeText(await readRecipeFile(file), file, ctx.disk));
+  const reporters = new Map<string, WorkDoneProgressReporter>();
+  let lastStatusPercent = -1;
+
+  const jobs = new JobManager(launcher, {
+    progress(job, percentage, message) {
+      reporters.get(job.id)?.report(percentage, message);
+      // The status bar needs stages, not every tick.
+      if (Math.floor(percentage / 5) !== Math.floor(lastStatusPercent / 5)) {
+        lastStatusPercent = percentage;
+        ctx.sendStatus();
+      }
+    },
+    log(job, line) {
+      ctx.log(`[${job.id}] ${line}`);
+    },
+    finished(job, result) {
+      const reporter = reporters.get(job.id);
+      reporters.delete(job.id);
+      reporter?.done();
+      lastStatusPercent = -1;
+      ctx.log(`[${job.id}] ${result.ok ? `finished in ${result.seconds.toFixed(1)} s: ${result.outputDir}` : `${result.cancelled ? 'cancelled' : 'failed'}: ${result.error?.message}`}`);
+      void connection.sendNotification(lsp.jobFinished, result);
+      ctx.sendStatus();
+      if (result.ok && result.reportPath) void ctx.guard('run insights', undefined, () => onReport(job, result.reportPath!));
+    },
+  });
+  ctx.runningJob = () => jobs.running?.status ?? null;
+
+  connection.onRequest(lsp.runRecipe, async (params, token): Promise<lsp.RunRecipeResult> => {
+    const refuse = (data: lsp.RunRecipeErrorData, message: string) => new ResponseError<lsp.RunRecipeErrorData>(LSPErrorCodes.RequestFailed, message, data);
+    if (typeof params?.uri !== 'string') throw new ResponseError(ErrorCodes.InvalidParams, 'mergeStudio/runRecipe: uri must be a string');
+    if (!jobs.available) throw refuse({ reason: 'no-engine' }, 'The engine CLI (cli.js) was not found beside the server');
+    const file = uriToPath(params.uri);
+    if (!file) throw refuse({ reason: 'not-a-file' }, `${params.uri} is not a file on disk; save it first`);
+    const busy = () => {
+      const running = jobs.running;
+      if (running) throw refuse({ reason: 'job-running', runningJobId: running.id }, `Job ${running.id} is already running`);
+    };
+    busy();
+    let diagnostics: RecipeDiagnostic[];
+    try {
+      diagnostics = await preflight(file, token);
+    } catch (e) {
+      throw new ResponseError(LSPErrorCodes.RequestFailed, describeError(e));
+    }
+    if (token.isCancellationRequested) throw new ResponseError(LSPErrorCodes.RequestCancelled, 'Run cancelled before the job started');
+    const errors = diagnostics.filter((d) => d.severity === Severity.Error);
+    if (errors.length) throw refuse({ reason: 'recipe-has-errors', diagnostics: errors as Diagnostic[] }, `The recipe has ${errors.length} error${errors.length === 1 ? '' : 's'}`);
+    busy();
+    const job = await ctx.guardRequest('runRecipe', () => startJob(params, file));
+    return { jobId: job.id };
+  });
+
+  async function startJob(params: lsp.RunRecipeParams, file: string): Promise<Job> {
+    let token = params.workDoneToken;
+    const options = { ...(params.device ? { device: params.device } : {}), ...(params.threads ? { threads: params.threads } : {}) };
+    if (token === undefined && ctx.client.workDoneProgress) {
+      // Server-created progress, so clients without their own token (Neovim, Helix…) still see it.
+      token = `mergeStudio/job/${Date.now().toString(36)}`;
+      await connection.sendRequest(WorkDoneProgressCreateRequest.type, { token });
+    }
+    const job = jobs.start(params.uri, file, options, token);
+    if (token !== undefined) {
+      const reporter = connection.window.attachWorkDoneProgress(token);
+      reporter.begin(`Merge Studio: ${file.split(/[\\/]/).pop()}`, 0, 'starting', true);
+      reporters.set(job.id, reporter);
+      // The job may have failed to spawn synchronously.
+      if (job.result) {
+        reporters.delete(job.id);
+        reporter.done();
+      }
+    }
+    ctx.sendStatus();
+    return job;
+  }
+
+  connection.onRequest(lsp.cancelJob, (params): lsp.CancelJobResult => {
+    const job = jobs.running;
+    return { cancelled: job !== undefined && job.id === params?.jobId ? job.cancel() : false };
+  });
+
+  connection.onRequest(lsp.getReport, async (params): Promise<lsp.GetReportResult> => {
+    const jobId = params?.jobId;
+    if (typeof jobId !== 'string') throw new ResponseError(ErrorCodes.InvalidParams, 'mergeStudio/getReport: jobId must be a string');
+    try {
+      const { reportPath, report } = await jobs.report(jobId);
+      return { jobId, reportPath, report };
+    } catch (e) {
+      // A report found on disk beside an open recipe (its lenses name it by a report id).
+      const known = jobs.find(jobId) ? undefined : ctx.insights.reportById(jobId);
+      if (known) return { jobId, reportPath: known.reportPath, report: known.report };
+      throw new ResponseError(ErrorCodes.InvalidParams, describeError(e));
+    }
+  });
+
+  return {
+    get available() {
+      return jobs.available;
+    },
+    initialized() {
+      connection.onNotification(WorkDoneProgressCancelNotification.type, (params) => {
+        const job = params && jobs.byProgressToken(params.token);
+        if (job) job.cancel();
+      });
+    },
+    dispose: () => jobs.dispose(),
+  };
+}

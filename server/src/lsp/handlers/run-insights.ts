@@ -1,0 +1,77 @@
+/**
+ * The last run of each recipe in the editor: a finished job's report, or a report.json that appears on disk
+ * (file watching), becomes lenses, warnings and hovers; the warning threshold follows the settings.
+ */
+import { DidChangeConfigurationNotification, DidChangeWatchedFilesNotification } from 'vscode-languageserver';
+import * as lsp from '../../../../protocol/lsp-ext';
+import { uriToPath } from '../documents';
+import type { Job } from '../jobs';
+import type { ServerContext } from '../server-context';
+import type { Validation } from './validation';
+
+/** Files whose change can change a disk diagnostic. */
+const WATCHED_GLOBS = ['**/report.json', '**/config.json', '**/preprocessor_config.json', '**/*.safetensors', '**/*.bin', '**/*.index.json', '**/labels.csv', '**/*.{wav,flac,mp3}'];
+
+export interface RunInsightHandlers {
+  /** `initializationOptions` of `initialize`: the first settings. */
+  configure(initializationOptions: unknown): void;
+  /** After `initialized`: registers the file watchers and the settings section. */
+  initialized(): void;
+  /** A job of this server finished with a report. */
+  attachRun(job: Job, reportPath: string): Promise<void>;
+}
+
+export function registerRunInsights(ctx: ServerContext, validation: Validation): RunInsightHandlers {
+  const { connection, insights } = ctx;
+
+  connection.onDidChangeWatchedFiles((params) =>
+    ctx.guard('file watching', undefined, async () => {
+      let reports = false;
+      for (const change of Array.isArray(params?.changes) ? params.changes : []) {
+        const file = typeof change?.uri === 'string' ? uriToPath(change.uri) : undefined;
+        if (file) ctx.disk.cache.invalidate(file);
+        if (file?.endsWith('report.json')) reports = true;
+      }
+      // A run from the command line (or a deleted output folder): look for each recipe's report again.
+      if (reports) {
+        for (const doc of ctx.documents.all()) {
+          const file = uriToPath(doc.uri);
+          if (file) await insights.discover(doc.uri, file, ctx.parses.structure(doc), true);
+        }
+        ctx.refreshLenses();
+      }
+      validation.revalidateAll();
+    }),
+  );
+
+  // Settings: `mergeStudio.lowCorrelationThreshold`, pushed with the notification or pulled when it comes empty.
+  connection.onDidChangeConfiguration((params) =>
+    ctx.guard('configuration', undefined, async () => {
+      let settings = (params?.settings as { mergeStudio?: lsp.MergeStudioSettings } | null | undefined)?.mergeStudio;
+      if (!settings && ctx.client.configurationPull) settings = ((await connection.workspace.getConfiguration('mergeStudio')) as lsp.MergeStudioSettings | null) ?? undefined;
+      if (insights.setThreshold(settings?.lowCorrelationThreshold)) validation.revalidateAll();
+    }),
+  );
+
+  return {
+    configure(initializationOptions) {
+      insights.setThreshold((initializationOptions as lsp.MergeStudioSettings | null | undefined)?.lowCorrelationThreshold);
+    },
+    initialized() {
+      if (ctx.client.watcherRegistration) {
+        void connection.client
+          .register(DidChangeWatchedFilesNotification.type, { watchers: WATCHED_GLOBS.map((globPattern) => ({ globPattern })) })
+          .catch((e: unknown) => ctx.internalError('registering file watchers', e));
+      }
+      if (ctx.client.configurationRegistration) {
+        void connection.client.register(DidChangeConfigurationNotification.type, { section: 'mergeStudio' }).catch((e: unknown) => ctx.internalError('registering for configuration changes', e));
+      }
+    },
+    async attachRun(job, reportPath) {
+      const doc = ctx.documents.get(job.uri);
+      if (!(await insights.attachJob(job.uri, job.recipeFile, job.id, reportPath, doc?.getText()))) return;
+      if (doc) await validation.validate(doc);
+      ctx.refreshLenses();
+    },
+  };
+}
