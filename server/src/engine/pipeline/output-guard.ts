@@ -1,7 +1,7 @@
 /**
- * The output, checked at the start of a run before any compute: leftovers of a stopped run are put right, then
- * everything the recipe check says about `output:` (no overlap with an input, only Merge Studio's own folder
- * replaced, a usable path) is asked again, and what only a run may do is tried: a file is created and removed
+ * The output, checked at the start of a run before any compute: everything the recipe check says about `output:`
+ * (no overlap with an input, only Merge Studio's own folder replaced, a usable path) is asked again, leftovers of a
+ * stopped run are put right, and what only a run may do is tried: a file is created and removed
  * where the output goes (read-only mounts, root-squashed shares), and the free space must hold the merged model.
  * A run that would fail at the write stage fails here instead, minutes of statistics earlier.
  */
@@ -29,10 +29,14 @@ export async function guardOutput(loaded: Pick<LoadedRecipe, 'file' | 'recipe'>,
   if (bad) throw fail('bad-recipe', `output ${JSON.stringify(output)} ${bad}`);
   const target = resolveRecipePath(file, output);
 
+  const refuseProblems = async () => {
+    const [problem] = await outputProblems(output, recipe, file);
+    if (problem) throw fail(problem.code === 'output-not-writable' ? 'io-error' : 'bad-recipe', problem.message);
+  };
+  // A refused output is refused before anything on disk changes; a restored earlier output is looked at again.
+  await refuseProblems();
   const recovery = opts.dryRun ? (await planRecovery(target)).map((a) => describeRecovery(target, a, false)) : await recoverStagingLeftovers(target);
-
-  const [problem] = await outputProblems(output, recipe, file);
-  if (problem) throw fail(problem.code === 'output-not-writable' ? 'io-error' : 'bad-recipe', problem.message);
+  if (recovery.length && !opts.dryRun) await refuseProblems();
 
   const parent = await nearestExisting(target);
   if (!opts.dryRun) {
