@@ -1,0 +1,115 @@
+/**
+ * bench:eval — seconds per evaluated system on the example (examples/: two small HuBERT-architecture encoders, five
+ * probe tasks, 1200 clips), split into its parts, against the forward pass as the reference measured in the same run:
+ * a system cannot be evaluated faster than its encoder embeds every clip once, so `evaluate / forward` is how close
+ * evaluation is to that ceiling (1.0 = probes and bookkeeping cost nothing).
+ *
+ *   session    building the embedding graph and the onnxruntime session
+ *   forward    embedding every clip once, in length order, 16 clips per call (what evaluateModel does)
+ *   split-16   the same clips in split order, 16 per call (how evaluation batched before it embedded in length order)
+ *   probes     evaluateModel on precomputed features (the weighted-sum probes of the five tasks)
+ *   evaluate   evaluateModel end to end (forward + probes) = one system of a run
+ *
+ * Wall and CPU seconds (user + system, all threads of this process) are both shown: on a shared machine the CPU
+ * seconds are the steadier number. Usage: npm run bench:eval [-- --reps 2 --threads N --split validation]
+ */
+import * as path from 'node:path';
+import { evaluateModel, loadEvalTasks, type EmbedFn, type HeldOutSplit } from '../server/src/engine/eval/evaluate';
+import { loadAudio } from '../server/src/engine/io/audio';
+import { EmbeddingSession } from '../server/src/engine/model/embed';
+import { loadEncoderModel } from '../server/src/engine/model/encoder';
+import type { Tensor } from '../server/src/engine/model/tensor';
+import { mergeWeights } from '../server/src/engine/merge/merge';
+
+const arg = (k: string, d: string) => {
+  const i = process.argv.indexOf(`--${k}`);
+  return i > 0 ? process.argv[i + 1]! : d;
+};
+const reps = Number(arg('reps', '2'));
+const threads = Number(arg('threads', '0')) || undefined;
+const split = arg('split', 'test') as HeldOutSplit;
+const examples = path.join(__dirname, '..', 'examples');
+const TASKS = ['keywords', 'voices', 'pitch', 'timbre', 'chords'];
+
+interface Timing {
+  wall: number;
+  cpu: number;
+}
+
+async function timed(fn: () => Promise<unknown>): Promise<Timing> {
+  const c = process.cpuUsage();
+  const t = performance.now();
+  await fn();
+  const u = process.cpuUsage(c);
+  return { wall: (performance.now() - t) / 1000, cpu: (u.user + u.system) / 1e6 };
+}
+
+/** Median over reps (wall and CPU taken from the same rep). */
+async function median(fn: () => Promise<unknown>): Promise<Timing> {
+  const runs: Timing[] = [];
+  for (let r = 0; r < reps; r++) runs.push(await timed(fn));
+  return runs.sort((a, b) => a.wall - b.wall)[Math.floor(runs.length / 2)]!;
+}
+
+async function main(): Promise<void> {
+  const anchor = await loadEncoderModel(path.join(examples, 'models', 'speech-encoder'));
+  const other = await loadEncoderModel(path.join(examples, 'models', 'music-encoder'));
+  const cfg = anchor.config;
+  const tasks = await loadEvalTasks(
+    TASKS.map((name) => ({ name, data: path.join(examples, 'eval', name) })),
+    (f) => loadAudio(f, cfg.sampleRate),
+    { split },
+  );
+  const bySplit = tasks.flatMap((t) => [...t.train.audio, ...t.heldOut.audio]);
+  const byLength = [...bySplit].sort((a, b) => a.length - b.length);
+  const seconds = bySplit.reduce((k, a) => k + a.length, 0) / cfg.sampleRate;
+  console.log(`bench:eval — ${tasks.length} tasks, ${bySplit.length} clips (${seconds.toFixed(0)} s of audio, ${new Set(bySplit.map((a) => a.length)).size} lengths), split ${split}, ${reps} rep(s), threads ${threads ?? 'default'}`);
+
+  const systems = [
+    { name: 'anchor', weights: anchor.weights },
+    { name: 'other', weights: other.weights },
+    { name: 'linear λ=0.5', weights: mergeWeights(anchor.weights, other.weights, { method: 'linear', lambda: 0.5, layers: cfg.layers, preLayerNorm: cfg.preLayerNorm }).weights },
+  ];
+  const cell = (t: Timing) => `${t.wall.toFixed(2).padStart(6)} ${t.cpu.toFixed(2).padStart(6)}`;
+  const head = ['session', 'forward', 'split-16', 'probes', 'evaluate'];
+  console.log(`\n${'system'.padEnd(14)} ${head.map((h) => `${h.padStart(13)}`).join(' ')}   evaluate/forward (wall, cpu)`);
+  console.log(`${''.padEnd(14)} ${head.map(() => '  wall s  cpu s').join('')}`);
+  for (const s of systems) {
+    let session: EmbeddingSession | undefined;
+    const create = await timed(async () => (session = await EmbeddingSession.create({ config: cfg, weights: s.weights }, { threads })));
+    const embed: EmbedFn = (clips) => session!.embed(clips);
+    const pass = (clips: Float32Array[]) => async () => {
+      for (let i = 0; i < clips.length; i += 16) await embed(clips.slice(i, i + 16));
+    };
+    await pass(byLength.slice(0, 32))(); // warm-up
+    const forward = await median(pass(byLength));
+    const old = await median(pass(bySplit));
+    // Probes alone: evaluateModel over an embed that returns features computed once beforehand.
+    const cache = new Map<Float32Array, Float32Array>();
+    let shape: readonly number[] = [];
+    for (let i = 0; i < byLength.length; i += 16) {
+      const batch = byLength.slice(i, i + 16);
+      const t = await embed(batch);
+      shape = t.shape;
+      const row = t.shape[1]! * t.shape[2]!;
+      batch.forEach((a, r) => cache.set(a, t.data.slice(r * row, (r + 1) * row)));
+    }
+    const cached: EmbedFn = async (clips): Promise<Tensor> => {
+      const row = shape[1]! * shape[2]!;
+      const data = new Float32Array(clips.length * row);
+      clips.forEach((a, r) => data.set(cache.get(a)!, r * row));
+      return { shape: [clips.length, shape[1]!, shape[2]!], data };
+    };
+    let average = 0;
+    const probes = await median(async () => (average = (await evaluateModel(cached, tasks)).average));
+    const full = await median(() => evaluateModel(embed, tasks));
+    await session!.release();
+    const ratio = `${(full.wall / forward.wall).toFixed(2)}, ${(full.cpu / forward.cpu).toFixed(2)}`;
+    console.log(`${s.name.padEnd(14)} ${[create, forward, old, probes, full].map(cell).join(' ')}   ${ratio}   (average ${average.toFixed(3)})`);
+  }
+}
+
+main().catch((e: unknown) => {
+  console.error(e);
+  process.exit(1);
+});
