@@ -61,6 +61,7 @@ export interface MergeReport {
   version: typeof REPORT_VERSION;
   createdAt: string;
   recipe: { file: string; sha256: string };
+  /** `tool.mergeStudio` is also how Merge Studio recognises an output folder it wrote, and may replace (io/output-folder.ts). */
   tool: { mergeStudio: string; onnxruntime: string; node: string };
   backend: string;
   models: { anchor: ModelSummary; other: ModelSummary };
