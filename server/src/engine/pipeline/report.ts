@@ -5,7 +5,9 @@
 import type { JobStage } from '../progress';
 import type { AlignMethodName, HeadsMode, MergeMethodName, PermutePart } from '../recipe/schema';
 
-export const REPORT_VERSION = 1;
+export const REPORT_VERSION = 2;
+/** Versions the panels read: 1 has no `systems` and labels the unaligned merge `linear` (now `unaligned`). */
+export const READABLE_REPORT_VERSIONS = [1, 2] as const;
 /** MIME type of a report, for notebook renderers. */
 export const REPORT_MIME = 'application/vnd.merge-studio.report+json';
 
@@ -48,8 +50,11 @@ export interface TapReport {
 }
 
 export interface EvaluationRow {
-  /** anchor, other, linear (interpolation without alignment), permuted (aligned, then interpolated). */
-  variant: 'anchor' | 'other' | 'linear' | 'permuted';
+  /**
+   * The system scored: `anchor`, `other`, `unaligned` (interpolation without alignment; `linear` in version 1),
+   * `permuted` (the recipe's main align + merge settings), or the name of one of the recipe's `variants`.
+   */
+  variant: string;
   lambda: number | null;
   task: string;
   domain: 'speech' | 'music';
@@ -57,8 +62,16 @@ export interface EvaluationRow {
   score: number;
 }
 
+/** One merged system of the comparison: its settings and size (parameters do not depend on λ). */
+export interface SystemReport {
+  name: string;
+  align: { method: AlignMethodName; permute: PermuteGroup[]; heads: HeadsMode };
+  merge: { method: MergeMethodName; repair: boolean; width: number };
+  parameters: number;
+}
+
 export interface MergeReport {
-  version: typeof REPORT_VERSION;
+  version: (typeof READABLE_REPORT_VERSIONS)[number];
   createdAt: string;
   recipe: { file: string; sha256: string };
   /** `tool.mergeStudio` is also how Merge Studio recognises an output folder it wrote, and may replace (io/output-folder.ts). */
@@ -76,6 +89,8 @@ export interface MergeReport {
   };
   merge: { method: MergeMethodName; lambda: unknown; sweep: number[] };
   /** `split`: the clips the scores are measured on (recipe evaluate.split; absent in reports written before it existed: test). */
+  /** Version 2: every merged system compared (unaligned, permuted = the main settings, then the variants). */
+  systems?: SystemReport[];
   evaluation: { rows: EvaluationRow[]; averages: { variant: EvaluationRow['variant']; lambda: number | null; average: number }[]; split?: 'test' | 'validation' } | null;
   timings: Partial<Record<JobStage, number>> & { total: number };
   output: { dir: string; files: string[] };

@@ -10,29 +10,32 @@ import * as path from 'node:path';
 import { alignMethod } from '../align/methods';
 import { permutationsToJson, type Permutations } from '../align/permute';
 import type { GroupReport } from '../align/solve';
-import { buildPermutationSpec } from '../align/spec';
+import { buildPermutationSpec, groupName } from '../align/spec';
 import { EngineError } from '../errors';
 import { evaluateModel, loadEvalTasks, type PreparedTask } from '../eval/evaluate';
 import { loadAudio } from '../io/audio';
 import { parseHubRef, type HubProgress } from '../io/hub';
 import { buildProbeSet, describeProbe, type ProbeSet } from '../io/probe';
-import { writeSafetensors } from '../io/safetensors';
+import { openCheckpoint } from '../io/checkpoint';
+import { writeSafetensorsStream } from '../io/safetensors';
 import { mergeWeights, type MergeMethod } from '../merge/merge';
 import type { LambdaSpec } from '../merge/lambda';
+import { checkpointExtras, f32Sources } from '../model/checkpoint-extras';
 import { EmbeddingSession } from '../model/embed';
 import { loadEncoderModel, type EncoderModel } from '../model/encoder';
 import { checkPairCompatible } from '../model/pair-graph';
 import { resolveBackend, versions, type Device } from '../model/runtime';
 import type { WeightMap } from '../model/tensor';
 import { parameterCount, toStoredTensors } from '../model/weights';
-import type { JobStage, JobSummary, ProgressSink } from '../progress';
+import { partOfStage, type JobStage, type JobSummary, type ProgressSink } from '../progress';
 import { loadRecipe, type LoadedRecipe } from '../recipe/load';
 import { blockHeatmap } from './heatmap';
-import { REPORT_VERSION, type EvaluationRow, type MergeReport, type ModelSummary, type PermuteGroup, type TapReport } from './report';
+import { REPORT_VERSION, type EvaluationRow, type MergeReport, type ModelSummary, type PermuteGroup, type SystemReport, type TapReport } from './report';
 import { assertSelfCheck, selfCheck } from './self-check';
 import { probeNeed } from './probe-need';
 import { guardOutput } from './output-guard';
 import { StagedOutput } from './staging';
+import { alignmentFor, alignmentKey, buildSystem, systemsOf, type BuildContext, type BuiltSystem, type SystemSettings } from './systems';
 
 declare const MERGE_STUDIO_VERSION: string;
 const TOOL_VERSION = typeof MERGE_STUDIO_VERSION === 'string' ? MERGE_STUDIO_VERSION : 'dev';
@@ -154,15 +157,28 @@ export async function runLoadedRecipe(loaded: LoadedRecipe, opts: RunOptions = {
   const lambda: LambdaSpec = recipe.merge.lambda;
   const sweep = [...(recipe.merge.sweep ?? [])].sort((a, b) => a - b);
   const ctx = { layers: cfg.layers, preLayerNorm: cfg.preLayerNorm };
-  stage('merge', `${method} merge`);
-  const merged = mergeWeights(anchor.weights, permuted, { method, lambda, ...ctx }).weights;
+  // The main settings and each variant (pipeline/systems.ts); variants that align differently align here, once each.
+  const systems = systemsOf(recipe);
+  const alignments = new Map([[alignmentKey(recipe.align), Promise.resolve(aligned)]]);
+  const alignCtx = { anchor, other, spec, probe, seed, batchSize: recipe.runtime.batch_size, session, stage, emit, cancel, signal: opts.signal };
+  for (const s of systems.slice(1)) await alignmentFor(s, alignments, alignCtx);
+  const buildCtx: BuildContext = { anchor, other, probe, batchSize: recipe.runtime.batch_size, seed, session, emit, cancel };
+  const systemReports = new Map<string, SystemReport>();
+  const build = async (s: SystemSettings, spec: LambdaSpec) => {
+    const built = await buildSystem(s, await alignmentFor(s, alignments, alignCtx), spec, buildCtx);
+    systemReports.set(s.name, { name: s.name, align: { method: s.align.method, permute: s.align.permute, heads: s.align.heads }, merge: { ...s.merge }, parameters: built.parameters });
+    return built;
+  };
+  stage('merge', `${method} merge${recipe.merge.width > 1 ? `, FFN width ×${recipe.merge.width}` : ''}${recipe.merge.repair ? ', statistics repair' : ''}`);
+  const main = await build(systems[0]!, lambda);
+  const merged = main.weights;
 
   // Evaluation.
   let evaluation: MergeReport['evaluation'] = null;
   if (recipe.evaluate) {
     stage('evaluate', `${recipe.evaluate.tasks.length} task(s)`);
     const tasks = await loadEvalTasks(recipe.evaluate.tasks.map((t) => ({ name: t.name, domain: t.domain, data: loaded.resolve(t.data) })), (f) => loadAudio(f, cfg.sampleRate), { split: recipe.evaluate.split, seed, progress: emit, cancel });
-    evaluation = { ...(await evaluateVariants({ anchor, other, permuted, merged, tasks, method, lambda, sweep, ctx, session, seed, emit, cancel, aligned: perms.size > 0 })), split: recipe.evaluate.split };
+    evaluation = { ...(await evaluateVariants({ anchor, other, merged: main, systems, build, tasks, method, lambda, sweep, ctx, session, seed, emit, cancel, aligned: perms.size > 0 })), split: recipe.evaluate.split };
   }
 
   // Output.
@@ -170,10 +186,33 @@ export async function runLoadedRecipe(loaded: LoadedRecipe, opts: RunOptions = {
   const outputDir = loaded.resolve(recipe.output);
   const staged = await StagedOutput.create(outputDir);
   try {
-    await fs.copyFile(path.join(anchor.source, 'config.json'), staged.file('config.json'));
+    await writeConfig(anchor.source, staged.file('config.json'), main.config);
     await fs.copyFile(path.join(anchor.source, 'preprocessor_config.json'), staged.file('preprocessor_config.json')).catch(() => undefined);
-    await writeSafetensors(staged.file('model.safetensors'), toStoredTensors(merged, anchor.layout), { merged_by: `merge-studio ${TOOL_VERSION}` });
+    // A drop-in replacement: every tensor of the anchor's checkpoint, not only the encoder's (model/checkpoint-extras.ts).
+    const [anchorCkpt, otherCkpt] = await Promise.all([openCheckpoint(anchor.source), openCheckpoint(other.source)]);
+    try {
+      const extras = await checkpointExtras({ anchor: anchorCkpt, anchorLayout: anchor.layout, other: otherCkpt, otherLayout: other.layout, config: cfg, residual: perms.get(groupName.residual()), merge: { method, lambda, ...ctx } });
+      await writeSafetensorsStream(staged.file('model.safetensors'), [...f32Sources(toStoredTensors(merged, anchor.layout)), ...extras.tensors], { merged_by: `merge-studio ${TOOL_VERSION}` });
+      if (extras.tensors.length) {
+        const copied = extras.tensors.length - extras.merged.length;
+        emit({ type: 'log', level: 'info', message: `output: ${extras.tensors.length} tensor(s) beside the encoder${extras.merged.length ? `, merged: ${extras.merged.join(', ')}` : ''}${copied ? `, ${copied} copied from the anchor` : ''}` });
+      }
+    } finally {
+      await Promise.all([anchorCkpt.close(), otherCkpt.close()]);
+    }
     await fs.writeFile(staged.file('permutations.json'), `${JSON.stringify({ convention: 'new unit i of `other` = old unit p[i]', groups: permutationsToJson(perms) })}\n`);
+    // output_variants: each variant's merged encoder at the recipe's λ, in a sub-folder named after it.
+    const variantFiles: string[] = [];
+    if (recipe.output_variants) {
+      for (const s of systems.slice(1)) {
+        checkCancel();
+        const built = await build(s, lambda);
+        await fs.mkdir(staged.file(s.name));
+        await writeConfig(anchor.source, staged.file(path.join(s.name, 'config.json')), built.config);
+        await writeSafetensorsStream(staged.file(path.join(s.name, 'model.safetensors')), f32Sources(toStoredTensors(built.weights, anchor.layout)), { merged_by: `merge-studio ${TOOL_VERSION}`, variant: s.name });
+        variantFiles.push(`${s.name}/config.json`, `${s.name}/model.safetensors`);
+      }
+    }
     checkCancel();
     timings[current!] = (timings[current!] ?? 0) + (performance.now() - stageStart) / 1000;
     const report: MergeReport = {
@@ -186,9 +225,13 @@ export async function runLoadedRecipe(loaded: LoadedRecipe, opts: RunOptions = {
       probe: probe ? { seconds: probe.totalSeconds, segments: probe.totalSegments, sources: describeProbe(probe, path.dirname(loaded.file)).sources.map((s) => ({ path: s.path, files: s.filesDecoded, seconds: s.seconds })) } : null,
       align: { method: align.method, permute: align.permute, heads: align.heads, taps: tapReports(aligned.report, dead, correlations, perms), selfCheck: selfCheckReport },
       merge: { method, lambda, sweep },
+      systems: [
+        { name: 'unaligned', align: { method: 'none', permute: [], heads: align.heads }, merge: { method, repair: false, width: 1 }, parameters: parameterCount(cfg) },
+        ...systems.flatMap((s, i) => (i === 0 && perms.size === 0 ? [] : systemReports.has(s.name) ? [systemReports.get(s.name)!] : [])),
+      ],
       evaluation,
       timings: { ...timings, total: (performance.now() - started) / 1000 },
-      output: { dir: outputDir, files: ['config.json', 'model.safetensors', 'permutations.json', 'report.json'] },
+      output: { dir: outputDir, files: ['config.json', 'model.safetensors', 'permutations.json', ...variantFiles, 'report.json'] },
     };
     await fs.writeFile(staged.file('report.json'), `${JSON.stringify(report, null, 1)}\n`);
     checkCancel();
@@ -250,8 +293,10 @@ function tapReports(groups: readonly GroupReport[], dead: Map<string, { anchor: 
 interface VariantInputs {
   anchor: EncoderModel;
   other: EncoderModel;
-  permuted: WeightMap;
-  merged: WeightMap;
+  /** The main system at the recipe's λ. */
+  merged: BuiltSystem;
+  systems: SystemSettings[];
+  build: (s: SystemSettings, lambda: LambdaSpec) => Promise<BuiltSystem>;
   tasks: PreparedTask[];
   method: MergeMethod;
   lambda: LambdaSpec;
@@ -264,16 +309,23 @@ interface VariantInputs {
   aligned: boolean;
 }
 
-/** Scores the two sources, then the linear (unaligned) and permuted merges at the recipe's λ and every sweep λ. */
+/**
+ * Scores the two sources once, then at the recipe's λ and every sweep λ: the unaligned merge, the main settings'
+ * merge (`permuted`, when they align) and each variant.
+ */
 async function evaluateVariants(v: VariantInputs): Promise<NonNullable<MergeReport['evaluation']>> {
   const rows: EvaluationRow[] = [];
   const averages: NonNullable<MergeReport['evaluation']>['averages'] = [];
   const cfg = v.anchor.config;
-  const score = async (variant: Variant, lambda: number | null, weights: WeightMap) => {
-    const session = await EmbeddingSession.create({ config: cfg, weights }, v.session);
+  // One progress bar for the whole stage: each system scored is one equal part of it.
+  const parts = 2 + (1 + v.sweep.filter((l) => l !== v.lambda).length) * (v.systems.length + (v.aligned ? 1 : 0));
+  let part = 0;
+  const score = async (variant: Variant, lambda: number | null, weights: WeightMap, config = cfg) => {
+    const progress = partOfStage(v.emit, part++, parts);
+    const session = await EmbeddingSession.create({ config, weights }, v.session);
     try {
       const label = `${variant}${lambda === null ? '' : ` λ=${lambda}`}`;
-      const r = await evaluateModel((clips) => session.embed(clips), v.tasks, { label, progress: v.emit, cancel: v.cancel, probe: { seed: v.seed } });
+      const r = await evaluateModel((clips) => session.embed(clips), v.tasks, { label, progress, cancel: v.cancel, probe: { seed: v.seed } });
       for (const t of r.tasks) rows.push({ variant, lambda, task: t.name, domain: (t.domain ?? 'speech') as EvaluationRow['domain'], score: t.score });
       averages.push({ variant, lambda, average: r.average });
     } finally {
@@ -288,13 +340,22 @@ async function evaluateVariants(v: VariantInputs): Promise<NonNullable<MergeRepo
   for (const l of v.sweep) if (l !== v.lambda) points.push({ lambda: l, spec: l });
   points.sort((a, b) => (a.lambda ?? -1) - (b.lambda ?? -1));
   for (const p of points) {
-    await score('linear', p.lambda, mergeWeights(v.anchor.weights, v.other.weights, { method: v.method, lambda: p.spec, ...v.ctx }).weights);
-    if (v.aligned) {
-      const w = p.spec === v.lambda ? v.merged : mergeWeights(v.anchor.weights, v.permuted, { method: v.method, lambda: p.spec, ...v.ctx }).weights;
-      await score('permuted', p.lambda, w);
+    await score('unaligned', p.lambda, mergeWeights(v.anchor.weights, v.other.weights, { method: v.method, lambda: p.spec, ...v.ctx }).weights);
+    for (const [i, s] of v.systems.entries()) {
+      if (i === 0 && !v.aligned) continue; // the main settings without alignment are the unaligned merge
+      const built = i === 0 && p.spec === v.lambda ? v.merged : await v.build(s, p.spec);
+      await score(s.name, p.lambda, built.weights, built.config);
     }
   }
   return { rows, averages };
+}
+
+/** The anchor's config.json, with the merged model's FFN width when zipping grew it. */
+async function writeConfig(anchorDir: string, file: string, merged: { intermediate: number }): Promise<void> {
+  const source = path.join(anchorDir, 'config.json');
+  const json = JSON.parse(await fs.readFile(source, 'utf8')) as Record<string, unknown>;
+  if (json.intermediate_size === merged.intermediate) return fs.copyFile(source, file);
+  await fs.writeFile(file, `${JSON.stringify({ ...json, intermediate_size: merged.intermediate }, null, 2)}\n`);
 }
 
 function summaryOf(r: MergeReport): JobSummary {

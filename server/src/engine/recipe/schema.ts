@@ -21,6 +21,153 @@ const modelRef = (role: 'anchor' | 'other') =>
     starter: role === 'anchor' ? './models/anchor' : './models/other',
   });
 
+const alignSchema = object({
+  optional: true,
+  default: { method: 'correlation', permute: ['cnn', 'attention', 'ffn'], heads: 'reorder', self_check: true },
+  description: 'How `other` is permuted toward `anchor` before merging.',
+  starter: 'align:\n  method: ${1|correlation,paper,weights,none|}\n  permute: [cnn, attention, ffn]\n  heads: reorder',
+  properties: {
+    method: enumOf({
+      optional: true,
+      default: 'correlation',
+      description: 'How matching units are found.',
+      values: ['correlation', 'paper', 'weights', 'none'],
+      valueDescriptions: {
+        correlation: 'Match units by the Pearson correlation of their activations on the probe audio (needs `probe`).',
+        paper:
+          "Reproduce the paper's released code (Ritter-Gutierrez et al., ASRU 2025): per-batch standardised correlations at its hook points (FFN activations, attention output after out_proj), and only the consumers' input columns of `other` permuted (fc2, out_proj). Not function-preserving: the self-check reports the deviation instead of failing. FFN and attention only (needs `probe`).",
+        weights: 'Match units by the similarity of their weights (no audio needed; usually weaker).',
+        none: 'Do not permute: plain interpolation of the two checkpoints.',
+      },
+    }),
+    permute: array({
+      optional: true,
+      default: ['cnn', 'attention', 'ffn'],
+      description: 'Which parts of the network are permuted. The residual stream is optional and off by default.',
+      minItems: 1,
+      uniqueItems: true,
+      items: enumOf({
+        description: 'A permutable part of the network.',
+        values: ['cnn', 'attention', 'ffn', 'residual'],
+        valueDescriptions: {
+          cnn: 'The channels of each feature-extractor conv block.',
+          attention: 'Attention heads and the dimensions inside each head.',
+          ffn: 'The hidden units of each feed-forward block.',
+          residual: 'The residual stream (hidden size) shared by all layers.',
+        },
+      }),
+    }),
+    heads: enumOf({
+      optional: true,
+      default: 'reorder',
+      description: 'How attention heads are aligned when `attention` is permuted.',
+      values: ['reorder', 'within', 'none'],
+      valueDescriptions: {
+        reorder: 'Reorder whole heads, then the dimensions within each matched head.',
+        within: 'Keep head order; permute the dimensions within each head only.',
+        none: 'Leave attention heads untouched.',
+      },
+    }),
+    self_check: bool({
+      optional: true,
+      default: true,
+      description: 'After permuting `other`, verify on probe audio that it still computes the same function (≤ 1e-5 relative).',
+    }),
+  },
+});
+
+const mergeSchema = object({
+  description: 'How the aligned checkpoints are combined.',
+  starter: 'merge:\n  method: ${1|linear,slerp|}\n  lambda: ${2:0.5}',
+  properties: {
+    method: enumOf({
+      optional: true,
+      default: 'linear',
+      description: 'Interpolation between the anchor and the aligned other.',
+      values: ['linear', 'slerp'],
+      valueDescriptions: {
+        linear: 'λ·anchor + (1 − λ)·other, tensor by tensor.',
+        slerp: 'Spherical interpolation of each tensor (keeps norms), λ on the anchor side.',
+      },
+    }),
+    lambda: union({
+      description:
+        'Weight on the anchor: a number in [0, 1], a list with one number per transformer layer, or `{default, overrides}` with tensor-name globs.',
+      expected: 'a number in [0, 1], a list of numbers (one per layer) or a mapping {default, overrides}',
+      variants: [
+        lambdaValue,
+        array({
+          description: 'One λ per transformer layer, in layer order (the feature extractor uses the first).',
+          minItems: 1,
+          items: lambdaValue,
+        }),
+        object({
+          description: 'A default λ and overrides for the tensors whose names match a glob.',
+          properties: {
+            default: { ...lambdaValue, description: 'λ for every tensor no override matches.' },
+            overrides: map({
+              optional: true,
+              description: 'λ per tensor-name glob (`*` within a name part, `**` across parts); the first matching glob wins.',
+              keyFormat: 'glob',
+              keyDescription: 'A glob over canonical tensor names, e.g. `encoder.layers.*.feed_forward.**`.',
+              values: lambdaValue,
+            }),
+          },
+        }),
+      ],
+    }),
+    sweep: array({
+      optional: true,
+      description: 'Also produce and evaluate a merge for each of these λ values (numbers in [0, 1]).',
+      minItems: 1,
+      uniqueItems: true,
+      items: lambdaValue,
+    }),
+    repair: bool({
+      optional: true,
+      default: false,
+      description:
+        'Statistics repair (REPAIR, Jordan et al., ICLR 2023): after merging, rescale and shift every conv channel, attention value dimension and FFN unit so that its mean and std on the probe audio equal the λ-mix of the two aligned models\' (needs `probe`). Folded into the weights: the output stays a plain checkpoint.',
+    }),
+    width: num({
+      optional: true,
+      default: 1,
+      minimum: 1,
+      maximum: 2,
+      description:
+        'Partial zipping (ZipIt!, Stoica et al., ICLR 2024): FFN width of the merged model as a multiple of one model\'s. Above 1, the FFN units whose matched correlation is weakest stay unmerged, one copy from each model (outputs scaled by λ and 1 − λ), and `intermediate_size` grows; at 2 every FFN is the exact λ-mix of both FFNs. Uses the FFN correlations of `align.method` correlation (weakest by weight cosine otherwise).',
+    }),
+  },
+});
+
+/** The same keys, all optional and without defaults: a variant's overrides of the main settings. */
+function overridesOf<const P extends Record<string, Schema>>(properties: P): { [K in keyof P]: Omit<P[K], 'default' | 'optional'> & { optional: true } } {
+  const out: Record<string, Schema> = {};
+  for (const [k, v] of Object.entries(properties)) {
+    const { default: _default, ...rest } = v;
+    out[k] = { ...rest, optional: true };
+  }
+  return out as { [K in keyof P]: Omit<P[K], 'default' | 'optional'> & { optional: true } };
+}
+
+const { lambda: _lambda, sweep: _sweep, ...mergeOverrideKeys } = mergeSchema.properties;
+
+const variantsSchema = array({
+  optional: true,
+  minItems: 1,
+  description:
+    'Extra align/merge settings evaluated in the same run beside the main one, at the same λ values: each item overrides some `align` and `merge` keys. Variants share the probe statistics and the scores of the two source models.',
+  starter: 'variants:\n  - name: ${1:repair}\n    merge: { repair: true }',
+  items: object({
+    description: 'One variant: a name and the align/merge keys it changes.',
+    properties: {
+      name: str({ format: 'text', description: 'Variant name, unique within the recipe; labels its rows in the report and its sub-folder.' }),
+      align: object({ optional: true, description: 'The `align` keys this variant changes.', properties: overridesOf(alignSchema.properties) }),
+      merge: object({ optional: true, description: 'The `merge` keys this variant changes (λ and sweep stay the main ones).', properties: overridesOf(mergeOverrideKeys) }),
+    },
+  }),
+});
+
 export const recipeSchema = object({
   description: 'A Merge Studio recipe (version 1): which two audio encoders to align and merge, how, and how to evaluate the result.',
   properties: {
@@ -68,108 +215,13 @@ export const recipeSchema = object({
         }),
       },
     }),
-    align: object({
+    align: alignSchema,
+    merge: mergeSchema,
+    variants: variantsSchema,
+    output_variants: bool({
       optional: true,
-      default: { method: 'correlation', permute: ['cnn', 'attention', 'ffn'], heads: 'reorder', self_check: true },
-      description: 'How `other` is permuted toward `anchor` before merging.',
-      starter: 'align:\n  method: ${1|correlation,paper,weights,none|}\n  permute: [cnn, attention, ffn]\n  heads: reorder',
-      properties: {
-        method: enumOf({
-          optional: true,
-          default: 'correlation',
-          description: 'How matching units are found.',
-          values: ['correlation', 'paper', 'weights', 'none'],
-          valueDescriptions: {
-            correlation: 'Match units by the Pearson correlation of their activations on the probe audio (needs `probe`).',
-            paper:
-              "Reproduce the paper's released code (Ritter-Gutierrez et al., ASRU 2025): per-batch standardised correlations at its hook points (FFN activations, attention output after out_proj), and only the consumers' input columns of `other` permuted (fc2, out_proj). Not function-preserving: the self-check reports the deviation instead of failing. FFN and attention only (needs `probe`).",
-            weights: 'Match units by the similarity of their weights (no audio needed; usually weaker).',
-            none: 'Do not permute: plain interpolation of the two checkpoints.',
-          },
-        }),
-        permute: array({
-          optional: true,
-          default: ['cnn', 'attention', 'ffn'],
-          description: 'Which parts of the network are permuted. The residual stream is optional and off by default.',
-          minItems: 1,
-          uniqueItems: true,
-          items: enumOf({
-            description: 'A permutable part of the network.',
-            values: ['cnn', 'attention', 'ffn', 'residual'],
-            valueDescriptions: {
-              cnn: 'The channels of each feature-extractor conv block.',
-              attention: 'Attention heads and the dimensions inside each head.',
-              ffn: 'The hidden units of each feed-forward block.',
-              residual: 'The residual stream (hidden size) shared by all layers.',
-            },
-          }),
-        }),
-        heads: enumOf({
-          optional: true,
-          default: 'reorder',
-          description: 'How attention heads are aligned when `attention` is permuted.',
-          values: ['reorder', 'within', 'none'],
-          valueDescriptions: {
-            reorder: 'Reorder whole heads, then the dimensions within each matched head.',
-            within: 'Keep head order; permute the dimensions within each head only.',
-            none: 'Leave attention heads untouched.',
-          },
-        }),
-        self_check: bool({
-          optional: true,
-          default: true,
-          description: 'After permuting `other`, verify on probe audio that it still computes the same function (≤ 1e-5 relative).',
-        }),
-      },
-    }),
-    merge: object({
-      description: 'How the aligned checkpoints are combined.',
-      starter: 'merge:\n  method: ${1|linear,slerp|}\n  lambda: ${2:0.5}',
-      properties: {
-        method: enumOf({
-          optional: true,
-          default: 'linear',
-          description: 'Interpolation between the anchor and the aligned other.',
-          values: ['linear', 'slerp'],
-          valueDescriptions: {
-            linear: 'λ·anchor + (1 − λ)·other, tensor by tensor.',
-            slerp: 'Spherical interpolation of each tensor (keeps norms), λ on the anchor side.',
-          },
-        }),
-        lambda: union({
-          description:
-            'Weight on the anchor: a number in [0, 1], a list with one number per transformer layer, or `{default, overrides}` with tensor-name globs.',
-          expected: 'a number in [0, 1], a list of numbers (one per layer) or a mapping {default, overrides}',
-          variants: [
-            lambdaValue,
-            array({
-              description: 'One λ per transformer layer, in layer order (the feature extractor uses the first).',
-              minItems: 1,
-              items: lambdaValue,
-            }),
-            object({
-              description: 'A default λ and overrides for the tensors whose names match a glob.',
-              properties: {
-                default: { ...lambdaValue, description: 'λ for every tensor no override matches.' },
-                overrides: map({
-                  optional: true,
-                  description: 'λ per tensor-name glob (`*` within a name part, `**` across parts); the first matching glob wins.',
-                  keyFormat: 'glob',
-                  keyDescription: 'A glob over canonical tensor names, e.g. `encoder.layers.*.feed_forward.**`.',
-                  values: lambdaValue,
-                }),
-              },
-            }),
-          ],
-        }),
-        sweep: array({
-          optional: true,
-          description: 'Also produce and evaluate a merge for each of these λ values (numbers in [0, 1]).',
-          minItems: 1,
-          uniqueItems: true,
-          items: lambdaValue,
-        }),
-      },
+      default: false,
+      description: 'Also write each variant\'s merged model (at the main λ) to a sub-folder of `output` named after the variant.',
     }),
     evaluate: object({
       optional: true,
@@ -233,6 +285,7 @@ export const recipeSchema = object({
         seed: num({ optional: true, default: 0, integer: true, minimum: 0, description: 'Seed for segment sampling and probe training; same seed, same result.' }),
         threads: num({ optional: true, integer: true, minimum: 1, description: 'CPU threads for onnxruntime and statistics. Default: all cores.' }),
         batch_size: num({ optional: true, integer: true, minimum: 1, description: 'Probe segments per forward batch. Default: chosen from the model size.' }),
+        memory: str({ optional: true, format: 'text', description: 'Memory budget of the statistics step, e.g. 4GB: picks the batch size and the layers per pass so the run stays under it (`merge-studio run --dry-run` prints the estimate). Default: the batch size above and passes of 4 layers.' }),
       },
     }),
   },
@@ -243,6 +296,7 @@ export type Recipe = Infer<typeof recipeSchema>;
 export type RecipeModels = Recipe['models'];
 export type RecipeLambda = Recipe['merge']['lambda'];
 export type EvaluationTask = NonNullable<Recipe['evaluate']>['tasks'][number];
+export type RecipeVariant = NonNullable<Recipe['variants']>[number];
 
 // Engine vocabularies, derived from the schema so a value added here reaches every `switch` and registry.
 export type AlignMethodName = Recipe['align']['method'];
