@@ -31,8 +31,14 @@ async function main(): Promise<void> {
   const engine = await alignPaper(anchor, other, probe, { device: 'cpu', permute: ['attention', 'ffn'], heads: 'reorder', batchSize });
 
   const taps: TapName[] = Array.from({ length: cfg.layers }, (_, l) => [tapName.attnOut(l), tapName.ffn(l)]).flat();
-  const [sa, sb] = await Promise.all([EncoderSession.create(anchor, taps, { device: 'cpu' }), EncoderSession.create(other, taps, { device: 'cpu' })]);
-  const request: { heads: number; taps: Record<string, { kind: string; batches: { A: number[][]; B: number[][] }[] }> } = { heads: cfg.heads, taps: {} };
+  const [sa, sb] = await Promise.all([
+    EncoderSession.create(anchor, taps, { device: 'cpu' }),
+    EncoderSession.create(other, taps, { device: 'cpu' }),
+  ]);
+  const request: { heads: number; taps: Record<string, { kind: string; batches: { A: number[][]; B: number[][] }[] }> } = {
+    heads: cfg.heads,
+    taps: {},
+  };
   for (const t of taps) request.taps[t] = { kind: t.endsWith('attn_out') ? 'attn' : 'ffn', batches: [] };
   const S = probe.segmentSamples;
   for (let s = 0; s < probe.segments.length; s += batchSize) {
@@ -48,7 +54,12 @@ async function main(): Promise<void> {
     for (const t of taps) request.taps[t]!.batches.push({ A: units(oa.get(t)!), B: units(ob.get(t)!) });
   }
   await Promise.all([sa.release(), sb.release()]);
-  const reference = JSON.parse(execFileSync('python3', [path.join(root, 'scripts/paper-reference.py')], { input: JSON.stringify(request), maxBuffer: 1 << 30 }).toString()) as Record<string, { corr: number[][]; perm: number[] }>;
+  const reference = JSON.parse(
+    execFileSync('python3', [path.join(root, 'scripts/paper-reference.py')], {
+      input: JSON.stringify(request),
+      maxBuffer: 1 << 30,
+    }).toString(),
+  ) as Record<string, { corr: number[][]; perm: number[] }>;
 
   let worst = 0;
   for (const t of taps) {
@@ -61,7 +72,9 @@ async function main(): Promise<void> {
     const group = t.endsWith('attn_out') ? `layer.${t.split('.')[1]}.attn.v` : `layer.${t.split('.')[1]}.ffn`;
     const p = engine.perms.get(group)!;
     const differ = ref.perm.filter((v, i) => v !== p[i]).length;
-    console.log(`${t.padEnd(18)} max |Δcorr| ${err.toExponential(2)}  permutation: ${differ === 0 ? 'identical' : `${differ}/${d} units differ`}`);
+    console.log(
+      `${t.padEnd(18)} max |Δcorr| ${err.toExponential(2)}  permutation: ${differ === 0 ? 'identical' : `${differ}/${d} units differ`}`,
+    );
   }
   console.log(`${probe.segments.length} segments in batches of ${batchSize}; worst |Δcorr| ${worst.toExponential(2)}`);
 }

@@ -170,14 +170,16 @@ function randn(rand: () => number): number {
 /** Centred moments of one batch ([units × frames] rows), as the pair graph emits them, in float64. */
 function momentsOf(A: Matrix, B: Matrix) {
   const n = A[0]!.length;
-  const centre = (X: Matrix) => X.map((row) => {
-    const m = row.reduce((s, v) => s + v, 0) / n;
-    return { mean: m, c: row.map((v) => v - m) };
-  });
+  const centre = (X: Matrix) =>
+    X.map((row) => {
+      const m = row.reduce((s, v) => s + v, 0) / n;
+      return { mean: m, c: row.map((v) => v - m) };
+    });
   const a = centre(A);
   const b = centre(B);
   const cross = new Float64Array(A.length * B.length);
-  for (let i = 0; i < A.length; i++) for (let j = 0; j < B.length; j++) cross[i * B.length + j] = a[i]!.c.reduce((s, v, k) => s + v * b[j]!.c[k]!, 0);
+  for (let i = 0; i < A.length; i++)
+    for (let j = 0; j < B.length; j++) cross[i * B.length + j] = a[i]!.c.reduce((s, v, k) => s + v * b[j]!.c[k]!, 0);
   return {
     n,
     meanA: Float64Array.from(a, (x) => x.mean),
@@ -195,7 +197,13 @@ function engineCorrelation(batches: { A: Matrix; B: Matrix }[]): Float64Array {
 }
 
 /** Other's units = anchor's units gathered by `planted`, plus noise and a per-batch offset. */
-function correlatedBatches(rand: () => number, units: number, frames: readonly number[], planted: readonly number[], offset = 0): { A: Matrix; B: Matrix }[] {
+function correlatedBatches(
+  rand: () => number,
+  units: number,
+  frames: readonly number[],
+  planted: readonly number[],
+  offset = 0,
+): { A: Matrix; B: Matrix }[] {
   return frames.map((n, b) => {
     const A = Array.from({ length: units }, () => Array.from({ length: n }, () => randn(rand) + b * offset));
     const B = planted.map((src) => A[src]!.map((v) => 0.8 * v + 0.6 * randn(rand) + 0.5));
@@ -203,7 +211,8 @@ function correlatedBatches(rand: () => number, units: number, frames: readonly n
   });
 }
 
-const asMatrix = (flat: Float64Array, rows: number): Matrix => Array.from({ length: rows }, (_, i) => Array.from(flat.subarray((i * flat.length) / rows, ((i + 1) * flat.length) / rows)));
+const asMatrix = (flat: Float64Array, rows: number): Matrix =>
+  Array.from({ length: rows }, (_, i) => Array.from(flat.subarray((i * flat.length) / rows, ((i + 1) * flat.length) / rows)));
 
 // ---------------------------------------------------------------- tests
 
@@ -237,7 +246,8 @@ describe('align.method paper: engine vs the transcribed released code (float64, 
     const mh = matchHeads(engineCorrelation(attnBatches), heads, headDim, true);
     const mu = await matchUnits(engineCorrelation(ffnBatches), F, async (s, n) => solveLap(s, n));
     // The code's P_B = eye[col_ind].T; its gather vector is argmax over each column.
-    const gatherOf = (unmerge: Matrix) => block(unmerge, unmerge[0]!.length, unmerge.length, 0, unmerge[0]!.length).map((_, r, Pb) => Pb.findIndex((row) => row[r] === 1));
+    const gatherOf = (unmerge: Matrix) =>
+      block(unmerge, unmerge[0]!.length, unmerge.length, 0, unmerge[0]!.length).map((_, r, Pb) => Pb.findIndex((row) => row[r] === 1));
     expect(Array.from(mh.perm)).toEqual(gatherOf(refAttn.unmerge));
     expect(Array.from(mu.perm)).toEqual(gatherOf(refFfn.unmerge));
     // The planted structure is found (anchor unit i ↔ other unit planted⁻¹[i]).
@@ -256,16 +266,42 @@ describe('align.method paper: engine vs the transcribed released code (float64, 
     ];
     const weights = (seed: number): WeightMap => {
       const r = mulberry32(seed);
-      return new Map(names.map(([n, shape]) => [n, { shape, data: Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => Math.round(randn(r) * 64) / 64 + 0) }]));
+      return new Map(
+        names.map(([n, shape]) => [
+          n,
+          { shape, data: Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => Math.round(randn(r) * 64) / 64 + 0) },
+        ]),
+      );
     };
     const toRef = (w: WeightMap) =>
-      new Map([...w].map(([n, t]) => [n, t.shape.length === 1 ? [Array.from(t.data)] : Array.from({ length: t.shape[0]! }, (_, i) => Array.from(t.data.subarray(i * t.shape[1]!, (i + 1) * t.shape[1]!)))]));
+      new Map(
+        [...w].map(([n, t]) => [
+          n,
+          t.shape.length === 1
+            ? [Array.from(t.data)]
+            : Array.from({ length: t.shape[0]! }, (_, i) => Array.from(t.data.subarray(i * t.shape[1]!, (i + 1) * t.shape[1]!))),
+        ]),
+      );
     const anchorW = weights(1);
     const otherW = weights(2);
     const refModels = [toRef(anchorW), toRef(otherW)];
-    refApply(refModels, 1, new Map([['attn0', refAttn], ['ffn0', refFfn]]));
+    refApply(
+      refModels,
+      1,
+      new Map([
+        ['attn0', refAttn],
+        ['ffn0', refFfn],
+      ]),
+    );
 
-    const ours = applyPaperPermutations(otherW, cfg, new Map([[groupName.attnV(0), mh.perm], [groupName.ffn(0), mu.perm]]));
+    const ours = applyPaperPermutations(
+      otherW,
+      cfg,
+      new Map([
+        [groupName.attnV(0), mh.perm],
+        [groupName.ffn(0), mu.perm],
+      ]),
+    );
     for (const [name] of names) {
       expect(toRef(ours).get(name), `other ${name}`).toEqual(refModels[1]!.get(name));
       expect(toRef(anchorW).get(name), `anchor ${name}`).toEqual(refModels[0]!.get(name)); // identity transforms
@@ -328,7 +364,9 @@ describe('align.method paper: departures from the exact method, each shown', () 
     const cfg = { layers: 2, hidden: 8, heads: 2, headDim: 4, intermediate: 16 } as EncoderConfig;
     const moved = paperSpec(cfg).groups.flatMap((g) => g.moves.map((m) => `${m.tensor}:${m.kind === 'axis' ? m.axis : 'grouped'}`));
     expect(moved.sort()).toEqual(
-      [0, 1].flatMap((l) => [`encoder.layers.${l}.attention.out_proj.weight:1`, `encoder.layers.${l}.feed_forward.output_dense.weight:1`]).sort(),
+      [0, 1]
+        .flatMap((l) => [`encoder.layers.${l}.attention.out_proj.weight:1`, `encoder.layers.${l}.feed_forward.output_dense.weight:1`])
+        .sort(),
     );
   });
 });
@@ -339,7 +377,9 @@ describe('align.method paper on an encoder pair through the ONNX pair graph', ()
     const cfg = anchor.config;
     const spec = buildPermutationSpec(cfg);
     // other = anchor with planted, function-preserving permutations of heads (V/O with Q/K) and FFN neurons.
-    const planted = randomPermutations(spec, mulberry32(17), { include: (g) => g.kind === 'attn-v' || g.kind === 'attn-qk' || g.kind === 'ffn' });
+    const planted = randomPermutations(spec, mulberry32(17), {
+      include: (g) => g.kind === 'attn-v' || g.kind === 'attn-qk' || g.kind === 'ffn',
+    });
     const other = { config: cfg, weights: applyPermutations(anchor.weights, spec, planted) };
 
     const rand = mulberry32(23);
@@ -347,9 +387,24 @@ describe('align.method paper on an encoder pair through the ONNX pair graph', ()
     const segments = Array.from({ length: 6 }, (_, k) => ({
       samples: Float32Array.from({ length: segmentSamples }, (_, i) => 0.3 * Math.sin((i * (k + 3)) / 40) + 0.1 * randn(rand)),
     }));
-    const probe = { sampleRate: cfg.sampleRate, segmentSeconds: 0.2, segmentSamples, seed: 0, segments, sources: [], totalSegments: 6, totalSeconds: 1.2 } as unknown as ProbeSet;
+    const probe = {
+      sampleRate: cfg.sampleRate,
+      segmentSeconds: 0.2,
+      segmentSamples,
+      seed: 0,
+      segments,
+      sources: [],
+      totalSegments: 6,
+      totalSeconds: 1.2,
+    } as unknown as ProbeSet;
     const batchSize = 2;
-    const r = await alignPaper(anchor, other, probe, { device: 'cpu', permute: ['attention', 'ffn'], heads: 'reorder', batchSize, assign: async (s, n) => solveLap(s, n) });
+    const r = await alignPaper(anchor, other, probe, {
+      device: 'cpu',
+      permute: ['attention', 'ffn'],
+      heads: 'reorder',
+      batchSize,
+      assign: async (s, n) => solveLap(s, n),
+    });
 
     for (let l = 0; l < cfg.layers; l++) {
       // Attention: out_proj outputs of anchor and other are the same function, so the paper matches identity and
@@ -363,7 +418,10 @@ describe('align.method paper on an encoder pair through the ONNX pair graph', ()
 
     // The correlations against the transcription, fed the same tapped activations batch by batch.
     const taps: TapName[] = [tapName.attnOut(1), tapName.ffn(2)];
-    const [sa, sb] = await Promise.all([EncoderSession.create(anchor, taps, { device: 'cpu' }), EncoderSession.create(other, taps, { device: 'cpu' })]);
+    const [sa, sb] = await Promise.all([
+      EncoderSession.create(anchor, taps, { device: 'cpu' }),
+      EncoderSession.create(other, taps, { device: 'cpu' }),
+    ]);
     const perTap = new Map<TapName, { A: Matrix; B: Matrix }[]>(taps.map((t) => [t, []]));
     for (let s = 0; s < segments.length; s += batchSize) {
       const audio = new Float32Array(batchSize * segmentSamples);
@@ -396,7 +454,12 @@ describe('align.method paper in a run', () => {
 
   it('is in the registry, needs probe audio, hooks attn_out and ffn taps only', () => {
     expect(alignNeedsProbe('paper')).toBe(true);
-    expect(ALIGN_METHODS.paper.taps({ layers: 2 } as EncoderConfig, ['cnn', 'attention', 'ffn', 'residual'], 'reorder')).toEqual(['layer.0.attn_out', 'layer.0.ffn', 'layer.1.attn_out', 'layer.1.ffn']);
+    expect(ALIGN_METHODS.paper.taps({ layers: 2 } as EncoderConfig, ['cnn', 'attention', 'ffn', 'residual'], 'reorder')).toEqual([
+      'layer.0.attn_out',
+      'layer.0.ffn',
+      'layer.1.attn_out',
+      'layer.1.ffn',
+    ]);
     expect(ALIGN_METHODS.paper.taps({ layers: 1 } as EncoderConfig, ['attention', 'ffn'], 'none')).toEqual(['layer.0.ffn']);
   });
 

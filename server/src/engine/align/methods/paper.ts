@@ -19,7 +19,10 @@ export const paper: AlignMethod = {
     const cfg = ctx.anchor.config;
     const batchSize = ctx.batchSize ?? defaultBatchSize(cfg, probe.segmentSamples);
     const taps = paperTaps(cfg.layers, ctx.permute, ctx.heads);
-    ctx.stage('statistics', `${taps.length} taps as the released code hooks them, per-batch standardised, batches of ${batchSize} segments`);
+    ctx.stage(
+      'statistics',
+      `${taps.length} taps as the released code hooks them, per-batch standardised, batches of ${batchSize} segments`,
+    );
     const r = await alignPaper(ctx.anchor, ctx.other, probe, {
       ...ctx.session,
       permute: ctx.permute,
@@ -29,15 +32,40 @@ export const paper: AlignMethod = {
       cancel: ctx.cancel,
       ...(ctx.signal ? { signal: ctx.signal } : {}),
     });
-    if (r.ignored.length) ctx.emit({ type: 'log', level: 'warning', message: `align.method paper: the released code's default graph aligns ffn and attention only; ${r.ignored.join(', ')} left as they are` });
+    if (r.ignored.length)
+      ctx.emit({
+        type: 'log',
+        level: 'warning',
+        message: `align.method paper: the released code's default graph aligns ffn and attention only; ${r.ignored.join(', ')} left as they are`,
+      });
     const dead = new Map<string, { anchor: number; other: number }>();
     const moments = new Map<(typeof taps)[number], UnitMoments>();
     for (const [tap, p] of r.pooled) {
       // deadUnits reads n and the per-unit M2 only.
-      dead.set(tap, deadUnits({ dimA: p.meanA.length, dimB: p.meanB.length, n: p.n, meanA: p.meanA, meanB: p.meanB, m2A: p.m2A, m2B: p.m2B, cross: new Float64Array(0) } satisfies PairStats));
+      dead.set(
+        tap,
+        deadUnits({
+          dimA: p.meanA.length,
+          dimB: p.meanB.length,
+          n: p.n,
+          meanA: p.meanA,
+          meanB: p.meanB,
+          m2A: p.m2A,
+          m2B: p.m2B,
+          cross: new Float64Array(0),
+        } satisfies PairStats),
+      );
       const n = Math.max(1, p.n);
       moments.set(tap, { meanA: p.meanA, varA: p.m2A.map((v) => v / n), meanB: p.meanB, varB: p.m2B.map((v) => v / n) });
     }
-    return { perms: r.perms, report: r.report, permuted: r.permuted, functionPreserving: PAPER_FUNCTION_PRESERVING, correlations: r.correlations, dead, moments };
+    return {
+      perms: r.perms,
+      report: r.report,
+      permuted: r.permuted,
+      functionPreserving: PAPER_FUNCTION_PRESERVING,
+      correlations: r.correlations,
+      dead,
+      moments,
+    };
   },
 };

@@ -83,7 +83,10 @@ export interface PooledUnitMoments {
   m2B: Float64Array;
 }
 
-function addPooled(p: PooledUnitMoments, m: { n: number; meanA: ArrayLike<number>; m2A: ArrayLike<number>; meanB: ArrayLike<number>; m2B: ArrayLike<number> }): void {
+function addPooled(
+  p: PooledUnitMoments,
+  m: { n: number; meanA: ArrayLike<number>; m2A: ArrayLike<number>; meanB: ArrayLike<number>; m2B: ArrayLike<number> },
+): void {
   const n = p.n + m.n;
   if (m.n === 0) return;
   const f = (p.n * m.n) / n;
@@ -105,7 +108,13 @@ export interface PaperStatistics {
 }
 
 /** Probe batches through both encoders; per tap, the released code's standardised sums (and pooled unit moments). */
-export async function collectPaperStatistics(anchor: Model, other: Model, probe: ProbeSet, taps: readonly TapName[], opts: PaperAlignOptions): Promise<PaperStatistics> {
+export async function collectPaperStatistics(
+  anchor: Model,
+  other: Model,
+  probe: ProbeSet,
+  taps: readonly TapName[],
+  opts: PaperAlignOptions,
+): Promise<PaperStatistics> {
   const stats = new Map<TapName, StandardisedStats>();
   const pooled = new Map<TapName, PooledUnitMoments>();
   if (taps.length === 0) return { standardised: stats, pooled };
@@ -113,22 +122,48 @@ export async function collectPaperStatistics(anchor: Model, other: Model, probe:
   try {
     const total = Math.ceil(probe.segments.length / opts.batchSize);
     let done = 0;
-    opts.onEvent?.({ type: 'progress', stage: 'statistics', done, total, message: `${taps.length} taps (per-batch standardised) on ${session.backend}` });
+    opts.onEvent?.({
+      type: 'progress',
+      stage: 'statistics',
+      done,
+      total,
+      message: `${taps.length} taps (per-batch standardised) on ${session.backend}`,
+    });
     for (const batch of iterateBatches(probe, opts.batchSize)) {
       if (opts.cancel?.cancelled) throw new EngineError('cancelled', 'cancelled while collecting statistics');
       for (const m of await session.run(batch.data, batch.dims[0])) {
         for (const a of [m.cross, m.m2A, m.m2B]) {
-          if (!a.every(Number.isFinite)) throw new EngineError('non-finite', `activations at tap ${m.tap} became non-finite on the probe audio (overflow in one of the models?)`);
+          if (!a.every(Number.isFinite))
+            throw new EngineError(
+              'non-finite',
+              `activations at tap ${m.tap} became non-finite on the probe audio (overflow in one of the models?)`,
+            );
         }
         let s = stats.get(m.tap);
         if (!s) stats.set(m.tap, (s = createStandardisedStats(m.dimA, m.dimB)));
         addStandardisedBatch(s, m);
         let p = pooled.get(m.tap);
-        if (!p) pooled.set(m.tap, (p = { n: 0, meanA: new Float64Array(m.dimA), m2A: new Float64Array(m.dimA), meanB: new Float64Array(m.dimB), m2B: new Float64Array(m.dimB) }));
+        if (!p)
+          pooled.set(
+            m.tap,
+            (p = {
+              n: 0,
+              meanA: new Float64Array(m.dimA),
+              m2A: new Float64Array(m.dimA),
+              meanB: new Float64Array(m.dimB),
+              m2B: new Float64Array(m.dimB),
+            }),
+          );
         addPooled(p, m);
       }
       done++;
-      opts.onEvent?.({ type: 'progress', stage: 'statistics', done, total, message: `${Math.min(done * opts.batchSize, probe.segments.length)}/${probe.segments.length} segments` });
+      opts.onEvent?.({
+        type: 'progress',
+        stage: 'statistics',
+        done,
+        total,
+        message: `${Math.min(done * opts.batchSize, probe.segments.length)}/${probe.segments.length} segments`,
+      });
     }
     return { standardised: stats, pooled };
   } finally {
@@ -137,7 +172,11 @@ export async function collectPaperStatistics(anchor: Model, other: Model, probe:
 }
 
 /** Matches and permutes from the released code's correlations (tap → anchor × other). */
-export async function paperPermutations(cfg: Model['config'], correlations: ReadonlyMap<TapName, Float64Array>, opts: Pick<PaperAlignOptions, 'permute' | 'heads' | 'assign' | 'signal' | 'onEvent'>): Promise<{ perms: Permutations; report: GroupReport[] }> {
+export async function paperPermutations(
+  cfg: Model['config'],
+  correlations: ReadonlyMap<TapName, Float64Array>,
+  opts: Pick<PaperAlignOptions, 'permute' | 'heads' | 'assign' | 'signal' | 'onEvent'>,
+): Promise<{ perms: Permutations; report: GroupReport[] }> {
   const perms: Permutations = new Map();
   const report: GroupReport[] = [];
   const assign = opts.assign ?? ((s: Float64Array, n: number) => solveAssignment(s, n, opts.signal ? { signal: opts.signal } : {}));
@@ -153,13 +192,30 @@ export async function paperPermutations(cfg: Model['config'], correlations: Read
       const tap = tapName.attnOut(l);
       const m = matchHeads(need(tap, cfg.hidden), cfg.heads, cfg.headDim, opts.heads === 'reorder');
       perms.set(groupName.attnV(l), m.perm);
-      report.push({ group: groupName.attnV(l), kind: 'attn-v', source: tap, size: cfg.hidden, before: m.before, after: m.after, moved: fractionMoved(m.perm), ...(m.blockScores ? { blockScores: m.blockScores } : {}) });
+      report.push({
+        group: groupName.attnV(l),
+        kind: 'attn-v',
+        source: tap,
+        size: cfg.hidden,
+        before: m.before,
+        after: m.after,
+        moved: fractionMoved(m.perm),
+        ...(m.blockScores ? { blockScores: m.blockScores } : {}),
+      });
     }
     if (opts.permute.includes('ffn')) {
       const tap = tapName.ffn(l);
       const m = await matchUnits(need(tap, cfg.intermediate), cfg.intermediate, assign);
       perms.set(groupName.ffn(l), m.perm);
-      report.push({ group: groupName.ffn(l), kind: 'ffn', source: tap, size: cfg.intermediate, before: m.before, after: m.after, moved: fractionMoved(m.perm) });
+      report.push({
+        group: groupName.ffn(l),
+        kind: 'ffn',
+        source: tap,
+        size: cfg.intermediate,
+        before: m.before,
+        after: m.after,
+        moved: fractionMoved(m.perm),
+      });
     }
     opts.onEvent?.({ type: 'progress', stage: 'assign', done: l + 1, total, message: `layer ${l}` });
   }

@@ -29,7 +29,11 @@ export interface PaperMatch {
 }
 
 /** FFN: match_tensors_permute on the signed correlation. */
-export async function matchUnits(corr: Float64Array, n: number, assign: (score: Float64Array, n: number) => Promise<Assignment>): Promise<PaperMatch> {
+export async function matchUnits(
+  corr: Float64Array,
+  n: number,
+  assign: (score: Float64Array, n: number) => Promise<Assignment>,
+): Promise<PaperMatch> {
   const { perm } = await assign(corr, n);
   return { perm, before: meanMatched(corr, n), after: meanMatched(corr, n, perm) };
 }

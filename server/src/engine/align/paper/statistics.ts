@@ -80,7 +80,8 @@ export function standardisedCorrelation(s: StandardisedStats): Float64Array {
     const row = i * s.dimB;
     for (let j = 0; j < s.dimB; j++) {
       const v = s.cross[row + j]! / n / Math.max(sdA[i]! * sdB[j]!, CORRELATION_DENOMINATOR_FLOOR);
-      if (!Number.isFinite(v)) throw new EngineError('non-finite', `correlation [${i}, ${j}] is ${v}: the tap statistics contain non-finite values`);
+      if (!Number.isFinite(v))
+        throw new EngineError('non-finite', `correlation [${i}, ${j}] is ${v}: the tap statistics contain non-finite values`);
       r[row + j] = v + 0;
     }
   }
