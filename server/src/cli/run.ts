@@ -9,6 +9,7 @@ import { resolveBackend } from '../engine/model/runtime';
 import { alignMethod } from '../engine/align/methods';
 import { defaultBatchSize, estimateMemory, formatBytes } from '../engine/pipeline/plan';
 import { guardOutput } from '../engine/pipeline/output-guard';
+import { probeNeed } from '../engine/pipeline/probe-need';
 import type { MergeReport } from '../engine/pipeline/report';
 import { runLoadedRecipe } from '../engine/pipeline/run';
 import type { JobEvent } from '../engine/progress';
@@ -26,7 +27,8 @@ export function registerRunCommand(program: Command, out: Output): void {
     .option('--threads <n>', 'CPU threads for onnxruntime')
     .option('--progress <format>', 'bar (default on a terminal) | plain | json (one JSON event per line on stdout)')
     .option('--dry-run', 'print the plan (models, taps, frames, memory) without computing')
-    .action(async (file: string, opts: { device?: string; threads?: string; progress?: string; dryRun?: boolean }) => {
+    .option('--stats <dirs...>', 'reduce these statistics shards (merge-studio stats --shard) instead of computing the statistics')
+    .action(async (file: string, opts: { device?: string; threads?: string; progress?: string; dryRun?: boolean; stats?: string[] }) => {
       const device = opts.device ? parseDevice(opts.device) : undefined;
       const threads = parseThreads(opts.threads);
       const format = opts.progress ?? (process.stderr.isTTY ? 'bar' : 'plain');
@@ -52,7 +54,7 @@ export function registerRunCommand(program: Command, out: Output): void {
       const stopWatchingOutput = onOutputClosed(onSignal);
       const emit = (e: JobEvent) => (format === 'json' ? process.stdout.write(`${JSON.stringify(e)}\n`) : renderer!.handle(e));
       try {
-        const result = await runLoadedRecipe(loaded, { ...(device ? { device } : {}), ...(threads ? { threads } : {}), onEvent: emit, signal: controller.signal });
+        const result = await runLoadedRecipe(loaded, { ...(device ? { device } : {}), ...(threads ? { threads } : {}), ...(opts.stats ? { statsDirs: opts.stats.map((d) => path.resolve(d)) } : {}), onEvent: emit, signal: controller.signal });
         if (format !== 'json') {
           renderer!.finishLine();
           for (const line of summaryTable(result.report)) out.info(line);
@@ -91,7 +93,13 @@ async function printPlan(loaded: Awaited<ReturnType<typeof loadRecipe>>, out: Ou
   out.info(`other    ${r.models.other}`);
   out.info(`backend  ${backend}`);
   out.info(`align    ${method}; permute ${permute.join(', ')}; heads ${align.heads}; ${taps.length} taps`);
-  if (r.probe) out.info(`probe    up to ${r.probe.max_seconds} s per source × ${r.probe.audio.length} source(s), ${segSeconds} s segments (${framesFor(cfg, segSamples)} frames each), batches of ${batch}`);
+  if (r.probe) {
+    const probeText = `up to ${r.probe.max_seconds} s per source × ${r.probe.audio.length} source(s), ${segSeconds} s segments (${framesFor(cfg, segSamples)} frames each)`;
+    // Only the methods that align or repair from activations read the probe for statistics (pipeline/probe-need.ts).
+    if (probeNeed(r)) out.info(`probe    ${probeText}, batches of ${batch}`);
+    else if (method === 'none') out.info(`probe    not used: align.method none computes no statistics and permutes nothing`);
+    else out.info(`probe    no statistics from it (align.method ${method} needs no probe); decoded (${probeText}) only for the self-check's segments`);
+  }
   out.info(`merge    ${r.merge.method} λ=${JSON.stringify(r.merge.lambda)}${r.merge.sweep ? `, sweep ${r.merge.sweep.join(', ')}` : ''}`);
   if (r.evaluate) out.info(`evaluate ${r.evaluate.tasks.map((t) => t.name).join(', ')}`);
   out.info(`memory   weights ${formatBytes(mem.weightsBytes)}, statistics ${formatBytes(mem.statisticsBytes)}, batch activations ≈ ${formatBytes(mem.batchActivationBytes)}`);
@@ -103,7 +111,9 @@ export function summaryTable(report: MergeReport): string[] {
   const lines: string[] = [];
   const taps = report.align.taps;
   if (taps.length) {
-    lines.push('', `alignment (${report.align.method}): mean diagonal correlation before → after, units moved`);
+    // What before → after measures depends on the method: matched activations, or matched weights (align/solve.ts).
+    const measure = report.align.method === 'weights' ? 'mean cosine similarity of matched weights' : 'mean diagonal correlation';
+    lines.push('', `alignment (${report.align.method}): ${measure} before → after, units moved`);
     const byGroup = new Map<string, typeof taps>();
     for (const t of taps) byGroup.set(t.group, [...(byGroup.get(t.group) ?? []), t]);
     for (const [group, list] of byGroup) {
