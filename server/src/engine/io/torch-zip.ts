@@ -87,7 +87,8 @@ export class ZipArchive {
     try {
       out = zlib.inflateRawSync(packed, { maxOutputLength: Math.max(1, m.size) });
     } catch (e) {
-      throw this.bad(`${name} does not inflate (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}): corrupt archive`, e);
+      const why = (e as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE' ? `inflates to more than the ${m.size} bytes the directory says` : 'does not inflate';
+      throw this.bad(`${name} ${why}: corrupt archive`, e);
     }
     if (out.length !== m.size) throw this.bad(`${name} inflates to ${out.length} bytes, but the directory says ${m.size}`);
     this.checkCrc(m, zlib.crc32(out));
