@@ -1,0 +1,218 @@
+#!/usr/bin/env node
+// The example's method comparison over seeds, with settings chosen on validation and results reported on test.
+//
+//   node scripts/run-example-experiments.mjs [--recipe examples/methods.merge.yaml] [--seeds 0,1,2]
+//        [--stage validation|test|report|all] [--jobs 1] [--results examples/results]
+//
+// validation: runs the recipe once per seed with `evaluate.split: validation` (probes trained on three quarters of
+//   each task's train split and scored on the rest; test/ is never read) and `merge.sweep: [0.3, 0.5, 0.7, 0.9]`.
+// test:       the same runs on the test split.
+// report:     from the saved runs: chooses, on validation only, the best system of one encoder's size (mean over
+//   seeds and λ), its best λ, and the best system of width ≤ 1.25 and its λ; then writes the test table (mean ± sd
+//   over seeds of every system at every λ, with parameter counts) and the check of the issue's targets on test into
+//   examples/README.md between the `experiments` markers.
+// Every run's report.json is summarised in <results>/<split>-seed<N>.json, so `report` needs no rerun.
+import { spawn } from 'node:child_process';
+import { promises as fs } from 'node:fs';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import YAML from 'yaml';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const arg = (k, d) => {
+  const i = process.argv.indexOf(`--${k}`);
+  return i > 0 ? process.argv[i + 1] : d;
+};
+const recipeFile = path.resolve(root, arg('recipe', 'examples/methods.merge.yaml'));
+const seeds = arg('seeds', '0,1,2').split(',').map(Number);
+const stage = arg('stage', 'all');
+const jobs = Number(arg('jobs', '1'));
+const resultsDir = path.resolve(root, arg('results', 'examples/results'));
+const readme = path.join(root, 'examples', 'README.md');
+const LAMBDAS = [0.3, 0.5, 0.7, 0.9];
+// Settings tried on validation beside the recipe's own variants; the test runs add the ones chosen there.
+const RESIDUAL = ['cnn', 'attention', 'ffn', 'residual'];
+const CANDIDATES = [
+  { name: 'residual-repair', align: { permute: RESIDUAL }, merge: { repair: true } },
+  { name: 'zip110', merge: { width: 1.1 } },
+  { name: 'zip150', merge: { width: 1.5 } },
+  { name: 'residual-zip125-repair', align: { permute: RESIDUAL }, merge: { width: 1.25, repair: true } },
+];
+const START = '<!-- experiments:start (written by scripts/run-example-experiments.mjs) -->';
+const END = '<!-- experiments:end -->';
+
+function runFile(split, seed) {
+  return path.join(resultsDir, `${split}-seed${seed}.json`);
+}
+
+/** One run of the recipe (plus `extra` variants) at a seed on a split; returns the summary saved to <results>/<split>-seed<N>.json. */
+async function runOne(split, seed, extra) {
+  const recipe = YAML.parse(await fs.readFile(recipeFile, 'utf8'));
+  const names = new Set((recipe.variants ?? []).map((v) => v.name));
+  recipe.variants = [...(recipe.variants ?? []), ...extra.filter((v) => !names.has(v.name))];
+  recipe.runtime = { ...(recipe.runtime ?? {}), seed };
+  recipe.merge = { ...recipe.merge, sweep: LAMBDAS.filter((l) => l !== recipe.merge.lambda) };
+  recipe.evaluate = { ...recipe.evaluate, split };
+  recipe.output = `./out/experiments/${path.basename(recipeFile, '.merge.yaml')}-${split}-seed${seed}`;
+  // Next to the original, so that its relative paths resolve the same way.
+  const tmp = path.join(path.dirname(recipeFile), `.experiment-${split}-seed${seed}.merge.yaml`);
+  await fs.writeFile(tmp, YAML.stringify(recipe));
+  const started = Date.now();
+  try {
+    await new Promise((resolve, reject) => {
+      const log = [];
+      const child = spawn(process.execPath, [path.join(root, 'bin', 'merge-studio.js'), 'run', tmp], { stdio: ['ignore', 'pipe', 'pipe'] });
+      child.stdout.on('data', (d) => log.push(d));
+      child.stderr.on('data', (d) => log.push(d));
+      child.on('error', reject);
+      child.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`${split} seed ${seed}: exit ${code}\n${Buffer.concat(log).toString().slice(-3000)}`))));
+    });
+  } finally {
+    await fs.rm(tmp, { force: true });
+  }
+  const report = JSON.parse(await fs.readFile(path.resolve(path.dirname(recipeFile), recipe.output, 'report.json'), 'utf8'));
+  const summary = {
+    recipe: path.relative(root, recipeFile),
+    split,
+    seed,
+    seconds: (Date.now() - started) / 1000,
+    timings: report.timings,
+    parameters: {
+      anchor: report.models.anchor.parameters,
+      other: report.models.other.parameters,
+      ...Object.fromEntries((report.systems ?? []).map((s) => [s.name, s.parameters])),
+    },
+    systems: report.systems ?? [],
+    rows: report.evaluation.rows,
+    averages: report.evaluation.averages,
+  };
+  await fs.mkdir(resultsDir, { recursive: true });
+  await fs.writeFile(runFile(split, seed), `${JSON.stringify(summary, null, 1)}\n`);
+  console.log(`${split} seed ${seed}: ${summary.seconds.toFixed(0)} s (evaluate ${report.timings.evaluate?.toFixed(0)} s)`);
+  return summary;
+}
+
+async function runSplit(split, extra) {
+  const queue = seeds.map((s) => () => runOne(split, s, extra));
+  await Promise.all(Array.from({ length: Math.max(1, jobs) }, async () => {
+    while (queue.length) await queue.shift()();
+  }));
+}
+
+async function loadRuns(split) {
+  const runs = [];
+  for (const s of seeds) runs.push(JSON.parse(await fs.readFile(runFile(split, s), 'utf8')));
+  return runs;
+}
+
+const meanOf = (xs) => xs.reduce((a, b) => a + b, 0) / xs.length;
+const sdOf = (xs) => (xs.length > 1 ? Math.sqrt(xs.reduce((k, x) => k + (x - meanOf(xs)) ** 2, 0) / (xs.length - 1)) : 0);
+
+/** system → λ (null for the sources) → { task → [score per seed], average → [...] } */
+function collect(runs) {
+  const table = new Map();
+  for (const run of runs) {
+    for (const r of run.rows) {
+      const key = `${r.variant}@${r.lambda}`;
+      if (!table.has(key)) table.set(key, { system: r.variant, lambda: r.lambda, tasks: new Map(), average: [] });
+      const e = table.get(key);
+      if (!e.tasks.has(r.task)) e.tasks.set(r.task, []);
+      e.tasks.get(r.task).push(r.score);
+    }
+    for (const a of run.averages) table.get(`${a.variant}@${a.lambda}`)?.average.push(a.average);
+  }
+  return table;
+}
+
+function widthOf(run, system) {
+  return run.systems.find((s) => s.name === system)?.merge.width ?? 1;
+}
+
+/** Choices made on validation only. */
+function choose(valRuns) {
+  const val = collect(valRuns);
+  const oneSize = valRuns[0].parameters.anchor;
+  const merged = [...new Set([...val.values()].filter((e) => e.lambda !== null).map((e) => e.system))];
+  const meanOverLambdas = (system) => meanOf(LAMBDAS.map((l) => meanOf(val.get(`${system}@${l}`)?.average ?? [NaN])));
+  const bestLambda = (system) => LAMBDAS.reduce((b, l) => (meanOf(val.get(`${system}@${l}`).average) > meanOf(val.get(`${system}@${b}`).average) ? l : b));
+  const pick = (candidates) => candidates.reduce((b, s) => (meanOverLambdas(s) > meanOverLambdas(b) ? s : b));
+  const aligned = merged.filter((s) => s !== 'unaligned' && s !== 'linear');
+  const sameSize = aligned.filter((s) => valRuns[0].parameters[s] === oneSize);
+  const narrow = aligned.filter((s) => widthOf(valRuns[0], s) <= 1.25);
+  const best = pick(sameSize);
+  const bestNarrow = narrow.reduce((b, s) => (meanOf(val.get(`${s}@${bestLambda(s)}`).average) > meanOf(val.get(`${b}@${bestLambda(b)}`).average) ? s : b));
+  return { best, bestLambda: bestLambda(best), bestNarrow, bestNarrowLambda: bestLambda(bestNarrow), validation: val };
+}
+
+const fmt = (xs) => `${meanOf(xs).toFixed(3)} ± ${sdOf(xs).toFixed(3)}`;
+
+async function report() {
+  const valRuns = await loadRuns('validation');
+  const testRuns = await loadRuns('test');
+  const choice = choose(valRuns);
+  const test = collect(testRuns);
+  const params = testRuns[0].parameters;
+  const systems = [...new Set([...test.values()].filter((e) => e.lambda !== null).map((e) => e.system))];
+  const tasks = [...test.get('anchor@null').tasks.keys()];
+  const lines = [START, ''];
+  lines.push(`Recipe \`${testRuns[0].recipe}\`, seeds ${seeds.join(', ')} (\`runtime.seed\`), λ = ${LAMBDAS.join(', ')} (weight on the speech encoder). Written by`);
+  lines.push('`node scripts/run-example-experiments.mjs`: settings were chosen on a validation split (a seeded quarter of each');
+  lines.push("task's train clips, `evaluate.split: validation`), then every system was scored on test. Five-task average test");
+  lines.push('accuracy, mean ± sd over the seeds:');
+  lines.push('');
+  lines.push(`| system | parameters | ${LAMBDAS.map((l) => `λ = ${l}`).join(' | ')} | validation (mean over λ) |`);
+  lines.push(`|---|---|${LAMBDAS.map(() => '---').join('|')}|---|`);
+  for (const s of ['anchor', 'other']) lines.push(`| ${s} (${s === 'anchor' ? 'speech' : 'music'}) | ${params[s].toLocaleString('en')} | ${LAMBDAS.map(() => fmt(test.get(`${s}@null`).average)).join(' | ')} | ${meanOf(choice.validation.get(`${s}@null`).average).toFixed(3)} |`);
+  for (const s of systems) {
+    const val = meanOf(LAMBDAS.map((l) => meanOf(choice.validation.get(`${s}@${l}`)?.average ?? [NaN])));
+    lines.push(`| ${s} | ${(params[s] ?? params.anchor).toLocaleString('en')} | ${LAMBDAS.map((l) => (test.has(`${s}@${l}`) ? fmt(test.get(`${s}@${l}`).average) : '-')).join(' | ')} | ${val.toFixed(3)} |`);
+  }
+  const valSystems = [...new Set([...choice.validation.values()].filter((e) => e.lambda !== null).map((e) => e.system))];
+  const valMean = (s) => meanOf(LAMBDAS.map((l) => meanOf(choice.validation.get(`${s}@${l}`).average)));
+  lines.push('');
+  lines.push(`Validation, five-task average, mean over seeds and λ (every candidate; the choice is made here): ${valSystems
+    .sort((a, b) => valMean(b) - valMean(a))
+    .map((s) => `${s} ${valMean(s).toFixed(3)}`)
+    .join(', ')}.`);
+  lines.push('');
+  lines.push('Per task (test, mean over seeds), at each system\'s λ chosen on validation:');
+  lines.push('');
+  lines.push(`| system | λ | ${tasks.join(' | ')} |`);
+  lines.push(`|---|---|${tasks.map(() => '---').join('|')}|`);
+  const valBest = (s) => LAMBDAS.reduce((b, l) => (meanOf(choice.validation.get(`${s}@${l}`).average) > meanOf(choice.validation.get(`${s}@${b}`).average) ? l : b));
+  for (const s of ['anchor', 'other', ...systems]) {
+    const l = s === 'anchor' || s === 'other' ? null : valBest(s);
+    lines.push(`| ${s} | ${l ?? '-'} | ${tasks.map((t) => meanOf(test.get(`${s}@${l}`).tasks.get(t)).toFixed(3)).join(' | ')} |`);
+  }
+  // Targets (issue: same parameter count as one encoder, compared with the paper's permuted merge).
+  const avg = (s, l) => meanOf(test.get(`${s}@${l}`).average);
+  const baselines = systems.filter((s) => ['permuted', 'paper'].includes(s));
+  const better = Math.max(avg('anchor', null), avg('other', null));
+  const both = Math.min(avg('anchor', null), avg('other', null));
+  lines.push('');
+  lines.push(`Targets, on test, for the systems chosen on validation: **${choice.best}** (best of one encoder's size, mean over λ) and **${choice.bestNarrow}** at λ = ${choice.bestNarrowLambda} (best with width ≤ 1.25).`);
+  lines.push('');
+  const margins = LAMBDAS.map((l) => avg(choice.best, l) - Math.max(...baselines.map((b) => avg(b, l))));
+  lines.push(`- Beats the paper's permuted merge (${baselines.join(' / ')}, the better of them at each λ) by ≥ 3 points at every λ: ${margins.every((m) => m >= 0.03) ? '**met**' : '**not met**'} (margins ${margins.map((m) => `${m >= 0 ? '+' : ''}${(100 * m).toFixed(1)}`).join(', ')} points at λ = ${LAMBDAS.join(', ')}).`);
+  const atBest = avg(choice.best, choice.bestLambda);
+  lines.push(`- Reaches the better source model's average (${better.toFixed(3)}) at one λ (λ = ${choice.bestLambda}, chosen on validation): ${atBest >= better ? '**met**' : '**not met**'} (${atBest.toFixed(3)}, ${atBest >= better ? '+' : ''}${(100 * (atBest - better)).toFixed(1)} points; best λ on test: ${Math.max(...LAMBDAS.map((l) => avg(choice.best, l))).toFixed(3)}).`);
+  const narrow = avg(choice.bestNarrow, choice.bestNarrowLambda);
+  lines.push(`- With width ≤ 1.25 beats both source models (${avg('anchor', null).toFixed(3)} and ${avg('other', null).toFixed(3)}): ${narrow > better ? '**met**' : '**not met**'} (${choice.bestNarrow} λ = ${choice.bestNarrowLambda}: ${narrow.toFixed(3)}, ${narrow > better ? '+' : ''}${(100 * (narrow - better)).toFixed(1)} points against the better one${narrow > both ? `, +${(100 * (narrow - both)).toFixed(1)} against the other` : ''}).`);
+  const seconds = testRuns.map((r) => r.timings.evaluate / (new Set(r.averages.map((a) => `${a.variant}@${a.lambda}`)).size));
+  lines.push('');
+  lines.push(`Evaluation time on the shared 2-core machine: ${meanOf(seconds).toFixed(1)} s per system (mean over the test runs; wall time, whatever else was running).`);
+  lines.push('', END);
+  const text = await fs.readFile(readme, 'utf8');
+  const block = lines.join('\n');
+  const next = text.includes(START) ? text.slice(0, text.indexOf(START)) + block + text.slice(text.indexOf(END) + END.length) : `${text.trimEnd()}\n\n## Methods compared (3 seeds, settings chosen on validation)\n\n${block}\n`;
+  await fs.writeFile(readme, next);
+  console.log(block);
+}
+
+if (stage === 'validation' || stage === 'all') await runSplit('validation', CANDIDATES);
+if (stage === 'test' || stage === 'all') {
+  const choice = choose(await loadRuns('validation'));
+  console.log(`chosen on validation: ${choice.best} (λ ${choice.bestLambda}), width ≤ 1.25: ${choice.bestNarrow} (λ ${choice.bestNarrowLambda})`);
+  await runSplit('test', CANDIDATES.filter((c) => c.name === choice.best || c.name === choice.bestNarrow));
+}
+if (stage === 'report' || stage === 'all') await report();
