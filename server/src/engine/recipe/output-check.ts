@@ -40,14 +40,13 @@ export async function outputProblems(
   const bad = outputPathProblem(output);
   if (bad) return [{ code: 'output-bad-path', message: `output ${JSON.stringify(output)} ${bad}` }];
   const target = resolveRecipePath(recipeFile, output);
-  const input = await overlappingInput(target, recipeInputs(r, recipeFile));
+  // Asked together (the editor asks on every edit), reported in order of importance.
+  const [input, state, parent] = await Promise.all([overlappingInput(target, recipeInputs(r, recipeFile)), inspectOutputFolder(target), nearestExisting(target)]);
   if (input) return [{ code: 'output-overwrites-input', message: `output ${output} overlaps ${input.name}${input.shown ? ` (${input.shown})` : ''}; the run would overwrite ${input.what}` }];
-  const state = await inspectOutputFolder(target);
   if (state.kind === 'refused') {
     if (state.reason === 'exists and is not a folder') return [{ code: 'not-a-directory', message: `output ${output} is an existing file; expected a folder` }];
     return [{ code: 'output-not-ours', message: `output ${output} ${state.reason}` }];
   }
-  const parent = await nearestExisting(target);
   const shown = shownPath(parent.dir, output, recipeFile);
   if (parent.kind === 'not-a-folder') return [{ code: 'output-not-writable', message: `output ${output} cannot be created: ${shown} is not a folder` }];
   const unwritable = parent.kind === 'unreachable' ? parent.reason : await writeAccessProblem(parent.dir);
