@@ -38,3 +38,21 @@ describe('CLI wording for methods without probe statistics', () => {
     expect(summaryTable(report).join('\n')).toContain('mean diagonal correlation before → after');
   });
 });
+
+describe('GPU backends on a machine without them', () => {
+  it('doctor prints no native noise on stderr, and the cuda reason points at the install command', () => {
+    const r = runCli(['doctor']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toBe('');
+    const cuda = r.stdout.split('\n').find((l) => /^\s+[✓✗] cuda/.test(l)) ?? '';
+    if (cuda.includes('✗')) expect(cuda).toMatch(/--onnxruntime-node-install=cuda12/);
+  });
+
+  it('--device webgpu refuses with one located message and nothing from Dawn or Vulkan', async () => {
+    const dir = await tempDir();
+    const r = runCli(['run', await recipe(dir, '{ method: none }'), '--dry-run', '--device', 'webgpu']);
+    if (r.code === 0) return; // a machine with a WebGPU adapter
+    expect(r.stderr).toMatch(/backend webgpu is not available here/);
+    expect(r.stderr).not.toMatch(/vkCreateInstance|VulkanError|XDG_RUNTIME_DIR/);
+  });
+});

@@ -3,6 +3,9 @@
  * (when an adapter is present), then the CPU. Availability is probed once per process with a one-node model, so an
  * unavailable backend gives a clear message instead of a native error deep inside a job.
  */
+import { execFile } from 'node:child_process';
+import { createRequire } from 'node:module';
+import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { EngineError } from '../errors';
 import { GraphBuilder } from './graph-builder';
@@ -55,6 +58,12 @@ async function doProbe(backend: Backend): Promise<BackendStatus> {
   const b = new GraphBuilder();
   const x = b.input('x', [2]);
   b.output(b.op('Add', [x, x]), 'y');
+  // GPU providers are tried in a child process first: their native libraries write to this process's stderr
+  // (Dawn's Vulkan warnings, XDG_RUNTIME_DIR errors) where no setting silences them; a child's stderr is captured.
+  if (backend !== 'cpu' && !process.env.MERGE_STUDIO_DEBUG) {
+    const child = await probeInChild(backend, b.encode());
+    if (child && !child.available) return { backend, available: false, detail: explainUnavailable(backend, child.detail) };
+  }
   try {
     const s = await ort.InferenceSession.create(b.encode(), { executionProviders: [backend] });
     const out = await s.run({ x: new ort.Tensor('float32', new Float32Array([1, 2]), [2]) });
@@ -63,8 +72,55 @@ async function doProbe(backend: Backend): Promise<BackendStatus> {
     if (!y || y[0] !== 2 || y[1] !== 4) return { backend, available: false, detail: 'a test session returned wrong values' };
     return { backend, available: true, detail: backend === 'cpu' ? `${ort.env.versions?.common ?? ''} CPU`.trim() : 'test session ran' };
   } catch (e) {
-    return { backend, available: false, detail: firstLine(e) };
+    return { backend, available: false, detail: explainUnavailable(backend, firstLine(e)) };
   }
+}
+
+/** The reason, with what to do where onnxruntime's own words do not say it. */
+function explainUnavailable(backend: Backend, detail: string): string {
+  if (backend === 'cuda' && /Failed to load shared library|libonnxruntime_providers_cuda|libcudart|libcublas|libcudnn/i.test(detail)) {
+    return `${detail}: onnxruntime's CUDA provider or the CUDA 12/cuDNN 9 libraries are not installed (README, Backends: npm rebuild onnxruntime-node --onnxruntime-node-install=cuda12)`;
+  }
+  return detail;
+}
+
+/**
+ * Runs the one-node test session on a backend in a child Node process, its stderr captured and dropped. Undefined
+ * when the child itself could not run (then the caller probes in this process).
+ */
+async function probeInChild(backend: Backend, model: Uint8Array): Promise<{ available: boolean; detail: string } | undefined> {
+  // The copy this bundle loads (dist/ beside node_modules); from the working folder where `require` is not defined (tests).
+  let ortPath: string;
+  try {
+    ortPath = require.resolve('onnxruntime-node');
+  } catch {
+    try {
+      ortPath = createRequire(path.join(process.cwd(), 'package.json')).resolve('onnxruntime-node');
+    } catch {
+      return undefined;
+    }
+  }
+  const script = `const ort = require(${JSON.stringify(ortPath)}); ort.env.logLevel = 'fatal';
+(async () => {
+  try {
+    const s = await ort.InferenceSession.create(Buffer.from(process.argv[1], 'base64'), { executionProviders: [${JSON.stringify(backend)}] });
+    const y = (await s.run({ x: new ort.Tensor('float32', new Float32Array([1, 2]), [2]) })).y.data;
+    process.stdout.write(JSON.stringify(y[0] === 2 && y[1] === 4 ? { available: true, detail: 'test session ran' } : { available: false, detail: 'a test session returned wrong values' }));
+  } catch (e) {
+    process.stdout.write(JSON.stringify({ available: false, detail: String(e && e.message || e) }));
+  }
+  process.exit(0);
+})();`;
+  return new Promise((resolve) => {
+    execFile(process.execPath, ['-e', script, Buffer.from(model).toString('base64')], { timeout: 60_000, maxBuffer: 1 << 20 }, (_err, stdout) => {
+      try {
+        const r = JSON.parse(stdout) as { available: boolean; detail: string };
+        resolve({ available: r.available, detail: r.available ? r.detail : firstLine(new Error(r.detail)) });
+      } catch {
+        resolve(undefined);
+      }
+    });
+  });
 }
 
 const HINTS: Record<Backend, string> = {
