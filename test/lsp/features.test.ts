@@ -14,6 +14,7 @@ import {
 } from 'vscode-languageserver-protocol';
 import { TextDocument } from 'vscode-languageserver-textdocument';
 import { caret, fileUri, read, startTestServer, type TestClient } from './harness';
+import { schemaAt } from '../../server/src/engine/recipe';
 
 const recipes = path.join(__dirname, '..', 'fixtures', 'recipes');
 process.env.HF_HUB_CACHE = path.join(recipes, 'hub-cache');
@@ -44,6 +45,9 @@ async function hover(textWithCaret: string): Promise<string | null> {
 }
 
 const labels = (items: CompletionItem[]) => items.map((i) => i.label);
+/** What the one schema says, so these tests follow it when a method or key is added. */
+const schemaKeys = (at: string[]) => Object.keys((schemaAt(at)[0] as { properties: Record<string, unknown> }).properties);
+const alignMethods = () => [...(schemaAt(['align', 'method'])[0] as { values: readonly string[] }).values];
 
 describe('completion', () => {
   it('offers the missing top-level keys, required first, with snippets', async () => {
@@ -59,14 +63,15 @@ describe('completion', () => {
 
   it('offers keys of the mapping the cursor is in, following indentation', async () => {
     const items = await complete('version: 1\nmerge:\n  lambda: 0.5\n  |\noutput: ./out\n');
-    expect(labels(items).sort()).toEqual(['method', 'sweep']);
+    expect(labels(items).sort()).toEqual(schemaKeys(['merge']).filter((k) => k !== 'lambda').sort());
   });
 
   it('completes a partial key and replaces just the typed part', async () => {
     const items = await complete('align:\n  meth|\n');
     const method = items.find((i) => i.label === 'method')!;
     expect((method.textEdit as TextEdit).range).toEqual({ start: { line: 1, character: 2 }, end: { line: 1, character: 6 } });
-    expect((method.textEdit as TextEdit).newText).toBe('method: ${1|correlation,weights,none|}');
+    // The default first: the snippet's first choice is what leaving the key out means.
+    expect((method.textEdit as TextEdit).newText).toBe(`method: \${1|${['correlation', ...alignMethods().filter((m) => m !== 'correlation')].join(',')}|}`);
   });
 
   it('renames in place when completing over an existing key', async () => {
@@ -77,7 +82,7 @@ describe('completion', () => {
 
   it('offers enum values with their documentation', async () => {
     const items = await complete('align:\n  method: |\n');
-    expect(labels(items)).toEqual(['correlation', 'weights', 'none']);
+    expect(labels(items)).toEqual(alignMethods());
     expect((items[0]!.documentation as MarkupContent).value).toContain('Pearson correlation');
   });
 
@@ -123,12 +128,12 @@ describe('hover', () => {
 
   it('describes the model a path points at, from its headers', async () => {
     const text = await hover('models:\n  anchor: ../models/ti|ny-a\n');
-    expect(text).toContain('**hubert** model: hubert (hubert), 2 layers × 8 hidden, 2 heads, FFN 16, post-LN');
+    expect(text).toContain('**HuBERT** model: 2 layers × 8 hidden, 2 heads, FFN 16, post-LN');
     expect(text).toMatch(/[\d,]+ parameters \(F32\) in \d+ tensors · model\.safetensors/);
   });
 
   it('describes a cached hf: model, and says when one is not cached', async () => {
-    expect(await hover('models:\n  other: hf:merge-studio/ti|ny-b\n')).toContain('**hubert** model: hubert (hubert), 2 layers × 8 hidden');
+    expect(await hover('models:\n  other: hf:merge-studio/ti|ny-b\n')).toContain('**HuBERT** model: 2 layers × 8 hidden');
     expect(await hover('models:\n  other: hf:someone/el|se\n')).toContain('hf:someone/else is not in the Hugging Face cache yet');
   });
 

@@ -32,7 +32,32 @@ export function checkStructure(text: string): RecipeStructure {
     validation = { diagnostics: [], ranges: { key: new Map(), value: new Map() }, value: undefined, partial: undefined };
     diagnostics = [...parsed.diagnostics, internalError(parsed, e)];
   }
-  return { parsed, validation, diagnostics: sortDiagnostics(diagnostics) };
+  return { parsed, validation, diagnostics: rootCauses(sortDiagnostics(diagnostics)) };
+}
+
+/**
+ * One problem, one diagnostic. Where the YAML itself is broken (a mis-indented key, a tab), what the schema then
+ * says about the same lines is a consequence: the key is unknown where it landed, the section above it is empty or
+ * lacks it, a value turned into a mapping. Only the YAML error is kept there (one per line), as compilers stop at
+ * a syntax error; the rest of the document is reported as usual.
+ */
+function rootCauses(diagnostics: RecipeDiagnostic[]): RecipeDiagnostic[] {
+  const broken = new Set<number>();
+  for (const d of diagnostics) if (d.code === 'yaml-syntax' && d.severity === Severity.Error) broken.add(d.range.start.line);
+  if (broken.size === 0) return diagnostics;
+  const yamlLines = new Set<number>();
+  return diagnostics.filter((d) => {
+    const line = d.range.start.line;
+    if (d.code === 'yaml-syntax') {
+      if (yamlLines.has(line)) return false;
+      yamlLines.add(line);
+      return true;
+    }
+    if (d.code.startsWith('yaml-')) return true;
+    if (d.code === 'missing-key') return false;
+    if (broken.has(line)) return false;
+    return !(d.code === 'wrong-type' && broken.has(d.range.end.line + 1));
+  });
 }
 
 /** Disk diagnostics only (to be merged with the structure's). */

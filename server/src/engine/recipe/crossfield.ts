@@ -35,7 +35,9 @@ export function checkCrossField(r: PartialRecipe, ranges: NodeRanges, documentSt
   const permute = r.align?.permute;
   const heads = r.align?.heads;
   const headsRange = valueAt('align', 'heads');
-  if (headsRange && heads && heads !== 'none' && permute && !permute.includes('attention')) {
+  // A permute entry that is itself wrong (a typo) has its own error; whether it meant `attention` is unknown.
+  const permuteComplete = permute !== undefined && permute.every((p) => p !== undefined);
+  if (headsRange && heads && heads !== 'none' && permuteComplete && !permute.includes('attention')) {
     out.push(diagnostic(headsRange, Severity.Warning, 'inconsistent-align', `align.heads ${heads} has no effect: "attention" is not in align.permute`));
   }
   const permuteRange = valueAt('align', 'permute');

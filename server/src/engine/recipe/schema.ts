@@ -71,7 +71,7 @@ const alignSchema = object({
     self_check: bool({
       optional: true,
       default: true,
-      description: 'After permuting `other`, verify on probe audio that it still computes the same function (≤ 1e-5 relative).',
+      description: 'After permuting `other`, verify on probe audio that it still computes the same function (≤ 1e-4 relative).',
     }),
   },
 });

@@ -104,6 +104,8 @@ class Validator {
     const out: Record<string, unknown> = {};
     const seen = new Set<string>();
     const allowed = Object.keys(schema.properties);
+    // A section left empty, whose keys then follow unindented: `merge:` / `lambda: 0.5` (one mistake, one error).
+    let emptySection: { key: string; schema: Schema; diagnostic: RecipeDiagnostic | undefined } | undefined;
     for (const item of node.items) {
       const named = this.pairKey(item, path, range);
       if (!named) continue;
@@ -113,6 +115,14 @@ class Validator {
       const propSchema = schema.properties[key];
       const childPath = [...path, key];
       this.ranges.key.set(pathKey(childPath), keyRange);
+      if (!propSchema && emptySection && objectKeys(emptySection.schema).includes(key)) {
+        const { diagnostic: empty, key: section } = emptySection;
+        if (empty) this.diagnostics.splice(this.diagnostics.indexOf(empty), 1);
+        emptySection.diagnostic = undefined;
+        const at = path.length === 0 ? 'at the top level' : `in ${displayPath(path)}`;
+        this.report(keyRange, 'unknown-key', `Unknown key "${key}" ${at}: it belongs in ${displayPath([...path, section])}; indent it under ${section}:`);
+        continue;
+      }
       if (!propSchema) {
         const suggestion = closest(key, allowed.filter((k) => !node.has(k)));
         const where = path.length === 0 ? 'at the top level' : `in ${displayPath(path)}`;
@@ -122,8 +132,12 @@ class Validator {
         this.report(keyRange, 'unknown-key', message, Severity.Error, suggestion ? { fix: 'replace', replacement: suggestion } : undefined);
         continue;
       }
+      const reported = this.diagnostics.length;
       const v = this.pairValue(item as Pair, propSchema, childPath, keyRange);
       if (v !== INVALID) out[key] = v;
+      const valueNode = (item as Pair).value;
+      const empty = valueNode === null || (isScalar(valueNode) && valueNode.value === null);
+      emptySection = empty ? { key, schema: propSchema, diagnostic: this.diagnostics[reported] } : undefined;
     }
     for (const [key, propSchema] of Object.entries(schema.properties)) {
       if (seen.has(key)) continue;
@@ -303,6 +317,13 @@ class Validator {
         return this.wrongType(node, schema, path, range);
     }
   }
+}
+
+/** The keys a mapping at this schema may have (through unions): where a stray key may belong. */
+function objectKeys(s: Schema): string[] {
+  if (s.kind === 'object') return Object.keys(s.properties);
+  if (s.kind === 'union') return s.variants.flatMap(objectKeys);
+  return [];
 }
 
 function scalarExample(s: Schema): unknown {

@@ -55,10 +55,18 @@ function markdown(value: string, range: Hover['range']): Hover {
 
 const fmt = new Intl.NumberFormat('en-US');
 
+const FAMILY_NAMES: Record<string, string> = { hubert: 'HuBERT', wav2vec2: 'wav2vec 2.0', mert: 'MERT' };
+
+/** `**HuBERT** model (model_type hubert_x): 2 layers × 8 hidden, …`: the family once, model_type only when it says more. */
 export function describeModel(m: ModelInfo): string {
   const dtypes = Object.keys(m.dtypes).sort().join(', ');
+  const { family, modelType } = m.config;
+  const generic = `${family} (${modelType}), `;
+  const details = describeConfig(m.config);
+  const rest = details.startsWith(generic) ? details.slice(generic.length) : details;
+  const name = `**${FAMILY_NAMES[family] ?? family}** model${modelType === family ? '' : ` (model_type ${modelType})`}`;
   return [
-    `**${m.config.family}** model: ${describeConfig(m.config)}`,
+    `${name}: ${rest}`,
     `${fmt.format(m.parameterCount)} parameters (${dtypes}) in ${m.tensorCount} tensors · ${path.basename(m.checkpointFile)}`,
   ].join('\n\n');
 }
