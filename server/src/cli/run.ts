@@ -124,16 +124,25 @@ export function summaryTable(report: MergeReport): string[] {
   if (report.align.selfCheck) lines.push(`  self-check: max relative error ${report.align.selfCheck.maxRelativeError.toExponential(1)} (tolerance ${report.align.selfCheck.tolerance})${report.align.selfCheck.warning ? `; ${report.align.method} is not function-preserving: reported, not refused` : ''}`);
   const ev = report.evaluation;
   if (ev) {
+    // One row per system and λ (systems × λ grow the table downwards), one column per task, then the average and size.
     const tasks = [...new Set(ev.rows.map((r) => r.task))];
-    const columns = ev.averages.map((a) => ({ variant: a.variant, lambda: a.lambda }));
-    const label = (c: { variant: string; lambda: number | null }) => (c.lambda === null ? c.variant : `${c.variant} λ=${c.lambda}`);
-    const width = Math.max(8, ...columns.map((c) => label(c).length));
-    const taskWidth = Math.max(8, ...tasks.map((t) => t.length));
+    const params = new Map<string, number>([
+      ['anchor', report.models.anchor.parameters],
+      ['other', report.models.other.parameters],
+      ...(report.systems ?? []).map((s) => [s.name, s.parameters] as const),
+    ]);
+    const order = [...new Set(ev.averages.map((a) => a.variant))];
+    const rows = [...ev.averages].sort((a, b) => order.indexOf(a.variant) - order.indexOf(b.variant) || (a.lambda ?? -1) - (b.lambda ?? -1));
+    const nameWidth = Math.max(6, ...order.map((v) => v.length));
+    const widths = tasks.map((t) => Math.max(5, t.length));
+    const cell = (task: string, a: (typeof rows)[number]) => ev.rows.find((r) => r.task === task && r.variant === a.variant && r.lambda === a.lambda)?.score;
     lines.push('', `evaluation (${ev.split ?? 'test'} accuracy, linear probes)`);
-    lines.push(`  ${'task'.padEnd(taskWidth)}  ${columns.map((c) => label(c).padStart(width)).join('  ')}`);
-    const cell = (task: string, c: { variant: string; lambda: number | null }) => ev.rows.find((r) => r.task === task && r.variant === c.variant && r.lambda === c.lambda)?.score;
-    for (const t of tasks) lines.push(`  ${t.padEnd(taskWidth)}  ${columns.map((c) => (cell(t, c)?.toFixed(3) ?? '-').padStart(width)).join('  ')}`);
-    lines.push(`  ${'average'.padEnd(taskWidth)}  ${ev.averages.map((a) => a.average.toFixed(3).padStart(width)).join('  ')}`);
+    lines.push(`  ${'system'.padEnd(nameWidth)}  ${'λ'.padStart(4)}  ${tasks.map((t, i) => t.padStart(widths[i]!)).join('  ')}  average  parameters`);
+    for (const a of rows) {
+      const p = params.get(a.variant);
+      const scores = tasks.map((t, i) => (cell(t, a)?.toFixed(3) ?? '-').padStart(widths[i]!)).join('  ');
+      lines.push(`  ${a.variant.padEnd(nameWidth)}  ${(a.lambda === null ? '-' : String(a.lambda)).padStart(4)}  ${scores}  ${a.average.toFixed(3).padStart(7)}  ${(p === undefined ? '-' : p.toLocaleString('en-US')).padStart(10)}`);
+    }
   }
   const t = report.timings;
   lines.push('', `time ${t.total.toFixed(1)} s (${Object.entries(t).filter(([k]) => k !== 'total').map(([k, v]) => `${k} ${(v as number).toFixed(1)}`).join(', ')}) on ${report.backend}`);
