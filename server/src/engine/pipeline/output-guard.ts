@@ -56,7 +56,9 @@ async function estimatedOutputBytes({ file, recipe }: Pick<LoadedRecipe, 'file' 
   const dir = modelLocation(file, recipe.models.anchor);
   if (!dir) return undefined;
   try {
-    return estimateOutputBytes(parameterCount(await loadEncoderConfig(dir)));
+    // output_variants writes one more model per variant, in sub-folders.
+    const models = 1 + (recipe.output_variants ? (recipe.variants?.length ?? 0) : 0);
+    return models * estimateOutputBytes(parameterCount(await loadEncoderConfig(dir)));
   } catch {
     return undefined;
   }
