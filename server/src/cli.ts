@@ -12,6 +12,7 @@ import { registerForwardCommand } from './cli/forward';
 import { registerCheckCommand } from './cli/check';
 import { registerLspCommand } from './cli/lsp';
 import { registerRunCommand } from './cli/run';
+import { registerStatsCommand } from './cli/stats';
 
 declare const MERGE_STUDIO_VERSION: string;
 
@@ -22,6 +23,7 @@ export function buildProgram(out = consoleOutput): Command {
     .showHelpAfterError()
     .exitOverride();
   registerRunCommand(program, out);
+  registerStatsCommand(program, out);
   registerForwardCommand(program, out);
   registerDoctorCommand(program, out);
   registerConvertCommand(program, out);

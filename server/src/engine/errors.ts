@@ -26,7 +26,8 @@ export type EngineErrorCode =
   | 'io-error'
   | 'unsafe-pickle'
   | 'hub-error'
-  | 'offline';
+  | 'offline'
+  | 'bad-shard';
 
 export class EngineError extends Error {
   override readonly name = 'EngineError';

@@ -44,6 +44,8 @@ export interface RunOptions {
   /** Overrides `runtime.device`. */
   device?: Device;
   threads?: number;
+  /** Statistics shards (`merge-studio stats --shard`) to reduce instead of computing the statistics. */
+  statsDirs?: readonly string[];
   onEvent?: ProgressSink;
   signal?: AbortSignal;
 }
@@ -139,6 +141,8 @@ export async function runLoadedRecipe(loaded: LoadedRecipe, opts: RunOptions = {
     emit,
     cancel,
     signal: opts.signal,
+    memory: recipe.runtime.memory,
+    shards: opts.statsDirs ? { dirs: opts.statsDirs, recipe, baseDir: path.dirname(loaded.file), modelDirs: { anchor: anchor.source, other: other.source } } : undefined,
   });
   const { perms, permuted, dead, correlations } = aligned;
   let selfCheckReport: MergeReport['align']['selfCheck'] = null;

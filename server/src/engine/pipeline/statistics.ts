@@ -1,20 +1,38 @@
 /**
  * The statistics stage: the probe set through both encoders, batch by batch, in the pair graph; per-tap centred
  * moments combined in float64. Cancellation is checked between batches (onnxruntime cannot abort a running batch).
+ * With `shards` (run --stats), the statistics are instead reduced from shards computed elsewhere (pipeline/shards.ts).
  */
 import { addMoments, createPairStats, type PairStats } from '../align/stats';
 import { EngineError } from '../errors';
 import { iterateBatches, type ProbeSet } from '../io/probe';
 import type { EncoderModel } from '../model/encoder';
-import { PairStatisticsSession } from '../model/pair-graph';
+import { PairStatisticsSession, type PassPlan } from '../model/pair-graph';
 import type { SessionOptions } from '../model/runtime';
+import type { Recipe } from '../recipe/schema';
+import { planStatistics } from './memory-plan';
+import { reduceStatShards, segmentRefs, statisticsIdentity } from './shards';
 import type { TapName } from '../model/taps';
 import type { CancelToken, ProgressSink } from '../progress';
 
 export interface StatisticsOptions extends SessionOptions {
   batchSize: number;
+  /** How each batch runs through the pair (front-end group size, layers per pass); see model/pair-graph.ts. */
+  passes?: Partial<PassPlan>;
   onEvent?: ProgressSink;
   cancel?: CancelToken;
+  /** `runtime.memory`: batch size (at most `batchSize`) and passes are chosen to stay under it. */
+  memory?: string;
+  /** Reduce these statistics shards instead of running the probe (`merge-studio run --stats`). */
+  shards?: ShardInput;
+}
+
+export interface ShardInput {
+  dirs: readonly string[];
+  recipe: Recipe;
+  /** The recipe's folder: manifests name probe files relative to it. */
+  baseDir: string;
+  modelDirs: { anchor: string; other: string };
 }
 
 export async function collectStatistics(
@@ -26,12 +44,21 @@ export async function collectStatistics(
 ): Promise<{ stats: Map<TapName, PairStats>; backend: string }> {
   const stats = new Map<TapName, PairStats>();
   if (taps.length === 0) return { stats, backend: 'none' };
-  const session = await PairStatisticsSession.create(anchor, other, taps, opts);
+  if (opts.shards) return { stats: await statisticsFromShards(opts.shards, probe, taps, opts), backend: 'shards' };
+  let batchSize = opts.batchSize;
+  let passes = opts.passes;
+  if (opts.memory) {
+    const plan = planStatistics(anchor.config, taps, probe.segmentSamples, { batchSize, memory: opts.memory });
+    batchSize = plan.batchSize;
+    passes = plan.passes;
+    opts.onEvent?.({ type: 'log', level: 'info', message: `runtime.memory ${opts.memory}: batches of ${batchSize}, front end ${passes.frontBatch || batchSize} segment(s) at a time, ${passes.layersPerPass} layer(s) per pass (estimated peak ${(plan.estimate.total / 2 ** 30).toFixed(2)} GiB)` });
+  }
+  const session = await PairStatisticsSession.create(anchor, other, taps, { ...opts, ...(passes ? { passes } : {}) });
   try {
-    const total = Math.ceil(probe.segments.length / opts.batchSize);
+    const total = Math.ceil(probe.segments.length / batchSize);
     let done = 0;
     opts.onEvent?.({ type: 'progress', stage: 'statistics', done, total, message: `${taps.length} taps on ${session.backend}` });
-    for (const batch of iterateBatches(probe, opts.batchSize)) {
+    for (const batch of iterateBatches(probe, batchSize)) {
       if (opts.cancel?.cancelled) throw new EngineError('cancelled', 'cancelled while collecting statistics');
       const moments = await session.run(batch.data, batch.dims[0]);
       for (const m of moments) {
@@ -41,12 +68,22 @@ export async function collectStatistics(
         addMoments(s, m);
       }
       done++;
-      opts.onEvent?.({ type: 'progress', stage: 'statistics', done, total, message: `${Math.min(done * opts.batchSize, probe.segments.length)}/${probe.segments.length} segments` });
+      opts.onEvent?.({ type: 'progress', stage: 'statistics', done, total, message: `${Math.min(done * batchSize, probe.segments.length)}/${probe.segments.length} segments` });
     }
     return { stats, backend: session.backend };
   } finally {
     await session.release();
   }
+}
+
+async function statisticsFromShards(shards: ShardInput, probe: ProbeSet, taps: readonly TapName[], opts: StatisticsOptions): Promise<Map<TapName, PairStats>> {
+  const total = shards.dirs.length;
+  opts.onEvent?.({ type: 'progress', stage: 'statistics', done: 0, total, message: `reducing ${total} statistics shard(s)` });
+  const identity = await statisticsIdentity(shards.recipe, shards.modelDirs, taps, probe);
+  return reduceStatShards(shards.dirs, identity, segmentRefs(probe, shards.baseDir), (done, all, dir) => {
+    if (opts.cancel?.cancelled) throw new EngineError('cancelled', 'cancelled while reducing statistics shards');
+    opts.onEvent?.({ type: 'progress', stage: 'statistics', done, total: all, message: `shard ${dir}` });
+  });
 }
 
 function assertFiniteMoments(tap: string, ...arrays: Float32Array[]): void {

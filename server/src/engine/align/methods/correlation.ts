@@ -41,7 +41,7 @@ export const correlation: AlignMethod = {
     const batchSize = ctx.batchSize ?? defaultBatchSize(cfg, probe.segmentSamples);
     const mem = estimateMemory(cfg, taps, batchSize, probe.segmentSamples);
     ctx.stage('statistics', `${taps.length} taps, batches of ${batchSize} segments (≈ ${formatBytes(mem.statisticsBytes)} of statistics)`);
-    const { stats: byTap } = await collectStatistics(ctx.anchor, ctx.other, probe, taps, { ...ctx.session, batchSize, onEvent: ctx.emit, cancel: ctx.cancel });
+    const { stats: byTap } = await collectStatistics(ctx.anchor, ctx.other, probe, taps, { ...ctx.session, batchSize, onEvent: ctx.emit, cancel: ctx.cancel, ...(ctx.shards ? { shards: ctx.shards } : {}), ...(ctx.memory ? { memory: ctx.memory } : {}) });
     // Each tap's float64 cross matrix is dropped as soon as its correlation exists (for HuBERT-base the FFN taps
     // alone are ~0.9 GiB), so statistics and correlations are never both held.
     const correlations = new Map<string, Float64Array>();

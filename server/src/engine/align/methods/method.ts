@@ -5,6 +5,7 @@
  */
 import type { EncoderConfig } from '../../io/hfconfig';
 import type { ProbeSet } from '../../io/probe';
+import type { ShardInput } from '../../pipeline/statistics';
 import type { EncoderModel } from '../../model/encoder';
 import type { SessionOptions } from '../../model/runtime';
 import type { WeightMap } from '../../model/tensor';
@@ -33,6 +34,10 @@ export interface AlignContext {
   emit: ProgressSink;
   cancel: CancelToken;
   signal: AbortSignal | undefined;
+  /** Statistics shards to reduce instead of running the probe (`run --stats`); methods built on collectStatistics honour it. */
+  shards?: ShardInput | undefined;
+  /** `runtime.memory`: the statistics step's budget (pipeline/memory-plan.ts). */
+  memory?: string | undefined;
 }
 
 /** Per-unit mean and variance of one tap on the probe audio, for both models (other in its ORIGINAL unit order). */

@@ -1,0 +1,108 @@
+/**
+ * The statistics step's memory: an estimate of its peak resident memory for a batch size and pass plan
+ * (model/pair-graph.ts), and the choice of both under `runtime.memory`. bench:align prints the estimate beside the
+ * peak it measures from outside the process, which is where the constants below come from.
+ */
+import { EngineError } from '../errors';
+import type { EncoderConfig } from '../io/hfconfig';
+import { framesFor } from '../model/encoder';
+import { DEFAULT_PASS_PLAN, layerPasses, tapLayer, tapWidth, type PassPlan } from '../model/pair-graph';
+import type { TapName } from '../model/taps';
+import { parameterCount } from '../model/weights';
+import { defaultBatchSize } from './plan';
+
+/** Node, V8 and onnxruntime's own code and buffers before any model (measured: ~150 MiB). */
+const RUNTIME_BYTES = 160 * 2 ** 20;
+/**
+ * Live copies of the largest front-end activation (first conv block output, per segment and model) at the front end's
+ * peak: conv output, its normalisation, the activation and the centred tap (fitted to bench:align).
+ */
+const FRONT_COPIES = 4;
+/** Live copies of a layer's FFN-sized and hidden-sized activations while a pass runs (fitted to bench:align). */
+const FFN_COPIES = 3;
+const HIDDEN_COPIES = 8;
+const SCORE_COPIES = 3;
+
+export interface StatisticsMemory {
+  /** Both models' float32 weights held by the engine (JS) — the anchor and the other. */
+  weights: number;
+  /** The same weights inside onnxruntime's sessions. */
+  sessionWeights: number;
+  /** float64 accumulators of every tap + one pass's float32 results. */
+  statistics: number;
+  /** The larger of the front end's and one layer pass's activations. */
+  activations: number;
+  runtime: number;
+  total: number;
+}
+
+export function estimateStatisticsMemory(cfg: EncoderConfig, taps: readonly TapName[], segmentSamples: number, batch: number, plan: PassPlan): StatisticsMemory {
+  const weights = 2 * 4 * parameterCount(cfg);
+  let accumulators = 0;
+  for (const t of taps) {
+    const d = tapWidth(cfg, t);
+    accumulators += 8 * (d * d + 4 * d);
+  }
+  const passOutputs = Math.max(0, ...layerPasses(taps, plan.layersPerPass).map(([from, to]) => taps.filter((t) => tapLayer(t) >= from && tapLayer(t) < to).reduce((s, t) => s + 4 * tapWidth(cfg, t) ** 2, 0)));
+  const frontBatch = plan.frontBatch > 0 ? Math.min(plan.frontBatch, batch) : batch;
+  const conv0Frames = Math.floor((segmentSamples - cfg.convKernels[0]!) / cfg.convStrides[0]!) + 1;
+  const front = 2 * FRONT_COPIES * 4 * cfg.convDims[0]! * conv0Frames * frontBatch;
+  const T = framesFor(cfg, segmentSamples);
+  const rows = batch * T;
+  const perLayer = 4 * (FFN_COPIES * rows * cfg.intermediate + HIDDEN_COPIES * rows * cfg.hidden + SCORE_COPIES * batch * cfg.heads * T * T);
+  const layers = 2 * perLayer * Math.min(plan.layersPerPass, cfg.layers);
+  const activations = Math.max(front, layers);
+  const statistics = accumulators + passOutputs;
+  return { weights, sessionWeights: weights, statistics, activations, runtime: RUNTIME_BYTES, total: 2 * weights + statistics + activations + RUNTIME_BYTES };
+}
+
+export interface StatisticsPlan {
+  batchSize: number;
+  passes: PassPlan;
+  estimate: StatisticsMemory;
+  /** The budget the plan was fitted to, bytes (undefined: none given). */
+  budget?: number;
+}
+
+/** `4GB`, `3.5 GiB`, `800MB` → bytes (GB and GiB both mean 2³⁰: what `free -g` and schedulers show). */
+export function parseMemory(text: string): number {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([KMGT])i?B?\s*$/i.exec(text);
+  if (!m) throw new EngineError('bad-config', `runtime.memory "${text}": expected a size such as 4GB, 3.5GiB or 800MB`);
+  const power = { K: 1, M: 2, G: 3, T: 4 }[m[2]!.toUpperCase() as 'K' | 'M' | 'G' | 'T'];
+  return Math.round(Number(m[1]) * 1024 ** power);
+}
+
+/**
+ * Batch size and pass plan for the statistics step. Without a budget: the recipe's batch size (or the default) and the
+ * default plan. With one: the largest batch (up to the recipe's or the default), then the largest front-end group,
+ * then the most layers per pass whose estimate fits; refused with the smallest estimate when nothing does.
+ */
+export function planStatistics(cfg: EncoderConfig, taps: readonly TapName[], segmentSamples: number, opts: { batchSize?: number; memory?: string | number } = {}): StatisticsPlan {
+  const maxBatch = opts.batchSize ?? defaultBatchSize(cfg, segmentSamples);
+  if (opts.memory === undefined) {
+    const passes = { ...DEFAULT_PASS_PLAN };
+    return { batchSize: maxBatch, passes, estimate: estimateStatisticsMemory(cfg, taps, segmentSamples, maxBatch, passes) };
+  }
+  const budget = typeof opts.memory === 'number' ? opts.memory : parseMemory(opts.memory);
+  const halvings = (n: number) => {
+    const out: number[] = [];
+    for (let v = n; v >= 1; v = Math.floor(v / 2)) out.push(v);
+    if (out.at(-1) !== 1) out.push(1);
+    return out;
+  };
+  for (const batch of halvings(maxBatch)) {
+    for (const frontBatch of halvings(batch)) {
+      for (const layersPerPass of halvings(cfg.layers)) {
+        const passes = { frontBatch: frontBatch === batch ? 0 : frontBatch, layersPerPass };
+        const estimate = estimateStatisticsMemory(cfg, taps, segmentSamples, batch, passes);
+        if (estimate.total <= budget) return { batchSize: batch, passes, estimate, budget };
+      }
+    }
+  }
+  const least = estimateStatisticsMemory(cfg, taps, segmentSamples, 1, { frontBatch: 1, layersPerPass: 1 });
+  throw new EngineError('bad-config', `runtime.memory ${formatGiB(budget)} is too small: the statistics step needs about ${formatGiB(least.total)} even one segment at a time (both models' weights ${formatGiB(least.weights)}, held by the engine and by onnxruntime, statistics ${formatGiB(least.statistics)})`);
+}
+
+function formatGiB(n: number): string {
+  return `${(n / 2 ** 30).toFixed(2)} GiB`;
+}
