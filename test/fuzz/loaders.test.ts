@@ -11,11 +11,14 @@ import { EngineError } from '../../server/src/engine/errors';
 import { openCheckpoint } from '../../server/src/engine/io/checkpoint';
 import { FIXTURES } from '../helpers/reference';
 import { locateEntry, storedZip } from '../helpers/zip';
-import { assertNoStackTrace, caseDir, caseIndices, caseRng, diffTrees, fileSeed, FuzzTally, fuzzCases, snapshotTree, within, type Rng } from './fuzz-util';
+import { assertNoStackTrace, caseDir, caseIndices, caseRng, diffTrees, fileSeed, FuzzHang, FuzzTally, fuzzCases, snapshotTree, within, type Rng } from './fuzz-util';
 import { mutate } from './mutate';
 
 const TORCH = path.join(FIXTURES, 'torch');
-const TIME_BOUND_MS = 10_000;
+/** A case may use this much CPU time (measured as CPU time, so a loaded shared machine does not fake a hang)… */
+const CPU_BOUND_MS = 10_000;
+/** …and this much wall time (a read that blocks uses no CPU). */
+const WALL_BOUND_MS = 60_000;
 const HEAP_BOUND_BYTES = 512 * 1024 * 1024;
 const openFds = () => readdirSync('/proc/self/fd').length;
 
@@ -123,13 +126,16 @@ async function runCase(tally: FuzzTally, name: string, bytes: Buffer, label: str
     const fds = openFds();
     const heap = process.memoryUsage().heapUsed;
     let error: unknown;
+    const cpu = process.cpuUsage();
     await within(
       loadAll(file).catch((e: unknown) => {
         error = e;
       }),
-      TIME_BOUND_MS,
+      WALL_BOUND_MS,
       label,
     );
+    const used = process.cpuUsage(cpu);
+    if ((used.user + used.system) / 1000 > CPU_BOUND_MS) throw new FuzzHang(`${label}: took ${((used.user + used.system) / 1e6).toFixed(1)} s of CPU`);
     tally.memory(process.memoryUsage().rss);
     if (error !== undefined) {
       if (!(error instanceof EngineError)) throw new Error(`${label}: a raw ${(error as Error)?.name ?? typeof error} escaped: ${String((error as Error)?.message ?? error)}`);
