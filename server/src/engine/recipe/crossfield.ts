@@ -64,5 +64,20 @@ export function checkCrossField(r: PartialRecipe, ranges: NodeRanges, documentSt
       out.push(diagnostic(at, Severity.Error, 'duplicate-task', `Task name "${t.name}" is already used by evaluate.tasks[${first}]`));
     } else firstByName.set(t.name, i);
   });
+
+  // Variant names label report rows and name output sub-folders: unique, not a built-in row, a plain folder name.
+  const variantByName = new Map<string, number>();
+  (r.variants ?? []).forEach((v, i) => {
+    const at = valueAt('variants', i, 'name');
+    if (!v?.name || !at) return;
+    const first = variantByName.get(v.name);
+    if (first !== undefined) out.push(diagnostic(at, Severity.Error, 'bad-variant-name', `Variant name "${v.name}" is already used by variants[${first}]`));
+    else if (RESERVED_ROWS.includes(v.name)) out.push(diagnostic(at, Severity.Error, 'bad-variant-name', `"${v.name}" names a built-in row of the report (${RESERVED_ROWS.join(', ')}); choose another name`));
+    else if (!/^[A-Za-z0-9][A-Za-z0-9_.+-]*$/.test(v.name)) out.push(diagnostic(at, Severity.Error, 'bad-variant-name', `Variant name "${v.name}" must be a plain folder name: letters, digits and _ . + - (it names the variant's output sub-folder)`));
+    variantByName.set(v.name, variantByName.get(v.name) ?? i);
+  });
   return out;
 }
+
+/** Report rows every run has: the two sources, the unaligned merge and the main settings. */
+const RESERVED_ROWS = ['anchor', 'other', 'unaligned', 'permuted', 'linear'];

@@ -49,6 +49,7 @@ export type RecipeDiagnosticCode =
   | 'inconsistent-align'
   | 'segment-too-long'
   | 'duplicate-task'
+  | 'bad-variant-name'
   | 'output-overwrites-input'
   // disk (semantic)
   | 'path-not-found'
