@@ -6,6 +6,7 @@
  */
 import * as ort from 'onnxruntime-node';
 import { EngineError } from '../errors';
+import { rateMismatch } from './rates';
 import type { EncoderConfig } from '../io/hfconfig';
 import { addEncoder, type TapValues } from './encoder-graph';
 import { framesFor, receptiveField, type EncoderModel } from './encoder';
@@ -41,9 +42,9 @@ export function tapWidth(cfg: EncoderConfig, tap: TapName): number {
 /** Refuses a pair that cannot be run on the same batch with the same taps. */
 export function checkPairCompatible(a: EncoderConfig, b: EncoderConfig): void {
   const problems: string[] = [];
-  if (a.sampleRate !== b.sampleRate || a.frameRate !== b.frameRate) {
-    problems.push(`sample/frame rates differ (${a.sampleRate} Hz at ${a.frameRate} frames/s vs ${b.sampleRate} Hz at ${b.frameRate} frames/s; e.g. MERT-v1 runs at 24 kHz/75 Hz, HuBERT at 16 kHz/50 Hz — pair models with equal rates, such as HuBERT with MERT-v0)`);
-  }
+  const rates = rateMismatch(a, b, { anchor: 'the anchor', other: 'the other model' });
+  // The root cause alone: a different conv stack also differs in its kernels, strides and tensor shapes.
+  if (rates) throw new EngineError('incompatible-models', `the two models cannot be aligned and merged: ${rates}`);
   const same = (k: keyof EncoderConfig) => JSON.stringify(a[k]) === JSON.stringify(b[k]);
   for (const k of ['hidden', 'layers', 'heads', 'intermediate', 'convDims', 'convKernels', 'convStrides', 'posConvKernel', 'posConvGroups', 'preLayerNorm', 'featExtractNorm', 'convBias', 'featProjLayerNorm'] as const) {
     if (!same(k)) problems.push(`${k} differs (${JSON.stringify(a[k])} vs ${JSON.stringify(b[k])})`);

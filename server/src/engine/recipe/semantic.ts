@@ -9,6 +9,7 @@ import { describeHubCache } from '../io/hub';
 import { diagnostic, Severity, type Range, type RecipeDiagnostic } from './diagnostics';
 import type { PartialRecipe } from './crossfield';
 import type { ModelInfo, RecipeDisk } from './disk';
+import { rateMismatch } from '../model/rates';
 import { globToRegExp } from './glob';
 import { checkOutput } from './output-check';
 import { pathKey, type NodeRanges } from './validate';
@@ -138,15 +139,11 @@ export function compareModels(anchor: ModelInfo, other: ModelInfo, at: Range): R
   const out: RecipeDiagnostic[] = [];
   const a = anchor.config;
   const b = other.config;
-  if (a.sampleRate !== b.sampleRate || a.frameRate !== b.frameRate) {
-    out.push(
-      diagnostic(
-        at,
-        Severity.Error,
-        'sample-rate-mismatch',
-        `models.other runs at ${b.sampleRate} Hz (${fmtRate(b.frameRate)} frames/s), models.anchor at ${a.sampleRate} Hz (${fmtRate(a.frameRate)} frames/s); both must match`,
-      ),
-    );
+  const rates = rateMismatch(a, b);
+  if (rates) {
+    // The root cause, once: a different conv stack also gives every conv tensor another shape.
+    out.push(diagnostic(at, Severity.Error, 'sample-rate-mismatch', rates));
+    return out;
   }
   if (a.preLayerNorm !== b.preLayerNorm) {
     const ln = (pre: boolean) => (pre ? 'pre-LN' : 'post-LN');
@@ -204,4 +201,3 @@ function checkLambdaAgainst(
 }
 
 const plural = (n: number) => (n === 1 ? '' : 's');
-const fmtRate = (x: number) => (Number.isInteger(x) ? String(x) : x.toFixed(2));
