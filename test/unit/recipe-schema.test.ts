@@ -40,7 +40,8 @@ describe('loadRecipe', () => {
       version: 1,
       models: { anchor: '../models/tiny-a', other: '../models/tiny-b' },
       align: { method: 'none', permute: ['cnn', 'attention', 'ffn'], heads: 'reorder', self_check: true },
-      merge: { method: 'linear', lambda: 0.5 },
+      merge: { method: 'linear', lambda: 0.5, repair: false, width: 1 },
+      output_variants: false,
       output: '../out/minimal',
       runtime: { device: 'auto', seed: 0 },
     });
