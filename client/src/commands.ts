@@ -5,6 +5,7 @@ import { errorText, type Ctx, type CtxInit } from './ctx';
 import { newRecipe } from './new-recipe';
 import { recipeFromArgs, saveIfDirty, displayName } from './recipes';
 import { cancelJob, runWithProgress, type RunOutcome } from './run';
+import { reportOfActiveRecipe } from './report-context';
 
 export type Cmd = (...args: any[]) => unknown;
 
@@ -82,7 +83,8 @@ function cancel(ctx: CtxInit): Cmd {
 
 function showReport(ctx: CtxInit): Cmd {
   return async (jobId?: unknown): Promise<lsp.GetReportResult | undefined> => {
-    const id = typeof jobId === 'string' ? jobId : ctx.jobs.lastReportJob?.jobId;
+    // From the palette: the active recipe's report (also one a CLI run wrote), else the last job's.
+    const id = typeof jobId === 'string' ? jobId : ((await reportOfActiveRecipe()) ?? ctx.jobs.lastReportJob?.jobId);
     if (!id) {
       void vscode.window.showInformationMessage('Merge Studio: no report yet; run a recipe first.');
       return undefined;
@@ -108,7 +110,7 @@ function showReport(ctx: CtxInit): Cmd {
 function openPanel(ctx: CtxInit, kind: PanelKind): Cmd {
   return async (arg?: unknown): Promise<lsp.GetReportResult | undefined> => {
     const given = arg as Partial<lsp.OpenReportPanelArgs> | undefined;
-    const id = typeof given?.jobId === 'string' ? given.jobId : ctx.jobs.lastReportJob?.jobId;
+    const id = typeof given?.jobId === 'string' ? given.jobId : ((await reportOfActiveRecipe()) ?? ctx.jobs.lastReportJob?.jobId);
     if (!id) {
       void vscode.window.showInformationMessage('Merge Studio: no report yet; run a recipe first.');
       return undefined;

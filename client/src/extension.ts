@@ -4,6 +4,7 @@ import { createCommands, registerCommands } from './commands';
 import { Config } from './config';
 import { Ctx } from './ctx';
 import { applyRecipeGlobs, isRecipe } from './recipes';
+import { ReportContext } from './report-context';
 
 /** What `activate` returns: a small window into the client's state for the extension-host tests. */
 export interface MergeStudioApi {
@@ -22,6 +23,7 @@ export function activate(context: vscode.ExtensionContext): MergeStudioApi {
   ctx = c;
   context.subscriptions.push(c);
   registerCommands(c, createCommands());
+  c.pushCleanup(new ReportContext(c.jobs));
 
   const onDocument = (doc: vscode.TextDocument): void => {
     void applyRecipeGlobs(doc, c.config).catch((e) => c.outputChannel.warn(`recipeGlobs: ${String(e)}`));
