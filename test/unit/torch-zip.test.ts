@@ -61,6 +61,14 @@ describe('torch zip container: hostile end records and directories', () => {
     shifted.writeUInt16LE(shifted.readUInt16LE(eocd + 10) + 1, eocd + 10); // one entry more than there are
     await fs.writeFile(file, shifted);
     await expectRefused(file, /entry counts disagree|disagree on the entry count/);
+    const size = Buffer.from(bytes);
+    size.writeUInt32LE(size.readUInt32LE(eocd + 12) + 7, eocd + 12); // directory size
+    await fs.writeFile(file, size);
+    await expectRefused(file, /disagree on the directory size/);
+    const plain = storedZip([{ name: 'archive/data.pkl', data: Buffer.from([0x80, 2, 0x7d, 0x2e]) }], { zip64: false });
+    plain.writeUInt32LE(plain.readUInt32LE(plain.length - 22 + 12) + 7, plain.length - 22 + 12);
+    await fs.writeFile(file, plain);
+    await expectRefused(file, /does not end where the end record begins/);
   });
 
   it('a wrong CRC-32 on data.pkl is refused at open; on a storage, at its first read', async () => {
