@@ -18,6 +18,7 @@ import { tapWidth } from '../server/src/engine/model/pair-graph';
 import { hubertBaseConfig, randomWeights } from '../server/src/engine/model/random';
 import { mulberry32 } from '../server/src/engine/random';
 import { parameterCount } from '../server/src/engine/model/weights';
+import { planStatistics } from '../server/src/engine/pipeline/memory-plan';
 import { defaultBatchSize, tapsFor } from '../server/src/engine/pipeline/plan';
 import { collectStatistics } from '../server/src/engine/pipeline/statistics';
 import { MiB, reportFromChild, runMeasuredChild } from './peak-rss';
@@ -28,6 +29,9 @@ const arg = (k: string, d: number) => {
 };
 const segment = arg('segment', 5);
 const threads = arg('threads', 0) || undefined;
+const memoryArg = process.argv.indexOf('--memory');
+/** A runtime.memory budget for the run (e.g. 2.5GB); without it the default batch size and pass plan. */
+const memory = memoryArg > 0 ? process.argv[memoryArg + 1] : undefined;
 const lengthsArg = process.argv.indexOf('--lengths');
 const lengths = lengthsArg > 0 ? process.argv[lengthsArg + 1]!.split(',').map(Number) : [40, 240];
 
@@ -70,6 +74,9 @@ interface Measured {
   secPerMinute: number;
   gflops: number;
   assignSec: number | null;
+  /** The memory plan's estimate of the peak, bytes, and the plan. */
+  estimate: number;
+  plan: string;
 }
 
 async function measure(total: number, withAssignment: boolean): Promise<Measured> {
@@ -80,13 +87,15 @@ async function measure(total: number, withAssignment: boolean): Promise<Measured
   const taps = tapsFor(cfg, ['cnn', 'attention', 'ffn'], 'reorder');
   const segmentSamples = segment * cfg.sampleRate;
   const batchSize = defaultBatchSize(cfg, segmentSamples);
+  const plan = planStatistics(cfg, taps, segmentSamples, { batchSize, ...(memory ? { memory } : {}) });
   const probe = probeOf(total, cfg.sampleRate);
   const t = performance.now();
   let firstBatch = 0;
   const { stats } = await collectStatistics(anchor, other, probe, taps, {
     device: 'cpu',
     threads,
-    batchSize,
+    batchSize: plan.batchSize,
+    passes: plan.passes,
     // The first progress event comes once the session exists: split graph build + session creation from batches.
     onEvent: (e) => {
       if (e.type === 'progress' && e.done === 0) firstBatch = performance.now();
@@ -125,7 +134,7 @@ async function measure(total: number, withAssignment: boolean): Promise<Measured
     await shutdownLapWorker();
   }
   void weightBytes;
-  return { row, secPerMinute: (sec * 60) / total, gflops: (crossFlops + forwardFlops) / sec / 1e9, assignSec };
+  return { row, secPerMinute: (sec * 60) / total, gflops: (crossFlops + forwardFlops) / sec / 1e9, assignSec, estimate: plan.estimate.total, plan: `batch ${plan.batchSize}, front ${plan.passes.frontBatch || plan.batchSize}, ${plan.passes.layersPerPass} layers/pass` };
 }
 
 async function main(): Promise<void> {
@@ -139,16 +148,16 @@ async function main(): Promise<void> {
   const rows: string[][] = [];
   const results: Measured[] = [];
   for (const [i, total] of lengths.entries()) {
-    const args = ['--only', String(total), '--segment', String(segment), ...(threads ? ['--threads', String(threads)] : []), ...(i === 0 && !process.argv.includes('--no-assign') ? ['--assign'] : [])];
-    const { result, memory } = await runMeasuredChild<Measured>(__filename, args);
+    const args = ['--only', String(total), '--segment', String(segment), ...(memory ? ['--memory', memory] : []), ...(threads ? ['--threads', String(threads)] : []), ...(i === 0 && !process.argv.includes('--no-assign') ? ['--assign'] : [])];
+    const { result, memory: peak } = await runMeasuredChild<Measured>(__filename, args);
     results.push(result);
-    rows.push([...result.row, MiB(memory.polledPeak), MiB(memory.vmHwm), (memory.peak / weightBytes).toFixed(2)]);
+    rows.push([...result.row, MiB(peak.polledPeak), MiB(peak.vmHwm), (peak.peak / weightBytes).toFixed(2), MiB(result.estimate), result.plan]);
   }
   const batchSize = defaultBatchSize(cfg, segment * cfg.sampleRate);
   const ceiling = await matmulCeiling(batchSize * framesFor(cfg, segment * cfg.sampleRate), cfg.intermediate);
   const taps = tapsFor(cfg, ['cnn', 'attention', 'ffn'], 'reorder');
   console.log(`bench:align — HuBERT-base-sized random pair (${(parameterCount(cfg) / 1e6).toFixed(1)} M params each, ${MiB(weightBytes)} MiB of weights for both), ${taps.length} taps, batches of ${batchSize} × ${segment} s, CPU${threads ? `, ${threads} threads` : ''}; each probe length in its own child process, peak RSS measured from outside`);
-  const head = ['probe', 'segments', 'session s', 'batches s', 's per min of audio', 'GFLOP/s', 'polled peak MiB', 'VmHWM MiB', 'peak / weights'];
+  const head = ['probe', 'segments', 'session s', 'batches s', 's per min of audio', 'GFLOP/s', 'polled peak MiB', 'VmHWM MiB', 'peak / weights', 'estimate MiB', 'plan'];
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const fmt = (r: string[]) => `  ${r.map((c, i) => c.padStart(widths[i]!)).join('  ')}`;
   console.log(fmt(head));
