@@ -350,6 +350,40 @@ describe.skipIf(!found.executablePath)('webview in headless Chromium', () => {
     await r.page.close();
   });
 
+  it('at side-by-side width (~500 px cards) every chart fits its card: no sideways scroll, nothing clipped', async () => {
+    for (const kind of ['correlation', 'results'] as const) {
+      const p = await openPanel(kind, 'dark', realReport);
+      await p.page.setViewportSize({ width: 560, height: 900 });
+      // The panel redraws on resize (ResizeObserver); wait until every chart is drawn for the new width.
+      const fits = () =>
+        p.page.evaluate(() =>
+          [...document.querySelectorAll<HTMLElement>('section[data-chart]')].map((card) => {
+            const style = getComputedStyle(card);
+            return {
+              id: card.getAttribute('data-chart'),
+              svg: Math.ceil(card.querySelector('.chart svg')?.getBoundingClientRect().width ?? Infinity),
+              box: Math.floor(card.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight)),
+              scrolls: card.scrollWidth > card.clientWidth || document.documentElement.scrollWidth > document.documentElement.clientWidth,
+            };
+          }),
+        );
+      await p.page.waitForFunction(() => document.querySelector('main')?.getBoundingClientRect().width! <= 560 && document.querySelector('main[aria-busy="false"]') !== null, undefined, { timeout: 15_000 });
+      let seen = await fits();
+      for (let i = 0; i < 75 && seen.some((c) => c.svg > c.box || c.scrolls); i++) {
+        await p.page.waitForTimeout(200);
+        seen = await fits();
+      }
+      expect(seen.length).toBeGreaterThan(1);
+      for (const c of seen) {
+        expect(c.box, `${kind}/${c.id}`).toBeLessThan(520);
+        expect(c.svg, `${kind}/${c.id}: svg ${c.svg} px in a ${c.box} px card`).toBeLessThanOrEqual(c.box);
+        expect(c.scrolls, `${kind}/${c.id} scrolls sideways`).toBe(false);
+      }
+      expect(p.problems).toEqual([]);
+      await p.page.close();
+    }
+  });
+
   it('notebook renderer (ESM): renders both panels for the report MIME type', async () => {
     const page = await browser.newPage({ viewport: { width: 900, height: 800 } });
     const problems: string[] = [];

@@ -33,6 +33,12 @@ interface Card {
   result: Result | null;
 }
 
+/** The width inside an element's padding (the chart's container is an inline-block as wide as its drawing). */
+function contentWidth(el: HTMLElement): number {
+  const style = getComputedStyle(el);
+  return el.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
+}
+
 function h<K extends keyof HTMLElementTagNameMap>(tag: K, props: Partial<Record<string, string>> = {}, ...children: (Node | string)[]): HTMLElementTagNameMap[K] {
   const el = document.createElement(tag);
   for (const [k, v] of Object.entries(props)) if (v !== undefined) el.setAttribute(k, v);
@@ -59,7 +65,8 @@ function resultsSummaryLines(report: MergeReport): HTMLElement[] {
   if (!report.evaluation) return [];
   const avg = report.evaluation.averages;
   const best = (v: string) => avg.filter((a) => a.variant === v).sort((a, b) => b.average - a.average)[0];
-  const parts = (['permuted', 'linear', 'anchor', 'other'] as const).flatMap((v) => {
+  const merged = [...new Set(avg.map((a) => a.variant))].filter((v) => v !== 'anchor' && v !== 'other');
+  const parts = [...merged, 'anchor', 'other'].flatMap((v) => {
     const b = best(v);
     return b ? [`${v} ${pct(b.average)}${b.lambda === null ? '' : ` (λ = ${b.lambda})`}`] : [];
   });
@@ -134,8 +141,8 @@ export class ReportPanel {
   }
 
   private chartWidth(): number {
-    // Cards have 12 px padding each side inside the root's padding.
-    return Math.max(320, (this.root.clientWidth || 800) - 32);
+    // The cards' content box: the root's padding (16 px each side), then each card's border and padding (13 px each side).
+    return Math.max(280, (this.root.clientWidth || 800) - 32 - 26);
   }
 
   private models(): ChartModel[] {
@@ -264,7 +271,18 @@ export class ReportPanel {
   private async embed(card: Card, seq: number): Promise<void> {
     const el = card.el.querySelector<HTMLElement>('.chart')!;
     try {
-      const result = await embedChart(el, card.model.spec);
+      let result = await embedChart(el, card.model.spec);
+      // Axis labels and legends come on top of the plot width a spec asks for: when they make the drawing wider
+      // than its card, draw it once more with the plot narrowed by the overflow, so no card scrolls sideways.
+      const overflow = Math.ceil((el.querySelector('svg')?.getBoundingClientRect().width ?? 0) - contentWidth(card.el));
+      if (overflow > 0 && seq === this.renderSeq && this.report) {
+        const narrower = panelCharts(this.kind, this.report, { theme: this.env.theme(), width: this.chartWidth() - overflow, selected: this.state.selected }).find((m) => m.id === card.model.id);
+        if (narrower) {
+          result.finalize();
+          card.model = narrower;
+          result = await embedChart(el, narrower.spec);
+        }
+      }
       if (seq !== this.renderSeq || !card.el.isConnected) {
         result.finalize();
         return;
