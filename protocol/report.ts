@@ -3,11 +3,11 @@
  * claims to be one. Every consumer outside the engine (webview panels, notebook renderer, language server insights)
  * imports them from here.
  */
-import type { MergeReport } from '../server/src/engine/pipeline/report';
+import { READABLE_REPORT_VERSIONS, type MergeReport } from '../server/src/engine/pipeline/report';
 import { isRecord } from './ipc';
 
 export { REPORT_MIME, REPORT_VERSION } from '../server/src/engine/pipeline/report';
-export type { EvaluationRow, MergeReport, ModelSummary, PermuteGroup, TapReport } from '../server/src/engine/pipeline/report';
+export type { EvaluationRow, MergeReport, ModelSummary, PermuteGroup, SystemReport, TapReport } from '../server/src/engine/pipeline/report';
 
 const finite = (x: unknown): x is number => typeof x === 'number' && Number.isFinite(x);
 
@@ -16,7 +16,7 @@ const finite = (x: unknown): x is number => typeof x === 'number' && Number.isFi
  * trusted JSON from our own engine; this guards against a wrong file or an older/newer version, not an attacker.
  */
 export function isMergeReport(x: unknown): x is MergeReport {
-  if (!isRecord(x) || x.version !== 1) return false;
+  if (!isRecord(x) || !(READABLE_REPORT_VERSIONS as readonly unknown[]).includes(x.version)) return false;
   const align = x.align;
   if (!isRecord(align) || !Array.isArray(align.taps)) return false;
   for (const t of align.taps) {

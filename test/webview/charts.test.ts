@@ -199,6 +199,27 @@ describe('results charts', () => {
     expect(cols(wide)).toBe(4);
   });
 
+  it('version 2 with variants: one more line per variant, labels and colours of their own, parameter counts in the table', async () => {
+    const variantRows = ev.rows.filter((r) => r.variant === 'permuted').map((r) => ({ ...r, variant: 'zip125', score: r.score / 2 }));
+    const variantAverages = ev.averages.filter((a) => a.variant === 'permuted').map((a) => ({ ...a, variant: 'zip125' }));
+    const v2: MergeReport = {
+      ...report,
+      version: 2,
+      systems: [{ name: 'zip125', align: { method: 'correlation', permute: ['ffn'], heads: 'reorder' }, merge: { method: 'linear', repair: false, width: 1.25 }, parameters: 123456 }],
+      evaluation: { rows: [...ev.rows, ...variantRows], averages: [...ev.averages, ...variantAverages] },
+    };
+    const v2Charts = resultsCharts(v2, { theme, width: 760 });
+    const { view } = await render(byId(v2Charts, 'score-by-lambda'));
+    expect(lineCount(view)).toBe(3 * new Set(ev.rows.map((r) => r.task)).size);
+    const avg = byId(v2Charts, 'average-score');
+    const table = avg.table.rows.filter((r) => r.variant === 'zip125');
+    expect(table.length).toBe(variantAverages.length);
+    expect(table.every((r) => r.parameters === 123456)).toBe(true);
+    const color = (avg.spec as unknown as { layer: { encoding: { color: { scale: { domain: string[]; range: string[] } } } }[] }).layer[1]!.encoding.color.scale;
+    expect(color.domain).toContain('zip125');
+    expect(new Set(color.range).size).toBe(color.range.length);
+  });
+
   it('no evaluation: no results charts', () => {
     expect(resultsCharts({ ...report, evaluation: null }, { theme, width: 760 })).toEqual([]);
   });

@@ -32,7 +32,9 @@ afterEach(() => {
 describe('guards', () => {
   it('accepts the example report and rejects near misses', () => {
     expect(isMergeReport(report)).toBe(true);
-    expect(isMergeReport({ ...report, version: 2 })).toBe(false);
+    // Version 1 (the example fixture) and 2 (systems, variant rows) are both read; other versions are not.
+    expect(isMergeReport({ ...report, version: 2 })).toBe(true);
+    expect(isMergeReport({ ...report, version: 3 })).toBe(false);
     expect(isMergeReport({ ...report, align: { ...report.align, taps: [{ ...report.align.taps[0], meanCorrelationAfter: 'high' }] } })).toBe(false);
     expect(isMergeReport({ ...report, evaluation: { rows: [{ variant: 'linear', lambda: '0.5', task: 't', score: 1 }], averages: [] } })).toBe(false);
     expect(isMergeReport({ ...report, evaluation: null })).toBe(true);

@@ -46,7 +46,7 @@ export const activate = (_ctx: RendererContext) => {
       if (!isMergeReport(report)) {
         const p = document.createElement('p');
         p.className = 'ms-panel status error';
-        p.textContent = 'Not a Merge Studio report (version 1) — cannot chart this output.';
+        p.textContent = 'Not a Merge Studio report (version 1 or 2) — cannot chart this output.';
         element.append(p);
         return;
       }

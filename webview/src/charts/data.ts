@@ -126,7 +126,23 @@ export function headCells(tap: TapReport): HeadCell[] {
 }
 
 export type Variant = EvaluationRow['variant'];
-export const VARIANT_ORDER: readonly Variant[] = ['anchor', 'other', 'linear', 'permuted'];
+/** The rows every run has, in chart order (`linear` is version 1's name for `unaligned`); a recipe's variants follow. */
+export const BUILTIN_VARIANTS: readonly Variant[] = ['anchor', 'other', 'unaligned', 'linear', 'permuted'];
+
+/** The systems present in these rows: built-in rows first, then variants in the order the report lists them. */
+export function variantOrder(rows: readonly { variant: Variant }[]): Variant[] {
+  const present = [...new Set(rows.map((r) => r.variant))];
+  return [...BUILTIN_VARIANTS.filter((v) => present.includes(v)), ...present.filter((v) => !BUILTIN_VARIANTS.includes(v))];
+}
+
+/** Parameter count per system (sources from `models`, merges from version 2's `systems`). */
+export function parameterCounts(report: MergeReport): Map<Variant, number> {
+  return new Map<Variant, number>([
+    ['anchor', report.models.anchor.parameters],
+    ['other', report.models.other.parameters],
+    ...(report.systems ?? []).map((s) => [s.name, s.parameters] as const),
+  ]);
+}
 
 /** Tasks in report order (speech tasks before music tasks when the report lists them so). */
 export function tasks(report: MergeReport): string[] {

@@ -1,10 +1,11 @@
 /**
- * Merge results: score vs λ per task for the linear (unaligned) and permuted (aligned) merges, with the two
- * source models as reference rules, and the same for the average over tasks.
+ * Merge results: score vs λ per task for every merged system — the unaligned merge, the permuted merge (the recipe's
+ * main settings) and the recipe's variants — with the two source models as reference rules, and the same for the
+ * average over tasks (whose table adds each system's parameter count).
  */
 import type { TopLevelSpec } from 'vega-lite';
 import type { MergeReport } from '../../../protocol/report';
-import { VARIANT_ORDER, averageRows, tasks, type Variant } from './data';
+import { averageRows, parameterCounts, tasks, variantOrder, type Variant } from './data';
 import type { ChartModel, Table } from './model';
 import { seriesColors, vegaConfig, type ThemeColors } from './theme';
 
@@ -14,12 +15,24 @@ export interface ResultsOptions {
 }
 
 const SCHEMA = 'https://vega.github.io/schema/vega-lite/v6.json';
-const VARIANT_LABEL: Readonly<Record<Variant, string>> = {
+const BUILTIN_LABEL: Readonly<Record<string, string>> = {
   anchor: 'anchor model',
   other: 'other model',
-  linear: 'linear merge',
+  unaligned: 'unaligned merge',
+  linear: 'unaligned merge', // version 1 reports
   permuted: 'permuted merge',
 };
+/** A variant is labelled by its recipe name. */
+const variantLabel = (v: Variant) => BUILTIN_LABEL[v] ?? v;
+
+/** Built-in rows keep their colours; variants take the remaining series colours in turn. */
+function variantColor(v: Variant, order: readonly Variant[], theme: ThemeColors): string {
+  const fixed = seriesColors(theme).variant;
+  const builtin = v === 'linear' ? fixed.unaligned : (fixed as Readonly<Record<string, string>>)[v];
+  if (builtin) return builtin;
+  const spare = [theme.red, theme.yellow, theme.blue, theme.orange, theme.green, theme.purple];
+  return spare[order.filter((x) => !BUILTIN_LABEL[x]).indexOf(v) % spare.length]!;
+}
 
 interface ScoreRow {
   variant: Variant;
@@ -29,27 +42,27 @@ interface ScoreRow {
   score: number;
 }
 
-function scoreTable(rows: ScoreRow[]): Table {
+function scoreTable(rows: ScoreRow[], parameters?: ReadonlyMap<Variant, number>): Table {
   return {
     columns: [
       { key: 'task', title: 'task' },
       { key: 'variant', title: 'variant' },
       { key: 'lambda', title: 'λ' },
       { key: 'score', title: 'score', decimals: 3 },
+      ...(parameters ? [{ key: 'parameters', title: 'parameters' }] : []),
     ],
-    rows: rows.map(({ task, variant, lambda, score }) => ({ task, variant, lambda, score })),
+    rows: rows.map(({ task, variant, lambda, score }) => ({ task, variant, lambda, score, ...(parameters ? { parameters: parameters.get(variant) ?? null } : {}) })),
   };
 }
 
 /** The layered score-vs-λ unit: rules for the source models (no λ), lines for the merges. */
 function scoreLayers(rows: ScoreRow[], theme: ThemeColors) {
-  const colors = seriesColors(theme);
-  const present = VARIANT_ORDER.filter((v) => rows.some((r) => r.variant === v));
+  const present = variantOrder(rows);
   const color = {
     field: 'label',
     type: 'nominal' as const,
     title: null,
-    scale: { domain: present.map((v) => VARIANT_LABEL[v]), range: present.map((v) => colors.variant[v]) },
+    scale: { domain: present.map(variantLabel), range: present.map((v) => variantColor(v, present, theme)) },
   };
   const lambdas = rows.flatMap((r) => (r.lambda === null ? [] : [r.lambda]));
   const lo = Math.min(...lambdas);
@@ -88,7 +101,7 @@ function scoreLayers(rows: ScoreRow[], theme: ThemeColors) {
 }
 
 function toScoreRows(rows: { variant: Variant; lambda: number | null; task: string; score: number }[]): ScoreRow[] {
-  return rows.map((r) => ({ variant: r.variant, label: VARIANT_LABEL[r.variant], lambda: r.lambda, task: r.task, score: r.score }));
+  return rows.map((r) => ({ variant: r.variant, label: variantLabel(r.variant), lambda: r.lambda, task: r.task, score: r.score }));
 }
 
 /** Score vs λ, one small multiple per task. Null when the report has no evaluation. */
@@ -103,7 +116,7 @@ export function scoreByLambdaChart(report: MergeReport, o: ResultsOptions): Char
   const width = Math.max(160, Math.floor(o.width / columns) - 70);
   const spec: TopLevelSpec = {
     $schema: SCHEMA,
-    description: 'Score vs λ per task for linear and permuted merges',
+    description: 'Score vs λ per task for each merged system',
     config: vegaConfig(o.theme),
     data: { values: rows },
     facet: { field: 'task', type: 'nominal', sort: names, title: null },
@@ -113,7 +126,7 @@ export function scoreByLambdaChart(report: MergeReport, o: ResultsOptions): Char
   return {
     id: 'score-by-lambda',
     title: 'Score vs λ per task',
-    description: `Test score against the merge weight λ for ${names.length} tasks: linear and permuted merges as lines, the anchor and other models as dashed reference lines.`,
+    description: `Test score against the merge weight λ for ${names.length} tasks: each merged system as a line, the anchor and other models as dashed reference lines.`,
     spec,
     table: scoreTable(rows),
   };
@@ -136,8 +149,8 @@ export function averageScoreChart(report: MergeReport, o: ResultsOptions): Chart
   return {
     id: 'average-score',
     title: 'Average over tasks',
-    description: 'Average test score over all tasks against λ: linear and permuted merges as lines, the source models as dashed reference lines.',
+    description: 'Average test score over all tasks against λ: each merged system (unaligned, permuted, the recipe\'s variants) as a line, the source models as dashed reference lines; the table adds parameter counts.',
     spec,
-    table: scoreTable(rows),
+    table: scoreTable(rows, parameterCounts(report)),
   };
 }

@@ -52,7 +52,7 @@ export function seriesColors(t: ThemeColors) {
   return {
     stage: { before: t.muted, after: t.blue },
     group: { 'CNN blocks': t.purple, attention: t.blue, FFN: t.orange, residual: t.green },
-    variant: { anchor: t.green, other: t.purple, linear: t.orange, permuted: t.blue },
+    variant: { anchor: t.green, other: t.purple, unaligned: t.orange, permuted: t.blue },
   } as const;
 }
 
