@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { EngineError } from '../errors';
 import type { Tensor } from '../model/tensor';
 import { SafetensorsFile, type TensorInfo } from './safetensors';
-import { notRegularFile, openRegularFile } from './regular-file';
+import { notRegularFile, readTextFile } from './regular-file';
 import { readHead, sniffTorchFormat, TorchCheckpointFile, type RawTensor } from './torch-checkpoint';
 
 export type { TensorInfo } from './safetensors';
@@ -82,7 +82,7 @@ function openSingle(st: TensorFile): Checkpoint {
 async function openSharded(indexFile: string, open: (file: string) => Promise<TensorFile>): Promise<Checkpoint> {
   let index: unknown;
   try {
-    index = JSON.parse(await readSmallFile(indexFile, MAX_INDEX_BYTES, 'a shard index (JSON)'));
+    index = JSON.parse(await readTextFile(indexFile, MAX_INDEX_BYTES, 'a shard index (JSON)'));
   } catch (e) {
     if (e instanceof EngineError) throw e;
     throw new EngineError('bad-checkpoint', `cannot read shard index ${indexFile}: ${(e as Error).message}`, indexFile, { cause: e });
@@ -128,15 +128,3 @@ async function openSharded(indexFile: string, open: (file: string) => Promise<Te
   };
 }
 
-/** A whole small file as UTF-8, refused when it is not a regular file or is larger than `limit`. */
-async function readSmallFile(file: string, limit: number, what: string): Promise<string> {
-  const { handle, size } = await openRegularFile(file, what);
-  try {
-    if (size > limit) throw new EngineError('bad-checkpoint', `${file} is ${size} bytes, over the ${limit}-byte limit for ${what}`, file);
-    const buf = Buffer.alloc(size);
-    const { bytesRead } = await handle.read(buf, 0, size, 0);
-    return buf.toString('utf8', 0, bytesRead);
-  } finally {
-    await handle.close();
-  }
-}

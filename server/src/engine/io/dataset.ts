@@ -17,6 +17,7 @@
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { EngineError } from '../errors';
+import { readTextFile } from './regular-file';
 
 export type SplitName = 'train' | 'test';
 
@@ -50,6 +51,8 @@ export interface TaskDataset {
 export const LABELS_CSV = 'labels.csv';
 export const LABELS_HEADER = ['file', 'label'] as const;
 
+/** A labels.csv of a million clips is ~50 MB; a larger one (or a device) is refused instead of read. */
+export const MAX_LABELS_BYTES = 256 * 1024 * 1024;
 const LAYOUT_HINT = 'a task folder holds train/ and test/, each with audio files and labels.csv (header "file,label")';
 
 function bad(message: string, file: string): EngineError {
@@ -90,9 +93,10 @@ async function loadSplit(taskDir: string, split: SplitName): Promise<DatasetSpli
   const csv = path.join(dir, LABELS_CSV);
   let text: string;
   try {
-    text = await fs.readFile(csv, 'utf8');
-  } catch {
-    throw bad(`${csv}: not found (${LAYOUT_HINT})`, csv);
+    text = await readTextFile(csv, MAX_LABELS_BYTES, 'a labels CSV file', 'bad-dataset');
+  } catch (e) {
+    if (e instanceof EngineError && e.code === 'file-not-found') throw bad(`${csv}: not found (${LAYOUT_HINT})`, csv);
+    throw e;
   }
   const rows = parseLabelsCsv(text, csv);
   if (rows.length === 0) throw bad(`${csv}: the ${split} split is empty (no rows after the header)`, csv);

@@ -2,9 +2,9 @@
  * Hugging Face `config.json` for the encoder families the engine runs: wav2vec2, HuBERT and MERT (whose checkpoints
  * follow the HuBERT layout). Options the engine does not implement are refused by name, never silently ignored.
  */
-import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { EngineError } from '../errors';
+import { readTextFile } from './regular-file';
 
 export type EncoderFamily = 'wav2vec2' | 'hubert' | 'mert';
 export type Activation = 'gelu' | 'gelu_new' | 'relu';
@@ -53,13 +53,16 @@ export async function loadEncoderConfig(dir: string): Promise<EncoderConfig> {
   return parseEncoderConfig(raw as Record<string, unknown>, file, pre as Record<string, unknown> | undefined);
 }
 
+/** A model's configs are a few kB; this bounds what a hostile or mistaken file (a device, a huge JSON) makes us read. */
+export const MAX_CONFIG_BYTES = 16 * 1024 * 1024;
+
 async function readJson(file: string, required: boolean): Promise<unknown> {
   let text: string;
   try {
-    text = await fs.readFile(file, 'utf8');
+    text = await readTextFile(file, MAX_CONFIG_BYTES, 'a JSON config file', 'bad-config');
   } catch (e) {
-    if (!required && (e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw new EngineError('file-not-found', `cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, file, { cause: e });
+    if (!required && e instanceof EngineError && e.code === 'file-not-found') return undefined;
+    throw e;
   }
   try {
     const json: unknown = JSON.parse(text);

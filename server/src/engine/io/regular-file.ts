@@ -48,3 +48,24 @@ export async function openRegularFile(file: string, what: string, code: EngineEr
   }
   return { handle, size: st.size };
 }
+
+/**
+ * A whole small text file (a config, an index, a CSV) as UTF-8, refused when it is not a regular file or is larger
+ * than `limit` bytes — a device such as /dev/zero given as config.json used to be read until memory ran out.
+ */
+export async function readTextFile(file: string, limit: number, what: string, code: EngineError['code'] = 'bad-checkpoint'): Promise<string> {
+  const { handle, size } = await openRegularFile(file, what, code);
+  try {
+    if (size > limit) throw new EngineError(code, `${file} is ${size} bytes, over the ${limit}-byte limit for ${what}`, file);
+    const buf = Buffer.alloc(size);
+    let done = 0;
+    while (done < size) {
+      const { bytesRead } = await handle.read(buf, done, size - done, done);
+      if (bytesRead === 0) break;
+      done += bytesRead;
+    }
+    return buf.toString('utf8', 0, done);
+  } finally {
+    await handle.close();
+  }
+}
