@@ -160,10 +160,12 @@ function cellSize(available: number, side: number, min: number, max: number): nu
 export function heatmapChart(tap: TapReport, o: ChartOptions): ChartModel | null {
   if (!tap.heatmap) return null;
   const n = squareSide(tap.heatmap.after);
-  const perBlock = Math.max(1, Math.round(tap.units / n));
+  const sampled = tap.heatmap.units !== undefined;
+  const perBlock = sampled ? 1 : Math.max(1, Math.round(tap.units / n));
   // Two matrices side by side, plus the legend and axis titles.
   const cell = cellSize((o.width - 2 * Y_AXIS_ROOM) / 2, n, 3, 14);
-  const axisTitle = perBlock > 1 ? ` (blocks of ${perBlock})` : '';
+  // A sampled matrix (pipeline/heatmap.ts): n of the units, ranked by matched correlation, best first.
+  const axisTitle = sampled ? ` (${n} of ${tap.units}, best matched first)` : perBlock > 1 ? ` (blocks of ${perBlock})` : '';
   const spec: TopLevelSpec = {
     $schema: SCHEMA,
     description: `Correlation matrix of ${tap.tap} before and after permutation`,
@@ -194,8 +196,8 @@ export function heatmapChart(tap: TapReport, o: ChartOptions): ChartModel | null
         },
         tooltip: [
           { field: 'stage', title: 'stage' },
-          { field: 'row', title: 'anchor block' },
-          { field: 'col', title: 'other block' },
+          { field: 'row', title: perBlock > 1 ? 'anchor block' : 'anchor unit' },
+          { field: 'col', title: perBlock > 1 ? 'other block' : 'other unit' },
           { field: 'value', title: 'r', format: '.3f' },
         ],
       },

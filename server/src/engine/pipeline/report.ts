@@ -41,10 +41,12 @@ export interface TapReport {
   /** Units with zero variance on the probe audio (their correlations count as 0). */
   deadUnits: { anchor: number; other: number };
   /**
-   * Block-averaged correlation matrix before and after permutation, for heatmaps: `size` × `size` cells (at most 64),
-   * each the mean over `blocks` × `blocks` units (anchor rows × other columns), row-major.
+   * Correlation matrix before and after permutation, for heatmaps: `size` × `size` cells (at most 64), row-major,
+   * anchor rows × other columns. Older reports: each cell the mean over `blocks` × `blocks` units. Since
+   * pipeline/heatmap.ts samples instead: `blocks` is 1 and `units` lists the anchor units shown when the matrix is
+   * larger (spread over the units ranked by matched correlation, best first).
    */
-  heatmap?: { size: number; blocks: number; before: number[]; after: number[] };
+  heatmap?: { size: number; blocks: number; before: number[]; after: number[]; units?: number[] };
   /** Attention only: head-pair score matrix [heads × heads] row-major (anchor head × other head): the mean correlation of the pair's best in-head matching. */
   headScores?: number[];
 }
