@@ -106,6 +106,7 @@ class Validator {
     const allowed = Object.keys(schema.properties);
     // A section left empty, whose keys then follow unindented: `merge:` / `lambda: 0.5` (one mistake, one error).
     let emptySection: { key: string; schema: Schema; diagnostic: RecipeDiagnostic | undefined } | undefined;
+    let missing: string[] | undefined;
     for (const item of node.items) {
       const named = this.pairKey(item, path, range);
       if (!named) continue;
@@ -124,7 +125,9 @@ class Validator {
         continue;
       }
       if (!propSchema) {
-        const suggestion = closest(key, allowed.filter((k) => !node.has(k)));
+        // The keys still missing, computed once per mapping (node.has is a scan: per key it was quadratic).
+        missing ??= allowed.filter((k) => !node.items.some((p) => isPair(p) && keyText(p) === k));
+        const suggestion = closest(key, missing);
         const where = path.length === 0 ? 'at the top level' : `in ${displayPath(path)}`;
         const message = suggestion
           ? `Unknown key "${key}" ${where}. Did you mean "${suggestion}"?`

@@ -37,7 +37,7 @@ import {
   type ScorePoint,
   type SectionFingerprint,
 } from '../../engine/pipeline/report-insights';
-import { checkStructure, DIAGNOSTIC_SOURCE, locate, pathKey, resolveRecipePath, type RecipeStructure } from '../../engine/recipe';
+import { checkStructure, DIAGNOSTIC_SOURCE, locate, pathKey, readRecipeFile, resolveRecipePath, type RecipeStructure } from '../../engine/recipe';
 
 /** A report known for a recipe. */
 export interface RunRecord {
@@ -54,6 +54,9 @@ export interface RunRecord {
    */
   ran: SectionFingerprint | null;
 }
+
+/** A report.json larger than this is not read (a real one is well under 1 MB). */
+const MAX_REPORT_BYTES = 64 * 1024 * 1024;
 
 export type RunState = { record: RunRecord; fresh: true } | { record: RunRecord; fresh: false; changed: RunSection[] | null };
 
@@ -262,7 +265,7 @@ export class RunInsights {
   private async ranSections(report: MergeReport, recipeFile: string, docText: string | undefined): Promise<SectionFingerprint | null> {
     if (docText !== undefined && textSha256(docText) === report.recipe.sha256) return sectionFingerprint(checkStructure(docText).validation.partial);
     try {
-      const onDisk = await fs.readFile(recipeFile, 'utf8');
+      const onDisk = await readRecipeFile(recipeFile);
       if (textSha256(onDisk) === report.recipe.sha256) return sectionFingerprint(checkStructure(onDisk).validation.partial);
     } catch {
       // No file: nothing to compare with.
@@ -272,7 +275,13 @@ export class RunInsights {
 
   private async load(reportPath: string): Promise<{ report: MergeReport; mtimeMs: number } | undefined> {
     try {
-      const mtimeMs = (await fs.stat(reportPath)).mtimeMs;
+      const st = await fs.stat(reportPath);
+      // Only a regular file of a sane size: a pipe named report.json would block the read forever.
+      if (!st.isFile() || st.size > MAX_REPORT_BYTES) {
+        this.log(`${reportPath} is not a regular file of at most ${MAX_REPORT_BYTES / (1024 * 1024)} MB: no run insights`);
+        return undefined;
+      }
+      const mtimeMs = st.mtimeMs;
       const report: unknown = JSON.parse(await fs.readFile(reportPath, 'utf8'));
       if (!isMergeReport(report)) {
         this.log(`${reportPath} is not a Merge Studio report (version 1): no run insights`);
