@@ -8,6 +8,7 @@ import { framesFor } from '../engine/model/encoder';
 import { resolveBackend } from '../engine/model/runtime';
 import { alignMethod } from '../engine/align/methods';
 import { defaultBatchSize, estimateMemory, formatBytes } from '../engine/pipeline/plan';
+import { systemsOf } from '../engine/pipeline/systems';
 import { guardOutput } from '../engine/pipeline/output-guard';
 import { probeNeed } from '../engine/pipeline/probe-need';
 import type { MergeReport } from '../engine/pipeline/report';
@@ -100,7 +101,10 @@ async function printPlan(loaded: Awaited<ReturnType<typeof loadRecipe>>, out: Ou
     else if (method === 'none') out.info(`probe    not used: align.method none computes no statistics and permutes nothing`);
     else out.info(`probe    no statistics from it (align.method ${method} needs no probe); decoded (${probeText}) only for the self-check's segments`);
   }
-  out.info(`merge    ${r.merge.method} λ=${JSON.stringify(r.merge.lambda)}${r.merge.sweep ? `, sweep ${r.merge.sweep.join(', ')}` : ''}`);
+  out.info(`merge    ${r.merge.method} λ=${JSON.stringify(r.merge.lambda)}${r.merge.sweep ? `, sweep ${r.merge.sweep.join(', ')}` : ''}${r.merge.width > 1 ? `, FFN width ×${r.merge.width}` : ''}${r.merge.repair ? ', statistics repair' : ''}`);
+  for (const s of systemsOf(r).slice(1)) {
+    out.info(`variant  ${s.name}: align ${s.align.method} (${s.align.permute.join(', ')}); merge ${s.merge.method}${s.merge.width > 1 ? `, FFN width ×${s.merge.width}` : ''}${s.merge.repair ? ', statistics repair' : ''}`);
+  }
   if (r.evaluate) out.info(`evaluate ${r.evaluate.tasks.map((t) => t.name).join(', ')}`);
   out.info(`memory   weights ${formatBytes(mem.weightsBytes)}, statistics ${formatBytes(mem.statisticsBytes)}, batch activations ≈ ${formatBytes(mem.batchActivationBytes)}`);
   out.info(`output   ${loaded.resolve(r.output)}`);
