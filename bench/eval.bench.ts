@@ -63,12 +63,22 @@ async function main(): Promise<void> {
   const bySplit = tasks.flatMap((t) => [...t.train.audio, ...t.heldOut.audio]);
   const byLength = [...bySplit].sort((a, b) => a.length - b.length);
   const seconds = bySplit.reduce((k, a) => k + a.length, 0) / cfg.sampleRate;
-  console.log(`bench:eval — ${tasks.length} tasks, ${bySplit.length} clips (${seconds.toFixed(0)} s of audio, ${new Set(bySplit.map((a) => a.length)).size} lengths), split ${split}, ${reps} rep(s), threads ${threads ?? 'default'}`);
+  console.log(
+    `bench:eval — ${tasks.length} tasks, ${bySplit.length} clips (${seconds.toFixed(0)} s of audio, ${new Set(bySplit.map((a) => a.length)).size} lengths), split ${split}, ${reps} rep(s), threads ${threads ?? 'default'}`,
+  );
 
   const systems = [
     { name: 'anchor', weights: anchor.weights },
     { name: 'other', weights: other.weights },
-    { name: 'linear λ=0.5', weights: mergeWeights(anchor.weights, other.weights, { method: 'linear', lambda: 0.5, layers: cfg.layers, preLayerNorm: cfg.preLayerNorm }).weights },
+    {
+      name: 'linear λ=0.5',
+      weights: mergeWeights(anchor.weights, other.weights, {
+        method: 'linear',
+        lambda: 0.5,
+        layers: cfg.layers,
+        preLayerNorm: cfg.preLayerNorm,
+      }).weights,
+    },
   ];
   const cell = (t: Timing) => `${t.wall.toFixed(2).padStart(6)} ${t.cpu.toFixed(2).padStart(6)}`;
   const head = ['session', 'forward', 'split-16', 'probes', 'evaluate'];
@@ -105,7 +115,9 @@ async function main(): Promise<void> {
     const full = await median(() => evaluateModel(embed, tasks));
     await session!.release();
     const ratio = `${(full.wall / forward.wall).toFixed(2)}, ${(full.cpu / forward.cpu).toFixed(2)}`;
-    console.log(`${s.name.padEnd(14)} ${[create, forward, old, probes, full].map(cell).join(' ')}   ${ratio}   (average ${average.toFixed(3)})`);
+    console.log(
+      `${s.name.padEnd(14)} ${[create, forward, old, probes, full].map(cell).join(' ')}   ${ratio}   (average ${average.toFixed(3)})`,
+    );
   }
 }
 

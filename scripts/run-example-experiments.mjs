@@ -65,7 +65,9 @@ async function runOne(split, seed, extra) {
       child.stdout.on('data', (d) => log.push(d));
       child.stderr.on('data', (d) => log.push(d));
       child.on('error', reject);
-      child.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`${split} seed ${seed}: exit ${code}\n${Buffer.concat(log).toString().slice(-3000)}`))));
+      child.on('close', (code) =>
+        code === 0 ? resolve() : reject(new Error(`${split} seed ${seed}: exit ${code}\n${Buffer.concat(log).toString().slice(-3000)}`)),
+      );
     });
   } finally {
     await fs.rm(tmp, { force: true });
@@ -94,9 +96,11 @@ async function runOne(split, seed, extra) {
 
 async function runSplit(split, extra) {
   const queue = seeds.map((s) => () => runOne(split, s, extra));
-  await Promise.all(Array.from({ length: Math.max(1, jobs) }, async () => {
-    while (queue.length) await queue.shift()();
-  }));
+  await Promise.all(
+    Array.from({ length: Math.max(1, jobs) }, async () => {
+      while (queue.length) await queue.shift()();
+    }),
+  );
 }
 
 async function loadRuns(split) {
@@ -134,13 +138,16 @@ function choose(valRuns) {
   const oneSize = valRuns[0].parameters.anchor;
   const merged = [...new Set([...val.values()].filter((e) => e.lambda !== null).map((e) => e.system))];
   const meanOverLambdas = (system) => meanOf(LAMBDAS.map((l) => meanOf(val.get(`${system}@${l}`)?.average ?? [NaN])));
-  const bestLambda = (system) => LAMBDAS.reduce((b, l) => (meanOf(val.get(`${system}@${l}`).average) > meanOf(val.get(`${system}@${b}`).average) ? l : b));
+  const bestLambda = (system) =>
+    LAMBDAS.reduce((b, l) => (meanOf(val.get(`${system}@${l}`).average) > meanOf(val.get(`${system}@${b}`).average) ? l : b));
   const pick = (candidates) => candidates.reduce((b, s) => (meanOverLambdas(s) > meanOverLambdas(b) ? s : b));
   const aligned = merged.filter((s) => s !== 'unaligned' && s !== 'linear');
   const sameSize = aligned.filter((s) => valRuns[0].parameters[s] === oneSize);
   const narrow = aligned.filter((s) => widthOf(valRuns[0], s) <= 1.25);
   const best = pick(sameSize);
-  const bestNarrow = narrow.reduce((b, s) => (meanOf(val.get(`${s}@${bestLambda(s)}`).average) > meanOf(val.get(`${b}@${bestLambda(b)}`).average) ? s : b));
+  const bestNarrow = narrow.reduce((b, s) =>
+    meanOf(val.get(`${s}@${bestLambda(s)}`).average) > meanOf(val.get(`${b}@${bestLambda(b)}`).average) ? s : b,
+  );
   return { best, bestLambda: bestLambda(best), bestNarrow, bestNarrowLambda: bestLambda(bestNarrow), validation: val };
 }
 
@@ -155,31 +162,43 @@ async function report() {
   const systems = [...new Set([...test.values()].filter((e) => e.lambda !== null).map((e) => e.system))];
   const tasks = [...test.get('anchor@null').tasks.keys()];
   const lines = [START, ''];
-  lines.push(`Recipe \`${testRuns[0].recipe}\`, seeds ${seeds.join(', ')} (\`runtime.seed\`), λ = ${LAMBDAS.join(', ')} (weight on the speech encoder). Written by`);
+  lines.push(
+    `Recipe \`${testRuns[0].recipe}\`, seeds ${seeds.join(', ')} (\`runtime.seed\`), λ = ${LAMBDAS.join(', ')} (weight on the speech encoder). Written by`,
+  );
   lines.push('`node scripts/run-example-experiments.mjs`: settings were chosen on a validation split (a seeded quarter of each');
   lines.push("task's train clips, `evaluate.split: validation`), then every system was scored on test. Five-task average test");
   lines.push('accuracy, mean ± sd over the seeds:');
   lines.push('');
   lines.push(`| system | parameters | ${LAMBDAS.map((l) => `λ = ${l}`).join(' | ')} | validation (mean over λ) |`);
   lines.push(`|---|---|${LAMBDAS.map(() => '---').join('|')}|---|`);
-  for (const s of ['anchor', 'other']) lines.push(`| ${s} (${s === 'anchor' ? 'speech' : 'music'}) | ${params[s].toLocaleString('en')} | ${LAMBDAS.map(() => fmt(test.get(`${s}@null`).average)).join(' | ')} | ${meanOf(choice.validation.get(`${s}@null`).average).toFixed(3)} |`);
+  for (const s of ['anchor', 'other'])
+    lines.push(
+      `| ${s} (${s === 'anchor' ? 'speech' : 'music'}) | ${params[s].toLocaleString('en')} | ${LAMBDAS.map(() => fmt(test.get(`${s}@null`).average)).join(' | ')} | ${meanOf(choice.validation.get(`${s}@null`).average).toFixed(3)} |`,
+    );
   for (const s of systems) {
     const val = meanOf(LAMBDAS.map((l) => meanOf(choice.validation.get(`${s}@${l}`)?.average ?? [NaN])));
-    lines.push(`| ${s} | ${(params[s] ?? params.anchor).toLocaleString('en')} | ${LAMBDAS.map((l) => (test.has(`${s}@${l}`) ? fmt(test.get(`${s}@${l}`).average) : '-')).join(' | ')} | ${val.toFixed(3)} |`);
+    lines.push(
+      `| ${s} | ${(params[s] ?? params.anchor).toLocaleString('en')} | ${LAMBDAS.map((l) => (test.has(`${s}@${l}`) ? fmt(test.get(`${s}@${l}`).average) : '-')).join(' | ')} | ${val.toFixed(3)} |`,
+    );
   }
   const valSystems = [...new Set([...choice.validation.values()].filter((e) => e.lambda !== null).map((e) => e.system))];
   const valMean = (s) => meanOf(LAMBDAS.map((l) => meanOf(choice.validation.get(`${s}@${l}`).average)));
   lines.push('');
-  lines.push(`Validation, five-task average, mean over seeds and λ (every candidate; the choice is made here): ${valSystems
-    .sort((a, b) => valMean(b) - valMean(a))
-    .map((s) => `${s} ${valMean(s).toFixed(3)}`)
-    .join(', ')}.`);
+  lines.push(
+    `Validation, five-task average, mean over seeds and λ (every candidate; the choice is made here): ${valSystems
+      .sort((a, b) => valMean(b) - valMean(a))
+      .map((s) => `${s} ${valMean(s).toFixed(3)}`)
+      .join(', ')}.`,
+  );
   lines.push('');
-  lines.push('Per task (test, mean over seeds), at each system\'s λ chosen on validation:');
+  lines.push("Per task (test, mean over seeds), at each system's λ chosen on validation:");
   lines.push('');
   lines.push(`| system | λ | ${tasks.join(' | ')} |`);
   lines.push(`|---|---|${tasks.map(() => '---').join('|')}|`);
-  const valBest = (s) => LAMBDAS.reduce((b, l) => (meanOf(choice.validation.get(`${s}@${l}`).average) > meanOf(choice.validation.get(`${s}@${b}`).average) ? l : b));
+  const valBest = (s) =>
+    LAMBDAS.reduce((b, l) =>
+      meanOf(choice.validation.get(`${s}@${l}`).average) > meanOf(choice.validation.get(`${s}@${b}`).average) ? l : b,
+    );
   for (const s of ['anchor', 'other', ...systems]) {
     const l = s === 'anchor' || s === 'other' ? null : valBest(s);
     lines.push(`| ${s} | ${l ?? '-'} | ${tasks.map((t) => meanOf(test.get(`${s}@${l}`).tasks.get(t)).toFixed(3)).join(' | ')} |`);
@@ -190,21 +209,33 @@ async function report() {
   const better = Math.max(avg('anchor', null), avg('other', null));
   const both = Math.min(avg('anchor', null), avg('other', null));
   lines.push('');
-  lines.push(`Targets, on test, for the systems chosen on validation: **${choice.best}** (best of one encoder's size, mean over λ) and **${choice.bestNarrow}** at λ = ${choice.bestNarrowLambda} (best with width ≤ 1.25).`);
+  lines.push(
+    `Targets, on test, for the systems chosen on validation: **${choice.best}** (best of one encoder's size, mean over λ) and **${choice.bestNarrow}** at λ = ${choice.bestNarrowLambda} (best with width ≤ 1.25).`,
+  );
   lines.push('');
   const margins = LAMBDAS.map((l) => avg(choice.best, l) - Math.max(...baselines.map((b) => avg(b, l))));
-  lines.push(`- Beats the paper's permuted merge (${baselines.join(' / ')}, the better of them at each λ) by ≥ 3 points at every λ: ${margins.every((m) => m >= 0.03) ? '**met**' : '**not met**'} (margins ${margins.map((m) => `${m >= 0 ? '+' : ''}${(100 * m).toFixed(1)}`).join(', ')} points at λ = ${LAMBDAS.join(', ')}).`);
+  lines.push(
+    `- Beats the paper's permuted merge (${baselines.join(' / ')}, the better of them at each λ) by ≥ 3 points at every λ: ${margins.every((m) => m >= 0.03) ? '**met**' : '**not met**'} (margins ${margins.map((m) => `${m >= 0 ? '+' : ''}${(100 * m).toFixed(1)}`).join(', ')} points at λ = ${LAMBDAS.join(', ')}).`,
+  );
   const atBest = avg(choice.best, choice.bestLambda);
-  lines.push(`- Reaches the better source model's average (${better.toFixed(3)}) at one λ (λ = ${choice.bestLambda}, chosen on validation): ${atBest >= better ? '**met**' : '**not met**'} (${atBest.toFixed(3)}, ${atBest >= better ? '+' : ''}${(100 * (atBest - better)).toFixed(1)} points; best λ on test: ${Math.max(...LAMBDAS.map((l) => avg(choice.best, l))).toFixed(3)}).`);
+  lines.push(
+    `- Reaches the better source model's average (${better.toFixed(3)}) at one λ (λ = ${choice.bestLambda}, chosen on validation): ${atBest >= better ? '**met**' : '**not met**'} (${atBest.toFixed(3)}, ${atBest >= better ? '+' : ''}${(100 * (atBest - better)).toFixed(1)} points; best λ on test: ${Math.max(...LAMBDAS.map((l) => avg(choice.best, l))).toFixed(3)}).`,
+  );
   const narrow = avg(choice.bestNarrow, choice.bestNarrowLambda);
-  lines.push(`- With width ≤ 1.25 beats both source models (${avg('anchor', null).toFixed(3)} and ${avg('other', null).toFixed(3)}): ${narrow > better ? '**met**' : '**not met**'} (${choice.bestNarrow} λ = ${choice.bestNarrowLambda}: ${narrow.toFixed(3)}, ${narrow > better ? '+' : ''}${(100 * (narrow - better)).toFixed(1)} points against the better one${narrow > both ? `, +${(100 * (narrow - both)).toFixed(1)} against the other` : ''}).`);
-  const seconds = testRuns.map((r) => r.timings.evaluate / (new Set(r.averages.map((a) => `${a.variant}@${a.lambda}`)).size));
+  lines.push(
+    `- With width ≤ 1.25 beats both source models (${avg('anchor', null).toFixed(3)} and ${avg('other', null).toFixed(3)}): ${narrow > better ? '**met**' : '**not met**'} (${choice.bestNarrow} λ = ${choice.bestNarrowLambda}: ${narrow.toFixed(3)}, ${narrow > better ? '+' : ''}${(100 * (narrow - better)).toFixed(1)} points against the better one${narrow > both ? `, +${(100 * (narrow - both)).toFixed(1)} against the other` : ''}).`,
+  );
+  const seconds = testRuns.map((r) => r.timings.evaluate / new Set(r.averages.map((a) => `${a.variant}@${a.lambda}`)).size);
   lines.push('');
-  lines.push(`Evaluation time on the shared 2-core machine: ${meanOf(seconds).toFixed(1)} s per system (mean over the test runs; wall time, whatever else was running).`);
+  lines.push(
+    `Evaluation time on the shared 2-core machine: ${meanOf(seconds).toFixed(1)} s per system (mean over the test runs; wall time, whatever else was running).`,
+  );
   lines.push('', END);
   const text = await fs.readFile(readme, 'utf8');
   const block = lines.join('\n');
-  const next = text.includes(START) ? text.slice(0, text.indexOf(START)) + block + text.slice(text.indexOf(END) + END.length) : `${text.trimEnd()}\n\n## Methods compared (3 seeds, settings chosen on validation)\n\n${block}\n`;
+  const next = text.includes(START)
+    ? text.slice(0, text.indexOf(START)) + block + text.slice(text.indexOf(END) + END.length)
+    : `${text.trimEnd()}\n\n## Methods compared (3 seeds, settings chosen on validation)\n\n${block}\n`;
   await fs.writeFile(readme, next);
   console.log(block);
 }
@@ -212,7 +243,12 @@ async function report() {
 if (stage === 'validation' || stage === 'all') await runSplit('validation', CANDIDATES);
 if (stage === 'test' || stage === 'all') {
   const choice = choose(await loadRuns('validation'));
-  console.log(`chosen on validation: ${choice.best} (λ ${choice.bestLambda}), width ≤ 1.25: ${choice.bestNarrow} (λ ${choice.bestNarrowLambda})`);
-  await runSplit('test', CANDIDATES.filter((c) => c.name === choice.best || c.name === choice.bestNarrow));
+  console.log(
+    `chosen on validation: ${choice.best} (λ ${choice.bestLambda}), width ≤ 1.25: ${choice.bestNarrow} (λ ${choice.bestNarrowLambda})`,
+  );
+  await runSplit(
+    'test',
+    CANDIDATES.filter((c) => c.name === choice.best || c.name === choice.bestNarrow),
+  );
 }
 if (stage === 'report' || stage === 'all') await report();

@@ -25,7 +25,16 @@ function normals(seed: number): () => number {
  * n rows of [layers, dim] Gaussian noise; on layer `informative` the class mean (a random unit-ish direction per
  * class times `separation`) is added. Labels cycle through the classes.
  */
-function synthetic(n: number, layers: number, dim: number, classes: number, informative: number, separation: number, seed: number, means?: Float64Array) {
+function synthetic(
+  n: number,
+  layers: number,
+  dim: number,
+  classes: number,
+  informative: number,
+  separation: number,
+  seed: number,
+  means?: Float64Array,
+) {
   const g = normals(seed);
   const mu = means ?? Float64Array.from({ length: classes * dim }, normals(1000 + classes + dim));
   const data = new Float32Array(n * layers * dim);
@@ -109,7 +118,9 @@ describe('linear probes', () => {
     const tr = synthetic(10, 2, 4, 2, 0, 1, 1);
     const te = synthetic(10, 3, 4, 2, 0, 1, 2);
     await expect(runProbes(tr, te, 2)).rejects.toThrow(/test features are \[10, 3, 4\], train features \[10, 2, 4\]/);
-    await expect(runProbes({ features: tr.features, labels: new Int32Array(10).fill(2) }, tr, 2)).rejects.toThrow(/label 2 at row 0 is outside 0\.\.1/);
+    await expect(runProbes({ features: tr.features, labels: new Int32Array(10).fill(2) }, tr, 2)).rejects.toThrow(
+      /label 2 at row 0 is outside 0\.\.1/,
+    );
   });
 });
 
@@ -120,7 +131,10 @@ describe('evaluateModel', () => {
   /** A task whose clip files are empty placeholders; the loader below turns a name like `c2-07.wav` into audio. */
   function makeTask(name: string, classes: number, train: number, test: number): string {
     const dir = path.join(root, name);
-    for (const [split, per] of [['train', train], ['test', test]] as const) {
+    for (const [split, per] of [
+      ['train', train],
+      ['test', test],
+    ] as const) {
       mkdirSync(path.join(dir, split), { recursive: true });
       const rows = ['file,label'];
       for (let c = 0; c < classes; c++) {
@@ -176,7 +190,12 @@ describe('evaluateModel', () => {
       [3, 24, 15],
       [2, 12, 8],
     ]);
-    const r = await evaluateModel(embed, tasks, { batchSize: 5, progress: (e) => events.push(e), label: 'fake', probe: { perLayer: true } });
+    const r = await evaluateModel(embed, tasks, {
+      batchSize: 5,
+      progress: (e) => events.push(e),
+      label: 'fake',
+      probe: { perLayer: true },
+    });
     expect(r.tasks.map((t) => [t.name, t.domain, t.score])).toEqual([
       ['easy', 'speech', 1],
       ['easy2', undefined, 1],
@@ -222,10 +241,14 @@ describe('evaluateModel', () => {
     const e = await evaluateModel(nanEmbed, tasks, { batchSize: 4 }).catch((x: unknown) => x);
     expect(e).toBeInstanceOf(EngineError);
     expect((e as EngineError).code).toBe('non-finite');
-    expect((e as EngineError).message).toBe(`${path.join(root, 'nan', 'train', 'c0-train-1.wav')}: the model's pooled features are not finite (task nan)`);
+    expect((e as EngineError).message).toBe(
+      `${path.join(root, 'nan', 'train', 'c0-train-1.wav')}: the model's pooled features are not finite (task nan)`,
+    );
 
     const flat: EmbedFn = async (audio) => ({ shape: [audio.length, 12], data: new Float32Array(audio.length * 12) });
-    await expect(evaluateModel(flat, tasks)).rejects.toThrow(/embed returned \[10, 12\] for a batch of 10 clips; expected \[10, layers, dim\]/);
+    await expect(evaluateModel(flat, tasks)).rejects.toThrow(
+      /embed returned \[10, 12\] for a batch of 10 clips; expected \[10, layers, dim\]/,
+    );
   });
 
   it('stops when cancelled', async () => {
@@ -248,7 +271,8 @@ describe('evaluateModel', () => {
       read.push(path.basename(file));
       return loader(true)(file);
     };
-    const load = (seed: number) => loadEvalTasks([{ name: 'valid', data: path.join(root, 'valid') }], spying, { split: 'validation', seed });
+    const load = (seed: number) =>
+      loadEvalTasks([{ name: 'valid', data: path.join(root, 'valid') }], spying, { split: 'validation', seed });
     const [task] = await load(1);
     expect(read.some((f) => f.includes('-test-'))).toBe(false);
     expect(task!.heldOutSplit).toBe('validation');
@@ -273,8 +297,18 @@ describe('evaluateModel', () => {
   });
 
   it('refuses a task named twice and passes dataset errors through', async () => {
-    await expect(loadEvalTasks([{ name: 'a', data: 'x' }, { name: 'a', data: 'y' }], loader(true))).rejects.toThrow(/task "a" is listed twice/);
-    await expect(loadEvalTasks([{ name: 'gone', data: path.join(root, 'gone') }], loader(true))).rejects.toThrow(/gone: task folder not found/);
+    await expect(
+      loadEvalTasks(
+        [
+          { name: 'a', data: 'x' },
+          { name: 'a', data: 'y' },
+        ],
+        loader(true),
+      ),
+    ).rejects.toThrow(/task "a" is listed twice/);
+    await expect(loadEvalTasks([{ name: 'gone', data: path.join(root, 'gone') }], loader(true))).rejects.toThrow(
+      /gone: task folder not found/,
+    );
   });
 });
 

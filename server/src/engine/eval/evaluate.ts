@@ -70,7 +70,11 @@ export interface LoadTasksOptions {
 }
 
 /** Loads, checks and decodes every task's audio once. */
-export async function loadEvalTasks(specs: readonly EvalTaskSpec[], loadAudio: AudioLoader, options: LoadTasksOptions = {}): Promise<PreparedTask[]> {
+export async function loadEvalTasks(
+  specs: readonly EvalTaskSpec[],
+  loadAudio: AudioLoader,
+  options: LoadTasksOptions = {},
+): Promise<PreparedTask[]> {
   const names = new Set<string>();
   for (const s of specs) {
     if (names.has(s.name)) throw new EngineError('bad-dataset', `task "${s.name}" is listed twice`);
@@ -105,7 +109,11 @@ export async function loadEvalTasks(specs: readonly EvalTaskSpec[], loadAudio: A
     else {
       const carved = carveValidation(train, ds.classes.length, (options.seed ?? 0) * 7919 + t);
       if (carved.heldOut.audio.length === 0) {
-        throw new EngineError('bad-dataset', `${ds.train.csv}: too few clips to hold out a validation part (a class needs at least 2 train clips)`, ds.train.csv);
+        throw new EngineError(
+          'bad-dataset',
+          `${ds.train.csv}: too few clips to hold out a validation part (a class needs at least 2 train clips)`,
+          ds.train.csv,
+        );
       }
       out.push({ ...common, ...carved, heldOutSplit: 'validation' });
     }
@@ -132,7 +140,11 @@ export function carveValidation(train: PreparedSplit, classes: number, seed: num
   }
   const part = (keep: number): PreparedSplit => {
     const rows = [...held.keys()].filter((i) => held[i] === keep);
-    return { audio: rows.map((i) => train.audio[i]!), files: rows.map((i) => train.files[i]!), labels: Int32Array.from(rows, (i) => train.labels[i]!) };
+    return {
+      audio: rows.map((i) => train.audio[i]!),
+      files: rows.map((i) => train.files[i]!),
+      labels: Int32Array.from(rows, (i) => train.labels[i]!),
+    };
   };
   return { train: part(0), heldOut: part(1) };
 }
@@ -171,7 +183,11 @@ export interface ModelEvaluation {
 }
 
 /** Embeds every clip of every task with `embed` (one pass, in length order), trains the probes, scores them. */
-export async function evaluateModel(embed: EmbedFn, tasks: readonly PreparedTask[], options: EvaluateOptions = {}): Promise<ModelEvaluation> {
+export async function evaluateModel(
+  embed: EmbedFn,
+  tasks: readonly PreparedTask[],
+  options: EvaluateOptions = {},
+): Promise<ModelEvaluation> {
   if (tasks.length === 0) throw new EngineError('bad-recipe', 'evaluate: no tasks');
   const batchSize = Math.max(1, Math.floor(options.batchSize ?? 16));
   const label = options.label ? `${options.label}: ` : '';
@@ -180,7 +196,9 @@ export async function evaluateModel(embed: EmbedFn, tasks: readonly PreparedTask
     { task, split: task.heldOut },
   ]);
   // Every clip once; a stable sort by length keeps equal lengths in split order.
-  const clips = splits.flatMap(({ task, split }, s) => split.audio.map((audio, row) => ({ audio, task, split: s, row, file: split.files[row]! })));
+  const clips = splits.flatMap(({ task, split }, s) =>
+    split.audio.map((audio, row) => ({ audio, task, split: s, row, file: split.files[row]! })),
+  );
   const order = clips.map((_, i) => i).sort((i, j) => clips[i]!.audio.length - clips[j]!.audio.length);
   const features: (Float32Array | undefined)[] = splits.map(() => undefined);
   let shape: { layers: number; dim: number } | undefined;
@@ -189,7 +207,10 @@ export async function evaluateModel(embed: EmbedFn, tasks: readonly PreparedTask
     const batch = order.slice(start, start + batchSize).map((i) => clips[i]!);
     const t = await embed(batch.map((c) => c.audio));
     if (t.shape.length !== 3 || t.shape[0] !== batch.length) {
-      throw new EngineError('runtime-error', `embed returned [${t.shape.join(', ')}] for a batch of ${batch.length} clips; expected [${batch.length}, layers, dim]`);
+      throw new EngineError(
+        'runtime-error',
+        `embed returned [${t.shape.join(', ')}] for a batch of ${batch.length} clips; expected [${batch.length}, layers, dim]`,
+      );
     }
     const layers = t.shape[1]!;
     const dim = t.shape[2]!;
@@ -207,14 +228,25 @@ export async function evaluateModel(embed: EmbedFn, tasks: readonly PreparedTask
       out.set(values, c.row * row);
     });
     const done = Math.min(start + batchSize, order.length);
-    options.progress?.({ type: 'progress', stage: 'evaluate', done, total: order.length, message: `${label}${batch.at(-1)!.task.spec.name}` });
+    options.progress?.({
+      type: 'progress',
+      stage: 'evaluate',
+      done,
+      total: order.length,
+      message: `${label}${batch.at(-1)!.task.spec.name}`,
+    });
   }
 
   const scores: TaskScore[] = [];
   for (const [t, task] of tasks.entries()) {
     checkCancel(options.cancel);
     const tensor = (s: number): Tensor => ({ shape: [splits[s]!.split.audio.length, shape!.layers, shape!.dim], data: features[s]! });
-    const r = await runProbes({ features: tensor(2 * t), labels: task.train.labels }, { features: tensor(2 * t + 1), labels: task.heldOut.labels }, task.classes.length, options.probe);
+    const r = await runProbes(
+      { features: tensor(2 * t), labels: task.train.labels },
+      { features: tensor(2 * t + 1), labels: task.heldOut.labels },
+      task.classes.length,
+      options.probe,
+    );
     scores.push({
       name: task.spec.name,
       ...(task.spec.domain !== undefined ? { domain: task.spec.domain } : {}),
@@ -246,7 +278,13 @@ export function spreadOf(values: readonly number[]): Spread {
   if (values.length === 0) throw new RangeError('spreadOf: no values');
   const m = mean(values);
   const ss = values.reduce((k, v) => k + (v - m) * (v - m), 0);
-  return { mean: m, std: values.length > 1 ? Math.sqrt(ss / (values.length - 1)) : 0, min: Math.min(...values), max: Math.max(...values), runs: values.length };
+  return {
+    mean: m,
+    std: values.length > 1 ? Math.sqrt(ss / (values.length - 1)) : 0,
+    min: Math.min(...values),
+    max: Math.max(...values),
+    runs: values.length,
+  };
 }
 
 function mean(xs: readonly number[]): number {

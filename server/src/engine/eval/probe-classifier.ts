@@ -54,7 +54,12 @@ export interface ProbeResult {
 }
 
 /** Trains the weighted-sum probe (and, if asked, one probe per layer) on `train`; scores them on `test`. */
-export async function runProbes(train: ProbeFeatures, test: ProbeFeatures, classes: number, options: ProbeOptions = {}): Promise<ProbeResult> {
+export async function runProbes(
+  train: ProbeFeatures,
+  test: ProbeFeatures,
+  classes: number,
+  options: ProbeOptions = {},
+): Promise<ProbeResult> {
   const opts = { ...PROBE_DEFAULTS, ...options };
   const [n, layers, dim] = shape3(train.features, 'train');
   const [m, layersT, dimT] = shape3(test.features, 'test');
@@ -137,7 +142,14 @@ export interface WeightedSumModel extends LinearModel {
 }
 
 /** Logistic regression on x [n, dim], already standardised. */
-export function trainLogistic(x: Float64Array, n: number, dim: number, y: Int32Array, classes: number, options: ProbeOptions = {}): Promise<LinearModel> {
+export function trainLogistic(
+  x: Float64Array,
+  n: number,
+  dim: number,
+  y: Int32Array,
+  classes: number,
+  options: ProbeOptions = {},
+): Promise<LinearModel> {
   return trainWeightedSum(x, n, 1, dim, y, classes, options);
 }
 
