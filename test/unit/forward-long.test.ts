@@ -1,7 +1,8 @@
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { forward, loadEncoderModel, type EncoderModel, type ForwardResult } from '../../server/src/engine/model/encoder';
-import { forwardLong, planWindows } from '../../server/src/engine/model/long-audio';
+import { EmbeddingSession } from '../../server/src/engine/model/embed';
+import { forwardLong, planWindows, pooledLong } from '../../server/src/engine/model/long-audio';
 import { HF_REFERENCE } from '../helpers/reference';
 
 /** Small windows (1 s, 0.2 s context) so that a 3.3 s clip needs six: the same code path as 30 s windows on hours. */
@@ -93,5 +94,34 @@ describe('windowed forward for long audio', () => {
     const channels = full.convChannels;
     const tail = full.convFeatures.subarray(last.start * channels, last.end * channels);
     expect(maxAbsDiff(alone.convFeatures, tail)).toBeGreaterThan(1e-2);
+  });
+
+  it('evaluation embeddings of a clip longer than a window: the frame mean of the windowed hidden states', async () => {
+    const model = await load('hubert-postln-a');
+    const { layers, hidden } = model.config;
+    const meanOf = (r: ForwardResult) =>
+      r.hiddenStates.flatMap((h) => Array.from({ length: hidden }, (_, d) => {
+        let sum = 0;
+        for (let t = 0; t < r.frames; t++) sum += h[t * hidden + d]!;
+        return sum / r.frames;
+      }));
+    const x = clip(3.3, model.config.sampleRate);
+    const pooled = await pooledLong(model, x, SMALL);
+    expect(pooled).toHaveLength((layers + 1) * hidden);
+    const expected = meanOf(await forwardLong(model, x, SMALL));
+    expect(maxAbsDiff(pooled, Float32Array.from(expected))).toBeLessThan(1e-5);
+    // Through EmbeddingSession with the default 30-s windows: a 31-s clip is windowed, a 2-s one is not.
+    const session = await EmbeddingSession.create(model);
+    try {
+      const long = clip(31, model.config.sampleRate);
+      const short = clip(2, model.config.sampleRate);
+      const e = await session.embed([short, long]);
+      expect(e.shape).toEqual([2, layers + 1, hidden]);
+      const row = (layers + 1) * hidden;
+      expect(maxAbsDiff(e.data.subarray(row), Float32Array.from(meanOf(await forwardLong(model, long))))).toBeLessThan(1e-5);
+      expect(maxAbsDiff(e.data.subarray(0, row), Float32Array.from(meanOf(await forward(model, short))))).toBeLessThan(1e-5);
+    } finally {
+      await session.release();
+    }
   });
 });

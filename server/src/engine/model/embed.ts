@@ -1,12 +1,14 @@
 /**
  * Clip embeddings for evaluation: every hidden state mean-pooled over frames inside the graph, so only
  * [clips, layers + 1, hidden] crosses into JS. Clips of equal length share a batch; others run apart, because
- * padding would change a group-norm front end's output (HuBERT-base has no attention mask).
+ * padding would change a group-norm front end's output (HuBERT-base has no attention mask). A clip longer than one
+ * forward window (30 s) is pooled over windows as `forward` computes them (long-audio.ts), in bounded memory.
  */
 import * as ort from 'onnxruntime-node';
 import { EngineError } from '../errors';
 import { addEncoder } from './encoder-graph';
-import { receptiveField, type EncoderModel } from './encoder';
+import { framesFor, receptiveField, type EncoderModel } from './encoder';
+import { planWindows, pooledLong } from './long-audio';
 import { GraphBuilder } from './graph-builder';
 import { createSession, type Session, type SessionOptions } from './runtime';
 import { tapName } from './taps';
@@ -14,6 +16,8 @@ import type { Tensor } from './tensor';
 
 export class EmbeddingSession {
   private constructor(
+    private readonly model: Pick<EncoderModel, 'config' | 'weights'>,
+    private readonly opts: SessionOptions,
     private readonly session: Session,
     private readonly layers: number,
     private readonly hidden: number,
@@ -27,7 +31,7 @@ export class EmbeddingSession {
     const taps = addEncoder(b, cfg, model.weights, audio);
     const pooled = Array.from({ length: cfg.layers + 1 }, (_, k) => b.op('ReduceMean', [taps.get(tapName.hidden(k))!], { axes: [1], keepdims: 1 }, `pool${k}`));
     b.output(b.op('Concat', pooled, { axis: 1 }), 'pooled'); // [batch, layers + 1, hidden]
-    return new EmbeddingSession(await createSession(b.encode('merge_studio_embed'), opts), cfg.layers, cfg.hidden, receptiveField(cfg));
+    return new EmbeddingSession(model, opts, await createSession(b.encode('merge_studio_embed'), opts), cfg.layers, cfg.hidden, receptiveField(cfg));
   }
 
   /** [clips, layers + 1, hidden] mean-pooled hidden states, rows in the order of `clips`. */
@@ -35,10 +39,12 @@ export class EmbeddingSession {
     const row = (this.layers + 1) * this.hidden;
     const out = new Float32Array(clips.length * row);
     const byLength = new Map<number, number[]>();
-    clips.forEach((c, i) => {
+    for (const [i, c] of clips.entries()) {
       if (c.length < this.minSamples) throw new EngineError('bad-audio', `a clip of ${c.length} samples is shorter than the encoder's ${this.minSamples}-sample receptive field`);
-      byLength.set(c.length, [...(byLength.get(c.length) ?? []), i]);
-    });
+      // Longer than one forward window: attention over the whole clip would need memory quadratic in its length.
+      if (planWindows(this.model.config, framesFor(this.model.config, c.length)).length > 1) out.set(await pooledLong(this.model, c, this.opts), i * row);
+      else byLength.set(c.length, [...(byLength.get(c.length) ?? []), i]);
+    }
     for (const [length, indices] of byLength) {
       const batch = new Float32Array(indices.length * length);
       indices.forEach((clip, r) => batch.set(clips[clip]!, r * length));

@@ -21,7 +21,9 @@ import type { EncoderConfig } from '../io/hfconfig';
 import { forward, framesFor, hiddenStateOutputs, receptiveField, type EncoderModel, type ForwardResult } from './encoder';
 import { addEncoder } from './encoder-graph';
 import { GraphBuilder } from './graph-builder';
+import { DataType } from './onnx-proto';
 import { createSession, type SessionOptions } from './runtime';
+import { tapName } from './taps';
 
 export const FORWARD_WINDOW_SECONDS = 30;
 export const FORWARD_CONTEXT_SECONDS = 5;
@@ -116,6 +118,54 @@ export async function forwardLong(
     await session.release();
   }
   return { frames, frameRate: cfg.frameRate, convFeatures, convChannels, hiddenStates, lastHiddenState, hidden: cfg.hidden, backend: session.backend, windows: windows.length };
+}
+
+/**
+ * Every hidden state mean-pooled over the frames of a clip longer than one window (evaluation embeddings): the same
+ * windows and whole-clip statistics as forwardLong, each window's graph summing its kept frames (a Slice whose bounds
+ * are inputs, then ReduceSum), the sums accumulated here in float64. Returns [layers + 1, hidden], row-major.
+ */
+export async function pooledLong(model: Pick<EncoderModel, 'config' | 'weights'>, samples: Float32Array, opts: SessionOptions & WindowOptions = {}): Promise<Float32Array> {
+  const cfg = model.config;
+  const frames = framesFor(cfg, samples.length);
+  const windows = planWindows(cfg, frames, opts);
+  const wave = cfg.normalizeInput ? normaliseWave(samples) : samples;
+  const stats = cfg.featExtractNorm === 'group' ? await conv0Statistics(model, wave, opts) : undefined;
+  const b = new GraphBuilder();
+  const audio = b.input('audio', [1, 'samples']);
+  const keepStart = b.input('keep_start', [1], DataType.INT64);
+  const keepEnd = b.input('keep_end', [1], DataType.INT64);
+  const channels = cfg.convDims[0]!;
+  const conv0Stats = stats && { mean: b.input('conv0_mean', [1, channels, 1]), invStd: b.input('conv0_inv_std', [1, channels, 1]) };
+  const taps = addEncoder(b, { ...cfg, normalizeInput: false }, model.weights, audio, '', {}, conv0Stats ? { conv0Stats } : {});
+  const sums = Array.from({ length: cfg.layers + 1 }, (_, k) => {
+    const kept = b.op('Slice', [taps.get(tapName.hidden(k))!, keepStart, keepEnd, b.int64s([1])]);
+    return b.op('ReduceSum', [kept, b.int64s([1])], { keepdims: 1 });
+  });
+  b.output(b.op('Concat', sums, { axis: 1 }), 'sums'); // [1, layers + 1, hidden]
+  const session = await createSession(b.encode('merge_studio_pooled_window'), opts);
+  const hop = cfg.convStrides.reduce((x, y) => x * y, 1);
+  const field = receptiveField(cfg);
+  const total = new Float64Array((cfg.layers + 1) * cfg.hidden);
+  try {
+    for (const w of windows) {
+      const piece = wave.subarray(w.start * hop, (w.end - 1) * hop + field);
+      const feeds: Record<string, ort.Tensor> = {
+        audio: new ort.Tensor('float32', piece, [1, piece.length]),
+        keep_start: new ort.Tensor('int64', BigInt64Array.of(BigInt(w.keepStart - w.start)), [1]),
+        keep_end: new ort.Tensor('int64', BigInt64Array.of(BigInt(w.keepEnd - w.start)), [1]),
+      };
+      if (stats) {
+        feeds.conv0_mean = new ort.Tensor('float32', stats.mean, [1, channels, 1]);
+        feeds.conv0_inv_std = new ort.Tensor('float32', stats.invStd, [1, channels, 1]);
+      }
+      const sum = (await session.run(feeds)).sums!.data as Float32Array;
+      for (let i = 0; i < total.length; i++) total[i]! += sum[i]!;
+    }
+  } finally {
+    await session.release();
+  }
+  return Float32Array.from(total, (v) => v / frames);
 }
 
 /** do_normalize over the whole clip: (x − mean) / √(var + 1e-7), statistics in float64. */
