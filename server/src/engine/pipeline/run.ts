@@ -8,6 +8,7 @@ import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { alignMethod } from '../align/methods';
+import { mergeMethod } from '../merge/methods';
 import { permutationsToJson, type Permutations } from '../align/permute';
 import type { GroupReport } from '../align/solve';
 import { buildPermutationSpec, groupName } from '../align/spec';
@@ -182,7 +183,7 @@ export async function runLoadedRecipe(loaded: LoadedRecipe, opts: RunOptions = {
   if (recipe.evaluate) {
     stage('evaluate', `${recipe.evaluate.tasks.length} task(s)`);
     const tasks = await loadEvalTasks(recipe.evaluate.tasks.map((t) => ({ name: t.name, domain: t.domain, data: loaded.resolve(t.data) })), (f) => loadAudio(f, cfg.sampleRate), { split: recipe.evaluate.split, seed, progress: emit, cancel });
-    evaluation = { ...(await evaluateVariants({ anchor, other, merged: main, systems, build, tasks, method, lambda, sweep, ctx, session, seed, emit, cancel, aligned: perms.size > 0 })), split: recipe.evaluate.split };
+    evaluation = { ...(await evaluateVariants({ anchor, other, merged: main, systems, build, tasks, method: mergeMethod(method).interpolation, lambda, sweep, ctx, session, seed, emit, cancel, aligned: perms.size > 0 })), split: recipe.evaluate.split };
   }
 
   // Output.
@@ -195,7 +196,7 @@ export async function runLoadedRecipe(loaded: LoadedRecipe, opts: RunOptions = {
     // A drop-in replacement: every tensor of the anchor's checkpoint, not only the encoder's (model/checkpoint-extras.ts).
     const [anchorCkpt, otherCkpt] = await Promise.all([openCheckpoint(anchor.source), openCheckpoint(other.source)]);
     try {
-      const extras = await checkpointExtras({ anchor: anchorCkpt, anchorLayout: anchor.layout, other: otherCkpt, otherLayout: other.layout, config: cfg, residual: perms.get(groupName.residual()), merge: { method, lambda, ...ctx } });
+      const extras = await checkpointExtras({ anchor: anchorCkpt, anchorLayout: anchor.layout, other: otherCkpt, otherLayout: other.layout, config: cfg, residual: perms.get(groupName.residual()), merge: { method: mergeMethod(method).interpolation, lambda, ...ctx } });
       await writeSafetensorsStream(staged.file('model.safetensors'), [...f32Sources(toStoredTensors(merged, anchor.layout)), ...extras.tensors], { merged_by: `merge-studio ${TOOL_VERSION}` });
       if (extras.tensors.length) {
         const copied = extras.tensors.length - extras.merged.length;

@@ -84,10 +84,11 @@ const mergeSchema = object({
       optional: true,
       default: 'linear',
       description: 'Interpolation between the anchor and the aligned other.',
-      values: ['linear', 'slerp'],
+      values: ['linear', 'slerp', 'lsq'],
       valueDescriptions: {
         linear: 'λ·anchor + (1 − λ)·other, tensor by tensor.',
         slerp: 'Spherical interpolation of each tensor (keeps norms), λ on the anchor side.',
+        lsq: 'Least-squares refit (after PLeaS, Nasery et al., CVPR 2025): from the linear merge, each layer\'s attention and FFN output projections are refit, in layer order, so their outputs on the probe audio best match the λ-mix of both models\' (ridge chosen on a held-out fifth of the probe; needs `probe`).',
       },
     }),
     lambda: union({

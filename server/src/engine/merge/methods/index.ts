@@ -10,6 +10,7 @@
  */
 import type { MergeMethodName } from '../../recipe/schema';
 import type { MergeMethod } from './method';
+import { lsq } from './lsq';
 import { linear, slerp } from './tensorwise';
 
 export type { MergeContext, MergeMethod } from './method';
@@ -17,6 +18,7 @@ export type { MergeContext, MergeMethod } from './method';
 export const MERGE_METHODS: Record<MergeMethodName, MergeMethod> = {
   linear,
   slerp,
+  lsq,
 };
 
 export function mergeMethod(name: MergeMethodName): MergeMethod {

@@ -9,6 +9,7 @@ import type { WeightMap } from '../../model/tensor';
 import type { CancelToken, ProgressSink } from '../../progress';
 import type { MergeMethodName } from '../../recipe/schema';
 import type { LambdaSpec } from '../lambda';
+import type { MergeMethod as TensorInterpolation } from '../merge';
 
 export interface MergeContext {
   config: EncoderConfig;
@@ -30,5 +31,7 @@ export interface MergeMethod {
   name: MergeMethodName;
   /** Needs `probe` audio (read by run.ts, the recipe checks and the CLI plan through `mergeNeedsProbe`). */
   needsProbe: boolean;
+  /** The tensor-by-tensor interpolation it is closest to: the unaligned baseline and tensors outside the encoder use it. */
+  interpolation: TensorInterpolation;
   merge(ctx: MergeContext): Promise<WeightMap>;
 }

@@ -5,11 +5,13 @@ import type { MergeMethod } from './method';
 export const linear: MergeMethod = {
   name: 'linear',
   needsProbe: false,
+  interpolation: 'linear',
   merge: async (ctx) => mergeWeights(ctx.anchor, ctx.other, { method: 'linear', lambda: ctx.lambda, layers: ctx.config.layers, preLayerNorm: ctx.config.preLayerNorm }).weights,
 };
 
 export const slerp: MergeMethod = {
   name: 'slerp',
   needsProbe: false,
+  interpolation: 'slerp',
   merge: async (ctx) => mergeWeights(ctx.anchor, ctx.other, { method: 'slerp', lambda: ctx.lambda, layers: ctx.config.layers, preLayerNorm: ctx.config.preLayerNorm }).weights,
 };
