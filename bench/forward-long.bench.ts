@@ -71,10 +71,14 @@ async function main(): Promise<void> {
       writeClip(wav, seconds);
       const r = await measureCli(['forward', '--model', MODEL, '--audio', wav, '--summary']);
       const frames = / Hz → (\d+) frames(?!\/)/.exec(r.stdout)?.[1];
-      console.log(`${String(seconds).padStart(5)} s    windowed     ${MiB(r.peak).padStart(6)} MiB  ${r.seconds.toFixed(1)} s  (${frames} frames)`);
+      console.log(
+        `${String(seconds).padStart(5)} s    windowed     ${MiB(r.peak).padStart(6)} MiB  ${r.seconds.toFixed(1)} s  (${frames} frames)`,
+      );
       if (seconds <= 180) {
         const u = await runMeasuredChild<{ frames: number }>(__filename, ['--unwindowed-child', wav]);
-        console.log(`${String(seconds).padStart(5)} s    unwindowed   ${MiB(u.memory.peak).padStart(6)} MiB  ${u.seconds.toFixed(1)} s  (${u.result.frames} frames)`);
+        console.log(
+          `${String(seconds).padStart(5)} s    unwindowed   ${MiB(u.memory.peak).padStart(6)} MiB  ${u.seconds.toFixed(1)} s  (${u.result.frames} frames)`,
+        );
       }
     }
   } finally {

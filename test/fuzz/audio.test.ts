@@ -9,7 +9,20 @@ import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { EngineError } from '../../server/src/engine/errors';
 import { loadAudio } from '../../server/src/engine/io/audio';
-import { assertNoStackTrace, caseDir, caseIndices, caseRng, diffTrees, fileSeed, FuzzHang, FuzzTally, fuzzCases, snapshotTree, within, type Rng } from './fuzz-util';
+import {
+  assertNoStackTrace,
+  caseDir,
+  caseIndices,
+  caseRng,
+  diffTrees,
+  fileSeed,
+  FuzzHang,
+  FuzzTally,
+  fuzzCases,
+  snapshotTree,
+  within,
+  type Rng,
+} from './fuzz-util';
 import { mutate } from './mutate';
 
 const AUDIO = path.resolve(__dirname, '../fixtures/audio');
@@ -18,7 +31,16 @@ const CPU_BOUND_MS = 10_000;
 /** …and this much wall time (a read that blocks uses no CPU). */
 const WALL_BOUND_MS = 60_000;
 const HEAP_BOUND_BYTES = 512 * 1024 * 1024;
-const SEEDS = ['sine440-16k-i16.wav', 'sine440-48k-f32.wav', 'stereo-44k-i16.wav', 'rf64.wav', 'odd-chunks.wav', 'sine440-16k-i24.flac', 'sine440-44k-stereo.flac', 'sine440-44k.mp3'];
+const SEEDS = [
+  'sine440-16k-i16.wav',
+  'sine440-48k-f32.wav',
+  'stereo-44k-i16.wav',
+  'rf64.wav',
+  'odd-chunks.wav',
+  'sine440-16k-i24.flac',
+  'sine440-44k-stereo.flac',
+  'sine440-44k.mp3',
+];
 const openFds = () => readdirSync('/proc/self/fd').length;
 
 /** Header-aware mutations: WAV fmt/data fields, FLAC STREAMINFO, MP3 frame headers. */
@@ -67,11 +89,13 @@ async function runCase(tally: FuzzTally, name: string, bytes: Buffer, label: str
     process.stderr.write = saved.write;
     // A synchronous decoder loop blocks the timer above; its CPU time still counts.
     const used = process.cpuUsage(cpu);
-    if ((used.user + used.system) / 1000 > CPU_BOUND_MS) throw new FuzzHang(`${label}: took ${((used.user + used.system) / 1e6).toFixed(1)} s of CPU`);
+    if ((used.user + used.system) / 1000 > CPU_BOUND_MS)
+      throw new FuzzHang(`${label}: took ${((used.user + used.system) / 1e6).toFixed(1)} s of CPU`);
     tally.memory(process.memoryUsage().rss);
     if (printed.length) throw new Error(`${label}: the decoder printed: ${printed.join(' | ').slice(0, 300)}`);
     if (error !== undefined) {
-      if (!(error instanceof EngineError)) throw new Error(`${label}: a raw ${(error as Error)?.name ?? typeof error} escaped: ${String((error as Error)?.message ?? error)}`);
+      if (!(error instanceof EngineError))
+        throw new Error(`${label}: a raw ${(error as Error)?.name ?? typeof error} escaped: ${String((error as Error)?.message ?? error)}`);
       assertNoStackTrace(error.message, label);
       if (!error.message.includes(file)) throw new Error(`${label}: message does not name the file: ${error.message}`);
     }
@@ -93,22 +117,30 @@ const COUNT = fuzzCases(100);
 describe('fuzz: audio decoders', () => {
   const fixturesBefore = snapshotTree(AUDIO);
 
-  it('mutated WAV, FLAC and MP3 files decode or fail with a located message, quietly and in bounded time', { timeout: Math.max(600_000, COUNT * 2_000) }, async () => {
-    const count = COUNT;
-    const seed = fileSeed('audio');
-    const tally = new FuzzTally('audio');
-    const seeds = SEEDS.map((name) => ({ name, bytes: readFileSync(path.join(AUDIO, name)) }));
-    for (const i of caseIndices(count)) {
-      const rng = caseRng(seed, i);
-      const s = rng.pick(seeds);
-      await tally.run(i, async () => {
-        const targeted = rng.bool(0.4);
-        const m = targeted ? { bytes: mutateHeader(s.bytes, rng), applied: ['header'] } : mutate(s.bytes, rng);
-        await runCase(tally, `clip${path.extname(s.name)}`, m.bytes, `case ${i} ${s.name} ${m.applied.join('+')}`);
+  it(
+    'mutated WAV, FLAC and MP3 files decode or fail with a located message, quietly and in bounded time',
+    { timeout: Math.max(600_000, COUNT * 2_000) },
+    async () => {
+      const count = COUNT;
+      const seed = fileSeed('audio');
+      const tally = new FuzzTally('audio');
+      const seeds = SEEDS.map((name) => ({ name, bytes: readFileSync(path.join(AUDIO, name)) }));
+      for (const i of caseIndices(count)) {
+        const rng = caseRng(seed, i);
+        const s = rng.pick(seeds);
+        await tally.run(i, async () => {
+          const targeted = rng.bool(0.4);
+          const m = targeted ? { bytes: mutateHeader(s.bytes, rng), applied: ['header'] } : mutate(s.bytes, rng);
+          await runCase(tally, `clip${path.extname(s.name)}`, m.bytes, `case ${i} ${s.name} ${m.applied.join('+')}`);
+        });
+      }
+      const report = tally.finish();
+      expect(diffTrees(fixturesBefore, snapshotTree(AUDIO))).toEqual([]);
+      expect({ cases: tally.cases, crashes: tally.crashes, hangs: tally.hangs }, report).toEqual({
+        cases: caseIndices(count).length,
+        crashes: 0,
+        hangs: 0,
       });
-    }
-    const report = tally.finish();
-    expect(diffTrees(fixturesBefore, snapshotTree(AUDIO))).toEqual([]);
-    expect({ cases: tally.cases, crashes: tally.crashes, hangs: tally.hangs }, report).toEqual({ cases: caseIndices(count).length, crashes: 0, hangs: 0 });
-  });
+    },
+  );
 });

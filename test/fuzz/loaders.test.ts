@@ -11,7 +11,20 @@ import { EngineError } from '../../server/src/engine/errors';
 import { openCheckpoint } from '../../server/src/engine/io/checkpoint';
 import { FIXTURES } from '../helpers/reference';
 import { locateEntry, storedZip } from '../helpers/zip';
-import { assertNoStackTrace, caseDir, caseIndices, caseRng, diffTrees, fileSeed, FuzzHang, FuzzTally, fuzzCases, snapshotTree, within, type Rng } from './fuzz-util';
+import {
+  assertNoStackTrace,
+  caseDir,
+  caseIndices,
+  caseRng,
+  diffTrees,
+  fileSeed,
+  FuzzHang,
+  FuzzTally,
+  fuzzCases,
+  snapshotTree,
+  within,
+  type Rng,
+} from './fuzz-util';
 import { mutate } from './mutate';
 
 const TORCH = path.join(FIXTURES, 'torch');
@@ -96,7 +109,11 @@ function torchSeed(name: string): TorchSeed {
   const bytes = readFileSync(path.join(TORCH, name));
   const prefix = name.replace(/\.bin$/, '');
   const names: string[] = [];
-  for (let p = bytes.indexOf(Buffer.from([0x50, 0x4b, 0x01, 0x02])); p >= 0; p = bytes.indexOf(Buffer.from([0x50, 0x4b, 0x01, 0x02]), p + 4)) {
+  for (
+    let p = bytes.indexOf(Buffer.from([0x50, 0x4b, 0x01, 0x02]));
+    p >= 0;
+    p = bytes.indexOf(Buffer.from([0x50, 0x4b, 0x01, 0x02]), p + 4)
+  ) {
     names.push(bytes.toString('utf8', p + 46, p + 46 + bytes.readUInt16LE(p + 28)));
   }
   const pkl = locateEntry(bytes, `${prefix}/data.pkl`);
@@ -135,10 +152,12 @@ async function runCase(tally: FuzzTally, name: string, bytes: Buffer, label: str
       label,
     );
     const used = process.cpuUsage(cpu);
-    if ((used.user + used.system) / 1000 > CPU_BOUND_MS) throw new FuzzHang(`${label}: took ${((used.user + used.system) / 1e6).toFixed(1)} s of CPU`);
+    if ((used.user + used.system) / 1000 > CPU_BOUND_MS)
+      throw new FuzzHang(`${label}: took ${((used.user + used.system) / 1e6).toFixed(1)} s of CPU`);
     tally.memory(process.memoryUsage().rss);
     if (error !== undefined) {
-      if (!(error instanceof EngineError)) throw new Error(`${label}: a raw ${(error as Error)?.name ?? typeof error} escaped: ${String((error as Error)?.message ?? error)}`);
+      if (!(error instanceof EngineError))
+        throw new Error(`${label}: a raw ${(error as Error)?.name ?? typeof error} escaped: ${String((error as Error)?.message ?? error)}`);
       assertNoStackTrace(error.message, label);
       if (!error.message.includes(file)) throw new Error(`${label}: message does not name the file: ${error.message}`);
     }
@@ -158,37 +177,67 @@ const COUNT = fuzzCases(300);
 describe('fuzz: checkpoint loaders', () => {
   const fixturesBefore = snapshotTree(TORCH);
 
-  it('mutated safetensors files, torch zips and torch pickles load or fail with a located message', { timeout: Math.max(600_000, COUNT * 2_000) }, async () => {
-    const count = COUNT;
-    const seed = fileSeed('loaders');
-    const tally = new FuzzTally('loaders');
-    const st = safetensorsSeed();
-    const torchSeeds = ['state-f32.bin', 'state-f16.bin', 'state-bf16.bin', 'state-f32-p4.bin', 'state-f32-p5.bin', 'noncontig.bin', 'state-f32-bigendian.bin'].map(torchSeed);
-    for (const i of caseIndices(count)) {
-      const rng = caseRng(seed, i);
-      const kind = rng.pick(['safetensors-bytes', 'safetensors-header', 'torch-zip', 'torch-pickle', 'torch-pickle']);
-      await tally.run(i, async () => {
-        if (kind === 'safetensors-bytes') {
-          const m = mutate(st, rng);
-          await runCase(tally, 'model.safetensors', m.bytes, `case ${i} safetensors ${m.applied.join('+')}`);
-        } else if (kind === 'safetensors-header') {
-          await runCase(tally, 'model.safetensors', mutateSafetensorsHeader(st, rng), `case ${i} safetensors header`);
-        } else {
-          const s = rng.pick(torchSeeds);
-          if (kind === 'torch-zip') {
-            const m = mutate(s.bytes, rng);
-            await runCase(tally, 'pytorch_model.bin', m.bytes, `case ${i} ${s.file} zip ${m.applied.join('+')}`);
+  it(
+    'mutated safetensors files, torch zips and torch pickles load or fail with a located message',
+    { timeout: Math.max(600_000, COUNT * 2_000) },
+    async () => {
+      const count = COUNT;
+      const seed = fileSeed('loaders');
+      const tally = new FuzzTally('loaders');
+      const st = safetensorsSeed();
+      const torchSeeds = [
+        'state-f32.bin',
+        'state-f16.bin',
+        'state-bf16.bin',
+        'state-f32-p4.bin',
+        'state-f32-p5.bin',
+        'noncontig.bin',
+        'state-f32-bigendian.bin',
+      ].map(torchSeed);
+      for (const i of caseIndices(count)) {
+        const rng = caseRng(seed, i);
+        const kind = rng.pick(['safetensors-bytes', 'safetensors-header', 'torch-zip', 'torch-pickle', 'torch-pickle']);
+        await tally.run(i, async () => {
+          if (kind === 'safetensors-bytes') {
+            const m = mutate(st, rng);
+            await runCase(tally, 'model.safetensors', m.bytes, `case ${i} safetensors ${m.applied.join('+')}`);
+          } else if (kind === 'safetensors-header') {
+            await runCase(tally, 'model.safetensors', mutateSafetensorsHeader(st, rng), `case ${i} safetensors header`);
           } else {
-            const m = mutate(s.pickle, rng, ['flipBits', 'randomBytes', 'interesting32', 'interesting64', 'truncate', 'insert', 'duplicateRange', 'deleteRange']);
-            await runCase(tally, 'pytorch_model.bin', rezipWithPickle(s.bytes, s.prefix, m.bytes, s.names), `case ${i} ${s.file} pickle ${m.applied.join('+')}`);
+            const s = rng.pick(torchSeeds);
+            if (kind === 'torch-zip') {
+              const m = mutate(s.bytes, rng);
+              await runCase(tally, 'pytorch_model.bin', m.bytes, `case ${i} ${s.file} zip ${m.applied.join('+')}`);
+            } else {
+              const m = mutate(s.pickle, rng, [
+                'flipBits',
+                'randomBytes',
+                'interesting32',
+                'interesting64',
+                'truncate',
+                'insert',
+                'duplicateRange',
+                'deleteRange',
+              ]);
+              await runCase(
+                tally,
+                'pytorch_model.bin',
+                rezipWithPickle(s.bytes, s.prefix, m.bytes, s.names),
+                `case ${i} ${s.file} pickle ${m.applied.join('+')}`,
+              );
+            }
           }
-        }
+        });
+      }
+      const report = tally.finish();
+      expect(diffTrees(fixturesBefore, snapshotTree(TORCH))).toEqual([]);
+      expect({ cases: tally.cases, crashes: tally.crashes, hangs: tally.hangs }, report).toEqual({
+        cases: caseIndices(count).length,
+        crashes: 0,
+        hangs: 0,
       });
-    }
-    const report = tally.finish();
-    expect(diffTrees(fixturesBefore, snapshotTree(TORCH))).toEqual([]);
-    expect({ cases: tally.cases, crashes: tally.crashes, hangs: tally.hangs }, report).toEqual({ cases: caseIndices(count).length, crashes: 0, hangs: 0 });
-  });
+    },
+  );
 
   it('known crashers stay fixed: a bogus ZIP64 locator, a 3-million-element list, a CRC mismatch, end-record garbage, an over-long inflate', async () => {
     const tally = new FuzzTally('loaders-regressions');

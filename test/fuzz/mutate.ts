@@ -28,7 +28,17 @@ export const MUTATIONS: Record<string, Mutation> = {
   interesting64(b, rng) {
     const out = Buffer.from(b);
     if (out.length < 8) return out;
-    const v = rng.pick([0n, 1n, 0xffffffffn, 0x100000000n, 1n << 53n, (1n << 63n) - 1n, (1n << 64n) - 1n, BigInt(out.length), BigInt(out.length + 1)]);
+    const v = rng.pick([
+      0n,
+      1n,
+      0xffffffffn,
+      0x100000000n,
+      1n << 53n,
+      (1n << 63n) - 1n,
+      (1n << 64n) - 1n,
+      BigInt(out.length),
+      BigInt(out.length + 1),
+    ]);
     out.writeBigUInt64LE(v, rng.int(0, out.length - 8));
     return out;
   },

@@ -85,7 +85,9 @@ describe('decoder messages are ours', () => {
     const printed = [vi.spyOn(console, 'error'), vi.spyOn(console, 'warn'), vi.spyOn(console, 'log'), vi.spyOn(process.stderr, 'write')];
     const e = await refusal(decodeAudioFile(file));
     expect(printed.map((s) => s.mock.calls.length)).toEqual([0, 0, 0, 0]);
-    expect(e.message).toMatch(new RegExp(`^${file.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}: corrupt MP3 stream at frame \\d+: .*MPG123_ERR`));
+    expect(e.message).toMatch(
+      new RegExp(`^${file.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}: corrupt MP3 stream at frame \\d+: .*MPG123_ERR`),
+    );
     expect(console.error).toBe(printed[0]); // restored after decoding
   });
 });

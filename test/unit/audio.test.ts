@@ -195,7 +195,11 @@ describe('decodeAudioFile: bad files give one-line EngineErrors that name the fi
     ['zero-rate.wav', 'bad-audio', /sample rate of 0 Hz/],
     ['bad-block-align.wav', 'bad-audio', /block align 3 does not match 1 channels × 2 bytes/],
     ['bad-guid.wav', 'unsupported-audio', /sub-format GUID is not a standard PCM or float one/],
-    ['huge-streaminfo.flac', 'unsupported-audio', /34359738368 sample frames \([\d.]+ min\) is longer than the 30-minute limit per audio file; split it/],
+    [
+      'huge-streaminfo.flac',
+      'unsupported-audio',
+      /34359738368 sample frames \([\d.]+ min\) is longer than the 30-minute limit per audio file; split it/,
+    ],
     ['zero-samples.wav', 'bad-audio', /holds no samples/],
     ['no-data-chunk.wav', 'bad-audio', /has no data chunk/],
     ['nan-samples.wav', 'bad-audio', /sample 100 \(at 0\.0021 s\) is NaN/],
@@ -286,7 +290,12 @@ describe('resample', () => {
   });
 
   it('refuses rates outside libsamplerate’s range with unsupported-audio', async () => {
-    for (const [from, to] of [[0, 16000], [384000, 16000], [16000, 16000 * 300], [NaN, 16000]]) {
+    for (const [from, to] of [
+      [0, 16000],
+      [384000, 16000],
+      [16000, 16000 * 300],
+      [NaN, 16000],
+    ]) {
       const e = await engineError(resample(sine(16000, 10), from!, to!));
       expect(e.code).toBe('unsupported-audio');
     }

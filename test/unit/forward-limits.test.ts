@@ -8,7 +8,9 @@ describe('merge-studio forward: limits on its audio input', () => {
     const started = Date.now();
     const r = runCli(['forward', '--model', path.join(HF_REFERENCE, 'hubert-preln'), '--audio', '/dev/zero']);
     expect(r.code).not.toBe(0);
-    expect(r.stderr.trim()).toMatch(/^(merge-studio: )?(error: )?\/dev\/zero is not a regular file \(it is a device\); expected an audio file \(WAV, FLAC or MP3\)$/);
+    expect(r.stderr.trim()).toMatch(
+      /^(merge-studio: )?(error: )?\/dev\/zero is not a regular file \(it is a device\); expected an audio file \(WAV, FLAC or MP3\)$/,
+    );
     expect(Date.now() - started).toBeLessThan(30_000);
   });
 

@@ -26,8 +26,14 @@ function maxAbsDiff(a: Float32Array, b: Float32Array): number {
 }
 
 function sameBits(a: ForwardResult, b: ForwardResult): boolean {
-  const eq = (x: Float32Array, y: Float32Array) => Buffer.from(x.buffer, x.byteOffset, x.byteLength).equals(Buffer.from(y.buffer, y.byteOffset, y.byteLength));
-  return a.frames === b.frames && eq(a.convFeatures, b.convFeatures) && a.hiddenStates.every((h, k) => eq(h, b.hiddenStates[k]!)) && eq(a.lastHiddenState, b.lastHiddenState);
+  const eq = (x: Float32Array, y: Float32Array) =>
+    Buffer.from(x.buffer, x.byteOffset, x.byteLength).equals(Buffer.from(y.buffer, y.byteOffset, y.byteLength));
+  return (
+    a.frames === b.frames &&
+    eq(a.convFeatures, b.convFeatures) &&
+    a.hiddenStates.every((h, k) => eq(h, b.hiddenStates[k]!)) &&
+    eq(a.lastHiddenState, b.lastHiddenState)
+  );
 }
 
 const load = (name: string) => loadEncoderModel(path.join(HF_REFERENCE, name));
@@ -100,11 +106,13 @@ describe('windowed forward for long audio', () => {
     const model = await load('hubert-postln-a');
     const { layers, hidden } = model.config;
     const meanOf = (r: ForwardResult) =>
-      r.hiddenStates.flatMap((h) => Array.from({ length: hidden }, (_, d) => {
-        let sum = 0;
-        for (let t = 0; t < r.frames; t++) sum += h[t * hidden + d]!;
-        return sum / r.frames;
-      }));
+      r.hiddenStates.flatMap((h) =>
+        Array.from({ length: hidden }, (_, d) => {
+          let sum = 0;
+          for (let t = 0; t < r.frames; t++) sum += h[t * hidden + d]!;
+          return sum / r.frames;
+        }),
+      );
     const x = clip(3.3, model.config.sampleRate);
     const pooled = await pooledLong(model, x, SMALL);
     expect(pooled).toHaveLength((layers + 1) * hidden);

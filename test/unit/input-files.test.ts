@@ -38,7 +38,9 @@ describe('configs and label files are read only when they are regular files of a
 
   it('a config.json over 16 MiB is refused without being parsed', async () => {
     const dir = await modelWith((f) => writeFileSync(f, `{"pad": "${'x'.repeat(17 * 1024 * 1024)}"}`));
-    await expect(loadEncoderConfig(dir)).rejects.toMatchObject({ message: expect.stringMatching(/config.json is \d+ bytes, over the 16777216-byte limit for a JSON config file/) });
+    await expect(loadEncoderConfig(dir)).rejects.toMatchObject({
+      message: expect.stringMatching(/config.json is \d+ bytes, over the 16777216-byte limit for a JSON config file/),
+    });
   });
 
   it('a missing preprocessor_config.json is still optional', async () => {
@@ -53,7 +55,9 @@ describe('configs and label files are read only when they are regular files of a
     execFileSync('mkfifo', [path.join(task, 'train', 'labels.csv')]);
     await expect(loadTaskDataset(task)).rejects.toMatchObject({
       code: 'bad-dataset',
-      message: expect.stringContaining(`${path.join(task, 'train', 'labels.csv')} is not a regular file (it is a named pipe (FIFO)); expected a labels CSV file`),
+      message: expect.stringContaining(
+        `${path.join(task, 'train', 'labels.csv')} is not a regular file (it is a named pipe (FIFO)); expected a labels CSV file`,
+      ),
     });
   });
 });

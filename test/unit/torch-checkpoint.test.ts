@@ -21,7 +21,12 @@ const DTYPES: Record<string, string> = { float32: 'F32', float16: 'F16', bfloat1
 async function expectMatches(file: string, expected: Record<string, Expected>): Promise<void> {
   const ckpt = await openCheckpoint(file);
   try {
-    expect(ckpt.tensors().map((t) => t.name).sort()).toEqual(Object.keys(expected).sort());
+    expect(
+      ckpt
+        .tensors()
+        .map((t) => t.name)
+        .sort(),
+    ).toEqual(Object.keys(expected).sort());
     for (const [name, e] of Object.entries(expected)) {
       expect(ckpt.info(name), name).toEqual({ name, dtype: DTYPES[e.dtype], shape: e.shape });
       if (e.dtype === 'int64') continue;
@@ -42,9 +47,12 @@ describe('torch.save checkpoints', () => {
     ['state-f16.bin', 'state-f16'],
     ['state-bf16.bin', 'state-bf16'],
     ['state-f32-bigendian.bin', 'state-f32'],
-  ])('%s reads every tensor exactly (pickle protocol 2/4/5, f32/f16/bf16, zip64 directory; big-endian with a deflated data.pkl)', async (file, key) => {
-    await expectMatches(path.join(TORCH, file), EXPECTED[key]!);
-  });
+  ])(
+    '%s reads every tensor exactly (pickle protocol 2/4/5, f32/f16/bf16, zip64 directory; big-endian with a deflated data.pkl)',
+    async (file, key) => {
+      await expectMatches(path.join(TORCH, file), EXPECTED[key]!);
+    },
+  );
 
   it('materialises non-contiguous views: transposes, slices with storage offsets, steps, expands, permutes, scalars, empties', async () => {
     await expectMatches(path.join(TORCH, 'noncontig.bin'), EXPECTED.noncontig!);
@@ -54,7 +62,9 @@ describe('torch.save checkpoints', () => {
     const ckpt = await openCheckpoint(path.join(TORCH, 'noncontig.bin'));
     const raw = await ckpt.readRaw!('int64');
     expect(raw.dtype).toBe('I64');
-    expect(Array.from(new BigInt64Array(raw.bytes.buffer.slice(raw.bytes.byteOffset, raw.bytes.byteOffset + raw.bytes.byteLength)))).toEqual([0n, 1n, 2n, 3n, 4n]);
+    expect(
+      Array.from(new BigInt64Array(raw.bytes.buffer.slice(raw.bytes.byteOffset, raw.bytes.byteOffset + raw.bytes.byteLength))),
+    ).toEqual([0n, 1n, 2n, 3n, 4n]);
     await expect(ckpt.read('int64')).rejects.toMatchObject({ code: 'bad-dtype' });
     const half = await ckpt.readRaw!('half_transposed');
     expect(half.bytes.length).toBe(6 * 2);
@@ -114,7 +124,10 @@ describe('hostile and broken checkpoints are refused without running anything', 
   });
 
   it('an unknown global (argparse.Namespace in a training checkpoint) is named', async () => {
-    await expect(openCheckpoint(hostile('unknown-global.bin'))).rejects.toMatchObject({ code: 'unsafe-pickle', message: expect.stringContaining('argparse.Namespace') });
+    await expect(openCheckpoint(hostile('unknown-global.bin'))).rejects.toMatchObject({
+      code: 'unsafe-pickle',
+      message: expect.stringContaining('argparse.Namespace'),
+    });
   });
 
   it('a storage offset past the end of its storage', async () => {
@@ -125,15 +138,24 @@ describe('hostile and broken checkpoints are refused without running anything', 
   });
 
   it('a stride-0 view that would expand 4 bytes to 8 GiB', async () => {
-    await expect(openCheckpoint(hostile('expand-bomb.bin'))).rejects.toMatchObject({ code: 'bad-checkpoint', message: expect.stringMatching(/tensor weight \[2147483648\] expands its 4-byte storage 0 to 8589934592 bytes/) });
+    await expect(openCheckpoint(hostile('expand-bomb.bin'))).rejects.toMatchObject({
+      code: 'bad-checkpoint',
+      message: expect.stringMatching(/tensor weight \[2147483648\] expands its 4-byte storage 0 to 8589934592 bytes/),
+    });
   });
 
   it('a truncated zip', async () => {
-    await expect(openCheckpoint(hostile('truncated.bin'))).rejects.toMatchObject({ code: 'bad-checkpoint', message: expect.stringMatching(/truncated or incomplete download/) });
+    await expect(openCheckpoint(hostile('truncated.bin'))).rejects.toMatchObject({
+      code: 'bad-checkpoint',
+      message: expect.stringMatching(/truncated or incomplete download/),
+    });
   });
 
   it('the legacy (pre-1.6) format, with the conversion hint', async () => {
-    await expect(openCheckpoint(hostile('legacy.bin'))).rejects.toMatchObject({ code: 'bad-checkpoint', message: expect.stringMatching(/legacy \(pre-1\.6\) PyTorch format.*weights_only=True/) });
+    await expect(openCheckpoint(hostile('legacy.bin'))).rejects.toMatchObject({
+      code: 'bad-checkpoint',
+      message: expect.stringMatching(/legacy \(pre-1\.6\) PyTorch format.*weights_only=True/),
+    });
   });
 
   it('a storage entry shorter than the pickle says, and a missing one', async () => {
@@ -142,12 +164,16 @@ describe('hostile and broken checkpoints are refused without running anything', 
     // Rename entry data/3 → data/9 in both headers (same length): the pickle's storage "3" no longer exists.
     const renamed = Buffer.from(bytes.toString('latin1').replaceAll('state-f32/data/3', 'state-f32/data/9'), 'latin1');
     await fs.writeFile(path.join(dir, 'missing.bin'), renamed);
-    await expect(openCheckpoint(path.join(dir, 'missing.bin'))).rejects.toMatchObject({ message: expect.stringMatching(/uses storage 3, but the archive has no state-f32\/data\/3/) });
+    await expect(openCheckpoint(path.join(dir, 'missing.bin'))).rejects.toMatchObject({
+      message: expect.stringMatching(/uses storage 3, but the archive has no state-f32\/data\/3/),
+    });
   });
 
   it('a compressed storage entry (torch never writes one) is named', async () => {
     const ckpt = await openCheckpoint(hostile('deflated-storage.bin'));
-    await expect(ckpt.read('encoder.layer_norm.weight')).rejects.toMatchObject({ message: expect.stringMatching(/deflated-storage\/data\/3 is compressed \(method 8\)/) });
+    await expect(ckpt.read('encoder.layer_norm.weight')).rejects.toMatchObject({
+      message: expect.stringMatching(/deflated-storage\/data\/3 is compressed \(method 8\)/),
+    });
     await ckpt.close();
   });
 

@@ -84,7 +84,12 @@ describe('torch zip container: hostile end records and directories', () => {
     wrongCrc.writeUInt32LE((wrongCrc.readUInt32LE(storage.central + 16) ^ 1) >>> 0, storage.central + 16);
     await fs.writeFile(file, wrongCrc);
     const ckpt = await TorchCheckpointFile.open(file);
-    const reads = ckpt.tensors().map((t) => ckpt.read(t.name).then(() => 'ok', (e: Error) => e.message));
+    const reads = ckpt.tensors().map((t) =>
+      ckpt.read(t.name).then(
+        () => 'ok',
+        (e: Error) => e.message,
+      ),
+    );
     const results = await Promise.all(reads);
     expect(results.some((r) => /state-f32\/data\/0 fails its CRC-32 check/.test(r) && r.includes(file))).toBe(true);
     await ckpt.close();
@@ -127,7 +132,9 @@ describe('checkpoint files that are not regular files', () => {
       const dir = tempDir();
       execFileSync('mkfifo', [path.join(dir, name)]);
       const before = openFds();
-      await expect(openCheckpoint(dir)).rejects.toMatchObject({ message: expect.stringMatching(/is not a regular file \(it is a named pipe \(FIFO\)\)/) });
+      await expect(openCheckpoint(dir)).rejects.toMatchObject({
+        message: expect.stringMatching(/is not a regular file \(it is a named pipe \(FIFO\)\)/),
+      });
       expect(openFds()).toBe(before);
     }
   });
@@ -137,18 +144,26 @@ describe('checkpoint files that are not regular files', () => {
     await fs.mkdir(path.join(dir, 's1.safetensors'));
     await fs.writeFile(path.join(dir, 'model.safetensors.index.json'), JSON.stringify({ weight_map: { a: 's1.safetensors' } }));
     const err = (await openCheckpoint(dir).catch((e: unknown) => e)) as Error;
-    expect(err.message).toBe(`${path.join(dir, 's1.safetensors')} is not a regular file (it is a folder); expected a safetensors checkpoint`);
+    expect(err.message).toBe(
+      `${path.join(dir, 's1.safetensors')} is not a regular file (it is a folder); expected a safetensors checkpoint`,
+    );
     expect(err.message).not.toMatch(/EISDIR/);
     const tdir = tempDir();
     await fs.mkdir(path.join(tdir, 'pytorch_model-00001.bin'));
     await fs.writeFile(path.join(tdir, 'pytorch_model.bin.index.json'), JSON.stringify({ weight_map: { a: 'pytorch_model-00001.bin' } }));
-    await expect(openCheckpoint(tdir)).rejects.toMatchObject({ message: expect.stringMatching(/pytorch_model-00001.bin is not a regular file \(it is a folder\)/) });
+    await expect(openCheckpoint(tdir)).rejects.toMatchObject({
+      message: expect.stringMatching(/pytorch_model-00001.bin is not a regular file \(it is a folder\)/),
+    });
   });
 
   it('a device as the checkpoint path or as its index', async () => {
-    await expect(openCheckpoint('/dev/zero')).rejects.toMatchObject({ message: '/dev/zero is not a regular file (it is a device); expected a model folder or a checkpoint file' });
+    await expect(openCheckpoint('/dev/zero')).rejects.toMatchObject({
+      message: '/dev/zero is not a regular file (it is a device); expected a model folder or a checkpoint file',
+    });
     const dir = tempDir();
     await fs.symlink('/dev/zero', path.join(dir, 'model.safetensors.index.json'));
-    await expect(openCheckpoint(dir)).rejects.toMatchObject({ message: expect.stringMatching(/model.safetensors.index.json is not a regular file \(it is a device\)/) });
+    await expect(openCheckpoint(dir)).rejects.toMatchObject({
+      message: expect.stringMatching(/model.safetensors.index.json is not a regular file \(it is a device\)/),
+    });
   });
 });

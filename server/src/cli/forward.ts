@@ -13,7 +13,10 @@ export function registerForwardCommand(program: Command, out: Output): void {
     .command('forward')
     .description('run one model on one audio file and write every hidden state (transformers output_hidden_states)')
     .requiredOption('--model <dir>', 'Hugging Face model folder (config.json + model.safetensors)')
-    .requiredOption('--audio <file>', `audio file (wav, flac, mp3; at most ${MAX_AUDIO_SECONDS / 60} minutes); mixed to mono and resampled to the model rate`)
+    .requiredOption(
+      '--audio <file>',
+      `audio file (wav, flac, mp3; at most ${MAX_AUDIO_SECONDS / 60} minutes); mixed to mono and resampled to the model rate`,
+    )
     .option('--out <file.json>', 'write {hidden_states, last_hidden_state, frame_rate, ...} here')
     .option('--device <device>', 'auto | cpu | webgpu | cuda', 'cpu')
     .option('--threads <n>', 'CPU threads for onnxruntime')
@@ -21,7 +24,7 @@ export function registerForwardCommand(program: Command, out: Output): void {
     .addHelpText(
       'after',
       `\nAudio longer than ${FORWARD_WINDOW_SECONDS} s runs in ${FORWARD_WINDOW_SECONDS}-s windows (${FORWARD_CONTEXT_SECONDS} s of context on each side, centres kept), so memory stays bounded:\n` +
-        'conv features and hidden_states[0] equal the whole-clip model\'s; attention in later layers sees only its window.\n' +
+        "conv features and hidden_states[0] equal the whole-clip model's; attention in later layers sees only its window.\n" +
         `One audio file may hold at most ${MAX_AUDIO_SECONDS / 60} minutes; split longer recordings.`,
     )
     .action(async (opts: { model: string; audio: string; out?: string; device: string; threads?: string; summary?: boolean }) => {
@@ -40,7 +43,9 @@ export function registerForwardCommand(program: Command, out: Output): void {
       if (opts.summary || !opts.out) {
         out.info(`model   ${opts.model}: ${describeConfig(model.config)}`);
         const windows = result.windows > 1 ? ` in ${result.windows} windows of ${FORWARD_WINDOW_SECONDS} s` : '';
-        out.info(`audio   ${opts.audio}: ${(samples.length / model.config.sampleRate).toFixed(2)} s at ${model.config.sampleRate} Hz → ${result.frames} frames${windows}`);
+        out.info(
+          `audio   ${opts.audio}: ${(samples.length / model.config.sampleRate).toFixed(2)} s at ${model.config.sampleRate} Hz → ${result.frames} frames${windows}`,
+        );
         out.info(`backend ${result.backend}, ${seconds.toFixed(2)} s including load`);
         out.info('layer   mean        std         min         max');
         result.hiddenStates.forEach((h, k) => out.info(`${String(k).padEnd(7)} ${stats(h)}`));

@@ -25,7 +25,10 @@ class MonoSink {
   private parts: Float32Array[] = [];
   frames = 0;
   sampleRate = 0;
-  constructor(private readonly file: string, private readonly codec: string) {}
+  constructor(
+    private readonly file: string,
+    private readonly codec: string,
+  ) {}
 
   /** `rescale`: fix up each channel before the mixdown (FLAC's integer scaling, below). */
   add(p: Piece, channels: number, rescale?: (x: Float32Array, bits: number) => void): void {
@@ -100,7 +103,11 @@ export async function decodeFlac(bytes: Uint8Array, file: string): Promise<PcmAu
   }
   if (sink.frames === 0) throw new EngineError('bad-audio', `${file}: FLAC stream holds no decodable audio (truncated or corrupt)`, file);
   if (info && info.totalFrames > 0 && sink.frames < info.totalFrames) {
-    throw new EngineError('bad-audio', `${file}: FLAC stream ends after ${sink.frames} of ${info.totalFrames} samples (truncated or corrupt file)`, file);
+    throw new EngineError(
+      'bad-audio',
+      `${file}: FLAC stream ends after ${sink.frames} of ${info.totalFrames} samples (truncated or corrupt file)`,
+      file,
+    );
   }
   return { samples: sink.finish(), sampleRate: sink.sampleRate, channels };
 }
@@ -128,7 +135,11 @@ export async function decodeMp3(bytes: Uint8Array, file: string): Promise<PcmAud
   if (header?.xingFrames) {
     const expected = header.xingFrames * header.samplesPerFrame;
     if (sink.frames < expected - 2 * header.samplesPerFrame - 1) {
-      throw new EngineError('bad-audio', `${file}: MP3 stream ends after ${sink.frames} of about ${expected} samples (truncated file)`, file);
+      throw new EngineError(
+        'bad-audio',
+        `${file}: MP3 stream ends after ${sink.frames} of about ${expected} samples (truncated file)`,
+        file,
+      );
     }
   }
   return { samples: sink.finish(), sampleRate: sink.sampleRate, channels };
@@ -146,7 +157,11 @@ class DecoderGuard {
   private errors = 0;
   readonly said: string[] = [];
 
-  constructor(decoder: object, private readonly file: string, private readonly codec: string) {
+  constructor(
+    decoder: object,
+    private readonly file: string,
+    private readonly codec: string,
+  ) {
     // mpg123-decoder keeps its helper on the decoder; FLACDecoder on the inner frame decoder it wraps.
     type WithCommon = { _common?: { addError?: (...args: unknown[]) => void }; _decoder?: WithCommon };
     const common = (decoder as WithCommon)._common ?? (decoder as WithCommon)._decoder?._common;
@@ -154,7 +169,11 @@ class DecoderGuard {
     if (common && addError) {
       common.addError = (...args: unknown[]) => {
         if (++this.errors > MAX_DECODER_ERRORS) {
-          throw new EngineError('bad-audio', `${this.file}: corrupt ${this.codec} stream: the decoder reported more than ${MAX_DECODER_ERRORS} errors${this.said[0] ? ` (first: ${this.said[0]})` : ''}`, this.file);
+          throw new EngineError(
+            'bad-audio',
+            `${this.file}: corrupt ${this.codec} stream: the decoder reported more than ${MAX_DECODER_ERRORS} errors${this.said[0] ? ` (first: ${this.said[0]})` : ''}`,
+            this.file,
+          );
         }
         addError(...args);
       };
@@ -190,7 +209,8 @@ function readStreamInfo(bytes: Uint8Array): { channels: number; totalFrames: num
   // bits: 16 min block, 16 max block, 24 min frame, 24 max frame, 20 rate, 3 channels-1, 5 bps-1, 36 total samples
   const sampleRate = (bytes[s + 10]! << 12) | (bytes[s + 11]! << 4) | (bytes[s + 12]! >> 4);
   const channels = ((bytes[s + 12]! >> 1) & 0x07) + 1;
-  const totalFrames = (bytes[s + 13]! & 0x0f) * 2 ** 32 + ((bytes[s + 14]! << 24) >>> 0) + (bytes[s + 15]! << 16) + (bytes[s + 16]! << 8) + bytes[s + 17]!;
+  const totalFrames =
+    (bytes[s + 13]! & 0x0f) * 2 ** 32 + ((bytes[s + 14]! << 24) >>> 0) + (bytes[s + 15]! << 16) + (bytes[s + 16]! << 8) + bytes[s + 17]!;
   return { channels, totalFrames, sampleRate };
 }
 
@@ -224,7 +244,9 @@ export interface MpegHeader {
 /** Parses an MPEG audio frame header at `at`; undefined if these 4 bytes are not one. */
 export function parseMpegHeader(bytes: Uint8Array, at: number): MpegHeader | undefined {
   if (at + 4 > bytes.length) return undefined;
-  const b1 = bytes[at + 1]!, b2 = bytes[at + 2]!, b3 = bytes[at + 3]!;
+  const b1 = bytes[at + 1]!,
+    b2 = bytes[at + 2]!,
+    b3 = bytes[at + 3]!;
   if (bytes[at] !== 0xff || (b1 & 0xe0) !== 0xe0) return undefined;
   const versionBits = (b1 >> 3) & 3;
   const layerBits = (b1 >> 1) & 3;

@@ -134,7 +134,11 @@ export async function assertAudioFile(file: string): Promise<void> {
 
 function checkSize(file: string, size: number): void {
   if (size > MAX_FILE_BYTES) {
-    throw new EngineError('unsupported-audio', `${file}: ${(size / 2 ** 30).toFixed(1)} GiB is over the 2 GiB limit for one audio file; split it`, file);
+    throw new EngineError(
+      'unsupported-audio',
+      `${file}: ${(size / 2 ** 30).toFixed(1)} GiB is over the 2 GiB limit for one audio file; split it`,
+      file,
+    );
   }
 }
 

@@ -39,8 +39,10 @@ export async function openCheckpoint(location: string): Promise<Checkpoint> {
   if (!stat) throw new EngineError('file-not-found', `model path ${location} does not exist`, location);
   if (!stat.isFile() && !stat.isDirectory()) throw notRegularFile(location, stat, 'a model folder or a checkpoint file');
   if (stat.isFile()) {
-    if (location.endsWith('.index.json')) return openSharded(location, /\.bin\.index\.json$/.test(location) ? TorchCheckpointFile.open : SafetensorsFile.open);
-    if (!location.endsWith('.safetensors') && sniffTorchFormat(await readHead(location)) !== 'other') return openSingle(await TorchCheckpointFile.open(location));
+    if (location.endsWith('.index.json'))
+      return openSharded(location, /\.bin\.index\.json$/.test(location) ? TorchCheckpointFile.open : SafetensorsFile.open);
+    if (!location.endsWith('.safetensors') && sniffTorchFormat(await readHead(location)) !== 'other')
+      return openSingle(await TorchCheckpointFile.open(location));
     return openSingle(await SafetensorsFile.open(location));
   }
   const single = path.join(location, SINGLE);
@@ -52,7 +54,11 @@ export async function openCheckpoint(location: string): Promise<Checkpoint> {
   const torchIndex = path.join(location, TORCH_INDEX);
   if (await exists(torchIndex)) return openSharded(torchIndex, TorchCheckpointFile.open);
   const present = (await fs.readdir(location)).filter((f) => /\.(bin|pt|pth|ckpt|safetensors|json)$/.test(f));
-  throw new EngineError('bad-checkpoint', `${location} has no ${SINGLE}, ${INDEX}, ${TORCH_SINGLE} or ${TORCH_INDEX}${present.length ? ` (found: ${present.join(', ')})` : ''}`, location);
+  throw new EngineError(
+    'bad-checkpoint',
+    `${location} has no ${SINGLE}, ${INDEX}, ${TORCH_SINGLE} or ${TORCH_INDEX}${present.length ? ` (found: ${present.join(', ')})` : ''}`,
+    location,
+  );
 }
 
 /** What both formats' files offer (SafetensorsFile, TorchCheckpointFile): a one-file Checkpoint. */
@@ -88,21 +94,31 @@ async function openSharded(indexFile: string, open: (file: string) => Promise<Te
     throw new EngineError('bad-checkpoint', `cannot read shard index ${indexFile}: ${(e as Error).message}`, indexFile, { cause: e });
   }
   const weightMap = (index as { weight_map?: unknown })?.weight_map;
-  if (!weightMap || typeof weightMap !== 'object') throw new EngineError('bad-checkpoint', `shard index ${indexFile} has no "weight_map" object`, indexFile);
+  if (!weightMap || typeof weightMap !== 'object')
+    throw new EngineError('bad-checkpoint', `shard index ${indexFile} has no "weight_map" object`, indexFile);
   const dir = path.dirname(indexFile);
   const shards = new Map<string, TensorFile>();
   const owner = new Map<string, TensorFile>();
   try {
     for (const [name, shard] of Object.entries(weightMap as Record<string, unknown>)) {
       if (typeof shard !== 'string' || shard.includes('/') || shard.includes('\\') || shard.startsWith('.')) {
-        throw new EngineError('bad-checkpoint', `shard index ${indexFile} maps ${name} to an invalid shard name ${JSON.stringify(shard)}`, indexFile);
+        throw new EngineError(
+          'bad-checkpoint',
+          `shard index ${indexFile} maps ${name} to an invalid shard name ${JSON.stringify(shard)}`,
+          indexFile,
+        );
       }
       let file = shards.get(shard);
       if (!file) {
         file = await open(path.join(dir, shard));
         shards.set(shard, file);
       }
-      if (!file.has(name)) throw new EngineError('missing-tensor', `shard index ${indexFile} says ${name} is in ${shard}, but it is not there`, path.join(dir, shard));
+      if (!file.has(name))
+        throw new EngineError(
+          'missing-tensor',
+          `shard index ${indexFile} says ${name} is in ${shard}, but it is not there`,
+          path.join(dir, shard),
+        );
       owner.set(name, file);
     }
   } catch (e) {
@@ -127,4 +143,3 @@ async function openSharded(indexFile: string, open: (file: string) => Promise<Te
     },
   };
 }
-

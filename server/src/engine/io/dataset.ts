@@ -234,6 +234,9 @@ function splitCsv(text: string, csvPath: string): CsvRecord[] {
 }
 
 function preview(xs: readonly string[], max = 8): string {
-  const shown = xs.slice(0, max).map((x) => `"${x}"`).join(', ');
+  const shown = xs
+    .slice(0, max)
+    .map((x) => `"${x}"`)
+    .join(', ');
   return xs.length > max ? `${shown}, … ${xs.length - max} more` : shown;
 }

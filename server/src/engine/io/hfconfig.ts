@@ -83,7 +83,8 @@ export function parseEncoderConfig(c: Record<string, unknown>, file: string, pre
   };
   const ints = (key: string): number[] => {
     const v = c[key];
-    if (!Array.isArray(v) || v.length === 0 || !v.every((x) => Number.isInteger(x) && x > 0)) throw bad(`"${key}" must be a non-empty list of positive integers`);
+    if (!Array.isArray(v) || v.length === 0 || !v.every((x) => Number.isInteger(x) && x > 0))
+      throw bad(`"${key}" must be a non-empty list of positive integers`);
     return v as number[];
   };
   const bool = (key: string, fallback: boolean): boolean => {
@@ -94,7 +95,8 @@ export function parseEncoderConfig(c: Record<string, unknown>, file: string, pre
   };
   const activation = (key: string): Activation => {
     const v = c[key] ?? 'gelu';
-    if (!ACTIVATIONS.includes(v as Activation)) throw unsupported(`${key} "${String(v)}" is not supported (supported: ${ACTIVATIONS.join(', ')})`);
+    if (!ACTIVATIONS.includes(v as Activation))
+      throw unsupported(`${key} "${String(v)}" is not supported (supported: ${ACTIVATIONS.join(', ')})`);
     return v as Activation;
   };
 
@@ -107,13 +109,16 @@ export function parseEncoderConfig(c: Record<string, unknown>, file: string, pre
 
   // Options that change the computation and that this engine does not implement.
   if (family === 'mert') {
-    if (c.feature_extractor_cqt === true) throw unsupported('MERT with the CQT feature branch (feature_extractor_cqt: true) is not supported');
+    if (c.feature_extractor_cqt === true)
+      throw unsupported('MERT with the CQT feature branch (feature_extractor_cqt: true) is not supported');
     if (c.deepnorm === true) throw unsupported('MERT with DeepNorm (deepnorm: true) is not supported');
-    if (typeof c.attention_relax === 'number' && c.attention_relax > 0) throw unsupported(`MERT attention_relax ${c.attention_relax} is not supported (only the default, no relaxation)`);
+    if (typeof c.attention_relax === 'number' && c.attention_relax > 0)
+      throw unsupported(`MERT attention_relax ${c.attention_relax} is not supported (only the default, no relaxation)`);
   }
   if (c.conv_pos_batch_norm === true) throw unsupported('a batch-normed positional conv (conv_pos_batch_norm: true) is not supported');
   if (c.add_adapter === true) throw unsupported('an output adapter (add_adapter: true) is not supported');
-  if (c.position_embeddings_type !== undefined && c.position_embeddings_type !== null) throw unsupported(`position_embeddings_type "${String(c.position_embeddings_type)}" is not supported (conformer models)`);
+  if (c.position_embeddings_type !== undefined && c.position_embeddings_type !== null)
+    throw unsupported(`position_embeddings_type "${String(c.position_embeddings_type)}" is not supported (conformer models)`);
 
   const hidden = int('hidden_size');
   const heads = int('num_attention_heads');
@@ -122,10 +127,13 @@ export function parseEncoderConfig(c: Record<string, unknown>, file: string, pre
   const convKernels = ints('conv_kernel');
   const convStrides = ints('conv_stride');
   if (convKernels.length !== convDims.length || convStrides.length !== convDims.length) {
-    throw bad(`conv_dim, conv_kernel and conv_stride must have the same length (${convDims.length}, ${convKernels.length}, ${convStrides.length})`);
+    throw bad(
+      `conv_dim, conv_kernel and conv_stride must have the same length (${convDims.length}, ${convKernels.length}, ${convStrides.length})`,
+    );
   }
   const nFeat = c.num_feat_extract_layers;
-  if (nFeat !== undefined && nFeat !== convDims.length) throw bad(`num_feat_extract_layers is ${String(nFeat)} but conv_dim has ${convDims.length} entries`);
+  if (nFeat !== undefined && nFeat !== convDims.length)
+    throw bad(`num_feat_extract_layers is ${String(nFeat)} but conv_dim has ${convDims.length} entries`);
   const norm = c.feat_extract_norm ?? 'group';
   if (norm !== 'group' && norm !== 'layer') throw unsupported(`feat_extract_norm "${String(norm)}" is not supported (group, layer)`);
   const posConvKernel = int('num_conv_pos_embeddings', 128);
@@ -169,7 +177,12 @@ function familyOf(modelType: string): EncoderFamily | undefined {
   return undefined;
 }
 
-function sampleRateOf(c: Record<string, unknown>, pre: Record<string, unknown> | undefined, family: EncoderFamily, bad: (m: string) => EngineError): number {
+function sampleRateOf(
+  c: Record<string, unknown>,
+  pre: Record<string, unknown> | undefined,
+  family: EncoderFamily,
+  bad: (m: string) => EngineError,
+): number {
   // MERT writes `sample_rate` into config.json; the others keep it in preprocessor_config.json (default 16 kHz).
   const v = c.sample_rate ?? c.sampling_rate ?? pre?.sampling_rate ?? (family === 'mert' ? undefined : 16000);
   if (v === undefined) throw bad('MERT config has no "sample_rate" (MERT-v0 runs at 16000, MERT-v1 at 24000); add it to config.json');

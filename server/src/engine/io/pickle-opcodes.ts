@@ -104,7 +104,8 @@ export class PickleReader {
   }
 
   private need(n: number): void {
-    if (n < 0 || this.pos + n > this.bytes.length) throw this.bad(`truncated at byte ${this.pos} (needs ${n} more of ${this.bytes.length})`);
+    if (n < 0 || this.pos + n > this.bytes.length)
+      throw this.bad(`truncated at byte ${this.pos} (needs ${n} more of ${this.bytes.length})`);
   }
 
   u8(): number {

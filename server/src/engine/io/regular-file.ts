@@ -26,21 +26,35 @@ export function notRegularFile(file: string, st: Stats, what: string, code: Engi
  * Opens `file` for reading if it is a regular file; otherwise throws EngineError(code) naming it. A missing file
  * is `file-not-found`.
  */
-export async function openRegularFile(file: string, what: string, code: EngineError['code'] = 'bad-checkpoint'): Promise<{ handle: fs.FileHandle; size: number }> {
+export async function openRegularFile(
+  file: string,
+  what: string,
+  code: EngineError['code'] = 'bad-checkpoint',
+): Promise<{ handle: fs.FileHandle; size: number }> {
   let handle: fs.FileHandle;
   try {
     handle = await fs.open(file, constants.O_RDONLY | constants.O_NONBLOCK);
   } catch (e) {
     const c = (e as NodeJS.ErrnoException).code;
-    if (c === 'ENOENT' || c === 'ENOTDIR') throw new EngineError('file-not-found', `${file} does not exist; expected ${what}`, file, { cause: e });
-    throw new EngineError(c === 'EISDIR' ? code : 'io-error', c === 'EISDIR' ? `${file} is not a regular file (it is a folder); expected ${what}` : `cannot open ${file} (${c ?? (e as Error).message})`, file, { cause: e });
+    if (c === 'ENOENT' || c === 'ENOTDIR')
+      throw new EngineError('file-not-found', `${file} does not exist; expected ${what}`, file, { cause: e });
+    throw new EngineError(
+      c === 'EISDIR' ? code : 'io-error',
+      c === 'EISDIR'
+        ? `${file} is not a regular file (it is a folder); expected ${what}`
+        : `cannot open ${file} (${c ?? (e as Error).message})`,
+      file,
+      { cause: e },
+    );
   }
   let st: Stats;
   try {
     st = await handle.stat();
   } catch (e) {
     await handle.close();
-    throw new EngineError('io-error', `cannot read ${file} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, file, { cause: e });
+    throw new EngineError('io-error', `cannot read ${file} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, file, {
+      cause: e,
+    });
   }
   if (!st.isFile()) {
     await handle.close();
@@ -53,7 +67,12 @@ export async function openRegularFile(file: string, what: string, code: EngineEr
  * A whole small text file (a config, an index, a CSV) as UTF-8, refused when it is not a regular file or is larger
  * than `limit` bytes — a device such as /dev/zero given as config.json used to be read until memory ran out.
  */
-export async function readTextFile(file: string, limit: number, what: string, code: EngineError['code'] = 'bad-checkpoint'): Promise<string> {
+export async function readTextFile(
+  file: string,
+  limit: number,
+  what: string,
+  code: EngineError['code'] = 'bad-checkpoint',
+): Promise<string> {
   const { handle, size } = await openRegularFile(file, what, code);
   try {
     if (size > limit) throw new EngineError(code, `${file} is ${size} bytes, over the ${limit}-byte limit for ${what}`, file);

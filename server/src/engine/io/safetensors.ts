@@ -96,9 +96,22 @@ export class SafetensorsFile {
     const bytes = Buffer.alloc(e.end - e.begin);
     const { bytesRead } = await this.handle.read(bytes, 0, bytes.length, this.dataStart + e.begin);
     if (bytesRead !== bytes.length) {
-      throw new EngineError('bad-checkpoint', `corrupt safetensors file ${this.file}: tensor ${name} is truncated (the file changed since it was opened?)`, this.file);
+      throw new EngineError(
+        'bad-checkpoint',
+        `corrupt safetensors file ${this.file}: tensor ${name} is truncated (the file changed since it was opened?)`,
+        this.file,
+      );
     }
-    const data = f32FromBytes(bytes, e.dtype, () => new EngineError('bad-dtype', `tensor ${name} in ${this.file} has dtype ${e.dtype}; only floating-point weights can be read`, this.file));
+    const data = f32FromBytes(
+      bytes,
+      e.dtype,
+      () =>
+        new EngineError(
+          'bad-dtype',
+          `tensor ${name} in ${this.file} has dtype ${e.dtype}; only floating-point weights can be read`,
+          this.file,
+        ),
+    );
     return { shape: e.shape, data };
   }
 
@@ -113,7 +126,8 @@ function parseEntry(name: string, raw: unknown, dataSize: number, bad: (why: str
   if (!raw || typeof raw !== 'object') throw bad(`entry for ${name} is not an object`);
   const { dtype, shape, data_offsets: offsets } = raw as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
   if (typeof dtype !== 'string' || !(dtype in DTYPE_BYTES)) throw bad(`tensor ${name} has unknown dtype ${JSON.stringify(dtype)}`);
-  if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) throw bad(`tensor ${name} has an invalid shape ${JSON.stringify(shape)}`);
+  if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0))
+    throw bad(`tensor ${name} has an invalid shape ${JSON.stringify(shape)}`);
   if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every((o) => Number.isSafeInteger(o) && o >= 0)) {
     throw bad(`tensor ${name} has invalid data_offsets ${JSON.stringify(offsets)}`);
   }
@@ -121,7 +135,8 @@ function parseEntry(name: string, raw: unknown, dataSize: number, bad: (why: str
   if (begin > end) throw bad(`tensor ${name} has data_offsets [${begin}, ${end}] that run backwards`);
   if (end > dataSize) throw bad(`tensor ${name} ends at byte ${end}, past the ${dataSize}-byte data section (truncated file?)`);
   const expected = numel(shape) * DTYPE_BYTES[dtype as Dtype];
-  if (end - begin !== expected) throw bad(`tensor ${name} (${dtype} [${shape.join(', ')}]) needs ${expected} bytes but data_offsets give ${end - begin}`);
+  if (end - begin !== expected)
+    throw bad(`tensor ${name} (${dtype} [${shape.join(', ')}]) needs ${expected} bytes but data_offsets give ${end - begin}`);
   return { name, dtype: dtype as Dtype, shape, begin, end };
 }
 
@@ -176,7 +191,12 @@ export async function writeSafetensorsStream(
     for (const [i, t] of list.entries()) {
       const bytes = await t.bytes();
       const expected = numel(t.shape) * DTYPE_BYTES[t.dtype];
-      if (bytes.byteLength !== expected) throw new EngineError('shape-mismatch', `tensor ${t.name} has ${bytes.byteLength} bytes, ${t.dtype} [${t.shape.join(', ')}] needs ${expected}`, file);
+      if (bytes.byteLength !== expected)
+        throw new EngineError(
+          'shape-mismatch',
+          `tensor ${t.name} has ${bytes.byteLength} bytes, ${t.dtype} [${t.shape.join(', ')}] needs ${expected}`,
+          file,
+        );
       await out.write(bytes);
       onTensor?.(i + 1, list.length, t.name);
     }
@@ -189,12 +209,18 @@ export async function writeSafetensorsStream(
     await out?.close().catch(() => undefined);
     await fs.rm(tmp, { force: true });
     if (e instanceof EngineError) throw e;
-    throw new EngineError('io-error', `cannot write ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, file, { cause: e });
+    throw new EngineError('io-error', `cannot write ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, file, {
+      cause: e,
+    });
   }
 }
 
 /** Writes float32 tensors (what the engine computes) as F32 safetensors, atomically. */
-export async function writeSafetensors(file: string, tensors: Iterable<[string, Tensor]>, metadata: Record<string, string> = {}): Promise<void> {
+export async function writeSafetensors(
+  file: string,
+  tensors: Iterable<[string, Tensor]>,
+  metadata: Record<string, string> = {},
+): Promise<void> {
   const sources = [...tensors].map(([name, t]): TensorSource => ({
     name,
     dtype: 'F32',

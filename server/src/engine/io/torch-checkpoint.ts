@@ -8,7 +8,7 @@ import { EngineError } from '../errors';
 import { numel, type Tensor } from '../model/tensor';
 import { DTYPE_BYTES, f32FromBytes, type Dtype } from './dtype';
 import type { TensorInfo } from './safetensors';
-import { collectTensors, TorchTensor, unpickle } from './torch-pickle';
+import { collectTensors, type TorchTensor, unpickle } from './torch-pickle';
 import { openRegularFile } from './regular-file';
 import { ZipArchive } from './torch-zip';
 
@@ -74,14 +74,26 @@ export class TorchCheckpointFile {
       ({ bytesRead } = await handle.read(head, 0, 512, 0));
     } catch (e) {
       await handle.close();
-      throw new EngineError('io-error', `cannot read ${file} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, file, { cause: e });
+      throw new EngineError('io-error', `cannot read ${file} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, file, {
+        cause: e,
+      });
     }
     const format = sniffTorchFormat(head.subarray(0, bytesRead));
     if (format !== 'zip') {
       await handle.close();
-      if (format === 'legacy-pickle') throw new EngineError('bad-checkpoint', `${file} is in the legacy (pre-1.6) PyTorch format, which is read only by running its pickle; ${CONVERT_HINT}`, file);
-      if (format === 'legacy-tar') throw new EngineError('bad-checkpoint', `${file} is in the legacy tar PyTorch format (PyTorch ≤ 0.1.10); ${CONVERT_HINT}`, file);
-      throw new EngineError('bad-checkpoint', `${file} is not a PyTorch checkpoint (no zip signature)${bytesRead === 0 ? ': the file is empty' : ''}`, file);
+      if (format === 'legacy-pickle')
+        throw new EngineError(
+          'bad-checkpoint',
+          `${file} is in the legacy (pre-1.6) PyTorch format, which is read only by running its pickle; ${CONVERT_HINT}`,
+          file,
+        );
+      if (format === 'legacy-tar')
+        throw new EngineError('bad-checkpoint', `${file} is in the legacy tar PyTorch format (PyTorch ≤ 0.1.10); ${CONVERT_HINT}`, file);
+      throw new EngineError(
+        'bad-checkpoint',
+        `${file} is not a PyTorch checkpoint (no zip signature)${bytesRead === 0 ? ': the file is empty' : ''}`,
+        file,
+      );
     }
     const zip = await ZipArchive.open(file, handle);
     try {
@@ -96,8 +108,13 @@ export class TorchCheckpointFile {
     const bad = (why: string) => new EngineError('bad-checkpoint', `${file}: ${why}`, file);
     const pkls = zip.names().filter((n) => /^[^/]+\/data\.pkl$/.test(n));
     if (pkls.length !== 1) {
-      if (zip.names().some((n) => /^[^/]+\/(constants\.pkl|code\/)/.test(n))) throw bad('this is a TorchScript archive (torch.jit.save), not a state dict saved with torch.save');
-      throw bad(pkls.length ? `the archive holds several data.pkl (${pkls.join(', ')})` : 'the archive has no <name>/data.pkl: not a torch.save file');
+      if (zip.names().some((n) => /^[^/]+\/(constants\.pkl|code\/)/.test(n)))
+        throw bad('this is a TorchScript archive (torch.jit.save), not a state dict saved with torch.save');
+      throw bad(
+        pkls.length
+          ? `the archive holds several data.pkl (${pkls.join(', ')})`
+          : 'the archive has no <name>/data.pkl: not a torch.save file',
+      );
     }
     const prefix = pkls[0]!.slice(0, -'data.pkl'.length);
     let bigEndian = false;
@@ -115,7 +132,10 @@ export class TorchCheckpointFile {
       if (!zip.has(member)) throw bad(`tensor ${name} uses storage ${t.storage.key}, but the archive has no ${member}`);
       const storageBytes = t.storage.numel * DTYPE_BYTES[t.storage.dtype];
       const actual = zip.size(member);
-      if (actual < storageBytes) throw bad(`storage ${t.storage.key} should hold ${storageBytes} bytes (${t.storage.numel} × ${t.storage.dtype}) but ${member} has ${actual}`);
+      if (actual < storageBytes)
+        throw bad(
+          `storage ${t.storage.key} should hold ${storageBytes} bytes (${t.storage.numel} × ${t.storage.dtype}) but ${member} has ${actual}`,
+        );
       const es = DTYPE_BYTES[t.dtype];
       let span = 0; // last element index touched, relative to the offset
       for (let d = 0; d < t.shape.length; d++) span += (t.shape[d]! - 1) * t.stride[d]!;
@@ -123,13 +143,17 @@ export class TorchCheckpointFile {
       const begin = t.offset * es;
       const end = n === 0 ? begin : (t.offset + span + 1) * es;
       if (!Number.isSafeInteger(end) || end > storageBytes) {
-        throw bad(`tensor ${name} [${t.shape.join(', ')}] at storage offset ${t.offset} (stride ${t.stride.join(', ')}) runs past the end of its ${storageBytes}-byte storage ${t.storage.key}`);
+        throw bad(
+          `tensor ${name} [${t.shape.join(', ')}] at storage offset ${t.offset} (stride ${t.stride.join(', ')}) runs past the end of its ${storageBytes}-byte storage ${t.storage.key}`,
+        );
       }
       // Overlapping views (stride 0, as expand() makes) can be far larger than their storage; a hostile one must not
       // make us allocate gigabytes. Real weights are never larger than their storage.
       const bytes = n * es;
       if (!Number.isSafeInteger(bytes) || bytes > Math.max(storageBytes, MAX_EXPANDED_BYTES)) {
-        throw bad(`tensor ${name} [${t.shape.join(', ')}] expands its ${storageBytes}-byte storage ${t.storage.key} to ${bytes} bytes (stride ${t.stride.join(', ')})`);
+        throw bad(
+          `tensor ${name} [${t.shape.join(', ')}] expands its ${storageBytes}-byte storage ${t.storage.key} to ${bytes} bytes (stride ${t.stride.join(', ')})`,
+        );
       }
       entries.set(name, { tensor: t, member, begin: n === 0 ? 0 : begin, end: n === 0 ? 0 : end });
     }
@@ -163,7 +187,16 @@ export class TorchCheckpointFile {
   /** Reads one tensor, upcast to float32. */
   async read(name: string): Promise<Tensor> {
     const raw = await this.readRaw(name);
-    const data = f32FromBytes(raw.bytes, raw.dtype, () => new EngineError('bad-dtype', `tensor ${name} in ${this.file} has dtype ${raw.dtype}; only floating-point weights can be read`, this.file));
+    const data = f32FromBytes(
+      raw.bytes,
+      raw.dtype,
+      () =>
+        new EngineError(
+          'bad-dtype',
+          `tensor ${name} in ${this.file} has dtype ${raw.dtype}; only floating-point weights can be read`,
+          this.file,
+        ),
+    );
     return { shape: raw.shape, data };
   }
 

@@ -61,7 +61,8 @@ export class TorchTensor {
   ) {}
 }
 
-export type PyValue = null | boolean | number | bigint | string | Uint8Array | PyTuple | PyValue[] | PyDict | PySet | PyGlobal | TorchStorage | TorchTensor;
+export type PyValue =
+  null | boolean | number | bigint | string | Uint8Array | PyTuple | PyValue[] | PyDict | PySet | PyGlobal | TorchStorage | TorchTensor;
 
 const STORAGE_TYPES: Record<string, Dtype> = {
   FloatStorage: 'F32',
@@ -113,7 +114,8 @@ function resolveGlobal(module: string, name: string, file: string): PyGlobal {
   const q = `${module}.${name}`;
   if (FUNCTIONS.has(q)) return new PyGlobal(module, name, 'function');
   if (CLASSES.has(q)) return new PyGlobal(module, name, 'class');
-  if ((module === 'torch' || module === 'torch.storage') && name in STORAGE_TYPES) return new PyGlobal(module, name, 'storage-type', STORAGE_TYPES[name]);
+  if ((module === 'torch' || module === 'torch.storage') && name in STORAGE_TYPES)
+    return new PyGlobal(module, name, 'storage-type', STORAGE_TYPES[name]);
   if (module === 'torch' && name in TORCH_DTYPES) return new PyGlobal(module, name, 'dtype', TORCH_DTYPES[name]);
   throw new EngineError(
     'unsafe-pickle',
@@ -186,7 +188,8 @@ const HANDLERS: { readonly [K in OpName]?: Handler } = {
   LONG4: (vm) => vm.push(vm.long(vm.r.i32())),
   INT: (vm) => {
     const s = vm.r.line(PICKLE_LIMITS.maxIntDigits);
-    if (s === '01' || s === '00') vm.push(s === '01'); // how protocol 0/1 writes True/False
+    if (s === '01' || s === '00')
+      vm.push(s === '01'); // how protocol 0/1 writes True/False
     else vm.push(vm.textInt(s, 'INT'));
   },
   LONG: (vm) => vm.push(vm.textInt(vm.r.line(PICKLE_LIMITS.maxIntDigits).replace(/L$/, ''), 'LONG')),
@@ -270,7 +273,9 @@ const HANDLERS: { readonly [K in OpName]?: Handler } = {
 };
 
 /** HANDLERS indexed by opcode byte, for dispatch without a name lookup per opcode. */
-const DISPATCH: (Handler | undefined)[] = Array.from({ length: 256 }, (_, code) => (isOpcode(code) ? HANDLERS[opName(code) as OpName] : undefined));
+const DISPATCH: (Handler | undefined)[] = Array.from({ length: 256 }, (_, code) =>
+  isOpcode(code) ? HANDLERS[opName(code) as OpName] : undefined,
+);
 
 /** The machine: a stack with marks, a memo, and the storages met so far. One instance per pickle. */
 class Unpickler {
@@ -304,7 +309,10 @@ class Unpickler {
       }
       const name = opName(op) as OpName;
       const refused = isOpcode(op) ? REFUSED[name] : undefined;
-      if (refused) throw this.refuse(`${refused} at byte ${at}${name === 'STRING' || name === 'UNICODE' ? ' (torch.save writes protocol 2 or later)' : ''}`);
+      if (refused)
+        throw this.refuse(
+          `${refused} at byte ${at}${name === 'STRING' || name === 'UNICODE' ? ' (torch.save writes protocol 2 or later)' : ''}`,
+        );
       throw this.bad(`unknown opcode ${opName(op)} at byte ${at}`);
     }
   }
@@ -364,7 +372,8 @@ class Unpickler {
 
   long(n: number): number | bigint {
     if (n < 0) throw this.bad('negative LONG4 length');
-    if (n > PICKLE_LIMITS.maxLongBytes) throw this.bad(`a ${n}-byte integer at byte ${this.r.pos} (at most ${PICKLE_LIMITS.maxLongBytes} are read)`);
+    if (n > PICKLE_LIMITS.maxLongBytes)
+      throw this.bad(`a ${n}-byte integer at byte ${this.r.pos} (at most ${PICKLE_LIMITS.maxLongBytes} are read)`);
     return longFrom(this.r.take(n));
   }
 
@@ -403,9 +412,11 @@ class Unpickler {
     const t = pid instanceof PyTuple ? pid.items : undefined;
     if (!t || t[0] !== 'storage' || t.length !== 5) throw this.refuse(`persistent id ${describe(pid)} is not a torch storage reference`);
     const [, type, k, location, numel] = t;
-    if (!(type instanceof PyGlobal) || type.kind !== 'storage-type') throw this.refuse(`storage type ${describe(type ?? null)} is not a known torch storage type`);
+    if (!(type instanceof PyGlobal) || type.kind !== 'storage-type')
+      throw this.refuse(`storage type ${describe(type ?? null)} is not a known torch storage type`);
     if (typeof k !== 'string' || !/^[A-Za-z0-9_]+$/.test(k)) throw this.bad(`storage key ${describe(k ?? null)} is not a plain name`);
-    if (typeof numel !== 'number' || !Number.isSafeInteger(numel) || numel < 0) throw this.bad(`storage ${k} has an invalid size ${describe(numel ?? null)}`);
+    if (typeof numel !== 'number' || !Number.isSafeInteger(numel) || numel < 0)
+      throw this.bad(`storage ${k} has an invalid size ${describe(numel ?? null)}`);
     const prev = this.storages.get(k);
     if (prev) {
       if (prev.dtype !== type.dtype) throw this.bad(`storage ${k} is used both as ${prev.dtype} and ${type.dtype}`);
@@ -418,7 +429,8 @@ class Unpickler {
 
   /** REDUCE: only the allow-listed functions, each interpreted here as data (nothing is called). */
   call(fn: PyValue, args: PyValue): PyValue {
-    if (!(fn instanceof PyGlobal) || fn.kind !== 'function') throw this.refuse(`the pickle calls ${describe(fn)}, which is not an allowed function`);
+    if (!(fn instanceof PyGlobal) || fn.kind !== 'function')
+      throw this.refuse(`the pickle calls ${describe(fn)}, which is not an allowed function`);
     if (!(args instanceof PyTuple)) throw this.bad(`arguments to ${fn.qualified} are not a tuple`);
     const a = args.items;
     switch (fn.qualified) {
@@ -438,7 +450,8 @@ class Unpickler {
       case 'torch._utils._rebuild_tensor_v3': {
         if (a.length < 7 || a.length > 8) throw this.bad(`_rebuild_tensor_v3 with ${a.length} arguments`);
         const dt = a[6];
-        if (!(dt instanceof PyGlobal) || dt.kind !== 'dtype') throw this.bad(`_rebuild_tensor_v3 dtype ${describe(dt ?? null)} is not a torch dtype`);
+        if (!(dt instanceof PyGlobal) || dt.kind !== 'dtype')
+          throw this.bad(`_rebuild_tensor_v3 dtype ${describe(dt ?? null)} is not a torch dtype`);
         return this.rebuildTensor(a[0]!, a[1]!, a[2]!, a[3]!, dt.dtype);
       }
       case 'torch._utils._rebuild_parameter':
@@ -449,8 +462,10 @@ class Unpickler {
       case 'torch._tensor._rebuild_from_type_v2': {
         // Only the plain Tensor/Parameter types, with no Python state: anything else is a subclass we cannot honour.
         const [inner, type, innerArgs, state] = a;
-        if (!(type instanceof PyGlobal) || type.kind !== 'class') throw this.refuse(`a tensor of type ${describe(type ?? null)} (tensor subclasses are not supported)`);
-        if (state !== null && !(state instanceof PyDict && state.items.size === 0)) throw this.refuse('a tensor carrying Python attributes');
+        if (!(type instanceof PyGlobal) || type.kind !== 'class')
+          throw this.refuse(`a tensor of type ${describe(type ?? null)} (tensor subclasses are not supported)`);
+        if (state !== null && !(state instanceof PyDict && state.items.size === 0))
+          throw this.refuse('a tensor carrying Python attributes');
         if (inner instanceof PyGlobal && inner.qualified === fn.qualified) throw this.refuse('a nested _rebuild_from_type_v2');
         return this.call(inner ?? null, innerArgs ?? null);
       }
@@ -477,7 +492,8 @@ class Unpickler {
 
   private rebuildTensor(storage: PyValue, offset: PyValue, size: PyValue, stride: PyValue, dtype: Dtype | undefined): TorchTensor {
     if (!(storage instanceof TorchStorage)) throw this.bad(`tensor storage is ${describe(storage)}`);
-    if (typeof offset !== 'number' || !Number.isSafeInteger(offset) || offset < 0) throw this.bad(`tensor storage offset is ${describe(offset)}`);
+    if (typeof offset !== 'number' || !Number.isSafeInteger(offset) || offset < 0)
+      throw this.bad(`tensor storage offset is ${describe(offset)}`);
     const shape = this.ints(size, 'size');
     const strides = this.ints(stride, 'stride');
     if (shape.length !== strides.length) throw this.bad(`tensor size has ${shape.length} dims but stride ${strides.length}`);
@@ -553,7 +569,11 @@ export function collectTensors(root: PyValue, file?: string): Map<string, TorchT
     }
     if (!(v instanceof PyDict) || onPath.has(v)) continue;
     if (++visits > 1_000_000) {
-      throw new EngineError('bad-checkpoint', `${file ? `${file}: ` : ''}checkpoint pickle nests dictionaries too deeply or too often`, file);
+      throw new EngineError(
+        'bad-checkpoint',
+        `${file ? `${file}: ` : ''}checkpoint pickle nests dictionaries too deeply or too often`,
+        file,
+      );
     }
     onPath.add(v);
     todo.push({ leave: v });

@@ -6,7 +6,7 @@
  * entries are read by position from our own file handle (a tensor costs one read of exactly its bytes) and every
  * entry's CRC-32 is verified once, the first time it is read, so a corrupt download is refused instead of loaded.
  */
-import { promises as fs } from 'node:fs';
+import { type promises as fs } from 'node:fs';
 import * as zlib from 'node:zlib';
 import { EngineError } from '../errors';
 
@@ -59,7 +59,9 @@ export class ZipArchive {
     } catch (e) {
       await handle.close();
       if (e instanceof EngineError) throw e;
-      throw new EngineError('bad-checkpoint', `${file} is not a readable PyTorch zip checkpoint: ${(e as Error).message}`, file, { cause: e });
+      throw new EngineError('bad-checkpoint', `${file} is not a readable PyTorch zip checkpoint: ${(e as Error).message}`, file, {
+        cause: e,
+      });
     }
   }
 
@@ -87,7 +89,10 @@ export class ZipArchive {
     try {
       out = zlib.inflateRawSync(packed, { maxOutputLength: Math.max(1, m.size) });
     } catch (e) {
-      const why = (e as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE' ? `inflates to more than the ${m.size} bytes the directory says` : 'does not inflate';
+      const why =
+        (e as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE'
+          ? `inflates to more than the ${m.size} bytes the directory says`
+          : 'does not inflate';
       throw this.bad(`${name} ${why}: corrupt archive`, e);
     }
     if (out.length !== m.size) throw this.bad(`${name} inflates to ${out.length} bytes, but the directory says ${m.size}`);
@@ -99,7 +104,9 @@ export class ZipArchive {
   async readRange(name: string, begin: number, end: number): Promise<Buffer> {
     const m = this.member(name);
     if (m.method !== METHOD_STORED) {
-      throw this.bad(`${name} is compressed (method ${m.method}); torch.save writes stored entries, so re-save the checkpoint with torch.save`);
+      throw this.bad(
+        `${name} is compressed (method ${m.method}); torch.save writes stored entries, so re-save the checkpoint with torch.save`,
+      );
     }
     if (begin < 0 || end < begin || end > m.size) throw this.bad(`bytes [${begin}, ${end}) are outside ${name} (${m.size} bytes)`);
     const start = await this.dataStart(m);
@@ -129,12 +136,16 @@ export class ZipArchive {
   private async dataStart(m: Member): Promise<number> {
     if (m.dataStart !== undefined) return m.dataStart;
     const h = await this.readAt(m.localOffset, LOCAL_BYTES, m.name);
-    if (h.readUInt32LE(0) !== LOCAL_SIG) throw this.bad(`the local header of ${m.name} at byte ${m.localOffset} is missing (corrupt archive)`);
+    if (h.readUInt32LE(0) !== LOCAL_SIG)
+      throw this.bad(`the local header of ${m.name} at byte ${m.localOffset} is missing (corrupt archive)`);
     if (h.readUInt16LE(6) & 1) throw this.bad(`${m.name} is encrypted`);
     const nameLen = h.readUInt16LE(26);
     const extraLen = h.readUInt16LE(28);
     const localName = (await this.readAt(m.localOffset + LOCAL_BYTES, nameLen, m.name)).toString('utf8');
-    if (localName !== m.name) throw this.bad(`the local header at byte ${m.localOffset} names ${JSON.stringify(localName)}, the directory ${JSON.stringify(m.name)} (corrupt archive)`);
+    if (localName !== m.name)
+      throw this.bad(
+        `the local header at byte ${m.localOffset} names ${JSON.stringify(localName)}, the directory ${JSON.stringify(m.name)} (corrupt archive)`,
+      );
     const start = m.localOffset + LOCAL_BYTES + nameLen + extraLen;
     if (start + m.compressedSize > this.fileSize) throw this.bad(`${m.name} runs past the end of the file (truncated file?)`);
     m.dataStart = start;
@@ -143,13 +154,16 @@ export class ZipArchive {
 
   private async verifyStored(m: Member, start: number): Promise<void> {
     let crc = 0;
-    for (let o = 0; o < m.size; o += CRC_PIECE) crc = zlib.crc32(await this.readAt(start + o, Math.min(CRC_PIECE, m.size - o), m.name), crc);
+    for (let o = 0; o < m.size; o += CRC_PIECE)
+      crc = zlib.crc32(await this.readAt(start + o, Math.min(CRC_PIECE, m.size - o), m.name), crc);
     this.checkCrc(m, crc);
   }
 
   private checkCrc(m: Member, actual: number): void {
     if (actual !== m.crc) {
-      throw this.bad(`${m.name} fails its CRC-32 check (stored ${hex(m.crc)}, computed ${hex(actual)}): the file is corrupt (an incomplete or damaged download?)`);
+      throw this.bad(
+        `${m.name} fails its CRC-32 check (stored ${hex(m.crc)}, computed ${hex(actual)}): the file is corrupt (an incomplete or damaged download?)`,
+      );
     }
     m.crcChecked = true;
   }
@@ -164,8 +178,15 @@ function hex(n: number): string {
 }
 
 /** A positional read of exactly `length` bytes, refused up front when it would run past `fileSize`. */
-async function readExactly(handle: fs.FileHandle, position: number, length: number, fileSize: number, short: () => EngineError): Promise<Buffer> {
-  if (!Number.isSafeInteger(position) || position < 0 || !Number.isSafeInteger(length) || length < 0 || position + length > fileSize) throw short();
+async function readExactly(
+  handle: fs.FileHandle,
+  position: number,
+  length: number,
+  fileSize: number,
+  short: () => EngineError,
+): Promise<Buffer> {
+  if (!Number.isSafeInteger(position) || position < 0 || !Number.isSafeInteger(length) || length < 0 || position + length > fileSize)
+    throw short();
   const out = Buffer.alloc(length);
   let done = 0;
   while (done < length) {
@@ -179,7 +200,8 @@ async function readExactly(handle: fs.FileHandle, position: number, length: numb
 /** The end record (with its ZIP64 extension when present) and the central directory it points at. */
 async function readDirectory(file: string, handle: fs.FileHandle, fileSize: number): Promise<Map<string, Member>> {
   const bad = (why: string) => new EngineError('bad-checkpoint', `${file} is not a readable PyTorch zip checkpoint: ${why}`, file);
-  const read = (position: number, length: number, what: string) => readExactly(handle, position, length, fileSize, () => bad(`${what} lies outside the ${fileSize}-byte file (corrupt or truncated)`));
+  const read = (position: number, length: number, what: string) =>
+    readExactly(handle, position, length, fileSize, () => bad(`${what} lies outside the ${fileSize}-byte file (corrupt or truncated)`));
 
   // The end record is the last thing in the file, followed only by its comment, whose length it states.
   const tailLen = Math.min(fileSize, EOCD_BYTES + MAX_COMMENT);
@@ -193,7 +215,11 @@ async function readDirectory(file: string, handle: fs.FileHandle, fileSize: numb
   }
   if (at < 0) {
     const sig = tail.lastIndexOf(Buffer.from([0x50, 0x4b, 0x05, 0x06]));
-    throw bad(sig >= 0 ? 'the end record is followed by bytes its comment length does not account for (garbage at the end of the file)' : 'the zip directory at its end is missing (truncated or incomplete download?)');
+    throw bad(
+      sig >= 0
+        ? 'the end record is followed by bytes its comment length does not account for (garbage at the end of the file)'
+        : 'the zip directory at its end is missing (truncated or incomplete download?)',
+    );
   }
   const eocdOffset = fileSize - tailLen + at;
   const disk = tail.readUInt16LE(at + 4);
@@ -211,17 +237,21 @@ async function readDirectory(file: string, handle: fs.FileHandle, fileSize: numb
       const recordEnd = BigInt(eocdOffset - ZIP64_LOCATOR_BYTES);
       if (loc.readUInt32LE(4) !== 0 || loc.readUInt32LE(16) > 1) throw bad('the ZIP64 locator describes a multi-part archive');
       if (recordOffset + BigInt(ZIP64_EOCD_BYTES) > recordEnd) {
-        throw bad(`the ZIP64 locator points at byte ${recordOffset}, where no ZIP64 end record can be (the record must end before byte ${recordEnd})`);
+        throw bad(
+          `the ZIP64 locator points at byte ${recordOffset}, where no ZIP64 end record can be (the record must end before byte ${recordEnd})`,
+        );
       }
       const rec = await read(Number(recordOffset), ZIP64_EOCD_BYTES, 'the ZIP64 end record');
-      if (rec.readUInt32LE(0) !== ZIP64_EOCD_SIG) throw bad(`the ZIP64 locator points at byte ${recordOffset}, which holds no ZIP64 end record`);
+      if (rec.readUInt32LE(0) !== ZIP64_EOCD_SIG)
+        throw bad(`the ZIP64 locator points at byte ${recordOffset}, which holds no ZIP64 end record`);
       if (rec.readUInt32LE(16) !== 0 || rec.readUInt32LE(20) !== 0) throw bad('the ZIP64 end record describes a multi-part archive');
       const big = (o: number, what: string, field: number) => {
         const v = rec.readBigUInt64LE(o);
         if (v > BigInt(fileSize)) throw bad(`the ZIP64 end record's ${what} (${v}) is larger than the ${fileSize}-byte file`);
         // A ZIP64 value must agree with its 32/16-bit twin unless that twin is saturated.
         const n = Number(v);
-        if (field !== 0xffff && field !== 0xffffffff && field !== n) throw bad(`the end record and the ZIP64 end record disagree on the ${what} (${field} vs ${n})`);
+        if (field !== 0xffff && field !== 0xffffffff && field !== n)
+          throw bad(`the end record and the ZIP64 end record disagree on the ${what} (${field} vs ${n})`);
         return n;
       };
       diskEntries = big(24, 'entry count on this disk', diskEntries);
@@ -231,16 +261,21 @@ async function readDirectory(file: string, handle: fs.FileHandle, fileSize: numb
       cdEnd = Number(recordOffset);
     }
   }
-  if (disk !== 0 || cdDisk !== 0 || diskEntries !== entries) throw bad('the end record describes a multi-part (split) archive, or its entry counts disagree (corrupt end record)');
+  if (disk !== 0 || cdDisk !== 0 || diskEntries !== entries)
+    throw bad('the end record describes a multi-part (split) archive, or its entry counts disagree (corrupt end record)');
   if (entries > MAX_ENTRIES) throw bad(`the directory lists ${entries} entries (at most ${MAX_ENTRIES} are read)`);
   if (cdSize > MAX_DIRECTORY_BYTES) throw bad(`the central directory is ${cdSize} bytes (at most ${MAX_DIRECTORY_BYTES} are read)`);
-  if (cdOffset + cdSize !== cdEnd) throw bad(`the central directory [${cdOffset}, ${cdOffset + cdSize}) does not end where the end record begins (byte ${cdEnd}): corrupt end record`);
+  if (cdOffset + cdSize !== cdEnd)
+    throw bad(
+      `the central directory [${cdOffset}, ${cdOffset + cdSize}) does not end where the end record begins (byte ${cdEnd}): corrupt end record`,
+    );
 
   const cd = await read(cdOffset, cdSize, 'the central directory');
   const members = new Map<string, Member>();
   let p = 0;
   for (let i = 0; i < entries; i++) {
-    if (p + CENTRAL_BYTES > cd.length || cd.readUInt32LE(p) !== CENTRAL_SIG) throw bad(`directory entry ${i} of ${entries} is missing or damaged`);
+    if (p + CENTRAL_BYTES > cd.length || cd.readUInt32LE(p) !== CENTRAL_SIG)
+      throw bad(`directory entry ${i} of ${entries} is missing or damaged`);
     const flags = cd.readUInt16LE(p + 8);
     const method = cd.readUInt16LE(p + 10);
     const crc = cd.readUInt32LE(p + 16);
@@ -274,9 +309,12 @@ async function readDirectory(file: string, handle: fs.FileHandle, fileSize: numb
     }
     if (flags & 1) throw bad(`entry ${JSON.stringify(name)} is encrypted`);
     if (startDisk !== 0 && startDisk !== 0xffff) throw bad(`entry ${JSON.stringify(name)} starts on another disk (split archive)`);
-    if (method !== METHOD_STORED && method !== METHOD_DEFLATE) throw bad(`entry ${JSON.stringify(name)} uses compression method ${method} (only stored and deflate are read)`);
-    if (method === METHOD_STORED && compressedSize !== size) throw bad(`stored entry ${JSON.stringify(name)} has compressed size ${compressedSize} but size ${size}`);
-    if (localOffset + LOCAL_BYTES + compressedSize > cdOffset) throw bad(`entry ${JSON.stringify(name)} (offset ${localOffset}, ${compressedSize} bytes) overlaps the central directory`);
+    if (method !== METHOD_STORED && method !== METHOD_DEFLATE)
+      throw bad(`entry ${JSON.stringify(name)} uses compression method ${method} (only stored and deflate are read)`);
+    if (method === METHOD_STORED && compressedSize !== size)
+      throw bad(`stored entry ${JSON.stringify(name)} has compressed size ${compressedSize} but size ${size}`);
+    if (localOffset + LOCAL_BYTES + compressedSize > cdOffset)
+      throw bad(`entry ${JSON.stringify(name)} (offset ${localOffset}, ${compressedSize} bytes) overlaps the central directory`);
     if (members.has(name)) throw bad(`entry ${JSON.stringify(name)} appears twice`);
     if (!name.endsWith('/')) members.set(name, { name, method, crc, compressedSize, size, localOffset });
     p = next;
@@ -286,7 +324,7 @@ async function readDirectory(file: string, handle: fs.FileHandle, fileSize: numb
 }
 
 function zip64Extra(extra: Buffer): Buffer | undefined {
-  for (let q = 0; q + 4 <= extra.length; ) {
+  for (let q = 0; q + 4 <= extra.length;) {
     const id = extra.readUInt16LE(q);
     const len = extra.readUInt16LE(q + 2);
     if (q + 4 + len > extra.length) return undefined;

@@ -29,9 +29,18 @@ export class EmbeddingSession {
     const b = new GraphBuilder();
     const audio = b.input('audio', ['batch', 'samples']);
     const taps = addEncoder(b, cfg, model.weights, audio);
-    const pooled = Array.from({ length: cfg.layers + 1 }, (_, k) => b.op('ReduceMean', [taps.get(tapName.hidden(k))!], { axes: [1], keepdims: 1 }, `pool${k}`));
+    const pooled = Array.from({ length: cfg.layers + 1 }, (_, k) =>
+      b.op('ReduceMean', [taps.get(tapName.hidden(k))!], { axes: [1], keepdims: 1 }, `pool${k}`),
+    );
     b.output(b.op('Concat', pooled, { axis: 1 }), 'pooled'); // [batch, layers + 1, hidden]
-    return new EmbeddingSession(model, opts, await createSession(b.encode('merge_studio_embed'), opts), cfg.layers, cfg.hidden, receptiveField(cfg));
+    return new EmbeddingSession(
+      model,
+      opts,
+      await createSession(b.encode('merge_studio_embed'), opts),
+      cfg.layers,
+      cfg.hidden,
+      receptiveField(cfg),
+    );
   }
 
   /** [clips, layers + 1, hidden] mean-pooled hidden states, rows in the order of `clips`. */
@@ -40,9 +49,14 @@ export class EmbeddingSession {
     const out = new Float32Array(clips.length * row);
     const byLength = new Map<number, number[]>();
     for (const [i, c] of clips.entries()) {
-      if (c.length < this.minSamples) throw new EngineError('bad-audio', `a clip of ${c.length} samples is shorter than the encoder's ${this.minSamples}-sample receptive field`);
+      if (c.length < this.minSamples)
+        throw new EngineError(
+          'bad-audio',
+          `a clip of ${c.length} samples is shorter than the encoder's ${this.minSamples}-sample receptive field`,
+        );
       // Longer than one forward window: attention over the whole clip would need memory quadratic in its length.
-      if (planWindows(this.model.config, framesFor(this.model.config, c.length)).length > 1) out.set(await pooledLong(this.model, c, this.opts), i * row);
+      if (planWindows(this.model.config, framesFor(this.model.config, c.length)).length > 1)
+        out.set(await pooledLong(this.model, c, this.opts), i * row);
       else byLength.set(c.length, [...(byLength.get(c.length) ?? []), i]);
     }
     for (const [length, indices] of byLength) {

@@ -117,7 +117,17 @@ export async function forwardLong(
   } finally {
     await session.release();
   }
-  return { frames, frameRate: cfg.frameRate, convFeatures, convChannels, hiddenStates, lastHiddenState, hidden: cfg.hidden, backend: session.backend, windows: windows.length };
+  return {
+    frames,
+    frameRate: cfg.frameRate,
+    convFeatures,
+    convChannels,
+    hiddenStates,
+    lastHiddenState,
+    hidden: cfg.hidden,
+    backend: session.backend,
+    windows: windows.length,
+  };
 }
 
 /**
@@ -125,7 +135,11 @@ export async function forwardLong(
  * windows and whole-clip statistics as forwardLong, each window's graph summing its kept frames (a Slice whose bounds
  * are inputs, then ReduceSum), the sums accumulated here in float64. Returns [layers + 1, hidden], row-major.
  */
-export async function pooledLong(model: Pick<EncoderModel, 'config' | 'weights'>, samples: Float32Array, opts: SessionOptions & WindowOptions = {}): Promise<Float32Array> {
+export async function pooledLong(
+  model: Pick<EncoderModel, 'config' | 'weights'>,
+  samples: Float32Array,
+  opts: SessionOptions & WindowOptions = {},
+): Promise<Float32Array> {
   const cfg = model.config;
   const frames = framesFor(cfg, samples.length);
   const windows = planWindows(cfg, frames, opts);
@@ -186,7 +200,11 @@ function normaliseWave(x: Float32Array): Float32Array {
  * them: the conv runs in onnxruntime on pieces whose frames tile the clip, each returning per-channel sums (of x,
  * then of (x − mean)², for a variance without cancellation), accumulated here in float64.
  */
-async function conv0Statistics(model: Pick<EncoderModel, 'config' | 'weights'>, wave: Float32Array, opts: SessionOptions): Promise<{ mean: Float32Array; invStd: Float32Array }> {
+async function conv0Statistics(
+  model: Pick<EncoderModel, 'config' | 'weights'>,
+  wave: Float32Array,
+  opts: SessionOptions,
+): Promise<{ mean: Float32Array; invStd: Float32Array }> {
   const cfg = model.config;
   const C = cfg.convDims[0]!;
   const k = cfg.convKernels[0]!;
@@ -214,7 +232,10 @@ async function conv0Statistics(model: Pick<EncoderModel, 'config' | 'weights'>, 
     for (let f = 0; f < total; f += piece) {
       const f1 = Math.min(total, f + piece);
       const x = wave.subarray(f * s, (f1 - 1) * s + k);
-      const out = await session.run({ audio: new ort.Tensor('float32', x, [1, x.length]), shift: new ort.Tensor('float32', center, [1, C, 1]) });
+      const out = await session.run({
+        audio: new ort.Tensor('float32', x, [1, x.length]),
+        shift: new ort.Tensor('float32', center, [1, C, 1]),
+      });
       const a = out.sum!.data as Float32Array;
       const q = out.sum_sq!.data as Float32Array;
       for (let c = 0; c < C; c++) {
