@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { collectTensors, PyDict, PySet, PyTuple, TorchTensor, unpickle } from '../../server/src/engine/io/torch-pickle';
+import { collectTensors, PyDict, type PySet, type PyTuple, TorchTensor, unpickle } from '../../server/src/engine/io/torch-pickle';
 
 /** A tiny pickle assembler: strings are opcodes/ASCII, numbers bytes. */
 function pk(...parts: (string | number | number[] | Uint8Array)[]): Uint8Array {
@@ -19,10 +19,34 @@ const opts = { file: 'x.pkl' };
 /** protocol-2 `{'w': _rebuild_tensor_v2(persistent('storage', FloatStorage, '0', 'cpu', 6), 1, (2, 2), (1, 2), False, OrderedDict())}` */
 const TENSOR = pk(
   'ctorch._utils\n_rebuild_tensor_v2\n',
-  '(', '(', ...uni('storage'), 'ctorch\nFloatStorage\n', ...uni('0'), ...uni('cpu'), 'K', 6, 't', 'Q',
-  'K', 1, 'K', 2, 'K', 2, 0x86, 'K', 1, 'K', 2, 0x86, 0x89,
-  'ccollections\nOrderedDict\n', ')', 'R',
-  't', 'R',
+  '(',
+  '(',
+  ...uni('storage'),
+  'ctorch\nFloatStorage\n',
+  ...uni('0'),
+  ...uni('cpu'),
+  'K',
+  6,
+  't',
+  'Q',
+  'K',
+  1,
+  'K',
+  2,
+  'K',
+  2,
+  0x86,
+  'K',
+  1,
+  'K',
+  2,
+  0x86,
+  0x89,
+  'ccollections\nOrderedDict\n',
+  ')',
+  'R',
+  't',
+  'R',
 );
 const TENSOR_DICT = pk(0x80, 2, '}', 'q', 0, ...uni('w'), TENSOR, 's', '.');
 
@@ -43,9 +67,37 @@ describe('restricted unpickler', () => {
 
   it('_rebuild_tensor_v3 over an UntypedStorage takes its dtype from the call (offsets in elements of that dtype)', () => {
     const root = unpickle(
-      pk(0x80, 2, 'ctorch._utils\n_rebuild_tensor_v3\n', '(',
-        '(', ...uni('storage'), 'ctorch\nUntypedStorage\n', ...uni('7'), ...uni('cpu'), 'K', 16, 't', 'Q',
-        'K', 2, 'K', 3, 0x85, 'K', 1, 0x85, 0x89, 'ccollections\nOrderedDict\n', ')', 'R', 'ctorch\nfloat16\n', 't', 'R', '.'),
+      pk(
+        0x80,
+        2,
+        'ctorch._utils\n_rebuild_tensor_v3\n',
+        '(',
+        '(',
+        ...uni('storage'),
+        'ctorch\nUntypedStorage\n',
+        ...uni('7'),
+        ...uni('cpu'),
+        'K',
+        16,
+        't',
+        'Q',
+        'K',
+        2,
+        'K',
+        3,
+        0x85,
+        'K',
+        1,
+        0x85,
+        0x89,
+        'ccollections\nOrderedDict\n',
+        ')',
+        'R',
+        'ctorch\nfloat16\n',
+        't',
+        'R',
+        '.',
+      ),
       opts,
     );
     expect(root).toBeInstanceOf(TorchTensor);
@@ -55,11 +107,48 @@ describe('restricted unpickler', () => {
 
   it('protocol 4: FRAME, SHORT_BINUNICODE, MEMOIZE, STACK_GLOBAL, and a _metadata BUILD on an OrderedDict', () => {
     const root = unpickle(
-      pk(0x80, 4, 0x95, 8, 0, 0, 0, 0, 0, 0, 0, ...short('collections'), 0x94, ...short('OrderedDict'), 0x94, 0x93, 0x94, ')', 'R', 0x94,
-        '}', ...short('_metadata'), '}', ...short('version'), 'K', 1, 's', 's', 'b',
-        ...short('n'), 0x8a, 2, 0x00, 0x80, 's', // LONG1 −32768
-        ...short('again'), 'h', 2, 's', // BINGET memo 2 = the OrderedDict class
-        '.'),
+      pk(
+        0x80,
+        4,
+        0x95,
+        8,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        ...short('collections'),
+        0x94,
+        ...short('OrderedDict'),
+        0x94,
+        0x93,
+        0x94,
+        ')',
+        'R',
+        0x94,
+        '}',
+        ...short('_metadata'),
+        '}',
+        ...short('version'),
+        'K',
+        1,
+        's',
+        's',
+        'b',
+        ...short('n'),
+        0x8a,
+        2,
+        0x00,
+        0x80,
+        's', // LONG1 −32768
+        ...short('again'),
+        'h',
+        2,
+        's', // BINGET memo 2 = the OrderedDict class
+        '.',
+      ),
       opts,
     );
     expect(root).toBeInstanceOf(PyDict);
@@ -79,7 +168,9 @@ describe('restricted unpickler', () => {
     expect(() => unpickle(pk(0x80, 2, 'ccollections\nOrderedDict\n', ')', 0x81, '.'), opts)).toThrow(/object construction \(NEWOBJ\)/);
     expect(() => unpickle(pk(0x80, 2, '(', 'i', 'os\nsystem\n', '.'), opts)).toThrow(/INST/);
     expect(() => unpickle(pk(0x80, 2, 0x82, 1, '.'), opts)).toThrow(/extension registry/);
-    expect(() => unpickle(pk(0x80, 2, 'ctorch\nFloatStorage\n', ')', 'R', '.'), opts)).toThrow(/calls torch\.FloatStorage, which is not an allowed function/);
+    expect(() => unpickle(pk(0x80, 2, 'ctorch\nFloatStorage\n', ')', 'R', '.'), opts)).toThrow(
+      /calls torch\.FloatStorage, which is not an allowed function/,
+    );
     expect(() => unpickle(pk(0x80, 2, ']', '}', 'b', '.'), opts)).toThrow(/BUILD \(setting state\) on a list/);
   });
 
@@ -100,8 +191,28 @@ describe('restricted unpickler', () => {
   it('collects nested state dicts by dotted name and survives cycles', () => {
     // {'state_dict': {'a': <tensor>}, 'loop': <list containing itself>}
     const root = unpickle(
-      pk(0x80, 2, '}', 'q', 0, ...uni('state_dict'), '}', ...uni('a'), TENSOR, 's', 's',
-        ...uni('loop'), ']', 'q', 1, 'h', 1, 'a', 's', '.'),
+      pk(
+        0x80,
+        2,
+        '}',
+        'q',
+        0,
+        ...uni('state_dict'),
+        '}',
+        ...uni('a'),
+        TENSOR,
+        's',
+        's',
+        ...uni('loop'),
+        ']',
+        'q',
+        1,
+        'h',
+        1,
+        'a',
+        's',
+        '.',
+      ),
       opts,
     );
     expect([...collectTensors(root).keys()]).toEqual(['state_dict.a']);
@@ -112,12 +223,58 @@ describe('restricted unpickler', () => {
   it('tuples, lists, sets, bytes, floats and big integers are plain data', () => {
     // ((1, 2, 3, 4), [None, True], {9}, (b'\xde\xad', 1.5, 2**64))
     const root = unpickle(
-      pk(0x80, 4, '(',
-        '(', 'K', 1, 'K', 2, 'K', 3, 'K', 4, 't',
-        ']', '(', 'N', 0x88, 'e',
-        0x8f, '(', 'K', 9, 0x90,
-        'C', 2, 0xde, 0xad, 'G', 0x3f, 0xf8, 0, 0, 0, 0, 0, 0, 0x8a, 9, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0x87,
-        't', '.'),
+      pk(
+        0x80,
+        4,
+        '(',
+        '(',
+        'K',
+        1,
+        'K',
+        2,
+        'K',
+        3,
+        'K',
+        4,
+        't',
+        ']',
+        '(',
+        'N',
+        0x88,
+        'e',
+        0x8f,
+        '(',
+        'K',
+        9,
+        0x90,
+        'C',
+        2,
+        0xde,
+        0xad,
+        'G',
+        0x3f,
+        0xf8,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0x8a,
+        9,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        1,
+        0x87,
+        't',
+        '.',
+      ),
       opts,
     ) as PyTuple;
     const [t, l, s, b] = root.items as [PyTuple, unknown[], PySet, PyTuple];
@@ -125,5 +282,21 @@ describe('restricted unpickler', () => {
     expect(l).toEqual([null, true]);
     expect(s.items).toEqual([9]);
     expect(b.items).toEqual([Uint8Array.from([0xde, 0xad]), 1.5, 1n << 64n]);
+  });
+
+  it('budgets: a 5000-byte LONG4, a 5000-digit INT, a list of millions (no call-stack overflow), a deep dict chain', () => {
+    expect(() => unpickle(pk(0x80, 2, 0x8b, u32(5000), new Uint8Array(5000), '.'), opts)).toThrow(
+      /x\.pkl: corrupt pickle: a 5000-byte integer/,
+    );
+    expect(() => unpickle(pk(0x80, 2, 'I', '9'.repeat(5000), '\n', '.'), opts)).toThrow(/a 5000-byte text argument/);
+    const n = 1_000_000;
+    const list = unpickle(Buffer.concat([pk(0x80, 2, ']', '('), Buffer.alloc(n, 0x4e), pk('e', '.')]), opts) as unknown[];
+    expect(list).toHaveLength(n);
+    // 100,000 nested dicts {'a': {'a': … <tensor>}}: the walk is iterative, so depth cannot exhaust the stack.
+    const depth = 100_000;
+    const open = Buffer.from(pk('}', ...uni('a')));
+    const nested = Buffer.concat([pk(0x80, 2), ...new Array<Buffer>(depth).fill(open), TENSOR, Buffer.alloc(depth, 's'), pk('.')]);
+    const tensors = collectTensors(unpickle(nested, opts), 'x.pkl');
+    expect([...tensors.keys()]).toEqual([Array(depth).fill('a').join('.')]);
   });
 });
