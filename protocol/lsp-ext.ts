@@ -164,6 +164,17 @@ export interface RunningJobStatus {
   stage: JobStage | null;
   /** Overall percentage 0–100, when known. */
   percentage: number | null;
+  /** The current stage's own percentage 0–100, while it reports progress (servers before 0.1 omit it). */
+  stagePercentage?: number | null;
+  /** Seconds left in the current stage at its measured rate (one ETA per stage), when known. */
+  etaSeconds?: number | null;
+}
+
+/** Seconds left as a person reads them: "40 s", "3 min", "1 h 5 min". */
+export function formatEta(seconds: number): string {
+  if (seconds < 60) return `${Math.max(1, Math.round(seconds))} s`;
+  const min = Math.round(seconds / 60);
+  return min < 60 ? `${min} min` : `${Math.floor(min / 60)} h ${min % 60} min`;
 }
 
 export interface ServerStatusParams {

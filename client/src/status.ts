@@ -1,5 +1,5 @@
 import * as vscode from 'vscode';
-import type { RunningJobStatus, ServerHealth } from '../../protocol/lsp-ext';
+import { formatEta, type RunningJobStatus, type ServerHealth } from '../../protocol/lsp-ext';
 import { displayName } from './recipes';
 
 /** Where the client is in its lifecycle (the server's own health comes from `mergeStudio/serverStatus`). */
@@ -22,10 +22,12 @@ export function renderStatus(s: StatusState): { text: string; tooltip: string; c
   if (s.phase === 'stopped') return { text: '$(circle-slash) Merge Studio', tooltip: `The language server is stopped.\n\n${links}`, command: 'mergeStudio.restartServer' };
   if (s.runningJob) {
     const j = s.runningJob;
-    const pct = j.percentage === null ? '' : ` ${Math.round(j.percentage)}%`;
+    // The stage's own progress and ETA when the server reports them (one ETA per stage), else the overall percentage.
+    const stagePct = j.stagePercentage ?? null;
+    const pct = stagePct !== null ? ` ${stagePct}%${j.etaSeconds != null ? ` · ${formatEta(j.etaSeconds)} left` : ''}` : j.percentage === null ? '' : ` ${Math.round(j.percentage)}%`;
     return {
       text: `$(sync~spin) Merge Studio: ${j.stage ?? 'starting'}${pct}`,
-      tooltip: `Running ${displayName(j.uri)} (job ${j.jobId}). Click to cancel.\n\n${links}`,
+      tooltip: `Running ${displayName(j.uri)} (job ${j.jobId})${j.percentage === null ? '' : `, ${Math.round(j.percentage)}% overall`}. Click to cancel.\n\n${links}`,
       command: 'mergeStudio.cancelJob',
     };
   }

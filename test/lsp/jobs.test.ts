@@ -113,6 +113,9 @@ describe('jobs over LSP', () => {
     await client.progress.next((p) => p.token === 'run-hang' && p.value.kind === 'report' && p.value.message === 'statistics: segment 1/100');
     const status = await client.serverStatus.next((s) => s.runningJob?.jobId === jobId && s.runningJob.stage === 'statistics');
     expect(status.runningJob!.percentage).toBe(overallPercentage('statistics', 1, 100));
+    // The stage's own progress for the status bar; no ETA in the stage's first seconds.
+    const staged = await client.serverStatus.next((s) => s.runningJob?.jobId === jobId && s.runningJob.stagePercentage != null);
+    expect(staged.runningJob).toMatchObject({ stage: 'statistics', stagePercentage: 1, etaSeconds: null });
     const statusesBefore = client.serverStatus.values.length;
     expect(await client.connection.sendRequest(lsp.cancelJob, { jobId })).toEqual({ cancelled: true });
     const finished = await client.jobFinished.next((j) => j.jobId === jobId);

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { ProgressRenderer, eta } from '../../server/src/cli/progress-bar';
-import { partOfStage, type JobEvent } from '../../server/src/engine/progress';
+import { ProgressRenderer } from '../../server/src/cli/progress-bar';
+import { partOfStage, StageEta, type JobEvent } from '../../server/src/engine/progress';
 
 const sink = (isTTY: boolean) => {
   const chunks: string[] = [];
@@ -31,10 +31,14 @@ describe('progress rendering', () => {
   });
 
   it('one ETA per stage: none for the first seconds, then from the rate since progress last went back', () => {
-    expect(eta({ at: 0, fraction: 0, total: 10 }, 0.1, 1000)).toBe('');
-    expect(eta({ at: 0, fraction: 0, total: 10 }, 0.5, 10_000)).toBe(' ETA 10s');
-    expect(eta({ at: 0, fraction: 0.5, total: 10 }, 0.75, 10_000)).toBe(' ETA 10s');
-    expect(eta({ at: 0, fraction: 0, total: 10 }, 1, 10_000)).toBe('');
+    const e = new StageEta();
+    expect(e.update('evaluate', 0, 10, 0).etaSeconds).toBeNull();
+    expect(e.update('evaluate', 1, 10, 1000).etaSeconds).toBeNull(); // first seconds: start-up, no rate yet
+    expect(e.update('evaluate', 5, 10, 10_000).etaSeconds).toBeCloseTo(10, 5);
+    // Progress goes back (a new phase of the stage): a new measurement, no ETA until it has a rate.
+    expect(e.update('evaluate', 2, 10, 11_000).etaSeconds).toBeNull();
+    expect(e.update('evaluate', 6, 10, 19_000).etaSeconds).toBeCloseTo(8, 5);
+    expect(e.update('evaluate', 10, 10, 20_000)).toEqual({ fraction: 1, etaSeconds: null });
   });
 
   it('evaluate scores systems as parts of one stage: progress never restarts and ends at the total', () => {

@@ -3,22 +3,10 @@
  * otherwise (CI logs, redirected output: no carriage returns, no escape codes, never half a line). `--progress json`
  * bypasses this and prints the events themselves, one per line.
  */
-import type { JobEvent, JobStage } from '../engine/progress';
-
-/** The rate behind an ETA: measured from the start of the current run of progress (see `handle`). */
-interface Baseline {
-  at: number;
-  fraction: number;
-  total: number;
-}
-
-/** Seconds of progress before the first ETA: the first batch includes session start-up and is no rate. */
-const ETA_AFTER_S = 3;
+import { StageEta, type JobEvent, type JobStage } from '../engine/progress';
 
 export class ProgressRenderer {
-  private stage: JobStage | undefined;
-  private baseline: Baseline | undefined;
-  private lastFraction = 0;
+  private readonly eta = new StageEta();
   private lastLine = '';
   private lastPlain = 0;
   /** The last progress line not yet printed in plain mode (printed when the stage ends, so every bar ends full). */
@@ -38,19 +26,12 @@ export class ProgressRenderer {
     switch (event.type) {
       case 'stage':
         this.finishLine();
-        this.stage = event.stage;
-        this.baseline = undefined;
+        this.eta.reset(event.stage);
         this.write(`${event.stage.padEnd(10)} ${event.message}`, true);
         break;
       case 'progress': {
-        const fraction = event.total > 0 ? Math.min(1, event.done / event.total) : 0;
-        // A new stage, a new total or progress going back (a stage made of phases) starts a new rate measurement.
-        if (event.stage !== this.stage || !this.baseline || event.total !== this.baseline.total || fraction < this.lastFraction) {
-          this.stage = event.stage;
-          this.baseline = { at: now, fraction, total: event.total };
-        }
-        this.lastFraction = fraction;
-        const line = progressLine(event.stage, event.done, event.total, eta(this.baseline, fraction, now), event.message);
+        const { etaSeconds } = this.eta.update(event.stage, event.done, event.total, now);
+        const line = progressLine(event.stage, event.done, event.total, etaSeconds === null ? '' : ` ETA ${formatSeconds(etaSeconds)}`, event.message);
         if (this.tty) {
           this.write(line, false);
         } else if (event.done === event.total || now - this.lastPlain > 5000) {
@@ -91,15 +72,6 @@ export class ProgressRenderer {
       this.stream.write(`${line}\n`);
     }
   }
-}
-
-/** The remaining time at the rate measured since the baseline; '' until the rate means something. */
-export function eta(baseline: Baseline | undefined, fraction: number, now: number): string {
-  if (!baseline || fraction >= 1) return '';
-  const elapsed = (now - baseline.at) / 1000;
-  const progressed = fraction - baseline.fraction;
-  if (elapsed < ETA_AFTER_S || progressed <= 0) return '';
-  return ` ETA ${formatSeconds((elapsed / progressed) * (1 - fraction))}`;
 }
 
 export function progressLine(stage: JobStage, done: number, total: number, etaText: string, message?: string): string {

@@ -36,3 +36,38 @@ export interface CancelToken {
 export function partOfStage(emit: ProgressSink, index: number, count: number): ProgressSink {
   return (e) => emit(e.type === 'progress' && e.total > 0 ? { ...e, done: index * e.total + e.done, total: count * e.total } : e);
 }
+
+/** Seconds of a stage's progress before its first ETA: the first batch includes session start-up and is no rate. */
+const ETA_AFTER_S = 3;
+
+/**
+ * One ETA per stage, for every progress UI (terminal bar, status bar): from the rate since the current run of
+ * progress began. A new stage, a new total or progress going back (a stage made of phases, e.g. decoding then
+ * scoring) starts a new measurement; no ETA in its first seconds.
+ */
+export class StageEta {
+  private stage: JobStage | undefined;
+  private base: { at: number; fraction: number; total: number } | undefined;
+  private last = 0;
+
+  /** The stage's fraction done and the seconds left (null while unknown). */
+  update(stage: JobStage, done: number, total: number, nowMs: number): { fraction: number; etaSeconds: number | null } {
+    const fraction = total > 0 ? Math.min(1, Math.max(0, done / total)) : 0;
+    if (stage !== this.stage || !this.base || total !== this.base.total || fraction < this.last) {
+      this.stage = stage;
+      this.base = { at: nowMs, fraction, total };
+    }
+    this.last = fraction;
+    const elapsed = (nowMs - this.base.at) / 1000;
+    const progressed = fraction - this.base.fraction;
+    const etaSeconds = fraction < 1 && elapsed >= ETA_AFTER_S && progressed > 0 ? (elapsed / progressed) * (1 - fraction) : null;
+    return { fraction, etaSeconds };
+  }
+
+  /** A stage began (no progress yet). */
+  reset(stage: JobStage): void {
+    this.stage = stage;
+    this.base = undefined;
+    this.last = 0;
+  }
+}

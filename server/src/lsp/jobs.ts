@@ -8,8 +8,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { createInterface } from 'node:readline';
-import type { JobEvent, JobStage } from '../engine/progress';
-import type { Device, JobFinishedParams, RunningJobStatus } from '../../../protocol/lsp-ext';
+import { StageEta, type JobEvent, type JobStage } from '../engine/progress';
+import { formatEta, type Device, type JobFinishedParams, type RunningJobStatus } from '../../../protocol/lsp-ext';
 
 export interface JobLaunch {
   command: string;
@@ -75,6 +75,9 @@ const FINISHED_KEPT = 20;
 export class Job {
   stage: JobStage | null = null;
   percentage = 0;
+  /** The current stage's own progress and ETA (engine/progress.ts StageEta): what a status bar shows. */
+  private stageProgress: { percentage: number; etaSeconds: number | null } | null = null;
+  private readonly eta = new StageEta();
   result: JobFinishedParams | undefined;
   private child: ChildProcess | undefined;
   private cancelled = false;
@@ -98,7 +101,7 @@ export class Job {
   }
 
   get status(): RunningJobStatus {
-    return { jobId: this.id, uri: this.uri, stage: this.stage, percentage: this.percentage };
+    return { jobId: this.id, uri: this.uri, stage: this.stage, percentage: this.percentage, stagePercentage: this.stageProgress?.percentage ?? null, etaSeconds: this.stageProgress?.etaSeconds ?? null };
   }
 
   start(launch: JobLaunch): void {
@@ -148,14 +151,18 @@ export class Job {
     switch (event.type) {
       case 'stage':
         this.stage = event.stage;
+        this.eta.reset(event.stage);
+        this.stageProgress = null;
         this.percentage = Math.max(this.percentage, overallPercentage(event.stage));
         this.observer.progress(this, this.percentage, `${event.stage}: ${event.message}`);
         break;
       case 'progress': {
         this.stage = event.stage;
         this.percentage = Math.max(this.percentage, overallPercentage(event.stage, event.done, event.total));
+        const { fraction, etaSeconds } = this.eta.update(event.stage, event.done, event.total, Date.now());
+        this.stageProgress = { percentage: Math.round(100 * fraction), etaSeconds };
         const detail = event.message ?? `${event.done}/${event.total}`;
-        this.observer.progress(this, this.percentage, `${event.stage}: ${detail}`);
+        this.observer.progress(this, this.percentage, `${event.stage}: ${detail}${etaSeconds === null ? '' : ` (${formatEta(etaSeconds)} left)`}`);
         break;
       }
       case 'log':
@@ -256,3 +263,4 @@ export class JobManager {
     this.current?.cancel();
   }
 }
+

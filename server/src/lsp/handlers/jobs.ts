@@ -36,19 +36,24 @@ export interface JobHandlers {
   dispose(): void;
 }
 
-export function registerJobs(ctx: ServerContext, options: JobOptions, onReport: (job: Job, reportPath: string) => Promise<void>): JobHandlers {
+export function registerJobs(
+  ctx: ServerContext,
+  options: JobOptions,
+  onReport: (job: Job, reportPath: string) => Promise<void>,
+): JobHandlers {
   const { connection } = ctx;
   const launcher = options.launcher === null ? undefined : (options.launcher ?? bundledCliLauncher());
   const preflight = options.preflight ?? (async (file: string) => checkRecipeText(await readRecipeFile(file), file, ctx.disk));
   const reporters = new Map<string, WorkDoneProgressReporter>();
-  let lastStatusPercent = -1;
+  let lastStatusKey = '';
 
   const jobs = new JobManager(launcher, {
     progress(job, percentage, message) {
       reporters.get(job.id)?.report(percentage, message);
-      // The status bar needs stages, not every tick.
-      if (Math.floor(percentage / 5) !== Math.floor(lastStatusPercent / 5)) {
-        lastStatusPercent = percentage;
+      // The status bar needs stages and each 5 % of a stage's own progress (with its ETA), not every tick.
+      const key = `${job.stage}:${Math.floor((job.status.stagePercentage ?? percentage) / 5)}`;
+      if (key !== lastStatusKey) {
+        lastStatusKey = key;
         ctx.sendStatus();
       }
     },
@@ -59,8 +64,10 @@ export function registerJobs(ctx: ServerContext, options: JobOptions, onReport: 
       const reporter = reporters.get(job.id);
       reporters.delete(job.id);
       reporter?.done();
-      lastStatusPercent = -1;
-      ctx.log(`[${job.id}] ${result.ok ? `finished in ${result.seconds.toFixed(1)} s: ${result.outputDir}` : `${result.cancelled ? 'cancelled' : 'failed'}: ${result.error?.message}`}`);
+      lastStatusKey = '';
+      ctx.log(
+        `[${job.id}] ${result.ok ? `finished in ${result.seconds.toFixed(1)} s: ${result.outputDir}` : `${result.cancelled ? 'cancelled' : 'failed'}: ${result.error?.message}`}`,
+      );
       void connection.sendNotification(lsp.jobFinished, result);
       ctx.sendStatus();
       if (result.ok && result.reportPath) void ctx.guard('run insights', undefined, () => onReport(job, result.reportPath!));
@@ -69,7 +76,8 @@ export function registerJobs(ctx: ServerContext, options: JobOptions, onReport: 
   ctx.runningJob = () => jobs.running?.status ?? null;
 
   connection.onRequest(lsp.runRecipe, async (params, token): Promise<lsp.RunRecipeResult> => {
-    const refuse = (data: lsp.RunRecipeErrorData, message: string) => new ResponseError<lsp.RunRecipeErrorData>(LSPErrorCodes.RequestFailed, message, data);
+    const refuse = (data: lsp.RunRecipeErrorData, message: string) =>
+      new ResponseError<lsp.RunRecipeErrorData>(LSPErrorCodes.RequestFailed, message, data);
     if (typeof params?.uri !== 'string') throw new ResponseError(ErrorCodes.InvalidParams, 'mergeStudio/runRecipe: uri must be a string');
     if (!jobs.available) throw refuse({ reason: 'no-engine' }, 'The engine CLI (cli.js) was not found beside the server');
     const file = uriToPath(params.uri);
@@ -87,7 +95,11 @@ export function registerJobs(ctx: ServerContext, options: JobOptions, onReport: 
     }
     if (token.isCancellationRequested) throw new ResponseError(LSPErrorCodes.RequestCancelled, 'Run cancelled before the job started');
     const errors = diagnostics.filter((d) => d.severity === Severity.Error);
-    if (errors.length) throw refuse({ reason: 'recipe-has-errors', diagnostics: errors as Diagnostic[] }, `The recipe has ${errors.length} error${errors.length === 1 ? '' : 's'}`);
+    if (errors.length)
+      throw refuse(
+        { reason: 'recipe-has-errors', diagnostics: errors as Diagnostic[] },
+        `The recipe has ${errors.length} error${errors.length === 1 ? '' : 's'}`,
+      );
     busy();
     const job = await ctx.guardRequest('runRecipe', () => startJob(params, file));
     return { jobId: job.id };
