@@ -198,7 +198,8 @@ async function openPanel(kind: PanelKind, theme: 'dark' | 'light' = 'dark', show
     { vars: theme === 'dark' ? DARK_VARS : {}, themeClass: theme === 'dark' ? 'vscode-dark' : 'vscode-light' },
   );
   await page.goto(`${origin}/panel/${kind}`);
-  await page.waitForSelector('main[aria-busy="false"]', { timeout: 15_000 });
+  // Generous: a loaded 2-core machine drew the real report's panel in 15–30 s with the npm package's Chromium.
+  await page.waitForSelector('main[aria-busy="false"]', { timeout: 45_000 });
   return p;
 }
 
