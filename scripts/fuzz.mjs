@@ -38,7 +38,11 @@ const env = { ...process.env, MERGE_STUDIO_FUZZ_STATS: stats };
 if (cases !== undefined) env.MERGE_STUDIO_FUZZ_CASES = cases;
 if (seed !== undefined) env.MERGE_STUDIO_FUZZ_SEED = seed;
 const started = Date.now();
-const run = spawnSync(process.execPath, [path.join(root, 'node_modules', 'vitest', 'vitest.mjs'), 'run', ...(files.length ? files : ['test/fuzz'])], { cwd: root, env, stdio: 'inherit' });
+const run = spawnSync(
+  process.execPath,
+  [path.join(root, 'node_modules', 'vitest', 'vitest.mjs'), 'run', ...(files.length ? files : ['test/fuzz'])],
+  { cwd: root, env, stdio: 'inherit' },
+);
 
 const tallies = readdirSync(stats)
   .filter((f) => f.endsWith('.json'))
@@ -46,16 +50,22 @@ const tallies = readdirSync(stats)
 rmSync(stats, { recursive: true, force: true });
 const mb = (bytes) => `${(bytes / 2 ** 20).toFixed(0)} MB`;
 const total = { cases: 0, crashes: 0, hangs: 0, peak: 0 };
-console.log(`\nfuzz: ${tallies.length} file(s) in ${((Date.now() - started) / 1000).toFixed(0)} s${seed === undefined ? '' : `, seed ${seed}`}`);
+console.log(
+  `\nfuzz: ${tallies.length} file(s) in ${((Date.now() - started) / 1000).toFixed(0)} s${seed === undefined ? '' : `, seed ${seed}`}`,
+);
 for (const t of tallies.sort((a, b) => a.name.localeCompare(b.name))) {
-  console.log(`  ${t.name.padEnd(20)} ${String(t.cases).padStart(7)} cases  ${String(t.crashes).padStart(4)} crashes  ${String(t.hangs).padStart(4)} hangs  peak memory ${mb(t.peakMemoryBytes)}`);
+  console.log(
+    `  ${t.name.padEnd(20)} ${String(t.cases).padStart(7)} cases  ${String(t.crashes).padStart(4)} crashes  ${String(t.hangs).padStart(4)} hangs  peak memory ${mb(t.peakMemoryBytes)}`,
+  );
   total.cases += t.cases;
   total.crashes += t.crashes;
   total.hangs += t.hangs;
   total.peak = Math.max(total.peak, t.peakMemoryBytes);
   for (const f of t.failures.slice(0, 3)) console.log(`    case ${f.caseIndex} (${f.kind}): ${f.detail.split('\n')[0].slice(0, 300)}`);
 }
-console.log(`  ${'total'.padEnd(20)} ${String(total.cases).padStart(7)} cases  ${String(total.crashes).padStart(4)} crashes  ${String(total.hangs).padStart(4)} hangs  peak memory ${mb(total.peak)}`);
+console.log(
+  `  ${'total'.padEnd(20)} ${String(total.cases).padStart(7)} cases  ${String(total.crashes).padStart(4)} crashes  ${String(total.hangs).padStart(4)} hangs  peak memory ${mb(total.peak)}`,
+);
 process.exit(run.status ?? 1);
 
 function fail(message) {

@@ -237,7 +237,14 @@ export class FuzzTally {
     const dir = process.env['MERGE_STUDIO_FUZZ_STATS'];
     if (dir) {
       mkdirSync(dir, { recursive: true });
-      const totals = { name: this.name, cases: this.cases, crashes: this.crashes, hangs: this.hangs, peakMemoryBytes: this.peakMemoryBytes, failures: this.failures.slice(0, 20) };
+      const totals = {
+        name: this.name,
+        cases: this.cases,
+        crashes: this.crashes,
+        hangs: this.hangs,
+        peakMemoryBytes: this.peakMemoryBytes,
+        failures: this.failures.slice(0, 20),
+      };
       writeFileSync(path.join(dir, `${this.name.replace(/[^\w-]/g, '_')}.json`), JSON.stringify(totals, null, 2));
     }
     return this.failures

@@ -27,8 +27,18 @@ export interface ServerProcess {
 export async function spawnServer(options: { cwd?: string; env?: NodeJS.ProcessEnv; maxOldSpaceMb?: number } = {}): Promise<ServerProcess> {
   // tsx by absolute URL: `--import tsx` would resolve it from the server's working folder.
   const tsx = pathToFileURL(path.join(ROOT, 'node_modules', 'tsx', 'dist', 'loader.mjs')).href;
-  const args = [...(options.maxOldSpaceMb ? [`--max-old-space-size=${options.maxOldSpaceMb}`] : []), '--import', tsx, path.join(ROOT, 'server', 'src', 'server.ts'), '--stdio'];
-  const child = spawn(process.execPath, args, { cwd: options.cwd ?? ROOT, env: { ...process.env, ...options.env }, stdio: ['pipe', 'pipe', 'pipe'] });
+  const args = [
+    ...(options.maxOldSpaceMb ? [`--max-old-space-size=${options.maxOldSpaceMb}`] : []),
+    '--import',
+    tsx,
+    path.join(ROOT, 'server', 'src', 'server.ts'),
+    '--stdio',
+  ];
+  const child = spawn(process.execPath, args, {
+    cwd: options.cwd ?? ROOT,
+    env: { ...process.env, ...options.env },
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
   const stderr: string[] = [];
   let exit: string | undefined;
   child.stderr!.on('data', (b: Buffer) => stderr.push(b.toString()));
@@ -38,7 +48,11 @@ export async function spawnServer(options: { cwd?: string; env?: NodeJS.ProcessE
   // A dead server must fail the test, not crash the worker with EPIPE.
   child.stdin!.on('error', () => undefined);
   // A server that cannot start must fail the caller, not leave `initialize` waiting forever.
-  const died = new Promise<never>((_, reject) => child.once('exit', () => reject(new Error(`the language server exited before answering initialize (${exit}): ${stderr.join('').slice(-2000)}`))));
+  const died = new Promise<never>((_, reject) =>
+    child.once('exit', () =>
+      reject(new Error(`the language server exited before answering initialize (${exit}): ${stderr.join('').slice(-2000)}`)),
+    ),
+  );
   const client = await Promise.race([connectClient(new StreamMessageReader(child.stdout!), new StreamMessageWriter(child.stdin!)), died]);
   died.catch(() => undefined);
   return {

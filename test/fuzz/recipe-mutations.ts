@@ -30,13 +30,73 @@ export interface RecipeCase {
 }
 
 /** Paths a hostile recipe points at: pipes and devices (made in the case folder by the test), the root, escapes. */
-export const HOSTILE_PATHS = ['./fifo', './fifo.wav', './fifo-model', '/dev/zero', '/dev/urandom', '/dev/null', '/', '/proc/self/mem', '../../..', './dev-config', './missing/deeper', 'hf:../../etc/passwd', 'hf:a/b@../../x', '~/.ssh'];
+export const HOSTILE_PATHS = [
+  './fifo',
+  './fifo.wav',
+  './fifo-model',
+  '/dev/zero',
+  '/dev/urandom',
+  '/dev/null',
+  '/',
+  '/proc/self/mem',
+  '../../..',
+  './dev-config',
+  './missing/deeper',
+  'hf:../../etc/passwd',
+  'hf:a/b@../../x',
+  '~/.ssh',
+];
 
-const HOSTILE_SCALARS = ['-1', '0', '1e309', '.nan', '-.inf', '99999999999999999999', '0x10', 'null', '~', '[]', '{}', '""', "''", '!!binary AAAA', '!!js/function "x"', '&a x', '*nope', '|\n  block', '>-\n  folded', '"\\u0000"', '"\\uD800"'];
+const HOSTILE_SCALARS = [
+  '-1',
+  '0',
+  '1e309',
+  '.nan',
+  '-.inf',
+  '99999999999999999999',
+  '0x10',
+  'null',
+  '~',
+  '[]',
+  '{}',
+  '""',
+  "''",
+  '!!binary AAAA',
+  '!!js/function "x"',
+  '&a x',
+  '*nope',
+  '|\n  block',
+  '>-\n  folded',
+  '"\\u0000"',
+  '"\\uD800"',
+];
 
 const PUNCT = '[]{}:,-&*!|>\'"#%@`?\t\n\r\\';
 
-const KEYS = ['version', 'models', 'anchor', 'other', 'probe', 'audio', 'align', 'method', 'permute', 'heads', 'merge', 'lambda', 'overrides', 'sweep', 'evaluate', 'tasks', 'output', 'runtime', 'device', '<<', 'name', 'data'];
+const KEYS = [
+  'version',
+  'models',
+  'anchor',
+  'other',
+  'probe',
+  'audio',
+  'align',
+  'method',
+  'permute',
+  'heads',
+  'merge',
+  'lambda',
+  'overrides',
+  'sweep',
+  'evaluate',
+  'tasks',
+  'output',
+  'runtime',
+  'device',
+  '<<',
+  'name',
+  'data',
+];
 
 type Mutation = (lines: string[], rng: Rng) => string;
 
@@ -59,7 +119,7 @@ const MUTATIONS: Record<string, Mutation> = {
     lines[i] = ws + lines[i]!.trimStart();
     return `line ${i} ${JSON.stringify(ws)}`;
   },
-  'punctuation': (lines, rng) => {
+  punctuation: (lines, rng) => {
     const i = rng.int(0, lines.length - 1);
     const l = lines[i]!;
     const at = rng.int(0, l.length);
@@ -76,7 +136,12 @@ const MUTATIONS: Record<string, Mutation> = {
     return `line ${i} ${JSON.stringify(v)}`;
   },
   'list of hostile paths': (lines, rng) => {
-    const key = rng.pick(['probe:\n  audio', 'evaluate:\n  tasks:\n    - name: t\n      domain: speech\n      data', 'models:\n  anchor', 'output']);
+    const key = rng.pick([
+      'probe:\n  audio',
+      'evaluate:\n  tasks:\n    - name: t\n      domain: speech\n      data',
+      'models:\n  anchor',
+      'output',
+    ]);
     const v = rng.bool() ? `[${rng.pick(HOSTILE_PATHS)}, ${rng.pick(HOSTILE_PATHS)}]` : rng.pick(HOSTILE_PATHS);
     lines.push(`${key}: ${v}`);
     return `${key.replace(/\n.*/s, '')} ${v}`;
@@ -93,7 +158,7 @@ const MUTATIONS: Record<string, Mutation> = {
     lines.push(`${rng.pick(KEYS)}: ${rng.pick(['*x', '[*x, *x]', '{<<: *x}', '*y'])}`);
     return `line ${i}`;
   },
-  'truncate': (lines, rng) => {
+  truncate: (lines, rng) => {
     const text = lines.join('\n');
     const at = rng.int(0, text.length);
     lines.splice(0, lines.length, ...text.slice(0, at).split('\n'));
@@ -121,7 +186,10 @@ const HOSTILE: Record<string, (rng: Rng) => string> = {
     const levels = rng.int(4, 12);
     const width = rng.int(5, 12);
     let s = 'version: 1\nx0: &a0 [lol]\n';
-    for (let i = 1; i <= levels; i++) s += `x${i}: &a${i} [${Array(width).fill(`*a${i - 1}`).join(', ')}]\n`;
+    for (let i = 1; i <= levels; i++)
+      s += `x${i}: &a${i} [${Array(width)
+        .fill(`*a${i - 1}`)
+        .join(', ')}]\n`;
     return s;
   },
   'self-referencing merge key': () => 'version: 1\nmodels: &m {<<: *m}\nmerge: &g {lambda: *g}\n',
@@ -132,7 +200,8 @@ const HOSTILE: Record<string, (rng: Rng) => string> = {
   'huge scalar': (rng) => `version: 1\noutput: ${'x'.repeat(rng.int(1_000, 600_000))}\n`,
   'huge quoted scalar with escapes': (rng) => `version: 1\nname: "${'\\u0041\\n'.repeat(rng.int(100, 60_000))}"\n`,
   'many keys': (rng) => Array.from({ length: rng.int(100, 40_000) }, (_, i) => `k${i}: ${i}`).join('\n'),
-  'many list items': (rng) => `version: 1\nprobe:\n  audio: [${Array.from({ length: rng.int(100, 30_000) }, (_, i) => `./a${i}.wav`).join(', ')}]\n`,
+  'many list items': (rng) =>
+    `version: 1\nprobe:\n  audio: [${Array.from({ length: rng.int(100, 30_000) }, (_, i) => `./a${i}.wav`).join(', ')}]\n`,
   'many aliases': (rng) => `a: &a 1\nlist: [${Array(rng.int(100, 3000)).fill('*a').join(', ')}]\n`,
   'NUL bytes': (rng) => `version: 1\nmodels:\n  anchor: ./a\0b\n  other: ${'\0'.repeat(rng.int(1, 100))}\noutput: ./o\0\n`,
   'tabs everywhere': () => 'version:\t1\nmodels:\n\tanchor:\t./a\n\tother: ./b\nmerge:\n\t\tlambda:\t0.5\n',
@@ -141,11 +210,19 @@ const HOSTILE: Record<string, (rng: Rng) => string> = {
     `version: 1\nmodels:\n  anchor: ${rng.pick(['./fifo-model', './dev-config', '/dev/zero'])}\n  other: ./fifo\nprobe:\n  audio: [./fifo, ./fifo.wav, /dev/urandom, /dev/zero]\nevaluate:\n  tasks:\n    - { name: t, domain: speech, data: ./fifo-task }\nmerge: { lambda: 0.5 }\noutput: ./out\n`,
   'output over the case folder and its parents': (rng) =>
     `version: 1\nmodels:\n  anchor: ../models/tiny-a\n  other: ../models/tiny-b\nalign: { method: none }\nmerge: { lambda: 0.5 }\noutput: ${rng.pick(['.', '..', '../..', '../outside', '/', '/tmp', './recipes'])}\n`,
-  'long line of keys in flow': (rng) => `version: 1\nmerge: {${Array.from({ length: rng.int(10, 20_000) }, (_, i) => `k${i}: ${i}`).join(', ')}}\n`,
+  'long line of keys in flow': (rng) =>
+    `version: 1\nmerge: {${Array.from({ length: rng.int(10, 20_000) }, (_, i) => `k${i}: ${i}`).join(', ')}}\n`,
 };
 
 /** Invalid UTF-8 sequences a file may hold (an editor shows them as U+FFFD). */
-const BAD_UTF8 = [Buffer.from([0xff]), Buffer.from([0xc3]), Buffer.from([0xe2, 0x82]), Buffer.from([0xed, 0xa0, 0x80]), Buffer.from([0xf8, 0x88, 0x80, 0x80, 0x80]), Buffer.from([0xc0, 0xaf])];
+const BAD_UTF8 = [
+  Buffer.from([0xff]),
+  Buffer.from([0xc3]),
+  Buffer.from([0xe2, 0x82]),
+  Buffer.from([0xed, 0xa0, 0x80]),
+  Buffer.from([0xf8, 0x88, 0x80, 0x80, 0x80]),
+  Buffer.from([0xc0, 0xaf]),
+];
 
 export function makeRecipeCase(rng: Rng, seeds: { name: string; text: string }[]): RecipeCase {
   let label: string;

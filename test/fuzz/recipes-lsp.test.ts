@@ -108,7 +108,12 @@ afterAll(async () => {
 function checkDiagnostics(diagnostics: readonly Diagnostic[], lineCount: number, where: string): void {
   for (const d of diagnostics) {
     const { start, end } = d.range;
-    if (!(start.line >= 0 && start.character >= 0 && start.line <= lineCount && (end.line > start.line || (end.line === start.line && end.character >= start.character)))) {
+    if (!(
+      start.line >= 0 &&
+      start.character >= 0 &&
+      start.line <= lineCount &&
+      (end.line > start.line || (end.line === start.line && end.character >= start.character))
+    )) {
       throw new Error(`${where}: diagnostic outside the document: ${JSON.stringify(d.range)} (${lineCount} lines): ${d.message}`);
     }
     if (typeof d.message !== 'string' || d.message.trim() === '') throw new Error(`${where}: empty diagnostic message`);
@@ -161,23 +166,48 @@ async function runCase(i: number, tally: FuzzTally, seeds: { name: string; text:
     await request(client.connection.sendRequest(DocumentSymbolRequest.type, doc), `${where}: documentSymbol`);
     await request(client.connection.sendRequest(CompletionRequest.type, { ...doc, position: at }), `${where}: completion`);
     await request(client.connection.sendRequest(HoverRequest.type, { ...doc, position: randomPosition(rng, lines) }), `${where}: hover`);
-    await request(client.connection.sendRequest(CodeActionRequest.type, { ...doc, range: { start: at, end: at }, context: { diagnostics: pushed } }), `${where}: codeAction`);
+    await request(
+      client.connection.sendRequest(CodeActionRequest.type, { ...doc, range: { start: at, end: at }, context: { diagnostics: pushed } }),
+      `${where}: codeAction`,
+    );
     await request(client.connection.sendRequest(CodeLensRequest.type, doc), `${where}: codeLens`);
     const checked = await request(client.connection.sendRequest(lsp.checkRecipe, { uri }), `${where}: checkRecipe`);
     if (!checked) throw new Error(`${where}: checkRecipe refused an open document`);
     checkDiagnostics(checked.diagnostics, lines.length, `${where} checkRecipe`);
-    if (JSON.stringify(checked.diagnostics) !== JSON.stringify(pushed)) throw new Error(`${where}: checkRecipe differs from the pushed diagnostics`);
+    if (JSON.stringify(checked.diagnostics) !== JSON.stringify(pushed))
+      throw new Error(`${where}: checkRecipe differs from the pushed diagnostics`);
 
     // An edit (a random replacement) or malformed protocol input.
     if (rng.bool(0.3)) {
       const start = randomPosition(rng, lines);
-      await client.connection.sendNotification(DidChangeTextDocumentNotification.type, { textDocument: { uri, version: 2 }, contentChanges: [{ range: { start, end: start }, text: rng.pick(['x', '\n', ': ', '[', '  ', '*a', '&a ', '\t']) }] });
-      const edited = await within(client.diagnostics.next((d) => d.uri === uri && d.version === 2), ANSWER_MS, `${where}: diagnostics after an edit`);
+      await client.connection.sendNotification(DidChangeTextDocumentNotification.type, {
+        textDocument: { uri, version: 2 },
+        contentChanges: [{ range: { start, end: start }, text: rng.pick(['x', '\n', ': ', '[', '  ', '*a', '&a ', '\t']) }],
+      });
+      const edited = await within(
+        client.diagnostics.next((d) => d.uri === uri && d.version === 2),
+        ANSWER_MS,
+        `${where}: diagnostics after an edit`,
+      );
       checkDiagnostics(edited.diagnostics, lines.length + 2, `${where} after an edit`);
     } else if (rng.bool(0.15)) {
-      const bad = rng.pick([{ range: null, text: 'x' }, { range: { start: { line: -1, character: 0 }, end: { line: 0, character: 0 } }, text: 'x' }, { text: 42 }, null]);
-      await client.connection.sendNotification(DidChangeTextDocumentNotification.type, { textDocument: { uri, version: 2 }, contentChanges: [bad] } as never);
-      await request(client.connection.sendRequest(HoverRequest.type, { ...doc, position: rng.pick([null, { line: -5, character: 1 }, { line: 1.5, character: 0 }]) } as never), `${where}: malformed hover`);
+      const bad = rng.pick([
+        { range: null, text: 'x' },
+        { range: { start: { line: -1, character: 0 }, end: { line: 0, character: 0 } }, text: 'x' },
+        { text: 42 },
+        null,
+      ]);
+      await client.connection.sendNotification(DidChangeTextDocumentNotification.type, {
+        textDocument: { uri, version: 2 },
+        contentChanges: [bad],
+      } as never);
+      await request(
+        client.connection.sendRequest(HoverRequest.type, {
+          ...doc,
+          position: rng.pick([null, { line: -5, character: 1 }, { line: 1.5, character: 0 }]),
+        } as never),
+        `${where}: malformed hover`,
+      );
     }
     await client.connection.sendNotification(DidCloseTextDocumentNotification.type, doc);
 
@@ -195,18 +225,29 @@ async function runCase(i: number, tally: FuzzTally, seeds: { name: string; text:
     }
     const stderr = server.stderr.join('').slice(stderrBefore);
     if (stderr.trim()) throw new Error(`${where}: server wrote to stderr: ${stderr.slice(0, 1500)}`);
+  } catch (e) {
+    // A dead server fails every request after it (as a timeout): name the cause, a crash.
+    const died = server.exited();
+    if (died) throw new Error(`${where}: the server died (${died}); stderr: ${server.stderr.join('').slice(-1500)}`);
+    throw e;
   } finally {
-    const exit = server.exited();
-    const memory = server.memory();
-    tally.memory(memory?.peakBytes);
-    if (exit) throw new Error(`${where}: the server died (${exit}); stderr: ${server.stderr.join('').slice(-1500)}`);
-    if (memory && memory.peakBytes > MEMORY_BOUND_BYTES) throw new Error(`${where}: server peak memory ${(memory.peakBytes / 2 ** 20).toFixed(0)} MB over the bound`);
     rmSync(file, { force: true });
+    tally.memory(server.memory()?.peakBytes);
   }
+  // After the checks above (a death or the memory bound is the cause; a failed check would only be its symptom).
+  const exit = server.exited();
+  if (exit) throw new Error(`${where}: the server died (${exit}); stderr: ${server.stderr.join('').slice(-1500)}`);
+  const peak = server.memory()?.peakBytes ?? 0;
+  if (peak > MEMORY_BOUND_BYTES) throw new Error(`${where}: server peak memory ${(peak / 2 ** 20).toFixed(0)} MB over the bound`);
 }
 
 function checkCli(file: string, where: string): void {
-  const r = spawnSync(process.execPath, [path.join(ROOT, 'bin', 'merge-studio.js'), 'check', file], { cwd: sandbox.dir, encoding: 'utf8', timeout: 60_000, maxBuffer: 256 * 1024 * 1024 });
+  const r = spawnSync(process.execPath, [path.join(ROOT, 'bin', 'merge-studio.js'), 'check', file], {
+    cwd: sandbox.dir,
+    encoding: 'utf8',
+    timeout: 60_000,
+    maxBuffer: 256 * 1024 * 1024,
+  });
   if (r.error || r.status === null) throw new Error(`${where}: CLI check did not finish (${r.error?.message ?? r.signal})`);
   if (r.status !== 0 && r.status !== 1) throw new Error(`${where}: CLI check exited ${r.status}: ${r.stderr.slice(0, 1500)}`);
   assertNoStackTrace(r.stdout + r.stderr, `${where} CLI check`);
@@ -222,12 +263,17 @@ describe('fuzz: recipes through the language server, check and the CLI', () => {
       for (const i of caseIndices(cases)) await tally.run(i, () => runCase(i, tally, seeds));
       // Nothing outside the case folders changed: the fixtures, the copies beside the recipes, the canary.
       await tally.run(-1, () => {
-        const changed = [...diffTrees(fixturesBefore, snapshotTree(FIXTURES, { maxDepth: 6 })), ...diffTrees(outsideBefore, snapshotTree(sandbox.dir, { maxDepth: 6, skip: (n) => n === 'recipes' }))];
+        const changed = [
+          ...diffTrees(fixturesBefore, snapshotTree(FIXTURES, { maxDepth: 6 })),
+          ...diffTrees(outsideBefore, snapshotTree(sandbox.dir, { maxDepth: 6, skip: (n) => n === 'recipes' })),
+        ];
         if (changed.length) throw new Error(`side effects outside the case folders: ${changed.slice(0, 20).join(', ')}`);
       });
       tally.cases--; // the side-effect check is not a case
       const report = tally.finish();
-      console.log(`recipes-lsp: ${tally.cases} cases, ${tally.crashes} crashes, ${tally.hangs} hangs, peak server memory ${(tally.peakMemoryBytes / 2 ** 20).toFixed(0)} MB`);
+      console.log(
+        `recipes-lsp: ${tally.cases} cases, ${tally.crashes} crashes, ${tally.hangs} hangs, peak server memory ${(tally.peakMemoryBytes / 2 ** 20).toFixed(0)} MB`,
+      );
       expect(tally.failures, report).toEqual([]);
     },
     120_000 + cases * 5_000,

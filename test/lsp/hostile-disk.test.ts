@@ -1,7 +1,7 @@
 // Named pipes, devices and oversized files where a recipe expects model folders, configs, probe audio and
 // labels.csv: each gets a clear message naming the file, fast, and none of them stalls the language server.
 import { spawnSync } from 'node:child_process';
-import { cpSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -72,25 +72,33 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 /** `checkRecipeText` of a recipe file, with how long it took. */
 async function check(file: string): Promise<{ messages: string[]; ms: number }> {
   const t = performance.now();
-  const diagnostics = await within(checkRecipeText(await import('node:fs').then((fs) => fs.readFileSync(file, 'utf8')), file), 10_000, `check ${file}`);
+  const diagnostics = await within(checkRecipeText(readFileSync(file, 'utf8'), file), 10_000, `check ${file}`);
   return { messages: diagnostics.map((d) => `${d.code}: ${d.message}`), ms: performance.now() - t };
 }
 
 describe('non-regular files in a recipe (engine checks)', () => {
   it('a FIFO as config.json is named, not opened', async () => {
     const { messages } = await check(recipe('fifo-config', { anchor: './fifo-config' }));
-    expect(messages).toEqual(['bad-model: models.anchor: ./fifo-config/config.json is not a regular file (it is a named pipe (FIFO)); expected a JSON model config']);
+    expect(messages).toEqual([
+      'bad-model: models.anchor: ./fifo-config/config.json is not a regular file (it is a named pipe (FIFO)); expected a JSON model config',
+    ]);
   });
 
   it('/dev/zero as config.json is refused at once (it was read until memory ran out)', async () => {
     const { messages, ms } = await check(recipe('zero-config', { anchor: './zero-config' }));
-    expect(messages).toEqual(['bad-model: models.anchor: ./zero-config/config.json is not a regular file (it is a device); expected a JSON model config']);
+    expect(messages).toEqual([
+      'bad-model: models.anchor: ./zero-config/config.json is not a regular file (it is a device); expected a JSON model config',
+    ]);
     expect(ms).toBeLessThan(5_000);
   });
 
   it('a config.json over 1 MB is refused by size', async () => {
     const { messages } = await check(recipe('huge-config', { anchor: './huge-config' }));
-    expect(messages).toEqual([expect.stringMatching(/^bad-model: models\.anchor: \.\/huge-config\/config\.json is 2\.0 MB; a JSON model config may be at most 1\.0 MB$/)]);
+    expect(messages).toEqual([
+      expect.stringMatching(
+        /^bad-model: models\.anchor: \.\/huge-config\/config\.json is 2\.0 MB; a JSON model config may be at most 1\.0 MB$/,
+      ),
+    ]);
   });
 
   it('a FIFO as preprocessor_config.json is named', async () => {
@@ -102,12 +110,16 @@ describe('non-regular files in a recipe (engine checks)', () => {
 
   it('a FIFO as the model folder says what it is', async () => {
     const { messages } = await check(recipe('fifo-model', { anchor: './fifo-model' }));
-    expect(messages).toEqual(['not-a-directory: models.anchor: ./fifo-model is a named pipe (FIFO); expected a model folder with config.json and model.safetensors']);
+    expect(messages).toEqual([
+      'not-a-directory: models.anchor: ./fifo-model is a named pipe (FIFO); expected a model folder with config.json and model.safetensors',
+    ]);
   });
 
   it('a FIFO as probe audio is named, not opened', async () => {
     const { messages } = await check(recipe('fifo-probe', { probe: './probe.wav' }));
-    expect(messages).toEqual(['not-a-file: probe.audio[0]: ./probe.wav is not a regular file (it is a named pipe (FIFO)); expected audio files or a folder of them']);
+    expect(messages).toEqual([
+      'not-a-file: probe.audio[0]: ./probe.wav is not a regular file (it is a named pipe (FIFO)); expected audio files or a folder of them',
+    ]);
   });
 
   it('a FIFO or /dev/urandom as labels.csv is named, not read', async () => {
@@ -127,7 +139,9 @@ describe('non-regular files in a recipe (engine checks)', () => {
     const tree = path.join(dir, 'wide-tree');
     for (let i = 0; i < 300; i++) mkdirSync(path.join(tree, `d${i}`, 'sub'), { recursive: true });
     const disk = new RecipeDisk(undefined, { probeTimeoutMs: 1 });
-    expect(await disk.audioFolderProblem(tree)).toMatch(/^.*wide-tree: listing it for audio took longer than 0 s \(a very large tree, or a slow drive\?\); not checked$/);
+    expect(await disk.audioFolderProblem(tree)).toMatch(
+      /^.*wide-tree: listing it for audio took longer than 0 s \(a very large tree, or a slow drive\?\); not checked$/,
+    );
     expect(disk.cache.size).toBe(0);
     const patient = new RecipeDisk(undefined, { probeTimeoutMs: 60_000 });
     expect(await patient.audioFolderProblem(tree)).toBe(`${tree} holds no wav, flac or mp3 files`);
@@ -150,18 +164,27 @@ describe('non-regular files over the real language server (stdio)', () => {
       recipe('lsp-fifo-labels', { task: './task-fifo-labels' }),
     ];
     const published = await within(
-      Promise.all(fifoRecipes.map((f) => client.open(fileUri(f), require('node:fs').readFileSync(f, 'utf8') as string))),
+      Promise.all(fifoRecipes.map((f) => client.open(fileUri(f), readFileSync(f, 'utf8')))),
       20_000,
       'diagnostics of the FIFO recipes',
     );
-    for (const diagnostics of published) expect(diagnostics.map((d) => d.message).join('\n')).toMatch(/is not a regular file \(it is a named pipe \(FIFO\)\)/);
+    for (const diagnostics of published)
+      expect(diagnostics.map((d) => d.message).join('\n')).toMatch(/is not a regular file \(it is a named pipe \(FIFO\)\)/);
 
     const fine = recipe('lsp-fine', {});
-    const fineText = require('node:fs').readFileSync(fine, 'utf8') as string;
+    const fineText = readFileSync(fine, 'utf8');
     expect(await within(client.open(fileUri(fine), fineText), 20_000, 'diagnostics of a good recipe')).toEqual([]);
-    const hover = await within(client.connection.sendRequest(HoverRequest.type, { textDocument: { uri: fileUri(fine) }, position: { line: 2, character: 12 } }), 20_000, 'hover');
+    const hover = await within(
+      client.connection.sendRequest(HoverRequest.type, { textDocument: { uri: fileUri(fine) }, position: { line: 2, character: 12 } }),
+      20_000,
+      'hover',
+    );
     expect(JSON.stringify(hover)).toContain('2 layers × 8 hidden');
-    const symbols = await within(client.connection.sendRequest(DocumentSymbolRequest.type, { textDocument: { uri: fileUri(fine) } }), 20_000, 'symbols');
+    const symbols = await within(
+      client.connection.sendRequest(DocumentSymbolRequest.type, { textDocument: { uri: fileUri(fine) } }),
+      20_000,
+      'symbols',
+    );
     expect(symbols?.length).toBeGreaterThan(0);
     // The disk checks of the FIFO recipes again, by the custom request: still answered.
     const again = await within(client.connection.sendRequest(lsp.checkRecipe, { uri: fileUri(fifoRecipes[0]!) }), 20_000, 'checkRecipe');

@@ -10,8 +10,12 @@ import { startTestServer, type TestClient } from './harness';
 
 /** Nine levels of nine aliases each: 9^9 (387 million) nodes once expanded. */
 export function aliasBomb(levels = 9): string {
-  let s = 'version: 1\nmodels:\n  anchor: ./a\n  other: ./b\nalign: { method: none }\nmerge: { lambda: 0.5 }\noutput: ./out\nx0: &a0 [lol]\n';
-  for (let i = 1; i <= levels; i++) s += `x${i}: &a${i} [${Array(9).fill(`*a${i - 1}`).join(', ')}]\n`;
+  let s =
+    'version: 1\nmodels:\n  anchor: ./a\n  other: ./b\nalign: { method: none }\nmerge: { lambda: 0.5 }\noutput: ./out\nx0: &a0 [lol]\n';
+  for (let i = 1; i <= levels; i++)
+    s += `x${i}: &a${i} [${Array(9)
+      .fill(`*a${i - 1}`)
+      .join(', ')}]\n`;
   return s;
 }
 
@@ -24,7 +28,10 @@ const HOSTILE: Record<string, { text: string; line: number }> = {
   'block mappings nested 300 deep': { text: Array.from({ length: 300 }, (_, i) => `${' '.repeat(i)}k${i}:`).join('\n'), line: 257 },
   'lists nested 1 000 deep on one line': { text: `version: 1\nmerge: ${'- '.repeat(1_000)}x\n`, line: 1 },
   'two million characters': { text: `version: 1\nnote: "${'x'.repeat(2_000_000)}"\n`, line: 0 },
-  'a mapping of 30 000 keys (yaml\'s duplicate-key check is quadratic)': { text: Array.from({ length: 30_000 }, (_, i) => `k${i}: ${i}`).join('\n'), line: 0 },
+  "a mapping of 30 000 keys (yaml's duplicate-key check is quadratic)": {
+    text: Array.from({ length: 30_000 }, (_, i) => `k${i}: ${i}`).join('\n'),
+    line: 0,
+  },
 };
 
 describe('parse limits (engine)', () => {
@@ -39,6 +46,15 @@ describe('parse limits (engine)', () => {
       expect(performance.now() - t).toBeLessThan(10_000);
     });
   }
+
+  it('18 000 unknown top-level keys (just under the size limit) are checked in seconds, not minutes', () => {
+    // Each unknown key's did-you-mean scanned the whole mapping: quadratic, minutes for this document.
+    const text = Array.from({ length: 18_000 }, (_, i) => `k${i}: ${i}`).join('\n');
+    const t = performance.now();
+    const structure = checkStructure(text);
+    expect(structure.diagnostics.filter((d) => d.code === 'unknown-key')).toHaveLength(18_000);
+    expect(performance.now() - t).toBeLessThan(30_000);
+  });
 
   it('an alias used a few times within the limits is resolved and validated as before', () => {
     const text = 'version: 1\nmodels: { anchor: &m ./a, other: *m }\nalign: { method: none }\nmerge: { lambda: 0.5 }\noutput: ./out\n';
@@ -61,7 +77,11 @@ describe('parse limits (engine)', () => {
 
   it('reports a duplicate key at each repetition, in one pass', () => {
     const structure = checkStructure('version: 1\nversion: 1\nmodels: { anchor: ./a, "anchor": ./b }\n');
-    expect(structure.diagnostics.filter((d) => d.code === 'yaml-duplicate-key').map((d) => [d.range.start.line, d.range.start.character, d.message])).toEqual([
+    expect(
+      structure.diagnostics
+        .filter((d) => d.code === 'yaml-duplicate-key')
+        .map((d) => [d.range.start.line, d.range.start.character, d.message]),
+    ).toEqual([
       [1, 0, 'Duplicate key "version": a key may appear once per mapping'],
       [2, 23, 'Duplicate key "\\"anchor\\"": a key may appear once per mapping'],
     ]);
@@ -108,9 +128,19 @@ describe('every request answers on a hostile document (language server)', () => 
     const uri = 'file:///tmp/ms-hostile-outline.merge.yaml';
     await client.open(uri, 'models: &m {<<: *m, anchor: ./a}\nlist: [*m]\n', 1);
     const symbols = await client.connection.sendRequest(DocumentSymbolRequest.type, { textDocument: { uri } });
-    const outline = JSON.parse(JSON.stringify(symbols)) as { name: string; detail?: string; children?: { name: string; detail?: string }[] }[];
+    const outline = JSON.parse(JSON.stringify(symbols)) as {
+      name: string;
+      detail?: string;
+      children?: { name: string; detail?: string }[];
+    }[];
     expect(outline.map((s) => [s.name, (s.children ?? []).map((c) => [c.name, c.detail])])).toEqual([
-      ['models', [['<<', '*m'], ['anchor', './a']]],
+      [
+        'models',
+        [
+          ['<<', '*m'],
+          ['anchor', './a'],
+        ],
+      ],
       ['list', [['*m', undefined]]],
     ]);
   });

@@ -2,7 +2,13 @@
 // error; edits are checked once per burst (debounced).
 import * as path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { DidChangeTextDocumentNotification, DocumentSymbolRequest, ErrorCodes, HoverRequest, ResponseError } from 'vscode-languageserver-protocol';
+import {
+  DidChangeTextDocumentNotification,
+  DocumentSymbolRequest,
+  ErrorCodes,
+  HoverRequest,
+  type ResponseError,
+} from 'vscode-languageserver-protocol';
 import * as lsp from '../../protocol/lsp-ext';
 import { RecipeDisk, type ModelInspection } from '../../server/src/engine/recipe';
 import { fileUri, read, startTestServer, type TestClient } from './harness';
@@ -39,7 +45,9 @@ describe('protocol-level bad input', () => {
     // A later, valid edit: applied to the text as it was (the bad change changed nothing).
     const diagnostics = await client.change(uri, 3, read(good).replace('lambda: 0.5', 'lambda: 1.5'));
     expect(diagnostics.map((d) => d.code)).toEqual(['out-of-range']);
-    expect(client.logs.some((l) => /^textDocument\/didChange ignored: contentChanges\[0\]\.range of file:.* is null, not a range/.test(l))).toBe(true);
+    expect(
+      client.logs.some((l) => /^textDocument\/didChange ignored: contentChanges\[0\]\.range of file:.* is null, not a range/.test(l)),
+    ).toBe(true);
     expect(internalErrors()).toEqual([]);
     expect(client.serverStatus.values.filter((s) => s.message?.startsWith('Internal error'))).toEqual([]);
   });
@@ -56,7 +64,9 @@ describe('protocol-level bad input', () => {
       `${recipes} is not a regular file (it is a folder); expected a recipe (.merge.yaml file)`,
     );
     const missing = path.join(recipes, 'nope.merge.yaml');
-    expect((await rejection(client.connection.sendRequest(lsp.checkRecipe, { uri: fileUri(missing) }))).message).toBe(`recipe ${missing} does not exist`);
+    expect((await rejection(client.connection.sendRequest(lsp.checkRecipe, { uri: fileUri(missing) }))).message).toBe(
+      `recipe ${missing} does not exist`,
+    );
   });
 
   it('requests without a uri or with a bad position are InvalidParams, not internal errors', async () => {
@@ -89,7 +99,10 @@ describe('validation', () => {
     await client.open(uri, read(good));
     expect(disk.inspections).toBe(2);
     for (let v = 2; v <= 6; v++) {
-      await client.connection.sendNotification(DidChangeTextDocumentNotification.type, { textDocument: { uri, version: v }, contentChanges: [{ text: read(good).replace('0.5', `0.${v}`) }] });
+      await client.connection.sendNotification(DidChangeTextDocumentNotification.type, {
+        textDocument: { uri, version: v },
+        contentChanges: [{ text: read(good).replace('0.5', `0.${v}`) }],
+      });
     }
     await client.diagnostics.next((d) => d.uri === uri && d.version === 6);
     expect(client.diagnostics.values.filter((d) => d.uri === uri).map((d) => d.version)).toEqual([1, 6]);

@@ -9,8 +9,10 @@ import { SELF_CHECK_TOLERANCE } from '../../server/src/engine/pipeline/self-chec
 import { caret, fileUri, startTestServer, type TestClient } from './harness';
 
 const root = path.join(__dirname, '..', '..');
-const recipe = (align: string, merge: string) => `version: 1\nmodels:\n  anchor: ./a\n  other: ./b\nprobe: { audio: [./p] }\n${align}${merge}output: ./out\n`;
-const problems = (text: string) => checkStructure(text).diagnostics.map((d) => `${d.range.start.line}:${d.range.start.character} ${d.code}: ${d.message}`);
+const recipe = (align: string, merge: string) =>
+  `version: 1\nmodels:\n  anchor: ./a\n  other: ./b\nprobe: { audio: [./p] }\n${align}${merge}output: ./out\n`;
+const problems = (text: string) =>
+  checkStructure(text).diagnostics.map((d) => `${d.range.start.line}:${d.range.start.character} ${d.code}: ${d.message}`);
 
 describe('completion with nothing left to offer', () => {
   let client: TestClient;
@@ -24,12 +26,16 @@ describe('completion with nothing left to offer', () => {
     const uri = fileUri(path.join(root, 'test', 'fixtures', 'recipes', 'good', 'completion-full-merge.merge.yaml'));
     await client.open(uri, text);
     const list = (await client.connection.sendRequest(CompletionRequest.type, { textDocument: { uri }, position })) as CompletionList;
-    const left = Object.keys((schemaAt(['merge'])[0] as { properties: object }).properties).filter((k) => !/^(method|lambda|sweep)$/.test(k));
+    const left = Object.keys((schemaAt(['merge'])[0] as { properties: object }).properties).filter(
+      (k) => !/^(method|lambda|sweep)$/.test(k),
+    );
     expect(list).toEqual({ isIncomplete: false, items: left.map((k) => expect.objectContaining({ label: k })) });
   });
 
   it('VS Code does not fall back to word completions in recipes (the extension turns them off for the language)', () => {
-    const pkg = JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8')) as { contributes: { configurationDefaults?: Record<string, Record<string, unknown>> } };
+    const pkg = JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8')) as {
+      contributes: { configurationDefaults?: Record<string, Record<string, unknown>> };
+    };
     expect(pkg.contributes.configurationDefaults?.['[merge-recipe]']?.['editor.wordBasedSuggestions']).toBe('off');
   });
 });
@@ -46,10 +52,19 @@ describe('one mistake, one diagnostic', () => {
   });
 
   const misIndented: Record<string, { merge: string; expected: string }> = {
-    'one column less than its sibling': { merge: 'merge:\n  method: linear\n lambda: 0.5\n', expected: '8:0 yaml-syntax: YAML: All mapping items must start at the same column' },
-    'one column more than its sibling': { merge: 'merge:\n  method: linear\n   lambda: 0.5\n', expected: '7:10 yaml-syntax: YAML: Implicit keys need to be on a single line' },
+    'one column less than its sibling': {
+      merge: 'merge:\n  method: linear\n lambda: 0.5\n',
+      expected: '8:0 yaml-syntax: YAML: All mapping items must start at the same column',
+    },
+    'one column more than its sibling': {
+      merge: 'merge:\n  method: linear\n   lambda: 0.5\n',
+      expected: '7:10 yaml-syntax: YAML: Implicit keys need to be on a single line',
+    },
     'indented with a tab': { merge: 'merge:\n\tlambda: 0.5\n', expected: '7:0 yaml-syntax: YAML: Tabs are not allowed as indentation' },
-    'not indented at all': { merge: 'merge:\nlambda: 0.5\n', expected: '7:0 unknown-key: Unknown key "lambda" at the top level: it belongs in merge; indent it under merge:' },
+    'not indented at all': {
+      merge: 'merge:\nlambda: 0.5\n',
+      expected: '7:0 unknown-key: Unknown key "lambda" at the top level: it belongs in merge; indent it under merge:',
+    },
   };
   for (const [name, { merge, expected }] of Object.entries(misIndented)) {
     it(`a mis-indented lambda (${name}) is one error`, () => {

@@ -3,7 +3,7 @@
  * yaml-documents.ts): completion, hover, symbols and diagnostics for one version share one parse.
  */
 import { fileURLToPath } from 'node:url';
-import { TextDocument } from 'vscode-languageserver-textdocument';
+import type { TextDocument } from 'vscode-languageserver-textdocument';
 import { checkStructure, type RecipeStructure } from '../engine/recipe';
 
 export class RecipeDocuments {

@@ -28,7 +28,9 @@ export class OpenDocuments {
     connection.onDidOpenTextDocument((params: unknown) => {
       const problem = openProblem(params);
       if (problem) return warn(`textDocument/didOpen ignored: ${problem}`);
-      const { uri, languageId, version, text } = (params as { textDocument: { uri: string; languageId: string; version: number; text: string } }).textDocument;
+      const { uri, languageId, version, text } = (
+        params as { textDocument: { uri: string; languageId: string; version: number; text: string } }
+      ).textDocument;
       const doc = TextDocument.create(uri, languageId, version, text);
       this.docs.set(uri, doc);
       listener.opened(doc);
@@ -36,7 +38,10 @@ export class OpenDocuments {
     connection.onDidChangeTextDocument((params: unknown) => {
       const problem = changeProblem(params);
       if (problem) return warn(`textDocument/didChange ignored: ${problem}`);
-      const { textDocument, contentChanges } = params as { textDocument: { uri: string; version: number }; contentChanges: TextDocumentContentChangeEvent[] };
+      const { textDocument, contentChanges } = params as {
+        textDocument: { uri: string; version: number };
+        contentChanges: TextDocumentContentChangeEvent[];
+      };
       const doc = this.docs.get(textDocument.uri);
       if (!doc) return warn(`textDocument/didChange ignored: ${textDocument.uri} is not open`);
       const updated = TextDocument.update(doc, contentChanges, textDocument.version);
@@ -69,8 +74,10 @@ function changeProblem(params: unknown): string | undefined {
   if (!Array.isArray(p.contentChanges)) return `contentChanges of ${d.uri} is not a list`;
   for (const [i, c] of p.contentChanges.entries()) {
     const change = c as { text?: unknown; range?: unknown } | null;
-    if (!change || typeof change !== 'object' || typeof change.text !== 'string') return `contentChanges[${i}].text of ${d.uri} is not a string`;
-    if ('range' in change && !isRange(change.range)) return `contentChanges[${i}].range of ${d.uri} is ${JSON.stringify(change.range)}, not a range (leave it out to replace the whole text)`;
+    if (!change || typeof change !== 'object' || typeof change.text !== 'string')
+      return `contentChanges[${i}].text of ${d.uri} is not a string`;
+    if ('range' in change && !isRange(change.range))
+      return `contentChanges[${i}].range of ${d.uri} is ${JSON.stringify(change.range)}, not a range (leave it out to replace the whole text)`;
   }
   return undefined;
 }

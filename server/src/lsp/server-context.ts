@@ -8,7 +8,7 @@ import { CodeLensRefreshRequest, ErrorCodes, ResponseError, type Connection, typ
 import type { TextDocument } from 'vscode-languageserver-textdocument';
 import * as lsp from '../../../protocol/lsp-ext';
 import { describeError } from '../engine/errors';
-import { RecipeDisk } from '../engine/recipe';
+import type { RecipeDisk } from '../engine/recipe';
 import { RecipeDocuments } from './documents';
 import { isPosition, OpenDocuments } from './open-documents';
 import { RunInsights } from './services/run-insights';
@@ -108,7 +108,8 @@ export class ServerContext {
   }
 
   refreshLenses(): void {
-    if (this.client.codeLensRefresh) void this.connection.sendRequest(CodeLensRefreshRequest.type).catch((e: unknown) => this.internalError('refreshing code lenses', e));
+    if (this.client.codeLensRefresh)
+      void this.connection.sendRequest(CodeLensRefreshRequest.type).catch((e: unknown) => this.internalError('refreshing code lenses', e));
   }
 
   /**
@@ -119,7 +120,8 @@ export class ServerContext {
     const p = params as { textDocument?: { uri?: unknown }; position?: unknown } | null;
     const uri = p?.textDocument?.uri;
     if (typeof uri !== 'string') throw new ResponseError(ErrorCodes.InvalidParams, `${method}: textDocument.uri must be a string`);
-    if (withPosition && !isPosition(p?.position)) throw new ResponseError(ErrorCodes.InvalidParams, `${method}: position must be { line, character } with non-negative integers`);
+    if (withPosition && !isPosition(p?.position))
+      throw new ResponseError(ErrorCodes.InvalidParams, `${method}: position must be { line, character } with non-negative integers`);
     return this.documents.get(uri);
   }
 }

@@ -40,7 +40,11 @@ export function startServer(connection: Connection, options: ServerOptions = {})
     ctx.client = clientSupport(params);
     runs.configure(params.initializationOptions);
     if (!jobs.available) ctx.setHealth('warning', 'Jobs are unavailable: the engine CLI (cli.js) was not found beside the server', false);
-    const mergeStudio: lsp.MergeStudioServerCapabilities = { protocolVersion: lsp.PROTOCOL_VERSION, jobs: jobs.available, serverStatus: true };
+    const mergeStudio: lsp.MergeStudioServerCapabilities = {
+      protocolVersion: lsp.PROTOCOL_VERSION,
+      jobs: jobs.available,
+      serverStatus: true,
+    };
     return {
       capabilities: {
         textDocumentSync: TextDocumentSyncKind.Incremental,

@@ -8,7 +8,7 @@
  * four threads while it waits; /dev/zero never ends), small files have size limits, and every probe has a
  * deadline after which it answers "not checked" instead of waiting.
  */
-import { promises as fs, type Stats } from 'node:fs';
+import { promises as fs, type Dirent, type Stats } from 'node:fs';
 import * as path from 'node:path';
 import { describeError, isEngineError } from '../errors';
 import { openCheckpoint, type TensorInfo } from '../io/checkpoint';
@@ -254,7 +254,7 @@ function dtypeCounts(tensors: readonly TensorInfo[]): Record<string, number> {
 
 async function containsAudio(dir: string, visited: Set<string>, stop: { stopped: boolean }): Promise<boolean> {
   if (stop.stopped) return false;
-  let entries: import('node:fs').Dirent[];
+  let entries: Dirent[];
   try {
     const real = await fs.realpath(dir);
     if (visited.has(real)) return false;

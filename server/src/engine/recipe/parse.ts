@@ -87,7 +87,8 @@ export function parseRecipe(text: string): ParsedRecipe {
   const doc = parseDocument(text, PARSE_OPTIONS);
   const diagnostics: RecipeDiagnostic[] = duplicateKeys(doc, lines);
   for (const e of doc.errors) {
-    let [start, end] = e.pos;
+    const start = e.pos[0];
+    let end = e.pos[1];
     const code = YAML_CODES[e.code] ?? 'yaml-syntax';
     let message = `YAML: ${e.message}`;
     if (code === 'yaml-multiple-documents') {

@@ -32,7 +32,11 @@ export interface LimitProblem {
 export function textLimitProblem(text: string): LimitProblem | undefined {
   const L = RECIPE_LIMITS;
   if (text.length > L.maxChars) {
-    return { start: 0, end: 0, message: `This recipe is ${text.length.toLocaleString('en-US')} characters long; a recipe may have at most ${L.maxChars.toLocaleString('en-US')} (a few thousand is typical), so it is not checked` };
+    return {
+      start: 0,
+      end: 0,
+      message: `This recipe is ${text.length.toLocaleString('en-US')} characters long; a recipe may have at most ${L.maxChars.toLocaleString('en-US')} (a few thousand is typical), so it is not checked`,
+    };
   }
   let depth = 0;
   let lineStart = 0;
@@ -43,7 +47,12 @@ export function textLimitProblem(text: string): LimitProblem | undefined {
       if (problem) return problem;
       lineStart = i + 1;
     } else if (c === 91 || c === 123) {
-      if (++depth > L.maxNesting) return { start: i, end: i + 1, message: `Brackets nest more than ${L.maxNesting} levels deep here; a recipe nests a few, so it is not checked` };
+      if (++depth > L.maxNesting)
+        return {
+          start: i,
+          end: i + 1,
+          message: `Brackets nest more than ${L.maxNesting} levels deep here; a recipe nests a few, so it is not checked`,
+        };
     } else if ((c === 93 || c === 125) && depth > 0) depth--;
   }
   return undefined;
@@ -53,7 +62,11 @@ function lineNestingProblem(text: string, start: number, end: number): LimitProb
   let i = start;
   while (i < end && (text.charCodeAt(i) === 32 || text.charCodeAt(i) === 9)) i++;
   if (i - start > RECIPE_LIMITS.maxIndent) {
-    return { start, end: i, message: `This line is indented ${i - start} columns; a recipe may nest at most ${RECIPE_LIMITS.maxIndent} columns deep, so it is not checked` };
+    return {
+      start,
+      end: i,
+      message: `This line is indented ${i - start} columns; a recipe may nest at most ${RECIPE_LIMITS.maxIndent} columns deep, so it is not checked`,
+    };
   }
   // `- - - x` (block lists in lists), wherever on the line the run starts.
   let dashes = 0;
@@ -66,7 +79,11 @@ function lineNestingProblem(text: string, start: number, end: number): LimitProb
     } else if (c !== 32) run = 0;
   }
   if (dashes > RECIPE_LIMITS.maxNesting) {
-    return { start, end, message: `This line opens ${dashes} nested lists; a recipe may nest at most ${RECIPE_LIMITS.maxNesting}, so it is not checked` };
+    return {
+      start,
+      end,
+      message: `This line opens ${dashes} nested lists; a recipe may nest at most ${RECIPE_LIMITS.maxNesting}, so it is not checked`,
+    };
   }
   return undefined;
 }
@@ -97,7 +114,10 @@ export function resolveAliases(doc: Document.Parsed): AliasResolution {
       if (isAlias(node)) {
         targets.set(node, anchors.get(node.source));
         if (targets.size > RECIPE_LIMITS.maxAliases) {
-          tooMany = { ...rangeOf(node), message: `This recipe uses more than ${RECIPE_LIMITS.maxAliases} aliases; Merge Studio does not expand them` };
+          tooMany = {
+            ...rangeOf(node),
+            message: `This recipe uses more than ${RECIPE_LIMITS.maxAliases} aliases; Merge Studio does not expand them`,
+          };
           return visit.BREAK;
         }
       } else if (node.anchor) anchors.set(node.anchor, node);
@@ -115,7 +135,10 @@ export function resolveAliases(doc: Document.Parsed): AliasResolution {
       const target = targets.get(node);
       if (!target) return 1;
       if (open.has(target)) {
-        throw new AliasLimit({ ...rangeOf(node), message: `Alias *${node.source} refers to a node that contains it (a cycle); a recipe cannot refer to itself` });
+        throw new AliasLimit({
+          ...rangeOf(node),
+          message: `Alias *${node.source} refers to a node that contains it (a cycle); a recipe cannot refer to itself`,
+        });
       }
       return size(target);
     }

@@ -15,7 +15,11 @@ export function registerLanguageFeatures(ctx: ServerContext): void {
     ctx.guard('completion', CompletionList.create([], false), async () => {
       const doc = ctx.documentOf(params, 'textDocument/completion', true);
       if (!doc) return CompletionList.create([], false);
-      const items = await completeRecipe({ parsed: ctx.parses.structure(doc).parsed, position: params.position, recipeFile: uriToPath(doc.uri) });
+      const items = await completeRecipe({
+        parsed: ctx.parses.structure(doc).parsed,
+        position: params.position,
+        recipeFile: uriToPath(doc.uri),
+      });
       return CompletionList.create(items, false);
     }),
   );
@@ -25,7 +29,12 @@ export function registerLanguageFeatures(ctx: ServerContext): void {
       const doc = ctx.documentOf(params, 'textDocument/hover', true);
       if (!doc) return null;
       const structure = ctx.parses.structure(doc);
-      const base = await hoverRecipe({ parsed: structure.parsed, position: params.position, recipeFile: uriToPath(doc.uri), disk: ctx.disk });
+      const base = await hoverRecipe({
+        parsed: structure.parsed,
+        position: params.position,
+        recipeFile: uriToPath(doc.uri),
+        disk: ctx.disk,
+      });
       return ctx.insights.hover(doc.uri, structure, params.position, base);
     }),
   );

@@ -3,14 +3,23 @@
  * (file watching), becomes lenses, warnings and hovers; the warning threshold follows the settings.
  */
 import { DidChangeConfigurationNotification, DidChangeWatchedFilesNotification } from 'vscode-languageserver';
-import * as lsp from '../../../../protocol/lsp-ext';
+import type * as lsp from '../../../../protocol/lsp-ext';
 import { uriToPath } from '../documents';
 import type { Job } from '../jobs';
 import type { ServerContext } from '../server-context';
 import type { Validation } from './validation';
 
 /** Files whose change can change a disk diagnostic. */
-const WATCHED_GLOBS = ['**/report.json', '**/config.json', '**/preprocessor_config.json', '**/*.safetensors', '**/*.bin', '**/*.index.json', '**/labels.csv', '**/*.{wav,flac,mp3}'];
+const WATCHED_GLOBS = [
+  '**/report.json',
+  '**/config.json',
+  '**/preprocessor_config.json',
+  '**/*.safetensors',
+  '**/*.bin',
+  '**/*.index.json',
+  '**/labels.csv',
+  '**/*.{wav,flac,mp3}',
+];
 
 export interface RunInsightHandlers {
   /** `initializationOptions` of `initialize`: the first settings. */
@@ -48,7 +57,8 @@ export function registerRunInsights(ctx: ServerContext, validation: Validation):
   connection.onDidChangeConfiguration((params) =>
     ctx.guard('configuration', undefined, async () => {
       let settings = (params?.settings as { mergeStudio?: lsp.MergeStudioSettings } | null | undefined)?.mergeStudio;
-      if (!settings && ctx.client.configurationPull) settings = ((await connection.workspace.getConfiguration('mergeStudio')) as lsp.MergeStudioSettings | null) ?? undefined;
+      if (!settings && ctx.client.configurationPull)
+        settings = ((await connection.workspace.getConfiguration('mergeStudio')) as lsp.MergeStudioSettings | null) ?? undefined;
       if (insights.setThreshold(settings?.lowCorrelationThreshold)) validation.revalidateAll();
     }),
   );
@@ -64,7 +74,9 @@ export function registerRunInsights(ctx: ServerContext, validation: Validation):
           .catch((e: unknown) => ctx.internalError('registering file watchers', e));
       }
       if (ctx.client.configurationRegistration) {
-        void connection.client.register(DidChangeConfigurationNotification.type, { section: 'mergeStudio' }).catch((e: unknown) => ctx.internalError('registering for configuration changes', e));
+        void connection.client
+          .register(DidChangeConfigurationNotification.type, { section: 'mergeStudio' })
+          .catch((e: unknown) => ctx.internalError('registering for configuration changes', e));
       }
     },
     async attachRun(job, reportPath) {

@@ -3,7 +3,7 @@
  * first, with snippet values), enum values with their documentation, and paths relative to the recipe for
  * model folders, probe audio, datasets and output.
  */
-import { promises as fs } from 'node:fs';
+import { promises as fs, type Dirent } from 'node:fs';
 import * as path from 'node:path';
 import {
   CompletionItemKind,
@@ -145,7 +145,7 @@ async function pathItems(format: 'path' | 'directory' | 'model', typed: string, 
   const dirPart = slash >= 0 ? typed.slice(0, slash + 1) : '';
   const namePart = typed.slice(slash + 1);
   const dir = path.resolve(path.dirname(recipeFile), dirPart === '' ? '.' : dirPart);
-  let entries: import('node:fs').Dirent[];
+  let entries: Dirent[];
   try {
     entries = await fs.readdir(dir, { withFileTypes: true });
   } catch {

@@ -45,7 +45,13 @@ function children(p: ParsedRecipe, node: unknown, depth: number, budget: { left:
       const nameNode = isMap(n) ? n.get('name', true) : undefined;
       const name = isScalar(nameNode) ? String(nameNode.value) : isScalar(n) ? String(n.value) : isAlias(n) ? `*${n.source}` : `[${i}]`;
       const range = p.lines.range(n.range[0], n.range[1]);
-      out.push({ name: name === '' ? `[${i}]` : name, kind: kindOf(n), range, selectionRange: range, children: children(p, n, depth + 1, budget) });
+      out.push({
+        name: name === '' ? `[${i}]` : name,
+        kind: kindOf(n),
+        range,
+        selectionRange: range,
+        children: children(p, n, depth + 1, budget),
+      });
     });
   }
   return out;
