@@ -2,7 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { promises as fs, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { decodeAudioFile, MAX_AUDIO_SECONDS } from '../../server/src/engine/io/audio';
+import { decodeAudioFile, loadAudio, MAX_AUDIO_SECONDS } from '../../server/src/engine/io/audio';
 import { useTempDirs } from '../helpers/tmp';
 import { writeFloatWav } from '../helpers/wav';
 
@@ -46,6 +46,15 @@ describe(`decoded audio is bounded: at most ${MAX_AUDIO_SECONDS / 60} minutes pe
     );
     writeFloatWav(file, new Float32Array(MAX_AUDIO_SECONDS), 1); // exactly the limit decodes
     expect((await decodeAudioFile(file)).durationSeconds).toBe(MAX_AUDIO_SECONDS);
+  });
+
+  it('a 1 MB WAV at 100 Hz (42 minutes): refused before the resampler would make 40 million samples of it', async () => {
+    const file = path.join(tempDir(), 'slow.wav');
+    writeFloatWav(file, new Float32Array(250_000), 100);
+    const started = performance.now();
+    const e = await refusal(loadAudio(file, 16000));
+    expect(e.message).toMatch(/250000 sample frames \(41\.7 min\) is longer than the 30-minute limit/);
+    expect(performance.now() - started).toBeLessThan(10_000);
   });
 
   it('a FLAC whose STREAMINFO promises 31 minutes is refused before decoding', async () => {
