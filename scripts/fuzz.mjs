@@ -33,7 +33,9 @@ for (let i = 0; i < args.length; i++) {
 if (cases !== undefined && !/^[1-9]\d*$/.test(cases)) fail(`--cases must be a positive integer, got "${cases}"`);
 if (seed !== undefined && !/^\d+$/.test(seed)) fail(`--seed must be a non-negative integer, got "${seed}"`);
 
-const stats = mkdtempSync(path.join(tmpdir(), 'ms-fuzz-stats-'));
+// Totals land here (kept when the caller names the folder: a long run stopped early leaves its partial totals).
+const keepStats = process.env.MERGE_STUDIO_FUZZ_STATS !== undefined;
+const stats = process.env.MERGE_STUDIO_FUZZ_STATS ?? mkdtempSync(path.join(tmpdir(), 'ms-fuzz-stats-'));
 const env = { ...process.env, MERGE_STUDIO_FUZZ_STATS: stats };
 if (cases !== undefined) env.MERGE_STUDIO_FUZZ_CASES = cases;
 if (seed !== undefined) env.MERGE_STUDIO_FUZZ_SEED = seed;
@@ -47,7 +49,7 @@ const run = spawnSync(
 const tallies = readdirSync(stats)
   .filter((f) => f.endsWith('.json'))
   .map((f) => JSON.parse(readFileSync(path.join(stats, f), 'utf8')));
-rmSync(stats, { recursive: true, force: true });
+if (!keepStats) rmSync(stats, { recursive: true, force: true });
 const mb = (bytes) => `${(bytes / 2 ** 20).toFixed(0)} MB`;
 const total = { cases: 0, crashes: 0, hangs: 0, peak: 0 };
 console.log(
@@ -55,7 +57,7 @@ console.log(
 );
 for (const t of tallies.sort((a, b) => a.name.localeCompare(b.name))) {
   console.log(
-    `  ${t.name.padEnd(20)} ${String(t.cases).padStart(7)} cases  ${String(t.crashes).padStart(4)} crashes  ${String(t.hangs).padStart(4)} hangs  peak memory ${mb(t.peakMemoryBytes)}`,
+    `  ${t.name.padEnd(20)} ${String(t.cases).padStart(7)} cases  ${String(t.crashes).padStart(4)} crashes  ${String(t.hangs).padStart(4)} hangs  peak memory ${mb(t.peakMemoryBytes)}${t.partial ? ' (stopped early)' : ''}`,
   );
   total.cases += t.cases;
   total.crashes += t.crashes;

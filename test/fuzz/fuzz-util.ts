@@ -217,6 +217,8 @@ export class FuzzTally {
       const detail = e instanceof Error ? `${e.message}` : String(e);
       this.failures.push({ kind: e instanceof FuzzHang ? 'hang' : 'crash', caseIndex, detail: detail.slice(0, 4000) });
     }
+    // Totals so far, so a long run stopped early still says what it found.
+    if (this.cases % 50 === 0) this.writeTotals(true);
   }
 
   /** Records a memory sample (bytes); the tally keeps the peak. */
@@ -234,22 +236,26 @@ export class FuzzTally {
 
   /** Writes `<name>.json` into MERGE_STUDIO_FUZZ_STATS (when set) and returns a readable report of the first failures. */
   finish(): string {
-    const dir = process.env['MERGE_STUDIO_FUZZ_STATS'];
-    if (dir) {
-      mkdirSync(dir, { recursive: true });
-      const totals = {
-        name: this.name,
-        cases: this.cases,
-        crashes: this.crashes,
-        hangs: this.hangs,
-        peakMemoryBytes: this.peakMemoryBytes,
-        failures: this.failures.slice(0, 20),
-      };
-      writeFileSync(path.join(dir, `${this.name.replace(/[^\w-]/g, '_')}.json`), JSON.stringify(totals, null, 2));
-    }
+    this.writeTotals(false);
     return this.failures
       .slice(0, 5)
       .map((f) => `case ${f.caseIndex} (${f.kind}; rerun with MERGE_STUDIO_FUZZ_ONLY=${f.caseIndex}): ${f.detail}`)
       .join('\n\n');
+  }
+
+  private writeTotals(partial: boolean): void {
+    const dir = process.env['MERGE_STUDIO_FUZZ_STATS'];
+    if (!dir) return;
+    mkdirSync(dir, { recursive: true });
+    const totals = {
+      name: this.name,
+      partial,
+      cases: this.cases,
+      crashes: this.crashes,
+      hangs: this.hangs,
+      peakMemoryBytes: this.peakMemoryBytes,
+      failures: this.failures.slice(0, 20),
+    };
+    writeFileSync(path.join(dir, `${this.name.replace(/[^\w-]/g, '_')}.json`), JSON.stringify(totals, null, 2));
   }
 }
