@@ -7,6 +7,7 @@ import { parseHubRef, resolveModelRef } from '../engine/io/hub';
 import { framesFor } from '../engine/model/encoder';
 import { resolveBackend } from '../engine/model/runtime';
 import { alignMethod } from '../engine/align/methods';
+import { planStatistics } from '../engine/pipeline/memory-plan';
 import { defaultBatchSize, estimateMemory, formatBytes } from '../engine/pipeline/plan';
 import { systemsOf } from '../engine/pipeline/systems';
 import { guardOutput } from '../engine/pipeline/output-guard';
@@ -107,6 +108,12 @@ async function printPlan(loaded: Awaited<ReturnType<typeof loadRecipe>>, out: Ou
   }
   if (r.evaluate) out.info(`evaluate ${r.evaluate.tasks.map((t) => t.name).join(', ')}`);
   out.info(`memory   weights ${formatBytes(mem.weightsBytes)}, statistics ${formatBytes(mem.statisticsBytes)}, batch activations ≈ ${formatBytes(mem.batchActivationBytes)}`);
+  if (probeNeed(r)) {
+    // The statistics step's peak as pipeline/memory-plan.ts estimates it (bench:align checks it against a measurement).
+    const plan = planStatistics(cfg, taps, segSamples, { batchSize: r.runtime.batch_size, memory: r.runtime.memory });
+    const e = plan.estimate;
+    out.info(`         statistics step peak ≈ ${formatBytes(e.total)}${plan.budget ? ` (runtime.memory ${r.runtime.memory})` : ''}: batches of ${plan.batchSize}, front end ${plan.passes.frontBatch || plan.batchSize} segment(s) at a time, ${plan.passes.layersPerPass} layer(s) per pass; weights ${formatBytes(e.weights)} + in onnxruntime ${formatBytes(e.sessionWeights)}, statistics ${formatBytes(e.statistics)}, activations ${formatBytes(e.activations)}`);
+  }
   out.info(`output   ${loaded.resolve(r.output)}`);
 }
 

@@ -11,22 +11,24 @@ import type { TapName } from '../model/taps';
 import { parameterCount } from '../model/weights';
 import { defaultBatchSize } from './plan';
 
-/** Node, V8 and onnxruntime's own code and buffers before any model (measured: ~150 MiB). */
+/** Node, V8 and onnxruntime's own code and buffers before any model (measured: ~130 MiB). */
 const RUNTIME_BYTES = 160 * 2 ** 20;
 /**
- * Live copies of the largest front-end activation (first conv block output, per segment and model) at the front end's
- * peak: conv output, its normalisation, the activation and the centred tap (fitted to bench:align).
+ * onnxruntime's sessions hold more than the raw weights (packed GEMM operands, optimised conv layouts): measured
+ * 1.1 GiB of session memory for the HuBERT-base pair's 720 MiB (the sessions alone, VmRSS before and after creating them; with or
+ * without prepacking within 5 %).
  */
-const FRONT_COPIES = 4;
-/** Live copies of a layer's FFN-sized and hidden-sized activations while a pass runs (fitted to bench:align). */
-const FFN_COPIES = 3;
-const HIDDEN_COPIES = 8;
-const SCORE_COPIES = 3;
+const SESSION_WEIGHT_FACTOR = 1.55;
+/**
+ * Live copies of the first conv block's output (per segment and model) at the front end's peak. onnxruntime frees
+ * each tensor after its last consumer, and bench:align's measured peak (batch 8 × 5 s) fits one copy.
+ */
+const FRONT_COPIES = 1;
 
 export interface StatisticsMemory {
   /** Both models' float32 weights held by the engine (JS) — the anchor and the other. */
   weights: number;
-  /** The same weights inside onnxruntime's sessions. */
+  /** The weights inside onnxruntime's sessions (more than the raw weights: packed and re-laid-out copies). */
   sessionWeights: number;
   /** float64 accumulators of every tap + one pass's float32 results. */
   statistics: number;
@@ -49,11 +51,15 @@ export function estimateStatisticsMemory(cfg: EncoderConfig, taps: readonly TapN
   const front = 2 * FRONT_COPIES * 4 * cfg.convDims[0]! * conv0Frames * frontBatch;
   const T = framesFor(cfg, segmentSamples);
   const rows = batch * T;
-  const perLayer = 4 * (FFN_COPIES * rows * cfg.intermediate + HIDDEN_COPIES * rows * cfg.hidden + SCORE_COPIES * batch * cfg.heads * T * T);
-  const layers = 2 * perLayer * Math.min(plan.layersPerPass, cfg.layers);
+  // A pass keeps every tapped layer's FFN and attention activations until its reductions, plus one layer's transients
+  // (the FFN's intermediate twice, the attention scores twice), for both models.
+  const held = 4 * rows * (cfg.intermediate + cfg.hidden) * Math.min(plan.layersPerPass, cfg.layers);
+  const transient = 4 * (2 * rows * cfg.intermediate + 2 * batch * cfg.heads * T * T);
+  const layers = 2 * (held + transient);
   const activations = Math.max(front, layers);
   const statistics = accumulators + passOutputs;
-  return { weights, sessionWeights: weights, statistics, activations, runtime: RUNTIME_BYTES, total: 2 * weights + statistics + activations + RUNTIME_BYTES };
+  const sessionWeights = SESSION_WEIGHT_FACTOR * weights;
+  return { weights, sessionWeights, statistics, activations, runtime: RUNTIME_BYTES, total: weights + sessionWeights + statistics + activations + RUNTIME_BYTES };
 }
 
 export interface StatisticsPlan {
