@@ -17,7 +17,8 @@ import { EngineError } from '../../errors';
 import type { ProbeSet } from '../../io/probe';
 import type { WeightMap } from '../../model/tensor';
 import { tapName, type TapName } from '../../model/taps';
-import type { PairStats } from '../../align/stats';
+import { addMoments, createPairStats, type PairStats } from '../../align/stats';
+import { iterateBatches } from '../../io/probe';
 import { lambdaForTensor } from '../lambda';
 import type { MergeContext, MergeMethod } from './method';
 import { ridgeSolve } from './ridge';
@@ -128,7 +129,7 @@ export const lsq: MergeMethod = {
     if (!ctx.probe) throw new EngineError('bad-recipe', 'merge.method lsq needs a probe section');
     const { train, validation } = splitProbe(ctx.probe);
     if (validation.segments.length === 0) throw new EngineError('bad-recipe', 'merge.method lsq needs at least 5 probe segments (a fifth of them chooses the ridge strength)');
-    const [{ collectStatistics }, { defaultBatchSize }] = await Promise.all([import('../../pipeline/statistics'), import('../../pipeline/plan')]);
+    const [{ PairStatisticsSession }, { defaultBatchSize }] = await Promise.all([import('../../model/pair-graph'), import('../../pipeline/plan')]);
     const cfg = ctx.config;
     const batchSize = ctx.batchSize ?? defaultBatchSize(cfg, ctx.probe.segmentSamples);
     const lambdaCtx = { layers: cfg.layers, preLayerNorm: cfg.preLayerNorm };
@@ -139,17 +140,29 @@ export const lsq: MergeMethod = {
       const layerSites = sites(l);
       const taps = layerSites.map((s) => s.tap);
       const m = { config: cfg, weights: merged };
-      const measure = async (probe: ProbeSet) => {
-        const opts = { ...ctx.session, batchSize, cancel: ctx.cancel };
-        const [mm, ma, mb] = await Promise.all([
-          collectStatistics(m, m, probe, taps, opts),
-          collectStatistics(m, { config: cfg, weights: ctx.anchor }, probe, taps, opts),
-          collectStatistics(m, { config: cfg, weights: ctx.other }, probe, taps, opts),
-        ].map(async (r) => (await r).stats));
-        return { mm: mm!, ma: ma!, mb: mb! };
+      // One session per model pair; its batches feed the fit or the validation statistics.
+      const measure = async (other: WeightMap) => {
+        const session = await PairStatisticsSession.create(m, { config: cfg, weights: other }, taps, ctx.session);
+        try {
+          const parts = [train, validation].map(() => new Map<TapName, PairStats>());
+          for (const [k, probe] of [train, validation].entries()) {
+            for (const batch of iterateBatches(probe, batchSize)) {
+              if (ctx.cancel.cancelled) throw new EngineError('cancelled', 'cancelled during the least-squares refit');
+              for (const mo of await session.run(batch.data, batch.dims[0])) {
+                let s = parts[k]!.get(mo.tap);
+                if (!s) parts[k]!.set(mo.tap, (s = createPairStats(mo.dimA, mo.dimB)));
+                addMoments(s, mo);
+              }
+            }
+          }
+          return parts;
+        } finally {
+          await session.release();
+        }
       };
-      const fit = await measure(train);
-      const check = await measure(validation);
+      const [mm, ma, mb] = [await measure(merged), await measure(ctx.anchor), await measure(ctx.other)];
+      const fit = { mm: mm![0]!, ma: ma![0]!, mb: mb![0]! };
+      const check = { mm: mm![1]!, ma: ma![1]!, mb: mb![1]! };
       const next: WeightMap = new Map(merged);
       for (const site of layerSites) {
         const t = (w: WeightMap, name: string) => w.get(name)!.data;
