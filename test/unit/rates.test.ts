@@ -9,7 +9,7 @@ import type { ModelInfo } from '../../server/src/engine/recipe/disk';
 import { compareModels } from '../../server/src/engine/recipe/semantic';
 
 const fixture = path.join(__dirname, '../fixtures/hf-reference/hubert-postln-a');
-const info = (config: EncoderConfig): ModelInfo => ({ dir: 'x', config, checkpointFile: 'x/model.safetensors', shapes: expectedShapes(config), tensorCount: 0 }) as ModelInfo;
+const info = (config: EncoderConfig): ModelInfo => ({ dir: 'x', config, checkpointFile: 'x/model.safetensors', shapes: expectedShapes(config), tensorCount: 0, parameterCount: 0, dtypes: {} });
 const range = { start: { line: 2, character: 9 }, end: { line: 2, character: 20 } };
 
 describe('rate mismatch', () => {

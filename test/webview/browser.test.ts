@@ -358,7 +358,7 @@ describe.skipIf(!found.executablePath)('webview in headless Chromium', () => {
       // The panel redraws on resize (ResizeObserver); wait until every chart is drawn for the new width.
       const fits = () =>
         p.page.evaluate(() =>
-          [...document.querySelectorAll<HTMLElement>('section[data-chart]')].map((card) => {
+          Array.from(document.querySelectorAll<HTMLElement>('section[data-chart]')).map((card) => {
             const style = getComputedStyle(card);
             return {
               id: card.getAttribute('data-chart'),
