@@ -28,7 +28,7 @@ const seeds = arg('seeds', '0,1,2').split(',').map(Number);
 const stage = arg('stage', 'all');
 const jobs = Number(arg('jobs', '1'));
 const resultsDir = path.resolve(root, arg('results', 'examples/results'));
-const readme = path.join(root, 'examples', 'README.md');
+const readme = path.resolve(root, arg('readme', 'examples/README.md'));
 const LAMBDAS = [0.3, 0.5, 0.7, 0.9];
 // Settings tried on validation beside the recipe's own variants; the test runs add the ones chosen there.
 const RESIDUAL = ['cnn', 'attention', 'ffn', 'residual'];
@@ -160,6 +160,8 @@ async function report() {
   const test = collect(testRuns);
   const params = testRuns[0].parameters;
   const systems = [...new Set([...test.values()].filter((e) => e.lambda !== null).map((e) => e.system))];
+  // A system added to the recipe after the validation runs has no validation scores: it is reported, never chosen.
+  const validated = (s) => LAMBDAS.every((l) => choice.validation.has(`${s}@${l}`));
   const tasks = [...test.get('anchor@null').tasks.keys()];
   const lines = [START, ''];
   lines.push(
@@ -176,9 +178,9 @@ async function report() {
       `| ${s} (${s === 'anchor' ? 'speech' : 'music'}) | ${params[s].toLocaleString('en')} | ${LAMBDAS.map(() => fmt(test.get(`${s}@null`).average)).join(' | ')} | ${meanOf(choice.validation.get(`${s}@null`).average).toFixed(3)} |`,
     );
   for (const s of systems) {
-    const val = meanOf(LAMBDAS.map((l) => meanOf(choice.validation.get(`${s}@${l}`)?.average ?? [NaN])));
+    const val = validated(s) ? meanOf(LAMBDAS.map((l) => meanOf(choice.validation.get(`${s}@${l}`).average))).toFixed(3) : 'not run';
     lines.push(
-      `| ${s} | ${(params[s] ?? params.anchor).toLocaleString('en')} | ${LAMBDAS.map((l) => (test.has(`${s}@${l}`) ? fmt(test.get(`${s}@${l}`).average) : '-')).join(' | ')} | ${val.toFixed(3)} |`,
+      `| ${s} | ${(params[s] ?? params.anchor).toLocaleString('en')} | ${LAMBDAS.map((l) => (test.has(`${s}@${l}`) ? fmt(test.get(`${s}@${l}`).average) : '-')).join(' | ')} | ${val} |`,
     );
   }
   const valSystems = [...new Set([...choice.validation.values()].filter((e) => e.lambda !== null).map((e) => e.system))];
@@ -199,9 +201,16 @@ async function report() {
     LAMBDAS.reduce((b, l) =>
       meanOf(choice.validation.get(`${s}@${l}`).average) > meanOf(choice.validation.get(`${s}@${b}`).average) ? l : b,
     );
-  for (const s of ['anchor', 'other', ...systems]) {
+  for (const s of ['anchor', 'other', ...systems.filter(validated)]) {
     const l = s === 'anchor' || s === 'other' ? null : valBest(s);
     lines.push(`| ${s} | ${l ?? '-'} | ${tasks.map((t) => meanOf(test.get(`${s}@${l}`).tasks.get(t)).toFixed(3)).join(' | ')} |`);
+  }
+  const unvalidated = systems.filter((s) => !validated(s));
+  if (unvalidated.length) {
+    lines.push('');
+    lines.push(
+      `${unvalidated.map((s) => `\`${s}\``).join(', ')}: added to the recipe after the validation runs, so reported on test but never a candidate of the choices below.`,
+    );
   }
   // Targets (issue: same parameter count as one encoder, compared with the paper's permuted merge).
   const avg = (s, l) => meanOf(test.get(`${s}@${l}`).average);
