@@ -40,7 +40,12 @@ describe('safetensors reader', () => {
       ),
     );
     const st = await SafetensorsFile.open(file);
-    expect(st.tensors().map((t) => t.name).sort()).toEqual(['a', 'b', 'h']);
+    expect(
+      st
+        .tensors()
+        .map((t) => t.name)
+        .sort(),
+    ).toEqual(['a', 'b', 'h']);
     expect(st.metadata.format).toBe('pt');
     expect(Array.from((await st.read('a')).data)).toEqual([1.5, -2.25]);
     const h = (await st.read('h')).data;
@@ -56,10 +61,14 @@ describe('safetensors reader', () => {
   it('round-trips through the atomic writer and leaves no temporary file', async () => {
     const dir = tempDir();
     const file = path.join(dir, 'model.safetensors');
-    await writeSafetensors(file, [
-      ['w', { shape: [2, 3], data: Float32Array.from([1, 2, 3, 4, 5, 6]) }],
-      ['b', { shape: [3], data: Float32Array.from([-1, 0, 1]) }],
-    ], { note: 'x' });
+    await writeSafetensors(
+      file,
+      [
+        ['w', { shape: [2, 3], data: Float32Array.from([1, 2, 3, 4, 5, 6]) }],
+        ['b', { shape: [3], data: Float32Array.from([-1, 0, 1]) }],
+      ],
+      { note: 'x' },
+    );
     expect(readdirSync(dir)).toEqual(['model.safetensors']);
     const st = await SafetensorsFile.open(file);
     expect(st.metadata.note).toBe('x');
@@ -76,22 +85,52 @@ describe('safetensors reader', () => {
     // The rename fails when the target is a folder: the temporary file must go too.
     const target = path.join(dir, 'model.safetensors');
     await fs.mkdir(path.join(target, 'occupied'), { recursive: true });
-    await expect(writeSafetensors(target, [['w', { shape: [1], data: Float32Array.from([1]) }]])).rejects.toMatchObject({ code: 'io-error' });
+    await expect(writeSafetensors(target, [['w', { shape: [1], data: Float32Array.from([1]) }]])).rejects.toMatchObject({
+      code: 'io-error',
+    });
     expect(readdirSync(dir)).toEqual(['model.safetensors']);
   });
 
   const corrupt: [string, () => Buffer, RegExp][] = [
     ['a file shorter than the length prefix', () => Buffer.from([1, 2, 3]), /shorter than the 8-byte header length/],
-    ['a header length past the end of the file', () => safetensorsBytes({}, new Uint8Array(), { declaredLength: 4096n }), /runs past the end of the .*truncated/],
-    ['a huge header length', () => safetensorsBytes({}, new Uint8Array(), { declaredLength: BigInt(MAX_HEADER_BYTES) + 1n }), /exceeds the .*-byte limit/],
-    ['a header that is not JSON', () => Buffer.concat([Buffer.from([5, 0, 0, 0, 0, 0, 0, 0]), Buffer.from('{nope')]), /header is not valid JSON/],
+    [
+      'a header length past the end of the file',
+      () => safetensorsBytes({}, new Uint8Array(), { declaredLength: 4096n }),
+      /runs past the end of the .*truncated/,
+    ],
+    [
+      'a huge header length',
+      () => safetensorsBytes({}, new Uint8Array(), { declaredLength: BigInt(MAX_HEADER_BYTES) + 1n }),
+      /exceeds the .*-byte limit/,
+    ],
+    [
+      'a header that is not JSON',
+      () => Buffer.concat([Buffer.from([5, 0, 0, 0, 0, 0, 0, 0]), Buffer.from('{nope')]),
+      /header is not valid JSON/,
+    ],
     ['a header that is a list', () => safetensorsBytes([1, 2] as unknown as object, new Uint8Array()), /not a JSON object/],
     ['an unknown dtype', () => safetensorsBytes({ a: { dtype: 'Q4', shape: [1], data_offsets: [0, 4] } }, f32(1)), /unknown dtype "Q4"/],
     ['a negative dimension', () => safetensorsBytes({ a: { dtype: 'F32', shape: [-1], data_offsets: [0, 4] } }, f32(1)), /invalid shape/],
-    ['offsets past the data section (truncated)', () => safetensorsBytes({ a: { dtype: 'F32', shape: [4], data_offsets: [0, 16] } }, f32(1)), /past the 4-byte data section/],
-    ['offsets that do not match the shape', () => safetensorsBytes({ a: { dtype: 'F32', shape: [2], data_offsets: [0, 4] } }, f32(1, 2)), /needs 8 bytes but data_offsets give 4/],
+    [
+      'offsets past the data section (truncated)',
+      () => safetensorsBytes({ a: { dtype: 'F32', shape: [4], data_offsets: [0, 16] } }, f32(1)),
+      /past the 4-byte data section/,
+    ],
+    [
+      'offsets that do not match the shape',
+      () => safetensorsBytes({ a: { dtype: 'F32', shape: [2], data_offsets: [0, 4] } }, f32(1, 2)),
+      /needs 8 bytes but data_offsets give 4/,
+    ],
     ['backwards offsets', () => safetensorsBytes({ a: { dtype: 'F32', shape: [0], data_offsets: [4, 0] } }, f32(1)), /run backwards/],
-    ['overlapping tensors', () => safetensorsBytes({ a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] }, b: { dtype: 'F32', shape: [2], data_offsets: [4, 12] } }, f32(1, 2, 3)), /overlap/],
+    [
+      'overlapping tensors',
+      () =>
+        safetensorsBytes(
+          { a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] }, b: { dtype: 'F32', shape: [2], data_offsets: [4, 12] } },
+          f32(1, 2, 3),
+        ),
+      /overlap/,
+    ],
   ];
   it.each(corrupt)('refuses %s with a clear message', async (_, bytes, message) => {
     const file = await write(bytes());
@@ -110,14 +149,40 @@ describe('safetensors reader', () => {
   });
 });
 
+describe('safetensors descriptors', () => {
+  it('concurrent first reads share one descriptor, and close() releases it', async () => {
+    const file = path.join(tempDir(), 'model.safetensors');
+    await writeSafetensors(file, [
+      ['a', { shape: [1], data: Float32Array.from([1]) }],
+      ['b', { shape: [2], data: Float32Array.from([2, 3]) }],
+    ]);
+    const fds = () => readdirSync('/proc/self/fd').length;
+    const before = fds();
+    const st = await SafetensorsFile.open(file);
+    expect(fds()).toBe(before);
+    await Promise.all(['a', 'b', 'a', 'b', 'a'].map((n) => st.read(n)));
+    expect(fds()).toBe(before + 1);
+    await st.close();
+    expect(fds()).toBe(before);
+  });
+});
+
 describe('checkpoint folders', () => {
   it('opens sharded checkpoints through model.safetensors.index.json', async () => {
     const dir = tempDir();
     await writeSafetensors(path.join(dir, 'model-00001-of-00002.safetensors'), [['a', { shape: [1], data: Float32Array.from([1]) }]]);
     await writeSafetensors(path.join(dir, 'model-00002-of-00002.safetensors'), [['b', { shape: [2], data: Float32Array.from([2, 3]) }]]);
-    await fs.writeFile(path.join(dir, 'model.safetensors.index.json'), JSON.stringify({ weight_map: { a: 'model-00001-of-00002.safetensors', b: 'model-00002-of-00002.safetensors' } }));
+    await fs.writeFile(
+      path.join(dir, 'model.safetensors.index.json'),
+      JSON.stringify({ weight_map: { a: 'model-00001-of-00002.safetensors', b: 'model-00002-of-00002.safetensors' } }),
+    );
     const ckpt = await openCheckpoint(dir);
-    expect(ckpt.tensors().map((t) => t.name).sort()).toEqual(['a', 'b']);
+    expect(
+      ckpt
+        .tensors()
+        .map((t) => t.name)
+        .sort(),
+    ).toEqual(['a', 'b']);
     expect(Array.from((await ckpt.read('b')).data)).toEqual([2, 3]);
     await ckpt.close();
   });
@@ -125,18 +190,33 @@ describe('checkpoint folders', () => {
   it('refuses an index that names a tensor its shard lacks, or a shard outside the folder', async () => {
     const dir = tempDir();
     await writeSafetensors(path.join(dir, 's1.safetensors'), [['a', { shape: [1], data: Float32Array.from([1]) }]]);
-    await fs.writeFile(path.join(dir, 'model.safetensors.index.json'), JSON.stringify({ weight_map: { a: 's1.safetensors', z: 's1.safetensors' } }));
-    await expect(openCheckpoint(dir)).rejects.toMatchObject({ code: 'missing-tensor', message: expect.stringMatching(/says z is in s1.safetensors/) });
+    await fs.writeFile(
+      path.join(dir, 'model.safetensors.index.json'),
+      JSON.stringify({ weight_map: { a: 's1.safetensors', z: 's1.safetensors' } }),
+    );
+    await expect(openCheckpoint(dir)).rejects.toMatchObject({
+      code: 'missing-tensor',
+      message: expect.stringMatching(/says z is in s1.safetensors/),
+    });
     await fs.writeFile(path.join(dir, 'model.safetensors.index.json'), JSON.stringify({ weight_map: { a: '../../etc/passwd' } }));
-    await expect(openCheckpoint(dir)).rejects.toMatchObject({ code: 'bad-checkpoint', message: expect.stringMatching(/invalid shard name/) });
+    await expect(openCheckpoint(dir)).rejects.toMatchObject({
+      code: 'bad-checkpoint',
+      message: expect.stringMatching(/invalid shard name/),
+    });
   });
 
   it('explains a folder without safetensors', async () => {
     const dir = tempDir();
     await fs.writeFile(path.join(dir, 'pytorch_model.bin'), 'x');
-    await expect(openCheckpoint(dir)).rejects.toMatchObject({ message: expect.stringMatching(/pytorch_model.bin is not a PyTorch checkpoint/) });
+    await expect(openCheckpoint(dir)).rejects.toMatchObject({
+      message: expect.stringMatching(/pytorch_model.bin is not a PyTorch checkpoint/),
+    });
     await expect(openCheckpoint(path.join(dir, 'nope'))).rejects.toMatchObject({ code: 'file-not-found' });
     const empty = tempDir();
-    await expect(openCheckpoint(empty)).rejects.toMatchObject({ message: expect.stringMatching(/has no model.safetensors, model.safetensors.index.json, pytorch_model.bin or pytorch_model.bin.index.json/) });
+    await expect(openCheckpoint(empty)).rejects.toMatchObject({
+      message: expect.stringMatching(
+        /has no model.safetensors, model.safetensors.index.json, pytorch_model.bin or pytorch_model.bin.index.json/,
+      ),
+    });
   });
 });

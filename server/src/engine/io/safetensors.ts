@@ -27,7 +27,8 @@ interface TensorEntry extends TensorInfo {
 }
 
 export class SafetensorsFile {
-  private handle: fs.FileHandle | undefined;
+  /** Opened on the first read; a promise, so that concurrent first reads share one descriptor. */
+  private handle: Promise<fs.FileHandle> | undefined;
 
   private constructor(
     readonly file: string,
@@ -92,9 +93,13 @@ export class SafetensorsFile {
   async read(name: string): Promise<Tensor> {
     const e = this.entries.get(name);
     if (!e) throw new EngineError('missing-tensor', `tensor ${name} is not in ${this.file}`, this.file);
-    this.handle ??= (await openRegularFile(this.file, 'a safetensors checkpoint')).handle;
+    this.handle ??= openRegularFile(this.file, 'a safetensors checkpoint').then((r) => r.handle);
+    const handle = await this.handle.catch((e: unknown) => {
+      this.handle = undefined; // a later read may try again
+      throw e;
+    });
     const bytes = Buffer.alloc(e.end - e.begin);
-    const { bytesRead } = await this.handle.read(bytes, 0, bytes.length, this.dataStart + e.begin);
+    const { bytesRead } = await handle.read(bytes, 0, bytes.length, this.dataStart + e.begin);
     if (bytesRead !== bytes.length) {
       throw new EngineError(
         'bad-checkpoint',
@@ -118,7 +123,7 @@ export class SafetensorsFile {
   async close(): Promise<void> {
     const h = this.handle;
     this.handle = undefined;
-    await h?.close();
+    await (await h?.catch(() => undefined))?.close();
   }
 }
 
