@@ -7,6 +7,7 @@
  * Usage: npm run bench:forward [-- --seconds 10 --reps 3 --threads N]
  */
 import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { forward } from '../server/src/engine/model/encoder';
@@ -75,9 +76,11 @@ async function memoryRows(): Promise<[string, string][]> {
     ['weights (float32)', `${MiB(weightBytes)} MiB`],
     ['forward peak RSS (polled / VmHWM)', `${MiB(ours.memory.polledPeak)} / ${MiB(ours.memory.vmHwm)} MiB = ${(ours.memory.peak / weightBytes).toFixed(2)}× weights`],
   ];
-  const hasTorch = spawnSync('python3', ['-c', 'import torchaudio'], { env: { ...process.env, OMP_WAIT_POLICY: 'PASSIVE' } }).status === 0;
+  // Debian's python3-torch / python3-torchaudio live under the system python, not a pyenv or venv one on the PATH.
+  const python = existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3';
+  const hasTorch = spawnSync(python, ['-c', 'import torchaudio'], { env: { ...process.env, OMP_WAIT_POLICY: 'PASSIVE' } }).status === 0;
   if (!hasTorch) return [...rows, ['torchaudio HuBERT-base', 'skipped (python3-torchaudio not installed)']];
-  const ref = await runMeasuredChild<{ seconds: number; params: number }>(path.join(__dirname, 'forward_torchaudio.py'), [String(seconds), String(threads ?? 0)], { command: 'python3', env: { ...process.env, OMP_WAIT_POLICY: 'PASSIVE' } });
+  const ref = await runMeasuredChild<{ seconds: number; params: number }>(path.join(__dirname, 'forward_torchaudio.py'), [String(seconds), String(threads ?? 0)], { command: python, env: { ...process.env, OMP_WAIT_POLICY: 'PASSIVE' } });
   return [
     ...rows,
     ['torchaudio HuBERT-base peak RSS (polled / VmHWM)', `${MiB(ref.memory.polledPeak)} / ${MiB(ref.memory.vmHwm)} MiB (${(ref.result.params / 1e6).toFixed(1)} M params, forward ${ref.result.seconds.toFixed(2)} s)`],
