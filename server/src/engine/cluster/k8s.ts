@@ -64,5 +64,5 @@ export function kubernetesJobs(job: ShardedJob, k8s: KubernetesOptions): Record<
 
 export function kubernetesManifest(job: ShardedJob, k8s: KubernetesOptions): string {
   const header = `# merge-studio statistics of ${job.recipe} in ${job.shards} shards on Kubernetes (written by merge-studio stats --emit k8s).\n# kubectl apply -f <this file>: an Indexed Job (one pod per shard), and a Job that reduces the shards once all are written.\n`;
-  return header + kubernetesJobs(job, k8s).map((doc) => `---\n${stringify(doc, { lineWidth: 0 })}`).join('');
+  return header + kubernetesJobs(job, k8s).map((doc) => `---\n${stringify(doc, { lineWidth: 0, aliasDuplicateObjects: false })}`).join('');
 }
