@@ -174,7 +174,9 @@ async function runCase(i: number, tally: FuzzTally, seeds: { name: string; text:
     const checked = await request(client.connection.sendRequest(lsp.checkRecipe, { uri }), `${where}: checkRecipe`);
     if (!checked) throw new Error(`${where}: checkRecipe refused an open document`);
     checkDiagnostics(checked.diagnostics, lines.length, `${where} checkRecipe`);
-    if (JSON.stringify(checked.diagnostics) !== JSON.stringify(pushed))
+    // The same list, except where a disk probe ran out of time (a deadline depends on the machine's load).
+    const timedOut = [...pushed, ...checked.diagnostics].some((d) => /took longer than .* not checked$/.test(String(d.message)));
+    if (!timedOut && JSON.stringify(checked.diagnostics) !== JSON.stringify(pushed))
       throw new Error(`${where}: checkRecipe differs from the pushed diagnostics`);
 
     // An edit (a random replacement) or malformed protocol input.

@@ -146,6 +146,16 @@ describe('non-regular files in a recipe (engine checks)', () => {
     const patient = new RecipeDisk(undefined, { probeTimeoutMs: 60_000 });
     expect(await patient.audioFolderProblem(tree)).toBe(`${tree} holds no wav, flac or mp3 files`);
   });
+
+  it('an audio folder tree is searched through a bounded number of folders, the same answer every time (probe: [/])', async () => {
+    const tree = path.join(dir, 'wide-tree'); // 601 folders, no audio (made by the test above, or here)
+    for (let i = 0; i < 300; i++) mkdirSync(path.join(tree, `d${i}`, 'sub'), { recursive: true });
+    const bounded = new RecipeDisk(undefined, { audioFolders: 100 });
+    const message = `${tree}: no wav, flac or mp3 file in its first 100 folders; is this the folder you meant?`;
+    expect(await bounded.audioFolderProblem(tree)).toBe(message);
+    bounded.cache.clear();
+    expect(await bounded.audioFolderProblem(tree)).toBe(message);
+  });
 });
 
 describe('non-regular files over the real language server (stdio)', () => {

@@ -26,6 +26,8 @@ export const DISK_LIMITS = {
   configBytes: 1024 * 1024,
   /** Each split's labels.csv: about a million rows. */
   labelsCsvBytes: 64 * 1024 * 1024,
+  /** Folders an audio folder tree is searched through for one audio file. */
+  audioFolders: 10_000,
   /** Default deadline of one disk probe (a model header, a folder listing, a dataset). */
   probeTimeoutMs: 15_000,
 } as const;
@@ -65,16 +67,20 @@ export type DatasetInspection = { ok: true; classes: string[]; train: number; te
 export interface RecipeDiskOptions {
   /** Deadline of one disk probe, in ms (default DISK_LIMITS.probeTimeoutMs). */
   probeTimeoutMs?: number;
+  /** Folders an audio tree is searched through (default DISK_LIMITS.audioFolders). */
+  audioFolders?: number;
 }
 
 export class RecipeDisk {
   readonly probeTimeoutMs: number;
+  readonly audioFolders: number;
 
   constructor(
     readonly cache: DiskCache = new DiskCache(),
     options: RecipeDiskOptions = {},
   ) {
     this.probeTimeoutMs = options.probeTimeoutMs ?? DISK_LIMITS.probeTimeoutMs;
+    this.audioFolders = options.audioFolders ?? DISK_LIMITS.audioFolders;
   }
 
   async pathKind(p: string): Promise<PathKind> {
@@ -107,10 +113,17 @@ export class RecipeDisk {
   audioFolderProblem(dir: string): Promise<string | null> {
     const key = `audio:${dir}`;
     return this.cache.get(key, [dir], () => {
-      const stop = { stopped: false };
-      const walk = containsAudio(dir, new Set(), stop).then((found) => (found ? null : `${dir} holds no wav, flac or mp3 files`));
-      return this.deadline(key, walk, (s) => {
-        stop.stopped = true;
+      const walk: AudioWalk = { stopped: false, foldersLeft: this.audioFolders };
+      // A folder budget keeps the answer the same every time (`probe: [/]` would list the whole disk until the deadline).
+      const listed = containsAudio(dir, new Set(), walk).then((found) =>
+        found
+          ? null
+          : walk.foldersLeft < 0
+            ? `${dir}: no wav, flac or mp3 file in its first ${this.audioFolders.toLocaleString('en-US')} folders; is this the folder you meant?`
+            : `${dir} holds no wav, flac or mp3 files`,
+      );
+      return this.deadline(key, listed, (s) => {
+        walk.stopped = true;
         return `${dir}: listing it for audio took longer than ${s} s (a very large tree, or a slow drive?); not checked`;
       });
     });
@@ -252,8 +265,18 @@ function dtypeCounts(tensors: readonly TensorInfo[]): Record<string, number> {
   return out;
 }
 
-async function containsAudio(dir: string, visited: Set<string>, stop: { stopped: boolean }): Promise<boolean> {
-  if (stop.stopped) return false;
+/** A walk through an audio folder tree: stopped by its deadline, or once it has listed `foldersLeft` folders. */
+interface AudioWalk {
+  stopped: boolean;
+  foldersLeft: number;
+}
+
+async function containsAudio(dir: string, visited: Set<string>, walk: AudioWalk): Promise<boolean> {
+  if (walk.stopped) return false;
+  if (walk.foldersLeft-- <= 0) {
+    walk.stopped = true;
+    return false;
+  }
   let entries: Dirent[];
   try {
     const real = await fs.realpath(dir);
@@ -269,7 +292,7 @@ async function containsAudio(dir: string, visited: Set<string>, stop: { stopped:
   for (const e of visible) {
     const full = path.join(dir, e.name);
     const isDir = e.isDirectory() || (e.isSymbolicLink() && (await fs.stat(full).then((st) => st.isDirectory(), () => false)));
-    if (isDir && (await containsAudio(full, visited, stop))) return true;
+    if (isDir && (await containsAudio(full, visited, walk))) return true;
   }
   return false;
 }
