@@ -1,12 +1,12 @@
 /**
  * `align.method: paper`: what the paper's released code computes (align/paper/), for reproducing the paper beside
  * the exact `correlation` method. Its permuted model is not function-preserving, so the self-check reports the
- * deviation instead of failing the run.
+ * deviation instead of failing the run. Its compute (onnxruntime) loads on first use, so the registry stays
+ * importable by the language server.
  */
 import { EngineError } from '../../errors';
-import { defaultBatchSize } from '../../pipeline/plan';
+import { PAPER_FUNCTION_PRESERVING, paperTaps } from '../paper/taps';
 import { deadUnits, type PairStats } from '../stats';
-import { alignPaper, PAPER_FUNCTION_PRESERVING, paperTaps } from '../paper';
 import type { AlignMethod, UnitMoments } from './method';
 
 export const paper: AlignMethod = {
@@ -16,6 +16,7 @@ export const paper: AlignMethod = {
   async align(ctx) {
     const probe = ctx.probe;
     if (!probe) throw new EngineError('bad-recipe', 'align.method paper needs a probe section');
+    const [{ defaultBatchSize }, { alignPaper }] = await Promise.all([import('../../pipeline/plan'), import('../paper')]);
     const cfg = ctx.anchor.config;
     const batchSize = ctx.batchSize ?? defaultBatchSize(cfg, probe.segmentSamples);
     const taps = paperTaps(cfg.layers, ctx.permute, ctx.heads);

@@ -30,13 +30,13 @@ import { groupName } from '../spec';
 import { applyPaperPermutations } from './apply';
 import { matchHeads, matchUnits } from './match';
 import { addStandardisedBatch, createStandardisedStats, standardisedCorrelation, type StandardisedStats } from './statistics';
+import { paperTaps } from './taps';
 
 export { applyPaperPermutations, paperSpec } from './apply';
 export { matchHeads, matchUnits } from './match';
 export { addStandardisedBatch, createStandardisedStats, standardisedCorrelation } from './statistics';
 
-/** The released code keeps the permuted model's function only approximately: the self-check reports, not fails. */
-export const PAPER_FUNCTION_PRESERVING = false;
+export { PAPER_FUNCTION_PRESERVING, paperTaps } from './taps';
 
 type Model = Pick<EncoderModel, 'config' | 'weights'>;
 
@@ -62,16 +62,6 @@ export interface PaperAlignResult {
   correlations: Map<TapName, Float64Array>;
   /** Parts of `align.permute` the released code's default graph does not align (cnn, residual). */
   ignored: PermutePart[];
-}
-
-/** The taps the released code hooks, for the parts asked for. */
-export function paperTaps(layers: number, permute: readonly PermutePart[], heads: HeadsMode): TapName[] {
-  const taps: TapName[] = [];
-  for (let l = 0; l < layers; l++) {
-    if (permute.includes('attention') && heads !== 'none') taps.push(tapName.attnOut(l));
-    if (permute.includes('ffn')) taps.push(tapName.ffn(l));
-  }
-  return taps;
 }
 
 /** Pooled per-unit moments of one tap (all frames), both models: for dead-unit counts and statistics repair. */
