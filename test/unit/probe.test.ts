@@ -140,8 +140,10 @@ describe('buildProbeSet', () => {
   it('reports progress per file and honours cancellation', async () => {
     const events: unknown[] = [];
     await buildProbeSet({ ...base, sources: ['nested'], progress: (e) => events.push(e) });
-    expect(events).toHaveLength(3);
+    // One event as each of the 3 files starts, and one when decoding ends: the bar ends at 3/3.
+    expect(events).toHaveLength(4);
     expect(events[0]).toMatchObject({ type: 'progress', stage: 'probe', done: 0, total: 3 });
+    expect(events[3]).toMatchObject({ type: 'progress', stage: 'probe', done: 3, total: 3 });
     const e = await engineError(buildProbeSet({ ...base, sources: ['nested'], cancel: { cancelled: true } }));
     expect(e.code).toBe('cancelled');
   });
