@@ -65,7 +65,10 @@ function resultsSummaryLines(report: MergeReport): HTMLElement[] {
   if (!report.evaluation) return [];
   const avg = report.evaluation.averages;
   const best = (v: string) => avg.filter((a) => a.variant === v).sort((a, b) => b.average - a.average)[0];
-  const merged = [...new Set(avg.map((a) => a.variant))].filter((v) => v !== 'anchor' && v !== 'other');
+  // The recipe's own merge first, then its variants, then the unaligned baseline (`linear` in version-1 reports),
+  // then the sources.
+  const rank = (v: string) => (v === 'permuted' ? 0 : v === 'unaligned' || v === 'linear' ? 2 : 1);
+  const merged = [...new Set(avg.map((a) => a.variant))].filter((v) => v !== 'anchor' && v !== 'other').sort((a, b) => rank(a) - rank(b));
   const parts = [...merged, 'anchor', 'other'].flatMap((v) => {
     const b = best(v);
     return b ? [`${v} ${pct(b.average)}${b.lambda === null ? '' : ` (λ = ${b.lambda})`}`] : [];
