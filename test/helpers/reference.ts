@@ -19,14 +19,20 @@ export function loadReference(name: string): Reference {
 }
 
 /** Max |a − b| divided by max |b|: error relative to the tensor's scale. */
+export function maxRelativeError(actual: ArrayLike<number>, expected: ArrayLike<number>): number {
+  if (expected.length !== actual.length) throw new Error(`length ${actual.length} ≠ expected ${expected.length}`);
+  let err = 0;
+  let scale = 0;
+  for (let i = 0; i < expected.length; i++) {
+    err = Math.max(err, Math.abs(actual[i]! - expected[i]!));
+    scale = Math.max(scale, Math.abs(expected[i]!));
+  }
+  return err / scale;
+}
+
+/** maxRelativeError against a reference stored as rows (frames × units). */
 export function relativeMaxError(actual: ArrayLike<number>, expected: number[][]): number {
   const flat = expected.flat();
   if (flat.length !== actual.length) throw new Error(`length ${actual.length} ≠ reference ${flat.length}`);
-  let err = 0;
-  let scale = 0;
-  for (let i = 0; i < flat.length; i++) {
-    err = Math.max(err, Math.abs(actual[i]! - flat[i]!));
-    scale = Math.max(scale, Math.abs(flat[i]!));
-  }
-  return err / scale;
+  return maxRelativeError(actual, flat);
 }

@@ -2,8 +2,8 @@ import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSy
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { EngineError } from '../../server/src/engine/errors';
 import { decodeAudioFile, listAudioFiles, loadAudio, resample } from '../../server/src/engine/io/audio';
+import { engineError } from '../helpers/errors';
 
 const dir = path.resolve(__dirname, '../fixtures/audio');
 const fx = (name: string) => path.join(dir, name);
@@ -52,16 +52,6 @@ function solve(A: Float64Array[], y: Float64Array): Float64Array {
     }
   }
   return Float64Array.from(M, (row, i) => row[n]! / row[i]!);
-}
-
-async function engineError(p: Promise<unknown>): Promise<EngineError> {
-  try {
-    await p;
-  } catch (e) {
-    expect(e).toBeInstanceOf(EngineError);
-    return e as EngineError;
-  }
-  throw new Error('expected an EngineError');
 }
 
 describe('decodeAudioFile: WAV encodings', () => {

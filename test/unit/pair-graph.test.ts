@@ -5,7 +5,7 @@ import { checkPairCompatible, PairStatisticsSession } from '../../server/src/eng
 import { randomWeights } from '../../server/src/engine/model/random';
 import { mulberry32 } from '../../server/src/engine/random';
 import type { TapName } from '../../server/src/engine/model/taps';
-import { HF_REFERENCE } from '../helpers/reference';
+import { HF_REFERENCE, maxRelativeError } from '../helpers/reference';
 
 /** Float64 centred moments of [rows × d] activations, computed directly. */
 function reference(x: Float32Array, y: Float32Array, rows: number) {
@@ -32,16 +32,6 @@ function framesFirst(t: { dims: readonly number[]; data: unknown }): Float32Arra
   return out;
 }
 
-function maxRelErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let err = 0;
-  let scale = 0;
-  for (let i = 0; i < a.length; i++) {
-    err = Math.max(err, Math.abs(a[i]! - b[i]!));
-    scale = Math.max(scale, Math.abs(b[i]!));
-  }
-  return err / scale;
-}
-
 describe('pair statistics graph', () => {
   it('reduces both encoders’ taps to the same centred moments as a float64 reference', async () => {
     const anchor = await loadEncoderModel(path.join(HF_REFERENCE, 'hubert-postln-a'));
@@ -66,9 +56,9 @@ describe('pair statistics graph', () => {
       const y = m.tap.startsWith('conv.') ? framesFirst(tb) : (tb.data as Float32Array);
       expect(m.n, m.tap).toBe(x.length / m.dimA);
       const ref = reference(x, y, m.n);
-      expect(maxRelErr(m.meanA, ref.ma), `${m.tap} mean a`).toBeLessThan(1e-4);
-      expect(maxRelErr(m.meanB, ref.mb), `${m.tap} mean b`).toBeLessThan(1e-4);
-      expect(maxRelErr(m.cross, ref.cross), `${m.tap} cross`).toBeLessThan(1e-4);
+      expect(maxRelativeError(m.meanA, ref.ma), `${m.tap} mean a`).toBeLessThan(1e-4);
+      expect(maxRelativeError(m.meanB, ref.mb), `${m.tap} mean b`).toBeLessThan(1e-4);
+      expect(maxRelativeError(m.cross, ref.cross), `${m.tap} cross`).toBeLessThan(1e-4);
     }
   });
 

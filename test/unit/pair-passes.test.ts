@@ -6,7 +6,7 @@ import { layerPasses, PairStatisticsSession, tapLayer, type PassPlan } from '../
 import { randomWeights } from '../../server/src/engine/model/random';
 import type { TapName } from '../../server/src/engine/model/taps';
 import { mulberry32 } from '../../server/src/engine/random';
-import { HF_REFERENCE } from '../helpers/reference';
+import { HF_REFERENCE, maxRelativeError } from '../helpers/reference';
 
 async function statsWith(plan: Partial<PassPlan>, taps: TapName[], audio: Float32Array, batch: number): Promise<{ stats: Map<string, PairStats>; passes: number; entries: number }> {
   const anchor = await loadEncoderModel(path.join(HF_REFERENCE, 'hubert-postln-a'));
@@ -23,16 +23,6 @@ async function statsWith(plan: Partial<PassPlan>, taps: TapName[], audio: Float3
   } finally {
     await pair.release();
   }
-}
-
-function maxRelErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let err = 0;
-  let scale = 0;
-  for (let i = 0; i < a.length; i++) {
-    err = Math.max(err, Math.abs(a[i]! - b[i]!));
-    scale = Math.max(scale, Math.abs(b[i]!));
-  }
-  return err / scale;
 }
 
 describe('pair statistics in passes', () => {
@@ -61,9 +51,9 @@ describe('pair statistics in passes', () => {
       const a = whole.stats.get(tap)!;
       const b = split.stats.get(tap)!;
       expect(b.n, tap).toBe(a.n);
-      expect(maxRelErr(b.meanA, a.meanA), `${tap} mean`).toBeLessThan(1e-5);
-      expect(maxRelErr(b.m2B, a.m2B), `${tap} m2`).toBeLessThan(1e-4);
-      expect(maxRelErr(b.cross, a.cross), `${tap} cross`).toBeLessThan(1e-4);
+      expect(maxRelativeError(b.meanA, a.meanA), `${tap} mean`).toBeLessThan(1e-5);
+      expect(maxRelativeError(b.m2B, a.m2B), `${tap} m2`).toBeLessThan(1e-4);
+      expect(maxRelativeError(b.cross, a.cross), `${tap} cross`).toBeLessThan(1e-4);
     }
   });
 });

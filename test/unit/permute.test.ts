@@ -19,7 +19,7 @@ import {
 } from '../../server/src/engine/align/permute.js';
 import { buildPermutationSpec, type PermutationSpec } from '../../server/src/engine/align/spec.js';
 import { mulberry32, randomPermutation } from '../../server/src/engine/random.js';
-import { HF_REFERENCE, REFERENCE_MODELS, loadReference } from '../helpers/reference.js';
+import { HF_REFERENCE, REFERENCE_MODELS, loadReference, maxRelativeError } from '../helpers/reference';
 
 function sameWeights(a: WeightMap, b: WeightMap): boolean {
   if (a.size !== b.size) return false;
@@ -29,16 +29,6 @@ function sameWeights(a: WeightMap, b: WeightMap): boolean {
     for (let i = 0; i < t.data.length; i++) if (!Object.is(t.data[i], u.data[i])) return false;
   }
   return true;
-}
-
-function relErr(actual: Float32Array, expected: Float32Array): number {
-  let err = 0;
-  let scale = 0;
-  for (let i = 0; i < expected.length; i++) {
-    err = Math.max(err, Math.abs(actual[i]! - expected[i]!));
-    scale = Math.max(scale, Math.abs(expected[i]!));
-  }
-  return err / scale;
 }
 
 describe.each(REFERENCE_MODELS)('permutations of %s', (name) => {
@@ -102,16 +92,16 @@ describe.each(REFERENCE_MODELS)('permutations of %s', (name) => {
     const D = model.config.hidden;
     const res = perms.get('residual')!;
     const lastConv = perms.get(`conv.${model.config.convDims.length - 1}`)!;
-    expect(relErr(permuted.convFeatures, permuteFeatures(base.convFeatures, base.convChannels, lastConv))).toBeLessThan(1e-5);
+    expect(maxRelativeError(permuted.convFeatures, permuteFeatures(base.convFeatures, base.convChannels, lastConv))).toBeLessThan(1e-5);
     base.hiddenStates.forEach((h, k) => {
-      expect(relErr(permuted.hiddenStates[k]!, permuteFeatures(h, D, res)), `hidden_states[${k}]`).toBeLessThan(1e-5);
+      expect(maxRelativeError(permuted.hiddenStates[k]!, permuteFeatures(h, D, res)), `hidden_states[${k}]`).toBeLessThan(1e-5);
     });
-    expect(relErr(permuted.lastHiddenState, permuteFeatures(base.lastHiddenState, D, res))).toBeLessThan(1e-5);
+    expect(maxRelativeError(permuted.lastHiddenState, permuteFeatures(base.lastHiddenState, D, res))).toBeLessThan(1e-5);
 
     // Without the residual group, outputs are unchanged as they are.
     const inner = randomPermutations(spec, mulberry32(6), { include: (g) => g.kind !== 'residual' && g.kind !== 'cnn' });
     const p2 = await forward({ config: model.config, weights: applyPermutations(model.weights, spec, inner) }, input, { device: 'cpu' });
-    expect(relErr(p2.lastHiddenState, base.lastHiddenState)).toBeLessThan(1e-5);
+    expect(maxRelativeError(p2.lastHiddenState, base.lastHiddenState)).toBeLessThan(1e-5);
   });
 
   it('a broken permutation would change the function: heads re-ordered on V/O only (the research code\'s bug)', async () => {
@@ -126,7 +116,7 @@ describe.each(REFERENCE_MODELS)('permutations of %s', (name) => {
     // Bypass validation deliberately by building the weights through a spec without the coupling.
     const loose: PermutationSpec = { summary: spec.summary, groups: spec.groups.map((g) => ({ ...g, coupledWith: undefined })) };
     const broken = await forward({ config: model.config, weights: applyPermutations(model.weights, loose, vOnly) }, input, { device: 'cpu' });
-    expect(relErr(broken.lastHiddenState, base.lastHiddenState)).toBeGreaterThan(1e-3);
+    expect(maxRelativeError(broken.lastHiddenState, base.lastHiddenState)).toBeGreaterThan(1e-3);
     expect(() => validatePermutations(spec, vOnly)).toThrow(/move heads together/);
   });
 });

@@ -13,22 +13,13 @@ import {
   type ProbeOptions,
 } from '../../server/src/engine/io/probe';
 import { mulberry32 } from '../../server/src/engine/random';
+import { engineError } from '../helpers/errors';
 
 const dir = path.resolve(__dirname, '../fixtures/audio');
 const fx = (name: string) => path.join(dir, name);
 const base: ProbeOptions = { sources: [], baseDir: dir, sampleRate: 16000, segmentSeconds: 0.1, maxSeconds: 100, seed: 0 };
 const provenance = (p: { segments: { file: string; offsetSamples: number; paddedSamples: number }[] }) =>
   p.segments.map((s) => `${path.relative(dir, s.file)}@${s.offsetSamples}+${s.paddedSamples}`);
-
-async function engineError(p: Promise<unknown>): Promise<EngineError> {
-  try {
-    await p;
-  } catch (e) {
-    expect(e).toBeInstanceOf(EngineError);
-    return e as EngineError;
-  }
-  throw new Error('expected an EngineError');
-}
 
 describe('convFrames', () => {
   const K = [10, 3, 3, 3, 3, 2, 2];
