@@ -7,6 +7,8 @@
  * Dependency-free and DOM-free, so the module bundles into Node (host) and the browser (webview) alike.
  */
 
+import { errorMessage } from './errors';
+
 // ---------------------------------------------------------------------------------------------------------
 // Message types
 // ---------------------------------------------------------------------------------------------------------
@@ -194,13 +196,13 @@ export class IpcEndpoint {
     } catch (e) {
       // Commands/notifications have no reply channel: surface the error to the caller of receive.
       if (!handler.request) throw e;
-      reply(undefined, e instanceof Error ? e.message : String(e));
+      reply(undefined, errorMessage(e));
       return true;
     }
     if (handler.request) {
       Promise.resolve(result).then(
         (r) => reply(r),
-        (e: unknown) => reply(undefined, e instanceof Error ? e.message : String(e)),
+        (e: unknown) => reply(undefined, errorMessage(e)),
       );
     }
     return true;

@@ -11,6 +11,7 @@ import {
   type ServerOptions,
   type StaticFeature,
 } from 'vscode-languageclient/node';
+import { errorMessage as errorText } from '../../protocol/errors';
 import { PANEL_KINDS } from '../../protocol/panels';
 import * as lsp from '../../protocol/lsp-ext';
 import { Config } from './config';
@@ -214,6 +215,4 @@ function readServerCaps(client: LanguageClient): lsp.MergeStudioServerCapabiliti
   return exp?.mergeStudio;
 }
 
-export function errorText(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
-}
+export { errorText };

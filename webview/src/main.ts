@@ -9,6 +9,7 @@ import { ReportPanel } from './render/panel';
 import { injectVegaEmbedStyle } from './render/styles';
 import { readTheme, watchTheme } from './render/theme-dom';
 import './styles.css';
+import { errorMessage } from '../../protocol/errors';
 
 // The nonce of this script authorises the <style> elements we add (CSP without 'unsafe-inline').
 const nonce = (document.currentScript as HTMLScriptElement | null)?.nonce || undefined;
@@ -34,7 +35,7 @@ function start(): void {
   }, state);
 
   ipc.on(DidChangeReportNotification, isDidChangeReportParams, (p) => {
-    panel.show(p.report, p.jobId).catch((e: unknown) => reportError(e instanceof Error ? e.message : String(e)));
+    panel.show(p.report, p.jobId).catch((e: unknown) => reportError(errorMessage(e)));
   });
   ipc.on(DidFailReportNotification, (x): x is DidFailReportParams => typeof (x as DidFailReportParams | null)?.message === 'string', (p) =>
     panel.showError(p.message),
@@ -43,7 +44,7 @@ function start(): void {
     try {
       ipc.receive(e.data);
     } catch (err) {
-      reportError(err instanceof Error ? err.message : String(err));
+      reportError(errorMessage(err));
     }
   });
 

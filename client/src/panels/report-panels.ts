@@ -14,6 +14,7 @@ import { IpcEndpoint } from '../../../protocol/ipc';
 import { PANEL_KINDS, PANEL_TITLES, PANEL_VIEW_TYPES, isPanelKind, type PanelKind } from '../../../protocol/panels';
 import { isMergeReport, type MergeReport } from '../../../protocol/report';
 import { renderPanelHtml } from '../../../webview/src/html';
+import { errorMessage } from '../../../protocol/errors';
 
 /** Where reports come from after a reload: `mergeStudio/getReport` by job id (its `report` field). */
 export interface ReportSource {
@@ -63,7 +64,7 @@ class ReportPanel implements vscode.Disposable {
         try {
           this.ipc.receive(m);
         } catch (e) {
-          owner.log?.warn(`${PANEL_TITLES[kind]}: ${e instanceof Error ? e.message : String(e)}`);
+          owner.log?.warn(`${PANEL_TITLES[kind]}: ${errorMessage(e)}`);
         }
       }),
       panel.onDidDispose(() => this.dispose()),
@@ -101,7 +102,7 @@ class ReportPanel implements vscode.Disposable {
       if (!isMergeReport(report)) throw new Error('the job’s report.json is not a Merge Studio report (version 1)');
       this.setReport(jobId, report);
     } catch (e) {
-      const why = e instanceof Error ? e.message : String(e);
+      const why = errorMessage(e);
       this.ipc.sendNotification(DidFailReportNotification, { message: `The report of job ${jobId} is no longer available (${why}). Run the recipe again.` });
     }
   }

@@ -1,7 +1,7 @@
 /** `merge-studio run <recipe>`: align + merge + evaluate, with a progress bar (or JSON events) and a summary table. */
 import * as path from 'node:path';
 import type { Command } from 'commander';
-import { EngineError } from '../engine/errors';
+import { EngineError, describeError } from '../engine/errors';
 import { loadEncoderConfig } from '../engine/io/hfconfig';
 import { parseHubRef, resolveModelRef } from '../engine/io/hub';
 import { framesFor } from '../engine/model/encoder';
@@ -65,7 +65,7 @@ export function registerRunCommand(program: Command, out: Output): void {
       } catch (e) {
         if (format === 'json') {
           const err = e instanceof EngineError ? e : undefined;
-          emit({ type: 'error', code: err?.code ?? 'internal', message: e instanceof Error ? e.message : String(e), ...(err?.file ? { file: err.file } : {}) });
+          emit({ type: 'error', code: err?.code ?? 'internal', message: describeError(e), ...(err?.file ? { file: err.file } : {}) });
         }
         throw e;
       } finally {

@@ -10,7 +10,7 @@ import { correlationTaps } from '../engine/align/methods/correlation';
 import { jobName, type ShardedJob } from '../engine/cluster/job';
 import { kubernetesManifest } from '../engine/cluster/k8s';
 import { slurmScript } from '../engine/cluster/slurm';
-import { EngineError } from '../engine/errors';
+import { EngineError, describeError } from '../engine/errors';
 import { loadEncoderConfig } from '../engine/io/hfconfig';
 import { parseHubRef, resolveModelRef } from '../engine/io/hub';
 import { planStatistics } from '../engine/pipeline/memory-plan';
@@ -81,7 +81,7 @@ export function registerStatsCommand(program: Command, out: Output): void {
       } catch (e) {
         if (format === 'json') {
           const err = e instanceof EngineError ? e : undefined;
-          emit({ type: 'error', code: err?.code ?? 'internal', message: e instanceof Error ? e.message : String(e), ...(err?.file ? { file: err.file } : {}) });
+          emit({ type: 'error', code: err?.code ?? 'internal', message: describeError(e), ...(err?.file ? { file: err.file } : {}) });
         }
         throw e;
       } finally {

@@ -12,6 +12,7 @@ import { correlationSummary, formatCell, initialSelection, orderedTaps, panelCha
 import { PICK_PARAM, SELECTED_SIGNAL } from '../charts/model';
 import { embedChart, exportPng, exportSvg } from './embed';
 import { pickedTap } from './pick';
+import { errorMessage } from '../../../protocol/errors';
 
 export interface PanelEnv {
   theme(): ThemeColors;
@@ -237,7 +238,7 @@ export class ReportPanel {
             const r = await save(await make());
             status.textContent = r.saved ? `Saved ${r.path ?? ''}` : 'Export cancelled.';
           } catch (e) {
-            status.textContent = `Export failed: ${e instanceof Error ? e.message : String(e)}`;
+            status.textContent = `Export failed: ${errorMessage(e)}`;
           }
         });
         toolbar.append(b);
@@ -298,7 +299,7 @@ export class ReportPanel {
         });
       }
     } catch (e) {
-      const message = e instanceof Error ? e.message : String(e);
+      const message = errorMessage(e);
       el.replaceChildren(h('p', { class: 'status error', role: 'alert' }, `Could not draw this chart: ${message}`));
       this.env.onError?.(message, card.model.id);
     }

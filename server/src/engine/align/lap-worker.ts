@@ -4,7 +4,7 @@
  * The score buffer comes in transferred; the permutation goes back transferred.
  */
 import { parentPort } from 'node:worker_threads';
-import { EngineError } from '../errors.js';
+import { EngineError, describeError } from '../errors';
 import { solveLap } from './lap.js';
 
 export interface LapRequest {
@@ -46,7 +46,7 @@ if (port) {
     } catch (e) {
       const reply: LapResponse = {
         id: msg.id,
-        error: { code: e instanceof EngineError ? e.code : null, message: e instanceof Error ? e.message : String(e) },
+        error: { code: e instanceof EngineError ? e.code : null, message: describeError(e) },
       };
       port.postMessage(reply);
     }

@@ -7,7 +7,7 @@
  */
 import { FLACDecoder } from '@wasm-audio-decoders/flac';
 import { MPEGDecoder } from 'mpg123-decoder';
-import { EngineError } from '../errors';
+import { EngineError, describeError } from '../errors';
 import { isTooLong, mixPlanar, tooLong, type PcmAudio } from './audio-types';
 
 const PIECE_BYTES = 1 << 20;
@@ -197,7 +197,7 @@ class DecoderGuard {
 
 function wrap(e: unknown, file: string, codec: string): EngineError {
   if (e instanceof EngineError) return e;
-  const why = e instanceof Error ? e.message : String(e);
+  const why = describeError(e);
   return new EngineError('bad-audio', `${file}: ${codec} decoder failed: ${why.split('\n')[0]}`, file, { cause: e });
 }
 

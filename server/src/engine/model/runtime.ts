@@ -7,7 +7,7 @@ import { execFile } from 'node:child_process';
 import { createRequire } from 'node:module';
 import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { EngineError } from '../errors';
+import { EngineError, describeError } from '../errors';
 import { GraphBuilder } from './graph-builder';
 
 import { DEVICES, type Device } from '../recipe/schema';
@@ -182,7 +182,7 @@ export function versions(): Record<string, string> {
 
 /** The useful part of an onnxruntime error: its first line without the source location and assertion text. */
 function firstLine(e: unknown): string {
-  const line = (e instanceof Error ? e.message : String(e)).split('\n')[0]!.trim();
+  const line = describeError(e).trim();
   const tail = line.split(/ was false\. |: \[ONNXRuntimeError\] : \d+ : [A-Z_]+ : |OrtSessionOptionsAppendExecutionProvider_\w+: /).at(-1)!;
   return tail.replace(/^\/onnxruntime_src\/\S+ /, '').trim();
 }

@@ -38,6 +38,7 @@ import {
   type SectionFingerprint,
 } from '../../engine/pipeline/report-insights';
 import { checkStructure, DIAGNOSTIC_SOURCE, locate, pathKey, readRecipeFile, resolveRecipePath, type RecipeStructure } from '../../engine/recipe';
+import { describeError } from '../../engine/errors';
 
 /** A report known for a recipe. */
 export interface RunRecord {
@@ -289,7 +290,7 @@ export class RunInsights {
       }
       return { report, mtimeMs };
     } catch (e) {
-      this.log(`cannot read ${reportPath}: ${e instanceof Error ? e.message : String(e)}`);
+      this.log(`cannot read ${reportPath}: ${describeError(e)}`);
       return undefined;
     }
   }
