@@ -45,9 +45,21 @@ function probeOf(totalSeconds: number, rate: number): ProbeSet {
     offsetSamples: 0,
     offsetSeconds: 0,
     paddedSamples: 0,
-    samples: Float32Array.from({ length: segmentSamples }, (_, t) => 0.2 * Math.sin((2 * Math.PI * (110 + 40 * i) * t) / rate) + 0.05 * (rand() - 0.5)),
+    samples: Float32Array.from(
+      { length: segmentSamples },
+      (_, t) => 0.2 * Math.sin((2 * Math.PI * (110 + 40 * i) * t) / rate) + 0.05 * (rand() - 0.5),
+    ),
   }));
-  return { sampleRate: rate, segmentSeconds: segment, segmentSamples, seed: 0, segments, sources: [], totalSegments: n, totalSeconds: n * segment } as unknown as ProbeSet;
+  return {
+    sampleRate: rate,
+    segmentSeconds: segment,
+    segmentSamples,
+    seed: 0,
+    segments,
+    sources: [],
+    totalSegments: n,
+    totalSeconds: n * segment,
+  } as unknown as ProbeSet;
 }
 
 async function matmulCeiling(rows: number, d: number): Promise<number> {
@@ -59,7 +71,18 @@ async function matmulCeiling(rows: number, d: number): Promise<number> {
   if (threads) opts.intraOpNumThreads = threads;
   const s = await ort.InferenceSession.create(b.encode(), opts);
   const rand = mulberry32(9);
-  const feed = { x: new ort.Tensor('float32', Float32Array.from({ length: rows * d }, () => rand() - 0.5), [rows, d]), y: new ort.Tensor('float32', Float32Array.from({ length: rows * d }, () => rand() - 0.5), [rows, d]) };
+  const feed = {
+    x: new ort.Tensor(
+      'float32',
+      Float32Array.from({ length: rows * d }, () => rand() - 0.5),
+      [rows, d],
+    ),
+    y: new ort.Tensor(
+      'float32',
+      Float32Array.from({ length: rows * d }, () => rand() - 0.5),
+      [rows, d],
+    ),
+  };
   await s.run(feed);
   const t = performance.now();
   for (let i = 0; i < 3; i++) await s.run(feed);
@@ -114,7 +137,8 @@ async function measure(total: number, withAssignment: boolean): Promise<Measured
   }
   const D = cfg.hidden;
   const F = cfg.intermediate;
-  const forwardFlops = 2 * probe.segments.length * (cfg.layers * (2 * T * D * D * 4 + 2 * T * D * F * 2 + 2 * T * T * D * 2) + convFlops(cfg, segmentSamples));
+  const forwardFlops =
+    2 * probe.segments.length * (cfg.layers * (2 * T * D * D * 4 + 2 * T * D * F * 2 + 2 * T * T * D * 2) + convFlops(cfg, segmentSamples));
   const row = [
     `${total} s`,
     `${probe.segments.length} × ${segment} s`,
@@ -134,7 +158,14 @@ async function measure(total: number, withAssignment: boolean): Promise<Measured
     await shutdownLapWorker();
   }
   void weightBytes;
-  return { row, secPerMinute: (sec * 60) / total, gflops: (crossFlops + forwardFlops) / sec / 1e9, assignSec, estimate: plan.estimate.total, plan: `batch ${plan.batchSize}, front ${plan.passes.frontBatch || plan.batchSize}, ${plan.passes.layersPerPass} layers/pass` };
+  return {
+    row,
+    secPerMinute: (sec * 60) / total,
+    gflops: (crossFlops + forwardFlops) / sec / 1e9,
+    assignSec,
+    estimate: plan.estimate.total,
+    plan: `batch ${plan.batchSize}, front ${plan.passes.frontBatch || plan.batchSize}, ${plan.passes.layersPerPass} layers/pass`,
+  };
 }
 
 async function main(): Promise<void> {
@@ -148,24 +179,58 @@ async function main(): Promise<void> {
   const rows: string[][] = [];
   const results: Measured[] = [];
   for (const [i, total] of lengths.entries()) {
-    const args = ['--only', String(total), '--segment', String(segment), ...(memory ? ['--memory', memory] : []), ...(threads ? ['--threads', String(threads)] : []), ...(i === 0 && !process.argv.includes('--no-assign') ? ['--assign'] : [])];
+    const args = [
+      '--only',
+      String(total),
+      '--segment',
+      String(segment),
+      ...(memory ? ['--memory', memory] : []),
+      ...(threads ? ['--threads', String(threads)] : []),
+      ...(i === 0 && !process.argv.includes('--no-assign') ? ['--assign'] : []),
+    ];
     const { result, memory: peak } = await runMeasuredChild<Measured>(__filename, args);
     results.push(result);
-    rows.push([...result.row, MiB(peak.polledPeak), MiB(peak.vmHwm), (peak.peak / weightBytes).toFixed(2), MiB(result.estimate), result.plan]);
+    rows.push([
+      ...result.row,
+      MiB(peak.polledPeak),
+      MiB(peak.vmHwm),
+      (peak.peak / weightBytes).toFixed(2),
+      MiB(result.estimate),
+      result.plan,
+    ]);
   }
   const batchSize = defaultBatchSize(cfg, segment * cfg.sampleRate);
   const ceiling = await matmulCeiling(batchSize * framesFor(cfg, segment * cfg.sampleRate), cfg.intermediate);
   const taps = tapsFor(cfg, ['cnn', 'attention', 'ffn'], 'reorder');
-  console.log(`bench:align — HuBERT-base-sized random pair (${(parameterCount(cfg) / 1e6).toFixed(1)} M params each, ${MiB(weightBytes)} MiB of weights for both), ${taps.length} taps, batches of ${batchSize} × ${segment} s, CPU${threads ? `, ${threads} threads` : ''}; each probe length in its own child process, peak RSS measured from outside`);
-  const head = ['probe', 'segments', 'session s', 'batches s', 's per min of audio', 'GFLOP/s', 'polled peak MiB', 'VmHWM MiB', 'peak / weights', 'estimate MiB', 'plan'];
+  console.log(
+    `bench:align — HuBERT-base-sized random pair (${(parameterCount(cfg) / 1e6).toFixed(1)} M params each, ${MiB(weightBytes)} MiB of weights for both), ${taps.length} taps, batches of ${batchSize} × ${segment} s, CPU${threads ? `, ${threads} threads` : ''}; each probe length in its own child process, peak RSS measured from outside`,
+  );
+  const head = [
+    'probe',
+    'segments',
+    'session s',
+    'batches s',
+    's per min of audio',
+    'GFLOP/s',
+    'polled peak MiB',
+    'VmHWM MiB',
+    'peak / weights',
+    'estimate MiB',
+    'plan',
+  ];
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const fmt = (r: string[]) => `  ${r.map((c, i) => c.padStart(widths[i]!)).join('  ')}`;
   console.log(fmt(head));
   for (const r of rows) console.log(fmt(r));
   const best = Math.max(...results.map((r) => r.gflops));
-  console.log(`  ORT MatMul ceiling (XᵀY at the FFN tap's shape, same run): ${ceiling.toFixed(1)} GFLOP/s → statistics step at ${((100 * best) / ceiling).toFixed(0)} % of it (best length)`);
+  console.log(
+    `  ORT MatMul ceiling (XᵀY at the FFN tap's shape, same run): ${ceiling.toFixed(1)} GFLOP/s → statistics step at ${((100 * best) / ceiling).toFixed(0)} % of it (best length)`,
+  );
   const assign = results.find((r) => r.assignSec !== null);
-  if (assign) console.log(`  assignment (12 FFN LAPs n=3072, 12 attention layers, 7 conv LAPs n=512; unrelated random models, the hard case): ${assign.assignSec!.toFixed(1)} s`);
+  if (assign)
+    console.log(
+      `  assignment (12 FFN LAPs n=3072, 12 attention layers, 7 conv LAPs n=512; unrelated random models, the hard case): ${assign.assignSec!.toFixed(1)} s`,
+    );
 }
 
 function convFrames(cfg: ReturnType<typeof hubertBaseConfig>, samples: number, upTo: number): number {

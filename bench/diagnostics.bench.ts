@@ -52,7 +52,12 @@ function recipe(lambda: number): string {
   }
   lines.push('  sweep: [0.5, 0.6, 0.7, 0.8, 0.9]', 'evaluate:', '  tasks:');
   for (let t = 0; lines.length < 190; t++) {
-    lines.push(`    # task ${t}`, `    - name: task-${t}`, `      domain: ${t % 2 ? 'music' : 'speech'}`, `      data: ${path.join(data, 'task-good')}`);
+    lines.push(
+      `    # task ${t}`,
+      `    - name: task-${t}`,
+      `      domain: ${t % 2 ? 'music' : 'speech'}`,
+      `      data: ${path.join(data, 'task-good')}`,
+    );
   }
   lines.push('output: ./out/bench', 'runtime:', '  device: cpu', '  seed: 0', '  threads: 2', '  batch_size: 8');
   return `${lines.join('\n')}\n`;
@@ -105,7 +110,9 @@ async function main() {
   const w = Math.max(...rows.map(([name]) => name.length));
   console.log(`${'scenario'.padEnd(w)}  ${'n'.padStart(4)}  ${'p50'.padStart(7)}  ${'p95'.padStart(7)}  ${'max'.padStart(7)}`);
   for (const [name, s] of rows) {
-    console.log(`${name.padEnd(w)}  ${String(s.n).padStart(4)}  ${s.p50.toFixed(2).padStart(7)}  ${s.p95.toFixed(2).padStart(7)}  ${s.max.toFixed(2).padStart(7)}`);
+    console.log(
+      `${name.padEnd(w)}  ${String(s.n).padStart(4)}  ${s.p50.toFixed(2).padStart(7)}  ${s.p95.toFixed(2).padStart(7)}  ${s.max.toFixed(2).padStart(7)}`,
+    );
   }
   const target = rows[0]![1].p95;
   console.log(`\ntarget p95 ≤ 50 ms with header checks cached: ${target <= 50 ? 'met' : 'NOT met'} (${target.toFixed(2)} ms)\n`);

@@ -51,7 +51,13 @@ async function matmulCeiling(T: number, D: number, F: number): Promise<number> {
   const opts: ort.InferenceSession.SessionOptions = { executionProviders: ['cpu'], graphOptimizationLevel: 'all' };
   if (threads) opts.intraOpNumThreads = threads;
   const s = await ort.InferenceSession.create(b.encode(), opts);
-  const feed = { x: new ort.Tensor('float32', Float32Array.from({ length: T * D }, () => rand() - 0.5), [T, D]) };
+  const feed = {
+    x: new ort.Tensor(
+      'float32',
+      Float32Array.from({ length: T * D }, () => rand() - 0.5),
+      [T, D],
+    ),
+  };
   const sec = await time(() => s.run(feed), reps + 2);
   await s.release();
   return (8 * 2 * T * D * F) / sec / 1e9;
@@ -71,19 +77,34 @@ async function forwardOnce(): Promise<void> {
 async function memoryRows(): Promise<[string, string][]> {
   const cfg = hubertBaseConfig();
   const weightBytes = 4 * parameterCount(cfg);
-  const ours = await runMeasuredChild<{ seconds: number }>(__filename, ['--forward-once', '--seconds', String(seconds), ...(threads ? ['--threads', String(threads)] : [])]);
+  const ours = await runMeasuredChild<{ seconds: number }>(__filename, [
+    '--forward-once',
+    '--seconds',
+    String(seconds),
+    ...(threads ? ['--threads', String(threads)] : []),
+  ]);
   const rows: [string, string][] = [
     ['weights (float32)', `${MiB(weightBytes)} MiB`],
-    ['forward peak RSS (polled / VmHWM)', `${MiB(ours.memory.polledPeak)} / ${MiB(ours.memory.vmHwm)} MiB = ${(ours.memory.peak / weightBytes).toFixed(2)}× weights`],
+    [
+      'forward peak RSS (polled / VmHWM)',
+      `${MiB(ours.memory.polledPeak)} / ${MiB(ours.memory.vmHwm)} MiB = ${(ours.memory.peak / weightBytes).toFixed(2)}× weights`,
+    ],
   ];
   // Debian's python3-torch / python3-torchaudio live under the system python, not a pyenv or venv one on the PATH.
   const python = existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3';
   const hasTorch = spawnSync(python, ['-c', 'import torchaudio'], { env: { ...process.env, OMP_WAIT_POLICY: 'PASSIVE' } }).status === 0;
   if (!hasTorch) return [...rows, ['torchaudio HuBERT-base', 'skipped (python3-torchaudio not installed)']];
-  const ref = await runMeasuredChild<{ seconds: number; params: number }>(path.join(__dirname, 'forward_torchaudio.py'), [String(seconds), String(threads ?? 0)], { command: python, env: { ...process.env, OMP_WAIT_POLICY: 'PASSIVE' } });
+  const ref = await runMeasuredChild<{ seconds: number; params: number }>(
+    path.join(__dirname, 'forward_torchaudio.py'),
+    [String(seconds), String(threads ?? 0)],
+    { command: python, env: { ...process.env, OMP_WAIT_POLICY: 'PASSIVE' } },
+  );
   return [
     ...rows,
-    ['torchaudio HuBERT-base peak RSS (polled / VmHWM)', `${MiB(ref.memory.polledPeak)} / ${MiB(ref.memory.vmHwm)} MiB (${(ref.result.params / 1e6).toFixed(1)} M params, forward ${ref.result.seconds.toFixed(2)} s)`],
+    [
+      'torchaudio HuBERT-base peak RSS (polled / VmHWM)',
+      `${MiB(ref.memory.polledPeak)} / ${MiB(ref.memory.vmHwm)} MiB (${(ref.result.params / 1e6).toFixed(1)} M params, forward ${ref.result.seconds.toFixed(2)} s)`,
+    ],
     ['forward peak / torchaudio peak', `${(ours.memory.peak / ref.memory.peak).toFixed(2)}× (target ≤ 1.2×)`],
   ];
 }

@@ -11,9 +11,9 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { solveLap, type Assignment } from '../server/src/engine/align/lap.js';
-import { shutdownLapWorker, solveAssignment } from '../server/src/engine/align/lap-async.js';
-import { gaussian, mulberry32, randomPermutation } from '../server/src/engine/random.js';
+import { solveLap, type Assignment } from '../server/src/engine/align/lap';
+import { shutdownLapWorker, solveAssignment } from '../server/src/engine/align/lap-async';
+import { gaussian, mulberry32, randomPermutation } from '../server/src/engine/random';
 
 const args = process.argv.slice(2);
 const sizesArg = args.includes('--sizes') ? args[args.indexOf('--sizes') + 1]! : '768,3072,4096';
@@ -129,7 +129,17 @@ async function main(): Promise<void> {
   }
 
   const fmt = (v: number | null) => (v === null ? '—' : v.toFixed(3));
-  const header = ['n', 'matrix', 'lapjv cpu s', 'scipy cpu s', 'lapjv/scipy', 'lapjv wall s', 'scipy wall s', 'worker wall s', 'same total'];
+  const header = [
+    'n',
+    'matrix',
+    'lapjv cpu s',
+    'scipy cpu s',
+    'lapjv/scipy',
+    'lapjv wall s',
+    'scipy wall s',
+    'worker wall s',
+    'same total',
+  ];
   const table = rows.map((r) => [
     String(r.n),
     r.kind,

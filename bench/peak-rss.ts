@@ -40,7 +40,11 @@ export function reportFromChild(result: unknown): void {
 }
 
 /** Runs `script args` in a child node process with tsx and returns its result and peak memory. */
-export function runMeasuredChild<T>(script: string, args: string[], opts: { env?: NodeJS.ProcessEnv; command?: string; intervalMs?: number } = {}): Promise<{ result: T; memory: ChildMemory; seconds: number }> {
+export function runMeasuredChild<T>(
+  script: string,
+  args: string[],
+  opts: { env?: NodeJS.ProcessEnv; command?: string; intervalMs?: number } = {},
+): Promise<{ result: T; memory: ChildMemory; seconds: number }> {
   const command = opts.command ?? process.execPath;
   const argv = opts.command ? [script, ...args] : ['--import', 'tsx', script, ...args];
   return new Promise((resolve, reject) => {

@@ -79,7 +79,10 @@ export function isMessage<T extends IpcMessageType>(type: T, msg: IpcMessage): m
 // ---------------------------------------------------------------------------------------------------------
 
 export class IpcTimeoutError extends Error {
-  constructor(readonly method: string, readonly timeoutMs: number) {
+  constructor(
+    readonly method: string,
+    readonly timeoutMs: number,
+  ) {
     super(`${method}: no reply within ${timeoutMs} ms`);
     this.name = 'IpcTimeoutError';
   }
@@ -107,7 +110,10 @@ interface Handler {
  */
 export class IpcEndpoint {
   private seq = 0;
-  private readonly pending = new Map<string, { resolve: (r: unknown) => void; reject: (e: Error) => void; timer: ReturnType<typeof setTimeout> }>();
+  private readonly pending = new Map<
+    string,
+    { resolve: (r: unknown) => void; reject: (e: Error) => void; timer: ReturnType<typeof setTimeout> }
+  >();
   private readonly handlers = new Map<string, Handler>();
   private disposed = false;
 

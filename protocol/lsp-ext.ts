@@ -7,12 +7,7 @@
  * Only `vscode-languageserver-protocol` (shared by vscode-languageclient and vscode-languageserver) and
  * type-only imports of the engine are allowed here, so the module is safe to bundle into either side.
  */
-import {
-  NotificationType,
-  RequestType,
-  type Diagnostic,
-  type WorkDoneProgressParams,
-} from 'vscode-languageserver-protocol';
+import { NotificationType, RequestType, type Diagnostic, type WorkDoneProgressParams } from 'vscode-languageserver-protocol';
 import type { JobEvent, JobStage, JobSummary } from '../server/src/engine/progress';
 import { PANEL_KINDS, PANELS, type PanelKind } from './panels';
 import type { PermuteGroup } from '../server/src/engine/pipeline/report';
@@ -207,7 +202,9 @@ export interface MergeStudioSettings {
  * Client commands the server's code lenses run, with `OpenReportPanelArgs` as their single argument: they open
  * the correlation diagnostics / merge results panel on that report (fetched with `mergeStudio/getReport`).
  */
-export const OPEN_PANEL_COMMANDS = Object.fromEntries(PANEL_KINDS.map((k) => [k, PANELS[k].command])) as { [K in PanelKind]: (typeof PANELS)[K]['command'] };
+export const OPEN_PANEL_COMMANDS = Object.fromEntries(PANEL_KINDS.map((k) => [k, PANELS[k].command])) as {
+  [K in PanelKind]: (typeof PANELS)[K]['command'];
+};
 export interface OpenReportPanelArgs {
   /** A job id, or the id of a report found on disk; either is accepted by `mergeStudio/getReport`. */
   jobId: string;

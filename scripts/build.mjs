@@ -53,7 +53,11 @@ const builds = [
 ];
 
 // Every entry point must exist: a renamed or deleted one must stop the build, not ship a package without it.
-const missing = builds.flatMap((b) => Object.entries(b.entryPoints).filter(([, p]) => !existsSync(p)).map(([name, p]) => `${name} (${p})`));
+const missing = builds.flatMap((b) =>
+  Object.entries(b.entryPoints)
+    .filter(([, p]) => !existsSync(p))
+    .map(([name, p]) => `${name} (${p})`),
+);
 if (missing.length) {
   console.error(`build: missing entry point${missing.length > 1 ? 's' : ''}: ${missing.join(', ')}`);
   process.exit(1);

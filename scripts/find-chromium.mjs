@@ -21,7 +21,8 @@ const NPM_PACKAGE = '@sparticuz/chromium';
 export const INSTALL_HINT = 'apt-get install -y chromium';
 
 /** The cache folder shared with scripts/install-code-server.sh. */
-const cacheDir = () => process.env.MERGE_STUDIO_CACHE ?? path.join(process.env.XDG_CACHE_HOME ?? path.join(os.homedir(), '.cache'), 'merge-studio');
+const cacheDir = () =>
+  process.env.MERGE_STUDIO_CACHE ?? path.join(process.env.XDG_CACHE_HOME ?? path.join(os.homedir(), '.cache'), 'merge-studio');
 
 /** Writes a file atomically: concurrent test workers never see half of it. */
 function writeAtomic(file, data, mode) {
@@ -36,22 +37,36 @@ function untarBrotli(archive, dir) {
   rmSync(staging, { recursive: true, force: true });
   mkdirSync(staging, { recursive: true });
   execFileSync('tar', ['-x', '-C', staging], { input: brotliDecompressSync(readFileSync(archive)), maxBuffer: 1 << 30 });
-  try { renameSync(staging, dir); } catch { rmSync(staging, { recursive: true, force: true }); /* another worker won */ }
+  try {
+    renameSync(staging, dir);
+  } catch {
+    rmSync(staging, { recursive: true, force: true }); /* another worker won */
+  }
 }
 
 /** Shared libraries the binary links that the system does not have. */
 function missingLibraries(binary, env) {
   try {
     const out = execFileSync('ldd', [binary], { encoding: 'utf8', env: { ...process.env, ...env } });
-    return out.split('\n').filter((l) => l.includes('not found')).map((l) => l.trim().split(/\s/)[0]);
-  } catch { return []; /* no ldd: let the launch tell */ }
+    return out
+      .split('\n')
+      .filter((l) => l.includes('not found'))
+      .map((l) => l.trim().split(/\s/)[0]);
+  } catch {
+    return []; /* no ldd: let the launch tell */
+  }
 }
 
 function fromNpmPackage() {
-  if (`${process.platform}-${process.arch}` !== 'linux-x64') return { reason: `${NPM_PACKAGE} has no Chromium for ${process.platform}-${process.arch}` };
+  if (`${process.platform}-${process.arch}` !== 'linux-x64')
+    return { reason: `${NPM_PACKAGE} has no Chromium for ${process.platform}-${process.arch}` };
   let pkgDir;
   // The package's exports hide its package.json: find the folder from its entry point.
-  try { pkgDir = createRequire(path.join(root, 'package.json')).resolve(NPM_PACKAGE); } catch { return { reason: `${NPM_PACKAGE} is not installed (npm ci installs it)` }; }
+  try {
+    pkgDir = createRequire(path.join(root, 'package.json')).resolve(NPM_PACKAGE);
+  } catch {
+    return { reason: `${NPM_PACKAGE} is not installed (npm ci installs it)` };
+  }
   while (!existsSync(path.join(pkgDir, 'bin', 'chromium.br')) && path.dirname(pkgDir) !== pkgDir) pkgDir = path.dirname(pkgDir);
   const { version } = JSON.parse(readFileSync(path.join(pkgDir, 'package.json'), 'utf8'));
   const dir = path.join(cacheDir(), `chromium-${version}`);
@@ -79,7 +94,10 @@ function fromNpmPackage() {
  */
 export function findChromium() {
   const explicit = process.env.CHROMIUM_PATH;
-  if (explicit) return existsSync(explicit) ? { executablePath: explicit, env: {}, source: 'CHROMIUM_PATH' } : { reason: `CHROMIUM_PATH=${explicit} does not exist` };
+  if (explicit)
+    return existsSync(explicit)
+      ? { executablePath: explicit, env: {}, source: 'CHROMIUM_PATH' }
+      : { reason: `CHROMIUM_PATH=${explicit} does not exist` };
   if (process.env.MERGE_STUDIO_NO_SYSTEM_CHROMIUM !== '1') {
     const system = SYSTEM.find((p) => existsSync(p));
     if (system) return { executablePath: system, env: {}, source: 'system' };
@@ -89,6 +107,18 @@ export function findChromium() {
 
 if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
   const found = findChromium();
-  if (found.executablePath) console.log(`${found.executablePath} (${found.source}${Object.keys(found.env).length ? `; ${Object.entries(found.env).map(([k, v]) => `${k}=${v}`).join(' ')}` : ''})`);
-  else { console.error(`no Chromium: ${found.reason}; install one with: ${INSTALL_HINT}`); process.exit(1); }
+  if (found.executablePath)
+    console.log(
+      `${found.executablePath} (${found.source}${
+        Object.keys(found.env).length
+          ? `; ${Object.entries(found.env)
+              .map(([k, v]) => `${k}=${v}`)
+              .join(' ')}`
+          : ''
+      })`,
+    );
+  else {
+    console.error(`no Chromium: ${found.reason}; install one with: ${INSTALL_HINT}`);
+    process.exit(1);
+  }
 }

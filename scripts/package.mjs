@@ -24,7 +24,9 @@ const asked = process.argv.slice(2);
 const targets = asked.includes('all') ? TARGETS : asked.length ? asked : [`${process.platform}-${process.arch}`];
 for (const t of targets) {
   if (!TARGETS.includes(t)) {
-    console.error(`package: no package for ${t}${t === 'darwin-x64' ? ' (onnxruntime-node 1.30 has no Intel Mac binary)' : ''}; targets: ${TARGETS.join(', ')}`);
+    console.error(
+      `package: no package for ${t}${t === 'darwin-x64' ? ' (onnxruntime-node 1.30 has no Intel Mac binary)' : ''}; targets: ${TARGETS.join(', ')}`,
+    );
     process.exit(2);
   }
 }
@@ -40,15 +42,31 @@ try {
     const [platform, arch] = target.split('-');
     const dir = `${ORT_BIN}/${platform}/${arch}`;
     const files = readdirSync(dir).filter((f) => !DROPPED.some((re) => re.test(f)));
-    if (!files.some((f) => f.endsWith('.node'))) throw new Error(`${dir} holds no onnxruntime binding: is onnxruntime-node installed with every platform's binaries?`);
+    if (!files.some((f) => f.endsWith('.node')))
+      throw new Error(`${dir} holds no onnxruntime binding: is onnxruntime-node installed with every platform's binaries?`);
     // vsce keeps a file that any `!` line names, whatever the order: narrow the one line, do not add exclusions.
     const ignore = baseIgnore.replace(ortLine, files.map((f) => `!${dir}/${f}`).join('\n'));
     const ignoreFile = path.join(tmp, `${target}.vscodeignore`);
     writeFileSync(ignoreFile, ignore);
     const out = `merge-studio-${target}.vsix`;
     // README links to repository files (examples/README.md, docs/…) stay relative: the package has no repository URL.
-    execFileSync(process.execPath, [vsce, 'package', '--target', target, '--ignoreFile', ignoreFile, '--no-rewrite-relative-links',
-      '--skip-license', '--allow-missing-repository', '--out', out], { stdio: ['ignore', 'ignore', 'inherit'] });
+    execFileSync(
+      process.execPath,
+      [
+        vsce,
+        'package',
+        '--target',
+        target,
+        '--ignoreFile',
+        ignoreFile,
+        '--no-rewrite-relative-links',
+        '--skip-license',
+        '--allow-missing-repository',
+        '--out',
+        out,
+      ],
+      { stdio: ['ignore', 'ignore', 'inherit'] },
+    );
     console.log(`${out}: ${(statSync(out).size / 2 ** 20).toFixed(1)} MiB`);
   }
 } finally {

@@ -22,18 +22,42 @@
 // exit: 0 all passed · 1 a test failed · 2 the suite did not finish (timeout, startup failure)
 import { spawn, spawnSync } from 'node:child_process';
 import { createRequire } from 'node:module';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { findChromium, INSTALL_HINT } from './find-chromium.mjs';
 
 const argv = process.argv.slice(2);
-const arg = (k, d) => { const i = argv.indexOf(`--${k}`); return i >= 0 ? argv[i + 1] : d; };
+const arg = (k, d) => {
+  const i = argv.indexOf(`--${k}`);
+  return i >= 0 ? argv[i + 1] : d;
+};
 const flag = (k) => argv.includes(`--${k}`);
-const need = (k) => { const v = arg(k); if (!v) { console.error(`run-extension-tests: missing --${k}`); process.exit(2); } return path.resolve(v); };
+const need = (k) => {
+  const v = arg(k);
+  if (!v) {
+    console.error(`run-extension-tests: missing --${k}`);
+    process.exit(2);
+  }
+  return path.resolve(v);
+};
 const VSIX = arg('vsix') ? path.resolve(arg('vsix')) : undefined;
-const CS_DIR = need('code-server'), TESTS = need('tests'), WS = need('workspace');
+const CS_DIR = need('code-server'),
+  TESTS = need('tests'),
+  WS = need('workspace');
 const TIMEOUT_S = Number(arg('timeout', '240'));
 const UNTRUSTED = flag('untrusted');
 const CS_BIN = path.join(CS_DIR, 'node_modules', '.bin', 'code-server');
@@ -42,23 +66,56 @@ const CS_BIN = path.join(CS_DIR, 'node_modules', '.bin', 'code-server');
 const findBrowser = () => {
   if (arg('chromium')) return { executablePath: path.resolve(arg('chromium')), env: {} };
   const found = findChromium();
-  if (!found.executablePath) throw new Error(`no Chromium: ${found.reason}; install one with: ${INSTALL_HINT}, or pass --chromium / CHROMIUM_PATH`);
+  if (!found.executablePath)
+    throw new Error(`no Chromium: ${found.reason}; install one with: ${INSTALL_HINT}, or pass --chromium / CHROMIUM_PATH`);
   return found;
 };
-const freePort = () => new Promise((res, rej) => { const s = net.createServer(); s.on('error', rej); s.listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => res(p)); }); });
+const freePort = () =>
+  new Promise((res, rej) => {
+    const s = net.createServer();
+    s.on('error', rej);
+    s.listen(0, '127.0.0.1', () => {
+      const p = s.address().port;
+      s.close(() => res(p));
+    });
+  });
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const tail = (file, n = 40) => { try { return readFileSync(file, 'utf8').trimEnd().split('\n').slice(-n).join('\n'); } catch { return '(none)'; } };
+const tail = (file, n = 40) => {
+  try {
+    return readFileSync(file, 'utf8').trimEnd().split('\n').slice(-n).join('\n');
+  } catch {
+    return '(none)';
+  }
+};
 /** Every *.log under a folder, newest first (the extension host's own log lives in the user-data logs). */
 const logsUnder = (dir) => {
   const out = [];
-  const walk = (d) => { for (const e of readdirSync(d, { withFileTypes: true })) { const p = path.join(d, e.name); if (e.isDirectory()) walk(p); else if (e.name.endsWith('.log')) out.push(p); } };
-  try { walk(dir); } catch { /* no logs yet */ }
+  const walk = (d) => {
+    for (const e of readdirSync(d, { withFileTypes: true })) {
+      const p = path.join(d, e.name);
+      if (e.isDirectory()) walk(p);
+      else if (e.name.endsWith('.log')) out.push(p);
+    }
+  };
+  try {
+    walk(dir);
+  } catch {
+    /* no logs yet */
+  }
   return out.sort((a, b) => statSync(b).mtimeMs - statSync(a).mtimeMs);
 };
 
 let EXT = VSIX ? undefined : need('extension');
-for (const [what, p] of [['code-server', CS_BIN], VSIX ? ['vsix', VSIX] : ['extension', path.join(EXT, 'package.json')], ['tests', TESTS], ['workspace', WS]]) {
-  if (!existsSync(p)) { console.error(`run-extension-tests: ${what} not found: ${p}`); process.exit(2); }
+for (const [what, p] of [
+  ['code-server', CS_BIN],
+  VSIX ? ['vsix', VSIX] : ['extension', path.join(EXT, 'package.json')],
+  ['tests', TESTS],
+  ['workspace', WS],
+]) {
+  if (!existsSync(p)) {
+    console.error(`run-extension-tests: ${what} not found: ${p}`);
+    process.exit(2);
+  }
 }
 const require = createRequire(path.join(process.cwd(), 'package.json'));
 const { chromium } = require('playwright-core');
@@ -72,27 +129,41 @@ const home = path.join(run, 'home');
 const userData = path.join(run, 'user-data');
 mkdirSync(path.join(userData, 'User'), { recursive: true });
 mkdirSync(home, { recursive: true });
-writeFileSync(path.join(userData, 'User', 'settings.json'), JSON.stringify({
-  'security.workspace.trust.enabled': UNTRUSTED,
-  'security.workspace.trust.startupPrompt': 'never',
-  'security.workspace.trust.banner': 'never',
-  'workbench.startupEditor': 'none',
-  'workbench.tips.enabled': false,
-  'telemetry.telemetryLevel': 'off',
-  'update.mode': 'none',
-  'extensions.autoCheckUpdates': false,
-  'extensions.autoUpdate': false,
-  'extensions.ignoreRecommendations': true,
-  'git.enabled': false,
-}));
+writeFileSync(
+  path.join(userData, 'User', 'settings.json'),
+  JSON.stringify({
+    'security.workspace.trust.enabled': UNTRUSTED,
+    'security.workspace.trust.startupPrompt': 'never',
+    'security.workspace.trust.banner': 'never',
+    'workbench.startupEditor': 'none',
+    'workbench.tips.enabled': false,
+    'telemetry.telemetryLevel': 'off',
+    'update.mode': 'none',
+    'extensions.autoCheckUpdates': false,
+    'extensions.autoUpdate': false,
+    'extensions.ignoreRecommendations': true,
+    'git.enabled': false,
+  }),
+);
 rmSync(RESULTS, { force: true });
 writeFileSync(PROGRESS, '');
 // Nothing may be written into the real home: code-server, Chromium and the extension host all get this one.
-const env = { ...process.env, HOME: home, XDG_CONFIG_HOME: `${home}/.config`, XDG_DATA_HOME: `${home}/.local/share`, XDG_CACHE_HOME: `${home}/.cache`,
-  MERGE_TEST_RESULTS: RESULTS, MERGE_TEST_LOG: PROGRESS, MERGE_TEST_PAGE: PAGE_DIR };
+const env = {
+  ...process.env,
+  HOME: home,
+  XDG_CONFIG_HOME: `${home}/.config`,
+  XDG_DATA_HOME: `${home}/.local/share`,
+  XDG_CACHE_HOME: `${home}/.cache`,
+  MERGE_TEST_RESULTS: RESULTS,
+  MERGE_TEST_LOG: PROGRESS,
+  MERGE_TEST_PAGE: PAGE_DIR,
+};
 delete env.VSCODE_IPC_HOOK_CLI; // when run from a VS Code terminal
 
-let cs; let browser; let code = 2; let cleaning;
+let cs;
+let browser;
+let code = 2;
+let cleaning;
 
 /** What a report panel's page shows, from inside its frame (null: not a report panel, or another one). */
 const describePanel = (title) => {
@@ -125,7 +196,10 @@ async function answerPageRequest(page, req) {
   }
   if (req.kind === 'selector') {
     const state = ['attached', 'detached', 'visible', 'hidden'].includes(req.state) ? req.state : 'visible';
-    const found = await page.waitForSelector(String(req.selector), { timeout, state }).then(() => true, () => false);
+    const found = await page.waitForSelector(String(req.selector), { timeout, state }).then(
+      () => true,
+      () => false,
+    );
     return { ok: found, count: await page.locator(String(req.selector)).count() };
   }
   if (req.kind === 'webview') {
@@ -166,26 +240,58 @@ const serverLog = path.join(run, 'server.log');
  */
 function cleanup() {
   cleaning ??= (async () => {
-    if (cs?.pid) { try { process.kill(-cs.pid, 'SIGTERM'); } catch { /* gone */ } }
+    if (cs?.pid) {
+      try {
+        process.kill(-cs.pid, 'SIGTERM');
+      } catch {
+        /* gone */
+      }
+    }
     await Promise.race([browser?.close().catch(() => undefined), sleep(5000)]);
     if (cs?.pid) {
       for (let i = 0; i < 30 && cs.exitCode === null && cs.signalCode === null; i++) await sleep(100);
-      try { process.kill(-cs.pid, 'SIGKILL'); } catch { /* gone */ }
+      try {
+        process.kill(-cs.pid, 'SIGKILL');
+      } catch {
+        /* gone */
+      }
     }
   })();
   return cleaning;
 }
-for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.on(sig, () => { console.error(`run-extension-tests: ${sig}, stopping code-server`); cleanup().finally(() => process.exit(130)); });
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'])
+  process.on(sig, () => {
+    console.error(`run-extension-tests: ${sig}, stopping code-server`);
+    cleanup().finally(() => process.exit(130));
+  });
 
 try {
   const port = await freePort();
   const logFd = openSync(serverLog, 'a');
-  const args = ['--bind-addr', `127.0.0.1:${port}`, '--auth', 'none', '--user-data-dir', userData, '--extensions-dir', path.join(run, 'extensions'),
-    '--config', path.join(run, 'config.yaml'), '--disable-telemetry', '--disable-update-check', '--disable-getting-started-override', '--ignore-last-opened'];
+  const args = [
+    '--bind-addr',
+    `127.0.0.1:${port}`,
+    '--auth',
+    'none',
+    '--user-data-dir',
+    userData,
+    '--extensions-dir',
+    path.join(run, 'extensions'),
+    '--config',
+    path.join(run, 'config.yaml'),
+    '--disable-telemetry',
+    '--disable-update-check',
+    '--disable-getting-started-override',
+    '--ignore-last-opened',
+  ];
   if (!UNTRUSTED) args.push('--disable-workspace-trust');
   writeFileSync(path.join(run, 'config.yaml'), `bind-addr: 127.0.0.1:${port}\nauth: none\ncert: false\n`);
   if (VSIX) {
-    const inst = spawnSync(CS_BIN, ['--install-extension', VSIX, '--extensions-dir', path.join(run, 'extensions'), '--user-data-dir', userData], { env, encoding: 'utf8', timeout: 120_000 });
+    const inst = spawnSync(
+      CS_BIN,
+      ['--install-extension', VSIX, '--extensions-dir', path.join(run, 'extensions'), '--user-data-dir', userData],
+      { env, encoding: 'utf8', timeout: 120_000 },
+    );
     if (inst.status !== 0) throw new Error(`installing ${VSIX} failed:\n${inst.stdout}${inst.stderr}`);
     // Extension tests only run for an extension under development: load the installed copy as that.
     const { publisher, name } = JSON.parse(readFileSync(path.join(process.cwd(), 'package.json'), 'utf8'));
@@ -199,19 +305,41 @@ try {
   const upBy = Date.now() + 60_000;
   for (;;) {
     if (cs.exitCode !== null) throw new Error(`code-server exited with ${cs.exitCode} at startup:\n${tail(serverLog)}`);
-    try { if ((await fetch(`${base}/healthz`)).ok) break; } catch { /* not listening yet */ }
+    try {
+      if ((await fetch(`${base}/healthz`)).ok) break;
+    } catch {
+      /* not listening yet */
+    }
     if (Date.now() > upBy) throw new Error(`code-server did not answer on ${base} within 60 s:\n${tail(serverLog)}`);
     await sleep(200);
   }
   const auth = `127.0.0.1:${port}`;
-  const payload = JSON.stringify([['extensionDevelopmentPath', `vscode-remote://${auth}${EXT}`], ['extensionTestsPath', `vscode-remote://${auth}${TESTS}`]]);
+  const payload = JSON.stringify([
+    ['extensionDevelopmentPath', `vscode-remote://${auth}${EXT}`],
+    ['extensionTestsPath', `vscode-remote://${auth}${TESTS}`],
+  ]);
   const browserFound = findBrowser();
-  browser = await chromium.launch({ executablePath: browserFound.executablePath, headless: true, env: { ...env, ...browserFound.env },
-    args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'] });
+  browser = await chromium.launch({
+    executablePath: browserFound.executablePath,
+    headless: true,
+    env: { ...env, ...browserFound.env },
+    args: [
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-dev-shm-usage',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
+  });
   const page = await browser.newPage();
   // Every notification toast the workbench shows, with its buttons, for the tests' `ui` expectations.
   const toasts = [];
-  await page.exposeBinding('__mergeStudioToast', (_source, t) => { toasts.push({ ...t, at: Date.now() }); });
+  await page.exposeBinding('__mergeStudioToast', (_source, t) => {
+    toasts.push({ ...t, at: Date.now() });
+  });
   await page.addInitScript(() => {
     if (window.top !== window) return; // the workbench only, not webview frames
     const last = new WeakMap();
@@ -220,20 +348,31 @@ try {
         const text = (el.querySelector('.notification-list-item-message')?.textContent ?? el.textContent ?? '').trim();
         const buttons = [...el.querySelectorAll('.monaco-button')].map((b) => (b.textContent ?? '').trim()).filter(Boolean);
         const key = `${text}|${buttons.join(',')}`;
-        if (last.get(el) !== key) { last.set(el, key); window.__mergeStudioToast({ text, buttons }); }
+        if (last.get(el) !== key) {
+          last.set(el, key);
+          window.__mergeStudioToast({ text, buttons });
+        }
       }
     };
     new MutationObserver(scan).observe(document, { childList: true, subtree: true, characterData: true });
   });
   const pageErrors = [];
   page.on('pageerror', (e) => pageErrors.push(String(e)));
-  page.on('console', (m) => { if (m.type() === 'error') pageErrors.push(m.text()); });
+  page.on('console', (m) => {
+    if (m.type() === 'error') pageErrors.push(m.text());
+  });
   await page.goto(`${base}/?folder=${encodeURIComponent(WS)}&payload=${encodeURIComponent(payload)}`);
 
   // Stream the suite's progress lines until the results file appears (written atomically by the suite).
   const end = Date.now() + TIMEOUT_S * 1000;
   let shown = 0;
-  const stream = () => { const text = readFileSync(PROGRESS, 'utf8'); if (text.length > shown) { process.stdout.write(text.slice(shown)); shown = text.length; } };
+  const stream = () => {
+    const text = readFileSync(PROGRESS, 'utf8');
+    if (text.length > shown) {
+      process.stdout.write(text.slice(shown));
+      shown = text.length;
+    }
+  };
   while (Date.now() < end && !existsSync(RESULTS)) {
     stream();
     if (cs.exitCode !== null) throw new Error(`code-server exited with ${cs.exitCode} during the tests:\n${tail(serverLog)}`);
@@ -245,7 +384,10 @@ try {
   if (existsSync(RESULTS)) await sleep(1000);
   if (!existsSync(RESULTS)) {
     console.log(`\nno results after ${TIMEOUT_S} s: the suite did not finish (profile and logs kept in ${run})`);
-    for (const f of logsUnder(path.join(userData, 'logs')).filter((f) => /exthost|remoteagent|server/i.test(f)).slice(0, 3)) console.log(`--- ${f}\n${tail(f)}`);
+    for (const f of logsUnder(path.join(userData, 'logs'))
+      .filter((f) => /exthost|remoteagent|server/i.test(f))
+      .slice(0, 3))
+      console.log(`--- ${f}\n${tail(f)}`);
     if (pageErrors.length) console.log(`--- browser errors\n${pageErrors.slice(-10).join('\n')}`);
     code = 2;
   } else {
@@ -253,7 +395,9 @@ try {
     // A test that passed in the extension host still fails when the person would not have seen what it expects.
     for (const r of res) {
       const during = toasts.filter((t) => r.start === undefined || (t.at >= r.start && t.at <= r.end + 1000));
-      const missing = (r.ok && r.ui ? r.ui : []).filter((u) => !during.some((t) => t.text.includes(u.toast) && (!u.button || t.buttons.includes(u.button))));
+      const missing = (r.ok && r.ui ? r.ui : []).filter(
+        (u) => !during.some((t) => t.text.includes(u.toast) && (!u.button || t.buttons.includes(u.button))),
+      );
       if (missing.length) {
         r.ok = false;
         const seen = [...new Set(during.map((t) => `"${t.text}" [${t.buttons.join(', ')}]`))];
@@ -261,7 +405,10 @@ try {
       }
     }
     console.log('');
-    for (const r of res) console.log(`${r.ok ? 'PASS' : 'FAIL'} ${r.name}${r.ms !== undefined ? ` (${(r.ms / 1000).toFixed(1)} s)` : ''}${r.ok ? '' : `\n  ${String(r.error).split('\n').join('\n  ')}`}`);
+    for (const r of res)
+      console.log(
+        `${r.ok ? 'PASS' : 'FAIL'} ${r.name}${r.ms !== undefined ? ` (${(r.ms / 1000).toFixed(1)} s)` : ''}${r.ok ? '' : `\n  ${String(r.error).split('\n').join('\n  ')}`}`,
+      );
     const failed = res.filter((r) => !r.ok).length;
     console.log(`${res.length - failed} passed, ${failed} failed${UNTRUSTED ? ' (Restricted Mode)' : ''}`);
     code = failed || res.length === 0 ? 1 : 0;

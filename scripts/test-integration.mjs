@@ -21,8 +21,14 @@ execFileSync(process.execPath, ['scripts/build.mjs'], { stdio: 'inherit' });
 // The suites are bundled on their own (out/, not dist/): they are never shipped.
 await esbuild.build({
   entryPoints: { index: 'test/integration/index.ts', restricted: 'test/integration/restricted.ts' },
-  outdir: 'out/test/integration', bundle: true, platform: 'node', target: 'node20', format: 'cjs', sourcemap: 'inline',
-  external: ['vscode'], logLevel: 'warning',
+  outdir: 'out/test/integration',
+  bundle: true,
+  platform: 'node',
+  target: 'node20',
+  format: 'cjs',
+  sourcemap: 'inline',
+  external: ['vscode'],
+  logLevel: 'warning',
 });
 const workspace = 'test/fixtures/workspace';
 rmSync(path.join(workspace, 'out'), { recursive: true, force: true });
@@ -39,7 +45,11 @@ if (only === 'vsix') {
   // This machine's platform package (scripts/package.mjs): exactly what a person here would install.
   execFileSync(process.execPath, ['scripts/package.mjs'], { stdio: ['ignore', 'inherit', 'inherit'] });
   const vsix = `merge-studio-${process.platform}-${process.arch}.vsix`;
-  suites.splice(0, suites.length, { name: 'main extension-host suite on the packaged .vsix', tests: suites[0].tests, extra: ['--vsix', vsix] });
+  suites.splice(0, suites.length, {
+    name: 'main extension-host suite on the packaged .vsix',
+    tests: suites[0].tests,
+    extra: ['--vsix', vsix],
+  });
 } else if (only) suites.splice(0, suites.length, ...suites.filter((s) => s.name.toLowerCase().includes(only)));
 let failed = 0;
 if (process.env.MERGE_VSCODE_EXECUTABLE) {
@@ -52,31 +62,62 @@ if (process.env.MERGE_VSCODE_EXECUTABLE) {
         vscodeExecutablePath: process.env.MERGE_VSCODE_EXECUTABLE,
         extensionDevelopmentPath: root,
         extensionTestsPath: path.resolve(s.tests),
-        launchArgs: [path.resolve(workspace), '--disable-extensions', '--disable-workspace-trust', '--skip-welcome', '--skip-release-notes'],
+        launchArgs: [
+          path.resolve(workspace),
+          '--disable-extensions',
+          '--disable-workspace-trust',
+          '--skip-welcome',
+          '--skip-release-notes',
+        ],
         extensionTestsEnv: { MERGE_TEST_RESULTS: results },
       });
     } catch (e) {
       failed++;
       console.log(`FAILED: ${e instanceof Error ? e.message : e}`);
     }
-    try { for (const r of JSON.parse(readFileSync(results, 'utf8'))) console.log(`${r.ok ? 'PASS' : 'FAIL'} ${r.name}${r.ok ? '' : `\n  ${r.error}`}`); } catch { /* no results */ }
+    try {
+      for (const r of JSON.parse(readFileSync(results, 'utf8')))
+        console.log(`${r.ok ? 'PASS' : 'FAIL'} ${r.name}${r.ok ? '' : `\n  ${r.error}`}`);
+    } catch {
+      /* no results */
+    }
   }
 } else {
   // The workbench runs in headless Chromium: the system's, else the npm package's (scripts/find-chromium.mjs).
   const browser = findChromium();
   if (!browser.executablePath) {
-    console.log(`\n!!! SKIPPED the extension-host tests (VS Code in headless Chromium): ${browser.reason}. Enable them with: ${INSTALL_HINT}`);
+    console.log(
+      `\n!!! SKIPPED the extension-host tests (VS Code in headless Chromium): ${browser.reason}. Enable them with: ${INSTALL_HINT}`,
+    );
     process.exit(0);
   }
   step('code-server');
   const install = spawnSync('bash', ['scripts/install-code-server.sh'], { stdio: ['ignore', 'pipe', 'inherit'], encoding: 'utf8' });
-  if (install.status !== 0) { console.error('test:integration: installing code-server failed'); process.exit(2); }
+  if (install.status !== 0) {
+    console.error('test:integration: installing code-server failed');
+    process.exit(2);
+  }
   const codeServer = install.stdout.trim().split('\n').pop();
   const timeoutS = Number(process.env.MERGE_TEST_TIMEOUT ?? 300);
   for (const s of suites) {
     step(s.name);
-    const r = spawnSync(process.execPath, ['scripts/run-extension-tests.mjs', '--code-server', codeServer, ...(s.extra.includes('--vsix') ? [] : ['--extension', '.']), '--tests', s.tests,
-      '--workspace', workspace, '--timeout', String(timeoutS), ...s.extra], { stdio: 'inherit', timeout: (timeoutS + 120) * 1000, killSignal: 'SIGTERM' });
+    const r = spawnSync(
+      process.execPath,
+      [
+        'scripts/run-extension-tests.mjs',
+        '--code-server',
+        codeServer,
+        ...(s.extra.includes('--vsix') ? [] : ['--extension', '.']),
+        '--tests',
+        s.tests,
+        '--workspace',
+        workspace,
+        '--timeout',
+        String(timeoutS),
+        ...s.extra,
+      ],
+      { stdio: 'inherit', timeout: (timeoutS + 120) * 1000, killSignal: 'SIGTERM' },
+    );
     // A backstop: the runner bounds the suite itself and, on SIGTERM, still stops code-server before exiting.
     if (r.error) console.log(`test:integration: the runner did not finish: ${r.error.message}`);
     if (r.status !== 0) failed++;

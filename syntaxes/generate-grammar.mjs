@@ -38,7 +38,11 @@ export function collectVocabulary(schema) {
 }
 
 const esc = (s) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-const alt = (xs) => [...new Set(xs)].sort((a, b) => b.length - a.length || a.localeCompare(b)).map(esc).join('|');
+const alt = (xs) =>
+  [...new Set(xs)]
+    .sort((a, b) => b.length - a.length || a.localeCompare(b))
+    .map(esc)
+    .join('|');
 /** A scalar token starts at a line start, after whitespace, or after one of `[ { , :`. */
 const START = String.raw`(?<![^\s\[{,:])`;
 const BLOCK_END = String.raw`(?=\s+#|\s*$)`;
@@ -49,7 +53,10 @@ const scalars = (end) => [
   { match: `${START}(?:true|false|True|False|TRUE|FALSE)${end}`, name: `constant.language.boolean.${S}` },
   { match: `${START}(?:null|Null|NULL|~)${end}`, name: `constant.language.null.${S}` },
   { match: String.raw`${START}[-+]?(?:0x[0-9a-fA-F_]+|0o[0-7_]+|[0-9][0-9_]*)${end}`, name: `constant.numeric.integer.${S}` },
-  { match: String.raw`${START}[-+]?(?:(?:[0-9][0-9_]*)?\.[0-9]+|[0-9][0-9_]*\.)(?:[eE][-+]?[0-9]+)?${end}`, name: `constant.numeric.float.${S}` },
+  {
+    match: String.raw`${START}[-+]?(?:(?:[0-9][0-9_]*)?\.[0-9]+|[0-9][0-9_]*\.)(?:[eE][-+]?[0-9]+)?${end}`,
+    name: `constant.numeric.float.${S}`,
+  },
   { match: String.raw`${START}[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+${end}`, name: `constant.numeric.float.${S}` },
   { match: String.raw`${START}[-+]?\.(?:inf|Inf|INF|nan|NaN|NAN)${end}`, name: `constant.numeric.float.${S}` },
 ];
@@ -60,14 +67,20 @@ const DASH = cap('punctuation.definition.block.sequence.item');
 const comma = { match: ',', name: `punctuation.separator.sequence.${S}` };
 const quoted = [{ include: '#double-quoted' }, { include: '#single-quoted' }];
 const flowSeq = (patterns) => ({
-  begin: String.raw`\[`, end: String.raw`\]`, name: `meta.flow-sequence.${S}`,
+  begin: String.raw`\[`,
+  end: String.raw`\]`,
+  name: `meta.flow-sequence.${S}`,
   beginCaptures: { 0: cap('punctuation.definition.sequence.begin.bracket.square') },
-  endCaptures: { 0: cap('punctuation.definition.sequence.end.bracket.square') }, patterns,
+  endCaptures: { 0: cap('punctuation.definition.sequence.end.bracket.square') },
+  patterns,
 });
 const flowMap = (patterns) => ({
-  begin: String.raw`\{`, end: String.raw`\}`, name: `meta.flow-mapping.${S}`,
+  begin: String.raw`\{`,
+  end: String.raw`\}`,
+  name: `meta.flow-mapping.${S}`,
   beginCaptures: { 0: cap('punctuation.definition.mapping.begin.bracket.curly') },
-  endCaptures: { 0: cap('punctuation.definition.mapping.end.bracket.curly') }, patterns,
+  endCaptures: { 0: cap('punctuation.definition.mapping.end.bracket.curly') },
+  patterns,
 });
 /** A plain (unquoted) key: anything up to `:` that cannot start a flow/quoted/indicator token. */
 const PLAIN_KEY = String.raw`[^\s#\[\]{},"'&*!|>%@\x60-][^#:]*?|"[^"]*"|'[^']*'`;
@@ -75,48 +88,78 @@ const PLAIN_KEY = String.raw`[^\s#\[\]{},"'&*!|>%@\x60-][^#:]*?|"[^"]*"|'[^']*'`
 export function buildGrammar({ keys, enums }) {
   const known = alt(keys);
   const rep = {
-    comment: { match: String.raw`(?:^|(?<=\s))(#).*$`, name: `comment.line.number-sign.${S}`, captures: { 1: cap('punctuation.definition.comment') } },
+    comment: {
+      match: String.raw`(?:^|(?<=\s))(#).*$`,
+      name: `comment.line.number-sign.${S}`,
+      captures: { 1: cap('punctuation.definition.comment') },
+    },
     document: { match: String.raw`^(?:---|\.\.\.)(?=\s|$)`, name: `entity.other.document.${S}` },
     'double-quoted': {
-      begin: '"', end: '"', name: `string.quoted.double.${S}`,
-      beginCaptures: { 0: cap('punctuation.definition.string.begin') }, endCaptures: { 0: cap('punctuation.definition.string.end') },
+      begin: '"',
+      end: '"',
+      name: `string.quoted.double.${S}`,
+      beginCaptures: { 0: cap('punctuation.definition.string.begin') },
+      endCaptures: { 0: cap('punctuation.definition.string.end') },
       patterns: [
-        { match: String.raw`\\(?:[0abtnvfre "/\\N_LP\t]|x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8})`, name: `constant.character.escape.${S}` },
+        {
+          match: String.raw`\\(?:[0abtnvfre "/\\N_LP\t]|x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8})`,
+          name: `constant.character.escape.${S}`,
+        },
         { match: String.raw`\\.`, name: `invalid.illegal.escape.${S}` },
       ],
     },
     'single-quoted': {
-      begin: "'", end: "'(?!')", name: `string.quoted.single.${S}`,
-      beginCaptures: { 0: cap('punctuation.definition.string.begin') }, endCaptures: { 0: cap('punctuation.definition.string.end') },
+      begin: "'",
+      end: "'(?!')",
+      name: `string.quoted.single.${S}`,
+      beginCaptures: { 0: cap('punctuation.definition.string.begin') },
+      endCaptures: { 0: cap('punctuation.definition.string.end') },
       patterns: [{ match: "''", name: `constant.character.escape.${S}` }],
     },
-    'anchor-alias': { patterns: [
-      { match: String.raw`(&)([^\s,\[\]{}]+)`, captures: { 1: cap('punctuation.definition.anchor'), 2: cap('entity.name.type.anchor') } },
-      { match: String.raw`(\*)([^\s,\[\]{}]+)`, captures: { 1: cap('punctuation.definition.alias'), 2: cap('variable.other.alias') } },
-    ] },
-    'block-values': { patterns: [
-      ...scalars(BLOCK_END),
-      { match: `${START}${PATH}[^#]*?${BLOCK_END}`, name: `string.unquoted.path.${S}` },
-      { match: String.raw`(?<![^\s:])[^\s#\[\]{},"'&*!|>%@\x60][^#]*?${BLOCK_END}`, name: `string.unquoted.plain.${S}` },
-    ] },
-    'flow-values': { patterns: [
-      ...scalars(FLOW_END),
-      { match: String.raw`${START}${PATH}[^#,\[\]{}]*?${FLOW_END}`, name: `string.unquoted.path.${S}` },
-      { match: String.raw`${START}[^\s#\[\]{},"'&*!|>%@\x60][^#,\[\]{}]*?${FLOW_END}`, name: `string.unquoted.plain.${S}` },
-    ] },
+    'anchor-alias': {
+      patterns: [
+        { match: String.raw`(&)([^\s,\[\]{}]+)`, captures: { 1: cap('punctuation.definition.anchor'), 2: cap('entity.name.type.anchor') } },
+        { match: String.raw`(\*)([^\s,\[\]{}]+)`, captures: { 1: cap('punctuation.definition.alias'), 2: cap('variable.other.alias') } },
+      ],
+    },
+    'block-values': {
+      patterns: [
+        ...scalars(BLOCK_END),
+        { match: `${START}${PATH}[^#]*?${BLOCK_END}`, name: `string.unquoted.path.${S}` },
+        { match: String.raw`(?<![^\s:])[^\s#\[\]{},"'&*!|>%@\x60][^#]*?${BLOCK_END}`, name: `string.unquoted.plain.${S}` },
+      ],
+    },
+    'flow-values': {
+      patterns: [
+        ...scalars(FLOW_END),
+        { match: String.raw`${START}${PATH}[^#,\[\]{}]*?${FLOW_END}`, name: `string.unquoted.path.${S}` },
+        { match: String.raw`${START}[^\s#\[\]{},"'&*!|>%@\x60][^#,\[\]{}]*?${FLOW_END}`, name: `string.unquoted.plain.${S}` },
+      ],
+    },
     'block-sequence-dash': { match: String.raw`^[ \t]*(-)(?=\s|$)`, captures: { 1: DASH } },
-    'block-key': { patterns: [
-      { match: String.raw`^([ \t]*)(?:(-)[ \t]+)?(${known})[ \t]*(:)(?=\s|$)`, captures: { 2: DASH, ...keyCaps(3) } },
-      { match: String.raw`^([ \t]*)(?:(-)[ \t]+)?(${PLAIN_KEY})[ \t]*(:)(?=\s|$)`,
-        captures: { 2: DASH, 3: cap('entity.name.tag.key'), 4: cap('punctuation.separator.key-value.mapping') } },
-    ] },
+    'block-key': {
+      patterns: [
+        { match: String.raw`^([ \t]*)(?:(-)[ \t]+)?(${known})[ \t]*(:)(?=\s|$)`, captures: { 2: DASH, ...keyCaps(3) } },
+        {
+          match: String.raw`^([ \t]*)(?:(-)[ \t]+)?(${PLAIN_KEY})[ \t]*(:)(?=\s|$)`,
+          captures: { 2: DASH, 3: cap('entity.name.tag.key'), 4: cap('punctuation.separator.key-value.mapping') },
+        },
+      ],
+    },
     'block-scalar': {
       begin: String.raw`^([ \t]*)(?:(-)[ \t]+)?(${PLAIN_KEY})[ \t]*(:)[ \t]+([|>][-+]?[1-9]?)(?=\s*(?:#.*)?$)`,
-      beginCaptures: { 2: DASH, 3: cap('entity.name.tag.key'), 4: cap('punctuation.separator.key-value.mapping'), 5: cap('keyword.control.flow.block-scalar') },
+      beginCaptures: {
+        2: DASH,
+        3: cap('entity.name.tag.key'),
+        4: cap('punctuation.separator.key-value.mapping'),
+        5: cap('keyword.control.flow.block-scalar'),
+      },
       // the block's text: every following line that is deeper than the key, or blank
       end: String.raw`^(?!\1[ \t]+\S|\s*$)`,
       contentName: `string.unquoted.block.${S}`,
-      patterns: [{ match: String.raw`\G\s*(#).*$`, name: `comment.line.number-sign.${S}`, captures: { 1: cap('punctuation.definition.comment') } }],
+      patterns: [
+        { match: String.raw`\G\s*(#).*$`, name: `comment.line.number-sign.${S}`, captures: { 1: cap('punctuation.definition.comment') } },
+      ],
     },
     'flow-collection': { patterns: [flowSeq([{ include: '#flow-content' }]), flowMap([{ include: '#flow-content' }])] },
   };
@@ -125,13 +168,18 @@ export function buildGrammar({ keys, enums }) {
   for (const [key, values] of enums) {
     const id = `enum-${key}`;
     const flowValues = flowSeq([comma, { include: '#comment' }, enumMatch(values, FLOW_END), { include: '#flow-values' }, ...quoted]);
-    rep[`${id}-values`] = { patterns: [
-      { include: '#comment' }, ...quoted, flowValues,
-      { include: '#flow-collection' },
-      { match: String.raw`^[ \t]*(-)(?=\s|$)`, captures: { 1: DASH } },
-      { include: '#block-key' },
-      enumMatch(values, BLOCK_END), { include: '#block-values' },
-    ] };
+    rep[`${id}-values`] = {
+      patterns: [
+        { include: '#comment' },
+        ...quoted,
+        flowValues,
+        { include: '#flow-collection' },
+        { match: String.raw`^[ \t]*(-)(?=\s|$)`, captures: { 1: DASH } },
+        { include: '#block-key' },
+        enumMatch(values, BLOCK_END),
+        { include: '#block-values' },
+      ],
+    };
     // Block form: the key's value runs until the first line that is not deeper than the key, not a list item
     // at the key's indentation, and not blank or a comment (so `permute:` followed by `- cnn` lines works).
     rep[id] = {
@@ -150,22 +198,38 @@ export function buildGrammar({ keys, enums }) {
     blockEnumEntries.push({ include: `#${id}` });
     flowEnumEntries.push({ include: `#flow-${id}` });
   }
-  rep['flow-content'] = { patterns: [
-    comma, { include: '#comment' }, ...flowEnumEntries,
-    { match: String.raw`(?<=^|[\s{,])(${known})\s*(:)(?=\s|[,}\]])`, captures: keyCaps(1) },
-    { match: String.raw`(?<=^|[\s{,])([^\s#\[\]{},"'&*!|>%@\x60][^#:,\[\]{}]*?)\s*(:)(?=\s|[,}\]])`,
-      captures: { 1: cap('entity.name.tag.key'), 2: cap('punctuation.separator.key-value.mapping') } },
-    { include: '#flow-collection' }, { include: '#anchor-alias' }, ...quoted, { include: '#flow-values' },
-  ] };
+  rep['flow-content'] = {
+    patterns: [
+      comma,
+      { include: '#comment' },
+      ...flowEnumEntries,
+      { match: String.raw`(?<=^|[\s{,])(${known})\s*(:)(?=\s|[,}\]])`, captures: keyCaps(1) },
+      {
+        match: String.raw`(?<=^|[\s{,])([^\s#\[\]{},"'&*!|>%@\x60][^#:,\[\]{}]*?)\s*(:)(?=\s|[,}\]])`,
+        captures: { 1: cap('entity.name.tag.key'), 2: cap('punctuation.separator.key-value.mapping') },
+      },
+      { include: '#flow-collection' },
+      { include: '#anchor-alias' },
+      ...quoted,
+      { include: '#flow-values' },
+    ],
+  };
   return {
     $schema: 'https://raw.githubusercontent.com/martinring/tmlanguage/master/tmlanguage.json',
     name: 'Merge Studio recipe',
     scopeName: 'source.merge-recipe',
     comment: 'Generated by syntaxes/generate-grammar.mjs from the recipe schema; do not edit by hand.',
     patterns: [
-      { include: '#comment' }, { include: '#document' }, ...blockEnumEntries,
-      { include: '#block-scalar' }, { include: '#block-key' }, { include: '#block-sequence-dash' },
-      { include: '#flow-collection' }, { include: '#anchor-alias' }, ...quoted, { include: '#block-values' },
+      { include: '#comment' },
+      { include: '#document' },
+      ...blockEnumEntries,
+      { include: '#block-scalar' },
+      { include: '#block-key' },
+      { include: '#block-sequence-dash' },
+      { include: '#flow-collection' },
+      { include: '#anchor-alias' },
+      ...quoted,
+      { include: '#block-values' },
     ],
     repository: rep,
   };
@@ -176,7 +240,11 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const text = `${JSON.stringify(buildGrammar(collectVocabulary(recipeSchema)), null, 2)}\n`;
   if (process.argv.includes('--check')) {
     let current = '';
-    try { current = readFileSync(OUT, 'utf8'); } catch { /* missing counts as stale */ }
+    try {
+      current = readFileSync(OUT, 'utf8');
+    } catch {
+      /* missing counts as stale */
+    }
     if (current !== text) {
       console.error('syntaxes/merge-recipe.tmLanguage.json is stale: run `npx tsx syntaxes/generate-grammar.mjs`');
       process.exit(1);

@@ -7,6 +7,8 @@ import { recipeFromArgs, saveIfDirty, displayName } from './recipes';
 import { cancelJob, runWithProgress, type RunOutcome } from './run';
 import { reportOfActiveRecipe } from './report-context';
 
+// VS Code passes commands whatever their callers give (menus, lenses, executeCommand): each command checks its own.
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- the arguments are untyped at this boundary
 export type Cmd = (...args: any[]) => unknown;
 
 /**
@@ -39,7 +41,8 @@ function runRecipe(ctx: CtxInit): Cmd {
     if (!uri) return noRecipe('run') ?? { status: 'refused', reason: 'no-recipe', message: 'no recipe' };
     // A run loads checkpoints and executes them here; Restricted Mode keeps editing and checking only.
     if (!vscode.workspace.isTrusted) {
-      const message = 'Running a recipe needs a trusted workspace: it loads the model checkpoints the recipe names and runs them on this machine. Editing and checking work in Restricted Mode.';
+      const message =
+        'Running a recipe needs a trusted workspace: it loads the model checkpoints the recipe names and runs them on this machine. Editing and checking work in Restricted Mode.';
       void vscode.window.showWarningMessage(`Merge Studio: ${message}`, 'Manage Workspace Trust').then((pick) => {
         if (pick) void vscode.commands.executeCommand('workbench.trust.manage');
       });
@@ -61,7 +64,10 @@ function checkRecipe(ctx: CtxInit): Cmd {
       void vscode.window.showInformationMessage(`Merge Studio: ${name} has no problems.`);
     } else {
       void vscode.window
-        .showWarningMessage(`Merge Studio: ${name} has ${plural(result.errorCount, 'error')} and ${plural(result.warningCount, 'warning')}.`, 'Show Problems')
+        .showWarningMessage(
+          `Merge Studio: ${name} has ${plural(result.errorCount, 'error')} and ${plural(result.warningCount, 'warning')}.`,
+          'Show Problems',
+        )
         .then((pick) => (pick ? vscode.commands.executeCommand('workbench.actions.view.problems') : undefined));
     }
     return result;
@@ -140,10 +146,12 @@ function restartServer(ctx: Ctx): Cmd {
 
 /** The disabled variant of a server command, while the server is down. */
 function serverDown(ctx: Ctx, command: string): undefined {
-  void vscode.window.showWarningMessage(`Merge Studio: the language server is not running, so ${command} is unavailable.`, 'Restart Server', 'Show Output').then((pick) => {
-    if (pick === 'Restart Server') void ctx.restart().catch(() => undefined);
-    else if (pick === 'Show Output') ctx.outputChannel.show();
-  });
+  void vscode.window
+    .showWarningMessage(`Merge Studio: the language server is not running, so ${command} is unavailable.`, 'Restart Server', 'Show Output')
+    .then((pick) => {
+      if (pick === 'Restart Server') void ctx.restart().catch(() => undefined);
+      else if (pick === 'Show Output') ctx.outputChannel.show();
+    });
   return undefined;
 }
 

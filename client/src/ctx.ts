@@ -119,7 +119,8 @@ export class Ctx implements vscode.Disposable {
     this.status.update({ phase: 'starting', message: undefined });
     const module = this.config.serverPath ?? this.extCtx.asAbsolutePath('dist/server.js');
     try {
-      if (!existsSync(module)) throw new Error(`the server module ${module} does not exist (run \`npm run build\`, or fix mergeStudio.server.path)`);
+      if (!existsSync(module))
+        throw new Error(`the server module ${module} does not exist (run \`npm run build\`, or fix mergeStudio.server.path)`);
       const unsupported = unsupportedPlatformReason();
       if (unsupported) throw new Error(unsupported);
       // stdio, the transport `merge-studio lsp --stdio` uses for other editors: one transport to test.

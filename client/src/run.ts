@@ -122,7 +122,8 @@ function announce(ctx: CtxInit, job: lsp.JobFinishedParams): void {
       .showInformationMessage(`Merge Studio: merged ${name} in ${job.seconds.toFixed(1)} s.`, 'Show Report', 'Reveal Output')
       .then((pick) => {
         if (pick === 'Show Report') return vscode.commands.executeCommand('mergeStudio.showReport', job.jobId);
-        if (pick === 'Reveal Output' && job.outputDir) return vscode.commands.executeCommand('revealFileInOS', vscode.Uri.file(job.outputDir));
+        if (pick === 'Reveal Output' && job.outputDir)
+          return vscode.commands.executeCommand('revealFileInOS', vscode.Uri.file(job.outputDir));
         return undefined;
       });
   } else if (job.cancelled) {

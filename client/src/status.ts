@@ -18,13 +18,28 @@ export function renderStatus(s: StatusState): { text: string; tooltip: string; c
   const links = '[Show Output](command:mergeStudio.showOutput) · [Restart Server](command:mergeStudio.restartServer)';
   if (s.phase === 'starting') return { text: '$(loading~spin) Merge Studio', tooltip: 'Starting the Merge Studio language server…' };
   if (s.phase === 'failed')
-    return { text: '$(error) Merge Studio', tooltip: `The language server failed: ${s.message ?? 'see the output'}\n\n${links}`, command: 'mergeStudio.showOutput', background: 'statusBarItem.errorBackground' };
-  if (s.phase === 'stopped') return { text: '$(circle-slash) Merge Studio', tooltip: `The language server is stopped.\n\n${links}`, command: 'mergeStudio.restartServer' };
+    return {
+      text: '$(error) Merge Studio',
+      tooltip: `The language server failed: ${s.message ?? 'see the output'}\n\n${links}`,
+      command: 'mergeStudio.showOutput',
+      background: 'statusBarItem.errorBackground',
+    };
+  if (s.phase === 'stopped')
+    return {
+      text: '$(circle-slash) Merge Studio',
+      tooltip: `The language server is stopped.\n\n${links}`,
+      command: 'mergeStudio.restartServer',
+    };
   if (s.runningJob) {
     const j = s.runningJob;
     // The stage's own progress and ETA when the server reports them (one ETA per stage), else the overall percentage.
     const stagePct = j.stagePercentage ?? null;
-    const pct = stagePct !== null ? ` ${stagePct}%${j.etaSeconds != null ? ` · ${formatEta(j.etaSeconds)} left` : ''}` : j.percentage === null ? '' : ` ${Math.round(j.percentage)}%`;
+    const pct =
+      stagePct !== null
+        ? ` ${stagePct}%${j.etaSeconds != null ? ` · ${formatEta(j.etaSeconds)} left` : ''}`
+        : j.percentage === null
+          ? ''
+          : ` ${Math.round(j.percentage)}%`;
     return {
       text: `$(sync~spin) Merge Studio: ${j.stage ?? 'starting'}${pct}`,
       tooltip: `Running ${displayName(j.uri)} (job ${j.jobId})${j.percentage === null ? '' : `, ${Math.round(j.percentage)}% overall`}. Click to cancel.\n\n${links}`,
@@ -37,7 +52,9 @@ export function renderStatus(s: StatusState): { text: string; tooltip: string; c
     text: `${icon} Merge Studio`,
     tooltip: `${detail}${links}`,
     command: 'mergeStudio.showOutput',
-    ...(s.health === 'ok' ? {} : { background: s.health === 'warning' ? 'statusBarItem.warningBackground' : 'statusBarItem.errorBackground' }),
+    ...(s.health === 'ok'
+      ? {}
+      : { background: s.health === 'warning' ? 'statusBarItem.warningBackground' : 'statusBarItem.errorBackground' }),
   };
 }
 
@@ -77,7 +94,11 @@ export class StatusBar implements vscode.Disposable {
 
   /** What a person sees, for the extension-host tests. */
   snapshot(): { text: string; command: string | undefined; visible: boolean } {
-    return { text: this.item.text, command: typeof this.item.command === 'string' ? this.item.command : this.item.command?.command, visible: this.state.phase !== 'idle' };
+    return {
+      text: this.item.text,
+      command: typeof this.item.command === 'string' ? this.item.command : this.item.command?.command,
+      visible: this.state.phase !== 'idle',
+    };
   }
 
   dispose(): void {

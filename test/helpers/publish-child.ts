@@ -13,7 +13,10 @@ const wait = async () => {
 async function main(): Promise<void> {
   const staged = await StagedOutput.create(target);
   await fs.writeFile(staged.file('model.safetensors'), 'new model');
-  await fs.writeFile(staged.file('report.json'), JSON.stringify({ version: 1, tool: { mergeStudio: 'test' }, output: { files: ['model.safetensors', 'report.json'] } }));
+  await fs.writeFile(
+    staged.file('report.json'),
+    JSON.stringify({ version: 1, tool: { mergeStudio: 'test' }, output: { files: ['model.safetensors', 'report.json'] } }),
+  );
   if (stopAt === 'staged') await wait();
   await staged.publish(async (step) => {
     if (step === stopAt) await wait();

@@ -65,7 +65,8 @@ export async function runSuite(tests: TestCase[]): Promise<void> {
     renameSync(`${out}.tmp`, out);
   }
   const failed = results.filter((r) => !r.ok);
-  if (failed.length) throw new Error(`${failed.length} of ${results.length} extension-host tests failed: ${failed.map((f) => f.name).join('; ')}`);
+  if (failed.length)
+    throw new Error(`${failed.length} of ${results.length} extension-host tests failed: ${failed.map((f) => f.name).join('; ')}`);
 }
 
 export function withTimeout<T>(p: Promise<T>, ms: number, message: string): Promise<T> {

@@ -12,7 +12,20 @@ import type { CheckRecipeResult, GetReportResult, OPEN_PANEL_COMMANDS, OpenRepor
 const OPEN_CORRELATION: (typeof OPEN_PANEL_COMMANDS)['correlation'] = 'mergeStudio.openCorrelationPanel';
 import type { MergeStudioApi } from '../../client/src/extension';
 import type { RunOutcome } from '../../client/src/run';
-import { assert, assertEqual, diagCode, diagnosticsOf, pageAccess, pageCheck, pageRequest, positionOf, runSuite, until, type PanelInPage, type TestCase } from './harness';
+import {
+  assert,
+  assertEqual,
+  diagCode,
+  diagnosticsOf,
+  pageAccess,
+  pageCheck,
+  pageRequest,
+  positionOf,
+  runSuite,
+  until,
+  type PanelInPage,
+  type TestCase,
+} from './harness';
 
 const EXTENSION_ID = 'merge-studio.merge-studio';
 
@@ -29,14 +42,19 @@ const open = async (uri: vscode.Uri) => {
 };
 const errors = (ds: vscode.Diagnostic[]) => ds.filter((d) => d.severity === vscode.DiagnosticSeverity.Error);
 const hoverText = (hs: vscode.Hover[]) =>
-  hs.flatMap((h) => h.contents).map((c) => (typeof c === 'string' ? c : c instanceof vscode.MarkdownString ? c.value : c.value)).join('\n');
+  hs
+    .flatMap((h) => h.contents)
+    .map((c) => (typeof c === 'string' ? c : c instanceof vscode.MarkdownString ? c.value : c.value))
+    .join('\n');
 const completionLabels = (list: vscode.CompletionList) => list.items.map((i) => (typeof i.label === 'string' ? i.label : i.label.label));
 
 let activated: MergeStudioApi | undefined;
 /** The job of the tiny recipe's run, once that test passed; the next test looks at its report in the editor. */
 let tinyRun: { jobId: string; reportPath: string } | undefined;
 const panelTab = (viewType: string) =>
-  vscode.window.tabGroups.all.flatMap((g) => g.tabs).find((t) => t.input instanceof vscode.TabInputWebview && t.input.viewType.endsWith(viewType));
+  vscode.window.tabGroups.all
+    .flatMap((g) => g.tabs)
+    .find((t) => t.input instanceof vscode.TabInputWebview && t.input.viewType.endsWith(viewType));
 const tabLabelsNow = () => vscode.window.tabGroups.all.flatMap((g) => g.tabs.map((t) => t.label));
 /** The extension's API, once the first test activated it; later tests fail with this message otherwise. */
 const api = (): MergeStudioApi => {
@@ -73,7 +91,13 @@ const tests: TestCase[] = [
         // Editor actions run on the focused editor: give it focus first (headless, focus can lag behind).
         await vscode.commands.executeCommand('workbench.action.focusActiveEditorGroup');
         await vscode.commands.executeCommand('editor.action.commentLine');
-        await until(vscode.workspace.onDidChangeTextDocument, line9, (t) => t === '  # lambda: 0.9', 5_000, 'line 9 after Toggle Line Comment');
+        await until(
+          vscode.workspace.onDidChangeTextDocument,
+          line9,
+          (t) => t === '  # lambda: 0.9',
+          5_000,
+          'line 9 after Toggle Line Comment',
+        );
         await vscode.commands.executeCommand('editor.action.commentLine');
         await until(vscode.workspace.onDidChangeTextDocument, line9, (t) => t === '  lambda: 0.9', 5_000, 'line 9 after toggling back');
       } finally {
@@ -85,15 +109,26 @@ const tests: TestCase[] = [
     name: 'diagnostics: an unknown key and an out-of-range lambda, each at its exact range',
     fn: async () => {
       const doc = await open(file('broken.merge.yaml'));
-      const ds = await diagnosticsOf(doc.uri, (d) => d.some((x) => diagCode(x) === 'unknown-key') && d.some((x) => diagCode(x) === 'out-of-range'));
+      const ds = await diagnosticsOf(
+        doc.uri,
+        (d) => d.some((x) => diagCode(x) === 'unknown-key') && d.some((x) => diagCode(x) === 'out-of-range'),
+      );
       const unknown = ds.find((d) => diagCode(d) === 'unknown-key')!;
       const at = positionOf(doc, 'methd');
-      assertEqual([unknown.range.start.line, unknown.range.start.character, unknown.range.end.character], [at.line, at.character, at.character + 5], 'unknown-key range');
+      assertEqual(
+        [unknown.range.start.line, unknown.range.start.character, unknown.range.end.character],
+        [at.line, at.character, at.character + 5],
+        'unknown-key range',
+      );
       assert(/method/.test(unknown.message), `unknown-key message suggests "method": ${unknown.message}`);
       assertEqual(unknown.source, 'merge-studio', 'diagnostic source');
       const range = ds.find((d) => diagCode(d) === 'out-of-range')!;
       const lam = positionOf(doc, '1.5');
-      assertEqual([range.range.start.line, range.range.start.character, range.range.end.character], [lam.line, lam.character, lam.character + 3], 'out-of-range range');
+      assertEqual(
+        [range.range.start.line, range.range.start.character, range.range.end.character],
+        [lam.line, lam.character, lam.character + 3],
+        'out-of-range range',
+      );
     },
   },
   {
@@ -121,10 +156,19 @@ const tests: TestCase[] = [
       const doc = await open(file('edit.merge.yaml'));
       // After `method: ` under align: the three alignment methods.
       const afterMethod = positionOf(doc, 'method: weights', 'method: '.length);
-      const values = completionLabels(await vscode.commands.executeCommand<vscode.CompletionList>('vscode.executeCompletionItemProvider', doc.uri, afterMethod));
-      for (const v of ['correlation', 'weights', 'none']) assert(values.includes(v), `align.method completion lacks ${v}: ${values.join(', ')}`);
+      const values = completionLabels(
+        await vscode.commands.executeCommand<vscode.CompletionList>('vscode.executeCompletionItemProvider', doc.uri, afterMethod),
+      );
+      for (const v of ['correlation', 'weights', 'none'])
+        assert(values.includes(v), `align.method completion lacks ${v}: ${values.join(', ')}`);
       // At the start of the blank line: the top-level keys the recipe does not have yet.
-      const keys = completionLabels(await vscode.commands.executeCommand<vscode.CompletionList>('vscode.executeCompletionItemProvider', doc.uri, new vscode.Position(6, 0)));
+      const keys = completionLabels(
+        await vscode.commands.executeCommand<vscode.CompletionList>(
+          'vscode.executeCompletionItemProvider',
+          doc.uri,
+          new vscode.Position(6, 0),
+        ),
+      );
       for (const k of ['probe', 'evaluate', 'runtime']) assert(keys.includes(k), `top-level completion lacks ${k}: ${keys.join(', ')}`);
       assert(!keys.includes('models'), `top-level completion offers models, which is already there: ${keys.join(', ')}`);
     },
@@ -133,9 +177,13 @@ const tests: TestCase[] = [
     name: 'hover documents keys and describes model folders',
     fn: async () => {
       const doc = await open(file('edit.merge.yaml'));
-      const onKey = hoverText(await vscode.commands.executeCommand<vscode.Hover[]>('vscode.executeHoverProvider', doc.uri, positionOf(doc, 'lambda', 2)));
+      const onKey = hoverText(
+        await vscode.commands.executeCommand<vscode.Hover[]>('vscode.executeHoverProvider', doc.uri, positionOf(doc, 'lambda', 2)),
+      );
       assert(/anchor/i.test(onKey), `hover on lambda: ${onKey}`);
-      const onModel = hoverText(await vscode.commands.executeCommand<vscode.Hover[]>('vscode.executeHoverProvider', doc.uri, positionOf(doc, 'hubert-postln-a', 3)));
+      const onModel = hoverText(
+        await vscode.commands.executeCommand<vscode.Hover[]>('vscode.executeHoverProvider', doc.uri, positionOf(doc, 'hubert-postln-a', 3)),
+      );
       // The fixture: HuBERT layout, 3 layers, hidden size 64.
       assert(/hubert/i.test(onModel) && /\b3\b/.test(onModel) && /\b64\b/.test(onModel), `hover on the anchor path: ${onModel}`);
     },
@@ -165,14 +213,21 @@ const tests: TestCase[] = [
     name: 'Run Recipe runs the tiny recipe to the end, with the job in the status bar, and Show Report opens its report',
     timeoutMs: 180_000,
     // The work-done progress shows as a notification with a Cancel button, then the result message.
-    ui: [{ toast: 'Merge Studio: tiny.merge.yaml: ', button: 'Cancel' }, { toast: 'Merge Studio: merged tiny.merge.yaml', button: 'Show Report' }],
+    ui: [
+      { toast: 'Merge Studio: tiny.merge.yaml: ', button: 'Cancel' },
+      { toast: 'Merge Studio: merged tiny.merge.yaml', button: 'Show Report' },
+    ],
     fn: async () => {
       const out = file('out', 'tiny').fsPath;
       rmSync(out, { recursive: true, force: true });
       // The refused run of the previous test leaves its progress toast (title and Cancel) on screen a moment after
       // the refusal, and while it is there the workbench shows no other progress toast: this run's would never
       // appear. Wait for it (where the runner can see the page) and clear it, as a person would close it.
-      await pageRequest({ kind: 'selector', selector: '.notification-toast:has-text("Merge Studio: broken.merge.yaml"):has(.monaco-button:has-text("Cancel"))', timeoutMs: 5_000 });
+      await pageRequest({
+        kind: 'selector',
+        selector: '.notification-toast:has-text("Merge Studio: broken.merge.yaml"):has(.monaco-button:has-text("Cancel"))',
+        timeoutMs: 5_000,
+      });
       await vscode.commands.executeCommand('notifications.clearAll');
       await pageRequest({ kind: 'selector', selector: '.notification-toast', state: 'detached', timeoutMs: 5_000 });
       // Every state the status bar goes through, recorded from its change event (no polling).
@@ -187,14 +242,19 @@ const tests: TestCase[] = [
       sub.dispose();
       // Stages come only from the server's serverStatus notifications.
       const stage = /Merge Studio: (load|probe|statistics|assign|permute|self-check|merge|evaluate|write)\b/;
-      assert(seen.some((x) => x.command === 'mergeStudio.cancelJob' && stage.test(x.text)), `the status bar never showed a job stage: ${[...new Set(seen.map((x) => x.text))].join(' | ')}`);
+      assert(
+        seen.some((x) => x.command === 'mergeStudio.cancelJob' && stage.test(x.text)),
+        `the status bar never showed a job stage: ${[...new Set(seen.map((x) => x.text))].join(' | ')}`,
+      );
       assert(api().status().command !== 'mergeStudio.cancelJob', `status bar after the job: ${api().status().text}`);
       const report = await vscode.commands.executeCommand<GetReportResult>('mergeStudio.showReport');
       assertEqual(report?.jobId, outcome.job.jobId, 'Show Report shows the last job');
       // The results webview panel opened beside the recipe (focus between editor groups lags in a headless page,
       // so look in every group rather than at the active one).
       const resultsTab = () =>
-        vscode.window.tabGroups.all.flatMap((g) => g.tabs).find((t) => t.input instanceof vscode.TabInputWebview && t.input.viewType.endsWith('mergeStudio.resultsPanel'));
+        vscode.window.tabGroups.all
+          .flatMap((g) => g.tabs)
+          .find((t) => t.input instanceof vscode.TabInputWebview && t.input.viewType.endsWith('mergeStudio.resultsPanel'));
       const tabLabels = () => vscode.window.tabGroups.all.flatMap((g) => g.tabs.map((t) => t.label));
       await until(vscode.window.tabGroups.onDidChangeTabs, tabLabels, () => resultsTab() !== undefined, 10_000, 'a Merge Results tab');
       assertEqual(resultsTab()?.label, 'Merge Studio: Merge Results', 'results panel title');
@@ -221,11 +281,27 @@ const tests: TestCase[] = [
         const titles = lenses.map((l) => `${l.range.start.line}: ${l.command?.title}`);
         const alignLine = positionOf(doc, 'align:').line;
         const mergeLine = positionOf(doc, 'merge:').line;
-        assert(lenses.some((l) => l.range.start.line === alignLine && /^Last run: correlation \S+ → \S+ over \d+ taps$/.test(l.command?.title ?? '')), `align lenses: ${titles.join(' | ')}`);
-        assert(lenses.some((l) => l.range.start.line === mergeLine && /^Last run: best permuted /.test(l.command?.title ?? '')), `merge lenses: ${titles.join(' | ')}`);
+        assert(
+          lenses.some(
+            (l) => l.range.start.line === alignLine && /^Last run: correlation \S+ → \S+ over \d+ taps$/.test(l.command?.title ?? ''),
+          ),
+          `align lenses: ${titles.join(' | ')}`,
+        );
+        assert(
+          lenses.some((l) => l.range.start.line === mergeLine && /^Last run: best permuted /.test(l.command?.title ?? '')),
+          `merge lenses: ${titles.join(' | ')}`,
+        );
         // Drawn in the editor, one row above `align:` and one above `merge:`, every lens (the page, where the runner can see it).
-        const drawnLenses = await pageCheck<{ ok: boolean; count: number }>('code lenses drawn in the editor', { kind: 'selector', selector: '.monaco-editor .codelens-decoration a', timeoutMs: 10_000 });
-        if (pageAccess) assert(drawnLenses && drawnLenses.ok && drawnLenses.count === lenses.length, `code lenses drawn in the recipe editor (all ${lenses.length}): ${JSON.stringify(drawnLenses)}`);
+        const drawnLenses = await pageCheck<{ ok: boolean; count: number }>('code lenses drawn in the editor', {
+          kind: 'selector',
+          selector: '.monaco-editor .codelens-decoration a',
+          timeoutMs: 10_000,
+        });
+        if (pageAccess)
+          assert(
+            drawnLenses && drawnLenses.ok && drawnLenses.count === lenses.length,
+            `code lenses drawn in the recipe editor (all ${lenses.length}): ${JSON.stringify(drawnLenses)}`,
+          );
         const lens = (title: string) => {
           const l = lenses.find((x) => x.command?.title === title);
           assert(l?.command, `no "${title}" lens: ${titles.join(' | ')}`);
@@ -238,14 +314,28 @@ const tests: TestCase[] = [
         // Open diagnostics: the correlation panel opens on that job's report and draws its charts.
         const shown = await vscode.commands.executeCommand<GetReportResult>(diagnostics.command, ...(diagnostics.arguments ?? []));
         assertEqual(shown?.reportPath, tinyRun.reportPath, 'report shown by Open diagnostics');
-        await until(vscode.window.tabGroups.onDidChangeTabs, tabLabelsNow, () => panelTab('mergeStudio.correlationPanel') !== undefined, 10_000, 'a Correlation Diagnostics tab');
-        const correlation = await pageCheck<PanelInPage>('the correlation panel draws', { kind: 'webview', title: 'Correlation diagnostics', timeoutMs: 30_000 });
+        await until(
+          vscode.window.tabGroups.onDidChangeTabs,
+          tabLabelsNow,
+          () => panelTab('mergeStudio.correlationPanel') !== undefined,
+          10_000,
+          'a Correlation Diagnostics tab',
+        );
+        const correlation = await pageCheck<PanelInPage>('the correlation panel draws', {
+          kind: 'webview',
+          title: 'Correlation diagnostics',
+          timeoutMs: 30_000,
+        });
         if (correlation) {
           assert(correlation.ok && correlation.panel, `the correlation panel did not finish drawing: ${JSON.stringify(correlation)}`);
           assertEqual(correlation.panel.errors, [], 'errors in the correlation panel');
           const ids = correlation.panel.charts.map((c) => c.id);
-          for (const id of ['correlation-by-layer', 'units-moved', 'correlation-heatmap']) assert(ids.includes(id), `correlation panel charts: ${ids.join(', ')}`);
-          assert(correlation.panel.charts.every((c) => c.marks > 0), `a correlation chart drew nothing: ${JSON.stringify(correlation.panel.charts)}`);
+          for (const id of ['correlation-by-layer', 'units-moved', 'correlation-heatmap'])
+            assert(ids.includes(id), `correlation panel charts: ${ids.join(', ')}`);
+          assert(
+            correlation.panel.charts.every((c) => c.marks > 0),
+            `a correlation chart drew nothing: ${JSON.stringify(correlation.panel.charts)}`,
+          );
         }
 
         // Open results: the results panel, score vs λ and the averages.
@@ -253,12 +343,29 @@ const tests: TestCase[] = [
         // A lens is clicked in the recipe's editor: it is the active one again (the panel opens beside it).
         await vscode.window.showTextDocument(doc, vscode.ViewColumn.One);
         await vscode.commands.executeCommand(results.command, ...(results.arguments ?? []));
-        await until(vscode.window.tabGroups.onDidChangeTabs, tabLabelsNow, () => panelTab('mergeStudio.resultsPanel') !== undefined, 10_000, 'a Merge Results tab');
-        const drawn = await pageCheck<PanelInPage>('the results panel draws', { kind: 'webview', title: 'Merge results', timeoutMs: 30_000 });
+        await until(
+          vscode.window.tabGroups.onDidChangeTabs,
+          tabLabelsNow,
+          () => panelTab('mergeStudio.resultsPanel') !== undefined,
+          10_000,
+          'a Merge Results tab',
+        );
+        const drawn = await pageCheck<PanelInPage>('the results panel draws', {
+          kind: 'webview',
+          title: 'Merge results',
+          timeoutMs: 30_000,
+        });
         if (drawn) {
           assert(drawn.ok && drawn.panel, `the results panel did not finish drawing: ${JSON.stringify(drawn)}`);
-          assertEqual(drawn.panel.charts.map((c) => c.id), ['score-by-lambda', 'average-score'], 'results panel charts');
-          assert(drawn.panel.charts.every((c) => c.marks > 0), `a results chart drew nothing: ${JSON.stringify(drawn.panel.charts)}`);
+          assertEqual(
+            drawn.panel.charts.map((c) => c.id),
+            ['score-by-lambda', 'average-score'],
+            'results panel charts',
+          );
+          assert(
+            drawn.panel.charts.every((c) => c.marks > 0),
+            `a results chart drew nothing: ${JSON.stringify(drawn.panel.charts)}`,
+          );
           // The recipe beside it with its lenses drawn, then one picture of the workbench.
           await vscode.commands.executeCommand('notifications.clearAll');
           await vscode.commands.executeCommand('workbench.action.closeSidebar');
@@ -282,7 +389,13 @@ const tests: TestCase[] = [
       const out = file('out', 'tiny').fsPath;
       rmSync(out, { recursive: true, force: true });
       const run = vscode.commands.executeCommand<RunOutcome>('mergeStudio.runRecipe', file('tiny.merge.yaml'));
-      await until(api().onDidChangeStatus, () => api().runningJob(), (j) => j !== null, 60_000, 'a running job');
+      await until(
+        api().onDidChangeStatus,
+        () => api().runningJob(),
+        (j) => j !== null,
+        60_000,
+        'a running job',
+      );
       const cancelled = await vscode.commands.executeCommand<{ cancelled: boolean }>('mergeStudio.cancelJob');
       const outcome = await run;
       assert(outcome.status === 'finished', `outcome: ${JSON.stringify(outcome)}`);
@@ -313,8 +426,15 @@ const tests: TestCase[] = [
         // The models resolve; what is left to fill in is the probe audio, and the server says so.
         const ds = await diagnosticsOf(target, (d) => d.length > 0);
         const models = ds.filter((d) => d.range.start.line <= 4 && d.severity === vscode.DiagnosticSeverity.Error);
-        assertEqual(models.map((d) => d.message), [], 'errors on the model lines');
-        assert(ds.some((d) => d.range.start.line === positionOf(doc, './probe').line), `no diagnostic on the missing probe folder: ${JSON.stringify(ds.map((d) => d.message))}`);
+        assertEqual(
+          models.map((d) => d.message),
+          [],
+          'errors on the model lines',
+        );
+        assert(
+          ds.some((d) => d.range.start.line === positionOf(doc, './probe').line),
+          `no diagnostic on the missing probe folder: ${JSON.stringify(ds.map((d) => d.message))}`,
+        );
       } finally {
         await vscode.commands.executeCommand('workbench.action.closeActiveEditor');
         rmSync(target.fsPath, { force: true });
@@ -347,7 +467,9 @@ const tests: TestCase[] = [
       await vscode.commands.executeCommand('mergeStudio.restartServer');
       assert(/\$\(check\)|\$\(warning\)/.test(api().status().text), `status after restart: ${api().status().text}`);
       const doc = await open(file('edit.merge.yaml'));
-      const hover = hoverText(await vscode.commands.executeCommand<vscode.Hover[]>('vscode.executeHoverProvider', doc.uri, positionOf(doc, 'lambda', 2)));
+      const hover = hoverText(
+        await vscode.commands.executeCommand<vscode.Hover[]>('vscode.executeHoverProvider', doc.uri, positionOf(doc, 'lambda', 2)),
+      );
       assert(hover.length > 0, 'no hover after restart');
     },
   },

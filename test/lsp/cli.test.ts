@@ -39,7 +39,9 @@ describe('merge-studio check', () => {
     const run = cli('check', file);
     const [d] = await checkRecipeText(read(path.join(root, file)), path.join(root, file));
     expect(run.stdout).toBe(`${formatDiagnostic(file, d!)}\n${file}: 0 errors, 1 warning\n`);
-    expect(run.stdout).toBe(`${file}:9:10: warning inconsistent-align: align.heads reorder has no effect: "attention" is not in align.permute\n${file}: 0 errors, 1 warning\n`);
+    expect(run.stdout).toBe(
+      `${file}:9:10: warning inconsistent-align: align.heads reorder has no effect: "attention" is not in align.permute\n${file}: 0 errors, 1 warning\n`,
+    );
     expect(run.stderr).toBe('');
     expect(run.status).toBe(0);
   });

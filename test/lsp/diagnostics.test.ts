@@ -73,7 +73,17 @@ describe('diagnostics over LSP', () => {
   });
 
   it('never crashes on hostile text', async () => {
-    const texts = ['', '\u0000\u0001', '{{{{', ': : :', '- - - -', '&a [*a, *a]', 'version: !!binary AAAA', `${'['.repeat(500)}`, 'a: '.repeat(300)];
+    const texts = [
+      '',
+      '\u0000\u0001',
+      '{{{{',
+      ': : :',
+      '- - - -',
+      '&a [*a, *a]',
+      'version: !!binary AAAA',
+      `${'['.repeat(500)}`,
+      'a: '.repeat(300),
+    ];
     let v = 0;
     for (const text of texts) {
       const diagnostics = await client.open(`untitled:hostile-${v++}`, text);
@@ -106,8 +116,13 @@ describe('file watching', () => {
     // Same size, same mtime second on coarse file systems: only the watcher notification can tell.
     const config = path.join(dir, 'b', 'config.json');
     writeFileSync(config, readFileSync(config, 'utf8').replace('"num_hidden_layers": 2', '"num_hidden_layers": 3'));
-    const republished = client.diagnostics.next((d) => d.uri === fileUri(file) && d.diagnostics.length > 0, client.diagnostics.values.length);
-    await client.connection.sendNotification(DidChangeWatchedFilesNotification.type, { changes: [{ uri: fileUri(config), type: FileChangeType.Changed }] });
+    const republished = client.diagnostics.next(
+      (d) => d.uri === fileUri(file) && d.diagnostics.length > 0,
+      client.diagnostics.values.length,
+    );
+    await client.connection.sendNotification(DidChangeWatchedFilesNotification.type, {
+      changes: [{ uri: fileUri(config), type: FileChangeType.Changed }],
+    });
     const { diagnostics } = await republished;
     expect(diagnostics.map((d) => d.code)).toEqual(['bad-checkpoint']);
     expect(diagnostics[0]!.message).toContain('does not match its config');
@@ -130,7 +145,10 @@ describe('internal failures', () => {
       expect(diagnostics.map((d) => [d.code, d.range.start.line, d.message])).toEqual([
         ['internal-error', 0, 'Merge Studio could not check this recipe (a bug, please report it): boom in inspectModel'],
       ]);
-      const hover = await client.connection.sendRequest(HoverRequest.type, { textDocument: { uri: fileUri(file) }, position: { line: 2, character: 12 } });
+      const hover = await client.connection.sendRequest(HoverRequest.type, {
+        textDocument: { uri: fileUri(file) },
+        position: { line: 2, character: 12 },
+      });
       expect(hover).toBeNull();
       const status = await client.serverStatus.next((s) => s.message?.startsWith('Internal error in hover') === true);
       expect(status.health).toBe('warning');

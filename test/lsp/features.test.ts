@@ -63,7 +63,11 @@ describe('completion', () => {
 
   it('offers keys of the mapping the cursor is in, following indentation', async () => {
     const items = await complete('version: 1\nmerge:\n  lambda: 0.5\n  |\noutput: ./out\n');
-    expect(labels(items).sort()).toEqual(schemaKeys(['merge']).filter((k) => k !== 'lambda').sort());
+    expect(labels(items).sort()).toEqual(
+      schemaKeys(['merge'])
+        .filter((k) => k !== 'lambda')
+        .sort(),
+    );
   });
 
   it('completes a partial key and replaces just the typed part', async () => {
@@ -71,7 +75,9 @@ describe('completion', () => {
     const method = items.find((i) => i.label === 'method')!;
     expect((method.textEdit as TextEdit).range).toEqual({ start: { line: 1, character: 2 }, end: { line: 1, character: 6 } });
     // The default first: the snippet's first choice is what leaving the key out means.
-    expect((method.textEdit as TextEdit).newText).toBe(`method: \${1|${['correlation', ...alignMethods().filter((m) => m !== 'correlation')].join(',')}|}`);
+    expect((method.textEdit as TextEdit).newText).toBe(
+      `method: \${1|${['correlation', ...alignMethods().filter((m) => m !== 'correlation')].join(',')}|}`,
+    );
   });
 
   it('renames in place when completing over an existing key', async () => {
@@ -186,7 +192,9 @@ describe('code actions', () => {
   it('inserts a missing nested key at the mapping indentation', async () => {
     const text = 'version: 1\nmodels:\n  anchor: ../models/tiny-a\nalign: { method: none }\nmerge: { lambda: 0.5 }\noutput: ../out/x\n';
     const add = (await fix(text)).find((a) => a.title === 'Add key "other"')!;
-    expect(add.result).toBe('version: 1\nmodels:\n  anchor: ../models/tiny-a\n  other: ./models/other\nalign: { method: none }\nmerge: { lambda: 0.5 }\noutput: ../out/x\n');
+    expect(add.result).toBe(
+      'version: 1\nmodels:\n  anchor: ../models/tiny-a\n  other: ./models/other\nalign: { method: none }\nmerge: { lambda: 0.5 }\noutput: ../out/x\n',
+    );
   });
 
   it('inserts a missing probe section for a correlation alignment', async () => {

@@ -7,7 +7,12 @@
 import { readFileSync } from 'node:fs';
 import { PassThrough } from 'node:stream';
 import { pathToFileURL } from 'node:url';
-import { createProtocolConnection, StreamMessageReader, StreamMessageWriter, type ProtocolConnection } from 'vscode-languageserver-protocol/node';
+import {
+  createProtocolConnection,
+  StreamMessageReader,
+  StreamMessageWriter,
+  type ProtocolConnection,
+} from 'vscode-languageserver-protocol/node';
 import {
   DidChangeTextDocumentNotification,
   DidOpenTextDocumentNotification,
@@ -75,7 +80,11 @@ export const defaultCapabilities: ClientCapabilities = {
   experimental: { mergeStudio: { serverStatusNotification: true } satisfies lsp.MergeStudioClientCapabilities },
 };
 
-export async function startTestServer(options: ServerOptions = {}, capabilities: ClientCapabilities = defaultCapabilities, initializationOptions?: unknown): Promise<TestClient> {
+export async function startTestServer(
+  options: ServerOptions = {},
+  capabilities: ClientCapabilities = defaultCapabilities,
+  initializationOptions?: unknown,
+): Promise<TestClient> {
   const toServer = new PassThrough();
   const toClient = new PassThrough();
   startServer(createConnection(new StreamMessageReader(toServer), new StreamMessageWriter(toClient)), options);
@@ -127,11 +136,16 @@ export async function connectClient(
     serverStatus,
     logs,
     async open(uri, text, version = 1) {
-      await connection.sendNotification(DidOpenTextDocumentNotification.type, { textDocument: { uri, languageId: 'merge-recipe', version, text } });
+      await connection.sendNotification(DidOpenTextDocumentNotification.type, {
+        textDocument: { uri, languageId: 'merge-recipe', version, text },
+      });
       return forVersion(uri, version);
     },
     async change(uri, version, text) {
-      await connection.sendNotification(DidChangeTextDocumentNotification.type, { textDocument: { uri, version }, contentChanges: [{ text }] });
+      await connection.sendNotification(DidChangeTextDocumentNotification.type, {
+        textDocument: { uri, version },
+        contentChanges: [{ text }],
+      });
       return forVersion(uri, version);
     },
     async shutdown() {

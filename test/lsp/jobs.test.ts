@@ -2,7 +2,13 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { CancellationTokenSource, LSPErrorCodes, ResponseError, WorkDoneProgressCancelNotification, type CancellationToken } from 'vscode-languageserver-protocol';
+import {
+  CancellationTokenSource,
+  LSPErrorCodes,
+  ResponseError,
+  WorkDoneProgressCancelNotification,
+  type CancellationToken,
+} from 'vscode-languageserver-protocol';
 import * as lsp from '../../protocol/lsp-ext';
 import { overallPercentage, type JobLauncher } from '../../server/src/lsp';
 import { fileUri, startTestServer, type TestClient } from './harness';
@@ -61,7 +67,14 @@ describe('jobs over LSP', () => {
     const uri = recipe('ok');
     const { jobId } = await client.connection.sendRequest(lsp.runRecipe, { uri, workDoneToken: 'run-1' });
     const finished = await client.jobFinished.next((j) => j.jobId === jobId);
-    expect(finished).toMatchObject({ jobId, uri, ok: true, cancelled: false, outputDir: path.join(dir, 'out-ok'), reportPath: path.join(dir, 'out-ok', 'report.json') });
+    expect(finished).toMatchObject({
+      jobId,
+      uri,
+      ok: true,
+      cancelled: false,
+      outputDir: path.join(dir, 'out-ok'),
+      reportPath: path.join(dir, 'out-ok', 'report.json'),
+    });
     expect(finished.summary).toEqual({ meanCorrelationBefore: 0.41, meanCorrelationAfter: 0.87, seconds: 0.1 });
 
     await client.progress.next((p) => p.token === 'run-1' && p.value.kind === 'end');
@@ -92,14 +105,21 @@ describe('jobs over LSP', () => {
     const uri = recipe('fail');
     const { jobId } = await client.connection.sendRequest(lsp.runRecipe, { uri });
     const finished = await client.jobFinished.next((j) => j.jobId === jobId);
-    expect(finished).toMatchObject({ ok: false, cancelled: false, error: { code: 'self-check-failed', message: 'permuted model differs from the original by 3e-2' } });
+    expect(finished).toMatchObject({
+      ok: false,
+      cancelled: false,
+      error: { code: 'self-check-failed', message: 'permuted model differs from the original by 3e-2' },
+    });
     await expect(client.connection.sendRequest(lsp.getReport, { jobId })).rejects.toThrow(`job ${jobId} failed; it has no report`);
   });
 
   it('turns a crash into a failure naming the exit code and the last stderr line', async () => {
     const { jobId } = await client.connection.sendRequest(lsp.runRecipe, { uri: recipe('crash') });
     const finished = await client.jobFinished.next((j) => j.jobId === jobId);
-    expect(finished.error).toEqual({ code: 'runtime-error', message: 'The engine exited with code 3: fatal: out of memory in the fake engine' });
+    expect(finished.error).toEqual({
+      code: 'runtime-error',
+      message: 'The engine exited with code 3: fatal: out of memory in the fake engine',
+    });
   });
 
   it('logs stdout lines that are not events instead of failing', async () => {
@@ -110,7 +130,9 @@ describe('jobs over LSP', () => {
 
   it('cancels a running job with mergeStudio/cancelJob: the child is killed, nothing is written', async () => {
     const { jobId } = await client.connection.sendRequest(lsp.runRecipe, { uri: recipe('hang'), workDoneToken: 'run-hang' });
-    await client.progress.next((p) => p.token === 'run-hang' && p.value.kind === 'report' && p.value.message === 'statistics: segment 1/100');
+    await client.progress.next(
+      (p) => p.token === 'run-hang' && p.value.kind === 'report' && p.value.message === 'statistics: segment 1/100',
+    );
     const status = await client.serverStatus.next((s) => s.runningJob?.jobId === jobId && s.runningJob.stage === 'statistics');
     expect(status.runningJob!.percentage).toBe(overallPercentage('statistics', 1, 100));
     // The stage's own progress for the status bar; no ETA in the stage's first seconds.
@@ -187,7 +209,9 @@ describe('cancelling a run before its job starts ($/cancelRequest)', () => {
 describe('without an engine', () => {
   it('says jobs are unavailable, in capabilities, status and refusals', async () => {
     client = await startTestServer({ launcher: null });
-    expect((client.initializeResult.capabilities.experimental as { mergeStudio: lsp.MergeStudioServerCapabilities }).mergeStudio.jobs).toBe(false);
+    expect((client.initializeResult.capabilities.experimental as { mergeStudio: lsp.MergeStudioServerCapabilities }).mergeStudio.jobs).toBe(
+      false,
+    );
     expect((await client.serverStatus.next()).health).toBe('warning');
     expect((await runError({ uri: recipe('ok') })).data).toEqual({ reason: 'no-engine' });
   });

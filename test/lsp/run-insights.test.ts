@@ -61,7 +61,8 @@ let client: TestClient;
 const sha = (text: string) => createHash('sha256').update(text, 'utf8').digest('hex');
 const range = (line: number, start: number, end: number) => ({ start: { line, character: start }, end: { line, character: end } });
 const low = (ds: Diagnostic[]) => ds.filter((d) => d.code === lsp.LOW_CORRELATION_CODE);
-const lenses = async (): Promise<CodeLens[]> => (await client.connection.sendRequest(CodeLensRequest.type, { textDocument: { uri } })) ?? [];
+const lenses = async (): Promise<CodeLens[]> =>
+  (await client.connection.sendRequest(CodeLensRequest.type, { textDocument: { uri } })) ?? [];
 const hover = async (line: number, character: number): Promise<string | null> => {
   const h = await client.connection.sendRequest(HoverRequest.type, { textDocument: { uri }, position: { line, character } });
   return h ? (h.contents as MarkupContent).value : null;
@@ -101,7 +102,9 @@ describe('a report on disk beside the recipe', () => {
     expect(cnn).toMatchObject({ group: 'cnn', threshold: 0.2, reportId: diskReportId(reportPath) });
     expect(cnn!.taps.map((t) => t.tap)).toEqual(['conv.1', 'conv.4', 'conv.5', 'conv.6']);
     expect(ffn!.taps.map((t) => t.tap)).toEqual(['layer.0.ffn', 'layer.1.ffn', 'layer.2.ffn', 'layer.3.ffn']);
-    expect(warnings[0]!.message).toMatch(/^Last run: 4 of 7 CNN taps stay below correlation 0\.2 after permutation \(conv\.1 0\.05, conv\.4 0\.10, /);
+    expect(warnings[0]!.message).toMatch(
+      /^Last run: 4 of 7 CNN taps stay below correlation 0\.2 after permutation \(conv\.1 0\.05, conv\.4 0\.10, /,
+    );
   });
 
   it('checkRecipe answers the pushed diagnostics, run-insight warnings included (one diagnosticsFor)', async () => {
@@ -147,7 +150,12 @@ describe('a report on disk beside the recipe', () => {
     expect(ffn).toContain('The hidden units of each feed-forward block.');
     const layer1 = (await hover(16, 17))!;
     expect(layer1).toMatch(/^\*\*Last run, layer 1\*\* \(λ entry 1\)/);
-    expect(layer1.split('\n').filter((l) => l.startsWith('| layer.')).map((l) => l.split(' | ')[0])).toEqual(['| layer.1.attn.v', '| layer.1.ffn']);
+    expect(
+      layer1
+        .split('\n')
+        .filter((l) => l.startsWith('| layer.'))
+        .map((l) => l.split(' | ')[0]),
+    ).toEqual(['| layer.1.attn.v', '| layer.1.ffn']);
     const scores = (await hover(14, 2))!;
     expect(scores).toContain('**Last run**: best permuted 0.324 (λ 0.5) vs linear 0.332 (λ 0.5) · anchor 0.194 · other 0.269 over 5 tasks');
     // Keys a run does not measure keep their plain hover.
@@ -155,7 +163,10 @@ describe('a report on disk beside the recipe', () => {
   });
 
   it('hover: a λ override confined to one layer shows that layer', async () => {
-    const overrides = RECIPE.replace('  lambda: [0.5, 0.4]', '  lambda:\n    default: 0.5\n    overrides:\n      encoder.layers.3.**: 0.2\n      encoder.layers.*.attention.**: 0.6');
+    const overrides = RECIPE.replace(
+      '  lambda: [0.5, 0.4]',
+      '  lambda:\n    default: 0.5\n    overrides:\n      encoder.layers.3.**: 0.2\n      encoder.layers.*.attention.**: 0.6',
+    );
     writeRun(overrides);
     await client.open(uri, overrides);
     const layer3 = (await hover(19, 8))!;
@@ -217,14 +228,18 @@ describe('a report on disk beside the recipe', () => {
     expect(await lenses()).toEqual([]);
     const reportPath = writeRun(RECIPE);
     const from = client.diagnostics.values.length;
-    await client.connection.sendNotification(DidChangeWatchedFilesNotification.type, { changes: [{ uri: fileUri(reportPath), type: FileChangeType.Created }] });
+    await client.connection.sendNotification(DidChangeWatchedFilesNotification.type, {
+      changes: [{ uri: fileUri(reportPath), type: FileChangeType.Created }],
+    });
     const published = await client.diagnostics.next((d) => d.uri === uri && low(d.diagnostics).length === 2, from);
     expect(low(published.diagnostics)).toHaveLength(2);
     expect(await lenses()).toHaveLength(7);
 
     rmSync(path.join(dir, 'out'), { recursive: true });
     const from2 = client.diagnostics.values.length;
-    await client.connection.sendNotification(DidChangeWatchedFilesNotification.type, { changes: [{ uri: fileUri(reportPath), type: FileChangeType.Deleted }] });
+    await client.connection.sendNotification(DidChangeWatchedFilesNotification.type, {
+      changes: [{ uri: fileUri(reportPath), type: FileChangeType.Deleted }],
+    });
     await client.diagnostics.next((d) => d.uri === uri && low(d.diagnostics).length === 0, from2);
     expect(await lenses()).toEqual([]);
   });
@@ -251,7 +266,10 @@ describe('the threshold setting', () => {
 
 describe('a job of the server', () => {
   it('its report becomes the recipe’s last run: warnings and lenses name the job', async () => {
-    client = await startTestServer({ launcher: (file) => ({ command: process.execPath, args: [reportEngine, file] }) }, { ...defaultCapabilities, workspace: { ...defaultCapabilities.workspace, codeLens: { refreshSupport: true } } });
+    client = await startTestServer(
+      { launcher: (file) => ({ command: process.execPath, args: [reportEngine, file] }) },
+      { ...defaultCapabilities, workspace: { ...defaultCapabilities.workspace, codeLens: { refreshSupport: true } } },
+    );
     let refreshed!: () => void;
     const refresh = new Promise<void>((resolve) => (refreshed = resolve));
     client.connection.onRequest(CodeLensRefreshRequest.type, () => refreshed());

@@ -4,7 +4,14 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ExitNotification, HoverRequest, ShutdownRequest, StreamMessageReader, StreamMessageWriter, type MarkupContent } from 'vscode-languageserver-protocol/node';
+import {
+  ExitNotification,
+  HoverRequest,
+  ShutdownRequest,
+  StreamMessageReader,
+  StreamMessageWriter,
+  type MarkupContent,
+} from 'vscode-languageserver-protocol/node';
 import * as lsp from '../../protocol/lsp-ext';
 import { connectClient, fileUri, read, type TestClient } from './harness';
 
@@ -40,7 +47,10 @@ describe('bundled server over stdio', () => {
     const diagnostics = await client.open(fileUri(recipe), read(recipe));
     expect(diagnostics.map((d) => [d.code, d.range.start.line, d.range.start.character])).toEqual([['incompatible-models', 3, 9]]);
 
-    const hover = await client.connection.sendRequest(HoverRequest.type, { textDocument: { uri: fileUri(recipe) }, position: { line: 2, character: 14 } });
+    const hover = await client.connection.sendRequest(HoverRequest.type, {
+      textDocument: { uri: fileUri(recipe) },
+      position: { line: 2, character: 14 },
+    });
     expect((hover!.contents as MarkupContent).value).toContain('2 layers × 8 hidden');
   });
 
@@ -49,11 +59,16 @@ describe('bundled server over stdio', () => {
     try {
       const model = path.join(root, 'test', 'fixtures', 'hf-reference', 'hubert-postln-a');
       const file = path.join(dir, 'tiny.merge.yaml');
-      writeFileSync(file, `version: 1\nmodels:\n  anchor: ${model}\n  other: ${model}\nalign: { method: none }\nmerge: { lambda: 0.5 }\noutput: ./out\nruntime: { device: cpu }\n`);
+      writeFileSync(
+        file,
+        `version: 1\nmodels:\n  anchor: ${model}\n  other: ${model}\nalign: { method: none }\nmerge: { lambda: 0.5 }\noutput: ./out\nruntime: { device: cpu }\n`,
+      );
       const { jobId } = await client.connection.sendRequest(lsp.runRecipe, { uri: fileUri(file), workDoneToken: 'e2e' });
       const finished = await client.jobFinished.next((j) => j.jobId === jobId);
       expect(finished).toMatchObject({ ok: true, outputDir: path.join(dir, 'out'), reportPath: path.join(dir, 'out', 'report.json') });
-      const stages = client.progress.values.filter((p) => p.token === 'e2e' && p.value.kind === 'report').map((p) => (p.value as { message?: string }).message);
+      const stages = client.progress.values
+        .filter((p) => p.token === 'e2e' && p.value.kind === 'report')
+        .map((p) => (p.value as { message?: string }).message);
       expect(stages[0]).toMatch(/^load: /);
       expect(stages.at(-1)).toMatch(/^write: /);
       const { report } = await client.connection.sendRequest(lsp.getReport, { jobId });
@@ -64,7 +79,6 @@ describe('bundled server over stdio', () => {
   });
 
   it('exits cleanly on shutdown + exit, having written nothing but the protocol', async () => {
-
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
     await client.connection.sendRequest(ShutdownRequest.type);
     // A separate process: here `exit` is how a client ends it (never in-process, where it would end the test worker).

@@ -16,7 +16,8 @@ const fixture = path.join(__dirname, '../fixtures/hf-reference/hubert-postln-a')
 
 /** A real checkpoint with some tensors replaced or added. */
 function withTensors(base: Checkpoint, extra: Record<string, Tensor>): Checkpoint {
-  const info = (name: string): TensorInfo | undefined => (extra[name] ? { name, dtype: 'F32', shape: extra[name]!.shape } : base.info(name));
+  const info = (name: string): TensorInfo | undefined =>
+    extra[name] ? { name, dtype: 'F32', shape: extra[name]!.shape } : base.info(name);
   return {
     file: base.file,
     tensors: () => [...base.tensors().filter((t) => !extra[t.name]), ...Object.keys(extra).map((n) => info(n)!)],
@@ -38,9 +39,20 @@ describe('checkpoint extras (drop-in output)', () => {
     const head = { shape: [3, D], data: Float32Array.from({ length: 3 * D }, (_, i) => -i) };
     const anchor = withTensors(await openCheckpoint(fixture), { masked_spec_embed: { shape: [D], data: a }, 'lm_head.weight': head });
     const other = withTensors(await openCheckpoint(fixture), { masked_spec_embed: { shape: [D], data: b } });
-    const layout = detectLayout(anchor.tensors().map((t) => t.name), anchor.file);
+    const layout = detectLayout(
+      anchor.tensors().map((t) => t.name),
+      anchor.file,
+    );
     const residual = Int32Array.from({ length: D }, (_, i) => D - 1 - i); // reversed
-    const extras = await checkpointExtras({ anchor, anchorLayout: layout, other, otherLayout: layout, config: cfg, residual, merge: { method: 'linear', lambda: 0.25, layers: cfg.layers, preLayerNorm: cfg.preLayerNorm } });
+    const extras = await checkpointExtras({
+      anchor,
+      anchorLayout: layout,
+      other,
+      otherLayout: layout,
+      config: cfg,
+      residual,
+      merge: { method: 'linear', lambda: 0.25, layers: cfg.layers, preLayerNorm: cfg.preLayerNorm },
+    });
     try {
       expect(extras.tensors.map((t) => t.name).sort()).toEqual(['lm_head.weight', 'masked_spec_embed']);
       expect(extras.merged).toEqual(['masked_spec_embed']);

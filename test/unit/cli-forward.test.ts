@@ -18,7 +18,11 @@ describe('merge-studio forward', () => {
     const r = runCli(['forward', '--model', path.join(HF_REFERENCE, 'wav2vec2-postln'), '--audio', wav, '--out', out]);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
-    const json = JSON.parse(readFileSync(out, 'utf8')) as { hidden_states: number[][][]; last_hidden_state: number[][]; frame_rate: number };
+    const json = JSON.parse(readFileSync(out, 'utf8')) as {
+      hidden_states: number[][][];
+      last_hidden_state: number[][];
+      frame_rate: number;
+    };
     expect(json.frame_rate).toBe(50);
     expect(json.hidden_states).toHaveLength(ref.hidden_states.length);
     json.hidden_states.forEach((h, k) => expect(relativeMaxError(h.flat(), ref.hidden_states[k]!)).toBeLessThan(1e-4));
@@ -26,9 +30,21 @@ describe('merge-studio forward', () => {
   });
 
   it.each([
-    ['a missing model folder', ['--model', 'no/such/model', '--audio', 'test/fixtures/audio/tone-16k.wav'], /model folder no\/such\/model does not exist/],
-    ['unreadable audio', ['--model', path.join(HF_REFERENCE, 'hubert-preln'), '--audio', path.join(FIXTURES, 'audio', 'not-audio.wav')], /not-audio.wav: not a WAV, FLAC or MP3 file/],
-    ['an unknown device', ['--model', path.join(HF_REFERENCE, 'hubert-preln'), '--audio', 'x.wav', '--device', 'tpu'], /--device must be one of auto, cpu, webgpu, cuda/],
+    [
+      'a missing model folder',
+      ['--model', 'no/such/model', '--audio', 'test/fixtures/audio/tone-16k.wav'],
+      /model folder no\/such\/model does not exist/,
+    ],
+    [
+      'unreadable audio',
+      ['--model', path.join(HF_REFERENCE, 'hubert-preln'), '--audio', path.join(FIXTURES, 'audio', 'not-audio.wav')],
+      /not-audio.wav: not a WAV, FLAC or MP3 file/,
+    ],
+    [
+      'an unknown device',
+      ['--model', path.join(HF_REFERENCE, 'hubert-preln'), '--audio', 'x.wav', '--device', 'tpu'],
+      /--device must be one of auto, cpu, webgpu, cuda/,
+    ],
   ])('exits non-zero with a one-line reason for %s', (_, args, message) => {
     const r = runCli(['forward', ...args]);
     expect(r.code).not.toBe(0);

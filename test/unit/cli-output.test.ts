@@ -14,7 +14,10 @@ const MODEL = path.join(HF_REFERENCE, 'hubert-postln-a');
 /** Runs the CLI with a stdout whose reader has already gone away (`… | head -0`): every write fails with EPIPE. */
 function runWithClosedStdout(args: string[]): Promise<{ code: number | null; stderr: string }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [path.join(ROOT, 'bin', 'merge-studio.js'), ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [path.join(ROOT, 'bin', 'merge-studio.js'), ...args], {
+      cwd: ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     child.stdout.destroy();
     let stderr = '';
     child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
@@ -33,7 +36,20 @@ function withoutGpuProbeNoise(stderr: string): string {
 
 async function recipeIn(dir: string, output: string): Promise<string> {
   const file = path.join(dir, 'r.merge.yaml');
-  await fs.writeFile(file, ['version: 1', 'models:', `  anchor: ${MODEL}`, `  other: ${MODEL}`, 'align: { method: none }', 'merge:', '  lambda: 0.5', `output: ${output}`, ''].join('\n'));
+  await fs.writeFile(
+    file,
+    [
+      'version: 1',
+      'models:',
+      `  anchor: ${MODEL}`,
+      `  other: ${MODEL}`,
+      'align: { method: none }',
+      'merge:',
+      '  lambda: 0.5',
+      `output: ${output}`,
+      '',
+    ].join('\n'),
+  );
   return file;
 }
 
@@ -41,7 +57,10 @@ async function recipeIn(dir: string, output: string): Promise<string> {
 async function killedMidPublish(dir: string): Promise<void> {
   const previous = path.join(dir, '.out.staging-Zz99Yy.previous');
   await fs.mkdir(previous);
-  await fs.writeFile(path.join(previous, 'report.json'), JSON.stringify({ version: 1, tool: { mergeStudio: '0.1.0' }, output: { files: ['report.json'] } }));
+  await fs.writeFile(
+    path.join(previous, 'report.json'),
+    JSON.stringify({ version: 1, tool: { mergeStudio: '0.1.0' }, output: { files: ['report.json'] } }),
+  );
   await fs.mkdir(path.join(dir, '.out.staging-Zz99Yy'));
 }
 
@@ -50,7 +69,10 @@ describe('a closed stdout ends a command quietly', () => {
     ['doctor', ['doctor']],
     ['run --dry-run', ['run', MINIMAL, '--dry-run']],
     ['check', ['check', MINIMAL]],
-    ['forward --summary', ['forward', '--model', path.join(HF_REFERENCE, 'hubert-preln'), '--audio', path.join(FIXTURES, 'audio', 'tone-16k.wav'), '--summary']],
+    [
+      'forward --summary',
+      ['forward', '--model', path.join(HF_REFERENCE, 'hubert-preln'), '--audio', path.join(FIXTURES, 'audio', 'tone-16k.wav'), '--summary'],
+    ],
   ])('%s: exit code 0, nothing on stderr', async (_, args) => {
     const r = await runWithClosedStdout(args);
     expect(withoutGpuProbeNoise(r.stderr)).toBe('');
@@ -82,7 +104,9 @@ describe('run --dry-run and the output folder', () => {
     await killedMidPublish(dir);
     const r = runCli(['run', await recipeIn(dir, './out'), '--dry-run']);
     expect(r.code).toBe(0);
-    expect(r.stdout).toContain(`would restore ${path.join(dir, 'out')} from .out.staging-Zz99Yy.previous, where a stopped run had moved it`);
+    expect(r.stdout).toContain(
+      `would restore ${path.join(dir, 'out')} from .out.staging-Zz99Yy.previous, where a stopped run had moved it`,
+    );
     expect(existsSync(path.join(dir, 'out'))).toBe(false);
   });
 });
@@ -118,8 +142,12 @@ describe('merge-studio clean and doctor', () => {
     expect(r.stdout).toContain('r.merge.yaml: would restore');
     expect(r.stdout).toContain('run `merge-studio clean r.merge.yaml`');
     expect(existsSync(path.join(dir, 'out'))).toBe(false);
-    const json = JSON.parse(runCli(['doctor', '--json', '--fix'], { cwd: dir }).stdout) as { leftovers: { recipe: string; actions: string[] }[] };
-    expect(json.leftovers).toEqual([{ recipe: 'r.merge.yaml', actions: [expect.stringMatching(/^restored /), expect.stringMatching(/^removed /)] }]);
+    const json = JSON.parse(runCli(['doctor', '--json', '--fix'], { cwd: dir }).stdout) as {
+      leftovers: { recipe: string; actions: string[] }[];
+    };
+    expect(json.leftovers).toEqual([
+      { recipe: 'r.merge.yaml', actions: [expect.stringMatching(/^restored /), expect.stringMatching(/^removed /)] },
+    ]);
     expect(readdirSync(dir).sort()).toEqual(['out', 'r.merge.yaml']);
   });
 });

@@ -14,7 +14,21 @@ const MODEL = path.join(HF_REFERENCE, 'hubert-postln-a');
 async function recipe(dir: string, align: string): Promise<string> {
   const file = path.join(dir, 'r.merge.yaml');
   const probe = path.join(ROOT, 'test', 'fixtures', 'audio');
-  await fs.writeFile(file, ['version: 1', 'models:', `  anchor: ${MODEL}`, `  other: ${MODEL}`, `probe: { audio: [${probe}] }`, `align: ${align}`, 'merge:', '  lambda: 0.5', 'output: ./out', ''].join('\n'));
+  await fs.writeFile(
+    file,
+    [
+      'version: 1',
+      'models:',
+      `  anchor: ${MODEL}`,
+      `  other: ${MODEL}`,
+      `probe: { audio: [${probe}] }`,
+      `align: ${align}`,
+      'merge:',
+      '  lambda: 0.5',
+      'output: ./out',
+      '',
+    ].join('\n'),
+  );
   return file;
 }
 

@@ -24,17 +24,36 @@ const job: ShardedJob = {
 
 describe('cluster jobs', () => {
   it('emits a Kubernetes Indexed Job and a reduce Job that validate against the Kubernetes API schema', () => {
-    const docs = parseAllDocuments(kubernetesManifest(job, { image: 'registry.example/merge-studio:0.1', claim: 'work' })).map((d) => d.toJSON() as Record<string, unknown>);
+    const docs = parseAllDocuments(kubernetesManifest(job, { image: 'registry.example/merge-studio:0.1', claim: 'work' })).map(
+      (d) => d.toJSON() as Record<string, unknown>,
+    );
     expect(docs).toHaveLength(2);
     for (const doc of docs) new Job(doc as never).validate(); // throws on any schema violation
-    const stats = docs[0] as { spec: { completionMode: string; completions: number; template: { spec: { containers: { command: string[] }[] } } } };
+    const stats = docs[0] as {
+      spec: { completionMode: string; completions: number; template: { spec: { containers: { command: string[] }[] } } };
+    };
     expect(stats.spec.completionMode).toBe('Indexed');
     expect(stats.spec.completions).toBe(4);
     const cmd = stats.spec.template.spec.containers[0]!.command;
     expect(cmd[2]).toContain('--shard "$JOB_COMPLETION_INDEX/4"');
     expect(cmd[2]).toContain(`--out 'stats dir/shard-'"$JOB_COMPLETION_INDEX"`);
-    const reduce = docs[1] as { spec: { template: { spec: { initContainers: { command: string[] }[]; containers: { command: string[] }[] } } } };
-    expect(reduce.spec.template.spec.containers[0]!.command).toEqual(['merge-studio', 'run', 'speech-music.merge.yaml', '--stats', 'stats dir/shard-0', 'stats dir/shard-1', 'stats dir/shard-2', 'stats dir/shard-3', '--threads', '4', '--progress', 'plain']);
+    const reduce = docs[1] as {
+      spec: { template: { spec: { initContainers: { command: string[] }[]; containers: { command: string[] }[] } } };
+    };
+    expect(reduce.spec.template.spec.containers[0]!.command).toEqual([
+      'merge-studio',
+      'run',
+      'speech-music.merge.yaml',
+      '--stats',
+      'stats dir/shard-0',
+      'stats dir/shard-1',
+      'stats dir/shard-2',
+      'stats dir/shard-3',
+      '--threads',
+      '4',
+      '--progress',
+      'plain',
+    ]);
     expect(reduce.spec.template.spec.initContainers[0]!.command[2]).toMatch(/-ge 4 \]/);
   });
 
@@ -58,7 +77,10 @@ describe('cluster jobs', () => {
     await fs.writeFile(fake, '#!/bin/sh\nfor a in "$@"; do printf "[%s]" "$a"; done\n', { mode: 0o755 });
     const script = slurmScript({ ...job, command: [fake] });
     await fs.writeFile(file, script);
-    const out = execFileSync('bash', [file], { env: { ...process.env, SLURM_ARRAY_TASK_ID: '2', SLURM_CPUS_PER_TASK: '3' }, encoding: 'utf8' });
+    const out = execFileSync('bash', [file], {
+      env: { ...process.env, SLURM_ARRAY_TASK_ID: '2', SLURM_CPUS_PER_TASK: '3' },
+      encoding: 'utf8',
+    });
     expect(out).toBe('[stats][speech-music.merge.yaml][--shard][2/4][--out][stats dir/shard-2][--threads][3][--progress][plain]');
     expect(shellQuote("it's")).toBe(`'it'\\''s'`);
   });

@@ -42,7 +42,10 @@ async function failure(p: Promise<unknown>): Promise<EngineError> {
 describe('loadTaskDataset', () => {
   it('loads a good task: classes from train sorted, paths absolute, lines kept', async () => {
     const dir = task({
-      train: { csv: '\ufefffile,label\r\nx/b.wav,dog\r\na.wav,cat\r\n\r\n"c, 1.wav","say ""hi"""\r\n', files: ['x/b.wav', 'a.wav', 'c, 1.wav'] },
+      train: {
+        csv: '\ufefffile,label\r\nx/b.wav,dog\r\na.wav,cat\r\n\r\n"c, 1.wav","say ""hi"""\r\n',
+        files: ['x/b.wav', 'a.wav', 'c, 1.wav'],
+      },
       test: { csv: 'file,label\nd.wav,cat\n', files: ['d.wav'] },
     });
     const ds = await loadTaskDataset(dir);
@@ -65,7 +68,9 @@ describe('loadTaskDataset', () => {
   it('refuses a missing task folder, naming it', async () => {
     const missing = path.join(root, 'no-such-task');
     const e = await failure(loadTaskDataset(missing));
-    expect(e.message).toBe(`${missing}: task folder not found (a task folder holds train/ and test/, each with audio files and labels.csv (header "file,label"))`);
+    expect(e.message).toBe(
+      `${missing}: task folder not found (a task folder holds train/ and test/, each with audio files and labels.csv (header "file,label"))`,
+    );
     expect(e.file).toBe(missing);
   });
 
@@ -92,17 +97,23 @@ describe('loadTaskDataset', () => {
   it('refuses a missing header, pointing at line 1', async () => {
     const dir = task({ train: { csv: 'a.wav,cat\nb.wav,dog\n', files: ['a.wav', 'b.wav'] }, test: okTest });
     const e = await failure(loadTaskDataset(dir));
-    expect(e.message).toBe(`${path.join(dir, 'train', 'labels.csv')}:1: header must be "file,label", found "a.wav,cat" (the header is missing: the first line looks like a row)`);
+    expect(e.message).toBe(
+      `${path.join(dir, 'train', 'labels.csv')}:1: header must be "file,label", found "a.wav,cat" (the header is missing: the first line looks like a row)`,
+    );
   });
 
   it('refuses an extra header column', async () => {
     const dir = task({ train: { csv: 'file,label,speaker\na.wav,cat,x\n', files: ['a.wav'] }, test: okTest });
-    expect((await failure(loadTaskDataset(dir))).message).toMatch(/labels\.csv:1: header must be "file,label", found "file,label,speaker" \(3 columns; only file and label are allowed\)$/);
+    expect((await failure(loadTaskDataset(dir))).message).toMatch(
+      /labels\.csv:1: header must be "file,label", found "file,label,speaker" \(3 columns; only file and label are allowed\)$/,
+    );
   });
 
   it('refuses a row with the wrong number of columns, with its line', async () => {
     const dir = task({ train: { csv: 'file,label\na.wav,cat\nb.wav,dog,extra\n', files: ['a.wav', 'b.wav'] }, test: okTest });
-    expect((await failure(loadTaskDataset(dir))).message).toMatch(/train[/\\]labels\.csv:3: expected 2 columns \(file,label\), found 3: "b\.wav,dog,extra"$/);
+    expect((await failure(loadTaskDataset(dir))).message).toMatch(
+      /train[/\\]labels\.csv:3: expected 2 columns \(file,label\), found 3: "b\.wav,dog,extra"$/,
+    );
     const dir2 = task({ train: { csv: 'file,label\na.wav\n', files: ['a.wav'] }, test: okTest });
     expect((await failure(loadTaskDataset(dir2))).message).toMatch(/labels\.csv:2: expected 2 columns \(file,label\), found 1/);
   });
@@ -125,25 +136,36 @@ describe('loadTaskDataset', () => {
 
   it('refuses an empty split', async () => {
     const dir = task({ train: okTrain, test: { csv: 'file,label\n\n' } });
-    expect((await failure(loadTaskDataset(dir))).message).toMatch(/test[/\\]labels\.csv: the test split is empty \(no rows after the header\)$/);
+    expect((await failure(loadTaskDataset(dir))).message).toMatch(
+      /test[/\\]labels\.csv: the test split is empty \(no rows after the header\)$/,
+    );
     const dir2 = task({ train: { csv: '' }, test: okTest });
-    expect((await failure(loadTaskDataset(dir2))).message).toMatch(/train[/\\]labels\.csv:1: empty file; expected the header "file,label"$/);
+    expect((await failure(loadTaskDataset(dir2))).message).toMatch(
+      /train[/\\]labels\.csv:1: empty file; expected the header "file,label"$/,
+    );
   });
 
   it('refuses a test label that train never shows', async () => {
     const dir = task({ train: okTrain, test: { csv: 'file,label\nc.wav,dog\nd.wav,bird\n', files: ['c.wav', 'd.wav'] } });
     const e = await failure(loadTaskDataset(dir));
-    expect(e.message).toBe(`${path.join(dir, 'test', 'labels.csv')}:3: label "bird" does not appear in train/labels.csv (known: "cat", "dog")`);
+    expect(e.message).toBe(
+      `${path.join(dir, 'test', 'labels.csv')}:3: label "bird" does not appear in train/labels.csv (known: "cat", "dog")`,
+    );
   });
 
   it('refuses a train split with a single class', async () => {
-    const dir = task({ train: { csv: 'file,label\na.wav,cat\nb.wav,cat\n', files: ['a.wav', 'b.wav'] }, test: { csv: 'file,label\nc.wav,cat\n', files: ['c.wav'] } });
+    const dir = task({
+      train: { csv: 'file,label\na.wav,cat\nb.wav,cat\n', files: ['a.wav', 'b.wav'] },
+      test: { csv: 'file,label\nc.wav,cat\n', files: ['c.wav'] },
+    });
     expect((await failure(loadTaskDataset(dir))).message).toMatch(/train has only one label \("cat"\); a classifier needs at least two$/);
   });
 
   it('refuses the same audio file in train and test', async () => {
     const dir = task({ train: okTrain, test: { csv: 'file,label\n../train/a.wav,cat\n' } });
-    expect((await failure(loadTaskDataset(dir))).message).toMatch(/test[/\\]labels\.csv:2: "\.\.\/train\/a\.wav" is also in train \(.*labels\.csv:2\); the splits must be disjoint$/);
+    expect((await failure(loadTaskDataset(dir))).message).toMatch(
+      /test[/\\]labels\.csv:2: "\.\.\/train\/a\.wav" is also in train \(.*labels\.csv:2\); the splits must be disjoint$/,
+    );
   });
 
   it('refuses an unterminated quote', () => {

@@ -16,7 +16,11 @@ describe('correlation heatmaps', () => {
   it('512 units with a 0.3 matched diagonal: the "after" view shows it at full strength, the "before" view does not', () => {
     const n = 512;
     const perm = Int32Array.from({ length: n }, (_, i) => (i * 37 + 5) % n); // the other model's unit perm[i] matches anchor unit i
-    const h = blockHeatmap(matrix(n, perm, () => 0.3), n, perm);
+    const h = blockHeatmap(
+      matrix(n, perm, () => 0.3),
+      n,
+      perm,
+    );
     expect(h.size).toBe(HEATMAP_MAX);
     expect(h.blocks).toBe(1);
     expect(h.units).toHaveLength(HEATMAP_MAX);
@@ -29,7 +33,11 @@ describe('correlation heatmaps', () => {
   it('samples evenly over the units ranked by matched correlation, best first (not the best 64)', () => {
     const n = 256;
     const identity = Int32Array.from({ length: n }, (_, i) => i);
-    const h = blockHeatmap(matrix(n, identity, (i) => i / n), n, identity); // unit i matched with strength i / n
+    const h = blockHeatmap(
+      matrix(n, identity, (i) => i / n),
+      n,
+      identity,
+    ); // unit i matched with strength i / n
     const diag = Array.from({ length: h.size }, (_, k) => h.after[k * h.size + k]!);
     expect(diag[0]).toBeCloseTo((n - 1) / n, 3);
     expect(diag.at(-1)!).toBeLessThan(0.05);
@@ -39,7 +47,11 @@ describe('correlation heatmaps', () => {
   it('a small matrix is shown whole, unsampled', () => {
     const n = 8;
     const perm = Int32Array.from([1, 0, 3, 2, 5, 4, 7, 6]);
-    const h = blockHeatmap(matrix(n, perm, () => 0.9), n, perm);
+    const h = blockHeatmap(
+      matrix(n, perm, () => 0.9),
+      n,
+      perm,
+    );
     expect(h.size).toBe(8);
     expect(h.units).toBeUndefined();
     for (let k = 0; k < n; k++) expect(h.after[k * n + k]).toBeCloseTo(0.9, 5);

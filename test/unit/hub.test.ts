@@ -71,8 +71,15 @@ class FakeHub {
   }
 
   add(name: string, files: Record<string, Buffer>, opts: { gated?: boolean; lfs?: string[] } = {}): Repo {
-    const commit = createHash('sha1').update(name + Object.keys(files).join()).digest('hex');
-    const repo: Repo = { commit, files: new Map(Object.entries(files)), lfs: new Set(opts.lfs ?? Object.keys(files).filter((f) => !f.endsWith('.json'))), gated: opts.gated };
+    const commit = createHash('sha1')
+      .update(name + Object.keys(files).join())
+      .digest('hex');
+    const repo: Repo = {
+      commit,
+      files: new Map(Object.entries(files)),
+      lfs: new Set(opts.lfs ?? Object.keys(files).filter((f) => !f.endsWith('.json'))),
+      gated: opts.gated,
+    };
     this.repos.set(name, repo);
     return repo;
   }
@@ -88,26 +95,50 @@ class FakeHub {
     const name = api ? `${api[1]}/${api[2]}` : resolve ? `${resolve[1]}/${resolve[2]}` : '';
     const repo = this.repos.get(name);
     // Like huggingface.co: an unknown repository is a 401 "Repository Not Found" without a token, so that private ones do not leak.
-    if (!repo) return req.headers.authorization ? this.json(res, 404, { error: 'Repository not found' }) : this.json(res, 401, { error: 'Repository Not Found for url' });
+    if (!repo)
+      return req.headers.authorization
+        ? this.json(res, 404, { error: 'Repository not found' })
+        : this.json(res, 401, { error: 'Repository Not Found for url' });
     // A gated repository's metadata is public; its files need an authorised token.
     if (resolve && repo.gated && req.headers.authorization !== 'Bearer hf_good') {
-      return this.json(res, 401, { error: `Access to model ${name} is restricted. You must have access to it and be authenticated to access it. Please log in.` });
+      return this.json(res, 401, {
+        error: `Access to model ${name} is restricted. You must have access to it and be authenticated to access it. Please log in.`,
+      });
     }
     if (api?.[3] === 'revision') {
       const rev = decodeURIComponent(api[4]!);
       if (rev !== 'main' && rev !== 'v1' && rev !== repo.commit) return this.json(res, 404, { error: `Invalid rev id: ${rev}` });
-      return this.json(res, 200, { _id: 'x', id: name, sha: repo.commit, siblings: [...repo.files.keys()].map((rfilename) => ({ rfilename })), private: false, gated: repo.gated ? 'auto' : false, downloads: 0, likes: 0 });
+      return this.json(res, 200, {
+        _id: 'x',
+        id: name,
+        sha: repo.commit,
+        siblings: [...repo.files.keys()].map((rfilename) => ({ rfilename })),
+        private: false,
+        gated: repo.gated ? 'auto' : false,
+        downloads: 0,
+        likes: 0,
+      });
     }
     if (api?.[3] === 'paths-info') {
       const { paths } = JSON.parse(body) as { paths: string[] };
       return this.json(
         res,
         200,
-        paths.filter((p) => repo.files.has(p)).map((p) => {
-          const data = repo.files.get(p)!;
-          const oid = createHash('sha1').update(`blob ${data.length}\0`).update(data).digest('hex');
-          return { type: 'file', path: p, size: data.length, oid, ...(repo.lfs.has(p) && { lfs: { oid: createHash('sha256').update(data).digest('hex'), size: data.length, pointerSize: 134 } }) };
-        }),
+        paths
+          .filter((p) => repo.files.has(p))
+          .map((p) => {
+            const data = repo.files.get(p)!;
+            const oid = createHash('sha1').update(`blob ${data.length}\0`).update(data).digest('hex');
+            return {
+              type: 'file',
+              path: p,
+              size: data.length,
+              oid,
+              ...(repo.lfs.has(p) && {
+                lfs: { oid: createHash('sha256').update(data).digest('hex'), size: data.length, pointerSize: 134 },
+              }),
+            };
+          }),
       );
     }
     if (resolve) {
@@ -123,7 +154,11 @@ class FakeHub {
   private sendFile(req: http.IncomingMessage, res: http.ServerResponse, name: string, data: Buffer): void {
     const m = /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
     const from = m ? Number(m[1]) : 0;
-    const headers = { 'content-length': String(data.length - from), 'accept-ranges': 'bytes', ...(m && { 'content-range': `bytes ${from}-${data.length - 1}/${data.length}` }) };
+    const headers = {
+      'content-length': String(data.length - from),
+      'accept-ranges': 'bytes',
+      ...(m && { 'content-range': `bytes ${from}-${data.length - 1}/${data.length}` }),
+    };
     res.writeHead(m ? 206 : 200, headers);
     const cut = this.cuts.get(name);
     if (cut && cut.times > 0) {
@@ -152,7 +187,8 @@ beforeEach(async () => {
   hub = new FakeHub();
   await hub.start();
   home = tempDir();
-  for (const k of ['HF_TOKEN', 'HUGGING_FACE_HUB_TOKEN', 'HF_HUB_OFFLINE', 'HF_HUB_CACHE', 'HUGGINGFACE_HUB_CACHE', 'HF_ENDPOINT']) delete process.env[k];
+  for (const k of ['HF_TOKEN', 'HUGGING_FACE_HUB_TOKEN', 'HF_HUB_OFFLINE', 'HF_HUB_CACHE', 'HUGGINGFACE_HUB_CACHE', 'HF_ENDPOINT'])
+    delete process.env[k];
   process.env.HF_HOME = home;
 });
 
@@ -185,7 +221,12 @@ describe('Hub references', () => {
     expect(lstatSync(path.join(dir, 'model.safetensors')).isSymbolicLink()).toBe(true);
     expect(readlinkSync(path.join(dir, 'model.safetensors'))).toBe(path.join('..', '..', 'blobs', sha));
     expect(read(path.join(dir, 'model.safetensors')).equals(repo.files.get('model.safetensors')!)).toBe(true);
-    expect(events.filter((e) => e.done && !e.cached).map((e) => e.file).sort()).toEqual(['config.json', 'model.safetensors', 'preprocessor_config.json']);
+    expect(
+      events
+        .filter((e) => e.done && !e.cached)
+        .map((e) => e.file)
+        .sort(),
+    ).toEqual(['config.json', 'model.safetensors', 'preprocessor_config.json']);
     expect(events.find((e) => e.file === 'model.safetensors' && e.done)!.received).toBe(repo.files.get('model.safetensors')!.length);
     // The LFS file came from the CDN origin, which never saw a token (none set here) and got no Range.
     expect(hub.cdnSeen.map((s) => s.url)).toEqual(['/lfs/org/tiny/model.safetensors']);
@@ -195,7 +236,12 @@ describe('Hub references', () => {
     expect(await resolveModelRef('hf:org/tiny', opts({ onProgress: (p: HubProgress) => again.push(p) }))).toBe(dir);
     expect(hub.seen.filter((s) => s.url.includes('/resolve/')).length).toBe(resolvesBefore);
     expect(again.every((e) => e.cached)).toBe(true);
-    expect(describeHubCache('hf:org/tiny')).toEqual({ cached: true, files: ['config.json', 'model.safetensors', 'preprocessor_config.json'], path: dir, commit: repo.commit });
+    expect(describeHubCache('hf:org/tiny')).toEqual({
+      cached: true,
+      files: ['config.json', 'model.safetensors', 'preprocessor_config.json'],
+      path: dir,
+      commit: repo.commit,
+    });
     expect(describeHubCache('hf:org/other')).toEqual({ cached: false, files: [] });
   });
 
@@ -222,7 +268,12 @@ describe('Hub references', () => {
     files['pytorch_model-00009-of-00009.bin'] = Buffer.from('unrelated file, not in the index');
     const sharded = hub.add('org/sharded', files);
     const sdir = await resolveModelRef(`hf:org/sharded@${sharded.commit}`, opts());
-    expect((await fs.readdir(sdir)).sort()).toEqual(['config.json', 'pytorch_model-00001-of-00002.bin', 'pytorch_model-00002-of-00002.bin', 'pytorch_model.bin.index.json']);
+    expect((await fs.readdir(sdir)).sort()).toEqual([
+      'config.json',
+      'pytorch_model-00001-of-00002.bin',
+      'pytorch_model-00002-of-00002.bin',
+      'pytorch_model.bin.index.json',
+    ]);
     expect(existsSync(path.join(home, 'hub', 'models--org--sharded', 'refs'))).toBe(false); // a commit needs no ref
     const requests = hub.seen.length;
     expect(await resolveModelRef(`hf:org/sharded@${sharded.commit}`, opts())).toBe(sdir);
@@ -246,7 +297,9 @@ describe('Hub references', () => {
     hub.cuts.set('model.safetensors', { after: 200_000, times: 2 });
     await expect(resolveModelRef('hf:org/tiny', opts({ retry: { attempts: 2, delayMs: 10 } }))).rejects.toMatchObject({
       code: 'hub-error',
-      message: expect.stringMatching(/download of org\/tiny\/model\.safetensors was interrupted 2 times .*200000 of \d+ bytes are kept in .*\.incomplete, run again to resume/),
+      message: expect.stringMatching(
+        /download of org\/tiny\/model\.safetensors was interrupted 2 times .*200000 of \d+ bytes are kept in .*\.incomplete, run again to resume/,
+      ),
     });
     const blobs = path.join(process.env.HF_HOME, 'hub', 'models--org--tiny', 'blobs');
     const partial = (await fs.readdir(blobs)).find((f) => f.endsWith('.incomplete'))!;
@@ -258,16 +311,29 @@ describe('Hub references', () => {
   });
 
   it('a repository that does not exist (404 with a token; 401 "Repository Not Found" without, as the Hub answers)', async () => {
-    await expect(resolveModelRef('hf:org/missing', opts())).rejects.toMatchObject({ code: 'hub-error', message: expect.stringMatching(/org\/missing was not found on http:\/\/127\.0\.0\.1:\d+, or is private \(HTTP 401\): check the name, or set HF_TOKEN/) });
+    await expect(resolveModelRef('hf:org/missing', opts())).rejects.toMatchObject({
+      code: 'hub-error',
+      message: expect.stringMatching(
+        /org\/missing was not found on http:\/\/127\.0\.0\.1:\d+, or is private \(HTTP 401\): check the name, or set HF_TOKEN/,
+      ),
+    });
     process.env.HF_TOKEN = 'hf_good';
-    await expect(resolveModelRef('hf:org/missing', opts())).rejects.toMatchObject({ code: 'hub-error', message: expect.stringMatching(/org\/missing@main was not found on http:\/\/127\.0\.0\.1:\d+ \(HTTP 404/) });
+    await expect(resolveModelRef('hf:org/missing', opts())).rejects.toMatchObject({
+      code: 'hub-error',
+      message: expect.stringMatching(/org\/missing@main was not found on http:\/\/127\.0\.0\.1:\d+ \(HTTP 404/),
+    });
   });
 
   it('a gated repository: without a token the message says to set HF_TOKEN; with one it downloads, and the CDN never sees the token', async () => {
     hub.add('org/gated', modelFiles(), { gated: true });
-    await expect(resolveModelRef('hf:org/gated', opts())).rejects.toMatchObject({ code: 'hub-error', message: expect.stringMatching(/org\/gated is gated or private \(HTTP 401\): request access on .*, then set HF_TOKEN/) });
+    await expect(resolveModelRef('hf:org/gated', opts())).rejects.toMatchObject({
+      code: 'hub-error',
+      message: expect.stringMatching(/org\/gated is gated or private \(HTTP 401\): request access on .*, then set HF_TOKEN/),
+    });
     process.env.HF_TOKEN = 'hf_wrong';
-    await expect(resolveModelRef('hf:org/gated', opts())).rejects.toMatchObject({ message: expect.stringMatching(/refused HF_TOKEN for org\/gated/) });
+    await expect(resolveModelRef('hf:org/gated', opts())).rejects.toMatchObject({
+      message: expect.stringMatching(/refused HF_TOKEN for org\/gated/),
+    });
     process.env.HF_TOKEN = 'hf_good';
     const from = hub.seen.length;
     const dir = await resolveModelRef('hf:org/gated', opts());
@@ -280,7 +346,10 @@ describe('Hub references', () => {
   it('offline mode reads only the cache and names what is missing; an unreachable Hub falls back to a complete cache', async () => {
     hub.add('org/tiny', modelFiles());
     process.env.HF_HUB_OFFLINE = '1';
-    await expect(resolveModelRef('hf:org/tiny', opts())).rejects.toMatchObject({ code: 'offline', message: expect.stringMatching(/HF_HUB_OFFLINE is set and org\/tiny@main is not in the Hugging Face cache/) });
+    await expect(resolveModelRef('hf:org/tiny', opts())).rejects.toMatchObject({
+      code: 'offline',
+      message: expect.stringMatching(/HF_HUB_OFFLINE is set and org\/tiny@main is not in the Hugging Face cache/),
+    });
     expect(hub.seen).toHaveLength(0);
 
     delete process.env.HF_HUB_OFFLINE;
@@ -291,7 +360,10 @@ describe('Hub references', () => {
     expect(hub.seen).toHaveLength(requests);
 
     await fs.rm(path.join(dir, 'model.safetensors'));
-    await expect(resolveModelRef('hf:org/tiny', opts())).rejects.toMatchObject({ code: 'offline', message: expect.stringMatching(/the cached org\/tiny@main .* lacks model\.safetensors or pytorch_model\.bin/) });
+    await expect(resolveModelRef('hf:org/tiny', opts())).rejects.toMatchObject({
+      code: 'offline',
+      message: expect.stringMatching(/the cached org\/tiny@main .* lacks model\.safetensors or pytorch_model\.bin/),
+    });
     expect(describeHubCache('hf:org/tiny').cached).toBe(false);
 
     delete process.env.HF_HUB_OFFLINE;
@@ -301,15 +373,22 @@ describe('Hub references', () => {
     hub = new FakeHub();
     await hub.start(); // a different port: the old one now refuses connections
     expect(await resolveModelRef('hf:org/tiny', opts({ hubUrl: `http://127.0.0.1:${port}` }))).toBe(dir);
-    await expect(resolveModelRef('hf:org/never', opts({ hubUrl: `http://127.0.0.1:${port}` }))).rejects.toMatchObject({ code: 'offline', message: expect.stringMatching(/cannot reach http:\/\/127\.0\.0\.1:\d+ .*HF_HUB_OFFLINE=1/) });
+    await expect(resolveModelRef('hf:org/never', opts({ hubUrl: `http://127.0.0.1:${port}` }))).rejects.toMatchObject({
+      code: 'offline',
+      message: expect.stringMatching(/cannot reach http:\/\/127\.0\.0\.1:\d+ .*HF_HUB_OFFLINE=1/),
+    });
   });
 
   it('merge-studio forward --model hf:org/name downloads through HF_ENDPOINT into HF_HOME and runs', async () => {
     hub.add('org/tiny', modelFiles());
     const wav = path.join(FIXTURES, 'audio', 'tone-16k.wav');
-    const child = spawn(process.execPath, [path.join(ROOT, 'bin', 'merge-studio.js'), 'forward', '--model', 'hf:org/tiny', '--audio', wav, '--summary'], {
-      env: { ...process.env, HF_HOME: home, HF_ENDPOINT: hub.url },
-    });
+    const child = spawn(
+      process.execPath,
+      [path.join(ROOT, 'bin', 'merge-studio.js'), 'forward', '--model', 'hf:org/tiny', '--audio', wav, '--summary'],
+      {
+        env: { ...process.env, HF_HOME: home, HF_ENDPOINT: hub.url },
+      },
+    );
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));

@@ -4,11 +4,11 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import * as esbuild from 'esbuild';
 import { afterAll, describe, expect, it } from 'vitest';
-import { isEngineError } from '../../server/src/engine/errors.js';
-import { shutdownLapWorker, solveAssignment } from '../../server/src/engine/align/lap-async.js';
-import { lapjvMin, solveLap } from '../../server/src/engine/align/lap.js';
-import { lapPrunedMin } from '../../server/src/engine/align/lap-pruned.js';
-import { mulberry32, randomPermutation } from '../../server/src/engine/random.js';
+import { isEngineError } from '../../server/src/engine/errors';
+import { shutdownLapWorker, solveAssignment } from '../../server/src/engine/align/lap-async';
+import { lapjvMin, solveLap } from '../../server/src/engine/align/lap';
+import { lapPrunedMin } from '../../server/src/engine/align/lap-pruned';
+import { mulberry32, randomPermutation } from '../../server/src/engine/random';
 
 function bruteForceMax(s: ArrayLike<number>, n: number): number {
   const p = Array.from({ length: n }, (_, i) => i);
@@ -122,7 +122,14 @@ describe('solveLap', () => {
         const a = Float64Array.from({ length: n * 2 }, () => rng());
         for (let i = 0; i < n; i++)
           for (let j = 0; j < n; j++) {
-            s[i * n + j] = kind === 'uniform' ? rng() : kind === 'ties' ? Math.floor(rng() * 4) : kind === 'low-rank' ? a[2 * i]! * a[2 * j + 1]! : 2 * rng() - 1;
+            s[i * n + j] =
+              kind === 'uniform'
+                ? rng()
+                : kind === 'ties'
+                  ? Math.floor(rng() * 4)
+                  : kind === 'low-rank'
+                    ? a[2 * i]! * a[2 * j + 1]!
+                    : 2 * rng() - 1;
             // dead units correlate 0 with everything: identical rows and columns (they defeat top-k candidates)
             if (kind === 'dead-units' && (i % 10 === 3 || j % 7 === 0)) s[i * n + j] = 0;
           }
@@ -156,7 +163,13 @@ describe('solveLap', () => {
           expect(isPermutation(x)).toBe(true);
           expect(totalOf(cost, n, x)).toBeCloseTo(best, 9);
         }
-        expect(solveLap(cost.map((c) => -c), n, 'pruned').total).toBeCloseTo(-best, 9);
+        expect(
+          solveLap(
+            cost.map((c) => -c),
+            n,
+            'pruned',
+          ).total,
+        ).toBeCloseTo(-best, 9);
       }
     }
     // All 48 runs with k = 24 close their proof, most with k = 4 or 8 (the rest hand over to dense LAPJV: too many
@@ -235,7 +248,15 @@ describe('solveAssignment (worker thread)', () => {
     expect(w.total).toBe(inline.total);
     expect(s.length).toBe(n * n); // copied, not transferred: the caller's array is intact
     // Several requests in flight share the one worker and come back in order.
-    const many = await Promise.all([1, 2, 3].map((k) => solveAssignment(s.map((x) => x * k), n, { mode: 'worker' })));
+    const many = await Promise.all(
+      [1, 2, 3].map((k) =>
+        solveAssignment(
+          s.map((x) => x * k),
+          n,
+          { mode: 'worker' },
+        ),
+      ),
+    );
     for (const m of many) expect(Array.from(m.perm)).toEqual(Array.from(inline.perm));
   });
 

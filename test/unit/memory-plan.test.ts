@@ -36,6 +36,8 @@ describe('statistics memory plan', () => {
     const roomy = planStatistics(cfg, taps, segment, { memory: '8GB' });
     expect(roomy.batchSize).toBeGreaterThanOrEqual(tight.batchSize);
     expect(roomy.passes.layersPerPass).toBeGreaterThanOrEqual(tight.passes.layersPerPass);
-    expect(() => planStatistics(cfg, taps, segment, { memory: '2GB' })).toThrow(/runtime.memory 2.00 GiB is too small: the statistics step needs about \d\.\d\d GiB even one segment at a time/);
+    expect(() => planStatistics(cfg, taps, segment, { memory: '2GB' })).toThrow(
+      /runtime.memory 2.00 GiB is too small: the statistics step needs about \d\.\d\d GiB even one segment at a time/,
+    );
   });
 });

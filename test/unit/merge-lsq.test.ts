@@ -37,7 +37,8 @@ function pairStats(x: number[][], z: number[][]): PairStats {
   const mx = mean(x, p);
   const mz = mean(z, r);
   const cross = new Float64Array(p * r);
-  for (const [k, row] of x.entries()) for (let i = 0; i < p; i++) for (let j = 0; j < r; j++) cross[i * r + j] += (row[i]! - mx[i]!) * (z[k]![j]! - mz[j]!);
+  for (const [k, row] of x.entries())
+    for (let i = 0; i < p; i++) for (let j = 0; j < r; j++) cross[i * r + j] += (row[i]! - mx[i]!) * (z[k]![j]! - mz[j]!);
   return { dimA: p, dimB: r, n, meanA: mx, meanB: mz, m2A: new Float64Array(p), m2B: new Float64Array(r), cross };
 }
 
@@ -62,7 +63,10 @@ describe('least-squares refit (merge.method lsq)', () => {
     const w = ridgeSolve(xtx, xty, p, q, alpha, prior);
     for (let c = 0; c < q; c++) {
       const a = Array.from({ length: p }, (_, i) => Array.from({ length: p }, (_, j) => xtx[i * p + j]! + (i === j ? alpha : 0)));
-      const ref = gaussSolve(a, Array.from({ length: p }, (_, i) => xty[i * q + c]! + alpha * prior[c * p + i]!));
+      const ref = gaussSolve(
+        a,
+        Array.from({ length: p }, (_, i) => xty[i * q + c]! + alpha * prior[c * p + i]!),
+      );
       ref.forEach((v, i) => expect(Math.abs(w[c * p + i]! - v)).toBeLessThan(1e-12));
     }
   });
@@ -99,12 +103,49 @@ describe('least-squares refit (merge.method lsq)', () => {
   });
 
   it('is function-preserving: two copies of one model refit to that model (1e-5)', async () => {
-    const cfg = hubertBaseConfig({ hidden: 32, layers: 2, heads: 4, intermediate: 48, convDims: [16, 16, 16], convKernels: [10, 3, 3], convStrides: [5, 2, 2], posConvKernel: 8, posConvGroups: 4 });
+    const cfg = hubertBaseConfig({
+      hidden: 32,
+      layers: 2,
+      heads: 4,
+      intermediate: 48,
+      convDims: [16, 16, 16],
+      convKernels: [10, 3, 3],
+      convStrides: [5, 2, 2],
+      posConvKernel: 8,
+      posConvGroups: 4,
+    });
     const w = randomWeights(cfg, 4);
     const rand = mulberry32(2);
-    const segments = Array.from({ length: 10 }, (_, i) => ({ source: 0, file: `n${i}`, offsetSamples: 0, offsetSeconds: 0, paddedSamples: 0, samples: Float32Array.from({ length: 1600 }, (_, k) => 0.3 * Math.sin(k / (5 + i)) + 0.2 * (rand() - 0.5)) }));
-    const probe: ProbeSet = { sampleRate: 16000, segmentSeconds: 0.1, segmentSamples: 1600, seed: 0, segments, sources: [], totalSegments: 10, totalSeconds: 1 };
-    const merged = await lsq.merge({ config: cfg, anchor: w, other: w, lambda: 0.4, probe, batchSize: 4, seed: 0, session: {}, emit: () => undefined, cancel: { cancelled: false } });
+    const segments = Array.from({ length: 10 }, (_, i) => ({
+      source: 0,
+      file: `n${i}`,
+      offsetSamples: 0,
+      offsetSeconds: 0,
+      paddedSamples: 0,
+      samples: Float32Array.from({ length: 1600 }, (_, k) => 0.3 * Math.sin(k / (5 + i)) + 0.2 * (rand() - 0.5)),
+    }));
+    const probe: ProbeSet = {
+      sampleRate: 16000,
+      segmentSeconds: 0.1,
+      segmentSamples: 1600,
+      seed: 0,
+      segments,
+      sources: [],
+      totalSegments: 10,
+      totalSeconds: 1,
+    };
+    const merged = await lsq.merge({
+      config: cfg,
+      anchor: w,
+      other: w,
+      lambda: 0.4,
+      probe,
+      batchSize: 4,
+      seed: 0,
+      session: {},
+      emit: () => undefined,
+      cancel: { cancelled: false },
+    });
     for (const [name, t] of w) {
       const m = merged.get(name)!.data;
       let err = 0;

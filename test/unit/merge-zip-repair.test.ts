@@ -10,7 +10,17 @@ import { tapName } from '../../server/src/engine/model/taps';
 import { parameterCount } from '../../server/src/engine/model/weights';
 import { mulberry32 } from '../../server/src/engine/random';
 
-const cfg = hubertBaseConfig({ hidden: 32, layers: 2, heads: 4, intermediate: 48, convDims: [16, 16, 16], convKernels: [10, 3, 3], convStrides: [5, 2, 2], posConvKernel: 8, posConvGroups: 4 });
+const cfg = hubertBaseConfig({
+  hidden: 32,
+  layers: 2,
+  heads: 4,
+  intermediate: 48,
+  convDims: [16, 16, 16],
+  convKernels: [10, 3, 3],
+  convStrides: [5, 2, 2],
+  posConvKernel: 8,
+  posConvGroups: 4,
+});
 const anchor = randomWeights(cfg, 1);
 const other = randomWeights(cfg, 2);
 
@@ -42,8 +52,24 @@ function ffn(w: WeightMap, layer: number, x: Float64Array): Float64Array {
 
 function probeOf(segments: number, samples: number, seed: number): ProbeSet {
   const rand = mulberry32(seed);
-  const segs = Array.from({ length: segments }, (_, i) => ({ source: 0, file: `noise${i}`, offsetSamples: 0, offsetSeconds: 0, paddedSamples: 0, samples: Float32Array.from({ length: samples }, (_, k) => 0.3 * Math.sin(k / (7 + i)) + 0.2 * (rand() - 0.5)) }));
-  return { sampleRate: cfg.sampleRate, segmentSeconds: samples / cfg.sampleRate, segmentSamples: samples, seed, segments: segs, sources: [], totalSegments: segments, totalSeconds: (segments * samples) / cfg.sampleRate };
+  const segs = Array.from({ length: segments }, (_, i) => ({
+    source: 0,
+    file: `noise${i}`,
+    offsetSamples: 0,
+    offsetSeconds: 0,
+    paddedSamples: 0,
+    samples: Float32Array.from({ length: samples }, (_, k) => 0.3 * Math.sin(k / (7 + i)) + 0.2 * (rand() - 0.5)),
+  }));
+  return {
+    sampleRate: cfg.sampleRate,
+    segmentSeconds: samples / cfg.sampleRate,
+    segmentSamples: samples,
+    seed,
+    segments: segs,
+    sources: [],
+    totalSegments: segments,
+    totalSeconds: (segments * samples) / cfg.sampleRate,
+  };
 }
 
 describe('partial zipping (merge.width)', () => {
@@ -76,11 +102,21 @@ describe('partial zipping (merge.width)', () => {
     const u = unmergedUnits(cfg.intermediate, 1.25);
     expect(u).toBe(12);
     // Similarity: unit index (so units 0..11 are the weakest and get split).
-    const z = zipFeedForward({ config: cfg, anchor, other, merged, lambda, width: 1.25, similarity: () => Float64Array.from({ length: cfg.intermediate }, (_, i) => i) });
+    const z = zipFeedForward({
+      config: cfg,
+      anchor,
+      other,
+      merged,
+      lambda,
+      width: 1.25,
+      similarity: () => Float64Array.from({ length: cfg.intermediate }, (_, i) => i),
+    });
     expect(z.config.intermediate).toBe(cfg.intermediate + u);
     const origins = z.origins.get(0)!;
     expect(origins.filter((o) => o.kind === 'anchor').map((o) => o.unit)).toEqual(Array.from({ length: u }, (_, i) => i));
-    expect(origins.filter((o) => o.kind === 'merged').map((o) => o.unit)).toEqual(Array.from({ length: cfg.intermediate - u }, (_, i) => i + u));
+    expect(origins.filter((o) => o.kind === 'merged').map((o) => o.unit)).toEqual(
+      Array.from({ length: cfg.intermediate - u }, (_, i) => i + u),
+    );
     // The copied anchor unit's output column is λ times the anchor's; its input row is the anchor's.
     const F2 = cfg.intermediate + u;
     const j = origins.findIndex((o) => o.kind === 'anchor' && o.unit === 3);
@@ -96,7 +132,10 @@ describe('partial zipping (merge.width)', () => {
     const z = zipFeedForward({ config: cfg, anchor, other, merged, lambda, width: 1.5 });
     const s = await EncoderSession.create({ config: z.config, weights: z.weights }, [tapName.ffn(1), 'last_hidden_state']);
     try {
-      const out = await s.run(new Float32Array(2 * 800).map((_, i) => Math.sin(i / 9)), 2);
+      const out = await s.run(
+        new Float32Array(2 * 800).map((_, i) => Math.sin(i / 9)),
+        2,
+      );
       expect(out.get(tapName.ffn(1))!.dims.at(-1)).toBe(cfg.intermediate + unmergedUnits(cfg.intermediate, 1.5));
     } finally {
       await s.release();
@@ -111,8 +150,14 @@ describe('statistics repair (merge.repair)', () => {
     const out = 3;
     const W = Float32Array.from({ length: out * units }, () => rand() - 0.5);
     const B = Float32Array.from({ length: out }, () => rand() - 0.5);
-    const measured = { mean: Float64Array.from({ length: units }, () => rand()), variance: Float64Array.from({ length: units }, () => 0.5 + rand()) };
-    const target = { mean: Float64Array.from({ length: units }, () => rand() - 0.5), std: Float64Array.from({ length: units }, () => 0.2 + rand()) };
+    const measured = {
+      mean: Float64Array.from({ length: units }, () => rand()),
+      variance: Float64Array.from({ length: units }, () => 0.5 + rand()),
+    };
+    const target = {
+      mean: Float64Array.from({ length: units }, () => rand() - 0.5),
+      std: Float64Array.from({ length: units }, () => 0.2 + rand()),
+    };
     const folded = foldCorrection(W, B, units, measured, target);
     const h = Float64Array.from({ length: units }, () => 2 * rand() - 1);
     for (let o = 0; o < out; o++) {
@@ -129,7 +174,11 @@ describe('statistics repair (merge.repair)', () => {
   });
 
   it('mixes the endpoints: μ = λμa + (1 − λ)μb, σ = λσa + (1 − λ)σb', () => {
-    const t = mixTargets({ mean: Float64Array.of(1, 2), variance: Float64Array.of(4, 9) }, { mean: Float64Array.of(3, 0), variance: Float64Array.of(16, 1) }, 0.25);
+    const t = mixTargets(
+      { mean: Float64Array.of(1, 2), variance: Float64Array.of(4, 9) },
+      { mean: Float64Array.of(3, 0), variance: Float64Array.of(16, 1) },
+      0.25,
+    );
     expect([...t.mean]).toEqual([0.25 * 1 + 0.75 * 3, 0.25 * 2]);
     expect([...t.std]).toEqual([0.25 * 2 + 0.75 * 4, 0.25 * 3 + 0.75 * 1]);
   });
@@ -173,8 +222,20 @@ describe('statistics repair (merge.repair)', () => {
   it('is the identity (to 1e-5) when the merged model already has the target statistics', async () => {
     // Merging a model with itself: its measured moments are the targets, so a = 1 and c = 0 everywhere.
     const sites = repairSites(cfg);
-    const measured = await unitMoments({ config: cfg, weights: anchor }, probe, sites.map((s) => s.tap), opts);
-    const repaired = await repairStatistics({ config: cfg, merged: anchor, lambda: 0.5, targets: (tap) => mixTargets(measured.get(tap)!, measured.get(tap)!, 0.5), probe, moments: opts });
+    const measured = await unitMoments(
+      { config: cfg, weights: anchor },
+      probe,
+      sites.map((s) => s.tap),
+      opts,
+    );
+    const repaired = await repairStatistics({
+      config: cfg,
+      merged: anchor,
+      lambda: 0.5,
+      targets: (tap) => mixTargets(measured.get(tap)!, measured.get(tap)!, 0.5),
+      probe,
+      moments: opts,
+    });
     for (const [name, t] of anchor) {
       const r = repaired.get(name)!.data;
       let err = 0;

@@ -1,17 +1,17 @@
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { isEngineError } from '../../server/src/engine/errors.js';
-import { loadEncoderModel } from '../../server/src/engine/model/encoder.js';
-import type { WeightMap } from '../../server/src/engine/model/tensor.js';
-import { shutdownLapWorker } from '../../server/src/engine/align/lap-async.js';
-import { applyPermutations, randomPermutations } from '../../server/src/engine/align/permute.js';
-import { gaussian, mulberry32 } from '../../server/src/engine/random.js';
-import { permutationsFromWeights } from '../../server/src/engine/align/solve.js';
-import { buildPermutationSpec } from '../../server/src/engine/align/spec.js';
-import { lerpTensor, slerpTensor } from '../../server/src/engine/merge/interpolate.js';
-import { lambdaForTensor } from '../../server/src/engine/merge/lambda.js';
-import { checkMergeable, mergeWeights } from '../../server/src/engine/merge/merge.js';
-import { HF_REFERENCE } from '../helpers/reference.js';
+import { isEngineError } from '../../server/src/engine/errors';
+import { loadEncoderModel } from '../../server/src/engine/model/encoder';
+import type { WeightMap } from '../../server/src/engine/model/tensor';
+import { shutdownLapWorker } from '../../server/src/engine/align/lap-async';
+import { applyPermutations, randomPermutations } from '../../server/src/engine/align/permute';
+import { gaussian, mulberry32 } from '../../server/src/engine/random';
+import { permutationsFromWeights } from '../../server/src/engine/align/solve';
+import { buildPermutationSpec } from '../../server/src/engine/align/spec';
+import { lerpTensor, slerpTensor } from '../../server/src/engine/merge/interpolate';
+import { lambdaForTensor } from '../../server/src/engine/merge/lambda';
+import { checkMergeable, mergeWeights } from '../../server/src/engine/merge/merge';
+import { HF_REFERENCE } from '../helpers/reference';
 
 afterAll(async () => {
   await shutdownLapWorker();
@@ -31,7 +31,9 @@ const names = [
 
 function randomMap(seed: number, scale = 1): WeightMap {
   const rng = mulberry32(seed);
-  return new Map(names.map((n, i) => [n, { shape: [3, i + 2], data: Float32Array.from({ length: 3 * (i + 2) }, () => scale * gaussian(rng)) }]));
+  return new Map(
+    names.map((n, i) => [n, { shape: [3, i + 2], data: Float32Array.from({ length: 3 * (i + 2) }, () => scale * gaussian(rng)) }]),
+  );
 }
 
 const norm = (x: Float32Array) => Math.sqrt(x.reduce((s, v) => s + v * v, 0));
@@ -84,7 +86,13 @@ describe('linear merge', () => {
   it('glob overrides: the first matching glob wins, `*` stays within a part, `**` crosses parts, else the default', () => {
     const spec = {
       default: 0.8,
-      overrides: { 'encoder.layers.*.attention.*.weight': 0.1, 'encoder.layers.**': 0.4, 'feature_*.**': 0.6, 'encoder.*': 0.2, 'encoder.pos_conv_embed.*.weight': 0.3 },
+      overrides: {
+        'encoder.layers.*.attention.*.weight': 0.1,
+        'encoder.layers.**': 0.4,
+        'feature_*.**': 0.6,
+        'encoder.*': 0.2,
+        'encoder.pos_conv_embed.*.weight': 0.3,
+      },
     };
     const r = mergeWeights(a, b, { method: 'linear', lambda: spec, ...ctx });
     expect(r.lambdas.get('encoder.layers.0.attention.q_proj.weight')).toBe(0.1);
@@ -139,14 +147,40 @@ describe('slerp', () => {
 
   it('falls back to linear for zero, parallel and antiparallel tensors, and says so', () => {
     const x = new Float32Array([1, 2, 3]);
-    const par = slerpTensor(x, x.map((v) => 2 * v), 0.25);
+    const par = slerpTensor(
+      x,
+      x.map((v) => 2 * v),
+      0.25,
+    );
     expect(par.linear).toBe(true);
-    expect(Array.from(par.data)).toEqual(Array.from(lerpTensor(x, x.map((v) => 2 * v), 0.25)));
-    expect(slerpTensor(x, x.map((v) => -v), 0.5).linear).toBe(true);
+    expect(Array.from(par.data)).toEqual(
+      Array.from(
+        lerpTensor(
+          x,
+          x.map((v) => 2 * v),
+          0.25,
+        ),
+      ),
+    );
+    expect(
+      slerpTensor(
+        x,
+        x.map((v) => -v),
+        0.5,
+      ).linear,
+    ).toBe(true);
     expect(slerpTensor(new Float32Array(3), x, 0.5).linear).toBe(true);
     const m = mergeWeights(
-      new Map([['w', { shape: [3], data: x }], ['z', { shape: [2], data: new Float32Array(2) }], ['o', { shape: [2], data: new Float32Array([1, 0]) }]]),
-      new Map([['w', { shape: [3], data: x.map((v) => 3 * v) }], ['z', { shape: [2], data: new Float32Array([1, 1]) }], ['o', { shape: [2], data: new Float32Array([0, 1]) }]]),
+      new Map([
+        ['w', { shape: [3], data: x }],
+        ['z', { shape: [2], data: new Float32Array(2) }],
+        ['o', { shape: [2], data: new Float32Array([1, 0]) }],
+      ]),
+      new Map([
+        ['w', { shape: [3], data: x.map((v) => 3 * v) }],
+        ['z', { shape: [2], data: new Float32Array([1, 1]) }],
+        ['o', { shape: [2], data: new Float32Array([0, 1]) }],
+      ]),
       { method: 'slerp', lambda: 0.5, layers: 1, preLayerNorm: false },
     );
     expect(m.linearFallbacks).toEqual(['w', 'z']);

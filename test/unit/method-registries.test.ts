@@ -25,7 +25,10 @@ describe('method registries', () => {
   it('name the first setting that needs a probe, main run before variants', () => {
     expect(probeNeed({ align: { method: 'none' }, merge: { method: 'linear' } })).toBeUndefined();
     expect(probeNeed({ align: { method: 'correlation' } })).toEqual({ path: ['align', 'method'], setting: 'align.method correlation' });
-    expect(probeNeed({ align: { method: 'weights' }, merge: { repair: true } })).toEqual({ path: ['merge', 'repair'], setting: 'merge.repair' });
+    expect(probeNeed({ align: { method: 'weights' }, merge: { repair: true } })).toEqual({
+      path: ['merge', 'repair'],
+      setting: 'merge.repair',
+    });
     expect(probeNeed({ align: { method: 'none' }, variants: [{}, { align: { method: 'correlation' } }] })).toEqual({
       path: ['variants', 1, 'align', 'method'],
       setting: 'variants[1].align.method correlation',

@@ -13,12 +13,30 @@ import { useTempDirs } from '../helpers/tmp';
 
 const tempDir = useTempDirs();
 const MODEL = path.join(HF_REFERENCE, 'hubert-postln-a');
-const REPORT = JSON.stringify({ version: 1, tool: { mergeStudio: '0.1.0' }, output: { files: ['config.json', 'model.safetensors', 'permutations.json', 'report.json'] } });
+const REPORT = JSON.stringify({
+  version: 1,
+  tool: { mergeStudio: '0.1.0' },
+  output: { files: ['config.json', 'model.safetensors', 'permutations.json', 'report.json'] },
+});
 
 /** A recipe in `dir` merging the reference model with itself (no alignment: a run takes a second). */
 async function recipe(dir: string, output: string, extra: string[] = []): Promise<string> {
   const file = path.join(dir, 'r.merge.yaml');
-  await fs.writeFile(file, ['version: 1', 'models:', `  anchor: ${MODEL}`, `  other: ${MODEL}`, 'align: { method: none }', 'merge:', '  lambda: 0.5', ...extra, `output: ${output}`, ''].join('\n'));
+  await fs.writeFile(
+    file,
+    [
+      'version: 1',
+      'models:',
+      `  anchor: ${MODEL}`,
+      `  other: ${MODEL}`,
+      'align: { method: none }',
+      'merge:',
+      '  lambda: 0.5',
+      ...extra,
+      `output: ${output}`,
+      '',
+    ].join('\n'),
+  );
   return file;
 }
 
@@ -41,15 +59,30 @@ describe('which existing folders the tool may replace', () => {
     expect(await inspectOutputFolder(path.join(dir, 'ours'))).toEqual({ kind: 'tool-output' });
     // Files the report lists in sub-folders (per-variant models) are the tool's too.
     await fs.mkdir(path.join(dir, 'ours', 'repair'));
-    await fs.writeFile(path.join(dir, 'ours', 'report.json'), JSON.stringify({ ...JSON.parse(REPORT), output: { files: ['report.json', 'repair/model.safetensors'] } }));
+    await fs.writeFile(
+      path.join(dir, 'ours', 'report.json'),
+      JSON.stringify({ ...JSON.parse(REPORT), output: { files: ['report.json', 'repair/model.safetensors'] } }),
+    );
     expect(await inspectOutputFolder(path.join(dir, 'ours'))).toEqual({ kind: 'tool-output' });
   });
 
   it.each([
-    ['a folder of photos', { 'thesis.pdf': '%PDF', 'IMG_0001.jpg': 'jpeg' }, /is a folder Merge Studio did not write \(it holds IMG_0001\.jpg, thesis\.pdf\)/],
-    ['a report.json of another tool', { 'report.json': '{"version": 1}', 'data.csv': '' }, /did not write \(it holds data\.csv, report\.json\)/],
+    [
+      'a folder of photos',
+      { 'thesis.pdf': '%PDF', 'IMG_0001.jpg': 'jpeg' },
+      /is a folder Merge Studio did not write \(it holds IMG_0001\.jpg, thesis\.pdf\)/,
+    ],
+    [
+      'a report.json of another tool',
+      { 'report.json': '{"version": 1}', 'data.csv': '' },
+      /did not write \(it holds data\.csv, report\.json\)/,
+    ],
     ['a truncated report.json', { 'report.json': '{"version": 1, "tool": {"mergeSt', 'model.safetensors': '' }, /did not write/],
-    ['its own output with a file added', { 'report.json': REPORT, 'notes.md': 'mine' }, /was written by Merge Studio but now also holds notes\.md/],
+    [
+      'its own output with a file added',
+      { 'report.json': REPORT, 'notes.md': 'mine' },
+      /was written by Merge Studio but now also holds notes\.md/,
+    ],
   ])('refuses %s', async (_, files, reason) => {
     const dir = tempDir();
     for (const [name, text] of Object.entries(files)) await fs.writeFile(path.join(dir, name), text);
@@ -75,7 +108,9 @@ describe('output: in the recipe check', () => {
     await fs.copyFile(path.join(FIXTURES, 'audio', 'tone-16k.wav'), path.join(dir, 'probe', 'a.wav'));
     symlinkSync(path.join(dir, 'probe'), path.join(dir, 'link'));
     const probe = ['probe:', '  audio: [./probe]'];
-    expect(await outputDiagnostics(await recipe(dir, './link', probe))).toEqual(['output-overwrites-input: output ./link overlaps probe.audio[0] (./probe); the run would overwrite probe audio']);
+    expect(await outputDiagnostics(await recipe(dir, './link', probe))).toEqual([
+      'output-overwrites-input: output ./link overlaps probe.audio[0] (./probe); the run would overwrite probe audio',
+    ]);
     expect(await outputDiagnostics(await recipe(dir, './link/merged', probe))).toEqual([
       'output-overwrites-input: output ./link/merged overlaps probe.audio[0] (./probe); the run would overwrite probe audio',
     ]);
@@ -83,7 +118,9 @@ describe('output: in the recipe check', () => {
 
   it('refuses the folder holding the recipe, and a user folder, with the reason', async () => {
     const dir = tempDir();
-    expect(await outputDiagnostics(await recipe(dir, '.'))).toEqual(['output-overwrites-input: output . overlaps the recipe (r.merge.yaml); the run would overwrite the recipe']);
+    expect(await outputDiagnostics(await recipe(dir, '.'))).toEqual([
+      'output-overwrites-input: output . overlaps the recipe (r.merge.yaml); the run would overwrite the recipe',
+    ]);
     await fs.mkdir(path.join(dir, 'thesis'));
     await fs.writeFile(path.join(dir, 'thesis', 'chapter1.tex'), '');
     expect(await outputDiagnostics(await recipe(dir, './thesis'))).toEqual([
@@ -97,7 +134,9 @@ describe('at run start, before any compute', () => {
     const dir = tempDir();
     await fs.mkdir(path.join(dir, 'photos'));
     await fs.writeFile(path.join(dir, 'photos', 'IMG_0001.jpg'), 'jpeg');
-    await expect(runRecipe(await recipe(dir, './photos'))).rejects.toThrow(/r\.merge\.yaml:\d+:9: error output-not-ours: output \.\/photos is a folder Merge Studio did not write/);
+    await expect(runRecipe(await recipe(dir, './photos'))).rejects.toThrow(
+      /r\.merge\.yaml:\d+:9: error output-not-ours: output \.\/photos is a folder Merge Studio did not write/,
+    );
     expect(readdirSync(path.join(dir, 'photos'))).toEqual(['IMG_0001.jpg']);
   });
 
@@ -137,7 +176,9 @@ describe('at run start, before any compute', () => {
     await fs.writeFile(path.join(big, 'config.json'), JSON.stringify(config));
     const file = await recipe(dir, './out');
     const loaded = { file, recipe: { models: { anchor: './big', other: './big' }, output: './out' } as Recipe };
-    await expect(guardOutput(loaded)).rejects.toThrow(/output \.\/out: [\d.]+ GiB free on the file system of .*; the merged model needs about [\d.]+ GiB/);
+    await expect(guardOutput(loaded)).rejects.toThrow(
+      /output \.\/out: [\d.]+ GiB free on the file system of .*; the merged model needs about [\d.]+ GiB/,
+    );
   });
 
   it('refuses a place where files cannot be created even though access() allows it (root on sysfs)', async (ctx) => {
@@ -158,7 +199,9 @@ describe('at run start, before any compute', () => {
     await fs.mkdir(path.join(dir, '.out.staging-Ab12Cd'));
     const file = await recipe(dir, './out');
     const loaded = await loadRecipe(file);
-    expect(await guardOutput(loaded, { dryRun: true })).toEqual([`would remove ${path.join(dir, '.out.staging-Ab12Cd')}, the unfinished output of a stopped run`]);
+    expect(await guardOutput(loaded, { dryRun: true })).toEqual([
+      `would remove ${path.join(dir, '.out.staging-Ab12Cd')}, the unfinished output of a stopped run`,
+    ]);
     expect(existsSync(path.join(dir, '.out.staging-Ab12Cd'))).toBe(true);
   });
 });

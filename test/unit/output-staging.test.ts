@@ -15,7 +15,10 @@ const tempDir = useTempDirs();
 async function toolOutput(dir: string, model: string): Promise<void> {
   await fs.mkdir(dir, { recursive: true });
   await fs.writeFile(path.join(dir, 'model.safetensors'), model);
-  await fs.writeFile(path.join(dir, 'report.json'), JSON.stringify({ version: 1, tool: { mergeStudio: '0.1.0' }, output: { files: ['model.safetensors', 'report.json'] } }));
+  await fs.writeFile(
+    path.join(dir, 'report.json'),
+    JSON.stringify({ version: 1, tool: { mergeStudio: '0.1.0' }, output: { files: ['model.safetensors', 'report.json'] } }),
+  );
 }
 
 const model = (dir: string) => readFileSync(path.join(dir, 'model.safetensors'), 'utf8');
@@ -76,10 +79,19 @@ describe('publishing a staged output', () => {
   it('names the output and the file when a write fails (ENOSPC, EROFS…)', async () => {
     const dir = tempDir();
     const staged = await StagedOutput.create(path.join(dir, 'out'));
-    const full = Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC', path: staged.file('model.safetensors') });
-    const e = staged.explain(new EngineError('io-error', `cannot write ${staged.file('model.safetensors')}: ENOSPC`, staged.file('model.safetensors'), { cause: full }));
+    const full = Object.assign(new Error('ENOSPC: no space left on device, write'), {
+      code: 'ENOSPC',
+      path: staged.file('model.safetensors'),
+    });
+    const e = staged.explain(
+      new EngineError('io-error', `cannot write ${staged.file('model.safetensors')}: ENOSPC`, staged.file('model.safetensors'), {
+        cause: full,
+      }),
+    );
     expect(e).toBeInstanceOf(EngineError);
-    expect((e as EngineError).message).toBe(`cannot write the output ${path.join(dir, 'out')} (model.safetensors): no space left on device, ENOSPC`);
+    expect((e as EngineError).message).toBe(
+      `cannot write the output ${path.join(dir, 'out')} (model.safetensors): no space left on device, ENOSPC`,
+    );
     const ro = staged.explain(Object.assign(new Error('EROFS'), { code: 'EROFS', path: staged.file('config.json') }));
     expect((ro as EngineError).message).toMatch(/cannot write the output .*out \(config\.json\): read-only file system, EROFS$/);
     // An error about an input (the anchor's config missing) is not a write error and stays as it was.
@@ -143,7 +155,10 @@ describe('leftovers of a stopped run', () => {
     const target = path.join(dir, 'out');
     await toolOutput(target, 'old');
     // tsx as a loader keeps the script in this one process (its CLI would run it in a grandchild).
-    const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'test', 'helpers', 'publish-child.ts'), target, step], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'test', 'helpers', 'publish-child.ts'), target, step], {
+      cwd: ROOT,
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
     await new Promise<void>((resolve, reject) => {
       child.stdout.on('data', (b: Buffer) => b.toString().includes('paused') && resolve());
       child.on('exit', () => reject(new Error('the child ended before pausing')));

@@ -19,7 +19,8 @@ function reference(x: Float32Array, y: Float32Array, rows: number) {
   const ma = mean(x, da);
   const mb = mean(y, db);
   const cross = new Float64Array(da * db);
-  for (let r = 0; r < rows; r++) for (let i = 0; i < da; i++) for (let j = 0; j < db; j++) cross[i * db + j]! += (x[r * da + i]! - ma[i]!) * (y[r * db + j]! - mb[j]!);
+  for (let r = 0; r < rows; r++)
+    for (let i = 0; i < da; i++) for (let j = 0; j < db; j++) cross[i * db + j]! += (x[r * da + i]! - ma[i]!) * (y[r * db + j]! - mb[j]!);
   return { ma, mb, cross };
 }
 
@@ -64,7 +65,9 @@ describe('pair statistics graph', () => {
 
   it('refuses pairs with different frame rates or shapes, naming the difference', async () => {
     const a = (await loadEncoderModel(path.join(HF_REFERENCE, 'hubert-postln-a'))).config;
-    expect(() => checkPairCompatible(a, { ...a, sampleRate: 24000, frameRate: 75 })).toThrow(/the other model takes 24000 Hz audio, the anchor 16000 Hz/);
+    expect(() => checkPairCompatible(a, { ...a, sampleRate: 24000, frameRate: 75 })).toThrow(
+      /the other model takes 24000 Hz audio, the anchor 16000 Hz/,
+    );
     expect(() => checkPairCompatible(a, { ...a, intermediate: 128 })).toThrow(/intermediate differs \(256 vs 128\)/);
   });
 });

@@ -8,7 +8,12 @@ import type { TapName } from '../../server/src/engine/model/taps';
 import { mulberry32 } from '../../server/src/engine/random';
 import { HF_REFERENCE, maxRelativeError } from '../helpers/reference';
 
-async function statsWith(plan: Partial<PassPlan>, taps: TapName[], audio: Float32Array, batch: number): Promise<{ stats: Map<string, PairStats>; passes: number; entries: number }> {
+async function statsWith(
+  plan: Partial<PassPlan>,
+  taps: TapName[],
+  audio: Float32Array,
+  batch: number,
+): Promise<{ stats: Map<string, PairStats>; passes: number; entries: number }> {
   const anchor = await loadEncoderModel(path.join(HF_REFERENCE, 'hubert-postln-a'));
   const other = { config: anchor.config, weights: randomWeights(anchor.config, 3) };
   const pair = await PairStatisticsSession.create(anchor, other, taps, { device: 'cpu', passes: plan });
@@ -29,7 +34,11 @@ describe('pair statistics in passes', () => {
   it('assigns taps to the front end or their layer and splits layers into passes', () => {
     expect(['conv.0', 'proj', 'hidden.0'].map((t) => tapLayer(t as TapName))).toEqual([-1, -1, -1]);
     expect(['layer.2.ffn', 'layer.0.attn_out', 'hidden.3'].map((t) => tapLayer(t as TapName))).toEqual([2, 0, 2]);
-    expect(layerPasses(['conv.1', 'layer.4.ffn', 'layer.0.attn'] as TapName[], 2)).toEqual([[0, 2], [2, 4], [4, 5]]);
+    expect(layerPasses(['conv.1', 'layer.4.ffn', 'layer.0.attn'] as TapName[], 2)).toEqual([
+      [0, 2],
+      [2, 4],
+      [4, 5],
+    ]);
     expect(layerPasses(['conv.1', 'proj'] as TapName[], 2)).toEqual([]);
     expect(layerPasses(['layer.1.out'] as TapName[], 12)).toEqual([[0, 2]]);
   });

@@ -1,8 +1,8 @@
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadEncoderModel, type EncoderModel } from '../../server/src/engine/model/encoder.js';
-import type { WeightMap } from '../../server/src/engine/model/tensor.js';
-import { shutdownLapWorker } from '../../server/src/engine/align/lap-async.js';
+import { loadEncoderModel, type EncoderModel } from '../../server/src/engine/model/encoder';
+import type { WeightMap } from '../../server/src/engine/model/tensor';
+import { shutdownLapWorker } from '../../server/src/engine/align/lap-async';
 import {
   applyPermutations,
   blockMap,
@@ -10,11 +10,11 @@ import {
   invertPermutation,
   randomPermutations,
   type Permutations,
-} from '../../server/src/engine/align/permute.js';
-import { gaussian, mulberry32 } from '../../server/src/engine/random.js';
-import { permutationsFromCorrelations, permutationsFromWeights, type CorrelationSet } from '../../server/src/engine/align/solve.js';
-import { buildPermutationSpec, type EncoderSummary, type PermutationSpec } from '../../server/src/engine/align/spec.js';
-import { HF_REFERENCE, REFERENCE_MODELS } from '../helpers/reference.js';
+} from '../../server/src/engine/align/permute';
+import { gaussian, mulberry32 } from '../../server/src/engine/random';
+import { permutationsFromCorrelations, permutationsFromWeights, type CorrelationSet } from '../../server/src/engine/align/solve';
+import { buildPermutationSpec, type EncoderSummary, type PermutationSpec } from '../../server/src/engine/align/spec';
+import { HF_REFERENCE, REFERENCE_MODELS } from '../helpers/reference';
 
 afterAll(async () => {
   await shutdownLapWorker();
@@ -38,8 +38,17 @@ function sameWeights(a: WeightMap, b: WeightMap): boolean {
 }
 
 const small: EncoderSummary = {
-  hidden: 32, layers: 2, heads: 4, headDim: 8, intermediate: 48, convDims: [16, 16, 24], convBias: false, featExtractNorm: 'group',
-  featProjLayerNorm: true, posConvGroups: 4, preLayerNorm: false,
+  hidden: 32,
+  layers: 2,
+  heads: 4,
+  headDim: 8,
+  intermediate: 48,
+  convDims: [16, 16, 24],
+  convBias: false,
+  featExtractNorm: 'group',
+  featProjLayerNorm: true,
+  posConvGroups: 4,
+  preLayerNorm: false,
 };
 
 describe('permutations from correlations', () => {
@@ -56,13 +65,25 @@ describe('permutations from correlations', () => {
 
   it('recovers a known permutation exactly from noisy correlations, every part, heads re-ordered', async () => {
     const corr = correlations(mulberry32(1));
-    const { perms, report } = await permutationsFromCorrelations(spec, corr, { permute: ['cnn', 'attention', 'ffn', 'residual'], heads: 'reorder' });
+    const { perms, report } = await permutationsFromCorrelations(spec, corr, {
+      permute: ['cnn', 'attention', 'ffn', 'residual'],
+      heads: 'reorder',
+    });
     for (const [name, p] of truth) expect(Array.from(perms.get(name)!), name).toEqual(Array.from(p));
     const ffn = report.find((r) => r.group === 'layer.1.ffn')!;
     expect(ffn.after).toBeGreaterThan(0.5);
     expect(Math.abs(ffn.before)).toBeLessThan(0.2);
     expect(ffn.moved).toBeGreaterThan(0.8);
-    expect(report.map((r) => r.group)).toEqual(['conv.0', 'conv.1', 'conv.2', 'layer.0.ffn', 'layer.1.ffn', 'layer.0.attn.v', 'layer.1.attn.v', 'residual']);
+    expect(report.map((r) => r.group)).toEqual([
+      'conv.0',
+      'conv.1',
+      'conv.2',
+      'layer.0.ffn',
+      'layer.1.ffn',
+      'layer.0.attn.v',
+      'layer.1.attn.v',
+      'residual',
+    ]);
     const res = report.find((r) => r.group === 'residual')!;
     expect(res.source).toBe('layer.0.out layer.1.out proj');
   });
@@ -84,8 +105,15 @@ describe('permutations from correlations', () => {
     const corr = correlations(mulberry32(3));
     const withQk = randomPermutations(spec, mulberry32(21), { qkInHead: true });
     const heads = blockMap(truth.get('layer.0.attn.v')!, 4, 8)!;
-    const qkTruth = fromBlocks(heads, Array.from({ length: 4 }, (_, h) => Int32Array.from(withQk.get('layer.0.attn.qk')!.subarray(h * 8, h * 8 + 8)).map((x) => x % 8)), 8);
-    const qk = new Map([[0, noisyMatch(qkTruth, mulberry32(4))], [1, noisyMatch(truth.get('layer.1.attn.qk')!, mulberry32(5))]]);
+    const qkTruth = fromBlocks(
+      heads,
+      Array.from({ length: 4 }, (_, h) => Int32Array.from(withQk.get('layer.0.attn.qk')!.subarray(h * 8, h * 8 + 8)).map((x) => x % 8)),
+      8,
+    );
+    const qk = new Map([
+      [0, noisyMatch(qkTruth, mulberry32(4))],
+      [1, noisyMatch(truth.get('layer.1.attn.qk')!, mulberry32(5))],
+    ]);
     const { perms } = await permutationsFromCorrelations(spec, { ...corr, qk }, { permute: ['attention'], qkInHead: true });
     expect(Array.from(perms.get('layer.0.attn.qk')!)).toEqual(Array.from(qkTruth));
     expect(Array.from(perms.get('layer.0.attn.v')!)).toEqual(Array.from(truth.get('layer.0.attn.v')!));
@@ -135,7 +163,8 @@ describe.each(REFERENCE_MODELS)('weight matching recovers a permuted copy of %s'
     const gram = (a: Float64Array, b: Float64Array, rows: number, k: number) => {
       calls++;
       const out = new Float64Array(rows * rows);
-      for (let i = 0; i < rows; i++) for (let j = 0; j < rows; j++) for (let q = 0; q < k; q++) out[i * rows + j] += a[i * k + q]! * b[j * k + q]!;
+      for (let i = 0; i < rows; i++)
+        for (let j = 0; j < rows; j++) for (let q = 0; q < k; q++) out[i * rows + j] += a[i * k + q]! * b[j * k + q]!;
       return out;
     };
     const withHook = await permutationsFromWeights(spec, model.weights, other, { permute: ['cnn', 'ffn'], gram });

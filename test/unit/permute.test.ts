@@ -1,8 +1,8 @@
 import * as path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { isEngineError } from '../../server/src/engine/errors.js';
-import { forward, loadEncoderModel, type EncoderModel } from '../../server/src/engine/model/encoder.js';
-import type { WeightMap } from '../../server/src/engine/model/tensor.js';
+import { isEngineError } from '../../server/src/engine/errors';
+import { forward, loadEncoderModel, type EncoderModel } from '../../server/src/engine/model/encoder';
+import type { WeightMap } from '../../server/src/engine/model/tensor';
 import {
   applyPermutations,
   blockMap,
@@ -16,9 +16,9 @@ import {
   randomPermutations,
   validatePermutations,
   type Permutations,
-} from '../../server/src/engine/align/permute.js';
-import { buildPermutationSpec, type PermutationSpec } from '../../server/src/engine/align/spec.js';
-import { mulberry32, randomPermutation } from '../../server/src/engine/random.js';
+} from '../../server/src/engine/align/permute';
+import { buildPermutationSpec, type PermutationSpec } from '../../server/src/engine/align/spec';
+import { mulberry32, randomPermutation } from '../../server/src/engine/random';
 import { HF_REFERENCE, REFERENCE_MODELS, loadReference, maxRelativeError } from '../helpers/reference';
 
 function sameWeights(a: WeightMap, b: WeightMap): boolean {
@@ -80,7 +80,9 @@ describe.each(REFERENCE_MODELS)('permutations of %s', (name) => {
     // The input map is left as it was.
     expect(sameWeights(applyPermutations(model.weights, spec, new Map()), model.weights)).toBe(true);
     // permutations.json round trip
-    expect(sameWeights(applyPermutations(model.weights, spec, permutationsFromJson(JSON.parse(JSON.stringify(permutationsToJson(p))))), moved)).toBe(true);
+    expect(
+      sameWeights(applyPermutations(model.weights, spec, permutationsFromJson(JSON.parse(JSON.stringify(permutationsToJson(p))))), moved),
+    ).toBe(true);
   });
 
   it('leaves what the model computes unchanged (≤ 1e-5 relative), outputs gathered by the residual permutation', async () => {
@@ -88,7 +90,9 @@ describe.each(REFERENCE_MODELS)('permutations of %s', (name) => {
     const input = Float32Array.from(ref.input);
     const base = await forward(model, input, { device: 'cpu' });
     const perms = randomPermutations(spec, mulberry32(5));
-    const permuted = await forward({ config: model.config, weights: applyPermutations(model.weights, spec, perms) }, input, { device: 'cpu' });
+    const permuted = await forward({ config: model.config, weights: applyPermutations(model.weights, spec, perms) }, input, {
+      device: 'cpu',
+    });
     const D = model.config.hidden;
     const res = perms.get('residual')!;
     const lastConv = perms.get(`conv.${model.config.convDims.length - 1}`)!;
@@ -104,7 +108,7 @@ describe.each(REFERENCE_MODELS)('permutations of %s', (name) => {
     expect(maxRelativeError(p2.lastHiddenState, base.lastHiddenState)).toBeLessThan(1e-5);
   });
 
-  it('a broken permutation would change the function: heads re-ordered on V/O only (the research code\'s bug)', async () => {
+  it("a broken permutation would change the function: heads re-ordered on V/O only (the research code's bug)", async () => {
     const ref = loadReference(name);
     const input = Float32Array.from(ref.input).subarray(0, 4000);
     const base = await forward(model, input, { device: 'cpu' });
@@ -115,7 +119,9 @@ describe.each(REFERENCE_MODELS)('permutations of %s', (name) => {
     const vOnly: Permutations = new Map([['layer.0.attn.v', fromBlocks(heads, [], hd)]]);
     // Bypass validation deliberately by building the weights through a spec without the coupling.
     const loose: PermutationSpec = { summary: spec.summary, groups: spec.groups.map((g) => ({ ...g, coupledWith: undefined })) };
-    const broken = await forward({ config: model.config, weights: applyPermutations(model.weights, loose, vOnly) }, input, { device: 'cpu' });
+    const broken = await forward({ config: model.config, weights: applyPermutations(model.weights, loose, vOnly) }, input, {
+      device: 'cpu',
+    });
     expect(maxRelativeError(broken.lastHiddenState, base.lastHiddenState)).toBeGreaterThan(1e-3);
     expect(() => validatePermutations(spec, vOnly)).toThrow(/move heads together/);
   });
@@ -123,8 +129,17 @@ describe.each(REFERENCE_MODELS)('permutations of %s', (name) => {
 
 describe('permutation constraints', () => {
   const spec = buildPermutationSpec({
-    hidden: 8, layers: 1, heads: 2, headDim: 4, intermediate: 6, convDims: [3, 3], convBias: true, featExtractNorm: 'layer',
-    featProjLayerNorm: true, posConvGroups: 2, preLayerNorm: false,
+    hidden: 8,
+    layers: 1,
+    heads: 2,
+    headDim: 4,
+    intermediate: 6,
+    convDims: [3, 3],
+    convBias: true,
+    featExtractNorm: 'layer',
+    featProjLayerNorm: true,
+    posConvGroups: 2,
+    preLayerNorm: false,
   });
 
   it('refuses permutations that split heads or positional-conv groups, wrong sizes and non-permutations', () => {
@@ -136,7 +151,13 @@ describe('permutation constraints', () => {
     expect(() => validatePermutations(spec, new Map([['layer.0.ffn', identityPermutation(5)]]))).toThrow(/6 units/);
     expect(() => validatePermutations(spec, new Map([['layer.9.ffn', identityPermutation(6)]]))).toThrow(/unknown group/);
     const swapHeads = Int32Array.from([4, 5, 6, 7, 0, 1, 2, 3]);
-    validatePermutations(spec, new Map([['layer.0.attn.v', swapHeads], ['layer.0.attn.qk', Int32Array.from([5, 4, 6, 7, 1, 0, 3, 2])]]));
+    validatePermutations(
+      spec,
+      new Map([
+        ['layer.0.attn.v', swapHeads],
+        ['layer.0.attn.qk', Int32Array.from([5, 4, 6, 7, 1, 0, 3, 2])],
+      ]),
+    );
   });
 
   it('names the missing tensor or mismatched axis', () => {

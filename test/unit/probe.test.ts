@@ -4,14 +4,7 @@ import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { EngineError } from '../../server/src/engine/errors';
 import { loadAudio } from '../../server/src/engine/io/audio';
-import {
-  buildProbeSet,
-  convFrames,
-  cutSegments,
-  describeProbe,
-  iterateBatches,
-  type ProbeOptions,
-} from '../../server/src/engine/io/probe';
+import { buildProbeSet, convFrames, cutSegments, describeProbe, iterateBatches, type ProbeOptions } from '../../server/src/engine/io/probe';
 import { mulberry32 } from '../../server/src/engine/random';
 import { engineError } from '../helpers/errors';
 
@@ -50,7 +43,12 @@ describe('cutSegments', () => {
   const audio = Float32Array.from({ length: 1050 }, (_, i) => i + 1);
   it('keeps a remainder of at least half a segment, zero-padded; drops a shorter one', () => {
     const seg = cutSegments(audio, 300, 0, 'f', 1000); // 3 × 300 + 150 (exactly half: kept)
-    expect(seg.map((s) => [s.offsetSamples, s.paddedSamples])).toEqual([[0, 0], [300, 0], [600, 0], [900, 150]]);
+    expect(seg.map((s) => [s.offsetSamples, s.paddedSamples])).toEqual([
+      [0, 0],
+      [300, 0],
+      [600, 0],
+      [900, 150],
+    ]);
     expect(seg.every((s) => s.samples.length === 300)).toBe(true);
     expect(seg[1]!.samples[0]).toBe(301);
     expect(Array.from(seg[3]!.samples.subarray(148, 152))).toEqual([1049, 1050, 0, 0]);
@@ -192,7 +190,9 @@ describe('describeProbe', () => {
       ['tone-16k.wav', 'tone-16k.wav', 4, [{ file: 'tone-16k.wav', segments: 4 }]],
     ]);
     expect(d.segments).toHaveLength(5);
-    expect(d.segments.filter((s) => s.paddedSeconds > 0)).toEqual([{ source: 1, file: 'tone-16k.wav', offsetSeconds: 1.2, paddedSeconds: 0.1 }]);
+    expect(d.segments.filter((s) => s.paddedSeconds > 0)).toEqual([
+      { source: 1, file: 'tone-16k.wav', offsetSeconds: 1.2, paddedSeconds: 0.1 },
+    ]);
   });
 });
 
@@ -200,7 +200,11 @@ describe('iterateBatches', () => {
   it('packs segments row-major into [batch, samples] with a short last batch', async () => {
     const probe = await buildProbeSet({ ...base, sources: ['tone-16k.wav'], segmentSeconds: 0.3 }); // 5 segments
     const batches = [...iterateBatches(probe, 2)];
-    expect(batches.map((b) => [b.dims, b.start])).toEqual([[[2, 4800], 0], [[2, 4800], 2], [[1, 4800], 4]]);
+    expect(batches.map((b) => [b.dims, b.start])).toEqual([
+      [[2, 4800], 0],
+      [[2, 4800], 2],
+      [[1, 4800], 4],
+    ]);
     for (const b of batches) {
       expect(b.data.length).toBe(b.dims[0] * b.dims[1]);
       for (let r = 0; r < b.dims[0]; r++) {
@@ -214,7 +218,9 @@ describe('iterateBatches', () => {
 
 describe('mulberry32', () => {
   it('is deterministic per seed, in [0, 1), and roughly uniform', () => {
-    const a = mulberry32(42), b = mulberry32(42), c = mulberry32(43);
+    const a = mulberry32(42),
+      b = mulberry32(42),
+      c = mulberry32(43);
     const xs = Array.from({ length: 10000 }, () => a());
     expect(Array.from({ length: 10000 }, () => b())).toEqual(xs);
     expect(c()).not.toBe(xs[0]);

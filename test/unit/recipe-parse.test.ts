@@ -45,7 +45,10 @@ describe('locate', () => {
     expect(at('merge:\n  lam|bda: 0.5\n')).toMatchObject({ path: ['merge', 'lambda'], onKey: true });
     expect(at('merge:\n  lambda: 0.|5\n')).toMatchObject({ path: ['merge', 'lambda'], onKey: false, scalar: { value: 0.5 } });
     expect(at('align:\n  permute: [cnn, at|tention]\n')).toMatchObject({ path: ['align', 'permute', 1], scalar: { value: 'attention' } });
-    expect(at('evaluate:\n  tasks:\n    - name: a\n      dom|ain: speech\n')).toMatchObject({ path: ['evaluate', 'tasks', 0, 'domain'], onKey: true });
+    expect(at('evaluate:\n  tasks:\n    - name: a\n      dom|ain: speech\n')).toMatchObject({
+      path: ['evaluate', 'tasks', 0, 'domain'],
+      onKey: true,
+    });
   });
 
   it('returns null for an empty document', () => {

@@ -28,7 +28,7 @@ describe('recipe schema', () => {
     }
   });
 
-  it('requires the sections DESIGN.md requires', () => {
+  it('requires the sections every recipe needs', () => {
     expect(requiredKeys(recipeSchema)).toEqual(['version', 'models', 'merge', 'output']);
   });
 });

@@ -38,7 +38,9 @@ describe('alignment summary', () => {
       ['attention', 4],
       ['ffn', 4],
     ]);
-    expect(describeAlignment(s)).toBe(`correlation ${formatCorrelation(s.before)} → ${formatCorrelation(s.after)} over 15 taps · worst conv.1 0.05`);
+    expect(describeAlignment(s)).toBe(
+      `correlation ${formatCorrelation(s.before)} → ${formatCorrelation(s.after)} over 15 taps · worst conv.1 0.05`,
+    );
   });
 
   it('a run without alignment says so', () => {
@@ -72,7 +74,11 @@ describe('low correlation', () => {
       ['cnn', 7, ['conv.1', 'conv.4', 'conv.5', 'conv.6']],
       ['ffn', 4, ['layer.0.ffn', 'layer.1.ffn', 'layer.2.ffn', 'layer.3.ffn']],
     ]);
-    expect(low[0]!.taps[0]).toEqual({ tap: 'conv.1', layer: 1, meanCorrelationAfter: real.align.taps.find((t) => t.tap === 'conv.1')!.meanCorrelationAfter });
+    expect(low[0]!.taps[0]).toEqual({
+      tap: 'conv.1',
+      layer: 1,
+      meanCorrelationAfter: real.align.taps.find((t) => t.tap === 'conv.1')!.meanCorrelationAfter,
+    });
   });
 
   it('follows the threshold: strictly below it', () => {
@@ -110,11 +116,18 @@ describe('layers and groups', () => {
     const table = tapTable(tapsOfLayer(real, 0)).split('\n');
     expect(table).toHaveLength(4);
     const ffn = real.align.taps.find((t) => t.tap === 'layer.0.ffn')!;
-    expect(table[3]).toBe(`| layer.0.ffn | FFN | 512 | ${formatCorrelation(ffn.meanCorrelationBefore)} → ${formatCorrelation(ffn.meanCorrelationAfter)} | 100% | 0 |`);
+    expect(table[3]).toBe(
+      `| layer.0.ffn | FFN | 512 | ${formatCorrelation(ffn.meanCorrelationBefore)} → ${formatCorrelation(ffn.meanCorrelationAfter)} | 100% | 0 |`,
+    );
   });
 
   it('formats correlations with two decimals and a real minus sign', () => {
-    expect([formatCorrelation(-0.0252), formatCorrelation(-0.001), formatCorrelation(0.8944), formatCorrelation(null)]).toEqual(['−0.03', '0.00', '0.89', '–']);
+    expect([formatCorrelation(-0.0252), formatCorrelation(-0.001), formatCorrelation(0.8944), formatCorrelation(null)]).toEqual([
+      '−0.03',
+      '0.00',
+      '0.89',
+      '–',
+    ]);
   });
 });
 
@@ -134,7 +147,10 @@ describe('recipe fingerprint', () => {
   it('names each changed section; defaults count as written', () => {
     const base = sections(recipe(''));
     expect(changedSections(base, sections(recipe('').replace('permute: [cnn, ffn]', 'permute: [cnn, attention]')))).toEqual(['align']);
-    expect(changedSections(base, sections(recipe('').replace('lambda: 0.5', 'lambda: 0.6').replace('./b', './c')))).toEqual(['models', 'merge']);
+    expect(changedSections(base, sections(recipe('').replace('lambda: 0.5', 'lambda: 0.6').replace('./b', './c')))).toEqual([
+      'models',
+      'merge',
+    ]);
     // align.heads defaults to reorder: writing it out changes nothing.
     expect(changedSections(base, sections(recipe('').replace('method: correlation', 'method: correlation\n  heads: reorder')))).toEqual([]);
   });
@@ -145,6 +161,10 @@ describe('recipe fingerprint', () => {
 
   it('hashes text as the engine hashes the file (UTF-8 bytes)', () => {
     // λ is U+03BB: the bytes CE BB in UTF-8.
-    expect(textSha256('λ')).toBe(createHash('sha256').update(Buffer.from([0xce, 0xbb])).digest('hex'));
+    expect(textSha256('λ')).toBe(
+      createHash('sha256')
+        .update(Buffer.from([0xce, 0xbb]))
+        .digest('hex'),
+    );
   });
 });

@@ -28,7 +28,11 @@ async function permutedCopy(dir: string, seed: number, include: (kind: string) =
   return { anchor, perms };
 }
 
-async function writeRecipe(dir: string, other: string, extra: { method?: string; permute?: string; lambda?: string } = {}): Promise<string> {
+async function writeRecipe(
+  dir: string,
+  other: string,
+  extra: { method?: string; permute?: string; lambda?: string } = {},
+): Promise<string> {
   const file = path.join(dir, 'test.merge.yaml');
   await fs.writeFile(
     file,
@@ -77,7 +81,9 @@ describe('run a recipe end to end', () => {
     expect(readdirSync(result.outputDir).sort()).toEqual(['config.json', 'model.safetensors', 'permutations.json', 'report.json']);
     await expectSameWeights(result.outputDir, anchor.weights);
     // The solved permutation undoes the random one (groups that were permuted).
-    const solved = JSON.parse(await fs.readFile(path.join(result.outputDir, 'permutations.json'), 'utf8')) as { groups: Record<string, number[]> };
+    const solved = JSON.parse(await fs.readFile(path.join(result.outputDir, 'permutations.json'), 'utf8')) as {
+      groups: Record<string, number[]>;
+    };
     expect(Object.keys(solved.groups).length).toBeGreaterThan(0);
     for (const t of result.report.align.taps) expect(t.meanCorrelationAfter, t.tap).toBeGreaterThan(0.999);
     expect(result.report.align.selfCheck?.passed).toBe(true);

@@ -29,7 +29,10 @@ describe('variants in one run', () => {
     const perms = randomPermutations(spec, mulberry32(4), { include: (g) => g.kind !== 'residual', qkInHead: false });
     await fs.mkdir(other, { recursive: true });
     await fs.copyFile(path.join(ANCHOR, 'config.json'), path.join(other, 'config.json'));
-    await writeSafetensors(path.join(other, 'model.safetensors'), toStoredTensors(applyPermutations(anchor.weights, spec, perms), anchor.layout));
+    await writeSafetensors(
+      path.join(other, 'model.safetensors'),
+      toStoredTensors(applyPermutations(anchor.weights, spec, perms), anchor.layout),
+    );
     const recipe = path.join(dir, 'variants.merge.yaml');
     await fs.writeFile(
       recipe,
@@ -51,7 +54,15 @@ describe('variants in one run', () => {
       ].join('\n'),
     );
     const result = await runRecipe(recipe);
-    expect(readdirSync(result.outputDir).sort()).toEqual(['config.json', 'model.safetensors', 'permutations.json', 'plain', 'repair', 'report.json', 'zip2']);
+    expect(readdirSync(result.outputDir).sort()).toEqual([
+      'config.json',
+      'model.safetensors',
+      'permutations.json',
+      'plain',
+      'repair',
+      'report.json',
+      'zip2',
+    ]);
     const systems = result.report.systems!;
     expect(systems.map((s) => s.name)).toEqual(['unaligned', 'permuted', 'zip2', 'repair', 'plain']);
     const base = result.report.models.anchor.parameters;

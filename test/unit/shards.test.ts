@@ -29,7 +29,29 @@ async function randomModel(dir: string, seed: number): Promise<string> {
 async function writeRecipe(dir: string, other: string, name = 'test.merge.yaml', segment = 0.25): Promise<string> {
   const file = path.join(dir, name);
   const audio = [path.join(FIXTURES, 'audio', 'tone-16k.wav'), path.join(FIXTURES, 'audio', 'sine440-16k-i16.wav')];
-  await fs.writeFile(file, ['version: 1', 'models:', `  anchor: ${ANCHOR}`, `  other: ${other}`, 'probe:', `  audio: [${audio.join(', ')}]`, `  segment_seconds: ${segment}`, 'align:', '  method: correlation', '  permute: [cnn, attention, ffn]', 'merge:', '  method: linear', '  lambda: 0.5', `output: ./out-${path.basename(name, '.merge.yaml')}`, 'runtime:', '  device: cpu', '  batch_size: 2', ''].join('\n'));
+  await fs.writeFile(
+    file,
+    [
+      'version: 1',
+      'models:',
+      `  anchor: ${ANCHOR}`,
+      `  other: ${other}`,
+      'probe:',
+      `  audio: [${audio.join(', ')}]`,
+      `  segment_seconds: ${segment}`,
+      'align:',
+      '  method: correlation',
+      '  permute: [cnn, attention, ffn]',
+      'merge:',
+      '  method: linear',
+      '  lambda: 0.5',
+      `output: ./out-${path.basename(name, '.merge.yaml')}`,
+      'runtime:',
+      '  device: cpu',
+      '  batch_size: 2',
+      '',
+    ].join('\n'),
+  );
   return file;
 }
 
@@ -65,7 +87,14 @@ describe('statistics shards', () => {
     const rand = mulberry32(4);
     const parts = Array.from({ length: 5 }, (_, k) => {
       const n = 3 + k;
-      const m = { n, meanA: [rand(), rand()], meanB: [rand(), rand(), rand()], m2A: [rand(), rand()], m2B: [rand(), rand(), rand()], cross: Array.from({ length: 6 }, () => rand() - 0.5) };
+      const m = {
+        n,
+        meanA: [rand(), rand()],
+        meanB: [rand(), rand(), rand()],
+        m2A: [rand(), rand()],
+        m2B: [rand(), rand(), rand()],
+        cross: Array.from({ length: 6 }, () => rand() - 0.5),
+      };
       return m;
     });
     const reduce = (order: number[]) => order.reduce((s, i) => addMoments(s, parts[i]!), createPairStats(2, 3));
@@ -107,8 +136,12 @@ describe('statistics shards', () => {
     const other = await randomModel(path.join(dir, 'other'), 5);
     const recipe = await writeRecipe(dir, other);
     const dirs = await shardsOf(recipe, path.join(dir, 'stats'), 3);
-    await expect(runRecipe(recipe, { statsDirs: [dirs[0]!, dirs[1]!] })).rejects.toThrow(/the shards leave \d+ of \d+ probe segments out \(first: segment \d+/);
-    await expect(runRecipe(recipe, { statsDirs: [...dirs, dirs[1]!] })).rejects.toThrow(/shards overlap: .*shard-1 and .*shard-1 both cover probe segment/);
+    await expect(runRecipe(recipe, { statsDirs: [dirs[0]!, dirs[1]!] })).rejects.toThrow(
+      /the shards leave \d+ of \d+ probe segments out \(first: segment \d+/,
+    );
+    await expect(runRecipe(recipe, { statsDirs: [...dirs, dirs[1]!] })).rejects.toThrow(
+      /shards overlap: .*shard-1 and .*shard-1 both cover probe segment/,
+    );
     // Another recipe: a different segment length cuts another probe.
     const recipe2 = await writeRecipe(dir, other, 'other.merge.yaml', 0.5);
     await expect(runRecipe(recipe2, { statsDirs: dirs })).rejects.toThrow(/computed for another recipe/);

@@ -1,7 +1,15 @@
 import { describe, expect, it } from 'vitest';
-import { isEngineError } from '../../server/src/engine/errors.js';
-import { addMoments, addSums, correlation, createPairStats, deadUnits, mergeStats, type PairStats } from '../../server/src/engine/align/stats.js';
-import { gaussian, mulberry32 } from '../../server/src/engine/random.js';
+import { isEngineError } from '../../server/src/engine/errors';
+import {
+  addMoments,
+  addSums,
+  correlation,
+  createPairStats,
+  deadUnits,
+  mergeStats,
+  type PairStats,
+} from '../../server/src/engine/align/stats';
+import { gaussian, mulberry32 } from '../../server/src/engine/random';
 
 /** n frames of correlated anchor (dA units) and other (dB units) activations, float32 like onnxruntime's. */
 function makeData(n: number, dA: number, dB: number, seed: number): { a: Float32Array; b: Float32Array } {
@@ -94,7 +102,15 @@ function maxDiff(x: Float64Array, y: Float64Array): number {
   return m;
 }
 
-function accumulate(a: Float32Array, b: Float32Array, dA: number, dB: number, n: number, batch: number, form: 'moments' | 'sums'): PairStats {
+function accumulate(
+  a: Float32Array,
+  b: Float32Array,
+  dA: number,
+  dB: number,
+  n: number,
+  batch: number,
+  form: 'moments' | 'sums',
+): PairStats {
   const s = createPairStats(dA, dB);
   for (let t = 0; t < n; t += batch) {
     const end = Math.min(n, t + batch);

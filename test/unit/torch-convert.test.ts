@@ -10,7 +10,10 @@ import { useTempDirs } from '../helpers/tmp';
 
 const TORCH = path.join(FIXTURES, 'torch');
 const tempDir = useTempDirs();
-const EXPECTED = JSON.parse(readFileSync(path.join(TORCH, 'expected.json'), 'utf8')) as Record<string, Record<string, { shape: number[]; values: number[] }>>;
+const EXPECTED = JSON.parse(readFileSync(path.join(TORCH, 'expected.json'), 'utf8')) as Record<
+  string,
+  Record<string, { shape: number[]; values: number[] }>
+>;
 
 describe('convert to safetensors', () => {
   it('a model folder: same names, dtypes and weights; config.json copied; loads to the same model', async () => {
@@ -55,12 +58,21 @@ describe('convert to safetensors', () => {
   it('refuses to overwrite without force, to convert safetensors, and leaves nothing behind on a hostile file', async () => {
     const out = tempDir();
     await convertToSafetensors(path.join(TORCH, 'state-f32.bin'), out);
-    await expect(convertToSafetensors(path.join(TORCH, 'state-f32.bin'), out)).rejects.toMatchObject({ code: 'io-error', message: expect.stringMatching(/already exists; pass --force/) });
+    await expect(convertToSafetensors(path.join(TORCH, 'state-f32.bin'), out)).rejects.toMatchObject({
+      code: 'io-error',
+      message: expect.stringMatching(/already exists; pass --force/),
+    });
     await convertToSafetensors(path.join(TORCH, 'state-f32.bin'), out, { force: true });
-    await expect(convertToSafetensors(path.join(FIXTURES, 'hf-reference', 'hubert-preln'), tempDir())).rejects.toMatchObject({ message: expect.stringMatching(/already holds model.safetensors: nothing to convert/) });
-    await expect(convertToSafetensors(path.join(FIXTURES, 'hf-reference', 'hubert-preln', 'model.safetensors'), tempDir())).rejects.toMatchObject({ message: expect.stringMatching(/not a PyTorch checkpoint/) });
+    await expect(convertToSafetensors(path.join(FIXTURES, 'hf-reference', 'hubert-preln'), tempDir())).rejects.toMatchObject({
+      message: expect.stringMatching(/already holds model.safetensors: nothing to convert/),
+    });
+    await expect(
+      convertToSafetensors(path.join(FIXTURES, 'hf-reference', 'hubert-preln', 'model.safetensors'), tempDir()),
+    ).rejects.toMatchObject({ message: expect.stringMatching(/not a PyTorch checkpoint/) });
     const clean = tempDir();
-    await expect(convertToSafetensors(path.join(TORCH, 'hostile', 'evil-reduce.bin'), clean)).rejects.toMatchObject({ code: 'unsafe-pickle' });
+    await expect(convertToSafetensors(path.join(TORCH, 'hostile', 'evil-reduce.bin'), clean)).rejects.toMatchObject({
+      code: 'unsafe-pickle',
+    });
     expect(readdirSync(clean)).toEqual([]);
   });
 

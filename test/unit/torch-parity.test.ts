@@ -29,7 +29,14 @@ describe('MERT-style checkpoints (config and tensor names as m-a-p/MERT-v1-95M s
 
   it('loads as a MERT encoder at 24 kHz / 75 frames/s and computes the HuBERT layer it copies', async () => {
     const model = await loadEncoderModel(MERT);
-    expect(model.config).toMatchObject({ family: 'mert', modelType: 'mert_model', sampleRate: 24000, frameRate: 75, layers: 1, preLayerNorm: false });
+    expect(model.config).toMatchObject({
+      family: 'mert',
+      modelType: 'mert_model',
+      sampleRate: 24000,
+      frameRate: 75,
+      layers: 1,
+      preLayerNorm: false,
+    });
     expect(model.layout).toEqual({ prefix: '', posConv: 'weight_g/weight_v' });
     // Its weights are hubert-postln-a's first layer: a post-LN encoder's first two hidden states do not depend on later
     // layers. MERT's preprocessor normalises each waveform (do_normalize), so the reference is hubert-postln-a on the
@@ -39,7 +46,11 @@ describe('MERT-style checkpoints (config and tensor names as m-a-p/MERT-v1-95M s
     const mean = input.reduce((a, b) => a + b, 0) / input.length;
     const std = Math.sqrt(input.reduce((a, b) => a + (b - mean) ** 2, 0) / input.length + 1e-7);
     const hubert = await loadEncoderModel(path.join(HF_REFERENCE, 'hubert-postln-a'));
-    const ref = await forward(hubert, input.map((v) => (v - mean) / std), { device: 'cpu' });
+    const ref = await forward(
+      hubert,
+      input.map((v) => (v - mean) / std),
+      { device: 'cpu' },
+    );
     const out = await forward(model, input, { device: 'cpu' });
     expect(relativeMaxError(out.hiddenStates[0]!, toRows(ref.hiddenStates[0]!, ref.hidden))).toBeLessThan(1e-4);
     expect(relativeMaxError(out.hiddenStates[1]!, toRows(ref.hiddenStates[1]!, ref.hidden))).toBeLessThan(1e-4);

@@ -16,7 +16,17 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DidChangeReportNotification, OpenPanelCommand, ReadyCommand, SaveFileRequest, isReadyParams, isSaveFileParams, type OpenPanelParams, type ReadyParams, type SaveFileParams } from '../../protocol/webview';
+import {
+  DidChangeReportNotification,
+  OpenPanelCommand,
+  ReadyCommand,
+  SaveFileRequest,
+  isReadyParams,
+  isSaveFileParams,
+  type OpenPanelParams,
+  type ReadyParams,
+  type SaveFileParams,
+} from '../../protocol/webview';
 import { IpcEndpoint, type IpcMessage } from '../../protocol/ipc';
 import { type PanelKind } from '../../protocol/panels';
 import type { MergeReport } from '../../server/src/engine/pipeline/report';
@@ -34,7 +44,11 @@ const resultsDir = path.join(root, 'test-results');
 function ensureBundle(): void {
   const outputs = ['webview.js', 'webview.css', 'notebook-renderer.js'].map((f) => path.join(dist, f));
   const newest = (dir: string): number =>
-    Math.max(...readdirSync(dir, { withFileTypes: true }).map((e) => (e.isDirectory() ? newest(path.join(dir, e.name)) : statSync(path.join(dir, e.name)).mtimeMs)));
+    Math.max(
+      ...readdirSync(dir, { withFileTypes: true }).map((e) =>
+        e.isDirectory() ? newest(path.join(dir, e.name)) : statSync(path.join(dir, e.name)).mtimeMs,
+      ),
+    );
   const sources = Math.max(newest(path.join(root, 'webview/src')), statSync(path.join(root, 'protocol/webview.ts')).mtimeMs);
   if (outputs.every((o) => existsSync(o) && statSync(o).mtimeMs >= sources)) return;
   execFileSync(process.execPath, ['scripts/build.mjs'], { cwd: root, stdio: 'inherit' });
@@ -84,7 +98,8 @@ let browser: Browser;
 const pages: Page_[] = [];
 // The system's Chromium, else the one inside the npm package @sparticuz/chromium (linux-x64).
 const found = findChromium();
-if (!found.executablePath) console.warn(`\n!!! SKIPPED the webview tests in headless Chromium: ${found.reason}. Enable them with: ${INSTALL_HINT}\n`);
+if (!found.executablePath)
+  console.warn(`\n!!! SKIPPED the webview tests in headless Chromium: ${found.reason}. Enable them with: ${INSTALL_HINT}\n`);
 
 const nonce = () => randomBytes(16).toString('base64');
 
@@ -141,7 +156,14 @@ window.__mime = REPORT_MIME;
   browser = await chromium.launch({
     executablePath: found.executablePath,
     env: { ...process.env, ...found.env } as Record<string, string>,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run'],
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--no-first-run',
+    ],
   });
 });
 
@@ -174,7 +196,11 @@ async function openPanel(kind: PanelKind, theme: 'dark' | 'light' = 'dark', show
     p.saves.push(params);
     return { saved: true, path: `/tmp/${params.fileName}` };
   });
-  host.on(OpenPanelCommand, (x): x is OpenPanelParams => typeof x === 'object' && x !== null, (params) => p.opened.push(params));
+  host.on(
+    OpenPanelCommand,
+    (x): x is OpenPanelParams => typeof x === 'object' && x !== null,
+    (params) => p.opened.push(params),
+  );
   await page.exposeFunction('__toHost', (m: IpcMessage) => {
     p.received.push(m);
     host.receive(m);
@@ -183,7 +209,9 @@ async function openPanel(kind: PanelKind, theme: 'dark' | 'light' = 'dark', show
     ({ vars, themeClass }) => {
       const w = window as unknown as Record<string, unknown>;
       w.__violations = [];
-      document.addEventListener('securitypolicyviolation', (e) => (w.__violations as string[]).push(`${e.violatedDirective}: ${e.blockedURI} ${e.sample}`));
+      document.addEventListener('securitypolicyviolation', (e) =>
+        (w.__violations as string[]).push(`${e.violatedDirective}: ${e.blockedURI} ${e.sample}`),
+      );
       // VS Code keeps a webview's state across reloads of its page: sessionStorage does the same here.
       w.acquireVsCodeApi = () => ({
         postMessage: (m: unknown) => (w.__toHost as (m: unknown) => void)(m),
@@ -275,7 +303,11 @@ describe.skipIf(!found.executablePath)('webview in headless Chromium', () => {
     // Reload (VS Code reloads a hidden webview's page): the state comes back through ready, selection and table view kept.
     await page.reload();
     await page.waitForSelector('main[aria-busy="false"]', { timeout: 15_000 });
-    expect(p.ready[1]).toEqual({ kind: 'correlation', protocolVersion: 1, state: { kind: 'correlation', jobId: 'job-1', selected: 'layer.3.attn', tables: ['correlation-by-layer'] } });
+    expect(p.ready[1]).toEqual({
+      kind: 'correlation',
+      protocolVersion: 1,
+      state: { kind: 'correlation', jobId: 'job-1', selected: 'layer.3.attn', tables: ['correlation-by-layer'] },
+    });
     expect(await page.locator('.tap-select').inputValue()).toBe('layer.3.attn');
     expect(await page.locator('section[data-chart="correlation-by-layer"] table').isVisible()).toBe(true);
 
@@ -304,7 +336,9 @@ describe.skipIf(!found.executablePath)('webview in headless Chromium', () => {
 
     // Table toggles persist in the webview state (what the serializer gets back after a reload).
     await page.locator('section[data-chart="average-score"] button', { hasText: 'Table' }).click();
-    const state = await page.evaluate(() => (window as unknown as { acquireVsCodeApi: () => { getState(): unknown } }).acquireVsCodeApi().getState());
+    const state = await page.evaluate(() =>
+      (window as unknown as { acquireVsCodeApi: () => { getState(): unknown } }).acquireVsCodeApi().getState(),
+    );
     expect(state).toEqual({ kind: 'results', jobId: 'job-1', selected: null, tables: ['average-score'] });
 
     // VS Code switches theme by rewriting the body class: the charts redraw in the new colours.
@@ -368,7 +402,13 @@ describe.skipIf(!found.executablePath)('webview in headless Chromium', () => {
             };
           }),
         );
-      await p.page.waitForFunction(() => document.querySelector('main')?.getBoundingClientRect().width! <= 560 && document.querySelector('main[aria-busy="false"]') !== null, undefined, { timeout: 15_000 });
+      await p.page.waitForFunction(
+        () =>
+          (document.querySelector('main')?.getBoundingClientRect().width ?? Infinity) <= 560 &&
+          document.querySelector('main[aria-busy="false"]') !== null,
+        undefined,
+        { timeout: 15_000 },
+      );
       let seen = await fits();
       for (let i = 0; i < 75 && seen.some((c) => c.svg > c.box || c.scrolls); i++) {
         await p.page.waitForTimeout(200);
@@ -391,7 +431,9 @@ describe.skipIf(!found.executablePath)('webview in headless Chromium', () => {
     page.on('console', (m) => (m.type() === 'error' || m.type() === 'warning') && problems.push(m.text()));
     page.on('pageerror', (e) => problems.push(e.message));
     await page.goto(`${origin}/notebook`);
-    await page.waitForFunction(() => document.querySelectorAll('.ms-panel[aria-busy="false"]').length === 2, undefined, { timeout: 15_000 });
+    await page.waitForFunction(() => document.querySelectorAll('.ms-panel[aria-busy="false"]').length === 2, undefined, {
+      timeout: 15_000,
+    });
     expect(await page.evaluate(() => (window as unknown as { __mime: string }).__mime)).toBe('application/vnd.merge-studio.report+json');
     expect(await page.locator('section[data-chart] .chart svg').count()).toBe(6);
     // No host to save through: view toggles only.

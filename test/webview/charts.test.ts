@@ -51,7 +51,8 @@ function lineCount(view: vega.View): number {
   let n = 0;
   const walk = (node: { marktype?: string; items?: unknown[] }) => {
     if (node.marktype === 'line' && (node.items?.length ?? 0) > 0) n++;
-    for (const it of (node.items ?? []) as { items?: unknown[] }[]) for (const child of (it.items ?? []) as { marktype?: string; items?: unknown[] }[]) walk(child);
+    for (const it of (node.items ?? []) as { items?: unknown[] }[])
+      for (const child of (it.items ?? []) as { marktype?: string; items?: unknown[] }[]) walk(child);
   };
   walk((view.scenegraph() as unknown as { root: { marktype?: string; items?: unknown[] } }).root);
   return n;
@@ -99,7 +100,8 @@ describe('correlation charts', () => {
     const { view } = await render(byId(charts, 'units-moved'));
     const bars = items(view, 'rect').filter((i) => (i as unknown as { datum?: { tap?: string } }).datum?.tap);
     expect(bars.length).toBe(report.align.taps.length);
-    const opacity = (tap: string) => (bars.find((b) => (b as unknown as { datum: { tap: string } }).datum.tap === tap) as unknown as { opacity: number }).opacity;
+    const opacity = (tap: string) =>
+      (bars.find((b) => (b as unknown as { datum: { tap: string } }).datum.tap === tap) as unknown as { opacity: number }).opacity;
     expect(opacity('layer.5.ffn')).toBe(1);
     expect(opacity('layer.6.ffn')).toBeLessThan(1);
   });
@@ -108,7 +110,9 @@ describe('correlation charts', () => {
     const { view } = await render(byId(charts, 'units-moved'));
     await view.signal(SELECTED_SIGNAL, 'cnn:2').runAsync();
     const bars = items(view, 'rect').filter((i) => (i as unknown as { datum?: { tap?: string } }).datum?.tap);
-    const opaque = bars.filter((b) => (b as unknown as { opacity: number }).opacity === 1).map((b) => (b as unknown as { datum: { tap: string } }).datum.tap);
+    const opaque = bars
+      .filter((b) => (b as unknown as { opacity: number }).opacity === 1)
+      .map((b) => (b as unknown as { datum: { tap: string } }).datum.tap);
     expect(opaque).toEqual(['conv.2']);
   });
 
@@ -126,7 +130,11 @@ describe('correlation charts', () => {
     const { view, vg } = await render(byId(charts, 'correlation-heatmap'));
     const cells = items(view, 'rect').filter((i) => (i as unknown as { datum?: { stage?: string } }).datum?.stage);
     expect(cells.length).toBe(2 * side * side);
-    expect(heatmapCells(tap).filter((c) => c.stage === 'after').map((c) => c.value)).toEqual(tap.heatmap!.after);
+    expect(
+      heatmapCells(tap)
+        .filter((c) => c.stage === 'after')
+        .map((c) => c.value),
+    ).toEqual(tap.heatmap!.after);
     expect(vg.scales?.filter((s) => s.name === 'color').length).toBe(1);
     expect(byId(charts, 'correlation-heatmap').title).toContain('layer.5.attn');
   });
@@ -138,7 +146,14 @@ describe('correlation charts', () => {
     expect(items(view, 'text').filter((i) => (i as unknown as { datum?: { score?: number } }).datum?.score !== undefined).length).toBe(144);
     const best = headCells(tap).filter((c) => c.best);
     expect(best.length).toBe(12);
-    for (const b of best) expect(b.score).toBe(Math.max(...headCells(tap).filter((c) => c.anchorHead === b.anchorHead).map((c) => c.score)));
+    for (const b of best)
+      expect(b.score).toBe(
+        Math.max(
+          ...headCells(tap)
+            .filter((c) => c.anchorHead === b.anchorHead)
+            .map((c) => c.score),
+        ),
+      );
   });
 
   it('an FFN selection shows its own matrix and the head scores of the same layer', () => {
@@ -148,7 +163,11 @@ describe('correlation charts', () => {
   });
 
   it('a conv block has no head scores; the residual stream (no layer) is selectable', () => {
-    expect(correlationCharts(report, { ...opts, selected: 'conv.1' }).map((c) => c.id)).toEqual(['correlation-by-layer', 'units-moved', 'correlation-heatmap']);
+    expect(correlationCharts(report, { ...opts, selected: 'conv.1' }).map((c) => c.id)).toEqual([
+      'correlation-by-layer',
+      'units-moved',
+      'correlation-heatmap',
+    ]);
     expect(selectedKey(report, 'residual')).toBe('residual');
     expect(byId(correlationCharts(report, { ...opts, selected: 'residual' }), 'correlation-heatmap').title).toContain('residual');
   });
@@ -161,7 +180,10 @@ describe('correlation charts', () => {
   });
 
   it('a report without matrices still charts per-layer statistics', async () => {
-    const bare: MergeReport = { ...report, align: { ...report.align, taps: report.align.taps.map(({ heatmap: _h, headScores: _s, ...t }) => t) } };
+    const bare: MergeReport = {
+      ...report,
+      align: { ...report.align, taps: report.align.taps.map(({ heatmap: _h, headScores: _s, ...t }) => t) },
+    };
     const c = correlationCharts(bare, opts);
     expect(c.map((x) => x.id)).toEqual(['correlation-by-layer', 'units-moved']);
     await render(c[0]!);
@@ -187,7 +209,9 @@ describe('results charts', () => {
   it('averages: rules at the source models’ averages, one line per merge', async () => {
     const { view } = await render(byId(charts, 'average-score'));
     expect(lineCount(view)).toBe(2);
-    const anchorRule = items(view, 'rule').find((i) => (i as unknown as { datum?: { variant?: string } }).datum?.variant === 'anchor') as unknown as { datum: { score: number } };
+    const anchorRule = items(view, 'rule').find(
+      (i) => (i as unknown as { datum?: { variant?: string } }).datum?.variant === 'anchor',
+    ) as unknown as { datum: { score: number } };
     expect(anchorRule.datum.score).toBe(ev.averages.find((a) => a.variant === 'anchor')!.average);
   });
 
@@ -205,7 +229,14 @@ describe('results charts', () => {
     const v2: MergeReport = {
       ...report,
       version: 2,
-      systems: [{ name: 'zip125', align: { method: 'correlation', permute: ['ffn'], heads: 'reorder' }, merge: { method: 'linear', repair: false, width: 1.25 }, parameters: 123456 }],
+      systems: [
+        {
+          name: 'zip125',
+          align: { method: 'correlation', permute: ['ffn'], heads: 'reorder' },
+          merge: { method: 'linear', repair: false, width: 1.25 },
+          parameters: 123456,
+        },
+      ],
       evaluation: { rows: [...ev.rows, ...variantRows], averages: [...ev.averages, ...variantAverages] },
     };
     const v2Charts = resultsCharts(v2, { theme, width: 760 });
@@ -215,7 +246,8 @@ describe('results charts', () => {
     const table = avg.table.rows.filter((r) => r.variant === 'zip125');
     expect(table.length).toBe(variantAverages.length);
     expect(table.every((r) => r.parameters === 123456)).toBe(true);
-    const color = (avg.spec as unknown as { layer: { encoding: { color: { scale: { domain: string[]; range: string[] } } } }[] }).layer[1]!.encoding.color.scale;
+    const color = (avg.spec as unknown as { layer: { encoding: { color: { scale: { domain: string[]; range: string[] } } } }[] }).layer[1]!
+      .encoding.color.scale;
     expect(color.domain).toContain('zip125');
     expect(new Set(color.range).size).toBe(color.range.length);
   });
@@ -252,8 +284,14 @@ describe('every chart in every theme', () => {
 describe('CSV', () => {
   it('quotes separators and quotes, defuses spreadsheet formulas, leaves nulls empty', () => {
     const csv = toCsv({
-      columns: [{ key: 'a', title: 'a,b' }, { key: 'b', title: 'b' }],
-      rows: [{ a: 'say "hi"', b: null }, { a: '=SUM(A1)', b: -0.5 }],
+      columns: [
+        { key: 'a', title: 'a,b' },
+        { key: 'b', title: 'b' },
+      ],
+      rows: [
+        { a: 'say "hi"', b: null },
+        { a: '=SUM(A1)', b: -0.5 },
+      ],
     });
     expect(csv).toBe('"a,b",b\r\n"say ""hi""",\r\n\'=SUM(A1),-0.5\r\n');
   });
@@ -267,7 +305,19 @@ describe('the real report of the example run (4 layers, 7 conv blocks, no head s
     expect(selected).toBe('conv.1');
     const charts = correlationCharts(real, { theme, width: 760, selected });
     expect(charts.map((c) => c.id)).toEqual(['correlation-by-layer', 'units-moved', 'correlation-heatmap']);
-    expect(keyDomain(real)).toEqual(['cnn:0', 'cnn:1', 'cnn:2', 'cnn:3', 'cnn:4', 'cnn:5', 'cnn:6', 'layer:0', 'layer:1', 'layer:2', 'layer:3']);
+    expect(keyDomain(real)).toEqual([
+      'cnn:0',
+      'cnn:1',
+      'cnn:2',
+      'cnn:3',
+      'cnn:4',
+      'cnn:5',
+      'cnn:6',
+      'layer:0',
+      'layer:1',
+      'layer:2',
+      'layer:3',
+    ]);
     const perLayer = await render(byId(charts, 'correlation-by-layer'));
     const withTap = (xs: vega.Item[]) => xs.filter((i) => (i as unknown as { datum?: { tap?: string } }).datum?.tap);
     expect(withTap(items(perLayer.view, 'symbol')).length).toBe(2 * real.align.taps.length);
@@ -278,8 +328,14 @@ describe('the real report of the example run (4 layers, 7 conv blocks, no head s
     const heat = await render(byId(charts, 'correlation-heatmap'));
     const side = real.align.taps.find((t) => t.tap === 'conv.1')!.heatmap!.size;
     const conv1 = real.align.taps.find((t) => t.tap === 'conv.1')!;
-    expect(items(heat.view, 'rect').filter((i) => (i as unknown as { datum?: { stage?: string } }).datum?.stage)).toHaveLength(2 * side * side);
-    expect(heatmapCells(conv1).filter((c) => c.stage === 'after').map((c) => c.value)).toEqual(conv1.heatmap!.after);
+    expect(items(heat.view, 'rect').filter((i) => (i as unknown as { datum?: { stage?: string } }).datum?.stage)).toHaveLength(
+      2 * side * side,
+    );
+    expect(
+      heatmapCells(conv1)
+        .filter((c) => c.stage === 'after')
+        .map((c) => c.value),
+    ).toEqual(conv1.heatmap!.after);
     expect(byId(charts, 'correlation-heatmap').title).toContain('conv.1');
   });
 
@@ -305,7 +361,8 @@ describe('the real report of the example run (4 layers, 7 conv blocks, no head s
     it(`${kind}: every chart of both panels compiles and renders`, async () => {
       const t = defaultTheme(kind);
       for (const panel of ['correlation', 'results'] as const) {
-        for (const c of panelCharts(panel, real, { theme: t, width: 600, selected })) expect((await render(c)).svg.length, c.id).toBeGreaterThan(1000);
+        for (const c of panelCharts(panel, real, { theme: t, width: 600, selected }))
+          expect((await render(c)).svg.length, c.id).toBeGreaterThan(1000);
       }
     });
   }

@@ -105,7 +105,11 @@ function context() {
 /** The webview side posting a message to the host. */
 const fromWebview = (p: FakePanel, m: IpcMessage) => p.webview.listeners.forEach((l) => l(m));
 const ready = (p: FakePanel, kind: string, jobId: string | null = null) =>
-  fromWebview(p, { id: 'webview:1', method: 'webview/ready', params: { kind, protocolVersion: 1, state: jobId ? { kind, jobId, selected: null, tables: [] } : null } });
+  fromWebview(p, {
+    id: 'webview:1',
+    method: 'webview/ready',
+    params: { kind, protocolVersion: 1, state: jobId ? { kind, jobId, selected: null, tables: [] } : null },
+  });
 const settle = () => new Promise<void>((r) => setTimeout(r, 0));
 
 beforeEach(() => {
@@ -143,14 +147,18 @@ describe('ReportPanels host', () => {
     const getReport = vi.fn(async (id: string) => (id === 'job-9' ? report : Promise.reject(new Error('unknown job'))));
     ReportPanels.register(context(), { getReport });
     const restored = vscode.__makePanel('mergeStudio.resultsPanel', 'restored');
-    await fake.serializers.get('mergeStudio.resultsPanel')!.deserializeWebviewPanel(restored, { kind: 'results', jobId: 'job-9', selected: null, tables: [] });
+    await fake.serializers
+      .get('mergeStudio.resultsPanel')!
+      .deserializeWebviewPanel(restored, { kind: 'results', jobId: 'job-9', selected: null, tables: [] });
     ready(restored, 'results', 'job-9');
     await settle();
     expect(getReport).toHaveBeenCalledWith('job-9');
     expect(restored.webview.posted.map((m) => m.method)).toEqual(['report/didChange']);
 
     const gone = vscode.__makePanel('mergeStudio.resultsPanel', 'gone');
-    await fake.serializers.get('mergeStudio.resultsPanel')!.deserializeWebviewPanel(gone, { kind: 'results', jobId: 'job-old', selected: null, tables: [] });
+    await fake.serializers
+      .get('mergeStudio.resultsPanel')!
+      .deserializeWebviewPanel(gone, { kind: 'results', jobId: 'job-old', selected: null, tables: [] });
     ready(gone, 'results', 'job-old');
     await settle();
     expect(gone.webview.posted.map((m) => m.method)).toEqual(['report/didFail']);
@@ -163,7 +171,16 @@ describe('ReportPanels host', () => {
     const p = fake.panels[0] as FakePanel;
     ready(p, 'results');
     fake.saveTo = { fsPath: '/ws/average-score.png' };
-    fromWebview(p, { id: 'webview:2', method: 'file/save', params: { fileName: 'average-score.png', mimeType: 'image/png', content: Buffer.from('PNGDATA').toString('base64'), encoding: 'base64' } });
+    fromWebview(p, {
+      id: 'webview:2',
+      method: 'file/save',
+      params: {
+        fileName: 'average-score.png',
+        mimeType: 'image/png',
+        content: Buffer.from('PNGDATA').toString('base64'),
+        encoding: 'base64',
+      },
+    });
     await settle();
     expect(fake.written).toHaveLength(1);
     expect(Buffer.from(fake.written[0]!.bytes).toString()).toBe('PNGDATA');
@@ -171,7 +188,11 @@ describe('ReportPanels host', () => {
     expect(reply.params).toEqual({ saved: true, path: '/ws/average-score.png' });
 
     fake.saveTo = undefined;
-    fromWebview(p, { id: 'webview:3', method: 'file/save', params: { fileName: 'a.csv', mimeType: 'text/csv', content: 'x', encoding: 'utf8' } });
+    fromWebview(p, {
+      id: 'webview:3',
+      method: 'file/save',
+      params: { fileName: 'a.csv', mimeType: 'text/csv', content: 'x', encoding: 'utf8' },
+    });
     await settle();
     expect(p.webview.posted.find((m) => m.completionId === 'webview:3')!.params).toEqual({ saved: false });
     expect(fake.written).toHaveLength(1);

@@ -4,7 +4,21 @@
  */
 import { readFileSync } from 'node:fs';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { DidChangeReportNotification, ErrorCommand, ReadyCommand, SaveFileRequest, WEBVIEW_PROTOCOL_VERSION, isDidChangeReportParams, isPanelState, isReadyParams, isSaveFileParams, type DidChangeReportParams, type ReadyParams, type SaveFileParams, type WebviewErrorParams } from '../../protocol/webview';
+import {
+  DidChangeReportNotification,
+  ErrorCommand,
+  ReadyCommand,
+  SaveFileRequest,
+  WEBVIEW_PROTOCOL_VERSION,
+  isDidChangeReportParams,
+  isPanelState,
+  isReadyParams,
+  isSaveFileParams,
+  type DidChangeReportParams,
+  type ReadyParams,
+  type SaveFileParams,
+  type WebviewErrorParams,
+} from '../../protocol/webview';
 import { IpcEndpoint, IpcTimeoutError, isIpcMessage, isMessage, type IpcMessage } from '../../protocol/ipc';
 import { PANEL_VIEW_TYPES } from '../../protocol/panels';
 import { isMergeReport } from '../../protocol/report';
@@ -18,8 +32,14 @@ const report = JSON.parse(readFileSync(new URL('../fixtures/reports/example.repo
 function pair() {
   const toWebview: IpcMessage[] = [];
   const toHost: IpcMessage[] = [];
-  const host: IpcEndpoint = new IpcEndpoint({ side: 'host', post: (m) => (toWebview.push(m), queueMicrotask(() => webview.receive(JSON.parse(JSON.stringify(m))))) });
-  const webview: IpcEndpoint = new IpcEndpoint({ side: 'webview', post: (m) => (toHost.push(m), queueMicrotask(() => host.receive(JSON.parse(JSON.stringify(m))))) });
+  const host: IpcEndpoint = new IpcEndpoint({
+    side: 'host',
+    post: (m) => (toWebview.push(m), queueMicrotask(() => webview.receive(JSON.parse(JSON.stringify(m))))),
+  });
+  const webview: IpcEndpoint = new IpcEndpoint({
+    side: 'webview',
+    post: (m) => (toHost.push(m), queueMicrotask(() => host.receive(JSON.parse(JSON.stringify(m))))),
+  });
   return { host, webview, toWebview, toHost };
 }
 
@@ -35,8 +55,12 @@ describe('guards', () => {
     // Version 1 (the example fixture) and 2 (systems, variant rows) are both read; other versions are not.
     expect(isMergeReport({ ...report, version: 2 })).toBe(true);
     expect(isMergeReport({ ...report, version: 3 })).toBe(false);
-    expect(isMergeReport({ ...report, align: { ...report.align, taps: [{ ...report.align.taps[0], meanCorrelationAfter: 'high' }] } })).toBe(false);
-    expect(isMergeReport({ ...report, evaluation: { rows: [{ variant: 'linear', lambda: '0.5', task: 't', score: 1 }], averages: [] } })).toBe(false);
+    expect(
+      isMergeReport({ ...report, align: { ...report.align, taps: [{ ...report.align.taps[0], meanCorrelationAfter: 'high' }] } }),
+    ).toBe(false);
+    expect(
+      isMergeReport({ ...report, evaluation: { rows: [{ variant: 'linear', lambda: '0.5', task: 't', score: 1 }], averages: [] } }),
+    ).toBe(false);
     expect(isMergeReport({ ...report, evaluation: null })).toBe(true);
     expect(isMergeReport(null)).toBe(false);
     expect(isMergeReport([report])).toBe(false);
@@ -52,7 +76,11 @@ describe('guards', () => {
   });
 
   it('params guards', () => {
-    const ready: ReadyParams = { kind: 'results', protocolVersion: 1, state: { kind: 'results', jobId: 'j', selected: null, tables: ['average-score'] } };
+    const ready: ReadyParams = {
+      kind: 'results',
+      protocolVersion: 1,
+      state: { kind: 'results', jobId: 'j', selected: null, tables: ['average-score'] },
+    };
     expect(isReadyParams(ready)).toBe(true);
     expect(isReadyParams({ ...ready, kind: 'other' })).toBe(false);
     expect(isReadyParams({ ...ready, state: { ...ready.state, tables: [1] } })).toBe(false);
@@ -133,7 +161,9 @@ describe('endpoints', () => {
     vi.advanceTimersByTime(1);
     await settled;
     expect(webview.pendingCount).toBe(0);
-    expect(webview.receive({ id: 'host:1', method: SaveFileRequest.method, completionId: posted[0]!.id, params: { saved: true } })).toBe(false);
+    expect(webview.receive({ id: 'host:1', method: SaveFileRequest.method, completionId: posted[0]!.id, params: { saved: true } })).toBe(
+      false,
+    );
   });
 
   it('dispose rejects pending requests and drops later messages', async () => {
@@ -143,7 +173,9 @@ describe('endpoints', () => {
     await expect(p).rejects.toThrow('disposed');
     expect(webview.pendingCount).toBe(0);
     expect(webview.receive({ id: 'h:1', method: 'report/didChange', params: {} })).toBe(false);
-    await expect(webview.sendRequest(SaveFileRequest, { fileName: 'b.csv', mimeType: 'text/csv', content: '', encoding: 'utf8' })).rejects.toThrow('disposed');
+    await expect(
+      webview.sendRequest(SaveFileRequest, { fileName: 'b.csv', mimeType: 'text/csv', content: '', encoding: 'utf8' }),
+    ).rejects.toThrow('disposed');
   });
 
   it('a post that throws (webview gone) rejects the request at once and leaves nothing pending', async () => {
@@ -153,14 +185,20 @@ describe('endpoints', () => {
         throw new Error('Webview is disposed');
       },
     });
-    await expect(webview.sendRequest(SaveFileRequest, { fileName: 'a.csv', mimeType: 'text/csv', content: '', encoding: 'utf8' })).rejects.toThrow('Webview is disposed');
+    await expect(
+      webview.sendRequest(SaveFileRequest, { fileName: 'a.csv', mimeType: 'text/csv', content: '', encoding: 'utf8' }),
+    ).rejects.toThrow('Webview is disposed');
     expect(webview.pendingCount).toBe(0);
   });
 
   it('foreign and unhandled messages are not consumed; malformed command params throw to the caller', () => {
     const host = new IpcEndpoint({ side: 'host', post: () => undefined });
     const errors: WebviewErrorParams[] = [];
-    host.on(ErrorCommand, (x): x is WebviewErrorParams => typeof (x as WebviewErrorParams)?.message === 'string', (p) => errors.push(p));
+    host.on(
+      ErrorCommand,
+      (x): x is WebviewErrorParams => typeof (x as WebviewErrorParams)?.message === 'string',
+      (p) => errors.push(p),
+    );
     expect(host.receive({ command: 'alert' })).toBe(false);
     expect(host.receive({ id: 'w:1', method: 'panel/open', params: { kind: 'results' } })).toBe(false);
     expect(host.receive({ id: 'w:2', method: ErrorCommand.method, params: { message: 'boom', chart: 'head-scores' } })).toBe(true);

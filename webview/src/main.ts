@@ -2,7 +2,19 @@
  * Webview entry (dist/webview.js): wires the panel to the host. Order matters: the message listener is
  * installed before `webview/ready` is sent, and the host sends the report only after ready.
  */
-import { DidChangeReportNotification, DidFailReportNotification, ErrorCommand, OpenPanelCommand, ReadyCommand, SaveFileRequest, WEBVIEW_PROTOCOL_VERSION, isDidChangeReportParams, isPanelState, type DidFailReportParams, type PanelState } from '../../protocol/webview';
+import {
+  DidChangeReportNotification,
+  DidFailReportNotification,
+  ErrorCommand,
+  OpenPanelCommand,
+  ReadyCommand,
+  SaveFileRequest,
+  WEBVIEW_PROTOCOL_VERSION,
+  isDidChangeReportParams,
+  isPanelState,
+  type DidFailReportParams,
+  type PanelState,
+} from '../../protocol/webview';
 import { IpcEndpoint } from '../../protocol/ipc';
 import { isPanelKind } from '../../protocol/panels';
 import { ReportPanel } from './render/panel';
@@ -24,21 +36,29 @@ function start(): void {
   const restored = vscode.getState();
   const state = isPanelState(restored) && restored.kind === kind ? restored : null;
   const ipc = new IpcEndpoint({ post: (m) => vscode.postMessage(m), side: 'webview' });
-  const reportError = (message: string, chart?: string) => ipc.sendCommand(ErrorCommand, chart === undefined ? { message } : { message, chart });
+  const reportError = (message: string, chart?: string) =>
+    ipc.sendCommand(ErrorCommand, chart === undefined ? { message } : { message, chart });
 
-  const panel = new ReportPanel(root, kind, {
-    theme: () => readTheme(document),
-    save: (p) => ipc.sendRequest(SaveFileRequest, p, 120_000),
-    openPanel: (k) => ipc.sendCommand(OpenPanelCommand, { kind: k }),
-    setState: (s) => vscode.setState(s),
-    onError: reportError,
-  }, state);
+  const panel = new ReportPanel(
+    root,
+    kind,
+    {
+      theme: () => readTheme(document),
+      save: (p) => ipc.sendRequest(SaveFileRequest, p, 120_000),
+      openPanel: (k) => ipc.sendCommand(OpenPanelCommand, { kind: k }),
+      setState: (s) => vscode.setState(s),
+      onError: reportError,
+    },
+    state,
+  );
 
   ipc.on(DidChangeReportNotification, isDidChangeReportParams, (p) => {
     panel.show(p.report, p.jobId).catch((e: unknown) => reportError(errorMessage(e)));
   });
-  ipc.on(DidFailReportNotification, (x): x is DidFailReportParams => typeof (x as DidFailReportParams | null)?.message === 'string', (p) =>
-    panel.showError(p.message),
+  ipc.on(
+    DidFailReportNotification,
+    (x): x is DidFailReportParams => typeof (x as DidFailReportParams | null)?.message === 'string',
+    (p) => panel.showError(p.message),
   );
   window.addEventListener('message', (e: MessageEvent) => {
     try {

@@ -9,7 +9,22 @@
  */
 import { randomBytes } from 'node:crypto';
 import * as vscode from 'vscode';
-import { DidChangeReportNotification, DidFailReportNotification, ErrorCommand, OpenPanelCommand, ReadyCommand, SaveFileRequest, WEBVIEW_PROTOCOL_VERSION, isPanelState, isReadyParams, isSaveFileParams, type OpenPanelParams, type SaveFileParams, type SaveFileResult, type WebviewErrorParams } from '../../../protocol/webview';
+import {
+  DidChangeReportNotification,
+  DidFailReportNotification,
+  ErrorCommand,
+  OpenPanelCommand,
+  ReadyCommand,
+  SaveFileRequest,
+  WEBVIEW_PROTOCOL_VERSION,
+  isPanelState,
+  isReadyParams,
+  isSaveFileParams,
+  type OpenPanelParams,
+  type SaveFileParams,
+  type SaveFileResult,
+  type WebviewErrorParams,
+} from '../../../protocol/webview';
 import { IpcEndpoint } from '../../../protocol/ipc';
 import { PANEL_KINDS, PANEL_TITLES, PANEL_VIEW_TYPES, isPanelKind, type PanelKind } from '../../../protocol/panels';
 import { isMergeReport, type MergeReport } from '../../../protocol/report';
@@ -53,11 +68,17 @@ class ReportPanel implements vscode.Disposable {
     this.ipc = new IpcEndpoint({ side: 'host', post: (m) => void webview.postMessage(m) });
     this.ipc.on(ReadyCommand, isReadyParams, (p) => void this.onReady(p.protocolVersion, p.state?.jobId ?? null));
     this.ipc.onRequest(SaveFileRequest, isSaveFileParams, (p) => this.save(p));
-    this.ipc.on(OpenPanelCommand, (x): x is OpenPanelParams => isPanelKind((x as OpenPanelParams | null)?.kind), (p) => {
-      if (this.current) owner.show(p.kind, this.current.jobId, this.current.report);
-    });
-    this.ipc.on(ErrorCommand, (x): x is WebviewErrorParams => typeof (x as WebviewErrorParams | null)?.message === 'string', (p) =>
-      owner.log?.warn(`${PANEL_TITLES[kind]}${p.chart ? ` (${p.chart})` : ''}: ${p.message}`),
+    this.ipc.on(
+      OpenPanelCommand,
+      (x): x is OpenPanelParams => isPanelKind((x as OpenPanelParams | null)?.kind),
+      (p) => {
+        if (this.current) owner.show(p.kind, this.current.jobId, this.current.report);
+      },
+    );
+    this.ipc.on(
+      ErrorCommand,
+      (x): x is WebviewErrorParams => typeof (x as WebviewErrorParams | null)?.message === 'string',
+      (p) => owner.log?.warn(`${PANEL_TITLES[kind]}${p.chart ? ` (${p.chart})` : ''}: ${p.message}`),
     );
     this.disposables.push(
       webview.onDidReceiveMessage((m: unknown) => {
@@ -85,7 +106,8 @@ class ReportPanel implements vscode.Disposable {
   }
 
   private async onReady(protocolVersion: number, stateJobId: string | null): Promise<void> {
-    if (protocolVersion !== WEBVIEW_PROTOCOL_VERSION) this.owner.log?.warn(`webview protocol ${protocolVersion}, host ${WEBVIEW_PROTOCOL_VERSION}`);
+    if (protocolVersion !== WEBVIEW_PROTOCOL_VERSION)
+      this.owner.log?.warn(`webview protocol ${protocolVersion}, host ${WEBVIEW_PROTOCOL_VERSION}`);
     // A webview reloads (e.g. moved to another window) with the panel alive: ready again, send again.
     this.ready = true;
     if (this.current) {
@@ -103,7 +125,9 @@ class ReportPanel implements vscode.Disposable {
       this.setReport(jobId, report);
     } catch (e) {
       const why = errorMessage(e);
-      this.ipc.sendNotification(DidFailReportNotification, { message: `The report of job ${jobId} is no longer available (${why}). Run the recipe again.` });
+      this.ipc.sendNotification(DidFailReportNotification, {
+        message: `The report of job ${jobId} is no longer available (${why}). Run the recipe again.`,
+      });
     }
   }
 
@@ -162,11 +186,16 @@ export class ReportPanels implements vscode.Disposable {
     let p = this.open.get(kind);
     if (p) p.panel.reveal(undefined, true);
     else {
-      const panel = vscode.window.createWebviewPanel(PANEL_VIEW_TYPES[kind], PANEL_TITLES[kind], { viewColumn: vscode.ViewColumn.Beside, preserveFocus: false }, {
-        enableScripts: true,
-        enableFindWidget: true,
-        localResourceRoots: [vscode.Uri.joinPath(this.extensionUri, 'dist')],
-      });
+      const panel = vscode.window.createWebviewPanel(
+        PANEL_VIEW_TYPES[kind],
+        PANEL_TITLES[kind],
+        { viewColumn: vscode.ViewColumn.Beside, preserveFocus: false },
+        {
+          enableScripts: true,
+          enableFindWidget: true,
+          localResourceRoots: [vscode.Uri.joinPath(this.extensionUri, 'dist')],
+        },
+      );
       p = new ReportPanel(panel, kind, this, jobId);
       this.adopt(kind, p);
     }

@@ -19,7 +19,12 @@ export interface CheckJson {
 }
 
 /** Checks a recipe and prints the diagnostics; returns them. */
-export async function printCheck(recipe: string, file: string, format: 'human' | 'json', out: Output = consoleOutput): Promise<RecipeDiagnostic[]> {
+export async function printCheck(
+  recipe: string,
+  file: string,
+  format: 'human' | 'json',
+  out: Output = consoleOutput,
+): Promise<RecipeDiagnostic[]> {
   const diagnostics = await checkRecipeText(await readRecipeFile(file), file);
   const { errors, warnings } = countBySeverity(diagnostics);
   if (format === 'json') {
@@ -45,7 +50,8 @@ export function registerCheckCommand(program: Command, out: Output = consoleOutp
     .argument('<recipe>', 'the recipe (*.merge.yaml)')
     .option('--format <format>', 'human or json (LSP-shaped, 0-based ranges)', 'human')
     .action(async (recipe: string, opts: { format: string }) => {
-      if (opts.format !== 'human' && opts.format !== 'json') throw new EngineError('bad-recipe', `--format must be human or json, got "${opts.format}"`);
+      if (opts.format !== 'human' && opts.format !== 'json')
+        throw new EngineError('bad-recipe', `--format must be human or json, got "${opts.format}"`);
       const file = path.resolve(recipe);
       const diagnostics = await printCheck(recipe, file, opts.format, out);
       const { errors, warnings } = countBySeverity(diagnostics);

@@ -13,7 +13,8 @@ export const consoleOutput: Output = {
 };
 
 export function parseDevice(value: string): Device {
-  if (!DEVICES.includes(value as Device)) throw new EngineError('backend-unavailable', `--device must be one of ${DEVICES.join(', ')}, got "${value}"`);
+  if (!DEVICES.includes(value as Device))
+    throw new EngineError('backend-unavailable', `--device must be one of ${DEVICES.join(', ')}, got "${value}"`);
   return value as Device;
 }
 

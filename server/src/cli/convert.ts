@@ -8,22 +8,27 @@ import type { Output } from './common';
 export function registerConvertCommand(program: Command, out: Output): void {
   program
     .command('convert')
-    .description('convert a PyTorch checkpoint (pytorch_model.bin, its sharded index, a .pt file or hf:org/name) to model.safetensors, without running its pickle')
+    .description(
+      'convert a PyTorch checkpoint (pytorch_model.bin, its sharded index, a .pt file or hf:org/name) to model.safetensors, without running its pickle',
+    )
     .argument('<checkpoint>', 'model folder, .bin/.pt file, pytorch_model.bin.index.json, or hf:org/name[@revision]')
     .requiredOption('--to <format>', 'output format: safetensors')
-    .option('--out <dir>', 'output folder (default: the checkpoint\'s folder); config.json and preprocessor_config.json are copied there')
+    .option('--out <dir>', "output folder (default: the checkpoint's folder); config.json and preprocessor_config.json are copied there")
     .option('--force', 'replace an existing model.safetensors')
     .action(async (checkpoint: string, opts: { to: string; out?: string; force?: boolean }) => {
       if (opts.to !== 'safetensors') throw new EngineError('bad-config', `--to must be "safetensors", got "${opts.to}"`);
       let source = checkpoint;
       if (parseHubRef(checkpoint)) {
-        if (!opts.out) throw new EngineError('bad-config', 'converting a Hub reference needs --out DIR (the Hugging Face cache is not written to)');
+        if (!opts.out)
+          throw new EngineError('bad-config', 'converting a Hub reference needs --out DIR (the Hugging Face cache is not written to)');
         source = await resolveModelRef(checkpoint, { baseDir: process.cwd(), onProgress: hubProgressPrinter(process.stderr) });
       }
       const started = performance.now();
       const r = await convertToSafetensors(source, opts.out, { force: !!opts.force });
       const mb = (r.bytes / 1024 / 1024).toFixed(1);
-      out.info(`wrote ${r.file}: ${r.tensors} tensors, ${mb} MiB in ${((performance.now() - started) / 1000).toFixed(1)} s${r.copied.length ? `; copied ${r.copied.join(', ')}` : ''}`);
+      out.info(
+        `wrote ${r.file}: ${r.tensors} tensors, ${mb} MiB in ${((performance.now() - started) / 1000).toFixed(1)} s${r.copied.length ? `; copied ${r.copied.join(', ')}` : ''}`,
+      );
     });
 }
 

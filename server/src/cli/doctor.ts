@@ -34,7 +34,9 @@ export function registerDoctorCommand(program: Command, out: Output): void {
         out.info(JSON.stringify({ versions: v, backends: statuses, leftovers }, null, 2));
         return;
       }
-      out.info(`merge-studio ${MERGE_STUDIO_VERSION} · onnxruntime-node ${v.onnxruntime} · node ${v.node} · ${process.platform}-${process.arch}`);
+      out.info(
+        `merge-studio ${MERGE_STUDIO_VERSION} · onnxruntime-node ${v.onnxruntime} · node ${v.node} · ${process.platform}-${process.arch}`,
+      );
       for (const s of statuses) out.info(`  ${s.available ? '✓' : '✗'} ${s.backend.padEnd(7)} ${s.detail}`);
       out.info(`device "auto" picks: ${statuses.find((s) => s.backend !== 'cpu' && s.available)?.backend ?? 'cpu'}`);
       for (const l of leftovers) {
@@ -42,7 +44,8 @@ export function registerDoctorCommand(program: Command, out: Output): void {
         for (const a of l.actions) out.info(`${l.recipe}: ${a}`);
         if (!opts.fix && l.actions.length) out.info(`${l.recipe}: run \`merge-studio clean ${l.recipe}\` (or doctor --fix) to do this`);
       }
-      if (leftovers.length && leftovers.every((l) => !l.problem && l.actions.length === 0)) out.info(`nothing left behind by stopped runs beside the outputs of ${leftovers.length} recipe(s)`);
+      if (leftovers.length && leftovers.every((l) => !l.problem && l.actions.length === 0))
+        out.info(`nothing left behind by stopped runs beside the outputs of ${leftovers.length} recipe(s)`);
     });
 }
 

@@ -31,7 +31,13 @@ export class ProgressRenderer {
         break;
       case 'progress': {
         const { etaSeconds } = this.eta.update(event.stage, event.done, event.total, now);
-        const line = progressLine(event.stage, event.done, event.total, etaSeconds === null ? '' : ` ETA ${formatSeconds(etaSeconds)}`, event.message);
+        const line = progressLine(
+          event.stage,
+          event.done,
+          event.total,
+          etaSeconds === null ? '' : ` ETA ${formatSeconds(etaSeconds)}`,
+          event.message,
+        );
         if (this.tty) {
           this.write(line, false);
         } else if (event.done === event.total || now - this.lastPlain > 5000) {

@@ -34,7 +34,8 @@ export function registerRunCommand(program: Command, out: Output): void {
       const device = opts.device ? parseDevice(opts.device) : undefined;
       const threads = parseThreads(opts.threads);
       const format = opts.progress ?? (process.stderr.isTTY ? 'bar' : 'plain');
-      if (!['bar', 'plain', 'json'].includes(format)) throw new EngineError('bad-config', `--progress must be bar, plain or json, got "${format}"`);
+      if (!['bar', 'plain', 'json'].includes(format))
+        throw new EngineError('bad-config', `--progress must be bar, plain or json, got "${format}"`);
       const loaded = await loadRecipe(file);
       if (opts.dryRun) {
         // The same output checks as a run, without changing anything: refusals fail the dry run too.
@@ -56,7 +57,13 @@ export function registerRunCommand(program: Command, out: Output): void {
       const stopWatchingOutput = onOutputClosed(onSignal);
       const emit = (e: JobEvent) => (format === 'json' ? process.stdout.write(`${JSON.stringify(e)}\n`) : renderer!.handle(e));
       try {
-        const result = await runLoadedRecipe(loaded, { ...(device ? { device } : {}), ...(threads ? { threads } : {}), ...(opts.stats ? { statsDirs: opts.stats.map((d) => path.resolve(d)) } : {}), onEvent: emit, signal: controller.signal });
+        const result = await runLoadedRecipe(loaded, {
+          ...(device ? { device } : {}),
+          ...(threads ? { threads } : {}),
+          ...(opts.stats ? { statsDirs: opts.stats.map((d) => path.resolve(d)) } : {}),
+          onEvent: emit,
+          signal: controller.signal,
+        });
         if (format !== 'json') {
           renderer!.finishLine();
           for (const line of summaryTable(result.report)) out.info(line);
@@ -77,9 +84,15 @@ export function registerRunCommand(program: Command, out: Output): void {
     });
 }
 
-async function printPlan(loaded: Awaited<ReturnType<typeof loadRecipe>>, out: Output, device: Parameters<typeof resolveBackend>[0] | undefined): Promise<void> {
+async function printPlan(
+  loaded: Awaited<ReturnType<typeof loadRecipe>>,
+  out: Output,
+  device: Parameters<typeof resolveBackend>[0] | undefined,
+): Promise<void> {
   const r = loaded.recipe;
-  const anchorRef = parseHubRef(r.models.anchor) ? await resolveModelRef(r.models.anchor, { baseDir: path.dirname(loaded.file) }) : loaded.resolve(r.models.anchor);
+  const anchorRef = parseHubRef(r.models.anchor)
+    ? await resolveModelRef(r.models.anchor, { baseDir: path.dirname(loaded.file) })
+    : loaded.resolve(r.models.anchor);
   const cfg = await loadEncoderConfig(anchorRef);
   const { align } = r;
   const { permute, method } = align;
@@ -100,19 +113,30 @@ async function printPlan(loaded: Awaited<ReturnType<typeof loadRecipe>>, out: Ou
     // Only the methods that align or repair from activations read the probe for statistics (pipeline/probe-need.ts).
     if (probeNeed(r)) out.info(`probe    ${probeText}, batches of ${batch}`);
     else if (method === 'none') out.info(`probe    not used: align.method none computes no statistics and permutes nothing`);
-    else out.info(`probe    no statistics from it (align.method ${method} needs no probe); decoded (${probeText}) only for the self-check's segments`);
+    else
+      out.info(
+        `probe    no statistics from it (align.method ${method} needs no probe); decoded (${probeText}) only for the self-check's segments`,
+      );
   }
-  out.info(`merge    ${r.merge.method} λ=${JSON.stringify(r.merge.lambda)}${r.merge.sweep ? `, sweep ${r.merge.sweep.join(', ')}` : ''}${r.merge.width > 1 ? `, FFN width ×${r.merge.width}` : ''}${r.merge.repair ? ', statistics repair' : ''}`);
+  out.info(
+    `merge    ${r.merge.method} λ=${JSON.stringify(r.merge.lambda)}${r.merge.sweep ? `, sweep ${r.merge.sweep.join(', ')}` : ''}${r.merge.width > 1 ? `, FFN width ×${r.merge.width}` : ''}${r.merge.repair ? ', statistics repair' : ''}`,
+  );
   for (const s of systemsOf(r).slice(1)) {
-    out.info(`variant  ${s.name}: align ${s.align.method} (${s.align.permute.join(', ')}); merge ${s.merge.method}${s.merge.width > 1 ? `, FFN width ×${s.merge.width}` : ''}${s.merge.repair ? ', statistics repair' : ''}`);
+    out.info(
+      `variant  ${s.name}: align ${s.align.method} (${s.align.permute.join(', ')}); merge ${s.merge.method}${s.merge.width > 1 ? `, FFN width ×${s.merge.width}` : ''}${s.merge.repair ? ', statistics repair' : ''}`,
+    );
   }
   if (r.evaluate) out.info(`evaluate ${r.evaluate.tasks.map((t) => t.name).join(', ')}`);
-  out.info(`memory   weights ${formatBytes(mem.weightsBytes)}, statistics ${formatBytes(mem.statisticsBytes)}, batch activations ≈ ${formatBytes(mem.batchActivationBytes)}`);
+  out.info(
+    `memory   weights ${formatBytes(mem.weightsBytes)}, statistics ${formatBytes(mem.statisticsBytes)}, batch activations ≈ ${formatBytes(mem.batchActivationBytes)}`,
+  );
   if (probeNeed(r)) {
     // The statistics step's peak as pipeline/memory-plan.ts estimates it (bench:align checks it against a measurement).
     const plan = planStatistics(cfg, taps, segSamples, { batchSize: r.runtime.batch_size, memory: r.runtime.memory });
     const e = plan.estimate;
-    out.info(`         statistics step peak ≈ ${formatBytes(e.total)}${plan.budget ? ` (runtime.memory ${r.runtime.memory})` : ''}: batches of ${plan.batchSize}, front end ${plan.passes.frontBatch || plan.batchSize} segment(s) at a time, ${plan.passes.layersPerPass} layer(s) per pass; weights ${formatBytes(e.weights)} + in onnxruntime ${formatBytes(e.sessionWeights)}, statistics ${formatBytes(e.statistics)}, activations ${formatBytes(e.activations)}`);
+    out.info(
+      `         statistics step peak ≈ ${formatBytes(e.total)}${plan.budget ? ` (runtime.memory ${r.runtime.memory})` : ''}: batches of ${plan.batchSize}, front end ${plan.passes.frontBatch || plan.batchSize} segment(s) at a time, ${plan.passes.layersPerPass} layer(s) per pass; weights ${formatBytes(e.weights)} + in onnxruntime ${formatBytes(e.sessionWeights)}, statistics ${formatBytes(e.statistics)}, activations ${formatBytes(e.activations)}`,
+    );
   }
   out.info(`output   ${loaded.resolve(r.output)}`);
 }
@@ -129,10 +153,15 @@ export function summaryTable(report: MergeReport): string[] {
     for (const t of taps) byGroup.set(t.group, [...(byGroup.get(t.group) ?? []), t]);
     for (const [group, list] of byGroup) {
       const mean = (f: (t: (typeof taps)[number]) => number) => list.reduce((s, t) => s + f(t), 0) / list.length;
-      lines.push(`  ${group.padEnd(10)} ${String(list.length).padStart(3)} tap(s)  ${mean((t) => t.meanCorrelationBefore).toFixed(3)} → ${mean((t) => t.meanCorrelationAfter).toFixed(3)}  moved ${(100 * mean((t) => t.moved)).toFixed(0)}%`);
+      lines.push(
+        `  ${group.padEnd(10)} ${String(list.length).padStart(3)} tap(s)  ${mean((t) => t.meanCorrelationBefore).toFixed(3)} → ${mean((t) => t.meanCorrelationAfter).toFixed(3)}  moved ${(100 * mean((t) => t.moved)).toFixed(0)}%`,
+      );
     }
   }
-  if (report.align.selfCheck) lines.push(`  self-check: max relative error ${report.align.selfCheck.maxRelativeError.toExponential(1)} (tolerance ${report.align.selfCheck.tolerance})${report.align.selfCheck.warning ? `; ${report.align.method} is not function-preserving: reported, not refused` : ''}`);
+  if (report.align.selfCheck)
+    lines.push(
+      `  self-check: max relative error ${report.align.selfCheck.maxRelativeError.toExponential(1)} (tolerance ${report.align.selfCheck.tolerance})${report.align.selfCheck.warning ? `; ${report.align.method} is not function-preserving: reported, not refused` : ''}`,
+    );
   const ev = report.evaluation;
   if (ev) {
     // One row per system and λ (systems × λ grow the table downwards), one column per task, then the average and size.
@@ -143,19 +172,32 @@ export function summaryTable(report: MergeReport): string[] {
       ...(report.systems ?? []).map((s) => [s.name, s.parameters] as const),
     ]);
     const order = [...new Set(ev.averages.map((a) => a.variant))];
-    const rows = [...ev.averages].sort((a, b) => order.indexOf(a.variant) - order.indexOf(b.variant) || (a.lambda ?? -1) - (b.lambda ?? -1));
+    const rows = [...ev.averages].sort(
+      (a, b) => order.indexOf(a.variant) - order.indexOf(b.variant) || (a.lambda ?? -1) - (b.lambda ?? -1),
+    );
     const nameWidth = Math.max(6, ...order.map((v) => v.length));
     const widths = tasks.map((t) => Math.max(5, t.length));
-    const cell = (task: string, a: (typeof rows)[number]) => ev.rows.find((r) => r.task === task && r.variant === a.variant && r.lambda === a.lambda)?.score;
+    const cell = (task: string, a: (typeof rows)[number]) =>
+      ev.rows.find((r) => r.task === task && r.variant === a.variant && r.lambda === a.lambda)?.score;
     lines.push('', `evaluation (${ev.split ?? 'test'} accuracy, linear probes)`);
-    lines.push(`  ${'system'.padEnd(nameWidth)}  ${'λ'.padStart(4)}  ${tasks.map((t, i) => t.padStart(widths[i]!)).join('  ')}  average  parameters`);
+    lines.push(
+      `  ${'system'.padEnd(nameWidth)}  ${'λ'.padStart(4)}  ${tasks.map((t, i) => t.padStart(widths[i]!)).join('  ')}  average  parameters`,
+    );
     for (const a of rows) {
       const p = params.get(a.variant);
       const scores = tasks.map((t, i) => (cell(t, a)?.toFixed(3) ?? '-').padStart(widths[i]!)).join('  ');
-      lines.push(`  ${a.variant.padEnd(nameWidth)}  ${(a.lambda === null ? '-' : String(a.lambda)).padStart(4)}  ${scores}  ${a.average.toFixed(3).padStart(7)}  ${(p === undefined ? '-' : p.toLocaleString('en-US')).padStart(10)}`);
+      lines.push(
+        `  ${a.variant.padEnd(nameWidth)}  ${(a.lambda === null ? '-' : String(a.lambda)).padStart(4)}  ${scores}  ${a.average.toFixed(3).padStart(7)}  ${(p === undefined ? '-' : p.toLocaleString('en-US')).padStart(10)}`,
+      );
     }
   }
   const t = report.timings;
-  lines.push('', `time ${t.total.toFixed(1)} s (${Object.entries(t).filter(([k]) => k !== 'total').map(([k, v]) => `${k} ${(v as number).toFixed(1)}`).join(', ')}) on ${report.backend}`);
+  lines.push(
+    '',
+    `time ${t.total.toFixed(1)} s (${Object.entries(t)
+      .filter(([k]) => k !== 'total')
+      .map(([k, v]) => `${k} ${(v as number).toFixed(1)}`)
+      .join(', ')}) on ${report.backend}`,
+  );
   return lines;
 }

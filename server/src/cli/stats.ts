@@ -40,7 +40,9 @@ interface StatsOptions {
 export function registerStatsCommand(program: Command, out: Output): void {
   program
     .command('stats')
-    .description('compute one shard of a recipe\'s statistics (--shard I/N --out DIR), or write a Slurm / Kubernetes job that computes all shards and reduces them (--emit)')
+    .description(
+      "compute one shard of a recipe's statistics (--shard I/N --out DIR), or write a Slurm / Kubernetes job that computes all shards and reduces them (--emit)",
+    )
     .argument('<recipe>', 'a *.merge.yaml recipe (align.method correlation)')
     .option('--shard <I/N>', 'which part of the probe set: I from 0 to N−1')
     .option('--out <path>', 'with --shard: the shard folder to write; with --emit: the script or manifest file (default: stdout)')
@@ -48,10 +50,14 @@ export function registerStatsCommand(program: Command, out: Output): void {
     .option('--shards <N>', 'with --emit: number of shards', '4')
     .option('--stats-dir <dir>', 'with --emit: folder for the shard folders (default: <recipe folder>/stats)')
     .option('--cpus <n>', 'with --emit: CPUs per task', '4')
-    .option('--workdir <dir>', 'with --emit: working directory of every task (default: the recipe\'s folder)')
+    .option('--workdir <dir>', "with --emit: working directory of every task (default: the recipe's folder)")
     .option('--command <cmd>', 'with --emit: how the nodes run merge-studio (default: this installation for slurm, "merge-studio" for k8s)')
     .option('--image <image>', 'with --emit k8s: container image with merge-studio on its PATH')
-    .option('--claim <name>', 'with --emit k8s: PersistentVolumeClaim (ReadWriteMany) mounted at the working directory', 'merge-studio-work')
+    .option(
+      '--claim <name>',
+      'with --emit k8s: PersistentVolumeClaim (ReadWriteMany) mounted at the working directory',
+      'merge-studio-work',
+    )
     .option('--device <device>', 'auto | cpu | webgpu | cuda (overrides runtime.device)')
     .option('--threads <n>', 'CPU threads for onnxruntime')
     .option('--progress <format>', 'bar (default on a terminal) | plain | json (one JSON event per line on stdout)')
@@ -63,7 +69,8 @@ export function registerStatsCommand(program: Command, out: Output): void {
       const device = opts.device ? parseDevice(opts.device) : undefined;
       const threads = parseThreads(opts.threads);
       const format = opts.progress ?? (process.stderr.isTTY ? 'bar' : 'plain');
-      if (!['bar', 'plain', 'json'].includes(format)) throw new EngineError('bad-config', `--progress must be bar, plain or json, got "${format}"`);
+      if (!['bar', 'plain', 'json'].includes(format))
+        throw new EngineError('bad-config', `--progress must be bar, plain or json, got "${format}"`);
       const controller = new AbortController();
       const onSignal = () => controller.abort();
       process.once('SIGINT', onSignal);
@@ -72,8 +79,19 @@ export function registerStatsCommand(program: Command, out: Output): void {
       const emit = (e: JobEvent) => (format === 'json' ? process.stdout.write(`${JSON.stringify(e)}\n`) : renderer!.handle(e));
       const dir = path.resolve(opts.out);
       try {
-        const r = await computeStatShard(loaded, shard, dir, { ...(device ? { device } : {}), ...(threads ? { threads } : {}), onEvent: emit, signal: controller.signal });
-        if (format === 'json') emit({ type: 'result', outputDir: r.dir, reportPath: path.join(r.dir, 'manifest.json'), summary: { meanCorrelationBefore: null, meanCorrelationAfter: null, seconds: r.seconds } });
+        const r = await computeStatShard(loaded, shard, dir, {
+          ...(device ? { device } : {}),
+          ...(threads ? { threads } : {}),
+          onEvent: emit,
+          signal: controller.signal,
+        });
+        if (format === 'json')
+          emit({
+            type: 'result',
+            outputDir: r.dir,
+            reportPath: path.join(r.dir, 'manifest.json'),
+            summary: { meanCorrelationBefore: null, meanCorrelationAfter: null, seconds: r.seconds },
+          });
         else {
           renderer!.finishLine();
           out.info(`wrote shard ${shard.index}/${shard.count} (${r.segments} probe segments) to ${r.dir} in ${r.seconds.toFixed(1)} s`);
@@ -101,25 +119,39 @@ async function emitJob(loaded: LoadedRecipe, opts: StatsOptions, out: Output): P
   const engine = opts.emit;
   if (engine !== 'slurm' && engine !== 'k8s') throw new EngineError('bad-config', `--emit must be slurm or k8s, got "${engine}"`);
   const r = loaded.recipe;
-  if (r.align.method !== 'correlation') throw new EngineError('bad-recipe', `statistics shards are for align.method correlation; this recipe uses ${r.align.method}`, loaded.file);
+  if (r.align.method !== 'correlation')
+    throw new EngineError(
+      'bad-recipe',
+      `statistics shards are for align.method correlation; this recipe uses ${r.align.method}`,
+      loaded.file,
+    );
   if (!r.probe) throw new EngineError('bad-recipe', 'align.method correlation needs a probe section', loaded.file);
   const shards = positiveInt(opts.shards, '--shards');
   const cpus = positiveInt(opts.cpus, '--cpus');
   const recipeDir = path.dirname(loaded.file);
   const workDir = path.resolve(opts.workdir ?? recipeDir);
   // Memory per task: runtime.memory when the recipe sets it, else the statistics estimate with a quarter of headroom.
-  const anchorRef = parseHubRef(r.models.anchor) ? await resolveModelRef(r.models.anchor, { baseDir: recipeDir }) : loaded.resolve(r.models.anchor);
+  const anchorRef = parseHubRef(r.models.anchor)
+    ? await resolveModelRef(r.models.anchor, { baseDir: recipeDir })
+    : loaded.resolve(r.models.anchor);
   const cfg = await loadEncoderConfig(anchorRef);
   const taps = correlationTaps(cfg, r.align.permute, r.align.heads);
-  const plan = planStatistics(cfg, taps, Math.round(r.probe.segment_seconds * cfg.sampleRate), { batchSize: r.runtime.batch_size, memory: r.runtime.memory });
-  const memoryMiB = Math.ceil(((plan.budget ?? plan.estimate.total * 1.25) / 2 ** 20) / 256) * 256;
+  const plan = planStatistics(cfg, taps, Math.round(r.probe.segment_seconds * cfg.sampleRate), {
+    batchSize: r.runtime.batch_size,
+    memory: r.runtime.memory,
+  });
+  const memoryMiB = Math.ceil((plan.budget ?? plan.estimate.total * 1.25) / 2 ** 20 / 256) * 256;
   const job: ShardedJob = {
     name: jobName(path.basename(loaded.file).replace(/\.merge\.ya?ml$/, '')),
     recipe: path.relative(workDir, loaded.file) || loaded.file,
     statsDir: path.relative(workDir, path.resolve(opts.statsDir ?? path.join(recipeDir, 'stats'))) || '.',
     workDir,
     shards,
-    command: opts.command ? opts.command.split(/\s+/).filter(Boolean) : engine === 'slurm' ? [process.execPath, path.resolve(process.argv[1]!)] : ['merge-studio'],
+    command: opts.command
+      ? opts.command.split(/\s+/).filter(Boolean)
+      : engine === 'slurm'
+        ? [process.execPath, path.resolve(process.argv[1]!)]
+        : ['merge-studio'],
     cpus,
     memoryMiB,
   };

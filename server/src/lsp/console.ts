@@ -13,5 +13,7 @@ export function redirectConsole(connection: Connection): void {
   console.error = (...args: unknown[]) => connection.console.error(format(...args));
   console.debug = (...args: unknown[]) => connection.console.log(format(...args));
   process.on('uncaughtException', (e) => connection.console.error(`uncaught exception: ${e.stack ?? e.message}`));
-  process.on('unhandledRejection', (e) => connection.console.error(`unhandled rejection: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`));
+  process.on('unhandledRejection', (e) =>
+    connection.console.error(`unhandled rejection: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`),
+  );
 }

@@ -101,13 +101,24 @@ export class Job {
   }
 
   get status(): RunningJobStatus {
-    return { jobId: this.id, uri: this.uri, stage: this.stage, percentage: this.percentage, stagePercentage: this.stageProgress?.percentage ?? null, etaSeconds: this.stageProgress?.etaSeconds ?? null };
+    return {
+      jobId: this.id,
+      uri: this.uri,
+      stage: this.stage,
+      percentage: this.percentage,
+      stagePercentage: this.stageProgress?.percentage ?? null,
+      etaSeconds: this.stageProgress?.etaSeconds ?? null,
+    };
   }
 
   start(launch: JobLaunch): void {
     let child: ChildProcess;
     try {
-      child = spawn(launch.command, launch.args, { cwd: path.dirname(this.recipeFile), stdio: ['ignore', 'pipe', 'pipe'], windowsHide: true });
+      child = spawn(launch.command, launch.args, {
+        cwd: path.dirname(this.recipeFile),
+        stdio: ['ignore', 'pipe', 'pipe'],
+        windowsHide: true,
+      });
     } catch (e) {
       this.finish(null, null, { code: 'runtime-error', message: `cannot start the engine: ${(e as Error).message}` });
       return;
@@ -162,7 +173,11 @@ export class Job {
         const { fraction, etaSeconds } = this.eta.update(event.stage, event.done, event.total, Date.now());
         this.stageProgress = { percentage: Math.round(100 * fraction), etaSeconds };
         const detail = event.message ?? `${event.done}/${event.total}`;
-        this.observer.progress(this, this.percentage, `${event.stage}: ${detail}${etaSeconds === null ? '' : ` (${formatEta(etaSeconds)} left)`}`);
+        this.observer.progress(
+          this,
+          this.percentage,
+          `${event.stage}: ${detail}${etaSeconds === null ? '' : ` (${formatEta(etaSeconds)} left)`}`,
+        );
         break;
       }
       case 'log':
@@ -172,7 +187,9 @@ export class Job {
         this.resultEvent = event;
         break;
       case 'error':
-        this.lastError = event.file ? { code: event.code, message: event.message, file: event.file } : { code: event.code, message: event.message };
+        this.lastError = event.file
+          ? { code: event.code, message: event.message, file: event.file }
+          : { code: event.code, message: event.message };
         break;
       default:
         this.observer.log(this, line);
@@ -188,7 +205,14 @@ export class Job {
       result = { ...base, ok: false, cancelled: true, error: { code: 'cancelled', message: 'The job was cancelled; nothing was written' } };
     } else if (!spawnError && code === 0 && this.resultEvent) {
       const r = this.resultEvent;
-      result = { ...base, ok: true, cancelled: false, outputDir: resolve(r.outputDir), reportPath: resolve(r.reportPath), summary: r.summary };
+      result = {
+        ...base,
+        ok: true,
+        cancelled: false,
+        outputDir: resolve(r.outputDir),
+        reportPath: resolve(r.reportPath),
+        summary: r.summary,
+      };
     } else {
       const why = signal ? `was killed by ${signal}` : code === 0 ? 'exited without a result' : `exited with code ${code}`;
       const tail = this.stderrTail[this.stderrTail.length - 1];
@@ -252,7 +276,8 @@ export class JobManager {
     const job = this.find(jobId);
     if (!job) throw new Error(`no job ${jobId} (unknown, or too old)`);
     if (!job.result) throw new Error(`job ${jobId} is still running`);
-    if (!job.result.ok || !job.result.reportPath) throw new Error(`job ${jobId} ${job.result.cancelled ? 'was cancelled' : 'failed'}; it has no report`);
+    if (!job.result.ok || !job.result.reportPath)
+      throw new Error(`job ${jobId} ${job.result.cancelled ? 'was cancelled' : 'failed'}; it has no report`);
     const reportPath = job.result.reportPath;
     const text = await fs.readFile(reportPath, 'utf8');
     return { reportPath, report: JSON.parse(text) as unknown };
@@ -263,4 +288,3 @@ export class JobManager {
     this.current?.cancel();
   }
 }
-

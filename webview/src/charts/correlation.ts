@@ -6,7 +6,18 @@
  */
 import type { TopLevelSpec } from 'vega-lite';
 import type { MergeReport, TapReport } from '../../../protocol/report';
-import { GROUP_LABEL, GROUP_ORDER, correlationRows, headCells, heatmapCells, keyDomain, keyLabel, orderedTaps, squareSide, tapKey } from './data';
+import {
+  GROUP_LABEL,
+  GROUP_ORDER,
+  correlationRows,
+  headCells,
+  heatmapCells,
+  keyDomain,
+  keyLabel,
+  orderedTaps,
+  squareSide,
+  tapKey,
+} from './data';
 import { PICK_PARAM, SELECTED_SIGNAL, type ChartModel } from './model';
 import { correlationScheme, isDark, isHighContrast, seriesColors, vegaConfig, type ThemeColors } from './theme';
 
@@ -48,7 +59,12 @@ export function correlationByLayerChart(report: MergeReport, o: ChartOptions): C
   };
   const minY = Math.min(0, ...rows.map((r) => r.correlation));
   const y = { field: 'correlation', type: 'quantitative' as const, title: 'mean diagonal correlation', scale: { domain: [minY, 1] } };
-  const color = { field: 'group', type: 'nominal' as const, title: null, scale: { domain: groups, range: groups.map((g) => colors.group[g as keyof typeof colors.group]) } };
+  const color = {
+    field: 'group',
+    type: 'nominal' as const,
+    title: null,
+    scale: { domain: groups, range: groups.map((g) => colors.group[g as keyof typeof colors.group]) },
+  };
   const spec: TopLevelSpec = {
     $schema: SCHEMA,
     description: 'Mean diagonal correlation per tap before and after permutation',
@@ -68,7 +84,18 @@ export function correlationByLayerChart(report: MergeReport, o: ChartOptions): C
         encoding: {
           y,
           color,
-          strokeDash: { field: 'stage', type: 'nominal', title: null, scale: { domain: ['before', 'after'], range: [[4, 3], [1, 0]] } },
+          strokeDash: {
+            field: 'stage',
+            type: 'nominal',
+            title: null,
+            scale: {
+              domain: ['before', 'after'],
+              range: [
+                [4, 3],
+                [1, 0],
+              ],
+            },
+          },
           detail: { field: 'stage' },
         },
       },
@@ -102,7 +129,13 @@ export function correlationByLayerChart(report: MergeReport, o: ChartOptions): C
         { key: 'before', title: 'before', decimals: 3 },
         { key: 'after', title: 'after', decimals: 3 },
       ],
-      rows: orderedTaps(report).map((t) => ({ tap: t.tap, group: t.group, layer: t.layer, before: t.meanCorrelationBefore, after: t.meanCorrelationAfter })),
+      rows: orderedTaps(report).map((t) => ({
+        tap: t.tap,
+        group: t.group,
+        layer: t.layer,
+        before: t.meanCorrelationBefore,
+        after: t.meanCorrelationAfter,
+      })),
     },
   };
 }
@@ -110,7 +143,14 @@ export function correlationByLayerChart(report: MergeReport, o: ChartOptions): C
 export function movedChart(report: MergeReport, o: ChartOptions): ChartModel {
   const taps = orderedTaps(report);
   const colors = seriesColors(o.theme);
-  const rows = taps.map((t) => ({ key: tapKey(t), position: keyLabel(tapKey(t)), tap: t.tap, group: GROUP_LABEL[t.group], moved: t.moved, units: t.units }));
+  const rows = taps.map((t) => ({
+    key: tapKey(t),
+    position: keyLabel(tapKey(t)),
+    tap: t.tap,
+    group: GROUP_LABEL[t.group],
+    moved: t.moved,
+    units: t.units,
+  }));
   const groups = GROUP_ORDER.map((g) => GROUP_LABEL[g]).filter((g) => rows.some((r) => r.group === g));
   const spec: TopLevelSpec = {
     $schema: SCHEMA,
@@ -123,10 +163,21 @@ export function movedChart(report: MergeReport, o: ChartOptions): ChartModel {
     params: [{ name: SELECTED_SIGNAL, value: selectedKey(report, o.selected) }, pickParam()],
     mark: { type: 'bar', cursor: 'pointer' },
     encoding: {
-      x: { field: 'position', type: 'ordinal', sort: keyDomain(report).map(keyLabel), title: 'conv block (C) · transformer layer', axis: { labelAngle: 0 } },
+      x: {
+        field: 'position',
+        type: 'ordinal',
+        sort: keyDomain(report).map(keyLabel),
+        title: 'conv block (C) · transformer layer',
+        axis: { labelAngle: 0 },
+      },
       xOffset: { field: 'group', type: 'nominal', sort: groups },
       y: { field: 'moved', type: 'quantitative', title: 'units moved', scale: { domain: [0, 1] }, axis: { format: '%' } },
-      color: { field: 'group', type: 'nominal', title: null, scale: { domain: groups, range: groups.map((g) => colors.group[g as keyof typeof colors.group]) } },
+      color: {
+        field: 'group',
+        type: 'nominal',
+        title: null,
+        scale: { domain: groups, range: groups.map((g) => colors.group[g as keyof typeof colors.group]) },
+      },
       opacity: { condition: { test: `${SELECTED_SIGNAL} === null || datum.key === ${SELECTED_SIGNAL}`, value: 1 }, value: 0.45 },
       tooltip: [
         { field: 'tap', title: 'tap' },
@@ -251,7 +302,13 @@ export function headScoresChart(tap: TapReport, o: ChartOptions): ChartModel | n
       {
         mark: { type: 'rect' },
         encoding: {
-          color: { field: 'score', type: 'quantitative', title: 'score', scale: { scheme: dark ? 'viridis' : 'blues', domain: [min, max] }, legend: { orient: 'right', direction: 'vertical' } },
+          color: {
+            field: 'score',
+            type: 'quantitative',
+            title: 'score',
+            scale: { scheme: dark ? 'viridis' : 'blues', domain: [min, max] },
+            legend: { orient: 'right', direction: 'vertical' },
+          },
           stroke: { condition: { test: 'datum.best', value: o.theme.foreground }, value: null },
           strokeWidth: { condition: { test: 'datum.best', value: isHighContrast(o.theme) ? 3 : 2 }, value: 0 },
           tooltip: headTooltip,

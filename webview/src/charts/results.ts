@@ -51,7 +51,13 @@ function scoreTable(rows: ScoreRow[], parameters?: ReadonlyMap<Variant, number>)
       { key: 'score', title: 'score', decimals: 3 },
       ...(parameters ? [{ key: 'parameters', title: 'parameters' }] : []),
     ],
-    rows: rows.map(({ task, variant, lambda, score }) => ({ task, variant, lambda, score, ...(parameters ? { parameters: parameters.get(variant) ?? null } : {}) })),
+    rows: rows.map(({ task, variant, lambda, score }) => ({
+      task,
+      variant,
+      lambda,
+      score,
+      ...(parameters ? { parameters: parameters.get(variant) ?? null } : {}),
+    })),
   };
 }
 
@@ -149,7 +155,8 @@ export function averageScoreChart(report: MergeReport, o: ResultsOptions): Chart
   return {
     id: 'average-score',
     title: 'Average over tasks',
-    description: 'Average test score over all tasks against λ: each merged system (unaligned, permuted, the recipe\'s variants) as a line, the source models as dashed reference lines; the table adds parameter counts.',
+    description:
+      "Average test score over all tasks against λ: each merged system (unaligned, permuted, the recipe's variants) as a line, the source models as dashed reference lines; the table adds parameter counts.",
     spec,
     table: scoreTable(rows, parameterCounts(report)),
   };

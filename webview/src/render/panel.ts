@@ -8,7 +8,17 @@ import type { Result } from 'vega-embed';
 import { PANEL_KINDS, PANELS, type PanelKind } from '../../../protocol/panels';
 import type { PanelState, SaveFileParams, SaveFileResult } from '../../../protocol/webview';
 import type { MergeReport } from '../../../protocol/report';
-import { correlationSummary, formatCell, initialSelection, orderedTaps, panelCharts, selectedKey, toCsv, type ChartModel, type ThemeColors } from '../charts/index';
+import {
+  correlationSummary,
+  formatCell,
+  initialSelection,
+  orderedTaps,
+  panelCharts,
+  selectedKey,
+  toCsv,
+  type ChartModel,
+  type ThemeColors,
+} from '../charts/index';
 import { PICK_PARAM, SELECTED_SIGNAL } from '../charts/model';
 import { embedChart, exportPng, exportSvg } from './embed';
 import { pickedTap } from './pick';
@@ -40,7 +50,11 @@ function contentWidth(el: HTMLElement): number {
   return el.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
 }
 
-function h<K extends keyof HTMLElementTagNameMap>(tag: K, props: Partial<Record<string, string>> = {}, ...children: (Node | string)[]): HTMLElementTagNameMap[K] {
+function h<K extends keyof HTMLElementTagNameMap>(
+  tag: K,
+  props: Partial<Record<string, string>> = {},
+  ...children: (Node | string)[]
+): HTMLElementTagNameMap[K] {
   const el = document.createElement(tag);
   for (const [k, v] of Object.entries(props)) if (v !== undefined) el.setAttribute(k, v);
   el.append(...children);
@@ -53,11 +67,29 @@ function correlationSummaryLines(report: MergeReport): HTMLElement[] {
   const summary = correlationSummary(report);
   if (!summary) return [];
   const lines = [
-    h('p', { class: 'summary' }, `Mean diagonal correlation ${pct(summary.before)} → ${pct(summary.after)} over ${report.align.taps.length} taps; lowest after permutation: ${summary.worst?.tap ?? '—'} (${summary.worst ? pct(summary.worst.meanCorrelationAfter) : '—'}).`),
+    h(
+      'p',
+      { class: 'summary' },
+      `Mean diagonal correlation ${pct(summary.before)} → ${pct(summary.after)} over ${report.align.taps.length} taps; lowest after permutation: ${summary.worst?.tap ?? '—'} (${summary.worst ? pct(summary.worst.meanCorrelationAfter) : '—'}).`,
+    ),
   ];
   const sc = report.align.selfCheck;
-  if (sc?.warning) lines.push(h('p', { class: 'summary' }, `Self-check: align.method ${report.align.method} is not function-preserving; its permuted model deviates by ${sc.maxRelativeError.toExponential(1)} (relative), reported, not refused.`));
-  else if (sc) lines.push(h('p', { class: `summary ${sc.passed ? '' : 'error'}` }, `Self-check ${sc.passed ? 'passed' : 'FAILED'}: max relative error ${sc.maxRelativeError.toExponential(1)} (tolerance ${sc.tolerance.toExponential(0)}).`));
+  if (sc?.warning)
+    lines.push(
+      h(
+        'p',
+        { class: 'summary' },
+        `Self-check: align.method ${report.align.method} is not function-preserving; its permuted model deviates by ${sc.maxRelativeError.toExponential(1)} (relative), reported, not refused.`,
+      ),
+    );
+  else if (sc)
+    lines.push(
+      h(
+        'p',
+        { class: `summary ${sc.passed ? '' : 'error'}` },
+        `Self-check ${sc.passed ? 'passed' : 'FAILED'}: max relative error ${sc.maxRelativeError.toExponential(1)} (tolerance ${sc.tolerance.toExponential(0)}).`,
+      ),
+    );
   return lines;
 }
 
@@ -173,7 +205,11 @@ export class ReportPanel {
 
   private header(report: MergeReport): HTMLElement {
     const { anchor, other } = report.models;
-    const facts: string[] = [`${anchor.source} (anchor) × ${other.source}`, `recipe ${report.recipe.file}`, new Date(report.createdAt).toLocaleString()];
+    const facts: string[] = [
+      `${anchor.source} (anchor) × ${other.source}`,
+      `recipe ${report.recipe.file}`,
+      new Date(report.createdAt).toLocaleString(),
+    ];
     const lines = PANEL_VIEWS[this.kind].summary(report);
     const nav = h('nav', { 'aria-label': 'Panels' });
     const openPanel = this.env.openPanel;
@@ -184,14 +220,7 @@ export class ReportPanel {
         nav.append(b);
       }
     }
-    return h(
-      'header',
-      {},
-      h('h1', {}, PANELS[this.kind].heading),
-      h('p', { class: 'facts' }, facts.join(' · ')),
-      ...lines,
-      nav,
-    );
+    return h('header', {}, h('h1', {}, PANELS[this.kind].heading), h('p', { class: 'facts' }, facts.join(' · ')), ...lines, nav);
   }
 
   /** The keyboard path to every tap (a click on a chart does the same). */
@@ -203,7 +232,13 @@ export class ReportPanel {
       select.append(o);
     }
     select.addEventListener('change', () => void this.select(select.value));
-    return h('div', { class: 'controls' }, h('label', { for: `${this.uid}-tap` }, 'Tap'), select, h('span', { class: 'hint' }, 'or click a point or bar; ← → on a chart step through taps'));
+    return h(
+      'div',
+      { class: 'controls' },
+      h('label', { for: `${this.uid}-tap` }, 'Tap'),
+      select,
+      h('span', { class: 'hint' }, 'or click a point or bar; ← → on a chart step through taps'),
+    );
   }
 
   private card(model: ChartModel): Card {
@@ -244,8 +279,18 @@ export class ReportPanel {
         toolbar.append(b);
       };
       exp('CSV', async () => ({ fileName: `${id}.csv`, mimeType: 'text/csv', content: toCsv(model.table), encoding: 'utf8' }));
-      exp('PNG', async () => ({ fileName: `${id}.png`, mimeType: 'image/png', content: await exportPng(this.viewOf(card)), encoding: 'base64' }));
-      exp('SVG', async () => ({ fileName: `${id}.svg`, mimeType: 'image/svg+xml', content: await exportSvg(this.viewOf(card)), encoding: 'utf8' }));
+      exp('PNG', async () => ({
+        fileName: `${id}.png`,
+        mimeType: 'image/png',
+        content: await exportPng(this.viewOf(card)),
+        encoding: 'base64',
+      }));
+      exp('SVG', async () => ({
+        fileName: `${id}.svg`,
+        mimeType: 'image/svg+xml',
+        content: await exportSvg(this.viewOf(card)),
+        encoding: 'utf8',
+      }));
     }
     if (PER_LAYER.has(id)) chart.addEventListener('keydown', (e) => this.onChartKey(e));
     card.el.append(
@@ -264,7 +309,11 @@ export class ReportPanel {
     for (const r of model.table.rows) tbody.append(h('tr', {}, ...model.table.columns.map((c) => h('td', {}, formatCell(r[c.key], c)))));
     const table = h('table', {}, h('caption', {}, model.title), thead, tbody);
     // Scrollable region: focusable so keyboard users can scroll it.
-    return h('div', { class: 'table-wrap', id: `table-${dom}`, tabindex: '0', role: 'region', 'aria-label': `${model.title} table` }, table);
+    return h(
+      'div',
+      { class: 'table-wrap', id: `table-${dom}`, tabindex: '0', role: 'region', 'aria-label': `${model.title} table` },
+      table,
+    );
   }
 
   private viewOf(card: Card): Result['view'] {
@@ -280,7 +329,11 @@ export class ReportPanel {
       // than its card, draw it once more with the plot narrowed by the overflow, so no card scrolls sideways.
       const overflow = Math.ceil((el.querySelector('svg')?.getBoundingClientRect().width ?? 0) - contentWidth(card.el));
       if (overflow > 0 && seq === this.renderSeq && this.report) {
-        const narrower = panelCharts(this.kind, this.report, { theme: this.env.theme(), width: this.chartWidth() - overflow, selected: this.state.selected }).find((m) => m.id === card.model.id);
+        const narrower = panelCharts(this.kind, this.report, {
+          theme: this.env.theme(),
+          width: this.chartWidth() - overflow,
+          selected: this.state.selected,
+        }).find((m) => m.id === card.model.id);
         if (narrower) {
           result.finalize();
           card.model = narrower;
@@ -309,7 +362,8 @@ export class ReportPanel {
     if (!this.report) return;
     const taps = orderedTaps(this.report).map((t) => t.tap);
     const i = Math.max(0, taps.indexOf(this.state.selected ?? ''));
-    const next = e.key === 'ArrowRight' ? i + 1 : e.key === 'ArrowLeft' ? i - 1 : e.key === 'Home' ? 0 : e.key === 'End' ? taps.length - 1 : null;
+    const next =
+      e.key === 'ArrowRight' ? i + 1 : e.key === 'ArrowLeft' ? i - 1 : e.key === 'Home' ? 0 : e.key === 'End' ? taps.length - 1 : null;
     if (next === null) return;
     e.preventDefault();
     const tap = taps[Math.min(taps.length - 1, Math.max(0, next))]!;
@@ -326,7 +380,9 @@ export class ReportPanel {
     if (picker && picker.value !== tap) picker.value = tap;
     const key = selectedKey(report, tap);
     const seq = this.renderSeq;
-    await Promise.all(this.cards.filter((c) => PER_LAYER.has(c.model.id) && c.result).map((c) => c.result!.view.signal(SELECTED_SIGNAL, key).runAsync()));
+    await Promise.all(
+      this.cards.filter((c) => PER_LAYER.has(c.model.id) && c.result).map((c) => c.result!.view.signal(SELECTED_SIGNAL, key).runAsync()),
+    );
     if (seq !== this.renderSeq) return;
     // Matrix charts depend on the tap's data: replace their cards.
     const list = this.root.querySelector('.cards')!;

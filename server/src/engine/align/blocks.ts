@@ -7,8 +7,8 @@
  * permutations are those of the chosen pairs. (The joint optimum over block-respecting permutations is exactly this:
  * for a fixed block map the in-block problems are independent, and S[a, b] is each one's optimum.)
  */
-import { solveLap } from './lap.js';
-import { fromBlocks, identityPermutation } from './permute.js';
+import { solveLap } from './lap';
+import { fromBlocks, identityPermutation } from './permute';
 
 /** One additive score over a block-structured space (n = count·size, row-major n×n), and how its blocks may move. */
 export interface BlockScore {
@@ -44,7 +44,9 @@ function subBlock(score: Float64Array, n: number, a: number, b: number, size: nu
 export function solveBlocks(scores: readonly BlockScore[], count: number, size: number, reorder: boolean): BlockSolution {
   const n = count * size;
   const pair = new Float64Array(count * count);
-  const within: (Int32Array | null)[][][] = scores.map(() => Array.from({ length: count }, () => new Array<Int32Array | null>(count).fill(null)));
+  const within: (Int32Array | null)[][][] = scores.map(() =>
+    Array.from({ length: count }, () => new Array<Int32Array | null>(count).fill(null)),
+  );
   for (let a = 0; a < count; a++) {
     for (let b = 0; b < count; b++) {
       if (!reorder && a !== b) continue;
@@ -65,6 +67,12 @@ export function solveBlocks(scores: readonly BlockScore[], count: number, size: 
   const blocks = reorder ? solveLap(pair, count).perm : identityPermutation(count);
   let total = 0;
   for (let a = 0; a < count; a++) total += pair[a * count + blocks[a]!]!;
-  const perms = scores.map((_, k) => fromBlocks(blocks, Array.from({ length: count }, (_, a) => within[k]![a]![blocks[a]!]!), size));
+  const perms = scores.map((_, k) =>
+    fromBlocks(
+      blocks,
+      Array.from({ length: count }, (_, a) => within[k]![a]![blocks[a]!]!),
+      size,
+    ),
+  );
   return { blocks, perms, total, pairScores: pair };
 }

@@ -13,9 +13,9 @@ import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { EngineError, type EngineErrorCode } from '../errors.js';
-import { checkScores, solveLap, type Assignment } from './lap.js';
-import type { LapRequest, LapResponse } from './lap-worker.js';
+import { EngineError, type EngineErrorCode } from '../errors';
+import { checkScores, solveLap, type Assignment } from './lap';
+import type { LapRequest, LapResponse } from './lap-worker';
 
 export interface SolveOptions {
   /** 'auto' (default): worker for n ≥ inlineBelow; 'worker': always (fails if no worker can start); 'inline': never. */
@@ -78,7 +78,8 @@ function failAll(h: Handle, e: unknown): void {
 function getWorker(): Handle {
   if (current) return current;
   const entry = lapWorkerEntry();
-  if (!entry) throw new EngineError('runtime-error', 'the linear assignment worker script (lap-worker.js) was not found next to the engine');
+  if (!entry)
+    throw new EngineError('runtime-error', 'the linear assignment worker script (lap-worker.js) was not found next to the engine');
   const w = new Worker(entry.file, { eval: entry.eval });
   const h: Handle = { w, pending: new Map() };
   w.on('message', (msg: LapResponse) => {

@@ -1,4 +1,4 @@
-import { EngineError } from '../errors.js';
+import { EngineError } from '../errors';
 
 /**
  * Dense assignment solved on a pruned candidate graph, then proved optimal on the full matrix.
@@ -105,7 +105,8 @@ function scanMatrix(
     }
     if (bad !== 0) {
       for (let j = 0; j < n; j++) {
-        if (!Number.isFinite(cost[row + j]!)) throw new EngineError('non-finite', `assignment score [${i}, ${j}] is ${cost[row + j]}; every score must be a finite number`);
+        if (!Number.isFinite(cost[row + j]!))
+          throw new EngineError('non-finite', `assignment score [${i}, ${j}] is ${cost[row + j]}; every score must be a finite number`);
       }
     }
     kthRaw[i] = sr === n ? Infinity : hv[0]!;
@@ -421,7 +422,7 @@ export function lapPrunedMin(cost: Float64Array, n: number, opts: PrunedOptions 
   const denseRow = new Uint8Array(n);
   let denseRows = 0;
   for (let round = 0; round < (opts.rounds ?? 40); round++) {
-    for (let from = 0; ; ) {
+    for (let from = 0; ;) {
       const stuck = augmentSparse(cost, sg, n, cand, denseRow, st, free, from, dirty);
       if (stuck < 0) break;
       const i = free[stuck]!;

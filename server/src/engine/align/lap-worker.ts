@@ -5,7 +5,7 @@
  */
 import { parentPort } from 'node:worker_threads';
 import { EngineError, describeError } from '../errors';
-import { solveLap } from './lap.js';
+import { solveLap } from './lap';
 
 export interface LapRequest {
   id: number;
@@ -14,8 +14,7 @@ export interface LapRequest {
   byteOffset: number;
 }
 export type LapResponse =
-  | { id: number; perm: Int32Array; total: number; seconds: number }
-  | { id: number; error: { code: string | null; message: string } };
+  { id: number; perm: Int32Array; total: number; seconds: number } | { id: number; error: { code: string | null; message: string } };
 
 /**
  * V8 optimises the solvers only after a few calls; a fresh worker would run its first real (large) solves in slower
@@ -23,7 +22,7 @@ export type LapResponse =
  */
 function warmUp(): void {
   let seed = 12345;
-  const rand = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 4294967296);
+  const rand = () => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 4294967296;
   const n = 256;
   for (let round = 0; round < 3; round++) {
     const uniform = Float64Array.from({ length: n * n }, rand);

@@ -13,8 +13,8 @@
  * Internally it minimises cost = −score. Pure function of typed arrays, so it runs unchanged in a worker thread
  * (see lap-worker.ts / lap-async.ts).
  */
-import { EngineError } from '../errors.js';
-import { lapPrunedMin } from './lap-pruned.js';
+import { EngineError } from '../errors';
+import { lapPrunedMin } from './lap-pruned';
 
 export interface Assignment {
   /** perm[i] = the column assigned to row i (for alignment: the `other` unit matched to anchor unit i). */

@@ -3,10 +3,10 @@
  * applying them: exact copies moved, no arithmetic, so a permuted model computes bit-for-bit the same function up to
  * float summation order (and, with a residual permutation, outputs permuted by it).
  */
-import { EngineError } from '../errors.js';
-import type { Tensor, WeightMap } from '../model/tensor.js';
-import { randomPermutation } from '../random.js';
-import type { Move, PermGroup, PermutationSpec } from './spec.js';
+import { EngineError } from '../errors';
+import type { Tensor, WeightMap } from '../model/tensor';
+import { randomPermutation } from '../random';
+import type { Move, PermGroup, PermutationSpec } from './spec';
 
 /** Group name → permutation (gather: new unit i = old unit p[i]). A missing group is the identity. */
 export type Permutations = Map<string, Int32Array>;
@@ -99,9 +99,13 @@ export function validatePermutations(spec: PermutationSpec, perms: Permutations)
   for (const [name, p] of perms) {
     const g = byName.get(name);
     if (!g) throw new EngineError('runtime-error', `permutation for unknown group "${name}"`);
-    if (!isPermutationOf(p, g.size)) throw new EngineError('shape-mismatch', `permutation for ${name} is not a permutation of ${g.size} units (got ${p.length} values)`);
+    if (!isPermutationOf(p, g.size))
+      throw new EngineError('shape-mismatch', `permutation for ${name} is not a permutation of ${g.size} units (got ${p.length} values)`);
     if (g.blocks && !blockMap(p, g.blocks.count, g.blocks.size)) {
-      throw new EngineError('runtime-error', `permutation for ${name} splits a block of ${g.blocks.size} units (${g.kind === 'residual' ? 'positional-conv group' : 'head'})`);
+      throw new EngineError(
+        'runtime-error',
+        `permutation for ${name} splits a block of ${g.blocks.size} units (${g.kind === 'residual' ? 'positional-conv group' : 'head'})`,
+      );
     }
   }
   for (const g of spec.groups) {
@@ -111,7 +115,11 @@ export function validatePermutations(spec: PermutationSpec, perms: Permutations)
     const bp = p ? blockMap(p, g.blocks.count, g.blocks.size)! : identityPermutation(g.blocks.count);
     const bq = q ? blockMap(q, g.blocks.count, g.blocks.size)! : identityPermutation(g.blocks.count);
     for (let b = 0; b < bp.length; b++) {
-      if (bp[b] !== bq[b]) throw new EngineError('runtime-error', `${g.name} and ${g.coupledWith} must move heads together (head ${b} comes from ${bp[b]} vs ${bq[b]})`);
+      if (bp[b] !== bq[b])
+        throw new EngineError(
+          'runtime-error',
+          `${g.name} and ${g.coupledWith} must move heads together (head ${b} comes from ${bp[b]} vs ${bq[b]})`,
+        );
     }
   }
 }
@@ -139,7 +147,8 @@ function gatherAxis(data: Float32Array, shape: readonly number[], axis: number, 
 function gatherGroupedIn(data: Float32Array, shape: readonly number[], groups: number, p: Int32Array): Float32Array {
   const [O, I, K] = shape as [number, number, number];
   const s = O / groups;
-  if (I !== s) throw new EngineError('shape-mismatch', `grouped conv with ${groups} groups of ${s} channels has ${I} input channels per group`);
+  if (I !== s)
+    throw new EngineError('shape-mismatch', `grouped conv with ${groups} groups of ${s} channels has ${I} input channels per group`);
   const out = new Float32Array(data.length);
   for (let o = 0; o < O; o++) {
     const g = Math.floor(o / s);
@@ -155,7 +164,10 @@ function gatherGroupedIn(data: Float32Array, shape: readonly number[], groups: n
 function checkMove(g: PermGroup, m: Move, t: Tensor | undefined): asserts t is Tensor {
   if (!t) throw new EngineError('missing-tensor', `permutation group ${g.name} moves ${m.tensor}, which the model does not have`);
   if (m.kind === 'axis' && t.shape[m.axis] !== g.size) {
-    throw new EngineError('shape-mismatch', `${m.tensor} axis ${m.axis} has ${t.shape[m.axis]} units, permutation group ${g.name} has ${g.size}`);
+    throw new EngineError(
+      'shape-mismatch',
+      `${m.tensor} axis ${m.axis} has ${t.shape[m.axis]} units, permutation group ${g.name} has ${g.size}`,
+    );
   }
   if (m.kind === 'grouped-in' && (t.shape.length !== 3 || t.shape[0] !== g.size)) {
     throw new EngineError('shape-mismatch', `${m.tensor} [${t.shape.join(', ')}] is not a grouped conv over ${g.size} channels`);

@@ -16,14 +16,14 @@
  *
  * heads: 'reorder' (heads may move, plus in-head), 'within' (in-head only), 'none' (attention left as it is).
  */
-import { EngineError } from '../errors.js';
-import type { WeightMap } from '../model/tensor.js';
-import { solveBlocks, type BlockScore } from './blocks.js';
-import type { Assignment } from './lap.js';
-import { solveAssignment } from './lap-async.js';
-import { applyPermutations, fractionMoved, fromBlocks, identityPermutation, type Permutations } from './permute.js';
-import { mulberry32 } from '../random.js';
-import { groupName, type Move, type PermGroup, type PermutationSpec } from './spec.js';
+import { EngineError } from '../errors';
+import type { WeightMap } from '../model/tensor';
+import { solveBlocks, type BlockScore } from './blocks';
+import type { Assignment } from './lap';
+import { solveAssignment } from './lap-async';
+import { applyPermutations, fractionMoved, fromBlocks, identityPermutation, type Permutations } from './permute';
+import { mulberry32 } from '../random';
+import { groupName, type Move, type PermGroup, type PermutationSpec } from './spec';
 
 import type { HeadsMode, PermutePart } from '../recipe/schema';
 
@@ -91,11 +91,15 @@ function defaultAssign(signal?: AbortSignal) {
 function needTap(corr: CorrelationSet, tap: string, size: number): Float64Array {
   const r = corr.taps.get(tap);
   if (!r) throw new EngineError('runtime-error', `no correlation statistics for tap ${tap}`);
-  if (r.length !== size * size) throw new EngineError('shape-mismatch', `correlation for tap ${tap} has ${r.length} values, ${size}×${size} expected`);
+  if (r.length !== size * size)
+    throw new EngineError('shape-mismatch', `correlation for tap ${tap} has ${r.length} values, ${size}×${size} expected`);
   return r;
 }
 
-function partsOf(spec: PermutationSpec, opts: AlignOptions): { cnn: PermGroup[]; ffn: PermGroup[]; layers: number[]; residual: PermGroup | null } {
+function partsOf(
+  spec: PermutationSpec,
+  opts: AlignOptions,
+): { cnn: PermGroup[]; ffn: PermGroup[]; layers: number[]; residual: PermGroup | null } {
   const want = new Set(opts.permute);
   const heads = opts.heads ?? 'reorder';
   const g = spec.groups;
@@ -128,7 +132,15 @@ export async function permutationsFromCorrelations(spec: PermutationSpec, corr: 
     const r = needTap(corr, g.tap!, g.size);
     const { perm } = await assign(r, g.size);
     perms.set(g.name, perm);
-    report.push({ group: g.name, kind: g.kind, source: g.tap!, size: g.size, before: meanMatched(r, g.size), after: meanMatched(r, g.size, perm), moved: fractionMoved(perm) });
+    report.push({
+      group: g.name,
+      kind: g.kind,
+      source: g.tap!,
+      size: g.size,
+      before: meanMatched(r, g.size),
+      after: meanMatched(r, g.size, perm),
+      moved: fractionMoved(perm),
+    });
     step(g.name);
   }
 
@@ -147,7 +159,16 @@ export async function permutationsFromCorrelations(spec: PermutationSpec, corr: 
     perms.set(v.name, vPerm);
     perms.set(groupName.attnQK(l), qk ? sol.perms[1]! : fromBlocks(sol.blocks, [], size));
     const blockScores = { count, scores: Array.from(sol.pairScores, (x) => x / (size * scores.length)) };
-    report.push({ group: v.name, kind: v.kind, source: v.tap!, size: v.size, before: meanMatched(r, v.size), after: meanMatched(r, v.size, vPerm), moved: fractionMoved(vPerm), blockScores });
+    report.push({
+      group: v.name,
+      kind: v.kind,
+      source: v.tap!,
+      size: v.size,
+      before: meanMatched(r, v.size),
+      after: meanMatched(r, v.size, vPerm),
+      moved: fractionMoved(vPerm),
+      blockScores,
+    });
     step(`layer.${l}.attn`);
   }
 
@@ -155,7 +176,8 @@ export async function permutationsFromCorrelations(spec: PermutationSpec, corr: 
     checkAbort(opts.signal);
     const g = parts.residual;
     const taps = [...corr.taps.keys()].filter((t) => RESIDUAL_TAP.test(t));
-    if (taps.length === 0) throw new EngineError('runtime-error', 'residual permutation needs residual-stream taps (proj, layer.{l}.out or hidden.{k})');
+    if (taps.length === 0)
+      throw new EngineError('runtime-error', 'residual permutation needs residual-stream taps (proj, layer.{l}.out or hidden.{k})');
     const mean = new Float64Array(g.size * g.size);
     for (const t of taps) {
       const r = needTap(corr, t, g.size);
@@ -164,7 +186,15 @@ export async function permutationsFromCorrelations(spec: PermutationSpec, corr: 
     const sol = solveBlocks([{ score: mean, inBlock: 'permute' }], g.blocks!.count, g.blocks!.size, true);
     const perm = sol.perms[0]!;
     perms.set(g.name, perm);
-    report.push({ group: g.name, kind: g.kind, source: taps.join(' '), size: g.size, before: meanMatched(mean, g.size), after: meanMatched(mean, g.size, perm), moved: fractionMoved(perm) });
+    report.push({
+      group: g.name,
+      kind: g.kind,
+      source: taps.join(' '),
+      size: g.size,
+      before: meanMatched(mean, g.size),
+      after: meanMatched(mean, g.size, perm),
+      moved: fractionMoved(perm),
+    });
     step(g.name);
   }
   return { perms, report };
@@ -270,14 +300,20 @@ function scoringMoves(g: PermGroup): Move[] {
 }
 
 /** Permutations from the weights alone (Git Re-Basin weight matching), same spec and parts as the correlation method. */
-export async function permutationsFromWeights(spec: PermutationSpec, anchor: WeightMap, other: WeightMap, opts: WeightMatchOptions): Promise<AlignResult> {
+export async function permutationsFromWeights(
+  spec: PermutationSpec,
+  anchor: WeightMap,
+  other: WeightMap,
+  opts: WeightMatchOptions,
+): Promise<AlignResult> {
   const parts = partsOf(spec, opts);
   const assign = opts.assign ?? defaultAssign(opts.signal);
   const reorder = (opts.heads ?? 'reorder') === 'reorder';
   const qkInHead = opts.qkInHead ?? false;
 
   const units: Unit[] = [];
-  for (const g of [...parts.cnn, ...parts.ffn]) units.push({ name: g.name, groups: [g], solve: async ([s]) => [(await assign(s!, g.size)).perm] });
+  for (const g of [...parts.cnn, ...parts.ffn])
+    units.push({ name: g.name, groups: [g], solve: async ([s]) => [(await assign(s!, g.size)).perm] });
   for (const l of parts.layers) {
     const v = group(spec, groupName.attnV(l));
     const qk = group(spec, groupName.attnQK(l));
@@ -285,12 +321,25 @@ export async function permutationsFromWeights(spec: PermutationSpec, anchor: Wei
     units.push({
       name: `layer.${l}.attn`,
       groups: [v, qk],
-      solve: async ([sv, sqk]) => solveBlocks([{ score: sv!, inBlock: 'permute' }, { score: sqk!, inBlock: qkInHead ? 'permute' : 'fixed' }], count, size, reorder).perms,
+      solve: async ([sv, sqk]) =>
+        solveBlocks(
+          [
+            { score: sv!, inBlock: 'permute' },
+            { score: sqk!, inBlock: qkInHead ? 'permute' : 'fixed' },
+          ],
+          count,
+          size,
+          reorder,
+        ).perms,
     });
   }
   if (parts.residual) {
     const g = parts.residual;
-    units.push({ name: g.name, groups: [g], solve: async ([s]) => solveBlocks([{ score: s!, inBlock: 'permute' }], g.blocks!.count, g.blocks!.size, true).perms });
+    units.push({
+      name: g.name,
+      groups: [g],
+      solve: async ([s]) => solveBlocks([{ score: s!, inBlock: 'permute' }], g.blocks!.count, g.blocks!.size, true).perms,
+    });
   }
 
   const perms: Permutations = new Map();
@@ -356,7 +405,9 @@ export async function permutationsFromWeights(spec: PermutationSpec, anchor: Wei
     const tensors = new Set(st.moves.map((m) => m.tensor));
     const sub: PermutationSpec = {
       summary: spec.summary,
-      groups: spec.groups.filter((h) => !u.groups.includes(h)).map((h) => ({ ...h, coupledWith: undefined, moves: h.moves.filter((m) => tensors.has(m.tensor)) })),
+      groups: spec.groups
+        .filter((h) => !u.groups.includes(h))
+        .map((h) => ({ ...h, coupledWith: undefined, moves: h.moves.filter((m) => tensors.has(m.tensor)) })),
     };
     const rest: Permutations = new Map([...perms].filter(([k]) => !u.groups.some((h) => h.name === k)));
     const otherSub: WeightMap = new Map([...tensors].map((t) => [t, other.get(t)!]));
@@ -458,7 +509,15 @@ export async function permutationsFromWeights(spec: PermutationSpec, anchor: Wei
       if (g.kind === 'attn-qk') continue;
       const S = await scoreFor(u, g);
       const p = perms.get(g.name)!;
-      report.push({ group: g.name, kind: g.kind, source: 'weights', size: g.size, before: state.get(g.name)!.before!, after: cosine(g, S, p), moved: fractionMoved(p) });
+      report.push({
+        group: g.name,
+        kind: g.kind,
+        source: 'weights',
+        size: g.size,
+        before: state.get(g.name)!.before!,
+        after: cosine(g, S, p),
+        moved: fractionMoved(p),
+      });
     }
   }
   return { perms, report };

@@ -33,12 +33,22 @@
  * the group-pair score matrix (like heads) and then units within each matched group pair. The weight-norm
  * magnitude g (one value per kernel tap, norm over all other dims) is invariant under such a P.
  */
-import type { EncoderConfig } from '../io/hfconfig.js';
-import { tapName, type TapName } from '../model/taps.js';
+import type { EncoderConfig } from '../io/hfconfig';
+import { tapName, type TapName } from '../model/taps';
 
 export type EncoderSummary = Pick<
   EncoderConfig,
-  'hidden' | 'layers' | 'heads' | 'headDim' | 'intermediate' | 'convDims' | 'convBias' | 'featExtractNorm' | 'featProjLayerNorm' | 'posConvGroups' | 'preLayerNorm'
+  | 'hidden'
+  | 'layers'
+  | 'heads'
+  | 'headDim'
+  | 'intermediate'
+  | 'convDims'
+  | 'convBias'
+  | 'featExtractNorm'
+  | 'featProjLayerNorm'
+  | 'posConvGroups'
+  | 'preLayerNorm'
 >;
 
 export type GroupKind = 'cnn' | 'ffn' | 'attn-v' | 'attn-qk' | 'residual';
@@ -163,7 +173,13 @@ export function buildPermutationSpec(cfg: EncoderSummary): PermutationSpec {
     res.push(ax(`${p}.feed_forward.output_dense.weight`, 0), ax(`${p}.feed_forward.output_dense.bias`, 0));
     res.push(ax(`${p}.final_layer_norm.weight`, 0), ax(`${p}.final_layer_norm.bias`, 0));
   }
-  groups.push({ name: groupName.residual(), kind: 'residual', size: D, blocks: { count: cfg.posConvGroups, size: D / cfg.posConvGroups }, moves: res });
+  groups.push({
+    name: groupName.residual(),
+    kind: 'residual',
+    size: D,
+    blocks: { count: cfg.posConvGroups, size: D / cfg.posConvGroups },
+    moves: res,
+  });
 
   return { summary: cfg, groups };
 }

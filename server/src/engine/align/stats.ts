@@ -7,7 +7,7 @@
  * emits, model/pair-graph.ts) or as raw sums (n, Σa, Σb, Σa², Σb², Σabᵀ); raw sums are centred per batch first
  * (subtracting n·āb̄ᵀ in float64 once per batch, not once per run, keeps the cancellation small).
  */
-import { EngineError } from '../errors.js';
+import { EngineError } from '../errors';
 
 type Numbers = Float32Array | Float64Array | readonly number[];
 
@@ -67,7 +67,8 @@ function checkLengths(s: PairStats, m: BatchMoments, what: string): void {
     ['cross', m.cross.length, s.dimA * s.dimB],
   ];
   for (const [name, got, need] of want) {
-    if (got !== need) throw new EngineError('shape-mismatch', `${what}: ${name} has ${got} values, a ${s.dimA}×${s.dimB} tap pair needs ${need}`);
+    if (got !== need)
+      throw new EngineError('shape-mismatch', `${what}: ${name} has ${got} values, a ${s.dimA}×${s.dimB} tap pair needs ${need}`);
   }
   if (!(m.n >= 0) || !Number.isFinite(m.n)) throw new EngineError('non-finite', `${what}: row count ${m.n} is not a non-negative number`);
 }
@@ -129,7 +130,13 @@ export function addSums(s: PairStats, b: BatchSums): PairStats {
   const meanB = new Float64Array(dimB);
   const m2A = new Float64Array(dimA);
   const m2B = new Float64Array(dimB);
-  if (b.sumA.length !== dimA || b.sumSqA.length !== dimA || b.sumB.length !== dimB || b.sumSqB.length !== dimB || b.sumAB.length !== dimA * dimB) {
+  if (
+    b.sumA.length !== dimA ||
+    b.sumSqA.length !== dimA ||
+    b.sumB.length !== dimB ||
+    b.sumSqB.length !== dimB ||
+    b.sumAB.length !== dimA * dimB
+  ) {
     throw new EngineError('shape-mismatch', `statistics batch (sums): lengths do not fit a ${dimA}×${dimB} tap pair`);
   }
   for (let i = 0; i < dimA; i++) {

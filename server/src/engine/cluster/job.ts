@@ -29,6 +29,10 @@ export function shardDirs(job: ShardedJob): string[] {
 
 /** A job name safe for Slurm and for Kubernetes object names (RFC 1123 label). */
 export function jobName(text: string): string {
-  const name = text.toLowerCase().replace(/[^a-z0-9-]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 40);
+  const name = text
+    .toLowerCase()
+    .replace(/[^a-z0-9-]+/g, '-')
+    .replace(/^-+|-+$/g, '')
+    .slice(0, 40);
   return name || 'merge-studio';
 }

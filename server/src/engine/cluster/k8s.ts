@@ -20,7 +20,19 @@ export function kubernetesJobs(job: ShardedJob, k8s: KubernetesOptions): Record<
   const volumes = [{ name: 'work', persistentVolumeClaim: { claimName: k8s.claim } }];
   const resources = { requests: { cpu: String(job.cpus), memory: `${job.memoryMiB}Mi` }, limits: { memory: `${job.memoryMiB}Mi` } };
   const labels = { 'app.kubernetes.io/name': 'merge-studio', 'app.kubernetes.io/component': 'statistics' };
-  const shardCommand = [...job.command, 'stats', job.recipe, '--shard', `"$JOB_COMPLETION_INDEX/${job.shards}"`, '--out', `${shellQuote(shardDir(job, ''))}"$JOB_COMPLETION_INDEX"`, '--threads', String(job.cpus), '--progress', 'plain'];
+  const shardCommand = [
+    ...job.command,
+    'stats',
+    job.recipe,
+    '--shard',
+    `"$JOB_COMPLETION_INDEX/${job.shards}"`,
+    '--out',
+    `${shellQuote(shardDir(job, ''))}"$JOB_COMPLETION_INDEX"`,
+    '--threads',
+    String(job.cpus),
+    '--progress',
+    'plain',
+  ];
   const stats = {
     apiVersion: 'batch/v1',
     kind: 'Job',
@@ -34,7 +46,20 @@ export function kubernetesJobs(job: ShardedJob, k8s: KubernetesOptions): Record<
         metadata: { labels },
         spec: {
           restartPolicy: 'Never',
-          containers: [{ name: 'stats', image: k8s.image, workingDir: job.workDir, command: ['sh', '-c', shardCommand.map((w, i) => (i >= job.command.length && w.includes('$JOB_COMPLETION_INDEX') ? w : shellQuote(w))).join(' ')], resources, volumeMounts }],
+          containers: [
+            {
+              name: 'stats',
+              image: k8s.image,
+              workingDir: job.workDir,
+              command: [
+                'sh',
+                '-c',
+                shardCommand.map((w, i) => (i >= job.command.length && w.includes('$JOB_COMPLETION_INDEX') ? w : shellQuote(w))).join(' '),
+              ],
+              resources,
+              volumeMounts,
+            },
+          ],
           volumes,
         },
       },
@@ -53,7 +78,26 @@ export function kubernetesJobs(job: ShardedJob, k8s: KubernetesOptions): Record<
         spec: {
           restartPolicy: 'Never',
           initContainers: [{ name: 'wait-for-shards', image: k8s.image, command: ['sh', '-c', waitScript], volumeMounts }],
-          containers: [{ name: 'reduce', image: k8s.image, workingDir: job.workDir, command: [...job.command, 'run', job.recipe, '--stats', ...shardDirs(job), '--threads', String(job.cpus), '--progress', 'plain'], resources, volumeMounts }],
+          containers: [
+            {
+              name: 'reduce',
+              image: k8s.image,
+              workingDir: job.workDir,
+              command: [
+                ...job.command,
+                'run',
+                job.recipe,
+                '--stats',
+                ...shardDirs(job),
+                '--threads',
+                String(job.cpus),
+                '--progress',
+                'plain',
+              ],
+              resources,
+              volumeMounts,
+            },
+          ],
           volumes,
         },
       },
@@ -64,5 +108,10 @@ export function kubernetesJobs(job: ShardedJob, k8s: KubernetesOptions): Record<
 
 export function kubernetesManifest(job: ShardedJob, k8s: KubernetesOptions): string {
   const header = `# merge-studio statistics of ${job.recipe} in ${job.shards} shards on Kubernetes (written by merge-studio stats --emit k8s).\n# kubectl apply -f <this file>: an Indexed Job (one pod per shard), and a Job that reduces the shards once all are written.\n`;
-  return header + kubernetesJobs(job, k8s).map((doc) => `---\n${stringify(doc, { lineWidth: 0, aliasDuplicateObjects: false })}`).join('');
+  return (
+    header +
+    kubernetesJobs(job, k8s)
+      .map((doc) => `---\n${stringify(doc, { lineWidth: 0, aliasDuplicateObjects: false })}`)
+      .join('')
+  );
 }

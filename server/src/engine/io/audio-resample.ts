@@ -66,7 +66,8 @@ export async function resample(
     // Flush: the sinc filter holds back its look-ahead until it sees what follows; zeros are what follows.
     const zeros = new Float32Array(piece);
     for (let guard = 0; written < expected; guard++) {
-      if (guard > 64) throw new EngineError('runtime-error', `resampler stalled at ${written} of ${expected} samples (${fromRate} → ${toRate} Hz)`);
+      if (guard > 64)
+        throw new EngineError('runtime-error', `resampler stalled at ${written} of ${expected} samples (${fromRate} → ${toRate} Hz)`);
       take(src.full(zeros));
     }
   } finally {

@@ -34,16 +34,33 @@ export function hubError(ctx: HubContext, status: number, detail: string): Engin
   const page = `${ctx.hubUrl}/${ctx.repo}`;
   const said = detail ? ` (${detail.trim().slice(0, 200)})` : '';
   if (status === 401 && !ctx.hasToken && /repository not found/i.test(detail)) {
-    return new EngineError('hub-error', `${ctx.repo} was not found on ${ctx.hubUrl}, or is private (HTTP 401): check the name, or set HF_TOKEN if you have access`);
+    return new EngineError(
+      'hub-error',
+      `${ctx.repo} was not found on ${ctx.hubUrl}, or is private (HTTP 401): check the name, or set HF_TOKEN if you have access`,
+    );
   }
   if (status === 401 || status === 403) {
     if (!ctx.hasToken) {
-      return new EngineError('hub-error', `${ctx.repo} is gated or private (HTTP ${status}): request access on ${page}, then set HF_TOKEN to an access token with read permission${said}`);
+      return new EngineError(
+        'hub-error',
+        `${ctx.repo} is gated or private (HTTP ${status}): request access on ${page}, then set HF_TOKEN to an access token with read permission${said}`,
+      );
     }
-    return new EngineError('hub-error', `the Hub refused HF_TOKEN for ${ctx.repo} (HTTP ${status}): check that the token is valid and that your account was granted access on ${page}${said}`);
+    return new EngineError(
+      'hub-error',
+      `the Hub refused HF_TOKEN for ${ctx.repo} (HTTP ${status}): check that the token is valid and that your account was granted access on ${page}${said}`,
+    );
   }
-  if (status === 404) return new EngineError('hub-error', `${ctx.repo}@${ctx.revision} was not found on ${ctx.hubUrl} (HTTP 404: no such repository, revision or file)${said}`);
-  if (status === 429) return new EngineError('hub-error', `the Hub is rate-limiting requests for ${ctx.repo} (HTTP 429); wait and run again${ctx.hasToken ? '' : ', or set HF_TOKEN'}`);
+  if (status === 404)
+    return new EngineError(
+      'hub-error',
+      `${ctx.repo}@${ctx.revision} was not found on ${ctx.hubUrl} (HTTP 404: no such repository, revision or file)${said}`,
+    );
+  if (status === 429)
+    return new EngineError(
+      'hub-error',
+      `the Hub is rate-limiting requests for ${ctx.repo} (HTTP 429); wait and run again${ctx.hasToken ? '' : ', or set HF_TOKEN'}`,
+    );
   return new EngineError('hub-error', `the Hub answered HTTP ${status} for ${ctx.repo}@${ctx.revision}${said}`);
 }
 
@@ -79,7 +96,8 @@ export async function downloadToCache(req: DownloadRequest): Promise<void> {
     progress(req.size, true, true);
     return;
   }
-  if (!/^[0-9a-f]{40,64}$/i.test(req.etag)) throw new EngineError('hub-error', `the Hub gave no usable etag for ${req.ctx.repo}/${req.file} (${JSON.stringify(req.etag)})`);
+  if (!/^[0-9a-f]{40,64}$/i.test(req.etag))
+    throw new EngineError('hub-error', `the Hub gave no usable etag for ${req.ctx.repo}/${req.file} (${JSON.stringify(req.etag)})`);
   const blob = path.join(req.repoDir, 'blobs', req.etag);
   await fs.mkdir(path.dirname(blob), { recursive: true });
   await fs.mkdir(path.dirname(pointer), { recursive: true });
@@ -141,10 +159,16 @@ async function downloadBlob(req: DownloadRequest, blob: string, progress: (recei
       break;
     } catch (e) {
       if (e instanceof EngineError) throw e;
-      if (req.signal?.aborted) throw new EngineError('cancelled', `download of ${label} cancelled; ${have} bytes kept in ${incomplete} for the next run`);
+      if (req.signal?.aborted)
+        throw new EngineError('cancelled', `download of ${label} cancelled; ${have} bytes kept in ${incomplete} for the next run`);
       if (++attempt >= (req.retry?.attempts ?? 5)) {
         const why = (e as { cause?: { code?: string } }).cause?.code ?? (e as Error).message;
-        throw new EngineError('hub-error', `download of ${label} was interrupted ${attempt} times (${why}); ${have} of ${req.size} bytes are kept in ${incomplete}, run again to resume`, undefined, { cause: e });
+        throw new EngineError(
+          'hub-error',
+          `download of ${label} was interrupted ${attempt} times (${why}); ${have} of ${req.size} bytes are kept in ${incomplete}, run again to resume`,
+          undefined,
+          { cause: e },
+        );
       }
       await new Promise((r) => setTimeout(r, Math.min(4000, (req.retry?.delayMs ?? 200) * 2 ** (attempt - 1))));
     }
@@ -153,7 +177,10 @@ async function downloadBlob(req: DownloadRequest, blob: string, progress: (recei
     const digest = await sha256(incomplete);
     if (digest !== req.etag) {
       await fs.rm(incomplete, { force: true });
-      throw new EngineError('hub-error', `${label} arrived corrupted (sha256 ${digest.slice(0, 12)}…, expected ${req.etag.slice(0, 12)}…); run again to download it afresh`);
+      throw new EngineError(
+        'hub-error',
+        `${label} arrived corrupted (sha256 ${digest.slice(0, 12)}…, expected ${req.etag.slice(0, 12)}…); run again to download it afresh`,
+      );
     }
   }
   await fs.rename(incomplete, blob);
@@ -186,7 +213,10 @@ async function sha256(file: string): Promise<string> {
 }
 
 async function isFile(p: string): Promise<boolean> {
-  return fs.stat(p).then((s) => s.isFile(), () => false);
+  return fs.stat(p).then(
+    (s) => s.isFile(),
+    () => false,
+  );
 }
 
 /** snapshots/<commit>/<file> → a relative link to blobs/<etag> (a copy where links are not allowed). */

@@ -117,7 +117,10 @@ export async function resolveModelRef(ref: string, opts: ResolveOptions): Promis
 
 /** Which weight files a repository (or snapshot) offers, in order of preference. */
 const SINGLE_WEIGHTS = ['model.safetensors', 'pytorch_model.bin'] as const;
-const INDEXES: Record<string, string> = { 'model.safetensors': 'model.safetensors.index.json', 'pytorch_model.bin': 'pytorch_model.bin.index.json' };
+const INDEXES: Record<string, string> = {
+  'model.safetensors': 'model.safetensors.index.json',
+  'pytorch_model.bin': 'pytorch_model.bin.index.json',
+};
 
 function chooseWeights(files: ReadonlySet<string>): { file: string; sharded: boolean } | undefined {
   for (const single of SINGLE_WEIGHTS) {
@@ -137,7 +140,8 @@ function shardNames(indexText: string, where: string): string[] {
   if (!map || typeof map !== 'object') throw new EngineError('bad-checkpoint', `${where} has no "weight_map" object`, where);
   const names = [...new Set(Object.values(map as Record<string, unknown>))];
   for (const n of names) {
-    if (typeof n !== 'string' || n.includes('/') || n.includes('\\') || n.startsWith('.')) throw new EngineError('bad-checkpoint', `${where} names an invalid shard ${JSON.stringify(n)}`, where);
+    if (typeof n !== 'string' || n.includes('/') || n.includes('\\') || n.startsWith('.'))
+      throw new EngineError('bad-checkpoint', `${where} names an invalid shard ${JSON.stringify(n)}`, where);
   }
   return names as string[];
 }
@@ -147,14 +151,21 @@ async function resolveOnline(hub: HubRef, cacheDir: string, opts: ResolveOptions
   const token = opts.token ?? envToken();
   const api = { hubUrl, ...(token && { accessToken: token }) };
   const ctx = { repo: hub.repo, revision: hub.revision, hubUrl, hasToken: !!token };
-  const info = await callApi(ctx, () => modelInfo({ ...api, name: hub.repo, revision: hub.revision, additionalFields: ['sha', 'filePaths'] }));
+  const info = await callApi(ctx, () =>
+    modelInfo({ ...api, name: hub.repo, revision: hub.revision, additionalFields: ['sha', 'filePaths'] }),
+  );
   const commit = info.sha;
-  if (!commit || !COMMIT.test(commit)) throw new EngineError('hub-error', `${hubUrl} did not return a commit for ${hub.repo}@${hub.revision}`);
+  if (!commit || !COMMIT.test(commit))
+    throw new EngineError('hub-error', `${hubUrl} did not return a commit for ${hub.repo}@${hub.revision}`);
   const files = new Set(info.filePaths ?? []);
-  if (!files.has('config.json')) throw new EngineError('hub-error', `${hub.repo}@${hub.revision} has no config.json: not a transformers model repository`);
+  if (!files.has('config.json'))
+    throw new EngineError('hub-error', `${hub.repo}@${hub.revision} has no config.json: not a transformers model repository`);
   const weights = chooseWeights(files);
   if (!weights) {
-    throw new EngineError('hub-error', `${hub.repo}@${hub.revision} has no model.safetensors, pytorch_model.bin or their .index.json at its top level (found: ${[...files].slice(0, 12).join(', ')})`);
+    throw new EngineError(
+      'hub-error',
+      `${hub.repo}@${hub.revision} has no model.safetensors, pytorch_model.bin or their .index.json at its top level (found: ${[...files].slice(0, 12).join(', ')})`,
+    );
   }
   const repoDir = repoCacheDir(hub.repo, cacheDir);
   const snapshot = path.join(repoDir, 'snapshots', commit);
@@ -163,7 +174,8 @@ async function resolveOnline(hub: HubRef, cacheDir: string, opts: ResolveOptions
     const byPath = new Map(infos.map((i) => [i.path, i]));
     for (const [k, name] of names.entries()) {
       const pi = byPath.get(name);
-      if (!pi) throw new EngineError('hub-error', `${hub.repo}@${commit.slice(0, 12)} lists ${name} but the Hub has no information about it`);
+      if (!pi)
+        throw new EngineError('hub-error', `${hub.repo}@${commit.slice(0, 12)} lists ${name} but the Hub has no information about it`);
       await downloadToCache({
         url: `${hubUrl}/${hub.repo}/resolve/${commit}/${name.split('/').map(encodeURIComponent).join('/')}`,
         repoDir,
@@ -184,7 +196,11 @@ async function resolveOnline(hub: HubRef, cacheDir: string, opts: ResolveOptions
   if (weights.sharded) {
     const shards = shardNames(await fs.readFile(path.join(snapshot, weights.file), 'utf8'), `${hub.repo}/${weights.file}`);
     const missing = shards.filter((s) => !files.has(s));
-    if (missing.length) throw new EngineError('hub-error', `${hub.repo}/${weights.file} names shards the repository lacks: ${missing.slice(0, 3).join(', ')}`);
+    if (missing.length)
+      throw new EngineError(
+        'hub-error',
+        `${hub.repo}/${weights.file} names shards the repository lacks: ${missing.slice(0, 3).join(', ')}`,
+      );
     await fetchFiles(shards);
   }
   if (hub.revision !== commit) {
@@ -208,7 +224,10 @@ async function callApi<T>(ctx: ApiContext, call: () => Promise<T>): Promise<T> {
   } catch (e) {
     if (e instanceof HubApiError) throw hubError(ctx, e.statusCode, e.message.split('. URL:')[0] ?? '');
     if (e instanceof TypeError && /must start with 'hf_'/.test(e.message)) {
-      throw new EngineError('hub-error', 'HF_TOKEN does not look like a Hugging Face access token (they start with hf_); create one at https://huggingface.co/settings/tokens');
+      throw new EngineError(
+        'hub-error',
+        'HF_TOKEN does not look like a Hugging Face access token (they start with hf_); create one at https://huggingface.co/settings/tokens',
+      );
     }
     throw networkError(ctx, e);
   }
@@ -218,16 +237,26 @@ export function networkError(ctx: { hubUrl: string }, e: unknown): EngineError {
   if (e instanceof EngineError) return e;
   const cause = (e as { cause?: { code?: string; message?: string } }).cause;
   const why = cause?.code ?? cause?.message ?? (e as Error).message;
-  return new EngineError('offline', `cannot reach ${ctx.hubUrl} (${why}); set HF_HUB_OFFLINE=1 to use only what is cached`, undefined, { cause: e });
+  return new EngineError('offline', `cannot reach ${ctx.hubUrl} (${why}); set HF_HUB_OFFLINE=1 to use only what is cached`, undefined, {
+    cause: e,
+  });
 }
 
 /** Cache-only resolution: the snapshot of the revision must hold config.json and a complete set of weights. */
 async function resolveOffline(hub: HubRef, cacheDir: string, why: string): Promise<string> {
   const state = inspectCache(hub, cacheDir);
   const label = `${hub.repo}@${hub.revision}`;
-  if (!state.commit) throw new EngineError('offline', `${why} and ${label} is not in the Hugging Face cache (${repoCacheDir(hub.repo, cacheDir)}); download it once online or unset HF_HUB_OFFLINE`);
+  if (!state.commit)
+    throw new EngineError(
+      'offline',
+      `${why} and ${label} is not in the Hugging Face cache (${repoCacheDir(hub.repo, cacheDir)}); download it once online or unset HF_HUB_OFFLINE`,
+    );
   if (state.missing.length) {
-    throw new EngineError('offline', `${why} and the cached ${label} (${state.path}) lacks ${state.missing.join(', ')}; download it once online or unset HF_HUB_OFFLINE`, state.path);
+    throw new EngineError(
+      'offline',
+      `${why} and the cached ${label} (${state.path}) lacks ${state.missing.join(', ')}; download it once online or unset HF_HUB_OFFLINE`,
+      state.path,
+    );
   }
   return state.path!;
 }
@@ -262,7 +291,8 @@ function inspectCache(hub: HubRef, cacheDir: string): CacheState {
   if (!weights) missing.push('model.safetensors or pytorch_model.bin');
   else if (weights.sharded) {
     try {
-      for (const s of shardNames(readFileSync(path.join(snapshot, weights.file), 'utf8'), weights.file)) if (!present.has(s)) missing.push(s);
+      for (const s of shardNames(readFileSync(path.join(snapshot, weights.file), 'utf8'), weights.file))
+        if (!present.has(s)) missing.push(s);
     } catch {
       missing.push(`a readable ${weights.file}`);
     }
@@ -308,5 +338,10 @@ export function describeHubCache(ref: string, opts: { cacheDir?: string } = {}):
   }
   if (!hub) return { cached: false, files: [] };
   const s = inspectCache(hub, opts.cacheDir ?? hubCacheDir());
-  return { cached: !!s.path && s.missing.length === 0, files: s.files, ...(s.path && { path: s.path }), ...(s.commit && { commit: s.commit }) };
+  return {
+    cached: !!s.path && s.missing.length === 0,
+    files: s.files,
+    ...(s.path && { path: s.path }),
+    ...(s.commit && { commit: s.commit }),
+  };
 }

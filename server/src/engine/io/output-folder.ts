@@ -8,7 +8,7 @@
  * `tool.mergeStudio` field names the tool's version (every report has carried it since REPORT_VERSION 1, so
  * outputs of earlier releases are recognised too) and no file besides the ones the tool writes there.
  */
-import { constants, promises as fs } from 'node:fs';
+import { constants, promises as fs, type Stats } from 'node:fs';
 import * as path from 'node:path';
 import { describeError } from '../errors';
 
@@ -32,7 +32,7 @@ export type OutputFolderState =
 
 /** What exists at `dir`, and whether the tool may replace it. */
 export async function inspectOutputFolder(dir: string): Promise<OutputFolderState> {
-  let st: import('node:fs').Stats;
+  let st: Stats;
   try {
     st = await fs.lstat(dir);
   } catch (e) {
@@ -41,7 +41,8 @@ export async function inspectOutputFolder(dir: string): Promise<OutputFolderStat
     return { kind: 'refused', reason: `cannot be inspected (${errnoText(e)})` };
   }
   if (st.isSymbolicLink()) st = await fs.stat(dir).catch(() => st);
-  if (!st.isDirectory()) return { kind: 'refused', reason: st.isSymbolicLink() ? 'is a dangling symbolic link' : 'exists and is not a folder' };
+  if (!st.isDirectory())
+    return { kind: 'refused', reason: st.isSymbolicLink() ? 'is a dangling symbolic link' : 'exists and is not a folder' };
   let names: string[];
   try {
     names = await listSome(dir, LISTED_ENTRIES);
@@ -52,12 +53,18 @@ export async function inspectOutputFolder(dir: string): Promise<OutputFolderStat
   if (entries.length === 0) return { kind: 'empty' };
   const report = await readToolReport(path.join(dir, 'report.json'));
   if (!report) {
-    return { kind: 'refused', reason: `is a folder Merge Studio did not write (it holds ${nameSome(entries)}); Merge Studio only replaces its own output folders` };
+    return {
+      kind: 'refused',
+      reason: `is a folder Merge Studio did not write (it holds ${nameSome(entries)}); Merge Studio only replaces its own output folders`,
+    };
   }
   const allowed = new Set<string>([...OUTPUT_FILES, ...report.files]);
   const foreign = entries.filter((n) => !allowed.has(n));
   if (foreign.length) {
-    return { kind: 'refused', reason: `was written by Merge Studio but now also holds ${nameSome(foreign)}; move them out or choose another output` };
+    return {
+      kind: 'refused',
+      reason: `was written by Merge Studio but now also holds ${nameSome(foreign)}; move them out or choose another output`,
+    };
   }
   return { kind: 'tool-output' };
 }
@@ -83,10 +90,16 @@ async function readToolReport(file: string): Promise<{ files: string[] } | undef
 
 async function parseToolReport(file: string): Promise<{ files: string[] } | undefined> {
   try {
-    const json = JSON.parse(await fs.readFile(file, 'utf8')) as { version?: unknown; tool?: { mergeStudio?: unknown }; output?: { files?: unknown } };
+    const json = JSON.parse(await fs.readFile(file, 'utf8')) as {
+      version?: unknown;
+      tool?: { mergeStudio?: unknown };
+      output?: { files?: unknown };
+    };
     if (typeof json.version !== 'number' || typeof json.tool?.mergeStudio !== 'string') return undefined;
     // Listed files may lie in sub-folders (variants): the top-level entry is what the folder holds.
-    const files = Array.isArray(json.output?.files) ? json.output.files.filter((f): f is string => typeof f === 'string').map((f) => f.split(/[\\/]/)[0]!) : [];
+    const files = Array.isArray(json.output?.files)
+      ? json.output.files.filter((f): f is string => typeof f === 'string').map((f) => f.split(/[\\/]/)[0]!)
+      : [];
     return { files: files.filter((f) => f !== '' && f !== '.' && f !== '..') };
   } catch {
     return undefined;
@@ -161,7 +174,9 @@ export function outputPathProblem(target: string): string | undefined {
  * The closest path that exists on the way up from `p`'s parent: the folder a run creates the output in, or
  * what stands in the way (a file, or a path that cannot be reached).
  */
-export async function nearestExisting(p: string): Promise<{ dir: string; kind: 'folder' | 'not-a-folder' } | { dir: string; kind: 'unreachable'; reason: string }> {
+export async function nearestExisting(
+  p: string,
+): Promise<{ dir: string; kind: 'folder' | 'not-a-folder' } | { dir: string; kind: 'unreachable'; reason: string }> {
   for (let dir = path.dirname(path.resolve(p)); ; dir = path.dirname(dir)) {
     const st = await fs.stat(dir).catch((e: NodeJS.ErrnoException) => e);
     if (!(st instanceof Error)) return { dir, kind: st.isDirectory() ? 'folder' : 'not-a-folder' };

@@ -103,7 +103,13 @@ export async function buildProbeSet(opts: ProbeOptions): Promise<ProbeSet> {
       for (const s of cutSegments(audio, segmentSamples, si, file, sampleRate)) pool.push(s);
     }
     // The bar ends where decoding ended (every file, or enough audio before the last).
-    opts.progress?.({ type: 'progress', stage: 'probe', done: filesDecoded, total: files.length, message: filesDecoded < files.length ? `enough audio after ${filesDecoded} of ${files.length} files` : where });
+    opts.progress?.({
+      type: 'progress',
+      stage: 'probe',
+      done: filesDecoded,
+      total: files.length,
+      message: filesDecoded < files.length ? `enough audio after ${filesDecoded} of ${files.length} files` : where,
+    });
     if (pool.length === 0) {
       throw new EngineError(
         'bad-audio',
@@ -179,7 +185,11 @@ export function describeProbe(probe: ProbeSet, baseDir: string): ProbeDescriptio
     seed: probe.seed,
     totalSegments: probe.totalSegments,
     totalSeconds: probe.totalSeconds,
-    sources: probe.sources.map((s) => ({ ...s, path: rel(s.path), files: s.files.map((f) => ({ file: rel(f.file), segments: f.segments })) })),
+    sources: probe.sources.map((s) => ({
+      ...s,
+      path: rel(s.path),
+      files: s.files.map((f) => ({ file: rel(f.file), segments: f.segments })),
+    })),
     segments: probe.segments.map((s) => ({
       source: s.source,
       file: rel(s.file),
@@ -222,7 +232,8 @@ export function convFrames(numSamples: number, kernels: readonly number[], strid
   }
   let n = Math.floor(numSamples);
   for (let i = 0; i < kernels.length; i++) {
-    const k = kernels[i]!, s = strides[i]!;
+    const k = kernels[i]!,
+      s = strides[i]!;
     if (!(k >= 1 && s >= 1)) throw new EngineError('bad-config', `conv layer ${i} has kernel ${k} and stride ${s}; both must be ≥ 1`);
     if (n < k) return 0;
     n = Math.floor((n - k) / s) + 1;
@@ -255,7 +266,8 @@ function countByFile(segments: ProbeSegment[]): { file: string; segments: number
 function checkOptions(opts: ProbeOptions, segmentSamples: number): void {
   const bad = (msg: string) => new EngineError('bad-config', `probe: ${msg}`);
   if (opts.sources.length === 0) throw bad('no audio sources given');
-  if (!Number.isInteger(opts.sampleRate) || opts.sampleRate < 1) throw bad(`sample rate must be a positive integer, got ${opts.sampleRate}`);
+  if (!Number.isInteger(opts.sampleRate) || opts.sampleRate < 1)
+    throw bad(`sample rate must be a positive integer, got ${opts.sampleRate}`);
   if (!(opts.segmentSeconds > 0) || segmentSamples < 1) throw bad(`segment length must be positive, got ${opts.segmentSeconds} s`);
   if (!(opts.maxSeconds >= opts.segmentSeconds)) {
     throw bad(`max_seconds (${opts.maxSeconds}) must be at least one segment (${opts.segmentSeconds} s)`);

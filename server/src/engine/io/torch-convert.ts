@@ -28,13 +28,23 @@ export interface ConvertResult {
 const SIDE_FILES = ['config.json', 'preprocessor_config.json'];
 
 /** Converts a folder (pytorch_model.bin or its sharded index) or a single .bin/.pt file; `outDir` defaults to its folder. */
-export async function convertToSafetensors(location: string, outDir: string | undefined, opts: ConvertOptions = {}): Promise<ConvertResult> {
+export async function convertToSafetensors(
+  location: string,
+  outDir: string | undefined,
+  opts: ConvertOptions = {},
+): Promise<ConvertResult> {
   const stat = await fs.stat(location).catch(() => undefined);
   if (!stat) throw new EngineError('file-not-found', `${location} does not exist`, location);
   const isDir = stat.isDirectory();
   if (isDir) {
     for (const f of ['model.safetensors', 'model.safetensors.index.json']) {
-      if (await fs.stat(path.join(location, f)).then(() => true, () => false)) throw new EngineError('bad-checkpoint', `${location} already holds ${f}: nothing to convert`, location);
+      if (
+        await fs.stat(path.join(location, f)).then(
+          () => true,
+          () => false,
+        )
+      )
+        throw new EngineError('bad-checkpoint', `${location} already holds ${f}: nothing to convert`, location);
     }
   } else if (!location.endsWith('.index.json') && sniffTorchFormat(await readHead(location)) === 'other') {
     throw new EngineError('bad-checkpoint', `${location} is not a PyTorch checkpoint (torch.save zip)`, location);
@@ -43,7 +53,14 @@ export async function convertToSafetensors(location: string, outDir: string | un
   const dir = outDir ?? srcDir;
   await fs.mkdir(dir, { recursive: true });
   const file = path.join(dir, 'model.safetensors');
-  if (!opts.force && (await fs.stat(file).then(() => true, () => false))) throw new EngineError('io-error', `${file} already exists; pass --force to replace it`, file);
+  if (
+    !opts.force &&
+    (await fs.stat(file).then(
+      () => true,
+      () => false,
+    ))
+  )
+    throw new EngineError('io-error', `${file} already exists; pass --force to replace it`, file);
 
   const ckpt = await openCheckpoint(location);
   try {
@@ -60,7 +77,12 @@ export async function convertToSafetensors(location: string, outDir: string | un
     if (path.resolve(dir) !== path.resolve(srcDir)) {
       for (const side of SIDE_FILES) {
         const src = path.join(srcDir, side);
-        if (await fs.stat(src).then((s) => s.isFile(), () => false)) {
+        if (
+          await fs.stat(src).then(
+            (s) => s.isFile(),
+            () => false,
+          )
+        ) {
           await fs.copyFile(src, path.join(dir, side));
           copied.push(side);
         }

@@ -11,8 +11,8 @@
  *                          `default`; globs as recipe/glob.ts (`*` within a name part, `**` across parts), the same
  *                          function the recipe checker uses, so a check and a run agree.
  */
-import { EngineError } from '../errors.js';
-import { lambdaFor } from '../recipe/glob.js';
+import { EngineError } from '../errors';
+import { lambdaFor } from '../recipe/glob';
 
 export type LambdaSpec = number | readonly number[] | { default: number; overrides?: Record<string, number> };
 
@@ -34,7 +34,8 @@ function checkValue(v: unknown, where: string): number {
 export function checkLambda(spec: LambdaSpec, ctx: LambdaContext): void {
   if (typeof spec === 'number') checkValue(spec, '');
   else if (Array.isArray(spec)) {
-    if (spec.length !== ctx.layers) throw new EngineError('bad-recipe', `merge.lambda has ${spec.length} values; the models have ${ctx.layers} transformer layers`);
+    if (spec.length !== ctx.layers)
+      throw new EngineError('bad-recipe', `merge.lambda has ${spec.length} values; the models have ${ctx.layers} transformer layers`);
     spec.forEach((v, i) => checkValue(v, `[${i}]`));
   } else {
     const o = spec as { default: number; overrides?: Record<string, number> };

@@ -4,10 +4,10 @@
  * EFFECTIVE weight g·v/‖v‖ — that is what WeightMap holds (model/weights.ts composes it on load and decomposes it on
  * write) — never g and v separately, whose interpolation would not be the interpolation of the conv.
  */
-import { EngineError } from '../errors.js';
-import type { WeightMap } from '../model/tensor.js';
-import { lerpTensor, slerpTensor } from './interpolate.js';
-import { checkLambda, lambdaForTensor, type LambdaContext, type LambdaSpec } from './lambda.js';
+import { EngineError } from '../errors';
+import type { WeightMap } from '../model/tensor';
+import { lerpTensor, slerpTensor } from './interpolate';
+import { checkLambda, lambdaForTensor, type LambdaContext, type LambdaSpec } from './lambda';
 
 import type { MergeMethodName } from '../recipe/schema';
 

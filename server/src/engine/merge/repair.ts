@@ -40,7 +40,12 @@ export interface MomentOptions extends SessionOptions {
 }
 
 /** Per-unit mean and (population) variance of frames-first taps over all probe frames, for one model. */
-export async function unitMoments(model: { config: EncoderConfig; weights: WeightMap }, probe: ProbeSet, taps: readonly TapName[], opts: MomentOptions): Promise<Map<TapName, Moments>> {
+export async function unitMoments(
+  model: { config: EncoderConfig; weights: WeightMap },
+  probe: ProbeSet,
+  taps: readonly TapName[],
+  opts: MomentOptions,
+): Promise<Map<TapName, Moments>> {
   const b = new GraphBuilder();
   const audio = b.input('audio', ['batch', 'samples']);
   const values = addEncoder(b, model.config, model.weights, audio);
@@ -57,7 +62,10 @@ export async function unitMoments(model: { config: EncoderConfig; weights: Weigh
   try {
     for (const batch of iterateBatches(probe, opts.batchSize)) {
       if (opts.cancel?.cancelled) throw new EngineError('cancelled', 'cancelled while measuring unit statistics');
-      const out = await session.run({ audio: new ort.Tensor('float32', batch.data, batch.dims) }, taps.flatMap((t) => [`${t}:mean`, `${t}:square`]));
+      const out = await session.run(
+        { audio: new ort.Tensor('float32', batch.data, batch.dims) },
+        taps.flatMap((t) => [`${t}:mean`, `${t}:square`]),
+      );
       // Equal-length segments: every batch row has the same frame count, so batch means weight by rows.
       const n = batch.dims[0];
       for (const tap of taps) {
@@ -119,7 +127,13 @@ export function mixTargets(a: Moments, b: Moments, lambda: number): UnitTargets 
  * Folds h ↦ a⊙h + c into the consumer (W ↦ W·diag(a), b ↦ b + W·c, in float64) with a = σ_target/σ_measured and
  * c = μ_target − a·μ_measured; a unit that is (nearly) constant in the merged model keeps a = 1 and only shifts.
  */
-export function foldCorrection(weight: Float32Array, bias: Float32Array, units: number, measured: Moments, target: UnitTargets): { weight: Float32Array; bias: Float32Array } {
+export function foldCorrection(
+  weight: Float32Array,
+  bias: Float32Array,
+  units: number,
+  measured: Moments,
+  target: UnitTargets,
+): { weight: Float32Array; bias: Float32Array } {
   const out = bias.length;
   const a = new Float64Array(units);
   const c = new Float64Array(units);

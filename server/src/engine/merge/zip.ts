@@ -56,7 +56,16 @@ export function zipFeedForward(z: ZipInputs): ZipResult {
   for (let l = 0; l < cfg.layers; l++) {
     const p = `encoder.layers.${l}.feed_forward`;
     const t = (m: WeightMap, name: string) => m.get(`${p}.${name}`)!.data;
-    const sim = z.similarity?.(l) ?? weightCosine(t(z.anchor, 'intermediate_dense.weight'), t(z.other, 'intermediate_dense.weight'), t(z.anchor, 'output_dense.weight'), t(z.other, 'output_dense.weight'), F, D);
+    const sim =
+      z.similarity?.(l) ??
+      weightCosine(
+        t(z.anchor, 'intermediate_dense.weight'),
+        t(z.other, 'intermediate_dense.weight'),
+        t(z.anchor, 'output_dense.weight'),
+        t(z.other, 'output_dense.weight'),
+        F,
+        D,
+      );
     // The u least similar units (ties by index, so the choice is deterministic).
     const order = Array.from({ length: F }, (_, i) => i).sort((a, b) => sim[a]! - sim[b]! || a - b);
     const split = new Uint8Array(F);
@@ -74,15 +83,35 @@ export function zipFeedForward(z: ZipInputs): ZipResult {
     const mOutW = t(z.merged, 'output_dense.weight');
     const sources: { from: { inW: Float32Array; inB: Float32Array; outW: Float32Array }; unit: number; scale: number }[] = [
       ...kept.map((i) => ({ from: { inW: mInW, inB: mInB, outW: mOutW }, unit: i, scale: 1 })),
-      ...splitUnits.map((i) => ({ from: { inW: t(z.anchor, 'intermediate_dense.weight'), inB: t(z.anchor, 'intermediate_dense.bias'), outW: t(z.anchor, 'output_dense.weight') }, unit: i, scale: lambda })),
-      ...splitUnits.map((i) => ({ from: { inW: t(z.other, 'intermediate_dense.weight'), inB: t(z.other, 'intermediate_dense.bias'), outW: t(z.other, 'output_dense.weight') }, unit: i, scale: 1 - lambda })),
+      ...splitUnits.map((i) => ({
+        from: {
+          inW: t(z.anchor, 'intermediate_dense.weight'),
+          inB: t(z.anchor, 'intermediate_dense.bias'),
+          outW: t(z.anchor, 'output_dense.weight'),
+        },
+        unit: i,
+        scale: lambda,
+      })),
+      ...splitUnits.map((i) => ({
+        from: {
+          inW: t(z.other, 'intermediate_dense.weight'),
+          inB: t(z.other, 'intermediate_dense.bias'),
+          outW: t(z.other, 'output_dense.weight'),
+        },
+        unit: i,
+        scale: 1 - lambda,
+      })),
     ];
     sources.forEach(({ from, unit, scale }, j) => {
       inW.set(from.inW.subarray(unit * D, (unit + 1) * D), j * D);
       inB[j] = from.inB[unit]!;
       for (let d = 0; d < D; d++) outW[d * F2 + j] = scale * from.outW[d * F + unit]!;
     });
-    origins.set(l, [...kept.map((unit) => ({ kind: 'merged' as const, unit })), ...splitUnits.map((unit) => ({ kind: 'anchor' as const, unit })), ...splitUnits.map((unit) => ({ kind: 'other' as const, unit }))]);
+    origins.set(l, [
+      ...kept.map((unit) => ({ kind: 'merged' as const, unit })),
+      ...splitUnits.map((unit) => ({ kind: 'anchor' as const, unit })),
+      ...splitUnits.map((unit) => ({ kind: 'other' as const, unit })),
+    ]);
     weights.set(`${p}.intermediate_dense.weight`, { shape: [F2, D], data: inW });
     weights.set(`${p}.intermediate_dense.bias`, { shape: [F2], data: inB });
     weights.set(`${p}.output_dense.weight`, { shape: [D, F2], data: outW });

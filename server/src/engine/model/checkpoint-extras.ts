@@ -80,7 +80,11 @@ export async function checkpointExtras(input: ExtrasInput): Promise<Extras> {
       const readRaw = anchor.readRaw.bind(anchor);
       tensors.push({ name: info.name, dtype: info.dtype, shape: info.shape, bytes: async () => (await readRaw(info.name)).bytes });
     } else {
-      throw new EngineError('bad-dtype', `${anchor.file}: tensor ${info.name} has dtype ${info.dtype}; the output can copy only floating-point tensors of a safetensors anchor`, anchor.file);
+      throw new EngineError(
+        'bad-dtype',
+        `${anchor.file}: tensor ${info.name} has dtype ${info.dtype}; the output can copy only floating-point tensors of a safetensors anchor`,
+        anchor.file,
+      );
     }
   }
   return { tensors, merged };

@@ -31,7 +31,15 @@ export interface FrontEndOptions {
  * Adds one encoder reading `audio` ([batch, samples], float32 at the model's sample rate) to the builder.
  * Returns the value name of every tap; the caller chooses which become graph outputs or feed reductions.
  */
-export function addEncoder(b: GraphBuilder, cfg: EncoderConfig, weights: WeightMap, audio: string, prefix = '', range: EncoderRange = {}, front: FrontEndOptions = {}): TapValues {
+export function addEncoder(
+  b: GraphBuilder,
+  cfg: EncoderConfig,
+  weights: WeightMap,
+  audio: string,
+  prefix = '',
+  range: EncoderRange = {},
+  front: FrontEndOptions = {},
+): TapValues {
   const taps: TapValues = new Map();
   const get = (name: string) => {
     const t = weights.get(name);
@@ -72,7 +80,15 @@ export function addEncoder(b: GraphBuilder, cfg: EncoderConfig, weights: WeightM
 }
 
 /** Feature extractor, projection, positional conv: waveform → hidden.0. */
-function addFrontEnd(b: GraphBuilder, cfg: EncoderConfig, w: W, audio: string, p: (hint: string) => string, taps: TapValues, front: FrontEndOptions): string {
+function addFrontEnd(
+  b: GraphBuilder,
+  cfg: EncoderConfig,
+  w: W,
+  audio: string,
+  p: (hint: string) => string,
+  taps: TapValues,
+  front: FrontEndOptions,
+): string {
   // The checkpoint's feature extractor normalises each waveform (do_normalize): (x − mean) / √(var + 1e-7).
   let wave = audio;
   if (cfg.normalizeInput) {
@@ -92,13 +108,28 @@ function addFrontEnd(b: GraphBuilder, cfg: EncoderConfig, w: W, audio: string, p
       const { mean, invStd } = front.conv0Stats;
       const channel = (t: string) => b.op('Unsqueeze', [w(t), b.int64s([1])]); // [C] → [C, 1]
       const normed = b.op('Mul', [b.op('Sub', [x, mean]), invStd]);
-      x = b.op('Add', [b.op('Mul', [normed, channel(`${base}.layer_norm.weight`)]), channel(`${base}.layer_norm.bias`)], {}, p(`conv${i}_norm`));
+      x = b.op(
+        'Add',
+        [b.op('Mul', [normed, channel(`${base}.layer_norm.weight`)]), channel(`${base}.layer_norm.bias`)],
+        {},
+        p(`conv${i}_norm`),
+      );
     } else if (cfg.featExtractNorm === 'group' && i === 0) {
       // GroupNorm(C, C) normalises each channel over time: exactly InstanceNormalization.
-      x = b.op('InstanceNormalization', [x, w(`${base}.layer_norm.weight`), w(`${base}.layer_norm.bias`)], { epsilon: { f: 1e-5 } }, p(`conv${i}_norm`));
+      x = b.op(
+        'InstanceNormalization',
+        [x, w(`${base}.layer_norm.weight`), w(`${base}.layer_norm.bias`)],
+        { epsilon: { f: 1e-5 } },
+        p(`conv${i}_norm`),
+      );
     } else if (cfg.featExtractNorm === 'layer') {
       const t = b.op('Transpose', [x], { perm: [0, 2, 1] });
-      const n = b.op('LayerNormalization', [t, w(`${base}.layer_norm.weight`), w(`${base}.layer_norm.bias`)], { axis: -1, epsilon: { f: 1e-5 } }, p(`conv${i}_norm`));
+      const n = b.op(
+        'LayerNormalization',
+        [t, w(`${base}.layer_norm.weight`), w(`${base}.layer_norm.bias`)],
+        { axis: -1, epsilon: { f: 1e-5 } },
+        p(`conv${i}_norm`),
+      );
       x = b.op('Transpose', [n], { perm: [0, 2, 1] });
     }
     x = activation(b, x, cfg.featExtractActivation, p(`conv${i}_act`));
@@ -116,7 +147,12 @@ function addFrontEnd(b: GraphBuilder, cfg: EncoderConfig, w: W, audio: string, p
   // Positional conv embedding (weight-normed grouped conv, "same" padding, drop the extra frame for even kernels).
   const K = cfg.posConvKernel;
   let pos = b.op('Transpose', [x], { perm: [0, 2, 1] });
-  pos = b.op('Conv', [pos, w(`${POS_CONV}.weight`), w(`${POS_CONV}.bias`)], { kernel_shape: [K], pads: [K >> 1, K >> 1], group: cfg.posConvGroups }, p('pos_conv'));
+  pos = b.op(
+    'Conv',
+    [pos, w(`${POS_CONV}.weight`), w(`${POS_CONV}.bias`)],
+    { kernel_shape: [K], pads: [K >> 1, K >> 1], group: cfg.posConvGroups },
+    p('pos_conv'),
+  );
   if (K % 2 === 0) pos = b.op('Slice', [pos, b.int64s([0]), b.int64s([-1]), b.int64s([2])], {}, p('pos_same_pad'));
   pos = activation(b, pos, cfg.featExtractActivation, p('pos_act'));
   pos = b.op('Transpose', [pos], { perm: [0, 2, 1] });
@@ -156,7 +192,16 @@ function activation(b: GraphBuilder, x: string, act: Activation, hint: string): 
   }
 }
 
-function attention(b: GraphBuilder, cfg: EncoderConfig, w: W, x: string, base: string, lp: (h: string) => string, taps: TapValues, l: number): string {
+function attention(
+  b: GraphBuilder,
+  cfg: EncoderConfig,
+  w: W,
+  x: string,
+  base: string,
+  lp: (h: string) => string,
+  taps: TapValues,
+  l: number,
+): string {
   const H = cfg.heads;
   const dh = cfg.headDim;
   const split = b.int64s([0, 0, H, dh]); // 0 keeps batch and frames from the input
@@ -174,7 +219,16 @@ function attention(b: GraphBuilder, cfg: EncoderConfig, w: W, x: string, base: s
   return out;
 }
 
-function feedForward(b: GraphBuilder, cfg: EncoderConfig, w: W, x: string, base: string, lp: (h: string) => string, taps: TapValues, l: number): string {
+function feedForward(
+  b: GraphBuilder,
+  cfg: EncoderConfig,
+  w: W,
+  x: string,
+  base: string,
+  lp: (h: string) => string,
+  taps: TapValues,
+  l: number,
+): string {
   const h = activation(b, linear(b, x, w, `${base}.feed_forward.intermediate_dense`, lp('ffn_in')), cfg.hiddenAct, lp('ffn_act'));
   taps.set(tapName.ffn(l), h);
   return linear(b, h, w, `${base}.feed_forward.output_dense`, lp('ffn_out'));

@@ -29,7 +29,12 @@ export async function loadEncoderModel(dir: string, hub: Partial<ResolveOptions>
   if (parseHubRef(dir)) dir = await resolveModelRef(dir, { baseDir: process.cwd(), ...hub });
   const stat = await fs.stat(dir).catch(() => undefined);
   if (!stat) throw new EngineError('file-not-found', `model folder ${dir} does not exist`, dir);
-  if (!stat.isDirectory()) throw new EngineError('not-a-directory', `model path ${dir} is not a folder (expected a Hugging Face folder with config.json and model.safetensors)`, dir);
+  if (!stat.isDirectory())
+    throw new EngineError(
+      'not-a-directory',
+      `model path ${dir} is not a folder (expected a Hugging Face folder with config.json and model.safetensors)`,
+      dir,
+    );
   const config = await loadEncoderConfig(dir);
   const ckpt = await openCheckpoint(dir);
   try {
@@ -44,7 +49,11 @@ export type EncoderOutput = TapName | 'last_hidden_state';
 
 /** All hidden states (what transformers returns with output_hidden_states) and the feature extractor output. */
 export function hiddenStateOutputs(cfg: EncoderConfig): EncoderOutput[] {
-  return [tapName.conv(cfg.convDims.length - 1), ...Array.from({ length: cfg.layers + 1 }, (_, k) => tapName.hidden(k)), 'last_hidden_state'];
+  return [
+    tapName.conv(cfg.convDims.length - 1),
+    ...Array.from({ length: cfg.layers + 1 }, (_, k) => tapName.hidden(k)),
+    'last_hidden_state',
+  ];
 }
 
 /** Builds a standalone ONNX model of one encoder whose graph outputs are the requested taps, named as the taps. */
@@ -68,7 +77,11 @@ export class EncoderSession {
     private readonly session: Session,
   ) {}
 
-  static async create(model: Pick<EncoderModel, 'config' | 'weights'>, outputs: readonly EncoderOutput[], opts: SessionOptions = {}): Promise<EncoderSession> {
+  static async create(
+    model: Pick<EncoderModel, 'config' | 'weights'>,
+    outputs: readonly EncoderOutput[],
+    opts: SessionOptions = {},
+  ): Promise<EncoderSession> {
     const bytes = buildEncoderOnnx(model, outputs);
     return new EncoderSession(model.config, outputs, await createSession(bytes, opts));
   }
@@ -79,11 +92,15 @@ export class EncoderSession {
 
   /** Runs a batch of equal-length waveforms ([batch × samples], flat) and returns the requested taps. */
   async run(audio: Float32Array, batch: number): Promise<Map<EncoderOutput, ort.Tensor>> {
-    if (batch <= 0 || audio.length % batch !== 0) throw new RangeError(`audio of ${audio.length} samples cannot be split into ${batch} equal rows`);
+    if (batch <= 0 || audio.length % batch !== 0)
+      throw new RangeError(`audio of ${audio.length} samples cannot be split into ${batch} equal rows`);
     const samples = audio.length / batch;
     const minSamples = receptiveField(this.config);
     if (samples < minSamples) {
-      throw new EngineError('bad-audio', `audio of ${samples} samples is shorter than the encoder's ${minSamples}-sample receptive field (${((minSamples / this.config.sampleRate) * 1000).toFixed(1)} ms)`);
+      throw new EngineError(
+        'bad-audio',
+        `audio of ${samples} samples is shorter than the encoder's ${minSamples}-sample receptive field (${((minSamples / this.config.sampleRate) * 1000).toFixed(1)} ms)`,
+      );
     }
     const out = await this.session.run({ audio: new ort.Tensor('float32', audio, [batch, samples]) }, this.outputs);
     return new Map(this.outputs.map((name) => [name, out[name]!]));
@@ -123,7 +140,11 @@ export interface ForwardResult {
 }
 
 /** One waveform through the encoder, returning every hidden state (the `forward` command and parity tests). */
-export async function forward(model: Pick<EncoderModel, 'config' | 'weights'>, samples: Float32Array, opts: SessionOptions = {}): Promise<ForwardResult> {
+export async function forward(
+  model: Pick<EncoderModel, 'config' | 'weights'>,
+  samples: Float32Array,
+  opts: SessionOptions = {},
+): Promise<ForwardResult> {
   const cfg = model.config;
   const outputs = hiddenStateOutputs(cfg);
   const session = await EncoderSession.create(model, outputs, opts);

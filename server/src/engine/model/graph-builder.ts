@@ -53,7 +53,12 @@ export class GraphBuilder {
   weight(hint: string, t: Tensor): string {
     const name = this.fresh(hint);
     const d = t.data;
-    this.initializers.push({ name, dims: [...t.shape], dataType: DataType.FLOAT, rawData: new Uint8Array(d.buffer, d.byteOffset, d.byteLength) });
+    this.initializers.push({
+      name,
+      dims: [...t.shape],
+      dataType: DataType.FLOAT,
+      rawData: new Uint8Array(d.buffer, d.byteOffset, d.byteLength),
+    });
     return name;
   }
 
@@ -100,7 +105,13 @@ export class GraphBuilder {
 
   opN(opType: string, inputs: string[], nOutputs: number, attrs: Record<string, Attr> = {}, hint = opType.toLowerCase()): string[] {
     const outputs = Array.from({ length: nOutputs }, (_, i) => this.fresh(nOutputs > 1 ? `${hint}_${i}` : hint));
-    this.nodes.push({ opType, input: inputs, output: outputs, name: `${outputs[0]}/${opType}`, attribute: Object.entries(attrs).map(([k, v]) => attribute(k, v)) });
+    this.nodes.push({
+      opType,
+      input: inputs,
+      output: outputs,
+      name: `${outputs[0]}/${opType}`,
+      attribute: Object.entries(attrs).map(([k, v]) => attribute(k, v)),
+    });
     return outputs;
   }
 

@@ -46,7 +46,21 @@ export function checkPairCompatible(a: EncoderConfig, b: EncoderConfig): void {
   // The root cause alone: a different conv stack also differs in its kernels, strides and tensor shapes.
   if (rates) throw new EngineError('incompatible-models', `the two models cannot be aligned and merged: ${rates}`);
   const same = (k: keyof EncoderConfig) => JSON.stringify(a[k]) === JSON.stringify(b[k]);
-  for (const k of ['hidden', 'layers', 'heads', 'intermediate', 'convDims', 'convKernels', 'convStrides', 'posConvKernel', 'posConvGroups', 'preLayerNorm', 'featExtractNorm', 'convBias', 'featProjLayerNorm'] as const) {
+  for (const k of [
+    'hidden',
+    'layers',
+    'heads',
+    'intermediate',
+    'convDims',
+    'convKernels',
+    'convStrides',
+    'posConvKernel',
+    'posConvGroups',
+    'preLayerNorm',
+    'featExtractNorm',
+    'convBias',
+    'featProjLayerNorm',
+  ] as const) {
     if (!same(k)) problems.push(`${k} differs (${JSON.stringify(a[k])} vs ${JSON.stringify(b[k])})`);
   }
   if (problems.length) throw new EngineError('incompatible-models', `the two models cannot be aligned and merged: ${problems.join('; ')}`);
@@ -107,11 +121,17 @@ export class PairStatisticsSession {
     private readonly plan: PassPlan,
   ) {}
 
-  static async create(anchor: Model, other: Model, taps: readonly TapName[], opts: PairSessionOptions = {}): Promise<PairStatisticsSession> {
+  static async create(
+    anchor: Model,
+    other: Model,
+    taps: readonly TapName[],
+    opts: PairSessionOptions = {},
+  ): Promise<PairStatisticsSession> {
     checkPairCompatible(anchor.config, other.config);
     const plan = { ...DEFAULT_PASS_PLAN, ...opts.passes };
     for (const tap of taps) {
-      if (tapLayer(tap) >= anchor.config.layers) throw new EngineError('runtime-error', `unknown tap ${tap} for a ${anchor.config.layers}-layer encoder`);
+      if (tapLayer(tap) >= anchor.config.layers)
+        throw new EngineError('runtime-error', `unknown tap ${tap} for a ${anchor.config.layers}-layer encoder`);
     }
     const ranges = layerPasses(taps, plan.layersPerPass);
     const frontTaps = taps.filter((t) => tapLayer(t) < 0);
@@ -173,7 +193,10 @@ export class PairStatisticsSession {
     }
     for (const pass of this.layers) {
       const dims = [batch, frames, width];
-      const out = await pass.session.run({ [STREAM.a]: new ort.Tensor('float32', hiddenA!, dims), [STREAM.b]: new ort.Tensor('float32', hiddenB!, dims) });
+      const out = await pass.session.run({
+        [STREAM.a]: new ort.Tensor('float32', hiddenA!, dims),
+        [STREAM.b]: new ort.Tensor('float32', hiddenB!, dims),
+      });
       moments.push(...this.collect(pass.taps, out, () => batch * frames));
       if (pass.handsOn) {
         hiddenA = out[STREAM.nextA]!.data as Float32Array;
@@ -188,7 +211,17 @@ export class PairStatisticsSession {
       const get = (k: string) => out[`${tap}/${k}`]!.data as Float32Array;
       const meanA = get('mean_a');
       const meanB = get('mean_b');
-      return { tap, n: rowsFor(tap), dimA: meanA.length, dimB: meanB.length, meanA, meanB, m2A: get('m2_a'), m2B: get('m2_b'), cross: get('cross') };
+      return {
+        tap,
+        n: rowsFor(tap),
+        dimA: meanA.length,
+        dimB: meanB.length,
+        meanA,
+        meanB,
+        m2A: get('m2_a'),
+        m2B: get('m2_b'),
+        cross: get('cross'),
+      };
     });
   }
 
@@ -198,9 +231,17 @@ export class PairStatisticsSession {
 }
 
 /** One pass: the front end (range undefined) or transformer layers [from, to) of both models, with its taps' moments. */
-async function buildPass(anchor: Model, other: Model, taps: readonly TapName[], range: [number, number] | undefined, handsOn: boolean, opts: SessionOptions): Promise<Pass> {
+async function buildPass(
+  anchor: Model,
+  other: Model,
+  taps: readonly TapName[],
+  range: [number, number] | undefined,
+  handsOn: boolean,
+  opts: SessionOptions,
+): Promise<Pass> {
   const b = new GraphBuilder();
-  const enc = (m: Model, input: string, prefix: string) => addEncoder(b, m.config, m.weights, input, prefix, range ? { from: range[0], to: range[1] } : { to: 0 });
+  const enc = (m: Model, input: string, prefix: string) =>
+    addEncoder(b, m.config, m.weights, input, prefix, range ? { from: range[0], to: range[1] } : { to: 0 });
   let ta: TapValues;
   let tb: TapValues;
   if (range) {

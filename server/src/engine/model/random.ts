@@ -8,7 +8,7 @@ import { expectedShapes } from './weights';
 import { numel } from './tensor';
 import { mulberry32 } from '../random';
 
-/** HuBERT-base / MERT-v0-public dimensions (see DESIGN.md, "Known facts about the real models"). */
+/** HuBERT-base / MERT-v0-public dimensions (their published config.json files: 12 layers, hidden 768, 12 heads, FFN 3072). */
 export function hubertBaseConfig(overrides: Partial<EncoderConfig> = {}): EncoderConfig {
   const cfg: EncoderConfig = {
     family: 'hubert',

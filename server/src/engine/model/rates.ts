@@ -17,7 +17,8 @@ export function rateMismatch(anchor: Rates, other: Rates, names = { anchor: 'mod
     return `${names.other} takes ${other.sampleRate} Hz audio, ${names.anchor} ${anchor.sampleRate} Hz; both must match (MERT-v1 runs at 24 kHz, HuBERT, wav2vec2 and MERT-v0 at 16 kHz)`;
   }
   if (anchor.frameRate !== other.frameRate) {
-    const frames = (c: Rates) => `${fmtRate(c.frameRate)} frames/s (conv strides [${c.convStrides.join(', ')}]: one frame per ${hop(c)} samples)`;
+    const frames = (c: Rates) =>
+      `${fmtRate(c.frameRate)} frames/s (conv strides [${c.convStrides.join(', ')}]: one frame per ${hop(c)} samples)`;
     return `${names.other} produces ${frames(other)}, ${names.anchor} ${frames(anchor)}; alignment pairs frames one to one, so the frame rates must match`;
   }
   return undefined;

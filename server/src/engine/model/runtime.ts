@@ -112,14 +112,19 @@ async function probeInChild(backend: Backend, model: Uint8Array): Promise<{ avai
   process.exit(0);
 })();`;
   return new Promise((resolve) => {
-    execFile(process.execPath, ['-e', script, Buffer.from(model).toString('base64')], { timeout: 60_000, maxBuffer: 1 << 20 }, (_err, stdout) => {
-      try {
-        const r = JSON.parse(stdout) as { available: boolean; detail: string };
-        resolve({ available: r.available, detail: r.available ? r.detail : firstLine(new Error(r.detail)) });
-      } catch {
-        resolve(undefined);
-      }
-    });
+    execFile(
+      process.execPath,
+      ['-e', script, Buffer.from(model).toString('base64')],
+      { timeout: 60_000, maxBuffer: 1 << 20 },
+      (_err, stdout) => {
+        try {
+          const r = JSON.parse(stdout) as { available: boolean; detail: string };
+          resolve({ available: r.available, detail: r.available ? r.detail : firstLine(new Error(r.detail)) });
+        } catch {
+          resolve(undefined);
+        }
+      },
+    );
   });
 }
 
@@ -137,10 +142,14 @@ export async function resolveBackend(device: Device = 'auto'): Promise<Backend> 
     }
     return 'cpu';
   }
-  if (!DEVICES.includes(device)) throw new EngineError('backend-unavailable', `unknown device "${String(device)}" (use one of ${DEVICES.join(', ')})`);
+  if (!DEVICES.includes(device))
+    throw new EngineError('backend-unavailable', `unknown device "${String(device)}" (use one of ${DEVICES.join(', ')})`);
   const status = await probeBackend(device);
   if (!status.available) {
-    throw new EngineError('backend-unavailable', `backend ${device} is not available here: ${status.detail}${HINTS[device] ? `. ${HINTS[device]}` : ''}. Run \`merge-studio doctor\` for details.`);
+    throw new EngineError(
+      'backend-unavailable',
+      `backend ${device} is not available here: ${status.detail}${HINTS[device] ? `. ${HINTS[device]}` : ''}. Run \`merge-studio doctor\` for details.`,
+    );
   }
   return device;
 }

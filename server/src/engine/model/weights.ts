@@ -82,7 +82,11 @@ export function detectLayout(names: readonly string[], file: string): Checkpoint
   for (const storage of ['parametrizations', 'weight_g/weight_v', 'plain'] as PosConvStorage[]) {
     if (POS_CONV_NAMES[storage].every((s) => set.has(`${prefix}${POS_CONV}.${s}`))) return { prefix, posConv: storage };
   }
-  throw new EngineError('missing-tensor', `${file} has no positional conv weight (${prefix}${POS_CONV}.weight_g/weight_v or .parametrizations.weight.original0/1)`, file);
+  throw new EngineError(
+    'missing-tensor',
+    `${file} has no positional conv weight (${prefix}${POS_CONV}.weight_g/weight_v or .parametrizations.weight.original0/1)`,
+    file,
+  );
 }
 
 /** Checkpoint tensor name(s) for a canonical name under a layout. */
@@ -96,18 +100,23 @@ export function storedNames(canonical: string, layout: CheckpointLayout): string
  * problems precisely (tensor, expected and found shape).
  */
 export function checkCheckpoint(ckpt: Checkpoint, cfg: EncoderConfig): CheckpointLayout {
-  const layout = detectLayout(ckpt.tensors().map((t) => t.name), ckpt.file);
+  const layout = detectLayout(
+    ckpt.tensors().map((t) => t.name),
+    ckpt.file,
+  );
   const problems: string[] = [];
   for (const [name, shape] of expectedShapes(cfg)) {
     const stored = storedNames(name, layout);
     if (name === `${POS_CONV}.weight` && layout.posConv !== 'plain') {
       const v = ckpt.info(stored[1]!);
-      if (!v || !sameShape(v.shape, shape)) problems.push(`${stored[1]} should be [${shape.join(', ')}], is ${v ? `[${v.shape.join(', ')}]` : 'missing'}`);
+      if (!v || !sameShape(v.shape, shape))
+        problems.push(`${stored[1]} should be [${shape.join(', ')}], is ${v ? `[${v.shape.join(', ')}]` : 'missing'}`);
       continue;
     }
     const info = ckpt.info(stored[0]!);
     if (!info) problems.push(`${stored[0]} is missing`);
-    else if (!sameShape(info.shape, shape)) problems.push(`${stored[0]} should be [${shape.join(', ')}] for this config, is [${info.shape.join(', ')}]`);
+    else if (!sameShape(info.shape, shape))
+      problems.push(`${stored[0]} should be [${shape.join(', ')}] for this config, is [${info.shape.join(', ')}]`);
   }
   if (problems.length) {
     const code = problems[0]!.endsWith('missing') ? 'missing-tensor' : 'shape-mismatch';
@@ -139,7 +148,8 @@ export async function loadWeights(ckpt: Checkpoint, cfg: EncoderConfig): Promise
 
 function assertFinite(t: Tensor, name: string, file: string): void {
   for (let i = 0; i < t.data.length; i++) {
-    if (!Number.isFinite(t.data[i]!)) throw new EngineError('non-finite', `${file}: tensor ${name} holds ${t.data[i]} at flat index ${i}`, file);
+    if (!Number.isFinite(t.data[i]!))
+      throw new EngineError('non-finite', `${file}: tensor ${name} holds ${t.data[i]} at flat index ${i}`, file);
   }
 }
 

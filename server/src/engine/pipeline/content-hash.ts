@@ -30,7 +30,10 @@ export async function modelContentHash(dir: string): Promise<string> {
   });
   const names = (await fs.readdir(real)).filter((n) => MODEL_FILE.test(n)).sort();
   const cachePath = cacheFile();
-  const cache = (await fs.readFile(cachePath, 'utf8').then((t) => JSON.parse(t) as Record<string, string>).catch(() => ({}))) as Record<string, string>;
+  const cache = (await fs
+    .readFile(cachePath, 'utf8')
+    .then((t) => JSON.parse(t) as Record<string, string>)
+    .catch(() => ({}))) as Record<string, string>;
   let changed = false;
   const whole = createHash('sha256');
   for (const name of names) {
@@ -49,7 +52,11 @@ export async function modelContentHash(dir: string): Promise<string> {
   if (changed) {
     // Best effort: a cache that cannot be written only costs a re-hash next time.
     const tmp = `${cachePath}.${process.pid}.tmp`;
-    await fs.mkdir(path.dirname(cachePath), { recursive: true }).then(() => fs.writeFile(tmp, JSON.stringify(cache))).then(() => fs.rename(tmp, cachePath)).catch(() => undefined);
+    await fs
+      .mkdir(path.dirname(cachePath), { recursive: true })
+      .then(() => fs.writeFile(tmp, JSON.stringify(cache)))
+      .then(() => fs.rename(tmp, cachePath))
+      .catch(() => undefined);
   }
   return whole.digest('hex');
 }

@@ -27,19 +27,21 @@ export function blockHeatmap(r: Float64Array, n: number, perm?: Int32Array): Hea
   if (n <= HEATMAP_MAX) {
     const before: number[] = [];
     const after: number[] = [];
-    for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) {
-      before.push(round(r[i * n + j]!));
-      after.push(round(r[i * n + col(j)]!));
-    }
+    for (let i = 0; i < n; i++)
+      for (let j = 0; j < n; j++) {
+        before.push(round(r[i * n + j]!));
+        after.push(round(r[i * n + col(j)]!));
+      }
     return { size: n, blocks: 1, before, after };
   }
   const ranked = Array.from({ length: n }, (_, i) => i).sort((a, b) => r[b * n + col(b)]! - r[a * n + col(a)]! || a - b);
   const units = Array.from({ length: HEATMAP_MAX }, (_, k) => ranked[Math.floor((k * n) / HEATMAP_MAX)]!);
   const before: number[] = [];
   const after: number[] = [];
-  for (const i of units) for (const j of units) {
-    before.push(round(r[i * n + j]!));
-    after.push(round(r[i * n + col(j)]!));
-  }
+  for (const i of units)
+    for (const j of units) {
+      before.push(round(r[i * n + j]!));
+      after.push(round(r[i * n + col(j)]!));
+    }
   return { size: HEATMAP_MAX, blocks: 1, before, after, units };
 }

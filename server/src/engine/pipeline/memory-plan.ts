@@ -38,14 +38,25 @@ export interface StatisticsMemory {
   total: number;
 }
 
-export function estimateStatisticsMemory(cfg: EncoderConfig, taps: readonly TapName[], segmentSamples: number, batch: number, plan: PassPlan): StatisticsMemory {
+export function estimateStatisticsMemory(
+  cfg: EncoderConfig,
+  taps: readonly TapName[],
+  segmentSamples: number,
+  batch: number,
+  plan: PassPlan,
+): StatisticsMemory {
   const weights = 2 * 4 * parameterCount(cfg);
   let accumulators = 0;
   for (const t of taps) {
     const d = tapWidth(cfg, t);
     accumulators += 8 * (d * d + 4 * d);
   }
-  const passOutputs = Math.max(0, ...layerPasses(taps, plan.layersPerPass).map(([from, to]) => taps.filter((t) => tapLayer(t) >= from && tapLayer(t) < to).reduce((s, t) => s + 4 * tapWidth(cfg, t) ** 2, 0)));
+  const passOutputs = Math.max(
+    0,
+    ...layerPasses(taps, plan.layersPerPass).map(([from, to]) =>
+      taps.filter((t) => tapLayer(t) >= from && tapLayer(t) < to).reduce((s, t) => s + 4 * tapWidth(cfg, t) ** 2, 0),
+    ),
+  );
   const frontBatch = plan.frontBatch > 0 ? Math.min(plan.frontBatch, batch) : batch;
   const conv0Frames = Math.floor((segmentSamples - cfg.convKernels[0]!) / cfg.convStrides[0]!) + 1;
   const front = 2 * FRONT_COPIES * 4 * cfg.convDims[0]! * conv0Frames * frontBatch;
@@ -59,7 +70,14 @@ export function estimateStatisticsMemory(cfg: EncoderConfig, taps: readonly TapN
   const activations = Math.max(front, layers);
   const statistics = accumulators + passOutputs;
   const sessionWeights = SESSION_WEIGHT_FACTOR * weights;
-  return { weights, sessionWeights, statistics, activations, runtime: RUNTIME_BYTES, total: weights + sessionWeights + statistics + activations + RUNTIME_BYTES };
+  return {
+    weights,
+    sessionWeights,
+    statistics,
+    activations,
+    runtime: RUNTIME_BYTES,
+    total: weights + sessionWeights + statistics + activations + RUNTIME_BYTES,
+  };
 }
 
 export interface StatisticsPlan {
@@ -83,7 +101,12 @@ export function parseMemory(text: string): number {
  * default plan. With one: the largest batch (up to the recipe's or the default), then the largest front-end group,
  * then the most layers per pass whose estimate fits; refused with the smallest estimate when nothing does.
  */
-export function planStatistics(cfg: EncoderConfig, taps: readonly TapName[], segmentSamples: number, opts: { batchSize?: number; memory?: string | number } = {}): StatisticsPlan {
+export function planStatistics(
+  cfg: EncoderConfig,
+  taps: readonly TapName[],
+  segmentSamples: number,
+  opts: { batchSize?: number; memory?: string | number } = {},
+): StatisticsPlan {
   const maxBatch = opts.batchSize ?? defaultBatchSize(cfg, segmentSamples);
   if (opts.memory === undefined) {
     const passes = { ...DEFAULT_PASS_PLAN };
@@ -106,7 +129,10 @@ export function planStatistics(cfg: EncoderConfig, taps: readonly TapName[], seg
     }
   }
   const least = estimateStatisticsMemory(cfg, taps, segmentSamples, 1, { frontBatch: 1, layersPerPass: 1 });
-  throw new EngineError('bad-config', `runtime.memory ${formatGiB(budget)} is too small: the statistics step needs about ${formatGiB(least.total)} even one segment at a time (both models' weights ${formatGiB(least.weights)}, held by the engine and by onnxruntime, statistics ${formatGiB(least.statistics)})`);
+  throw new EngineError(
+    'bad-config',
+    `runtime.memory ${formatGiB(budget)} is too small: the statistics step needs about ${formatGiB(least.total)} even one segment at a time (both models' weights ${formatGiB(least.weights)}, held by the engine and by onnxruntime, statistics ${formatGiB(least.statistics)})`,
+  );
 }
 
 function formatGiB(n: number): string {

@@ -35,7 +35,9 @@ export async function guardOutput(loaded: Pick<LoadedRecipe, 'file' | 'recipe'>,
   };
   // A refused output is refused before anything on disk changes; a restored earlier output is looked at again.
   await refuseProblems();
-  const recovery = opts.dryRun ? (await planRecovery(target)).map((a) => describeRecovery(target, a, false)) : await recoverStagingLeftovers(target);
+  const recovery = opts.dryRun
+    ? (await planRecovery(target)).map((a) => describeRecovery(target, a, false))
+    : await recoverStagingLeftovers(target);
   if (recovery.length && !opts.dryRun) await refuseProblems();
 
   const parent = await nearestExisting(target);
@@ -46,7 +48,10 @@ export async function guardOutput(loaded: Pick<LoadedRecipe, 'file' | 'recipe'>,
   const needed = await estimatedOutputBytes(loaded);
   const free = needed === undefined ? undefined : await freeBytes(parent.dir);
   if (needed !== undefined && free !== undefined && free < needed) {
-    throw fail('io-error', `output ${output}: ${formatBytes(free)} free on the file system of ${parent.dir}; the merged model needs about ${formatBytes(needed)}`);
+    throw fail(
+      'io-error',
+      `output ${output}: ${formatBytes(free)} free on the file system of ${parent.dir}; the merged model needs about ${formatBytes(needed)}`,
+    );
   }
   return recovery;
 }

@@ -37,7 +37,11 @@ export function estimateMemory(cfg: EncoderConfig, taps: readonly TapName[], bat
   }
   const frames = framesFor(cfg, segmentSamples) * batch;
   const firstConvFrames = Math.floor((segmentSamples - cfg.convKernels[0]!) / cfg.convStrides[0]!) + 1;
-  const widest = Math.max(cfg.convDims[0]! * firstConvFrames * batch, cfg.intermediate * frames, cfg.heads * frames * framesFor(cfg, segmentSamples));
+  const widest = Math.max(
+    cfg.convDims[0]! * firstConvFrames * batch,
+    cfg.intermediate * frames,
+    cfg.heads * frames * framesFor(cfg, segmentSamples),
+  );
   return { weightsBytes: 3 * 4 * params, statisticsBytes: stats, batchActivationBytes: 2 * 4 * 4 * widest };
 }
 

@@ -27,7 +27,9 @@ export interface ProbeNeed {
 
 /** The first setting (main run, then variants in order) that needs probe audio, or undefined. */
 export function probeNeed(r: ProbeNeedInput): ProbeNeed | undefined {
-  const parts: { prefix: (string | number)[]; align: AlignPart | undefined; merge: MergePart | undefined }[] = [{ prefix: [], align: r.align, merge: r.merge }];
+  const parts: { prefix: (string | number)[]; align: AlignPart | undefined; merge: MergePart | undefined }[] = [
+    { prefix: [], align: r.align, merge: r.merge },
+  ];
   (r.variants ?? []).forEach((v, i) => v && parts.push({ prefix: ['variants', i], align: v.align, merge: v.merge }));
   for (const { prefix, align, merge } of parts) {
     const at = prefix.length ? `${prefix[0]}[${prefix[1]}].` : '';

@@ -51,7 +51,9 @@ const mean = (xs: readonly number[]): number | null => (xs.length ? xs.reduce((s
 /** Taps in network order: conv blocks, then transformer layers (attention before FFN), then the residual stream. */
 export function orderTaps(taps: readonly TapReport[]): TapReport[] {
   const rank = (t: TapReport) => (t.group === 'cnn' ? 0 : t.layer === null ? 2 : 1);
-  return [...taps].sort((a, b) => rank(a) - rank(b) || (a.layer ?? 0) - (b.layer ?? 0) || GROUP_ORDER.indexOf(a.group) - GROUP_ORDER.indexOf(b.group));
+  return [...taps].sort(
+    (a, b) => rank(a) - rank(b) || (a.layer ?? 0) - (b.layer ?? 0) || GROUP_ORDER.indexOf(a.group) - GROUP_ORDER.indexOf(b.group),
+  );
 }
 
 export interface GroupSummary {
@@ -77,9 +79,21 @@ export function alignmentSummary(report: MergeReport): AlignmentSummary {
   const groups: GroupSummary[] = [];
   for (const group of GROUP_ORDER) {
     const of = taps.filter((t) => t.group === group);
-    if (of.length) groups.push({ group, taps: of.length, before: mean(of.map((t) => t.meanCorrelationBefore))!, after: mean(of.map((t) => t.meanCorrelationAfter))! });
+    if (of.length)
+      groups.push({
+        group,
+        taps: of.length,
+        before: mean(of.map((t) => t.meanCorrelationBefore))!,
+        after: mean(of.map((t) => t.meanCorrelationAfter))!,
+      });
   }
-  return { taps: taps.length, before: mean(taps.map((t) => t.meanCorrelationBefore)), after: mean(taps.map((t) => t.meanCorrelationAfter)), worst, groups };
+  return {
+    taps: taps.length,
+    before: mean(taps.map((t) => t.meanCorrelationBefore)),
+    after: mean(taps.map((t) => t.meanCorrelationAfter)),
+    worst,
+    groups,
+  };
 }
 
 export interface ScorePoint {
@@ -103,11 +117,18 @@ export function scoreSummary(report: MergeReport): ScoreSummary | null {
   if (!e || e.averages.length === 0) return null;
   const best = (variant: EvaluationRow['variant']): ScorePoint | null => {
     let b: ScorePoint | null = null;
-    for (const a of e.averages) if (a.variant === variant && (b === null || a.average > b.average)) b = { lambda: a.lambda, average: a.average };
+    for (const a of e.averages)
+      if (a.variant === variant && (b === null || a.average > b.average)) b = { lambda: a.lambda, average: a.average };
     return b;
   };
   const single = (variant: EvaluationRow['variant']) => e.averages.find((a) => a.variant === variant)?.average ?? null;
-  return { bestPermuted: best('permuted'), bestLinear: best('linear'), anchor: single('anchor'), other: single('other'), tasks: new Set(e.rows.map((r) => r.task)).size };
+  return {
+    bestPermuted: best('permuted'),
+    bestLinear: best('linear'),
+    anchor: single('anchor'),
+    other: single('other'),
+    tasks: new Set(e.rows.map((r) => r.task)).size,
+  };
 }
 
 export interface LowTap {
@@ -132,7 +153,13 @@ export function lowCorrelation(report: MergeReport, threshold: number): LowCorre
   for (const group of GROUP_ORDER) {
     const of = taps.filter((t) => t.group === group);
     const low = of.filter((t) => t.meanCorrelationAfter < threshold);
-    if (low.length) out.push({ group, threshold, of: of.length, taps: low.map((t) => ({ tap: t.tap, layer: t.layer, meanCorrelationAfter: t.meanCorrelationAfter })) });
+    if (low.length)
+      out.push({
+        group,
+        threshold,
+        of: of.length,
+        taps: low.map((t) => ({ tap: t.tap, layer: t.layer, meanCorrelationAfter: t.meanCorrelationAfter })),
+      });
   }
   return out;
 }

@@ -93,7 +93,11 @@ export interface MergeReport {
   /** `split`: the clips the scores are measured on (recipe evaluate.split; absent in reports written before it existed: test). */
   /** Version 2: every merged system compared (unaligned, permuted = the main settings, then the variants). */
   systems?: SystemReport[];
-  evaluation: { rows: EvaluationRow[]; averages: { variant: EvaluationRow['variant']; lambda: number | null; average: number }[]; split?: 'test' | 'validation' } | null;
+  evaluation: {
+    rows: EvaluationRow[];
+    averages: { variant: EvaluationRow['variant']; lambda: number | null; average: number }[];
+    split?: 'test' | 'validation';
+  } | null;
   timings: Partial<Record<JobStage, number>> & { total: number };
   output: { dir: string; files: string[] };
 }

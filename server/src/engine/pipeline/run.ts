@@ -31,7 +31,15 @@ import { parameterCount, toStoredTensors } from '../model/weights';
 import { partOfStage, type JobStage, type JobSummary, type ProgressSink } from '../progress';
 import { loadRecipe, type LoadedRecipe } from '../recipe/load';
 import { blockHeatmap } from './heatmap';
-import { REPORT_VERSION, type EvaluationRow, type MergeReport, type ModelSummary, type PermuteGroup, type SystemReport, type TapReport } from './report';
+import {
+  REPORT_VERSION,
+  type EvaluationRow,
+  type MergeReport,
+  type ModelSummary,
+  type PermuteGroup,
+  type SystemReport,
+  type TapReport,
+} from './report';
 import { assertSelfCheck, selfCheck } from './self-check';
 import { probeNeed } from './probe-need';
 import { guardOutput } from './output-guard';
@@ -69,7 +77,11 @@ export async function runLoadedRecipe(loaded: LoadedRecipe, opts: RunOptions = {
   const started = performance.now();
   const { recipe } = loaded;
   const emit = opts.onEvent ?? (() => undefined);
-  const cancel = { get cancelled() { return opts.signal?.aborted ?? false; } };
+  const cancel = {
+    get cancelled() {
+      return opts.signal?.aborted ?? false;
+    },
+  };
   const checkCancel = () => {
     if (cancel.cancelled) throw new EngineError('cancelled', 'the run was cancelled');
   };
@@ -83,7 +95,8 @@ export async function runLoadedRecipe(loaded: LoadedRecipe, opts: RunOptions = {
     stageStart = performance.now();
     emit({ type: 'stage', stage: s, message });
   };
-  for (const d of loaded.diagnostics) emit({ type: 'log', level: 'warning', message: `${path.basename(loaded.file)}:${d.range.start.line + 1}: ${d.message}` });
+  for (const d of loaded.diagnostics)
+    emit({ type: 'log', level: 'warning', message: `${path.basename(loaded.file)}:${d.range.start.line + 1}: ${d.message}` });
   // Before any compute: a run that cannot or must not write its output fails now, not after the statistics.
   for (const message of await guardOutput(loaded)) emit({ type: 'log', level: 'info', message });
 
@@ -92,14 +105,20 @@ export async function runLoadedRecipe(loaded: LoadedRecipe, opts: RunOptions = {
   const threads = opts.threads ?? recipe.runtime.threads;
   const session = { device, ...(threads ? { threads } : {}) };
   const seed = recipe.runtime.seed;
-  const align = { method: recipe.align.method, permute: recipe.align.permute, heads: recipe.align.heads, selfCheck: recipe.align.self_check };
+  const align = {
+    method: recipe.align.method,
+    permute: recipe.align.permute,
+    heads: recipe.align.heads,
+    selfCheck: recipe.align.self_check,
+  };
 
   stage('load', 'loading models');
   const backend = await resolveBackend(device);
   const hub = {
     baseDir: path.dirname(loaded.file),
     ...(opts.signal ? { signal: opts.signal } : {}),
-    onProgress: (p: HubProgress) => emit({ type: 'progress', stage: 'load', done: p.received, total: p.total, message: `${p.repo}: ${p.file}` }),
+    onProgress: (p: HubProgress) =>
+      emit({ type: 'progress', stage: 'load', done: p.received, total: p.total, message: `${p.repo}: ${p.file}` }),
   };
   const modelRef = (ref: string) => (parseHubRef(ref) ? ref : loaded.resolve(ref));
   const anchor = await loadEncoderModel(modelRef(recipe.models.anchor), hub);
@@ -124,7 +143,11 @@ export async function runLoadedRecipe(loaded: LoadedRecipe, opts: RunOptions = {
       progress: emit,
       cancel,
     });
-    emit({ type: 'log', level: 'info', message: `probe: ${probe.totalSegments} segments, ${probe.totalSeconds.toFixed(0)} s of audio from ${probe.sources.length} source(s)` });
+    emit({
+      type: 'log',
+      level: 'info',
+      message: `probe: ${probe.totalSegments} segments, ${probe.totalSeconds.toFixed(0)} s of audio from ${probe.sources.length} source(s)`,
+    });
   }
 
   // Alignment, by the method the recipe names (align/methods/).
@@ -143,7 +166,9 @@ export async function runLoadedRecipe(loaded: LoadedRecipe, opts: RunOptions = {
     cancel,
     signal: opts.signal,
     memory: recipe.runtime.memory,
-    shards: opts.statsDirs ? { dirs: opts.statsDirs, recipe, baseDir: path.dirname(loaded.file), modelDirs: { anchor: anchor.source, other: other.source } } : undefined,
+    shards: opts.statsDirs
+      ? { dirs: opts.statsDirs, recipe, baseDir: path.dirname(loaded.file), modelDirs: { anchor: anchor.source, other: other.source } }
+      : undefined,
   });
   const { perms, permuted, dead, correlations } = aligned;
   let selfCheckReport: MergeReport['align']['selfCheck'] = null;
@@ -165,16 +190,36 @@ export async function runLoadedRecipe(loaded: LoadedRecipe, opts: RunOptions = {
   // The main settings and each variant (pipeline/systems.ts); variants that align differently align here, once each.
   const systems = systemsOf(recipe);
   const alignments = new Map([[alignmentKey(recipe.align), Promise.resolve(aligned)]]);
-  const alignCtx = { anchor, other, spec, probe, seed, batchSize: recipe.runtime.batch_size, session, stage, emit, cancel, signal: opts.signal };
+  const alignCtx = {
+    anchor,
+    other,
+    spec,
+    probe,
+    seed,
+    batchSize: recipe.runtime.batch_size,
+    session,
+    stage,
+    emit,
+    cancel,
+    signal: opts.signal,
+  };
   for (const s of systems.slice(1)) await alignmentFor(s, alignments, alignCtx);
   const buildCtx: BuildContext = { anchor, other, probe, batchSize: recipe.runtime.batch_size, seed, session, emit, cancel };
   const systemReports = new Map<string, SystemReport>();
   const build = async (s: SystemSettings, spec: LambdaSpec) => {
     const built = await buildSystem(s, await alignmentFor(s, alignments, alignCtx), spec, buildCtx);
-    systemReports.set(s.name, { name: s.name, align: { method: s.align.method, permute: s.align.permute, heads: s.align.heads }, merge: { ...s.merge }, parameters: built.parameters });
+    systemReports.set(s.name, {
+      name: s.name,
+      align: { method: s.align.method, permute: s.align.permute, heads: s.align.heads },
+      merge: { ...s.merge },
+      parameters: built.parameters,
+    });
     return built;
   };
-  stage('merge', `${method} merge${recipe.merge.width > 1 ? `, FFN width ×${recipe.merge.width}` : ''}${recipe.merge.repair ? ', statistics repair' : ''}`);
+  stage(
+    'merge',
+    `${method} merge${recipe.merge.width > 1 ? `, FFN width ×${recipe.merge.width}` : ''}${recipe.merge.repair ? ', statistics repair' : ''}`,
+  );
   const main = await build(systems[0]!, lambda);
   const merged = main.weights;
 
@@ -182,8 +227,31 @@ export async function runLoadedRecipe(loaded: LoadedRecipe, opts: RunOptions = {
   let evaluation: MergeReport['evaluation'] = null;
   if (recipe.evaluate) {
     stage('evaluate', `${recipe.evaluate.tasks.length} task(s)`);
-    const tasks = await loadEvalTasks(recipe.evaluate.tasks.map((t) => ({ name: t.name, domain: t.domain, data: loaded.resolve(t.data) })), (f) => loadAudio(f, cfg.sampleRate), { split: recipe.evaluate.split, seed, progress: emit, cancel });
-    evaluation = { ...(await evaluateVariants({ anchor, other, merged: main, systems, build, tasks, method: mergeMethod(method).interpolation, lambda, sweep, ctx, session, seed, emit, cancel, aligned: perms.size > 0 })), split: recipe.evaluate.split };
+    const tasks = await loadEvalTasks(
+      recipe.evaluate.tasks.map((t) => ({ name: t.name, domain: t.domain, data: loaded.resolve(t.data) })),
+      (f) => loadAudio(f, cfg.sampleRate),
+      { split: recipe.evaluate.split, seed, progress: emit, cancel },
+    );
+    evaluation = {
+      ...(await evaluateVariants({
+        anchor,
+        other,
+        merged: main,
+        systems,
+        build,
+        tasks,
+        method: mergeMethod(method).interpolation,
+        lambda,
+        sweep,
+        ctx,
+        session,
+        seed,
+        emit,
+        cancel,
+        aligned: perms.size > 0,
+      })),
+      split: recipe.evaluate.split,
+    };
   }
 
   // Output.
@@ -196,16 +264,35 @@ export async function runLoadedRecipe(loaded: LoadedRecipe, opts: RunOptions = {
     // A drop-in replacement: every tensor of the anchor's checkpoint, not only the encoder's (model/checkpoint-extras.ts).
     const [anchorCkpt, otherCkpt] = await Promise.all([openCheckpoint(anchor.source), openCheckpoint(other.source)]);
     try {
-      const extras = await checkpointExtras({ anchor: anchorCkpt, anchorLayout: anchor.layout, other: otherCkpt, otherLayout: other.layout, config: cfg, residual: perms.get(groupName.residual()), merge: { method: mergeMethod(method).interpolation, lambda, ...ctx } });
-      await writeSafetensorsStream(staged.file('model.safetensors'), [...f32Sources(toStoredTensors(merged, anchor.layout)), ...extras.tensors], { merged_by: `merge-studio ${TOOL_VERSION}` });
+      const extras = await checkpointExtras({
+        anchor: anchorCkpt,
+        anchorLayout: anchor.layout,
+        other: otherCkpt,
+        otherLayout: other.layout,
+        config: cfg,
+        residual: perms.get(groupName.residual()),
+        merge: { method: mergeMethod(method).interpolation, lambda, ...ctx },
+      });
+      await writeSafetensorsStream(
+        staged.file('model.safetensors'),
+        [...f32Sources(toStoredTensors(merged, anchor.layout)), ...extras.tensors],
+        { merged_by: `merge-studio ${TOOL_VERSION}` },
+      );
       if (extras.tensors.length) {
         const copied = extras.tensors.length - extras.merged.length;
-        emit({ type: 'log', level: 'info', message: `output: ${extras.tensors.length} tensor(s) beside the encoder${extras.merged.length ? `, merged: ${extras.merged.join(', ')}` : ''}${copied ? `, ${copied} copied from the anchor` : ''}` });
+        emit({
+          type: 'log',
+          level: 'info',
+          message: `output: ${extras.tensors.length} tensor(s) beside the encoder${extras.merged.length ? `, merged: ${extras.merged.join(', ')}` : ''}${copied ? `, ${copied} copied from the anchor` : ''}`,
+        });
       }
     } finally {
       await Promise.all([anchorCkpt.close(), otherCkpt.close()]);
     }
-    await fs.writeFile(staged.file('permutations.json'), `${JSON.stringify({ convention: 'new unit i of `other` = old unit p[i]', groups: permutationsToJson(perms) })}\n`);
+    await fs.writeFile(
+      staged.file('permutations.json'),
+      `${JSON.stringify({ convention: 'new unit i of `other` = old unit p[i]', groups: permutationsToJson(perms) })}\n`,
+    );
     // output_variants: each variant's merged encoder at the recipe's λ, in a sub-folder named after it.
     const variantFiles: string[] = [];
     if (recipe.output_variants) {
@@ -214,7 +301,11 @@ export async function runLoadedRecipe(loaded: LoadedRecipe, opts: RunOptions = {
         const built = await build(s, lambda);
         await fs.mkdir(staged.file(s.name));
         await writeConfig(anchor.source, staged.file(path.join(s.name, 'config.json')), built.config);
-        await writeSafetensorsStream(staged.file(path.join(s.name, 'model.safetensors')), f32Sources(toStoredTensors(built.weights, anchor.layout)), { merged_by: `merge-studio ${TOOL_VERSION}`, variant: s.name });
+        await writeSafetensorsStream(
+          staged.file(path.join(s.name, 'model.safetensors')),
+          f32Sources(toStoredTensors(built.weights, anchor.layout)),
+          { merged_by: `merge-studio ${TOOL_VERSION}`, variant: s.name },
+        );
         variantFiles.push(`${s.name}/config.json`, `${s.name}/model.safetensors`);
       }
     }
@@ -223,15 +314,41 @@ export async function runLoadedRecipe(loaded: LoadedRecipe, opts: RunOptions = {
     const report: MergeReport = {
       version: REPORT_VERSION,
       createdAt: new Date().toISOString(),
-      recipe: { file: loaded.file, sha256: createHash('sha256').update(await fs.readFile(loaded.file)).digest('hex') },
+      recipe: {
+        file: loaded.file,
+        sha256: createHash('sha256')
+          .update(await fs.readFile(loaded.file))
+          .digest('hex'),
+      },
       tool: { mergeStudio: TOOL_VERSION, onnxruntime: versions().onnxruntime!, node: process.versions.node },
       backend,
       models: { anchor: summarise(anchor), other: summarise(other) },
-      probe: probe ? { seconds: probe.totalSeconds, segments: probe.totalSegments, sources: describeProbe(probe, path.dirname(loaded.file)).sources.map((s) => ({ path: s.path, files: s.filesDecoded, seconds: s.seconds })) } : null,
-      align: { method: align.method, permute: align.permute, heads: align.heads, taps: tapReports(aligned.report, dead, correlations, perms), selfCheck: selfCheckReport },
+      probe: probe
+        ? {
+            seconds: probe.totalSeconds,
+            segments: probe.totalSegments,
+            sources: describeProbe(probe, path.dirname(loaded.file)).sources.map((s) => ({
+              path: s.path,
+              files: s.filesDecoded,
+              seconds: s.seconds,
+            })),
+          }
+        : null,
+      align: {
+        method: align.method,
+        permute: align.permute,
+        heads: align.heads,
+        taps: tapReports(aligned.report, dead, correlations, perms),
+        selfCheck: selfCheckReport,
+      },
       merge: { method, lambda, sweep },
       systems: [
-        { name: 'unaligned', align: { method: 'none', permute: [], heads: align.heads }, merge: { method, repair: false, width: 1 }, parameters: parameterCount(cfg) },
+        {
+          name: 'unaligned',
+          align: { method: 'none', permute: [], heads: align.heads },
+          merge: { method, repair: false, width: 1 },
+          parameters: parameterCount(cfg),
+        },
         ...systems.flatMap((s, i) => (i === 0 && perms.size === 0 ? [] : systemReports.has(s.name) ? [systemReports.get(s.name)!] : [])),
       ],
       evaluation,
@@ -267,12 +384,28 @@ function selfCheckAudio(probe: ProbeSet | undefined, rate: number, seed: number)
 
 function summarise(m: EncoderModel): ModelSummary {
   const c = m.config;
-  return { source: m.source, family: c.family, modelType: c.modelType, layers: c.layers, hidden: c.hidden, heads: c.heads, intermediate: c.intermediate, parameters: parameterCount(c), sampleRate: c.sampleRate, frameRate: c.frameRate };
+  return {
+    source: m.source,
+    family: c.family,
+    modelType: c.modelType,
+    layers: c.layers,
+    hidden: c.hidden,
+    heads: c.heads,
+    intermediate: c.intermediate,
+    parameters: parameterCount(c),
+    sampleRate: c.sampleRate,
+    frameRate: c.frameRate,
+  };
 }
 
 const GROUP_OF: Record<string, PermuteGroup> = { cnn: 'cnn', ffn: 'ffn', 'attn-v': 'attention', residual: 'residual' };
 
-function tapReports(groups: readonly GroupReport[], dead: Map<string, { anchor: number; other: number }>, correlations: Map<string, Float64Array>, perms: Permutations): TapReport[] {
+function tapReports(
+  groups: readonly GroupReport[],
+  dead: Map<string, { anchor: number; other: number }>,
+  correlations: Map<string, Float64Array>,
+  perms: Permutations,
+): TapReport[] {
   return groups
     .filter((g) => GROUP_OF[g.kind])
     .map((g) => {
@@ -330,8 +463,14 @@ async function evaluateVariants(v: VariantInputs): Promise<NonNullable<MergeRepo
     const session = await EmbeddingSession.create({ config, weights }, v.session);
     try {
       const label = `${variant}${lambda === null ? '' : ` λ=${lambda}`}`;
-      const r = await evaluateModel((clips) => session.embed(clips), v.tasks, { label, progress, cancel: v.cancel, probe: { seed: v.seed } });
-      for (const t of r.tasks) rows.push({ variant, lambda, task: t.name, domain: (t.domain ?? 'speech') as EvaluationRow['domain'], score: t.score });
+      const r = await evaluateModel((clips) => session.embed(clips), v.tasks, {
+        label,
+        progress,
+        cancel: v.cancel,
+        probe: { seed: v.seed },
+      });
+      for (const t of r.tasks)
+        rows.push({ variant, lambda, task: t.name, domain: (t.domain ?? 'speech') as EvaluationRow['domain'], score: t.score });
       averages.push({ variant, lambda, average: r.average });
     } finally {
       await session.release();
@@ -345,7 +484,11 @@ async function evaluateVariants(v: VariantInputs): Promise<NonNullable<MergeRepo
   for (const l of v.sweep) if (l !== v.lambda) points.push({ lambda: l, spec: l });
   points.sort((a, b) => (a.lambda ?? -1) - (b.lambda ?? -1));
   for (const p of points) {
-    await score('unaligned', p.lambda, mergeWeights(v.anchor.weights, v.other.weights, { method: v.method, lambda: p.spec, ...v.ctx }).weights);
+    await score(
+      'unaligned',
+      p.lambda,
+      mergeWeights(v.anchor.weights, v.other.weights, { method: v.method, lambda: p.spec, ...v.ctx }).weights,
+    );
     for (const [i, s] of v.systems.entries()) {
       if (i === 0 && !v.aligned) continue; // the main settings without alignment are the unaligned merge
       const built = i === 0 && p.spec === v.lambda ? v.merged : await v.build(s, p.spec);
@@ -373,4 +516,3 @@ function summaryOf(r: MergeReport): JobSummary {
     seconds: r.timings.total,
   };
 }
-

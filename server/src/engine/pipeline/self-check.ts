@@ -59,8 +59,12 @@ export async function selfCheck(
 export function assertSelfCheck(r: SelfCheckResult, functionPreserving = true): string | null {
   if (r.passed) return null;
   const deviation = `the permuted model's ${r.worst} differs from the original by ${r.maxRelativeError.toExponential(2)} (relative), above ${r.tolerance}`;
-  if (!functionPreserving) return `self-check: ${deviation}; this alignment method is not function-preserving, so the deviation is reported, not refused`;
-  throw new EngineError('self-check-failed', `self-check failed: ${deviation}; the permutation is not function-preserving, so nothing was merged`);
+  if (!functionPreserving)
+    return `self-check: ${deviation}; this alignment method is not function-preserving, so the deviation is reported, not refused`;
+  throw new EngineError(
+    'self-check-failed',
+    `self-check failed: ${deviation}; the permutation is not function-preserving, so nothing was merged`,
+  );
 }
 
 /** max |a − b| / max |b|; NaN anywhere counts as infinitely wrong. */

@@ -36,7 +36,8 @@ export function parseShard(text: string): ShardSpec {
   const index = Number(m[1]);
   const count = Number(m[2]);
   if (count < 1) throw new EngineError('bad-shard', `--shard ${text}: the number of shards must be at least 1`);
-  if (index >= count) throw new EngineError('bad-shard', `--shard ${text}: the index must be below ${count} (shards are numbered 0 to ${count - 1})`);
+  if (index >= count)
+    throw new EngineError('bad-shard', `--shard ${text}: the index must be below ${count} (shards are numbered 0 to ${count - 1})`);
   return { index, count };
 }
 
@@ -77,9 +78,19 @@ export interface ShardManifest {
   createdAt: string;
 }
 
-export async function statisticsIdentity(recipe: Recipe, modelDirs: { anchor: string; other: string }, taps: readonly TapName[], probe: ProbeSet): Promise<StatisticsIdentity> {
+export async function statisticsIdentity(
+  recipe: Recipe,
+  modelDirs: { anchor: string; other: string },
+  taps: readonly TapName[],
+  probe: ProbeSet,
+): Promise<StatisticsIdentity> {
   const align = recipe.align ?? {};
-  const relevant = { models: recipe.models, probe: recipe.probe ?? null, align: { method: align.method, permute: align.permute, heads: align.heads }, seed: recipe.runtime?.seed ?? 0 };
+  const relevant = {
+    models: recipe.models,
+    probe: recipe.probe ?? null,
+    align: { method: align.method, permute: align.permute, heads: align.heads },
+    seed: recipe.runtime?.seed ?? 0,
+  };
   const [anchor, other] = await Promise.all([modelContentHash(modelDirs.anchor), modelContentHash(modelDirs.other)]);
   return {
     recipeKey: createHash('sha256').update(canonicalJson(relevant)).digest('hex'),
@@ -90,11 +101,19 @@ export async function statisticsIdentity(recipe: Recipe, modelDirs: { anchor: st
 }
 
 export function segmentRefs(probe: ProbeSet, baseDir: string, start = 0, end = probe.segments.length): SegmentRef[] {
-  return probe.segments.slice(start, end).map((s, i) => ({ index: start + i, file: path.relative(baseDir, s.file).split(path.sep).join('/'), offsetSamples: s.offsetSamples }));
+  return probe.segments
+    .slice(start, end)
+    .map((s, i) => ({ index: start + i, file: path.relative(baseDir, s.file).split(path.sep).join('/'), offsetSamples: s.offsetSamples }));
 }
 
 /** Writes one shard (float64 tensors + manifest) into `dir`, replacing a previous shard there. */
-export async function writeStatShard(dir: string, shard: ShardSpec, identity: StatisticsIdentity, segments: SegmentRef[], stats: ReadonlyMap<TapName, PairStats>): Promise<void> {
+export async function writeStatShard(
+  dir: string,
+  shard: ShardSpec,
+  identity: StatisticsIdentity,
+  segments: SegmentRef[],
+  stats: ReadonlyMap<TapName, PairStats>,
+): Promise<void> {
   await fs.mkdir(dir, { recursive: true });
   const f64 = (a: Float64Array) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
   const tensors: TensorSource[] = [];
@@ -126,7 +145,10 @@ export async function writeStatShard(dir: string, shard: ShardSpec, identity: St
 async function readManifest(dir: string): Promise<ShardManifest> {
   const file = path.join(dir, SHARD_MANIFEST);
   const text = await fs.readFile(file, 'utf8').catch((e: NodeJS.ErrnoException) => {
-    const why = e.code === 'ENOENT' ? `${dir} holds no ${SHARD_MANIFEST} (not a statistics shard, or its job has not finished)` : `cannot read ${file}: ${e.code ?? e.message}`;
+    const why =
+      e.code === 'ENOENT'
+        ? `${dir} holds no ${SHARD_MANIFEST} (not a statistics shard, or its job has not finished)`
+        : `cannot read ${file}: ${e.code ?? e.message}`;
     throw new EngineError('bad-shard', why, file);
   });
   let m: ShardManifest;
@@ -142,17 +164,44 @@ async function readManifest(dir: string): Promise<ShardManifest> {
 }
 
 /** Refuses a set of shards that cannot stand for this run's statistics, naming the first problem. */
-export function checkShards(shards: { dir: string; manifest: ShardManifest }[], expected: StatisticsIdentity, segments: readonly SegmentRef[]): void {
+export function checkShards(
+  shards: { dir: string; manifest: ShardManifest }[],
+  expected: StatisticsIdentity,
+  segments: readonly SegmentRef[],
+): void {
   if (shards.length === 0) throw new EngineError('bad-shard', '--stats needs at least one shard folder');
   for (const { dir, manifest: m } of shards) {
     const id = m.identity;
-    if (id.recipeKey !== expected.recipeKey) throw new EngineError('bad-shard', `${dir} was computed for another recipe (its models, probe, align or seed differ from this recipe's)`, dir);
+    if (id.recipeKey !== expected.recipeKey)
+      throw new EngineError(
+        'bad-shard',
+        `${dir} was computed for another recipe (its models, probe, align or seed differ from this recipe's)`,
+        dir,
+      );
     for (const side of ['anchor', 'other'] as const) {
-      if (id.models[side] !== expected.models[side]) throw new EngineError('bad-shard', `${dir} was computed with another ${side} model (checkpoint content hash ${id.models[side].slice(0, 12)}…, this recipe's is ${expected.models[side].slice(0, 12)}…)`, dir);
+      if (id.models[side] !== expected.models[side])
+        throw new EngineError(
+          'bad-shard',
+          `${dir} was computed with another ${side} model (checkpoint content hash ${id.models[side].slice(0, 12)}…, this recipe's is ${expected.models[side].slice(0, 12)}…)`,
+          dir,
+        );
     }
-    if (id.taps.join(',') !== expected.taps.join(',')) throw new EngineError('bad-shard', `${dir} holds statistics for other taps (${id.taps.length} taps, this run needs ${expected.taps.length})`, dir);
-    if (id.probe.segmentSamples !== expected.probe.segmentSamples || id.probe.sampleRate !== expected.probe.sampleRate || id.probe.totalSegments !== expected.probe.totalSegments) {
-      throw new EngineError('bad-shard', `${dir} was cut from another probe set (${id.probe.totalSegments} segments of ${id.probe.segmentSamples} samples, this run has ${expected.probe.totalSegments} of ${expected.probe.segmentSamples})`, dir);
+    if (id.taps.join(',') !== expected.taps.join(','))
+      throw new EngineError(
+        'bad-shard',
+        `${dir} holds statistics for other taps (${id.taps.length} taps, this run needs ${expected.taps.length})`,
+        dir,
+      );
+    if (
+      id.probe.segmentSamples !== expected.probe.segmentSamples ||
+      id.probe.sampleRate !== expected.probe.sampleRate ||
+      id.probe.totalSegments !== expected.probe.totalSegments
+    ) {
+      throw new EngineError(
+        'bad-shard',
+        `${dir} was cut from another probe set (${id.probe.totalSegments} segments of ${id.probe.segmentSamples} samples, this run has ${expected.probe.totalSegments} of ${expected.probe.segmentSamples})`,
+        dir,
+      );
     }
   }
   const owner = new Map<number, string>();
@@ -160,17 +209,29 @@ export function checkShards(shards: { dir: string; manifest: ShardManifest }[], 
     for (const s of manifest.segments) {
       const want = segments[s.index];
       if (!want || want.file !== s.file || want.offsetSamples !== s.offsetSamples) {
-        throw new EngineError('bad-shard', `${dir}: probe segment ${s.index} (${s.file} at sample ${s.offsetSamples}) is not this run's segment ${s.index}${want ? ` (${want.file} at sample ${want.offsetSamples})` : ''}`, dir);
+        throw new EngineError(
+          'bad-shard',
+          `${dir}: probe segment ${s.index} (${s.file} at sample ${s.offsetSamples}) is not this run's segment ${s.index}${want ? ` (${want.file} at sample ${want.offsetSamples})` : ''}`,
+          dir,
+        );
       }
       const other = owner.get(s.index);
-      if (other !== undefined) throw new EngineError('bad-shard', `shards overlap: ${other} and ${dir} both cover probe segment ${s.index} (${s.file} at sample ${s.offsetSamples})`, dir);
+      if (other !== undefined)
+        throw new EngineError(
+          'bad-shard',
+          `shards overlap: ${other} and ${dir} both cover probe segment ${s.index} (${s.file} at sample ${s.offsetSamples})`,
+          dir,
+        );
       owner.set(s.index, dir);
     }
   }
   const missing = segments.filter((s) => !owner.has(s.index));
   if (missing.length > 0) {
     const first = missing[0]!;
-    throw new EngineError('bad-shard', `the shards leave ${missing.length} of ${segments.length} probe segments out (first: segment ${first.index}, ${first.file} at sample ${first.offsetSamples}); is a shard folder missing?`);
+    throw new EngineError(
+      'bad-shard',
+      `the shards leave ${missing.length} of ${segments.length} probe segments out (first: segment ${first.index}, ${first.file} at sample ${first.offsetSamples}); is a shard folder missing?`,
+    );
   }
 }
 
@@ -178,7 +239,12 @@ export function checkShards(shards: { dir: string; manifest: ShardManifest }[], 
  * Reads and checks the shards in `dirs`, then adds them in shard-index order (so any order of `dirs` gives the same
  * bits). Statistics are read one tensor at a time into the accumulators.
  */
-export async function reduceStatShards(dirs: readonly string[], expected: StatisticsIdentity, segments: readonly SegmentRef[], onShard?: (done: number, total: number, dir: string) => void): Promise<Map<TapName, PairStats>> {
+export async function reduceStatShards(
+  dirs: readonly string[],
+  expected: StatisticsIdentity,
+  segments: readonly SegmentRef[],
+  onShard?: (done: number, total: number, dir: string) => void,
+): Promise<Map<TapName, PairStats>> {
   const shards = await Promise.all(dirs.map(async (dir) => ({ dir, manifest: await readManifest(dir) })));
   checkShards(shards, expected, segments);
   shards.sort((a, b) => a.manifest.shard.index - b.manifest.shard.index || a.manifest.segments[0]!.index - b.manifest.segments[0]!.index);
@@ -191,7 +257,14 @@ export async function reduceStatShards(dirs: readonly string[], expected: Statis
         let acc = out.get(t.tap);
         if (!acc) out.set(t.tap, (acc = createPairStats(t.dimA, t.dimB)));
         const read = (k: string, len: number) => file.read(`${t.tap}/${k}`, len);
-        addMoments(acc, { n: t.n, meanA: await read('mean_a', t.dimA), meanB: await read('mean_b', t.dimB), m2A: await read('m2_a', t.dimA), m2B: await read('m2_b', t.dimB), cross: await read('cross', t.dimA * t.dimB) });
+        addMoments(acc, {
+          n: t.n,
+          meanA: await read('mean_a', t.dimA),
+          meanB: await read('mean_b', t.dimB),
+          m2A: await read('m2_a', t.dimA),
+          m2B: await read('m2_b', t.dimB),
+          cross: await read('cross', t.dimA * t.dimB),
+        });
       }
     } finally {
       await file.close();
@@ -235,7 +308,12 @@ class F64Tensors {
     const e = this.header[name];
     if (!e || e.dtype !== 'F64') throw new EngineError('bad-shard', `${this.file} has no float64 tensor ${name}`, this.file);
     const [begin, end] = e.data_offsets;
-    if (end - begin !== length * 8 || this.dataStart + end > this.size) throw new EngineError('bad-shard', `${this.file}: tensor ${name} has ${(end - begin) / 8} values, expected ${length} (or the file is truncated)`, this.file);
+    if (end - begin !== length * 8 || this.dataStart + end > this.size)
+      throw new EngineError(
+        'bad-shard',
+        `${this.file}: tensor ${name} has ${(end - begin) / 8} values, expected ${length} (or the file is truncated)`,
+        this.file,
+      );
     const out = new Float64Array(length);
     await this.handle.read(new Uint8Array(out.buffer), 0, end - begin, this.dataStart + begin);
     return out;
@@ -250,7 +328,9 @@ class F64Tensors {
 export function canonicalJson(value: unknown): string {
   if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
   if (value && typeof value === 'object') {
-    const entries = Object.entries(value as Record<string, unknown>).filter(([, v]) => v !== undefined).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    const entries = Object.entries(value as Record<string, unknown>)
+      .filter(([, v]) => v !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
     return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
   }
   return JSON.stringify(value);

@@ -93,10 +93,17 @@ export class StagedOutput {
     if (e instanceof EngineError && e.code !== 'io-error') return e;
     const cause = e instanceof EngineError && e.cause !== undefined ? e.cause : e;
     const err = cause as NodeJS.ErrnoException & { dest?: string };
-    const written = [err?.dest, err?.path, e instanceof EngineError ? e.file : undefined].find((p) => typeof p === 'string' && isWithin(p, this.dir));
+    const written = [err?.dest, err?.path, e instanceof EngineError ? e.file : undefined].find(
+      (p) => typeof p === 'string' && isWithin(p, this.dir),
+    );
     if (!written) return e;
     const name = path.relative(this.dir, written);
-    return new EngineError('io-error', `cannot write the output ${this.target}${name ? ` (${name})` : ''}: ${errnoText(cause)}`, this.target, { cause: e });
+    return new EngineError(
+      'io-error',
+      `cannot write the output ${this.target}${name ? ` (${name})` : ''}: ${errnoText(cause)}`,
+      this.target,
+      { cause: e },
+    );
   }
 }
 
@@ -168,14 +175,18 @@ export async function planRecovery(target: string): Promise<RecoveryAction[]> {
     }
   }
   // Restoring comes first: the earlier output is back under its name before anything is deleted.
-  return [...(restore ? [{ action: 'restore' as const, leftover: restore }] : []), ...leftovers.filter((l) => l !== restore).map((leftover) => ({ action: 'remove' as const, leftover }))];
+  return [
+    ...(restore ? [{ action: 'restore' as const, leftover: restore }] : []),
+    ...leftovers.filter((l) => l !== restore).map((leftover) => ({ action: 'remove' as const, leftover })),
+  ];
 }
 
 /** One line per action, in the past tense once done ("restored …"), else as a plan ("would restore …"). */
 export function describeRecovery(target: string, a: RecoveryAction, done: boolean): string {
   const name = path.basename(a.leftover.path);
   if (a.action === 'restore') return `${done ? 'restored' : 'would restore'} ${target} from ${name}, where a stopped run had moved it`;
-  const what = a.leftover.kind === 'previous' ? 'an earlier output that a stopped run had already replaced' : 'the unfinished output of a stopped run';
+  const what =
+    a.leftover.kind === 'previous' ? 'an earlier output that a stopped run had already replaced' : 'the unfinished output of a stopped run';
   return `${done ? 'removed' : 'would remove'} ${path.join(path.dirname(target), name)}, ${what}`;
 }
 

@@ -51,7 +51,11 @@ export async function collectStatistics(
     const plan = planStatistics(anchor.config, taps, probe.segmentSamples, { batchSize, memory: opts.memory });
     batchSize = plan.batchSize;
     passes = plan.passes;
-    opts.onEvent?.({ type: 'log', level: 'info', message: `runtime.memory ${opts.memory}: batches of ${batchSize}, front end ${passes.frontBatch || batchSize} segment(s) at a time, ${passes.layersPerPass} layer(s) per pass (estimated peak ${(plan.estimate.total / 2 ** 30).toFixed(2)} GiB)` });
+    opts.onEvent?.({
+      type: 'log',
+      level: 'info',
+      message: `runtime.memory ${opts.memory}: batches of ${batchSize}, front end ${passes.frontBatch || batchSize} segment(s) at a time, ${passes.layersPerPass} layer(s) per pass (estimated peak ${(plan.estimate.total / 2 ** 30).toFixed(2)} GiB)`,
+    });
   }
   const session = await PairStatisticsSession.create(anchor, other, taps, { ...opts, ...(passes ? { passes } : {}) });
   try {
@@ -68,7 +72,13 @@ export async function collectStatistics(
         addMoments(s, m);
       }
       done++;
-      opts.onEvent?.({ type: 'progress', stage: 'statistics', done, total, message: `${Math.min(done * batchSize, probe.segments.length)}/${probe.segments.length} segments` });
+      opts.onEvent?.({
+        type: 'progress',
+        stage: 'statistics',
+        done,
+        total,
+        message: `${Math.min(done * batchSize, probe.segments.length)}/${probe.segments.length} segments`,
+      });
     }
     return { stats, backend: session.backend };
   } finally {
@@ -76,7 +86,12 @@ export async function collectStatistics(
   }
 }
 
-async function statisticsFromShards(shards: ShardInput, probe: ProbeSet, taps: readonly TapName[], opts: StatisticsOptions): Promise<Map<TapName, PairStats>> {
+async function statisticsFromShards(
+  shards: ShardInput,
+  probe: ProbeSet,
+  taps: readonly TapName[],
+  opts: StatisticsOptions,
+): Promise<Map<TapName, PairStats>> {
   const total = shards.dirs.length;
   opts.onEvent?.({ type: 'progress', stage: 'statistics', done: 0, total, message: `reducing ${total} statistics shard(s)` });
   const identity = await statisticsIdentity(shards.recipe, shards.modelDirs, taps, probe);

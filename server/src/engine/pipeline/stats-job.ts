@@ -30,17 +30,30 @@ export interface StatShardResult {
   seconds: number;
 }
 
-export async function computeStatShard(loaded: LoadedRecipe, shard: ShardSpec, outDir: string, opts: StatShardOptions = {}): Promise<StatShardResult> {
+export async function computeStatShard(
+  loaded: LoadedRecipe,
+  shard: ShardSpec,
+  outDir: string,
+  opts: StatShardOptions = {},
+): Promise<StatShardResult> {
   const started = performance.now();
   const { recipe } = loaded;
   const emit = opts.onEvent ?? (() => undefined);
-  const cancel = { get cancelled() { return opts.signal?.aborted ?? false; } };
+  const cancel = {
+    get cancelled() {
+      return opts.signal?.aborted ?? false;
+    },
+  };
   const stage = (s: JobStage, message: string) => {
     if (cancel.cancelled) throw new EngineError('cancelled', 'cancelled');
     emit({ type: 'stage', stage: s, message });
   };
   if (recipe.align.method !== 'correlation') {
-    throw new EngineError('bad-recipe', `statistics shards are for align.method correlation; this recipe uses ${recipe.align.method}`, loaded.file);
+    throw new EngineError(
+      'bad-recipe',
+      `statistics shards are for align.method correlation; this recipe uses ${recipe.align.method}`,
+      loaded.file,
+    );
   }
   if (!recipe.probe) throw new EngineError('bad-recipe', 'align.method correlation needs a probe section', loaded.file);
   const device = opts.device ?? recipe.runtime.device;
@@ -70,8 +83,18 @@ export async function computeStatShard(loaded: LoadedRecipe, shard: ShardSpec, o
   const part = shardProbe(probe, shard);
   const taps = correlationTaps(cfg, recipe.align.permute, recipe.align.heads);
   const plan = planStatistics(cfg, taps, probe.segmentSamples, { batchSize: recipe.runtime.batch_size, memory: recipe.runtime.memory });
-  stage('statistics', `shard ${shard.index}/${shard.count}: segments ${start}–${end - 1} of ${probe.segments.length}, ${taps.length} taps, batches of ${plan.batchSize}`);
-  const { stats } = await collectStatistics(anchor, other, part, taps, { device, ...(threads ? { threads } : {}), batchSize: plan.batchSize, passes: plan.passes, onEvent: emit, cancel });
+  stage(
+    'statistics',
+    `shard ${shard.index}/${shard.count}: segments ${start}–${end - 1} of ${probe.segments.length}, ${taps.length} taps, batches of ${plan.batchSize}`,
+  );
+  const { stats } = await collectStatistics(anchor, other, part, taps, {
+    device,
+    ...(threads ? { threads } : {}),
+    batchSize: plan.batchSize,
+    passes: plan.passes,
+    onEvent: emit,
+    cancel,
+  });
 
   stage('write', `writing ${outDir}`);
   const identity = await statisticsIdentity(recipe, { anchor: anchor.source, other: other.source }, taps, probe);

@@ -30,7 +30,11 @@ export interface SystemSettings {
 
 /** The main settings first, then each variant with its overrides applied. */
 export function systemsOf(recipe: Recipe): SystemSettings[] {
-  const main: SystemSettings = { name: 'permuted', align: recipe.align, merge: { method: recipe.merge.method, repair: recipe.merge.repair, width: recipe.merge.width } };
+  const main: SystemSettings = {
+    name: 'permuted',
+    align: recipe.align,
+    merge: { method: recipe.merge.method, repair: recipe.merge.repair, width: recipe.merge.width },
+  };
   return [
     main,
     ...(recipe.variants ?? []).map((v) => ({
@@ -89,7 +93,15 @@ export async function buildSystem(s: SystemSettings, aligned: AlignOutcome, lamb
   // Which endpoint unit each FFN unit of the merged model stands for (zipping splits some), for repair's targets.
   let ffnOrigins: ((l: number) => { kind: 'merged' | 'anchor' | 'other'; unit: number }[]) | undefined;
   if (s.merge.width > 1) {
-    const zipped = zipFeedForward({ config: cfg, anchor: c.anchor.weights, other: aligned.permuted, merged: weights, lambda, width: s.merge.width, similarity: (l) => matchedCorrelation(aligned, l, cfg.intermediate) });
+    const zipped = zipFeedForward({
+      config: cfg,
+      anchor: c.anchor.weights,
+      other: aligned.permuted,
+      merged: weights,
+      lambda,
+      width: s.merge.width,
+      similarity: (l) => matchedCorrelation(aligned, l, cfg.intermediate),
+    });
     weights = zipped.weights;
     config = zipped.config;
     ffnOrigins = (l) => zipped.origins.get(l)!;
@@ -112,7 +124,10 @@ export async function buildSystem(s: SystemSettings, aligned: AlignOutcome, lamb
       const mean = new Float64Array(origins.length);
       const std = new Float64Array(origins.length);
       origins.forEach(({ kind, unit }, j) => {
-        const t = kind === 'merged' ? mixTargets(pick(a, unit), pick(b, unit), lam) : mixTargets(pick(kind === 'anchor' ? a : b, unit), pick(kind === 'anchor' ? a : b, unit), 1);
+        const t =
+          kind === 'merged'
+            ? mixTargets(pick(a, unit), pick(b, unit), lam)
+            : mixTargets(pick(kind === 'anchor' ? a : b, unit), pick(kind === 'anchor' ? a : b, unit), 1);
         mean[j] = t.mean[0]!;
         std[j] = t.std[0]!;
       });
@@ -136,7 +151,12 @@ function matchedCorrelation(aligned: AlignOutcome, layer: number, n: number): Fl
  * permuted function-preservingly (the permuted other's moments are the other's, gathered by the permutation), else a
  * pass of each endpoint.
  */
-async function endpointMoments(c: BuildContext, aligned: AlignOutcome, probe: ProbeSet, opts: Parameters<typeof unitMoments>[3]): Promise<EndpointMoments> {
+async function endpointMoments(
+  c: BuildContext,
+  aligned: AlignOutcome,
+  probe: ProbeSet,
+  opts: Parameters<typeof unitMoments>[3],
+): Promise<EndpointMoments> {
   const cfg = c.anchor.config;
   const taps: TapName[] = [];
   for (let l = 0; l < cfg.layers; l++) taps.push(tapName.attn(l), tapName.ffn(l));
@@ -163,7 +183,11 @@ async function endpointMoments(c: BuildContext, aligned: AlignOutcome, probe: Pr
 }
 
 /** Aligns the way `s` says, reusing an alignment already computed the same way. */
-export async function alignmentFor(s: SystemSettings, cache: Map<string, Promise<AlignOutcome>>, ctx: Omit<AlignContext, 'permute' | 'heads'>): Promise<AlignOutcome> {
+export async function alignmentFor(
+  s: SystemSettings,
+  cache: Map<string, Promise<AlignOutcome>>,
+  ctx: Omit<AlignContext, 'permute' | 'heads'>,
+): Promise<AlignOutcome> {
   const key = alignmentKey(s.align);
   let a = cache.get(key);
   if (!a) cache.set(key, (a = alignMethod(s.align.method).align({ ...ctx, permute: s.align.permute, heads: s.align.heads })));

@@ -83,5 +83,10 @@ function firstLine(p: ParsedRecipe): Range {
 }
 
 function internalError(p: ParsedRecipe, e: unknown): RecipeDiagnostic {
-  return diagnostic(firstLine(p), Severity.Error, 'internal-error', `Merge Studio could not check this recipe (a bug, please report it): ${describeError(e)}`);
+  return diagnostic(
+    firstLine(p),
+    Severity.Error,
+    'internal-error',
+    `Merge Studio could not check this recipe (a bug, please report it): ${describeError(e)}`,
+  );
 }

@@ -10,7 +10,11 @@ import { pathKey, type NodeRanges } from './validate';
 
 /** The validator's best-effort value: every present key is valid, any key may be missing, list items may be holes. */
 export type PartialRecipe = DeepPartial<Recipe>;
-type DeepPartial<T> = T extends (infer I)[] ? (DeepPartial<I> | undefined)[] : T extends object ? { [K in keyof T]?: DeepPartial<T[K]> } : T;
+type DeepPartial<T> = T extends (infer I)[]
+  ? (DeepPartial<I> | undefined)[]
+  : T extends object
+    ? { [K in keyof T]?: DeepPartial<T[K]> }
+    : T;
 
 export function checkCrossField(r: PartialRecipe, ranges: NodeRanges, documentStart: Range): RecipeDiagnostic[] {
   const out: RecipeDiagnostic[] = [];
@@ -38,7 +42,14 @@ export function checkCrossField(r: PartialRecipe, ranges: NodeRanges, documentSt
   // A permute entry that is itself wrong (a typo) has its own error; whether it meant `attention` is unknown.
   const permuteComplete = permute !== undefined && permute.every((p) => p !== undefined);
   if (headsRange && heads && heads !== 'none' && permuteComplete && !permute.includes('attention')) {
-    out.push(diagnostic(headsRange, Severity.Warning, 'inconsistent-align', `align.heads ${heads} has no effect: "attention" is not in align.permute`));
+    out.push(
+      diagnostic(
+        headsRange,
+        Severity.Warning,
+        'inconsistent-align',
+        `align.heads ${heads} has no effect: "attention" is not in align.permute`,
+      ),
+    );
   }
   const permuteRange = valueAt('align', 'permute');
   if (permuteRange && r.align?.method === 'none') {
@@ -50,7 +61,12 @@ export function checkCrossField(r: PartialRecipe, ranges: NodeRanges, documentSt
   const segmentRange = valueAt('probe', 'segment_seconds');
   if (segmentRange && segment !== undefined && maxSeconds !== undefined && segment > maxSeconds) {
     out.push(
-      diagnostic(segmentRange, Severity.Error, 'segment-too-long', `probe.segment_seconds (${segment}) is longer than probe.max_seconds (${maxSeconds})`),
+      diagnostic(
+        segmentRange,
+        Severity.Error,
+        'segment-too-long',
+        `probe.segment_seconds (${segment}) is longer than probe.max_seconds (${maxSeconds})`,
+      ),
     );
   }
 
@@ -71,9 +87,26 @@ export function checkCrossField(r: PartialRecipe, ranges: NodeRanges, documentSt
     const at = valueAt('variants', i, 'name');
     if (!v?.name || !at) return;
     const first = variantByName.get(v.name);
-    if (first !== undefined) out.push(diagnostic(at, Severity.Error, 'bad-variant-name', `Variant name "${v.name}" is already used by variants[${first}]`));
-    else if (RESERVED_ROWS.includes(v.name)) out.push(diagnostic(at, Severity.Error, 'bad-variant-name', `"${v.name}" names a built-in row of the report (${RESERVED_ROWS.join(', ')}); choose another name`));
-    else if (!/^[A-Za-z0-9][A-Za-z0-9_.+-]*$/.test(v.name)) out.push(diagnostic(at, Severity.Error, 'bad-variant-name', `Variant name "${v.name}" must be a plain folder name: letters, digits and _ . + - (it names the variant's output sub-folder)`));
+    if (first !== undefined)
+      out.push(diagnostic(at, Severity.Error, 'bad-variant-name', `Variant name "${v.name}" is already used by variants[${first}]`));
+    else if (RESERVED_ROWS.includes(v.name))
+      out.push(
+        diagnostic(
+          at,
+          Severity.Error,
+          'bad-variant-name',
+          `"${v.name}" names a built-in row of the report (${RESERVED_ROWS.join(', ')}); choose another name`,
+        ),
+      );
+    else if (!/^[A-Za-z0-9][A-Za-z0-9_.+-]*$/.test(v.name))
+      out.push(
+        diagnostic(
+          at,
+          Severity.Error,
+          'bad-variant-name',
+          `Variant name "${v.name}" must be a plain folder name: letters, digits and _ . + - (it names the variant's output sub-folder)`,
+        ),
+      );
     variantByName.set(v.name, variantByName.get(v.name) ?? i);
   });
   return out;

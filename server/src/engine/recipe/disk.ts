@@ -97,12 +97,22 @@ export class RecipeDisk {
 
   /** Config + checkpoint header of a model folder (no weights read). */
   inspectModel(dir: string): Promise<ModelInspection> {
-    const stamps = [dir, 'config.json', 'preprocessor_config.json', 'model.safetensors', 'model.safetensors.index.json', 'pytorch_model.bin', 'pytorch_model.bin.index.json'].map((f, i) =>
-      i === 0 ? f : path.join(dir, f),
-    );
+    const stamps = [
+      dir,
+      'config.json',
+      'preprocessor_config.json',
+      'model.safetensors',
+      'model.safetensors.index.json',
+      'pytorch_model.bin',
+      'pytorch_model.bin.index.json',
+    ].map((f, i) => (i === 0 ? f : path.join(dir, f)));
     const key = `model:${dir}`;
     return this.cache.get(key, stamps, () =>
-      this.deadline(key, inspectModelUncached(dir), (s) => ({ ok: false, problem: 'bad-model', message: `${dir}: reading the model took longer than ${s} s (a slow or hung drive?); not checked` })),
+      this.deadline(key, inspectModelUncached(dir), (s) => ({
+        ok: false,
+        problem: 'bad-model',
+        message: `${dir}: reading the model took longer than ${s} s (a slow or hung drive?); not checked`,
+      })),
     );
   }
 
@@ -151,7 +161,9 @@ export class RecipeDisk {
         return describeError(e);
       }
     };
-    return this.cache.get(key, [file], () => this.deadline(key, sniff(), (s) => `${file}: reading it took longer than ${s} s; not checked`));
+    return this.cache.get(key, [file], () =>
+      this.deadline(key, sniff(), (s) => `${file}: reading it took longer than ${s} s; not checked`),
+    );
   }
 
   /** A task folder through the engine's own dataset loader (labels.csv parsed, listed files checked, no audio decoded). */
@@ -163,7 +175,12 @@ export class RecipeDisk {
       try {
         for (const split of ['train', 'test']) {
           const csv = path.join(dir, split, LABELS_CSV);
-          const problem = smallFileProblem(await fs.stat(csv).catch(() => undefined), csv, DISK_LIMITS.labelsCsvBytes, 'labels.csv (header "file,label")');
+          const problem = smallFileProblem(
+            await fs.stat(csv).catch(() => undefined),
+            csv,
+            DISK_LIMITS.labelsCsvBytes,
+            'labels.csv (header "file,label")',
+          );
           if (problem) return { ok: false, message: problem };
         }
         const d = await loadTaskDataset(dir);
@@ -172,7 +189,12 @@ export class RecipeDisk {
         return { ok: false, message: describeError(e) };
       }
     };
-    return this.cache.get(key, stamps, () => this.deadline(key, inspect(), (s) => ({ ok: false, message: `${dir}: reading the dataset took longer than ${s} s (a slow or hung drive?); not checked` })));
+    return this.cache.get(key, stamps, () =>
+      this.deadline(key, inspect(), (s) => ({
+        ok: false,
+        message: `${dir}: reading the dataset took longer than ${s} s (a slow or hung drive?); not checked`,
+      })),
+    );
   }
 
   /**
@@ -215,18 +237,28 @@ async function inspectModelUncached(dir: string): Promise<ModelInspection> {
   if (!st) return { ok: false, problem: 'path-not-found', message: `${dir} does not exist` };
   if (!st.isDirectory()) {
     const what = st.isFile() ? 'a file' : describeFileKind(st);
-    return { ok: false, problem: 'not-a-directory', message: `${dir} is ${what}; expected a model folder with config.json and model.safetensors` };
+    return {
+      ok: false,
+      problem: 'not-a-directory',
+      message: `${dir} is ${what}; expected a model folder with config.json and model.safetensors`,
+    };
   }
   for (const name of ['config.json', 'preprocessor_config.json']) {
     const file = path.join(dir, name);
-    const problem = smallFileProblem(await fs.stat(file).catch(() => undefined), file, DISK_LIMITS.configBytes, `a JSON ${name === 'config.json' ? 'model config' : 'preprocessor config'}`);
+    const problem = smallFileProblem(
+      await fs.stat(file).catch(() => undefined),
+      file,
+      DISK_LIMITS.configBytes,
+      `a JSON ${name === 'config.json' ? 'model config' : 'preprocessor config'}`,
+    );
     if (problem) return { ok: false, problem: 'bad-model', message: problem };
   }
   let config: EncoderConfig;
   try {
     config = await loadEncoderConfig(dir);
   } catch (e) {
-    if (isEngineError(e, 'file-not-found')) return { ok: false, problem: 'bad-model', message: `${dir} has no config.json; expected a Hugging Face model folder` };
+    if (isEngineError(e, 'file-not-found'))
+      return { ok: false, problem: 'bad-model', message: `${dir} has no config.json; expected a Hugging Face model folder` };
     return { ok: false, problem: 'bad-model', message: describeError(e) };
   }
   try {
@@ -243,7 +275,15 @@ async function inspectModelUncached(dir: string): Promise<ModelInspection> {
       const all = ckpt.tensors();
       return {
         ok: true,
-        model: { dir, config, checkpointFile: ckpt.file, shapes, tensorCount: all.length, parameterCount: countParameters(all), dtypes: dtypeCounts(all) },
+        model: {
+          dir,
+          config,
+          checkpointFile: ckpt.file,
+          shapes,
+          tensorCount: all.length,
+          parameterCount: countParameters(all),
+          dtypes: dtypeCounts(all),
+        },
       };
     } finally {
       await ckpt.close();
@@ -291,7 +331,13 @@ async function containsAudio(dir: string, visited: Set<string>, walk: AudioWalk)
   if (visible.some((e) => (e.isFile() || e.isSymbolicLink()) && isAudioFile(e.name))) return true;
   for (const e of visible) {
     const full = path.join(dir, e.name);
-    const isDir = e.isDirectory() || (e.isSymbolicLink() && (await fs.stat(full).then((st) => st.isDirectory(), () => false)));
+    const isDir =
+      e.isDirectory() ||
+      (e.isSymbolicLink() &&
+        (await fs.stat(full).then(
+          (st) => st.isDirectory(),
+          () => false,
+        )));
     if (isDir && (await containsAudio(full, visited, walk))) return true;
   }
   return false;

@@ -49,7 +49,12 @@ function convert(s: Schema): Json {
         additionalProperties: false,
       };
     case 'map':
-      return { ...base, type: 'object', additionalProperties: convert(s.values), propertyNames: { description: s.keyDescription, pattern: '^[\\w.*?-]+$' } };
+      return {
+        ...base,
+        type: 'object',
+        additionalProperties: convert(s.values),
+        propertyNames: { description: s.keyDescription, pattern: '^[\\w.*?-]+$' },
+      };
     case 'union':
       return { ...base, anyOf: s.variants.map(convert) };
   }

@@ -35,13 +35,16 @@ export async function readRecipeFile(file: string): Promise<string> {
   }
   const { handle, size } = opened;
   try {
-    if (size > RECIPE_MAX_BYTES) throw new EngineError('bad-recipe', `recipe ${file} is ${(size / (1024 * 1024)).toFixed(1)} MB; a recipe may be at most 1 MB`, file);
+    if (size > RECIPE_MAX_BYTES)
+      throw new EngineError('bad-recipe', `recipe ${file} is ${(size / (1024 * 1024)).toFixed(1)} MB; a recipe may be at most 1 MB`, file);
     const buf = Buffer.alloc(size);
     const { bytesRead } = await handle.read(buf, 0, size, 0);
     return buf.toString('utf8', 0, bytesRead);
   } catch (e) {
     if (e instanceof EngineError) throw e;
-    throw new EngineError('io-error', `cannot read recipe ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, file, { cause: e });
+    throw new EngineError('io-error', `cannot read recipe ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, file, {
+      cause: e,
+    });
   } finally {
     await handle.close();
   }

@@ -6,7 +6,14 @@
  */
 import * as path from 'node:path';
 import { hubCacheDir } from '../io/hub';
-import { inspectOutputFolder, nearestExisting, outputPathProblem, overlappingInput, writeAccessProblem, type RunInput } from '../io/output-folder';
+import {
+  inspectOutputFolder,
+  nearestExisting,
+  outputPathProblem,
+  overlappingInput,
+  writeAccessProblem,
+  type RunInput,
+} from '../io/output-folder';
 import type { PartialRecipe } from './crossfield';
 import { diagnostic, Severity, type Range, type RecipeDiagnostic } from './diagnostics';
 import { HF_PREFIX, modelLocation, resolveRecipePath } from './semantic';
@@ -18,13 +25,26 @@ export function recipeInputs(r: PartialRecipe, recipeFile: string): RunInput[] {
     const ref = r.models?.[role];
     if (typeof ref !== 'string') continue;
     const location = modelLocation(recipeFile, ref);
-    if (location) inputs.push({ name: `models.${role}`, shown: ref, path: location, what: ref.startsWith(HF_PREFIX) ? 'a cached Hub model' : 'an input model' });
+    if (location)
+      inputs.push({
+        name: `models.${role}`,
+        shown: ref,
+        path: location,
+        what: ref.startsWith(HF_PREFIX) ? 'a cached Hub model' : 'an input model',
+      });
   }
   (r.probe?.audio ?? []).forEach((p, i) => {
-    if (typeof p === 'string') inputs.push({ name: `probe.audio[${i}]`, shown: p, path: resolveRecipePath(recipeFile, p), what: 'probe audio' });
+    if (typeof p === 'string')
+      inputs.push({ name: `probe.audio[${i}]`, shown: p, path: resolveRecipePath(recipeFile, p), what: 'probe audio' });
   });
   (r.evaluate?.tasks ?? []).forEach((t, i) => {
-    if (typeof t?.data === 'string') inputs.push({ name: `evaluate.tasks[${i}].data`, shown: t.data, path: resolveRecipePath(recipeFile, t.data), what: 'evaluation data' });
+    if (typeof t?.data === 'string')
+      inputs.push({
+        name: `evaluate.tasks[${i}].data`,
+        shown: t.data,
+        path: resolveRecipePath(recipeFile, t.data),
+        what: 'evaluation data',
+      });
   });
   inputs.push({ name: 'the recipe', shown: path.basename(recipeFile), path: path.resolve(recipeFile), what: 'the recipe' });
   inputs.push({ name: 'the Hugging Face cache', shown: '', path: hubCacheDir(), what: 'files in the Hugging Face cache' });
@@ -36,21 +56,36 @@ export async function outputProblems(
   output: string,
   r: PartialRecipe,
   recipeFile: string,
-): Promise<{ code: 'output-bad-path' | 'output-overwrites-input' | 'not-a-directory' | 'output-not-ours' | 'output-not-writable'; message: string }[]> {
+): Promise<
+  { code: 'output-bad-path' | 'output-overwrites-input' | 'not-a-directory' | 'output-not-ours' | 'output-not-writable'; message: string }[]
+> {
   const bad = outputPathProblem(output);
   if (bad) return [{ code: 'output-bad-path', message: `output ${JSON.stringify(output)} ${bad}` }];
   const target = resolveRecipePath(recipeFile, output);
   // Asked together (the editor asks on every edit), reported in order of importance.
-  const [input, state, parent] = await Promise.all([overlappingInput(target, recipeInputs(r, recipeFile)), inspectOutputFolder(target), nearestExisting(target)]);
-  if (input) return [{ code: 'output-overwrites-input', message: `output ${output} overlaps ${input.name}${input.shown ? ` (${input.shown})` : ''}; the run would overwrite ${input.what}` }];
+  const [input, state, parent] = await Promise.all([
+    overlappingInput(target, recipeInputs(r, recipeFile)),
+    inspectOutputFolder(target),
+    nearestExisting(target),
+  ]);
+  if (input)
+    return [
+      {
+        code: 'output-overwrites-input',
+        message: `output ${output} overlaps ${input.name}${input.shown ? ` (${input.shown})` : ''}; the run would overwrite ${input.what}`,
+      },
+    ];
   if (state.kind === 'refused') {
-    if (state.reason === 'exists and is not a folder') return [{ code: 'not-a-directory', message: `output ${output} is an existing file; expected a folder` }];
+    if (state.reason === 'exists and is not a folder')
+      return [{ code: 'not-a-directory', message: `output ${output} is an existing file; expected a folder` }];
     return [{ code: 'output-not-ours', message: `output ${output} ${state.reason}` }];
   }
   const shown = shownPath(parent.dir, output, recipeFile);
-  if (parent.kind === 'not-a-folder') return [{ code: 'output-not-writable', message: `output ${output} cannot be created: ${shown} is not a folder` }];
+  if (parent.kind === 'not-a-folder')
+    return [{ code: 'output-not-writable', message: `output ${output} cannot be created: ${shown} is not a folder` }];
   const unwritable = parent.kind === 'unreachable' ? parent.reason : await writeAccessProblem(parent.dir);
-  if (unwritable) return [{ code: 'output-not-writable', message: `output ${output} cannot be created: cannot write in ${shown} (${unwritable})` }];
+  if (unwritable)
+    return [{ code: 'output-not-writable', message: `output ${output} cannot be created: cannot write in ${shown} (${unwritable})` }];
   return [];
 }
 

@@ -102,7 +102,10 @@ export function parseRecipe(text: string): ParsedRecipe {
     diagnostics.push(diagnostic(lines.range(start, end), Severity.Warning, 'yaml-syntax', `YAML: ${w.message}`));
   }
   const aliases = resolveAliases(doc);
-  if (aliases.problem) diagnostics.push(diagnostic(lines.range(aliases.problem.start, aliases.problem.end), Severity.Error, 'yaml-limit', aliases.problem.message));
+  if (aliases.problem)
+    diagnostics.push(
+      diagnostic(lines.range(aliases.problem.start, aliases.problem.end), Severity.Error, 'yaml-limit', aliases.problem.message),
+    );
   return { text, lines, doc, diagnostics, aliasTargets: aliases.targets };
 }
 
@@ -121,7 +124,14 @@ function duplicateKeys(doc: Document.Parsed, lines: LineIndex): RecipeDiagnostic
           continue;
         }
         const [start, end] = k.range;
-        out.push(diagnostic(lines.range(start, end), Severity.Error, 'yaml-duplicate-key', `Duplicate key ${JSON.stringify(lines.text.slice(start, end))}: a key may appear once per mapping`));
+        out.push(
+          diagnostic(
+            lines.range(start, end),
+            Severity.Error,
+            'yaml-duplicate-key',
+            `Duplicate key ${JSON.stringify(lines.text.slice(start, end))}: a key may appear once per mapping`,
+          ),
+        );
       }
     },
   });

@@ -78,15 +78,7 @@ export interface UnionSchema<V extends readonly Schema[] = readonly Schema[]> ex
 }
 
 export type Schema =
-  | NumberSchema
-  | StringSchema
-  | BooleanSchema
-  | LiteralSchema
-  | EnumSchema
-  | ArraySchema
-  | ObjectSchema
-  | MapSchema
-  | UnionSchema;
+  NumberSchema | StringSchema | BooleanSchema | LiteralSchema | EnumSchema | ArraySchema | ObjectSchema | MapSchema | UnionSchema;
 
 // ---- builders (keep literal types so Infer sees enum values and property names) ----
 
@@ -94,7 +86,9 @@ export const num = <const S extends Omit<NumberSchema, 'kind'>>(s: S): S & { kin
 export const str = <const S extends Omit<StringSchema, 'kind'>>(s: S): S & { kind: 'string' } => ({ kind: 'string', ...s });
 export const bool = <const S extends Omit<BooleanSchema, 'kind'>>(s: S): S & { kind: 'boolean' } => ({ kind: 'boolean', ...s });
 export const literal = <const S extends Omit<LiteralSchema, 'kind'>>(s: S): S & { kind: 'literal' } => ({ kind: 'literal', ...s });
-export const enumOf = <const V extends string, const S extends Omit<EnumSchema<V>, 'kind'>>(s: S & { values: readonly V[] }): S & { kind: 'enum' } => ({
+export const enumOf = <const V extends string, const S extends Omit<EnumSchema<V>, 'kind'>>(
+  s: S & { values: readonly V[] },
+): S & { kind: 'enum' } => ({
   kind: 'enum',
   ...s,
 });
@@ -141,7 +135,11 @@ export function describeExpected(s: Schema): string {
     case 'number':
       return s.integer ? 'an integer' : 'a number';
     case 'string':
-      return s.format === 'path' || s.format === 'directory' ? 'a path' : s.format === 'model' ? 'a model folder or hf: reference' : 'a string';
+      return s.format === 'path' || s.format === 'directory'
+        ? 'a path'
+        : s.format === 'model'
+          ? 'a model folder or hf: reference'
+          : 'a string';
     case 'boolean':
       return 'true or false';
     case 'literal':

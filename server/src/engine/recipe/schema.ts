@@ -1,6 +1,6 @@
 /**
  * THE recipe schema, version 1: the single source for validation, completion, hover, the generated
- * recipe.schema.json and the `Recipe` type. Key names and meanings follow DESIGN.md; every key is documented
+ * recipe.schema.json and the `Recipe` type. Key names and meanings are defined here; every key is documented
  * here and nowhere else.
  */
 import { array, bool, enumOf, literal, map, num, object, str, union, type Infer, type Schema } from './schema-dsl';
@@ -88,7 +88,7 @@ const mergeSchema = object({
       valueDescriptions: {
         linear: 'λ·anchor + (1 − λ)·other, tensor by tensor.',
         slerp: 'Spherical interpolation of each tensor (keeps norms), λ on the anchor side.',
-        lsq: 'Least-squares refit (after PLeaS, Nasery et al., CVPR 2025): from the linear merge, each layer\'s attention and FFN output projections are refit, in layer order, so their outputs on the probe audio best match the λ-mix of both models\' (ridge chosen on a held-out fifth of the probe; needs `probe`).',
+        lsq: "Least-squares refit (after PLeaS, Nasery et al., CVPR 2025): from the linear merge, each layer's attention and FFN output projections are refit, in layer order, so their outputs on the probe audio best match the λ-mix of both models' (ridge chosen on a held-out fifth of the probe; needs `probe`).",
       },
     }),
     lambda: union({
@@ -128,7 +128,7 @@ const mergeSchema = object({
       optional: true,
       default: false,
       description:
-        'Statistics repair (REPAIR, Jordan et al., ICLR 2023): after merging, rescale and shift every conv channel, attention value dimension and FFN unit so that its mean and std on the probe audio equal the λ-mix of the two aligned models\' (needs `probe`). Folded into the weights: the output stays a plain checkpoint.',
+        "Statistics repair (REPAIR, Jordan et al., ICLR 2023): after merging, rescale and shift every conv channel, attention value dimension and FFN unit so that its mean and std on the probe audio equal the λ-mix of the two aligned models' (needs `probe`). Folded into the weights: the output stays a plain checkpoint.",
     }),
     width: num({
       optional: true,
@@ -136,13 +136,15 @@ const mergeSchema = object({
       minimum: 1,
       maximum: 2,
       description:
-        'Partial zipping (ZipIt!, Stoica et al., ICLR 2024): FFN width of the merged model as a multiple of one model\'s. Above 1, the FFN units whose matched correlation is weakest stay unmerged, one copy from each model (outputs scaled by λ and 1 − λ), and `intermediate_size` grows; at 2 every FFN is the exact λ-mix of both FFNs. Uses the FFN correlations of `align.method` correlation (weakest by weight cosine otherwise).',
+        "Partial zipping (ZipIt!, Stoica et al., ICLR 2024): FFN width of the merged model as a multiple of one model's. Above 1, the FFN units whose matched correlation is weakest stay unmerged, one copy from each model (outputs scaled by λ and 1 − λ), and `intermediate_size` grows; at 2 every FFN is the exact λ-mix of both FFNs. Uses the FFN correlations of `align.method` correlation (weakest by weight cosine otherwise).",
     }),
   },
 });
 
 /** The same keys, all optional and without defaults: a variant's overrides of the main settings. */
-function overridesOf<const P extends Record<string, Schema>>(properties: P): { [K in keyof P]: Omit<P[K], 'default' | 'optional'> & { optional: true } } {
+function overridesOf<const P extends Record<string, Schema>>(
+  properties: P,
+): { [K in keyof P]: Omit<P[K], 'default' | 'optional'> & { optional: true } } {
   const out: Record<string, Schema> = {};
   for (const [k, v] of Object.entries(properties)) {
     const { default: _default, ...rest } = v;
@@ -162,9 +164,20 @@ const variantsSchema = array({
   items: object({
     description: 'One variant: a name and the align/merge keys it changes.',
     properties: {
-      name: str({ format: 'text', description: 'Variant name, unique within the recipe; labels its rows in the report and its sub-folder.' }),
-      align: object({ optional: true, description: 'The `align` keys this variant changes.', properties: overridesOf(alignSchema.properties) }),
-      merge: object({ optional: true, description: 'The `merge` keys this variant changes (λ and sweep stay the main ones).', properties: overridesOf(mergeOverrideKeys) }),
+      name: str({
+        format: 'text',
+        description: 'Variant name, unique within the recipe; labels its rows in the report and its sub-folder.',
+      }),
+      align: object({
+        optional: true,
+        description: 'The `align` keys this variant changes.',
+        properties: overridesOf(alignSchema.properties),
+      }),
+      merge: object({
+        optional: true,
+        description: 'The `merge` keys this variant changes (λ and sweep stay the main ones).',
+        properties: overridesOf(mergeOverrideKeys),
+      }),
     },
   }),
 });
@@ -192,8 +205,7 @@ export const recipeSchema = object({
     }),
     probe: object({
       optional: true,
-      description:
-        'Audio run through both models to measure activation correlations. Required when `align.method` is `correlation`.',
+      description: 'Audio run through both models to measure activation correlations. Required when `align.method` is `correlation`.',
       starter: 'probe:\n  audio: [${1:./probe}]\n  max_seconds: 600\n  segment_seconds: 5',
       properties: {
         audio: array({
@@ -222,7 +234,7 @@ export const recipeSchema = object({
     output_variants: bool({
       optional: true,
       default: false,
-      description: 'Also write each variant\'s merged model (at the main λ) to a sub-folder of `output` named after the variant.',
+      description: "Also write each variant's merged model (at the main λ) to a sub-folder of `output` named after the variant.",
     }),
     evaluate: object({
       optional: true,
@@ -230,7 +242,8 @@ export const recipeSchema = object({
       starter: 'evaluate:\n  tasks:\n    - name: ${1:task}\n      domain: ${2|speech,music|}\n      data: ${3:./eval/task}',
       properties: {
         tasks: array({
-          description: 'Evaluation tasks. Each `data` folder holds `train/` and `test/`, each with audio files and a `labels.csv` (`file,label`).',
+          description:
+            'Evaluation tasks. Each `data` folder holds `train/` and `test/`, each with audio files and a `labels.csv` (`file,label`).',
           minItems: 1,
           items: object({
             description: 'One evaluation task.',
@@ -239,7 +252,10 @@ export const recipeSchema = object({
               domain: enumOf({
                 description: 'What the task measures, for grouping scores.',
                 values: ['speech', 'music'],
-                valueDescriptions: { speech: 'A speech task (keywords, speakers, …).', music: 'A music task (pitch, genre, instruments, …).' },
+                valueDescriptions: {
+                  speech: 'A speech task (keywords, speakers, …).',
+                  music: 'A music task (pitch, genre, instruments, …).',
+                },
               }),
               data: str({
                 format: 'directory',
@@ -255,14 +271,16 @@ export const recipeSchema = object({
           values: ['test', 'validation'],
           valueDescriptions: {
             test: 'Train the probes on train/, score them on test/.',
-            validation: 'Hold out a seeded quarter of each class of train/ (runtime.seed), train the probes on the rest and score them on it; test/ is never read.',
+            validation:
+              'Hold out a seeded quarter of each class of train/ (runtime.seed), train the probes on the rest and score them on it; test/ is never read.',
           },
         }),
       },
     }),
     output: str({
       format: 'directory',
-      description: 'Folder the merged model (HF folder + ONNX) and report.json are written to, relative to the recipe. Written atomically: a failed or cancelled run leaves nothing.',
+      description:
+        'Folder the merged model (HF folder + ONNX) and report.json are written to, relative to the recipe. Written atomically: a failed or cancelled run leaves nothing.',
       starter: './out/merged',
     }),
     runtime: object({
@@ -283,10 +301,31 @@ export const recipeSchema = object({
             cuda: 'NVIDIA CUDA execution provider.',
           },
         }),
-        seed: num({ optional: true, default: 0, integer: true, minimum: 0, description: 'Seed for segment sampling and probe training; same seed, same result.' }),
-        threads: num({ optional: true, integer: true, minimum: 1, description: 'CPU threads for onnxruntime and statistics. Default: all cores.' }),
-        batch_size: num({ optional: true, integer: true, minimum: 1, description: 'Probe segments per forward batch. Default: chosen from the model size.' }),
-        memory: str({ optional: true, format: 'text', description: 'Memory budget of the statistics step, e.g. 4GB: picks the batch size and the layers per pass so the run stays under it (`merge-studio run --dry-run` prints the estimate). Default: the batch size above and passes of 4 layers.' }),
+        seed: num({
+          optional: true,
+          default: 0,
+          integer: true,
+          minimum: 0,
+          description: 'Seed for segment sampling and probe training; same seed, same result.',
+        }),
+        threads: num({
+          optional: true,
+          integer: true,
+          minimum: 1,
+          description: 'CPU threads for onnxruntime and statistics. Default: all cores.',
+        }),
+        batch_size: num({
+          optional: true,
+          integer: true,
+          minimum: 1,
+          description: 'Probe segments per forward batch. Default: chosen from the model size.',
+        }),
+        memory: str({
+          optional: true,
+          format: 'text',
+          description:
+            'Memory budget of the statistics step, e.g. 4GB: picks the batch size and the layers per pass so the run stays under it (`merge-studio run --dry-run` prints the estimate). Default: the batch size above and passes of 4 layers.',
+        }),
       },
     }),
   },

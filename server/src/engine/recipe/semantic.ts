@@ -38,7 +38,12 @@ export function replacePath(message: string, absolute: string, asWritten: string
 
 const MAX_LISTED = 3;
 
-export async function checkOnDisk(r: PartialRecipe, ranges: NodeRanges, recipeFile: string, diskCache: RecipeDisk): Promise<RecipeDiagnostic[]> {
+export async function checkOnDisk(
+  r: PartialRecipe,
+  ranges: NodeRanges,
+  recipeFile: string,
+  diskCache: RecipeDisk,
+): Promise<RecipeDiagnostic[]> {
   const out: RecipeDiagnostic[] = [];
   const disk = onePassView(diskCache);
   const valueAt = (...p: (string | number)[]) => ranges.value.get(pathKey(p));
@@ -51,14 +56,26 @@ export async function checkOnDisk(r: PartialRecipe, ranges: NodeRanges, recipeFi
     const location = modelLocation(recipeFile, ref);
     if (!location) {
       out.push(
-        diagnostic(at, Severity.Information, 'not-checked', `models.${role}: ${ref} is not in the Hugging Face cache yet; it is downloaded and checked when the recipe runs`),
+        diagnostic(
+          at,
+          Severity.Information,
+          'not-checked',
+          `models.${role}: ${ref} is not in the Hugging Face cache yet; it is downloaded and checked when the recipe runs`,
+        ),
       );
       return undefined;
     }
     const dir = location;
     const inspection = await disk.inspectModel(dir);
     if (inspection.ok) return inspection.model;
-    out.push(diagnostic(at, Severity.Error, inspection.problem, `models.${role}: ${replacePath(inspection.message, dir, ref.replace(/[\\/]+$/, ''))}`));
+    out.push(
+      diagnostic(
+        at,
+        Severity.Error,
+        inspection.problem,
+        `models.${role}: ${replacePath(inspection.message, dir, ref.replace(/[\\/]+$/, ''))}`,
+      ),
+    );
     return undefined;
   });
 
@@ -69,7 +86,14 @@ export async function checkOnDisk(r: PartialRecipe, ranges: NodeRanges, recipeFi
     const kind = await disk.pathKind(abs);
     if (kind === 'missing') out.push(diagnostic(at, Severity.Error, 'path-not-found', `probe.audio[${i}]: ${p} does not exist`));
     else if (kind === 'special') {
-      out.push(diagnostic(at, Severity.Error, 'not-a-file', `probe.audio[${i}]: ${p} is not a regular file (it is ${(await disk.describeKind(abs)) ?? 'a special file'}); expected audio files or a folder of them`));
+      out.push(
+        diagnostic(
+          at,
+          Severity.Error,
+          'not-a-file',
+          `probe.audio[${i}]: ${p} is not a regular file (it is ${(await disk.describeKind(abs)) ?? 'a special file'}); expected audio files or a folder of them`,
+        ),
+      );
     } else {
       const problem = kind === 'file' ? await disk.audioFileProblem(abs) : await disk.audioFolderProblem(abs);
       if (problem) out.push(diagnostic(at, Severity.Error, 'no-audio', `probe.audio[${i}]: ${replacePath(problem, abs, p)}`));
@@ -87,10 +111,12 @@ export async function checkOnDisk(r: PartialRecipe, ranges: NodeRanges, recipeFi
     else if (kind === 'file' || kind === 'special') {
       const what = kind === 'file' ? 'a file' : ((await disk.describeKind(abs)) ?? 'a special file');
       out.push(diagnostic(at, Severity.Error, 'not-a-directory', `${name}: ${data} is ${what}; expected a folder with train/ and test/`));
-    }
-    else {
+    } else {
       const dataset = await disk.inspectDataset(abs);
-      if (!dataset.ok) out.push(diagnostic(at, Severity.Error, 'bad-dataset', `${name}: ${replacePath(dataset.message, abs, data.replace(/[\\/]+$/, ''))}`));
+      if (!dataset.ok)
+        out.push(
+          diagnostic(at, Severity.Error, 'bad-dataset', `${name}: ${replacePath(dataset.message, abs, data.replace(/[\\/]+$/, ''))}`),
+        );
     }
   });
 
@@ -112,7 +138,9 @@ export async function checkOnDisk(r: PartialRecipe, ranges: NodeRanges, recipeFi
  * A view of the disk that asks each question once per check: many tasks often share one dataset folder, and
  * every cached answer still costs its file stamps.
  */
-function onePassView(disk: RecipeDisk): Pick<RecipeDisk, 'pathKind' | 'describeKind' | 'inspectModel' | 'inspectDataset' | 'audioFolderProblem' | 'audioFileProblem'> {
+function onePassView(
+  disk: RecipeDisk,
+): Pick<RecipeDisk, 'pathKind' | 'describeKind' | 'inspectModel' | 'inspectDataset' | 'audioFolderProblem' | 'audioFileProblem'> {
   const memo = new Map<string, Promise<unknown>>();
   const once =
     <T>(kind: string, f: (p: string) => Promise<T>) =>
@@ -147,7 +175,14 @@ export function compareModels(anchor: ModelInfo, other: ModelInfo, at: Range): R
   }
   if (a.preLayerNorm !== b.preLayerNorm) {
     const ln = (pre: boolean) => (pre ? 'pre-LN' : 'post-LN');
-    out.push(diagnostic(at, Severity.Error, 'incompatible-models', `models.other is ${ln(b.preLayerNorm)}, models.anchor is ${ln(a.preLayerNorm)}; both must use the same layer-norm placement`));
+    out.push(
+      diagnostic(
+        at,
+        Severity.Error,
+        'incompatible-models',
+        `models.other is ${ln(b.preLayerNorm)}, models.anchor is ${ln(a.preLayerNorm)}; both must use the same layer-norm placement`,
+      ),
+    );
   }
   const missing: string[] = [];
   const extra: string[] = [];
@@ -158,15 +193,37 @@ export function compareModels(anchor: ModelInfo, other: ModelInfo, at: Range): R
     else if (shapeText(o) !== shapeText(shape)) shapes.push(`${name} is ${shapeText(shape)} in anchor, ${shapeText(o)} in other`);
   }
   for (const name of other.shapes.keys()) if (!anchor.shapes.has(name)) extra.push(name);
-  const listed = (items: string[]) => items.slice(0, MAX_LISTED).join('; ') + (items.length > MAX_LISTED ? `; …and ${items.length - MAX_LISTED} more` : '');
+  const listed = (items: string[]) =>
+    items.slice(0, MAX_LISTED).join('; ') + (items.length > MAX_LISTED ? `; …and ${items.length - MAX_LISTED} more` : '');
   if (shapes.length) {
-    out.push(diagnostic(at, Severity.Error, 'incompatible-models', `models.other does not match models.anchor: ${shapes.length} tensor${plural(shapes.length)} differ in shape: ${listed(shapes)}`));
+    out.push(
+      diagnostic(
+        at,
+        Severity.Error,
+        'incompatible-models',
+        `models.other does not match models.anchor: ${shapes.length} tensor${plural(shapes.length)} differ in shape: ${listed(shapes)}`,
+      ),
+    );
   }
   if (missing.length) {
-    out.push(diagnostic(at, Severity.Error, 'incompatible-models', `models.other lacks ${missing.length} tensor${plural(missing.length)} of models.anchor: ${listed(missing)}`));
+    out.push(
+      diagnostic(
+        at,
+        Severity.Error,
+        'incompatible-models',
+        `models.other lacks ${missing.length} tensor${plural(missing.length)} of models.anchor: ${listed(missing)}`,
+      ),
+    );
   }
   if (extra.length) {
-    out.push(diagnostic(at, Severity.Error, 'incompatible-models', `models.other has ${extra.length} tensor${plural(extra.length)} models.anchor lacks: ${listed(extra)}`));
+    out.push(
+      diagnostic(
+        at,
+        Severity.Error,
+        'incompatible-models',
+        `models.other has ${extra.length} tensor${plural(extra.length)} models.anchor lacks: ${listed(extra)}`,
+      ),
+    );
   }
   return out;
 }
@@ -184,7 +241,12 @@ function checkLambdaAgainst(
   const layers = anchor.config.layers;
   if (Array.isArray(lambda) && lambda.length !== layers) {
     out.push(
-      diagnostic(at, Severity.Error, 'lambda-layer-count', `merge.lambda has ${lambda.length} value${plural(lambda.length)}; models.anchor has ${layers} transformer layer${plural(layers)}`),
+      diagnostic(
+        at,
+        Severity.Error,
+        'lambda-layer-count',
+        `merge.lambda has ${lambda.length} value${plural(lambda.length)}; models.anchor has ${layers} transformer layer${plural(layers)}`,
+      ),
     );
   }
   if (typeof lambda === 'object' && !Array.isArray(lambda) && lambda.overrides) {
@@ -193,7 +255,14 @@ function checkLambdaAgainst(
       const re = globToRegExp(glob);
       const keyRange = keyAt('merge', 'lambda', 'overrides', glob);
       if (keyRange && !names.some((n) => re.test(n))) {
-        out.push(diagnostic(keyRange, Severity.Warning, 'glob-matches-nothing', `merge.lambda.overrides: "${glob}" matches no tensor of models.anchor (e.g. ${names[names.length - 1]})`));
+        out.push(
+          diagnostic(
+            keyRange,
+            Severity.Warning,
+            'glob-matches-nothing',
+            `merge.lambda.overrides: "${glob}" matches no tensor of models.anchor (e.g. ${names[names.length - 1]})`,
+          ),
+        );
       }
     }
   }

@@ -121,7 +121,11 @@ class Validator {
         if (empty) this.diagnostics.splice(this.diagnostics.indexOf(empty), 1);
         emptySection.diagnostic = undefined;
         const at = path.length === 0 ? 'at the top level' : `in ${displayPath(path)}`;
-        this.report(keyRange, 'unknown-key', `Unknown key "${key}" ${at}: it belongs in ${displayPath([...path, section])}; indent it under ${section}:`);
+        this.report(
+          keyRange,
+          'unknown-key',
+          `Unknown key "${key}" ${at}: it belongs in ${displayPath([...path, section])}; indent it under ${section}:`,
+        );
         continue;
       }
       if (!propSchema) {
@@ -197,7 +201,11 @@ class Validator {
       const childPath = [...path, key];
       this.ranges.key.set(pathKey(childPath), keyRange);
       if (schema.keyFormat === 'glob' && (!GLOB.test(key) || key.includes('***'))) {
-        this.report(keyRange, 'bad-glob', `${displayPath(path)}: "${key}" is not a tensor-name glob (letters, digits, _ . - and the wildcards * ** ?)`);
+        this.report(
+          keyRange,
+          'bad-glob',
+          `${displayPath(path)}: "${key}" is not a tensor-name glob (letters, digits, _ . - and the wildcards * ** ?)`,
+        );
         continue;
       }
       const v = this.pairValue(item as Pair, schema.values, childPath, keyRange);
@@ -218,7 +226,8 @@ class Validator {
       const itemNode = item as Node | null;
       const childPath = [...path, i];
       const itemRange = itemNode?.range ? nodeRange(this.p, itemNode) : range;
-      const v = itemNode === null ? this.emptyValue(schema.items, childPath, itemRange) : this.walk(itemNode, schema.items, childPath, itemRange);
+      const v =
+        itemNode === null ? this.emptyValue(schema.items, childPath, itemRange) : this.walk(itemNode, schema.items, childPath, itemRange);
       // Holes keep indices aligned with the YAML items (and their ranges) in the partial value.
       if (v === INVALID) {
         out.push(undefined);
@@ -242,7 +251,11 @@ class Validator {
   private union(node: unknown, schema: UnionSchema, path: PathSegment[], range: Range): Value {
     const kind = isMap(node) ? 'mapping' : isSeq(node) ? 'sequence' : 'scalar';
     const variant = schema.variants.find((v) =>
-      kind === 'mapping' ? v.kind === 'object' || v.kind === 'map' : kind === 'sequence' ? v.kind === 'array' : v.kind !== 'object' && v.kind !== 'map' && v.kind !== 'array',
+      kind === 'mapping'
+        ? v.kind === 'object' || v.kind === 'map'
+        : kind === 'sequence'
+          ? v.kind === 'array'
+          : v.kind !== 'object' && v.kind !== 'map' && v.kind !== 'array',
     );
     if (!variant || (isScalar(node) && node.value === null)) {
       if (isScalar(node) && node.value === null) {
@@ -251,7 +264,13 @@ class Validator {
       }
       return this.wrongType(node, schema, path, range);
     }
-    if (variant.kind !== 'object' && variant.kind !== 'map' && variant.kind !== 'array' && isScalar(node) && typeof node.value !== typeof scalarExample(variant)) {
+    if (
+      variant.kind !== 'object' &&
+      variant.kind !== 'map' &&
+      variant.kind !== 'array' &&
+      isScalar(node) &&
+      typeof node.value !== typeof scalarExample(variant)
+    ) {
       return this.wrongType(node, schema, path, range);
     }
     return this.walk(node, variant, path, range);
@@ -300,7 +319,11 @@ class Validator {
       case 'literal':
         if (v !== schema.value) {
           if (path.length === 1 && path[0] === 'version') {
-            this.report(range, 'bad-version', `Unsupported recipe version ${describeNode(node)}; this Merge Studio reads version ${schema.value}`);
+            this.report(
+              range,
+              'bad-version',
+              `Unsupported recipe version ${describeNode(node)}; this Merge Studio reads version ${schema.value}`,
+            );
             return INVALID;
           }
           return this.wrongType(node, schema, path, range);

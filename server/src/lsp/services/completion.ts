@@ -5,15 +5,17 @@
  */
 import { promises as fs, type Dirent } from 'node:fs';
 import * as path from 'node:path';
+import { CompletionItemKind, InsertTextFormat, MarkupKind, type CompletionItem, type Position, type TextEdit } from 'vscode-languageserver';
 import {
-  CompletionItemKind,
-  InsertTextFormat,
-  MarkupKind,
-  type CompletionItem,
-  type Position,
-  type TextEdit,
-} from 'vscode-languageserver';
-import { describeExpected, expandUnion, HF_PREFIX, isAudioFile, keysAt, schemaAt, type ParsedRecipe, type Schema } from '../../engine/recipe';
+  describeExpected,
+  expandUnion,
+  HF_PREFIX,
+  isAudioFile,
+  keysAt,
+  schemaAt,
+  type ParsedRecipe,
+  type Schema,
+} from '../../engine/recipe';
 import { cursorContext } from './context';
 
 export interface CompletionInput {
@@ -45,7 +47,13 @@ export async function completeRecipe({ parsed, position, recipeFile }: Completio
 
 type EditRange = TextEdit['range'];
 
-function keyItems(o: Extract<Schema, { kind: 'object' }>, present: Set<string>, range: EditRange, prefix: string, nameOnly: boolean): CompletionItem[] {
+function keyItems(
+  o: Extract<Schema, { kind: 'object' }>,
+  present: Set<string>,
+  range: EditRange,
+  prefix: string,
+  nameOnly: boolean,
+): CompletionItem[] {
   return Object.entries(o.properties)
     .filter(([key]) => !present.has(key) || key === prefix)
     .map(([key, s], i) => ({
@@ -53,7 +61,7 @@ function keyItems(o: Extract<Schema, { kind: 'object' }>, present: Set<string>, 
       kind: CompletionItemKind.Property,
       detail: `${s.optional ? 'optional' : 'required'} · ${describeExpected(s)}`,
       documentation: { kind: MarkupKind.Markdown, value: documentation(s) },
-      // Required keys first, then the schema's order (which follows DESIGN.md).
+      // Required keys first, then the schema's order (the order a recipe is read in).
       sortText: `${s.optional ? 1 : 0}${String(i).padStart(2, '0')}`,
       insertTextFormat: InsertTextFormat.Snippet,
       textEdit: { range, newText: nameOnly ? key : keySnippet(key, s) },
@@ -120,7 +128,12 @@ async function valueItems(
     } else if (s.kind === 'literal') {
       items.push({ label: String(s.value), kind: CompletionItemKind.Value, textEdit: { range, newText: String(s.value) } });
     } else if (s.kind === 'number' && s.default !== undefined) {
-      items.push({ label: String(s.default), kind: CompletionItemKind.Value, detail: 'default', textEdit: { range, newText: String(s.default) } });
+      items.push({
+        label: String(s.default),
+        kind: CompletionItemKind.Value,
+        detail: 'default',
+        textEdit: { range, newText: String(s.default) },
+      });
     } else if (s.kind === 'string' && s.format !== 'text' && s.format !== 'glob' && recipeFile) {
       items.push(...(await pathItems(s.format, ctx.prefix, range, recipeFile)));
     }
@@ -129,7 +142,12 @@ async function valueItems(
 }
 
 /** Folder entries matching what is typed so far, relative to the recipe's folder. */
-async function pathItems(format: 'path' | 'directory' | 'model', typed: string, range: EditRange, recipeFile: string): Promise<CompletionItem[]> {
+async function pathItems(
+  format: 'path' | 'directory' | 'model',
+  typed: string,
+  range: EditRange,
+  recipeFile: string,
+): Promise<CompletionItem[]> {
   const items: CompletionItem[] = [];
   if (format === 'model' && typed === '') {
     items.push({

@@ -41,7 +41,8 @@ export async function hoverRecipe({ parsed, position, recipeFile, disk }: HoverI
   }
   if (schema.kind === 'string' && schema.format === 'model' && typeof value === 'string' && recipeFile) {
     const dir = modelLocation(recipeFile, value);
-    if (!dir) return markdown(`${value} is not in the Hugging Face cache yet; it is downloaded when the recipe runs.\n\n---\n\n${keyDoc}`, range);
+    if (!dir)
+      return markdown(`${value} is not in the Hugging Face cache yet; it is downloaded when the recipe runs.\n\n---\n\n${keyDoc}`, range);
     const inspection = await disk.inspectModel(dir);
     const about = inspection.ok ? describeModel(inspection.model) : `⚠ ${inspection.message}`;
     return markdown(`${about}\n\n---\n\n${keyDoc}`, range);

@@ -12,7 +12,15 @@
  */
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import { DiagnosticSeverity, MarkupKind, type CodeLens, type Diagnostic, type Hover, type Position, type Range } from 'vscode-languageserver';
+import {
+  DiagnosticSeverity,
+  MarkupKind,
+  type CodeLens,
+  type Diagnostic,
+  type Hover,
+  type Position,
+  type Range,
+} from 'vscode-languageserver';
 import * as lsp from '../../../../protocol/lsp-ext';
 import { isMergeReport } from '../../../../protocol/report';
 import type { MergeReport, PermuteGroup } from '../../engine/pipeline/report';
@@ -37,7 +45,15 @@ import {
   type ScorePoint,
   type SectionFingerprint,
 } from '../../engine/pipeline/report-insights';
-import { checkStructure, DIAGNOSTIC_SOURCE, locate, pathKey, readRecipeFile, resolveRecipePath, type RecipeStructure } from '../../engine/recipe';
+import {
+  checkStructure,
+  DIAGNOSTIC_SOURCE,
+  locate,
+  pathKey,
+  readRecipeFile,
+  resolveRecipePath,
+  type RecipeStructure,
+} from '../../engine/recipe';
 import { describeError } from '../../engine/errors';
 
 /** A report known for a recipe. */
@@ -124,7 +140,14 @@ export class RunInsights {
   async attachJob(uri: string, recipeFile: string, jobId: string, reportPath: string, docText: string | undefined): Promise<boolean> {
     const loaded = await this.load(reportPath);
     if (!loaded) return false;
-    this.byUri.set(uri, { id: jobId, origin: 'job', reportPath, report: loaded.report, mtimeMs: loaded.mtimeMs, ran: await this.ranSections(loaded.report, recipeFile, docText) });
+    this.byUri.set(uri, {
+      id: jobId,
+      origin: 'job',
+      reportPath,
+      report: loaded.report,
+      mtimeMs: loaded.mtimeMs,
+      ran: await this.ranSections(loaded.report, recipeFile, docText),
+    });
     this.looked.set(uri, reportPath);
     return true;
   }
@@ -158,8 +181,16 @@ export class RunInsights {
       this.log(`${reportPath} belongs to ${report.recipe.file}, not to ${recipeFile}: not shown`);
       return false;
     }
-    const id = known?.origin === 'job' && known.reportPath === reportPath && known.mtimeMs === loaded.mtimeMs ? known.id : diskReportId(reportPath);
-    this.byUri.set(uri, { id, origin: 'disk', reportPath, report, mtimeMs: loaded.mtimeMs, ran: await this.ranSections(report, recipeFile, text) });
+    const id =
+      known?.origin === 'job' && known.reportPath === reportPath && known.mtimeMs === loaded.mtimeMs ? known.id : diskReportId(reportPath);
+    this.byUri.set(uri, {
+      id,
+      origin: 'disk',
+      reportPath,
+      report,
+      mtimeMs: loaded.mtimeMs,
+      ran: await this.ranSections(report, recipeFile, text),
+    });
     return true;
   }
 
@@ -183,12 +214,18 @@ export class RunInsights {
     const alignAt = keys.get('align') ?? keys.get('models') ?? topLine;
     const mergeAt = keys.get('merge') ?? alignAt;
     const args: lsp.OpenReportPanelArgs = { jobId: record.id, uri };
-    const open = (range: Range, kind: keyof typeof lsp.OPEN_PANEL_COMMANDS, title: string): CodeLens => ({ range, command: { title, command: lsp.OPEN_PANEL_COMMANDS[kind], arguments: [args] } });
+    const open = (range: Range, kind: keyof typeof lsp.OPEN_PANEL_COMMANDS, title: string): CodeLens => ({
+      range,
+      command: { title, command: lsp.OPEN_PANEL_COMMANDS[kind], arguments: [args] },
+    });
     // Short lenses, the action first: a line of lenses is cut off at the editor's edge, and what is cut must not be
     // the button.
     if (!state.fresh) {
       const what = state.changed ? `${state.changed.join(', ')} changed` : 'the recipe file changed';
-      const rerun = (range: Range): CodeLens => ({ range, command: { title: `⚠ Out of date (${what}): run again`, command: 'mergeStudio.runRecipe', arguments: [uri] } });
+      const rerun = (range: Range): CodeLens => ({
+        range,
+        command: { title: `⚠ Out of date (${what}): run again`, command: 'mergeStudio.runRecipe', arguments: [uri] },
+      });
       return [
         rerun(alignAt),
         open(alignAt, 'correlation', 'Open diagnostics (last run)'),
@@ -201,8 +238,15 @@ export class RunInsights {
     const lenses: CodeLens[] = [open(alignAt, 'correlation', 'Open diagnostics')];
     if (align.taps === 0) lenses.push(open(alignAt, 'correlation', `Last run: ${describeAlignment(align)}`));
     else {
-      lenses.push(open(alignAt, 'correlation', `Last run: correlation ${formatCorrelation(align.before)} → ${formatCorrelation(align.after)} over ${align.taps} tap${align.taps === 1 ? '' : 's'}`));
-      if (align.worst) lenses.push(open(alignAt, 'correlation', `worst ${align.worst.tap} ${formatCorrelation(align.worst.meanCorrelationAfter)}`));
+      lenses.push(
+        open(
+          alignAt,
+          'correlation',
+          `Last run: correlation ${formatCorrelation(align.before)} → ${formatCorrelation(align.after)} over ${align.taps} tap${align.taps === 1 ? '' : 's'}`,
+        ),
+      );
+      if (align.worst)
+        lenses.push(open(alignAt, 'correlation', `worst ${align.worst.tap} ${formatCorrelation(align.worst.meanCorrelationAfter)}`));
     }
     lenses.push(open(mergeAt, 'results', 'Open results'));
     const scores = scoreSummary(report);
@@ -212,8 +256,14 @@ export class RunInsights {
       return lenses;
     }
     const point = (p: ScorePoint | null) => (p ? `${formatScore(p.average)} (${formatLambda(p.lambda)})` : '–');
-    lenses.push(open(mergeAt, 'results', `Last run: best permuted ${point(scores.bestPermuted)}`), open(mergeAt, 'results', `linear ${point(scores.bestLinear)}`));
-    const single = [scores.anchor === null ? '' : `anchor ${formatScore(scores.anchor)}`, scores.other === null ? '' : `other ${formatScore(scores.other)}`].filter(Boolean);
+    lenses.push(
+      open(mergeAt, 'results', `Last run: best permuted ${point(scores.bestPermuted)}`),
+      open(mergeAt, 'results', `linear ${point(scores.bestLinear)}`),
+    );
+    const single = [
+      scores.anchor === null ? '' : `anchor ${formatScore(scores.anchor)}`,
+      scores.other === null ? '' : `other ${formatScore(scores.other)}`,
+    ].filter(Boolean);
     if (single.length) lenses.push(open(mergeAt, 'results', single.join(' · ')));
     return lenses;
   }
@@ -248,7 +298,10 @@ export class RunInsights {
     if (!section) return base;
     const range = parsed.lines.range(at.scalar.start, at.scalar.end);
     const previous = base && typeof base.contents === 'object' && 'kind' in base.contents ? base.contents.value : '';
-    return { contents: { kind: MarkupKind.Markdown, value: previous ? `${section}\n\n---\n\n${previous}` : section }, range: base?.range ?? range };
+    return {
+      contents: { kind: MarkupKind.Markdown, value: previous ? `${section}\n\n---\n\n${previous}` : section },
+      range: base?.range ?? range,
+    };
   }
 
   // ---- internals ----
@@ -264,7 +317,8 @@ export class RunInsights {
 
   /** The sections of the text the run used: the file on disk or the open document, whichever has its hash. */
   private async ranSections(report: MergeReport, recipeFile: string, docText: string | undefined): Promise<SectionFingerprint | null> {
-    if (docText !== undefined && textSha256(docText) === report.recipe.sha256) return sectionFingerprint(checkStructure(docText).validation.partial);
+    if (docText !== undefined && textSha256(docText) === report.recipe.sha256)
+      return sectionFingerprint(checkStructure(docText).validation.partial);
     try {
       const onDisk = await readRecipeFile(recipeFile);
       if (textSha256(onDisk) === report.recipe.sha256) return sectionFingerprint(checkStructure(onDisk).validation.partial);
@@ -314,7 +368,9 @@ function runSection(report: MergeReport, at: (string | number)[], onKey: boolean
   const p = pathKey(at);
   const layerTable = (layer: number, what: string) => {
     const taps = tapsOfLayer(report, layer);
-    return taps.length ? `**Last run, layer ${layer}** (${what})\n\n${tapTable(taps)}` : `**Last run**: no aligned taps in layer ${layer} (${what})`;
+    return taps.length
+      ? `**Last run, layer ${layer}** (${what})\n\n${tapTable(taps)}`
+      : `**Last run**: no aligned taps in layer ${layer} (${what})`;
   };
   if (at.length === 3 && at[0] === 'align' && at[1] === 'permute' && typeof at[2] === 'number' && typeof value === 'string') {
     const group = value as PermuteGroup;
@@ -323,7 +379,9 @@ function runSection(report: MergeReport, at: (string | number)[], onKey: boolean
   }
   if (onKey && (p === 'align.permute' || p === 'align')) {
     const s = alignmentSummary(report);
-    const rows = s.groups.map((g) => `| ${GROUP_LABELS[g.group]} | ${g.taps} | ${formatCorrelation(g.before)} → ${formatCorrelation(g.after)} |`);
+    const rows = s.groups.map(
+      (g) => `| ${GROUP_LABELS[g.group]} | ${g.taps} | ${formatCorrelation(g.before)} → ${formatCorrelation(g.after)} |`,
+    );
     return `**Last run**: ${describeAlignment(s)}\n\n| part | taps | mean correlation before → after |\n|---|---:|---|\n${rows.join('\n')}`;
   }
   if (at.length === 3 && at[0] === 'merge' && at[1] === 'lambda' && typeof at[2] === 'number') return layerTable(at[2], `λ entry ${at[2]}`);

@@ -35,13 +35,23 @@ export const correlation: AlignMethod = {
   async align(ctx) {
     const probe = ctx.probe;
     if (!probe) throw new EngineError('bad-recipe', 'align.method correlation needs a probe section');
-    const [{ defaultBatchSize, estimateMemory, formatBytes }, { collectStatistics }] = await Promise.all([import('../../pipeline/plan'), import('../../pipeline/statistics')]);
+    const [{ defaultBatchSize, estimateMemory, formatBytes }, { collectStatistics }] = await Promise.all([
+      import('../../pipeline/plan'),
+      import('../../pipeline/statistics'),
+    ]);
     const cfg = ctx.anchor.config;
     const taps = correlationTaps(cfg, ctx.permute, ctx.heads);
     const batchSize = ctx.batchSize ?? defaultBatchSize(cfg, probe.segmentSamples);
     const mem = estimateMemory(cfg, taps, batchSize, probe.segmentSamples);
     ctx.stage('statistics', `${taps.length} taps, batches of ${batchSize} segments (≈ ${formatBytes(mem.statisticsBytes)} of statistics)`);
-    const { stats: byTap } = await collectStatistics(ctx.anchor, ctx.other, probe, taps, { ...ctx.session, batchSize, onEvent: ctx.emit, cancel: ctx.cancel, ...(ctx.shards ? { shards: ctx.shards } : {}), ...(ctx.memory ? { memory: ctx.memory } : {}) });
+    const { stats: byTap } = await collectStatistics(ctx.anchor, ctx.other, probe, taps, {
+      ...ctx.session,
+      batchSize,
+      onEvent: ctx.emit,
+      cancel: ctx.cancel,
+      ...(ctx.shards ? { shards: ctx.shards } : {}),
+      ...(ctx.memory ? { memory: ctx.memory } : {}),
+    });
     // Each tap's float64 cross matrix is dropped as soon as its correlation exists (for HuBERT-base the FFN taps
     // alone are ~0.9 GiB), so statistics and correlations are never both held.
     const correlations = new Map<string, Float64Array>();
@@ -51,16 +61,25 @@ export const correlation: AlignMethod = {
       correlations.set(tap, stats.correlation(s));
       dead.set(tap, stats.deadUnits(s));
       const n = Math.max(1, s.n);
-      moments.set(tap, { meanA: Float64Array.from(s.meanA), varA: s.m2A.map((v) => v / n), meanB: Float64Array.from(s.meanB), varB: s.m2B.map((v) => v / n) });
+      moments.set(tap, {
+        meanA: Float64Array.from(s.meanA),
+        varA: s.m2A.map((v) => v / n),
+        meanB: Float64Array.from(s.meanB),
+        varB: s.m2B.map((v) => v / n),
+      });
       byTap.delete(tap);
     }
     ctx.stage('assign', 'solving linear assignments');
-    const { perms, report } = await permutationsFromCorrelations(ctx.spec, { taps: correlations }, {
-      permute: ctx.permute,
-      heads: ctx.heads,
-      ...(ctx.signal ? { signal: ctx.signal } : {}),
-      onProgress: (done, total, what) => ctx.emit({ type: 'progress', stage: 'assign', done, total, message: what }),
-    });
+    const { perms, report } = await permutationsFromCorrelations(
+      ctx.spec,
+      { taps: correlations },
+      {
+        permute: ctx.permute,
+        heads: ctx.heads,
+        ...(ctx.signal ? { signal: ctx.signal } : {}),
+        onProgress: (done, total, what) => ctx.emit({ type: 'progress', stage: 'assign', done, total, message: what }),
+      },
+    );
     if (perms.size > 0) ctx.stage('permute', `applying ${perms.size} permutations to the other model`);
     const permuted = perms.size > 0 ? applyPermutations(ctx.other.weights, ctx.spec, perms) : ctx.other.weights;
     return { perms, report, permuted, functionPreserving: true, correlations, dead, moments };

@@ -5,5 +5,13 @@ export const none: AlignMethod = {
   name: 'none',
   needsProbe: false,
   taps: () => [],
-  align: async (ctx) => ({ perms: new Map(), report: [], permuted: ctx.other.weights, functionPreserving: true, correlations: new Map(), dead: new Map(), moments: new Map() }),
+  align: async (ctx) => ({
+    perms: new Map(),
+    report: [],
+    permuted: ctx.other.weights,
+    functionPreserving: true,
+    correlations: new Map(),
+    dead: new Map(),
+    moments: new Map(),
+  }),
 };

@@ -53,7 +53,16 @@ export interface SiteSystem {
 }
 
 /** Combines the three pair statistics of a tap (merged×merged, merged×anchor, merged×other) into the target system. */
-export function siteSystem(mm: PairStats, ma: PairStats, mb: PairStats, wa: Float32Array, ba: Float32Array, wb: Float32Array, bb: Float32Array, lambda: number): SiteSystem {
+export function siteSystem(
+  mm: PairStats,
+  ma: PairStats,
+  mb: PairStats,
+  wa: Float32Array,
+  ba: Float32Array,
+  wb: Float32Array,
+  bb: Float32Array,
+  lambda: number,
+): SiteSystem {
   const p = mm.dimA;
   const q = ba.length;
   const cxy = new Float64Array(p * q);
@@ -72,7 +81,8 @@ export function siteSystem(mm: PairStats, ma: PairStats, mb: PairStats, wa: Floa
   for (let i = 0; i < p; i++) {
     for (let c = 0; c < q; c++) {
       let s = 0;
-      for (let j = 0; j < p; j++) s += lambda * ma.cross[i * p + j]! * wa[c * p + j]! + (1 - lambda) * mb.cross[i * p + j]! * wb[c * p + j]!;
+      for (let j = 0; j < p; j++)
+        s += lambda * ma.cross[i * p + j]! * wa[c * p + j]! + (1 - lambda) * mb.cross[i * p + j]! * wb[c * p + j]!;
       cxy[i * q + c] = s;
     }
   }
@@ -128,8 +138,12 @@ export const lsq: MergeMethod = {
   async merge(ctx: MergeContext) {
     if (!ctx.probe) throw new EngineError('bad-recipe', 'merge.method lsq needs a probe section');
     const { train, validation } = splitProbe(ctx.probe);
-    if (validation.segments.length === 0) throw new EngineError('bad-recipe', 'merge.method lsq needs at least 5 probe segments (a fifth of them chooses the ridge strength)');
-    const [{ PairStatisticsSession }, { defaultBatchSize }] = await Promise.all([import('../../model/pair-graph'), import('../../pipeline/plan')]);
+    if (validation.segments.length === 0)
+      throw new EngineError('bad-recipe', 'merge.method lsq needs at least 5 probe segments (a fifth of them chooses the ridge strength)');
+    const [{ PairStatisticsSession }, { defaultBatchSize }] = await Promise.all([
+      import('../../model/pair-graph'),
+      import('../../pipeline/plan'),
+    ]);
     const cfg = ctx.config;
     const batchSize = ctx.batchSize ?? defaultBatchSize(cfg, ctx.probe.segmentSamples);
     const lambdaCtx = { layers: cfg.layers, preLayerNorm: cfg.preLayerNorm };
@@ -167,7 +181,13 @@ export const lsq: MergeMethod = {
       for (const site of layerSites) {
         const t = (w: WeightMap, name: string) => w.get(name)!.data;
         const lambda = lambdaForTensor(site.weight, ctx.lambda, lambdaCtx);
-        const args = [t(ctx.anchor, site.weight), t(ctx.anchor, site.bias), t(ctx.other, site.weight), t(ctx.other, site.bias), lambda] as const;
+        const args = [
+          t(ctx.anchor, site.weight),
+          t(ctx.anchor, site.bias),
+          t(ctx.other, site.weight),
+          t(ctx.other, site.bias),
+          lambda,
+        ] as const;
         const sys = siteSystem(fit.mm.get(site.tap)!, fit.ma.get(site.tap)!, fit.mb.get(site.tap)!, ...args);
         const val = siteSystem(check.mm.get(site.tap)!, check.ma.get(site.tap)!, check.mb.get(site.tap)!, ...args);
         const prior = t(merged, site.weight);

@@ -12,7 +12,11 @@ export function cholesky(a: Float64Array, p: number): Float64Array {
       let s = a[i * p + j]!;
       for (let k = 0; k < j; k++) s -= l[i * p + k]! * l[j * p + k]!;
       if (i === j) {
-        if (!(s > 0)) throw new EngineError('runtime-error', `least-squares refit: the normal equations are not positive definite (pivot ${s} at ${i})`);
+        if (!(s > 0))
+          throw new EngineError(
+            'runtime-error',
+            `least-squares refit: the normal equations are not positive definite (pivot ${s} at ${i})`,
+          );
         l[i * p + i] = Math.sqrt(s);
       } else l[i * p + j] = s / l[j * p + j]!;
     }
@@ -24,7 +28,14 @@ export function cholesky(a: Float64Array, p: number): Float64Array {
  * Ridge regression toward a prior from normal equations: W (q×p, row-major) minimising ‖X Wᵀ − Y‖² + α‖W − W0‖²,
  * given XᵀX (p×p) and XᵀY (p×q): (XᵀX + αI) Wᵀ = XᵀY + α W0ᵀ.
  */
-export function ridgeSolve(xtx: Float64Array, xty: Float64Array, p: number, q: number, alpha: number, prior: ArrayLike<number>): Float64Array {
+export function ridgeSolve(
+  xtx: Float64Array,
+  xty: Float64Array,
+  p: number,
+  q: number,
+  alpha: number,
+  prior: ArrayLike<number>,
+): Float64Array {
   const a = Float64Array.from(xtx);
   for (let i = 0; i < p; i++) a[i * p + i] += alpha;
   const l = cholesky(a, p);

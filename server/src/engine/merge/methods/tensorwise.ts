@@ -6,12 +6,24 @@ export const linear: MergeMethod = {
   name: 'linear',
   needsProbe: false,
   interpolation: 'linear',
-  merge: async (ctx) => mergeWeights(ctx.anchor, ctx.other, { method: 'linear', lambda: ctx.lambda, layers: ctx.config.layers, preLayerNorm: ctx.config.preLayerNorm }).weights,
+  merge: async (ctx) =>
+    mergeWeights(ctx.anchor, ctx.other, {
+      method: 'linear',
+      lambda: ctx.lambda,
+      layers: ctx.config.layers,
+      preLayerNorm: ctx.config.preLayerNorm,
+    }).weights,
 };
 
 export const slerp: MergeMethod = {
   name: 'slerp',
   needsProbe: false,
   interpolation: 'slerp',
-  merge: async (ctx) => mergeWeights(ctx.anchor, ctx.other, { method: 'slerp', lambda: ctx.lambda, layers: ctx.config.layers, preLayerNorm: ctx.config.preLayerNorm }).weights,
+  merge: async (ctx) =>
+    mergeWeights(ctx.anchor, ctx.other, {
+      method: 'slerp',
+      lambda: ctx.lambda,
+      layers: ctx.config.layers,
+      preLayerNorm: ctx.config.preLayerNorm,
+    }).weights,
 };
