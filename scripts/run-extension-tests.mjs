@@ -335,6 +335,9 @@ try {
     ],
   });
   const page = await browser.newPage();
+  // Commands show their notifications without awaiting them: on a loaded machine a toast can render seconds after
+  // the command returned, so a test's toasts count until this long after it ended.
+  const UI_GRACE_MS = 5000;
   // Every notification toast the workbench shows, with its buttons, for the tests' `ui` expectations.
   const toasts = [];
   await page.exposeBinding('__mergeStudioToast', (_source, t) => {
@@ -380,8 +383,8 @@ try {
     await sleep(200);
   }
   stream();
-  // A test's toasts count until 1 s after it ended (see the matching below): keep recording for the last one.
-  if (existsSync(RESULTS)) await sleep(1000);
+  // A test's toasts count until UI_GRACE_MS after it ended (see the matching below): keep recording for the last one.
+  if (existsSync(RESULTS)) await sleep(UI_GRACE_MS);
   if (!existsSync(RESULTS)) {
     console.log(`\nno results after ${TIMEOUT_S} s: the suite did not finish (profile and logs kept in ${run})`);
     for (const f of logsUnder(path.join(userData, 'logs'))
@@ -394,7 +397,7 @@ try {
     const res = JSON.parse(readFileSync(RESULTS, 'utf8'));
     // A test that passed in the extension host still fails when the person would not have seen what it expects.
     for (const r of res) {
-      const during = toasts.filter((t) => r.start === undefined || (t.at >= r.start && t.at <= r.end + 1000));
+      const during = toasts.filter((t) => r.start === undefined || (t.at >= r.start && t.at <= r.end + UI_GRACE_MS));
       const missing = (r.ok && r.ui ? r.ui : []).filter(
         (u) => !during.some((t) => t.text.includes(u.toast) && (!u.button || t.buttons.includes(u.button))),
       );
