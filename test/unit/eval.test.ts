@@ -254,12 +254,12 @@ describe('evaluateModel', () => {
   it('stops when cancelled', async () => {
     makeTask('cancel', 2, 3, 2);
     const tasks = await loadEvalTasks([{ name: 'cancel', data: path.join(root, 'cancel') }], loader(true));
-    const token = { cancelled: false };
+    const cancel = new AbortController();
     const stopping: EmbedFn = async (audio) => {
-      token.cancelled = true;
+      cancel.abort();
       return embed(audio);
     };
-    const e = await evaluateModel(stopping, tasks, { batchSize: 2, cancel: token }).catch((x: unknown) => x);
+    const e = await evaluateModel(stopping, tasks, { batchSize: 2, signal: cancel.signal }).catch((x: unknown) => x);
     expect(e).toBeInstanceOf(EngineError);
     expect((e as EngineError).code).toBe('cancelled');
   });

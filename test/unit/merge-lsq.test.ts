@@ -144,7 +144,7 @@ describe('least-squares refit (merge.method lsq)', () => {
       seed: 0,
       session: {},
       emit: () => undefined,
-      cancel: { cancelled: false },
+      signal: undefined,
     });
     for (const [name, t] of w) {
       const m = merged.get(name)!.data;

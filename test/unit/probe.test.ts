@@ -133,7 +133,7 @@ describe('buildProbeSet', () => {
     expect(events).toHaveLength(4);
     expect(events[0]).toMatchObject({ type: 'progress', stage: 'probe', done: 0, total: 3 });
     expect(events[3]).toMatchObject({ type: 'progress', stage: 'probe', done: 3, total: 3 });
-    const e = await engineError(buildProbeSet({ ...base, sources: ['nested'], cancel: { cancelled: true } }));
+    const e = await engineError(buildProbeSet({ ...base, sources: ['nested'], signal: AbortSignal.abort() }));
     expect(e.code).toBe('cancelled');
   });
 

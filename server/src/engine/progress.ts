@@ -24,11 +24,6 @@ export interface JobSummary {
 
 export type ProgressSink = (event: JobEvent) => void;
 
-/** A cancellation signal the engine polls between chunks of work (onnxruntime cannot abort a running session). */
-export interface CancelToken {
-  readonly cancelled: boolean;
-}
-
 /**
  * Progress of part `index` of `count` equal parts of one stage (evaluate scores several systems, each over the same
  * clips), reported as progress of the whole stage: one bar and one ETA per stage, never restarting at 0 per part.

@@ -16,7 +16,7 @@
 import { EngineError } from '../errors';
 import { loadTaskDataset, type TaskDataset } from '../io/dataset';
 import type { Tensor } from '../model/tensor';
-import type { CancelToken, ProgressSink } from '../progress';
+import type { ProgressSink } from '../progress';
 import { mulberry32 } from '../random';
 import { runProbes, type ProbeOptions } from './probe-classifier';
 
@@ -66,7 +66,7 @@ export interface LoadTasksOptions {
   seed?: number;
   baseDir?: string;
   progress?: ProgressSink;
-  cancel?: CancelToken;
+  signal?: AbortSignal;
 }
 
 /** Loads, checks and decodes every task's audio once. */
@@ -92,7 +92,7 @@ export async function loadEvalTasks(
     const prepare = async (clips: TaskDataset['train']['clips']): Promise<PreparedSplit> => {
       const audio: Float32Array[] = [];
       for (const c of clips) {
-        checkCancel(options.cancel);
+        checkCancel(options.signal);
         const samples = await loadAudio(c.file);
         if (samples.length === 0) throw new EngineError('bad-audio', `${c.file}: no audio samples`, c.file);
         audio.push(samples);
@@ -156,7 +156,7 @@ export interface EvaluateOptions {
   /** Names the model in progress messages. */
   label?: string;
   progress?: ProgressSink;
-  cancel?: CancelToken;
+  signal?: AbortSignal;
 }
 
 export interface TaskScore {
@@ -203,7 +203,7 @@ export async function evaluateModel(
   const features: (Float32Array | undefined)[] = splits.map(() => undefined);
   let shape: { layers: number; dim: number } | undefined;
   for (let start = 0; start < order.length; start += batchSize) {
-    checkCancel(options.cancel);
+    checkCancel(options.signal);
     const batch = order.slice(start, start + batchSize).map((i) => clips[i]!);
     const t = await embed(batch.map((c) => c.audio));
     if (t.shape.length !== 3 || t.shape[0] !== batch.length) {
@@ -239,7 +239,7 @@ export async function evaluateModel(
 
   const scores: TaskScore[] = [];
   for (const [t, task] of tasks.entries()) {
-    checkCancel(options.cancel);
+    checkCancel(options.signal);
     const tensor = (s: number): Tensor => ({ shape: [splits[s]!.split.audio.length, shape!.layers, shape!.dim], data: features[s]! });
     const r = await runProbes(
       { features: tensor(2 * t), labels: task.train.labels },
@@ -291,6 +291,6 @@ function mean(xs: readonly number[]): number {
   return xs.reduce((a, b) => a + b, 0) / xs.length;
 }
 
-function checkCancel(cancel: CancelToken | undefined): void {
-  if (cancel?.cancelled) throw new EngineError('cancelled', 'evaluation cancelled');
+function checkCancel(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) throw new EngineError('cancelled', 'evaluation cancelled');
 }

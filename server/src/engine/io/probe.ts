@@ -14,7 +14,7 @@
  */
 import * as path from 'node:path';
 import { EngineError } from '../errors';
-import type { CancelToken, ProgressSink } from '../progress';
+import type { ProgressSink } from '../progress';
 import { mulberry32 } from '../random';
 import { listAudioFiles, loadAudio } from './audio';
 
@@ -29,7 +29,7 @@ export interface ProbeOptions {
   maxSeconds: number;
   seed: number;
   progress?: ProgressSink;
-  cancel?: CancelToken;
+  signal?: AbortSignal;
 }
 
 export interface ProbeSegment {
@@ -95,7 +95,7 @@ export async function buildProbeSet(opts: ProbeOptions): Promise<ProbeSet> {
     let filesDecoded = 0;
     for (const file of order) {
       if (pool.length >= cap) break;
-      if (opts.cancel?.cancelled) throw new EngineError('cancelled', 'probe set cancelled');
+      if (opts.signal?.aborted) throw new EngineError('cancelled', 'probe set cancelled');
       opts.progress?.({ type: 'progress', stage: 'probe', done: filesDecoded, total: files.length, message: path.basename(file) });
       const audio = await loadAudio(file, sampleRate);
       filesDecoded++;

@@ -26,7 +26,6 @@ import { GraphBuilder } from '../model/graph-builder';
 import { createSession, type SessionOptions } from '../model/runtime';
 import type { WeightMap } from '../model/tensor';
 import { tapName, type TapName } from '../model/taps';
-import type { CancelToken } from '../progress';
 import { lambdaForTensor, type LambdaSpec } from './lambda';
 
 export interface Moments {
@@ -36,7 +35,7 @@ export interface Moments {
 
 export interface MomentOptions extends SessionOptions {
   batchSize: number;
-  cancel?: CancelToken;
+  signal?: AbortSignal;
 }
 
 /** Per-unit mean and (population) variance of frames-first taps over all probe frames, for one model. */
@@ -61,7 +60,7 @@ export async function unitMoments(
   let rows = 0;
   try {
     for (const batch of iterateBatches(probe, opts.batchSize)) {
-      if (opts.cancel?.cancelled) throw new EngineError('cancelled', 'cancelled while measuring unit statistics');
+      if (opts.signal?.aborted) throw new EngineError('cancelled', 'cancelled while measuring unit statistics');
       const out = await session.run(
         { audio: new ort.Tensor('float32', batch.data, batch.dims) },
         taps.flatMap((t) => [`${t}:mean`, `${t}:square`]),

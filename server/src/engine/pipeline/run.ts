@@ -77,13 +77,8 @@ export async function runLoadedRecipe(loaded: LoadedRecipe, opts: RunOptions = {
   const started = performance.now();
   const { recipe } = loaded;
   const emit = opts.onEvent ?? (() => undefined);
-  const cancel = {
-    get cancelled() {
-      return opts.signal?.aborted ?? false;
-    },
-  };
   const checkCancel = () => {
-    if (cancel.cancelled) throw new EngineError('cancelled', 'the run was cancelled');
+    if (opts.signal?.aborted) throw new EngineError('cancelled', 'the run was cancelled');
   };
   const timings: Partial<Record<JobStage, number>> = {};
   let stageStart = performance.now();
@@ -141,7 +136,7 @@ export async function runLoadedRecipe(loaded: LoadedRecipe, opts: RunOptions = {
       maxSeconds: recipe.probe.max_seconds,
       seed,
       progress: emit,
-      cancel,
+      signal: opts.signal,
     });
     emit({
       type: 'log',
@@ -163,7 +158,6 @@ export async function runLoadedRecipe(loaded: LoadedRecipe, opts: RunOptions = {
     session,
     stage,
     emit,
-    cancel,
     signal: opts.signal,
     memory: recipe.runtime.memory,
     shards: opts.statsDirs
@@ -200,11 +194,10 @@ export async function runLoadedRecipe(loaded: LoadedRecipe, opts: RunOptions = {
     session,
     stage,
     emit,
-    cancel,
     signal: opts.signal,
   };
   for (const s of systems.slice(1)) await alignmentFor(s, alignments, alignCtx);
-  const buildCtx: BuildContext = { anchor, other, probe, batchSize: recipe.runtime.batch_size, seed, session, emit, cancel };
+  const buildCtx: BuildContext = { anchor, other, probe, batchSize: recipe.runtime.batch_size, seed, session, emit, signal: opts.signal };
   const systemReports = new Map<string, SystemReport>();
   const build = async (s: SystemSettings, spec: LambdaSpec) => {
     const built = await buildSystem(s, await alignmentFor(s, alignments, alignCtx), spec, buildCtx);
@@ -230,7 +223,7 @@ export async function runLoadedRecipe(loaded: LoadedRecipe, opts: RunOptions = {
     const tasks = await loadEvalTasks(
       recipe.evaluate.tasks.map((t) => ({ name: t.name, domain: t.domain, data: loaded.resolve(t.data) })),
       (f) => loadAudio(f, cfg.sampleRate),
-      { split: recipe.evaluate.split, seed, progress: emit, cancel },
+      { split: recipe.evaluate.split, seed, progress: emit, signal: opts.signal },
     );
     evaluation = {
       ...(await evaluateVariants({
@@ -247,7 +240,7 @@ export async function runLoadedRecipe(loaded: LoadedRecipe, opts: RunOptions = {
         session,
         seed,
         emit,
-        cancel,
+        signal: opts.signal,
         aligned: perms.size > 0,
       })),
       split: recipe.evaluate.split,
@@ -443,7 +436,7 @@ interface VariantInputs {
   session: { device: Device; threads?: number };
   seed: number;
   emit: ProgressSink;
-  cancel: { readonly cancelled: boolean };
+  signal: AbortSignal | undefined;
   aligned: boolean;
 }
 
@@ -466,7 +459,7 @@ async function evaluateVariants(v: VariantInputs): Promise<NonNullable<MergeRepo
       const r = await evaluateModel((clips) => session.embed(clips), v.tasks, {
         label,
         progress,
-        cancel: v.cancel,
+        signal: v.signal,
         probe: { seed: v.seed },
       });
       for (const t of r.tasks)

@@ -13,14 +13,14 @@ import type { Recipe } from '../recipe/schema';
 import { planStatistics } from './memory-plan';
 import { reduceStatShards, segmentRefs, statisticsIdentity } from './shards';
 import type { TapName } from '../model/taps';
-import type { CancelToken, ProgressSink } from '../progress';
+import type { ProgressSink } from '../progress';
 
 export interface StatisticsOptions extends SessionOptions {
   batchSize: number;
   /** How each batch runs through the pair (front-end group size, layers per pass); see model/pair-graph.ts. */
   passes?: Partial<PassPlan>;
   onEvent?: ProgressSink;
-  cancel?: CancelToken;
+  signal?: AbortSignal;
   /** `runtime.memory`: batch size (at most `batchSize`) and passes are chosen to stay under it. */
   memory?: string;
   /** Reduce these statistics shards instead of running the probe (`merge-studio run --stats`). */
@@ -63,7 +63,7 @@ export async function collectStatistics(
     let done = 0;
     opts.onEvent?.({ type: 'progress', stage: 'statistics', done, total, message: `${taps.length} taps on ${session.backend}` });
     for (const batch of iterateBatches(probe, batchSize)) {
-      if (opts.cancel?.cancelled) throw new EngineError('cancelled', 'cancelled while collecting statistics');
+      if (opts.signal?.aborted) throw new EngineError('cancelled', 'cancelled while collecting statistics');
       const moments = await session.run(batch.data, batch.dims[0]);
       for (const m of moments) {
         assertFiniteMoments(m.tap, m.cross, m.meanA, m.meanB);
@@ -96,7 +96,7 @@ async function statisticsFromShards(
   opts.onEvent?.({ type: 'progress', stage: 'statistics', done: 0, total, message: `reducing ${total} statistics shard(s)` });
   const identity = await statisticsIdentity(shards.recipe, shards.modelDirs, taps, probe);
   return reduceStatShards(shards.dirs, identity, segmentRefs(probe, shards.baseDir), (done, all, dir) => {
-    if (opts.cancel?.cancelled) throw new EngineError('cancelled', 'cancelled while reducing statistics shards');
+    if (opts.signal?.aborted) throw new EngineError('cancelled', 'cancelled while reducing statistics shards');
     opts.onEvent?.({ type: 'progress', stage: 'statistics', done, total: all, message: `shard ${dir}` });
   });
 }

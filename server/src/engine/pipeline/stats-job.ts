@@ -39,13 +39,8 @@ export async function computeStatShard(
   const started = performance.now();
   const { recipe } = loaded;
   const emit = opts.onEvent ?? (() => undefined);
-  const cancel = {
-    get cancelled() {
-      return opts.signal?.aborted ?? false;
-    },
-  };
   const stage = (s: JobStage, message: string) => {
-    if (cancel.cancelled) throw new EngineError('cancelled', 'cancelled');
+    if (opts.signal?.aborted) throw new EngineError('cancelled', 'cancelled');
     emit({ type: 'stage', stage: s, message });
   };
   if (recipe.align.method !== 'correlation') {
@@ -77,7 +72,7 @@ export async function computeStatShard(
     maxSeconds: recipe.probe.max_seconds,
     seed: recipe.runtime.seed,
     progress: emit,
-    cancel,
+    signal: opts.signal,
   });
   const [start, end] = shardRange(probe.segments.length, shard);
   const part = shardProbe(probe, shard);
@@ -93,7 +88,7 @@ export async function computeStatShard(
     batchSize: plan.batchSize,
     passes: plan.passes,
     onEvent: emit,
-    cancel,
+    signal: opts.signal,
   });
 
   stage('write', `writing ${outDir}`);

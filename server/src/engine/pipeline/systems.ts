@@ -62,7 +62,7 @@ export interface BuildContext {
   seed: number;
   session: AlignContext['session'];
   emit: AlignContext['emit'];
-  cancel: AlignContext['cancel'];
+  signal: AlignContext['signal'];
 }
 
 export interface BuiltSystem {
@@ -87,7 +87,7 @@ export async function buildSystem(s: SystemSettings, aligned: AlignOutcome, lamb
     seed: c.seed,
     session: c.session,
     emit: c.emit,
-    cancel: c.cancel,
+    signal: c.signal,
   });
   let config = cfg;
   // Which endpoint unit each FFN unit of the merged model stands for (zipping splits some), for repair's targets.
@@ -109,7 +109,7 @@ export async function buildSystem(s: SystemSettings, aligned: AlignOutcome, lamb
   if (s.merge.repair) {
     if (!c.probe) throw new EngineError('bad-recipe', `merge.repair (${s.name}) needs a probe section`);
     const probe = c.probe;
-    const moments = { ...c.session, batchSize: c.batchSize ?? defaultBatchSize(cfg, probe.segmentSamples), cancel: c.cancel };
+    const moments = { ...c.session, batchSize: c.batchSize ?? defaultBatchSize(cfg, probe.segmentSamples), signal: c.signal };
     let cached = endpointCache.get(aligned);
     if (!cached) endpointCache.set(aligned, (cached = endpointMoments(c, aligned, probe, moments)));
     const ends = await cached;

@@ -48,7 +48,7 @@ export const correlation: AlignMethod = {
       ...ctx.session,
       batchSize,
       onEvent: ctx.emit,
-      cancel: ctx.cancel,
+      signal: ctx.signal,
       ...(ctx.shards ? { shards: ctx.shards } : {}),
       ...(ctx.memory ? { memory: ctx.memory } : {}),
     });

@@ -10,7 +10,7 @@ import type { EncoderModel } from '../../model/encoder';
 import type { SessionOptions } from '../../model/runtime';
 import type { WeightMap } from '../../model/tensor';
 import type { TapName } from '../../model/taps';
-import type { CancelToken, JobStage, ProgressSink } from '../../progress';
+import type { JobStage, ProgressSink } from '../../progress';
 import type { AlignMethodName, HeadsMode, PermutePart } from '../../recipe/schema';
 import type { Permutations } from '../permute';
 import type { GroupReport } from '../solve';
@@ -32,7 +32,6 @@ export interface AlignContext {
   /** Starts a pipeline stage (progress bar, timings). */
   stage: (stage: JobStage, message: string) => void;
   emit: ProgressSink;
-  cancel: CancelToken;
   signal: AbortSignal | undefined;
   /** Statistics shards to reduce instead of running the probe (`run --stats`); methods built on collectStatistics honour it. */
   shards?: ShardInput | undefined;

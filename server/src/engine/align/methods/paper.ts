@@ -30,7 +30,6 @@ export const paper: AlignMethod = {
       heads: ctx.heads,
       batchSize,
       onEvent: ctx.emit,
-      cancel: ctx.cancel,
       ...(ctx.signal ? { signal: ctx.signal } : {}),
     });
     if (r.ignored.length)

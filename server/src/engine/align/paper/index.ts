@@ -20,7 +20,7 @@ import { PairStatisticsSession } from '../../model/pair-graph';
 import type { SessionOptions } from '../../model/runtime';
 import type { WeightMap } from '../../model/tensor';
 import { tapName, type TapName } from '../../model/taps';
-import type { CancelToken, ProgressSink } from '../../progress';
+import type { ProgressSink } from '../../progress';
 import type { HeadsMode, PermutePart } from '../../recipe/schema';
 import { solveAssignment } from '../lap-async';
 import type { Assignment } from '../lap';
@@ -45,7 +45,6 @@ export interface PaperAlignOptions extends SessionOptions {
   heads: HeadsMode;
   batchSize: number;
   onEvent?: ProgressSink;
-  cancel?: CancelToken;
   signal?: AbortSignal;
   /** The FFN assignment (default: solveAssignment, off the main thread for large n). */
   assign?: (score: Float64Array, n: number) => Promise<Assignment>;
@@ -120,7 +119,7 @@ export async function collectPaperStatistics(
       message: `${taps.length} taps (per-batch standardised) on ${session.backend}`,
     });
     for (const batch of iterateBatches(probe, opts.batchSize)) {
-      if (opts.cancel?.cancelled) throw new EngineError('cancelled', 'cancelled while collecting statistics');
+      if (opts.signal?.aborted) throw new EngineError('cancelled', 'cancelled while collecting statistics');
       for (const m of await session.run(batch.data, batch.dims[0])) {
         for (const a of [m.cross, m.m2A, m.m2B]) {
           if (!a.every(Number.isFinite))

@@ -149,7 +149,7 @@ export const lsq: MergeMethod = {
     const lambdaCtx = { layers: cfg.layers, preLayerNorm: cfg.preLayerNorm };
     let merged: WeightMap = await linear.merge(ctx);
     for (let l = 0; l < cfg.layers; l++) {
-      if (ctx.cancel.cancelled) throw new EngineError('cancelled', 'cancelled during the least-squares refit');
+      if (ctx.signal?.aborted) throw new EngineError('cancelled', 'cancelled during the least-squares refit');
       ctx.emit({ type: 'log', level: 'info', message: `lsq: refitting layer ${l} of ${cfg.layers}` });
       const layerSites = sites(l);
       const taps = layerSites.map((s) => s.tap);
@@ -161,7 +161,7 @@ export const lsq: MergeMethod = {
           const parts = [train, validation].map(() => new Map<TapName, PairStats>());
           for (const [k, probe] of [train, validation].entries()) {
             for (const batch of iterateBatches(probe, batchSize)) {
-              if (ctx.cancel.cancelled) throw new EngineError('cancelled', 'cancelled during the least-squares refit');
+              if (ctx.signal?.aborted) throw new EngineError('cancelled', 'cancelled during the least-squares refit');
               for (const mo of await session.run(batch.data, batch.dims[0])) {
                 let s = parts[k]!.get(mo.tap);
                 if (!s) parts[k]!.set(mo.tap, (s = createPairStats(mo.dimA, mo.dimB)));

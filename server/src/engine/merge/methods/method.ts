@@ -6,7 +6,7 @@ import type { EncoderConfig } from '../../io/hfconfig';
 import type { ProbeSet } from '../../io/probe';
 import type { SessionOptions } from '../../model/runtime';
 import type { WeightMap } from '../../model/tensor';
-import type { CancelToken, ProgressSink } from '../../progress';
+import type { ProgressSink } from '../../progress';
 import type { MergeMethodName } from '../../recipe/schema';
 import type { LambdaSpec } from '../lambda';
 import type { MergeMethod as TensorInterpolation } from '../merge';
@@ -24,7 +24,7 @@ export interface MergeContext {
   seed: number;
   session: SessionOptions;
   emit: ProgressSink;
-  cancel: CancelToken;
+  signal: AbortSignal | undefined;
 }
 
 export interface MergeMethod {
