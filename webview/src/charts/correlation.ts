@@ -32,6 +32,9 @@ export interface ChartOptions {
 const SCHEMA = 'https://vega.github.io/schema/vega-lite/v6.json';
 /** Room for the y axis, its title and padding, so the plot fits the card. */
 const Y_AXIS_ROOM = 64;
+/** Width of a heatmap's colour legend with its title, and the gap between the before and after matrices. */
+const HEATMAP_LEGEND_ROOM = 80;
+const HEATMAP_GAP = 24;
 
 const selectedTest = `${SELECTED_SIGNAL} !== null && datum.key === ${SELECTED_SIGNAL}`;
 
@@ -213,8 +216,9 @@ export function heatmapChart(tap: TapReport, o: ChartOptions): ChartModel | null
   const n = squareSide(tap.heatmap.after);
   const sampled = tap.heatmap.units !== undefined;
   const perBlock = sampled ? 1 : Math.max(1, Math.round(tap.units / n));
-  // Two matrices side by side, plus the legend and axis titles.
-  const cell = cellSize((o.width - 2 * Y_AXIS_ROOM) / 2, n, 3, 14);
+  // Two matrices side by side, plus one y axis title, the gap between them and the colour legend. Cells may be
+  // fractional: a 64-unit sample must still fit a half-width card (≈ 500 px).
+  const cell = Math.min(14, Math.max(1, (o.width - Y_AXIS_ROOM - HEATMAP_LEGEND_ROOM - HEATMAP_GAP) / 2 / n));
   // A sampled matrix (pipeline/heatmap.ts): n of the units, ranked by matched correlation, best first.
   const axisTitle = sampled ? ` (${n} of ${tap.units}, best matched first)` : perBlock > 1 ? ` (blocks of ${perBlock})` : '';
   const spec: TopLevelSpec = {
