@@ -1,7 +1,6 @@
 /** `merge-studio run <recipe>`: align + merge + evaluate, with a progress bar (or JSON events) and a summary table. */
 import * as path from 'node:path';
 import type { Command } from 'commander';
-import { EngineError, describeError } from '../engine/errors';
 import { loadEncoderConfig } from '../engine/io/hfconfig';
 import { parseHubRef, resolveModelRef } from '../engine/io/hub';
 import { framesFor } from '../engine/model/encoder';
@@ -14,11 +13,10 @@ import { guardOutput } from '../engine/pipeline/output-guard';
 import { probeNeed } from '../engine/pipeline/probe-need';
 import type { MergeReport } from '../engine/pipeline/report';
 import { runLoadedRecipe } from '../engine/pipeline/run';
-import type { JobEvent } from '../engine/progress';
 import { loadRecipe } from '../engine/recipe/load';
 import { recipeSchema } from '../engine/recipe/schema';
-import { onOutputClosed, parseDevice, parseThreads, type Output } from './common';
-import { ProgressRenderer } from './progress-bar';
+import { parseDevice, parseThreads, type Output } from './common';
+import { parseProgressFormat, withJobSession } from './job-session';
 
 export function registerRunCommand(program: Command, out: Output): void {
   program
@@ -33,9 +31,7 @@ export function registerRunCommand(program: Command, out: Output): void {
     .action(async (file: string, opts: { device?: string; threads?: string; progress?: string; dryRun?: boolean; stats?: string[] }) => {
       const device = opts.device ? parseDevice(opts.device) : undefined;
       const threads = parseThreads(opts.threads);
-      const format = opts.progress ?? (process.stderr.isTTY ? 'bar' : 'plain');
-      if (!['bar', 'plain', 'json'].includes(format))
-        throw new EngineError('bad-config', `--progress must be bar, plain or json, got "${format}"`);
+      const format = parseProgressFormat(opts.progress);
       const loaded = await loadRecipe(file);
       if (opts.dryRun) {
         // The same output checks as a run, without changing anything: refusals fail the dry run too.
@@ -44,43 +40,20 @@ export function registerRunCommand(program: Command, out: Output): void {
         for (const line of recovery) out.info(`         ${line}`);
         return;
       }
-      const controller = new AbortController();
-      const renderer = format === 'json' ? undefined : new ProgressRenderer(process.stderr, format === 'bar');
-      // The cancellation message goes on its own line, not onto the bar's.
-      const onSignal = () => {
-        renderer?.finishLine();
-        controller.abort();
-      };
-      process.once('SIGINT', onSignal);
-      process.once('SIGTERM', onSignal);
-      // A reader that went away (`| head`) cancels the run cleanly, staging folder removed.
-      const stopWatchingOutput = onOutputClosed(onSignal);
-      const emit = (e: JobEvent) => (format === 'json' ? process.stdout.write(`${JSON.stringify(e)}\n`) : renderer!.handle(e));
-      try {
+      await withJobSession(format, async (job) => {
         const result = await runLoadedRecipe(loaded, {
           ...(device ? { device } : {}),
           ...(threads ? { threads } : {}),
           ...(opts.stats ? { statsDirs: opts.stats.map((d) => path.resolve(d)) } : {}),
-          onEvent: emit,
-          signal: controller.signal,
+          onEvent: job.emit,
+          signal: job.signal,
         });
         if (format !== 'json') {
-          renderer!.finishLine();
+          job.finishLine();
           for (const line of summaryTable(result.report)) out.info(line);
           out.info(`wrote ${result.outputDir} (report: ${result.reportPath})`);
         }
-      } catch (e) {
-        if (format === 'json') {
-          const err = e instanceof EngineError ? e : undefined;
-          emit({ type: 'error', code: err?.code ?? 'internal', message: describeError(e), ...(err?.file ? { file: err.file } : {}) });
-        }
-        throw e;
-      } finally {
-        renderer?.finishLine();
-        process.off('SIGINT', onSignal);
-        process.off('SIGTERM', onSignal);
-        stopWatchingOutput();
-      }
+      });
     });
 }
 

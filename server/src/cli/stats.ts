@@ -10,16 +10,15 @@ import { correlationTaps } from '../engine/align/methods/correlation';
 import { jobName, type ShardedJob } from '../engine/cluster/job';
 import { kubernetesManifest } from '../engine/cluster/k8s';
 import { slurmScript } from '../engine/cluster/slurm';
-import { EngineError, describeError } from '../engine/errors';
+import { EngineError } from '../engine/errors';
 import { loadEncoderConfig } from '../engine/io/hfconfig';
 import { parseHubRef, resolveModelRef } from '../engine/io/hub';
 import { planStatistics } from '../engine/pipeline/memory-plan';
 import { parseShard } from '../engine/pipeline/shards';
 import { computeStatShard } from '../engine/pipeline/stats-job';
-import type { JobEvent } from '../engine/progress';
 import { loadRecipe, type LoadedRecipe } from '../engine/recipe/load';
 import { parseDevice, parseThreads, type Output } from './common';
-import { ProgressRenderer } from './progress-bar';
+import { parseProgressFormat, withJobSession } from './job-session';
 
 interface StatsOptions {
   shard?: string;
@@ -68,44 +67,27 @@ export function registerStatsCommand(program: Command, out: Output): void {
       const shard = parseShard(opts.shard);
       const device = opts.device ? parseDevice(opts.device) : undefined;
       const threads = parseThreads(opts.threads);
-      const format = opts.progress ?? (process.stderr.isTTY ? 'bar' : 'plain');
-      if (!['bar', 'plain', 'json'].includes(format))
-        throw new EngineError('bad-config', `--progress must be bar, plain or json, got "${format}"`);
-      const controller = new AbortController();
-      const onSignal = () => controller.abort();
-      process.once('SIGINT', onSignal);
-      process.once('SIGTERM', onSignal);
-      const renderer = format === 'json' ? undefined : new ProgressRenderer(process.stderr, format === 'bar');
-      const emit = (e: JobEvent) => (format === 'json' ? process.stdout.write(`${JSON.stringify(e)}\n`) : renderer!.handle(e));
+      const format = parseProgressFormat(opts.progress);
       const dir = path.resolve(opts.out);
-      try {
+      await withJobSession(format, async (job) => {
         const r = await computeStatShard(loaded, shard, dir, {
           ...(device ? { device } : {}),
           ...(threads ? { threads } : {}),
-          onEvent: emit,
-          signal: controller.signal,
+          onEvent: job.emit,
+          signal: job.signal,
         });
         if (format === 'json')
-          emit({
+          job.emit({
             type: 'result',
             outputDir: r.dir,
             reportPath: path.join(r.dir, 'manifest.json'),
             summary: { meanCorrelationBefore: null, meanCorrelationAfter: null, seconds: r.seconds },
           });
         else {
-          renderer!.finishLine();
+          job.finishLine();
           out.info(`wrote shard ${shard.index}/${shard.count} (${r.segments} probe segments) to ${r.dir} in ${r.seconds.toFixed(1)} s`);
         }
-      } catch (e) {
-        if (format === 'json') {
-          const err = e instanceof EngineError ? e : undefined;
-          emit({ type: 'error', code: err?.code ?? 'internal', message: describeError(e), ...(err?.file ? { file: err.file } : {}) });
-        }
-        throw e;
-      } finally {
-        process.off('SIGINT', onSignal);
-        process.off('SIGTERM', onSignal);
-      }
+      });
     });
 }
 
