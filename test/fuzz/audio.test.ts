@@ -4,33 +4,15 @@
  * nothing printed by the WASM decoders, no raw Node error, no leaked descriptor, and nothing written outside its
  * folder. Header fields (rates, channel counts, chunk sizes) get targeted mutations besides random ones.
  */
-import { promises as fs, readdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { EngineError } from '../../server/src/engine/errors';
 import { loadAudio } from '../../server/src/engine/io/audio';
-import {
-  assertNoStackTrace,
-  caseDir,
-  caseIndices,
-  caseRng,
-  diffTrees,
-  fileSeed,
-  FuzzHang,
-  FuzzTally,
-  fuzzCases,
-  snapshotTree,
-  within,
-  type Rng,
-} from './fuzz-util';
+import { caseIndices, caseRng, diffTrees, fileSeed, FuzzTally, fuzzCases, snapshotTree, type Rng } from './fuzz-util';
+import { runFileCase } from './file-case';
 import { mutate } from './mutate';
 
 const AUDIO = path.resolve(__dirname, '../fixtures/audio');
-/** A case may use this much CPU time (measured as CPU time, so a loaded shared machine does not fake a hang)… */
-const CPU_BOUND_MS = 10_000;
-/** …and this much wall time (a read that blocks uses no CPU). */
-const WALL_BOUND_MS = 60_000;
-const HEAP_BOUND_BYTES = 512 * 1024 * 1024;
 const SEEDS = [
   'sine440-16k-i16.wav',
   'sine440-48k-f32.wav',
@@ -41,7 +23,6 @@ const SEEDS = [
   'sine440-44k-stereo.flac',
   'sine440-44k.mp3',
 ];
-const openFds = () => readdirSync('/proc/self/fd').length;
 
 /** Header-aware mutations: WAV fmt/data fields, FLAC STREAMINFO, MP3 frame headers. */
 function mutateHeader(b: Buffer, rng: Rng): Buffer {
@@ -64,51 +45,22 @@ function mutateHeader(b: Buffer, rng: Rng): Buffer {
   return out;
 }
 
+/** One case: decode the file with console and stderr captured, so that a decoder that prints fails the case. */
 async function runCase(tally: FuzzTally, name: string, bytes: Buffer, label: string): Promise<void> {
-  const { dir, remove } = caseDir('audio');
   const printed: string[] = [];
   const saved = { error: console.error, warn: console.warn, log: console.log, write: process.stderr.write };
-  try {
-    const file = path.join(dir, name);
-    await fs.writeFile(file, bytes);
-    const fds = openFds();
-    const heap = process.memoryUsage().heapUsed;
+  const read = async (file: string) => {
     console.error = console.warn = console.log = (...args: unknown[]) => void printed.push(args.map(String).join(' '));
     process.stderr.write = ((chunk: unknown) => (printed.push(String(chunk)), true)) as typeof process.stderr.write;
-    let error: unknown;
-    const cpu = process.cpuUsage();
-    await within(
-      loadAudio(file, 16000).then(
-        () => undefined,
-        (e: unknown) => void (error = e),
-      ),
-      WALL_BOUND_MS,
-      label,
-    );
-    Object.assign(console, { error: saved.error, warn: saved.warn, log: saved.log });
-    process.stderr.write = saved.write;
-    // A synchronous decoder loop blocks the timer above; its CPU time still counts.
-    const used = process.cpuUsage(cpu);
-    if ((used.user + used.system) / 1000 > CPU_BOUND_MS)
-      throw new FuzzHang(`${label}: took ${((used.user + used.system) / 1e6).toFixed(1)} s of CPU`);
-    tally.memory(process.memoryUsage().rss);
-    if (printed.length) throw new Error(`${label}: the decoder printed: ${printed.join(' | ').slice(0, 300)}`);
-    if (error !== undefined) {
-      if (!(error instanceof EngineError))
-        throw new Error(`${label}: a raw ${(error as Error)?.name ?? typeof error} escaped: ${String((error as Error)?.message ?? error)}`);
-      assertNoStackTrace(error.message, label);
-      if (!error.message.includes(file)) throw new Error(`${label}: message does not name the file: ${error.message}`);
+    try {
+      return await loadAudio(file, 16000);
+    } finally {
+      Object.assign(console, { error: saved.error, warn: saved.warn, log: saved.log });
+      process.stderr.write = saved.write;
     }
-    const grew = process.memoryUsage().heapUsed - heap;
-    if (grew > HEAP_BOUND_BYTES) throw new Error(`${label}: heap grew by ${(grew / 2 ** 20).toFixed(0)} MiB`);
-    if (openFds() !== fds) throw new Error(`${label}: ${openFds() - fds} file descriptor(s) left open`);
-    const left = readdirSync(dir);
-    if (left.length !== 1 || left[0] !== name) throw new Error(`${label}: the case folder now holds ${left.join(', ')}`);
-  } finally {
-    Object.assign(console, { error: saved.error, warn: saved.warn, log: saved.log });
-    process.stderr.write = saved.write;
-    remove();
-  }
+  };
+  await runFileCase({ tally, kind: 'audio', name, bytes, label, read });
+  if (printed.length) throw new Error(`${label}: the decoder printed: ${printed.join(' | ').slice(0, 300)}`);
 }
 
 /** Cases in the main corpus (the nightly run raises it); the test's time limit grows with it. */

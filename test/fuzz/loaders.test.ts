@@ -4,36 +4,18 @@
  * heap growth, in success or an EngineError whose message names the file, with no raw Node error, no stack trace,
  * no leaked file descriptor and nothing written outside its folder. Known crashers are fixed regression cases.
  */
-import { promises as fs, readdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { EngineError } from '../../server/src/engine/errors';
 import { openCheckpoint } from '../../server/src/engine/io/checkpoint';
 import { FIXTURES } from '../helpers/reference';
 import { locateEntry, storedZip } from '../helpers/zip';
-import {
-  assertNoStackTrace,
-  caseDir,
-  caseIndices,
-  caseRng,
-  diffTrees,
-  fileSeed,
-  FuzzHang,
-  FuzzTally,
-  fuzzCases,
-  snapshotTree,
-  within,
-  type Rng,
-} from './fuzz-util';
+import { caseIndices, caseRng, diffTrees, fileSeed, FuzzTally, fuzzCases, snapshotTree, type Rng } from './fuzz-util';
+import { runFileCase } from './file-case';
 import { mutate } from './mutate';
 
 const TORCH = path.join(FIXTURES, 'torch');
-/** A case may use this much CPU time (measured as CPU time, so a loaded shared machine does not fake a hang)… */
-const CPU_BOUND_MS = 10_000;
-/** …and this much wall time (a read that blocks uses no CPU). */
-const WALL_BOUND_MS = 60_000;
-const HEAP_BOUND_BYTES = 512 * 1024 * 1024;
-const openFds = () => readdirSync('/proc/self/fd').length;
 
 /** A small valid safetensors file (F32, F16, BF16, I64, a scalar, an empty tensor, metadata). */
 function safetensorsSeed(): Buffer {
@@ -135,40 +117,8 @@ async function loadAll(file: string): Promise<void> {
 }
 
 /** One case: write `bytes` as `name` in a fresh folder, load it, classify the outcome. */
-async function runCase(tally: FuzzTally, name: string, bytes: Buffer, label: string): Promise<void> {
-  const { dir, remove } = caseDir('loader');
-  try {
-    const file = path.join(dir, name);
-    await fs.writeFile(file, bytes);
-    const fds = openFds();
-    const heap = process.memoryUsage().heapUsed;
-    let error: unknown;
-    const cpu = process.cpuUsage();
-    await within(
-      loadAll(file).catch((e: unknown) => {
-        error = e;
-      }),
-      WALL_BOUND_MS,
-      label,
-    );
-    const used = process.cpuUsage(cpu);
-    if ((used.user + used.system) / 1000 > CPU_BOUND_MS)
-      throw new FuzzHang(`${label}: took ${((used.user + used.system) / 1e6).toFixed(1)} s of CPU`);
-    tally.memory(process.memoryUsage().rss);
-    if (error !== undefined) {
-      if (!(error instanceof EngineError))
-        throw new Error(`${label}: a raw ${(error as Error)?.name ?? typeof error} escaped: ${String((error as Error)?.message ?? error)}`);
-      assertNoStackTrace(error.message, label);
-      if (!error.message.includes(file)) throw new Error(`${label}: message does not name the file: ${error.message}`);
-    }
-    const grew = process.memoryUsage().heapUsed - heap;
-    if (grew > HEAP_BOUND_BYTES) throw new Error(`${label}: heap grew by ${(grew / 2 ** 20).toFixed(0)} MiB`);
-    if (openFds() !== fds) throw new Error(`${label}: ${openFds() - fds} file descriptor(s) left open`);
-    const left = readdirSync(dir);
-    if (left.length !== 1 || left[0] !== name) throw new Error(`${label}: the case folder now holds ${left.join(', ')}`);
-  } finally {
-    remove();
-  }
+function runCase(tally: FuzzTally, name: string, bytes: Buffer, label: string): Promise<void> {
+  return runFileCase({ tally, kind: 'loader', name, bytes, label, read: loadAll });
 }
 
 /** Cases in the main corpus (the nightly run raises it); the test's time limit grows with it. */
