@@ -3,8 +3,9 @@ import type { PairStats } from '../../server/src/engine/align/stats';
 import type { ProbeSet } from '../../server/src/engine/io/probe';
 import { fitSite, lsq, residual, siteSystem } from '../../server/src/engine/merge/methods/lsq';
 import { ridgeSolve } from '../../server/src/engine/merge/methods/ridge';
-import { hubertBaseConfig, randomWeights } from '../../server/src/engine/model/random';
+import { randomWeights } from '../../server/src/engine/model/random';
 import { mulberry32 } from '../../server/src/engine/random';
+import { tinyHubertConfig } from '../helpers/tiny-model';
 
 /** Float64 reference: solve A x = b by Gaussian elimination with partial pivoting. */
 function gaussSolve(a: number[][], b: number[]): number[] {
@@ -103,17 +104,7 @@ describe('least-squares refit (merge.method lsq)', () => {
   });
 
   it('is function-preserving: two copies of one model refit to that model (1e-5)', async () => {
-    const cfg = hubertBaseConfig({
-      hidden: 32,
-      layers: 2,
-      heads: 4,
-      intermediate: 48,
-      convDims: [16, 16, 16],
-      convKernels: [10, 3, 3],
-      convStrides: [5, 2, 2],
-      posConvKernel: 8,
-      posConvGroups: 4,
-    });
+    const cfg = tinyHubertConfig();
     const w = randomWeights(cfg, 4);
     const rand = mulberry32(2);
     const segments = Array.from({ length: 10 }, (_, i) => ({

@@ -4,23 +4,14 @@ import { foldCorrection, mixTargets, repairSites, repairStatistics, unitMoments 
 import { unmergedUnits, zipFeedForward } from '../../server/src/engine/merge/zip';
 import { mergeWeights } from '../../server/src/engine/merge/merge';
 import { EncoderSession } from '../../server/src/engine/model/encoder';
-import { hubertBaseConfig, randomWeights } from '../../server/src/engine/model/random';
+import { randomWeights } from '../../server/src/engine/model/random';
 import type { WeightMap } from '../../server/src/engine/model/tensor';
 import { tapName } from '../../server/src/engine/model/taps';
 import { parameterCount } from '../../server/src/engine/model/weights';
 import { mulberry32 } from '../../server/src/engine/random';
+import { tinyHubertConfig } from '../helpers/tiny-model';
 
-const cfg = hubertBaseConfig({
-  hidden: 32,
-  layers: 2,
-  heads: 4,
-  intermediate: 48,
-  convDims: [16, 16, 16],
-  convKernels: [10, 3, 3],
-  convStrides: [5, 2, 2],
-  posConvKernel: 8,
-  posConvGroups: 4,
-});
+const cfg = tinyHubertConfig();
 const anchor = randomWeights(cfg, 1);
 const other = randomWeights(cfg, 2);
 

@@ -1,0 +1,17 @@
+import type { EncoderConfig } from '../../server/src/engine/io/hfconfig';
+import { hubertBaseConfig } from '../../server/src/engine/model/random';
+
+/** A HuBERT-layout encoder small enough for float64 references in a unit test: 2 layers, hidden 32, 4 heads, FFN 48. */
+export function tinyHubertConfig(): EncoderConfig {
+  return hubertBaseConfig({
+    hidden: 32,
+    layers: 2,
+    heads: 4,
+    intermediate: 48,
+    convDims: [16, 16, 16],
+    convKernels: [10, 3, 3],
+    convStrides: [5, 2, 2],
+    posConvKernel: 8,
+    posConvGroups: 4,
+  });
+}
