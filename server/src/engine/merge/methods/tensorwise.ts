@@ -2,28 +2,20 @@
 import { mergeWeights } from '../merge';
 import type { MergeMethod } from './method';
 
-export const linear: MergeMethod = {
-  name: 'linear',
-  needsProbe: false,
-  interpolation: 'linear',
-  merge: async (ctx) =>
-    mergeWeights(ctx.anchor, ctx.other, {
-      method: 'linear',
-      lambda: ctx.lambda,
-      layers: ctx.config.layers,
-      preLayerNorm: ctx.config.preLayerNorm,
-    }).weights,
-};
+function tensorwise(name: 'linear' | 'slerp'): MergeMethod {
+  return {
+    name,
+    needsProbe: false,
+    interpolation: name,
+    merge: async (ctx) =>
+      mergeWeights(ctx.anchor, ctx.other, {
+        method: name,
+        lambda: ctx.lambda,
+        layers: ctx.config.layers,
+        preLayerNorm: ctx.config.preLayerNorm,
+      }).weights,
+  };
+}
 
-export const slerp: MergeMethod = {
-  name: 'slerp',
-  needsProbe: false,
-  interpolation: 'slerp',
-  merge: async (ctx) =>
-    mergeWeights(ctx.anchor, ctx.other, {
-      method: 'slerp',
-      lambda: ctx.lambda,
-      layers: ctx.config.layers,
-      preLayerNorm: ctx.config.preLayerNorm,
-    }).weights,
-};
+export const linear = tensorwise('linear');
+export const slerp = tensorwise('slerp');
