@@ -11,8 +11,9 @@ import { NotificationType, RequestType, type Diagnostic, type WorkDoneProgressPa
 import type { JobEvent, JobStage, JobSummary } from '../server/src/engine/progress';
 import { PANEL_KINDS, PANELS, type PanelKind } from './panels';
 import type { PermuteGroup } from '../server/src/engine/pipeline/report';
+import type { ShardSpec } from '../server/src/engine/pipeline/shards';
 
-export type { JobEvent, JobStage, JobSummary };
+export type { JobEvent, JobStage, JobSummary, ShardSpec };
 
 /** Bumped when a payload changes incompatibly; announced in `ServerCapabilities.experimental.mergeStudio`. */
 export const PROTOCOL_VERSION = 1;
@@ -66,19 +67,45 @@ export interface RunRecipeParams extends WorkDoneProgressParams {
   device?: Device;
   /** Overrides `runtime.threads` of the recipe. */
   threads?: number;
+  /**
+   * Statistics shard folders (`mergeStudio/computeStats`, `merge-studio stats --shard`), absolute or relative to the
+   * recipe's folder: the job reduces them instead of computing the statistics (`merge-studio run --stats DIR…`).
+   */
+  statsDirs?: string[];
 }
 export interface RunRecipeResult {
   jobId: string;
 }
 /** `ResponseError.data` of a refused `runRecipe`. */
 export interface RunRecipeErrorData {
-  reason: 'recipe-has-errors' | 'job-running' | 'not-a-file' | 'no-engine';
-  /** The recipe's error diagnostics, for `recipe-has-errors`. */
+  /** `not-shardable`: statistics shards need `align.method: correlation` and a probe (the diagnostics say where). */
+  reason: 'recipe-has-errors' | 'job-running' | 'not-a-file' | 'no-engine' | 'not-shardable';
+  /** The recipe's error diagnostics, for `recipe-has-errors` and `not-shardable`. */
   diagnostics?: Diagnostic[];
   /** The job already running, for `job-running`. */
   runningJobId?: string;
 }
 export const runRecipe = new RequestType<RunRecipeParams, RunRecipeResult, RunRecipeErrorData>('mergeStudio/runRecipe');
+
+/** What a job runs: `run <recipe>`, `stats <recipe> --shard I/N --out DIR`, or `run <recipe> --stats DIR…`. */
+export type JobKind = 'run' | 'stats' | 'run-with-stats';
+
+
+/**
+ * Computes one shard of the recipe's statistics into `outDir` (`merge-studio stats <recipe> --shard I/N --out DIR`),
+ * for a later `runRecipe` with `statsDirs`. The same lifecycle, progress, cancelling and refusals as `runRecipe`,
+ * plus `not-shardable` for a recipe that does not align by correlation over a probe. When the job ends,
+ * `jobFinished` has `kind: 'stats'` and `outputDir` the shard folder, and no report.
+ */
+export interface ComputeStatsParams extends WorkDoneProgressParams {
+  uri: string;
+  shard: ShardSpec;
+  /** The shard folder to write, absolute or relative to the recipe's folder; a shard already there is replaced. */
+  outDir: string;
+  device?: Device;
+  threads?: number;
+}
+export const computeStats = new RequestType<ComputeStatsParams, RunRecipeResult, RunRecipeErrorData>('mergeStudio/computeStats');
 
 export interface CancelJobParams {
   jobId: string;
@@ -94,12 +121,16 @@ export interface JobFinishedParams {
   jobId: string;
   /** The recipe the job ran. */
   uri: string;
+  /** What the job ran (servers before statistics jobs omit it: a run). */
+  kind?: JobKind;
+  /** The shard a `stats` job computed. */
+  shard?: ShardSpec;
   ok: boolean;
   /** True when the job ended because it was cancelled (then `ok` is false and `error.code` is 'cancelled'). */
   cancelled: boolean;
-  /** The merged output folder (present when ok). */
+  /** The merged output folder, or the shard folder of a `stats` job (present when ok). */
   outputDir?: string;
-  /** The report.json written by the engine (present when ok). */
+  /** The report.json written by the engine (present when a run or run-with-stats job is ok). */
   reportPath?: string;
   summary?: JobSummary;
   error?: { code: string; message: string; file?: string };
@@ -156,6 +187,10 @@ export type ServerHealth = 'ok' | 'warning' | 'error';
 export interface RunningJobStatus {
   jobId: string;
   uri: string;
+  /** What the job runs (absent: a run). */
+  kind?: JobKind;
+  /** The shard a `stats` job computes. */
+  shard?: ShardSpec;
   stage: JobStage | null;
   /** Overall percentage 0–100, when known. */
   percentage: number | null;

@@ -1,5 +1,5 @@
 /**
- * Engine jobs as child processes: `merge-studio run <recipe> --progress json` prints one JobEvent per line;
+ * Engine jobs as child processes: `merge-studio run|stats <recipe> … --progress json` (job-kinds.ts) prints one JobEvent per line;
  * the job maps them to an overall percentage and a stage message, and a cancel kills the child (onnxruntime
  * cannot abort a running session; killing the process is the only real stop, and the engine writes its output
  * atomically, so nothing partial is left). No LSP types here: the handlers adapt this to work-done progress.
@@ -9,55 +9,21 @@ import { existsSync, promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { createInterface } from 'node:readline';
 import { StageEta, type JobEvent, type JobStage } from '../engine/progress';
-import { formatEta, type Device, type JobFinishedParams, type RunningJobStatus } from '../../../protocol/lsp-ext';
+import { formatEta, type JobFinishedParams, type RunningJobStatus } from '../../../protocol/lsp-ext';
+import { cliArgs, overallPercentage, type JobSpec } from './job-kinds';
 
 export interface JobLaunch {
   command: string;
   args: string[];
 }
 
-export type JobLauncher = (recipeFile: string, options: { device?: Device; threads?: number }) => JobLaunch;
+export type JobLauncher = (recipeFile: string, spec: JobSpec) => JobLaunch;
 
-/** `node <dir>/cli.js run …`: the CLI bundled beside the server bundle; undefined when it is missing. */
+/** `node <dir>/cli.js run|stats …`: the CLI bundled beside the server bundle; undefined when it is missing. */
 export function bundledCliLauncher(dir: string = __dirname): JobLauncher | undefined {
   const cli = path.join(dir, 'cli.js');
   if (!existsSync(cli)) return undefined;
-  return (recipeFile, { device, threads }) => ({
-    command: process.execPath,
-    args: [
-      cli,
-      'run',
-      recipeFile,
-      '--progress',
-      'json',
-      ...(device ? ['--device', device] : []),
-      ...(threads ? ['--threads', String(threads)] : []),
-    ],
-  });
-}
-
-/** Share of the whole job each stage stands for, in pipeline order (stages a recipe skips are jumped over). */
-const STAGE_WEIGHTS: Record<JobStage, number> = {
-  load: 5,
-  probe: 10,
-  statistics: 35,
-  assign: 5,
-  permute: 5,
-  'self-check': 5,
-  merge: 15,
-  evaluate: 15,
-  write: 5,
-};
-const STAGES = Object.keys(STAGE_WEIGHTS) as JobStage[];
-
-export function overallPercentage(stage: JobStage, done = 0, total = 0): number {
-  let before = 0;
-  for (const s of STAGES) {
-    if (s === stage) break;
-    before += STAGE_WEIGHTS[s];
-  }
-  const within = total > 0 ? Math.min(1, Math.max(0, done / total)) : 0;
-  return Math.round(before + STAGE_WEIGHTS[stage] * within);
+  return (recipeFile, spec) => ({ command: process.execPath, args: [cli, ...cliArgs(recipeFile, spec)] });
 }
 
 export interface JobObserver {
@@ -93,6 +59,7 @@ export class Job {
     readonly id: string,
     readonly uri: string,
     readonly recipeFile: string,
+    readonly spec: JobSpec,
     /** Progress token the job reports on, if any (also accepted by `window/workDoneProgress/cancel`). */
     readonly progressToken: string | number | undefined,
     private readonly observer: JobObserver,
@@ -104,6 +71,8 @@ export class Job {
     return {
       jobId: this.id,
       uri: this.uri,
+      kind: this.spec.kind,
+      ...(this.spec.kind === 'stats' ? { shard: this.spec.shard } : {}),
       stage: this.stage,
       percentage: this.percentage,
       stagePercentage: this.stageProgress?.percentage ?? null,
@@ -164,12 +133,12 @@ export class Job {
         this.stage = event.stage;
         this.eta.reset(event.stage);
         this.stageProgress = null;
-        this.percentage = Math.max(this.percentage, overallPercentage(event.stage));
+        this.percentage = Math.max(this.percentage, overallPercentage(event.stage, 0, 0, this.spec.kind));
         this.observer.progress(this, this.percentage, `${event.stage}: ${event.message}`);
         break;
       case 'progress': {
         this.stage = event.stage;
-        this.percentage = Math.max(this.percentage, overallPercentage(event.stage, event.done, event.total));
+        this.percentage = Math.max(this.percentage, overallPercentage(event.stage, event.done, event.total, this.spec.kind));
         const { fraction, etaSeconds } = this.eta.update(event.stage, event.done, event.total, Date.now());
         this.stageProgress = { percentage: Math.round(100 * fraction), etaSeconds };
         const detail = event.message ?? `${event.done}/${event.total}`;
@@ -198,19 +167,26 @@ export class Job {
 
   private finish(code: number | null, signal: NodeJS.Signals | null, spawnError?: { code: string; message: string }): void {
     if (this.result) return;
-    const base = { jobId: this.id, uri: this.uri, seconds: (Date.now() - this.started) / 1000 };
+    const base = {
+      jobId: this.id,
+      uri: this.uri,
+      kind: this.spec.kind,
+      ...(this.spec.kind === 'stats' ? { shard: this.spec.shard } : {}),
+      seconds: (Date.now() - this.started) / 1000,
+    };
     const resolve = (p: string) => path.resolve(path.dirname(this.recipeFile), p);
     let result: JobFinishedParams;
     if (this.cancelled) {
       result = { ...base, ok: false, cancelled: true, error: { code: 'cancelled', message: 'The job was cancelled; nothing was written' } };
     } else if (!spawnError && code === 0 && this.resultEvent) {
       const r = this.resultEvent;
+      // A shard's "report" is its manifest: the shard folder is its result; only runs have a report to show.
       result = {
         ...base,
         ok: true,
         cancelled: false,
         outputDir: resolve(r.outputDir),
-        reportPath: resolve(r.reportPath),
+        ...(this.spec.kind === 'stats' ? {} : { reportPath: resolve(r.reportPath) }),
         summary: r.summary,
       };
     } else {
@@ -244,11 +220,11 @@ export class JobManager {
     return this.current;
   }
 
-  start(uri: string, recipeFile: string, options: { device?: Device; threads?: number }, progressToken: string | number | undefined): Job {
+  start(uri: string, recipeFile: string, spec: JobSpec, progressToken: string | number | undefined): Job {
     if (!this.launcher) throw new Error('no engine to run jobs with');
     if (this.current) throw new Error(`job ${this.current.id} is running`);
     const id = `job-${Date.now().toString(36)}-${++this.counter}`;
-    const job = new Job(id, uri, recipeFile, progressToken, {
+    const job = new Job(id, uri, recipeFile, spec, progressToken, {
       progress: (j, p, m) => this.observer.progress(j, p, m),
       log: (j, l) => this.observer.log(j, l),
       finished: (j, r) => {
@@ -259,7 +235,7 @@ export class JobManager {
       },
     });
     this.current = job;
-    job.start(this.launcher(recipeFile, options));
+    job.start(this.launcher(recipeFile, spec));
     return job;
   }
 
@@ -277,7 +253,9 @@ export class JobManager {
     if (!job) throw new Error(`no job ${jobId} (unknown, or too old)`);
     if (!job.result) throw new Error(`job ${jobId} is still running`);
     if (!job.result.ok || !job.result.reportPath)
-      throw new Error(`job ${jobId} ${job.result.cancelled ? 'was cancelled' : 'failed'}; it has no report`);
+      throw new Error(
+        `job ${jobId} ${job.result.cancelled ? 'was cancelled' : job.result.ok ? 'computed a statistics shard' : 'failed'}; it has no report`,
+      );
     const reportPath = job.result.reportPath;
     const text = await fs.readFile(reportPath, 'utf8');
     return { reportPath, report: JSON.parse(text) as unknown };

@@ -1,6 +1,7 @@
 /**
- * Jobs: `mergeStudio/runRecipe` (after the same checks as `checkRecipe`), `cancelJob`, `getReport`, progress on the
- * client's or a server-created work-done token, and cancellation from the progress UI.
+ * Jobs: `mergeStudio/runRecipe` (a run, or a run from statistics shards) and `mergeStudio/computeStats` (one shard),
+ * after the same checks as `checkRecipe`; `cancelJob`, `getReport`, progress on the client's or a server-created
+ * work-done token, and cancellation from the progress UI. Every kind of job goes through one path.
  */
 import {
   ErrorCodes,
@@ -17,6 +18,7 @@ import { describeError } from '../../engine/errors';
 import { checkRecipeText, readRecipeFile, Severity, type RecipeDiagnostic } from '../../engine/recipe';
 import { uriToPath } from '../documents';
 import { bundledCliLauncher, JobManager, type Job, type JobLauncher } from '../jobs';
+import { jobTitle, resolveAgainstRecipe, shardingProblem, type JobSpec } from '../job-kinds';
 import type { ServerContext } from '../server-context';
 
 export interface JobOptions {
@@ -75,21 +77,64 @@ export function registerJobs(
   });
   ctx.runningJob = () => jobs.running?.status ?? null;
 
+  const refuse = (data: lsp.RunRecipeErrorData, message: string) =>
+    new ResponseError<lsp.RunRecipeErrorData>(LSPErrorCodes.RequestFailed, message, data);
+  const invalid = (method: string, message: string) => new ResponseError(ErrorCodes.InvalidParams, `mergeStudio/${method}: ${message}`);
+  const settings = (p: { device?: lsp.Device; threads?: number }) => ({
+    ...(p.device ? { device: p.device } : {}),
+    ...(p.threads ? { threads: p.threads } : {}),
+  });
+
   connection.onRequest(lsp.runRecipe, async (params, token): Promise<lsp.RunRecipeResult> => {
-    const refuse = (data: lsp.RunRecipeErrorData, message: string) =>
-      new ResponseError<lsp.RunRecipeErrorData>(LSPErrorCodes.RequestFailed, message, data);
-    if (typeof params?.uri !== 'string') throw new ResponseError(ErrorCodes.InvalidParams, 'mergeStudio/runRecipe: uri must be a string');
+    const dirs = params?.statsDirs;
+    if (dirs !== undefined && (!Array.isArray(dirs) || dirs.length === 0 || !dirs.every((d) => typeof d === 'string' && d !== '')))
+      throw invalid('runRecipe', 'statsDirs must be a non-empty list of folder paths');
+    return checkAndStart('runRecipe', params, token, (file) =>
+      dirs
+        ? { kind: 'run-with-stats', statsDirs: dirs.map((d) => resolveAgainstRecipe(file, d)), ...settings(params) }
+        : { kind: 'run', ...settings(params) },
+    );
+  });
+
+  connection.onRequest(lsp.computeStats, async (params, token): Promise<lsp.RunRecipeResult> => {
+    const shard = params?.shard;
+    const count = shard?.count;
+    const index = shard?.index;
+    if (!Number.isInteger(count) || count! < 1 || !Number.isInteger(index) || index! < 0 || index! >= count!)
+      throw invalid('computeStats', `shard must be { index, count } with count ≥ 1 and index from 0 to count − 1, got ${JSON.stringify(shard)}`);
+    if (typeof params.outDir !== 'string' || params.outDir === '') throw invalid('computeStats', 'outDir must be a folder path');
+    return checkAndStart('computeStats', params, token, (file) => ({
+      kind: 'stats',
+      shard: { index: index!, count: count! },
+      outDir: resolveAgainstRecipe(file, params.outDir),
+      ...settings(params),
+    }));
+  });
+
+  /** The checks every job passes before it starts (the recipe's own, then the kind's), then the start. */
+  async function checkAndStart(
+    method: string,
+    params: lsp.RunRecipeParams | lsp.ComputeStatsParams,
+    token: CancellationToken,
+    specFor: (file: string) => JobSpec,
+  ): Promise<lsp.RunRecipeResult> {
+    if (typeof params?.uri !== 'string') throw invalid(method, 'uri must be a string');
     if (!jobs.available) throw refuse({ reason: 'no-engine' }, 'The engine CLI (cli.js) was not found beside the server');
     const file = uriToPath(params.uri);
     if (!file) throw refuse({ reason: 'not-a-file' }, `${params.uri} is not a file on disk; save it first`);
+    const spec = specFor(file);
     const busy = () => {
       const running = jobs.running;
       if (running) throw refuse({ reason: 'job-running', runningJobId: running.id }, `Job ${running.id} is already running`);
     };
     busy();
     let diagnostics: RecipeDiagnostic[];
+    let notShardable: ReturnType<typeof shardingProblem>;
     try {
       diagnostics = await preflight(file, token);
+      // Only a recipe without errors gets here below; its statistics decide whether shards mean anything for it.
+      if (spec.kind !== 'run' && !diagnostics.some((d) => d.severity === Severity.Error))
+        notShardable = shardingProblem(await readRecipeFile(file));
     } catch (e) {
       throw new ResponseError(LSPErrorCodes.RequestFailed, describeError(e));
     }
@@ -100,23 +145,23 @@ export function registerJobs(
         { reason: 'recipe-has-errors', diagnostics: errors as Diagnostic[] },
         `The recipe has ${errors.length} error${errors.length === 1 ? '' : 's'}`,
       );
+    if (notShardable) throw refuse({ reason: 'not-shardable', diagnostics: [notShardable] }, notShardable.message);
     busy();
-    const job = await ctx.guardRequest('runRecipe', () => startJob(params, file));
+    const job = await ctx.guardRequest(method, () => startJob(params, file, spec));
     return { jobId: job.id };
-  });
+  }
 
-  async function startJob(params: lsp.RunRecipeParams, file: string): Promise<Job> {
+  async function startJob(params: lsp.RunRecipeParams | lsp.ComputeStatsParams, file: string, spec: JobSpec): Promise<Job> {
     let token = params.workDoneToken;
-    const options = { ...(params.device ? { device: params.device } : {}), ...(params.threads ? { threads: params.threads } : {}) };
     if (token === undefined && ctx.client.workDoneProgress) {
       // Server-created progress, so clients without their own token (Neovim, Helix…) still see it.
       token = `mergeStudio/job/${Date.now().toString(36)}`;
       await connection.sendRequest(WorkDoneProgressCreateRequest.type, { token });
     }
-    const job = jobs.start(params.uri, file, options, token);
+    const job = jobs.start(params.uri, file, spec, token);
     if (token !== undefined) {
       const reporter = connection.window.attachWorkDoneProgress(token);
-      reporter.begin(`Merge Studio: ${file.split(/[\\/]/).pop()}`, 0, 'starting', true);
+      reporter.begin(jobTitle(file, spec), 0, 'starting', true);
       reporters.set(job.id, reporter);
       // The job may have failed to spawn synchronously.
       if (job.result) {
