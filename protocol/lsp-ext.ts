@@ -90,7 +90,6 @@ export const runRecipe = new RequestType<RunRecipeParams, RunRecipeResult, RunRe
 /** What a job runs: `run <recipe>`, `stats <recipe> --shard I/N --out DIR`, or `run <recipe> --stats DIR…`. */
 export type JobKind = 'run' | 'stats' | 'run-with-stats';
 
-
 /**
  * Computes one shard of the recipe's statistics into `outDir` (`merge-studio stats <recipe> --shard I/N --out DIR`),
  * for a later `runRecipe` with `statsDirs`. The same lifecycle, progress, cancelling and refusals as `runRecipe`,

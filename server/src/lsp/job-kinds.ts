@@ -29,7 +29,17 @@ export function cliArgs(recipeFile: string, spec: JobSpec): string[] {
       // `--stats` takes every argument up to the next option; the folders are absolute, so none looks like one.
       return ['run', recipeFile, '--progress', 'json', ...settings, '--stats', ...spec.statsDirs];
     case 'stats':
-      return ['stats', recipeFile, '--shard', `${spec.shard.index}/${spec.shard.count}`, '--out', spec.outDir, '--progress', 'json', ...settings];
+      return [
+        'stats',
+        recipeFile,
+        '--shard',
+        `${spec.shard.index}/${spec.shard.count}`,
+        '--out',
+        spec.outDir,
+        '--progress',
+        'json',
+        ...settings,
+      ];
   }
 }
 

@@ -101,7 +101,10 @@ export function registerJobs(
     const count = shard?.count;
     const index = shard?.index;
     if (!Number.isInteger(count) || count! < 1 || !Number.isInteger(index) || index! < 0 || index! >= count!)
-      throw invalid('computeStats', `shard must be { index, count } with count ≥ 1 and index from 0 to count − 1, got ${JSON.stringify(shard)}`);
+      throw invalid(
+        'computeStats',
+        `shard must be { index, count } with count ≥ 1 and index from 0 to count − 1, got ${JSON.stringify(shard)}`,
+      );
     if (typeof params.outDir !== 'string' || params.outDir === '') throw invalid('computeStats', 'outDir must be a folder path');
     return checkAndStart('computeStats', params, token, (file) => ({
       kind: 'stats',
