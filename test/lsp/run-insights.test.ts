@@ -28,6 +28,12 @@ const fixtures = path.join(__dirname, '..', 'fixtures');
 const models = path.join(fixtures, 'recipes', 'models');
 const realReport = readFileSync(path.join(fixtures, 'reports', 'speech-music.report.json'), 'utf8');
 const reportEngine = path.join(__dirname, 'fixtures', 'report-engine.mjs');
+/**
+ * The example run ends above correlation 0.3 on every tap, so the default threshold (0.2) warns about nothing
+ * (tested below); 0.35 catches its weakest CNN and attention taps.
+ */
+const THRESHOLD = 0.35;
+const settings: lsp.MergeStudioSettings = { lowCorrelationThreshold: THRESHOLD };
 
 /** Line numbers (0-based) below are those of this text. */
 const RECIPE = [
@@ -90,20 +96,22 @@ afterEach(async () => {
 
 describe('a report on disk beside the recipe', () => {
   beforeEach(async () => {
-    client = await startTestServer({ launcher: null });
+    client = await startTestServer({ launcher: null }, undefined, settings);
   });
 
   it('warns on the permute entries whose taps stay below the threshold, at their exact ranges, naming the taps', async () => {
     const reportPath = writeRun(RECIPE);
     const warnings = low(await client.open(uri, RECIPE));
-    expect(warnings.map((d) => d.range)).toEqual([range(12, 12, 15), range(12, 28, 31)]);
+    expect(warnings.map((d) => d.range)).toEqual([range(12, 12, 15), range(12, 17, 26)]);
     expect(warnings.every((d) => d.severity === 2 && d.source === 'merge-studio')).toBe(true);
-    const [cnn, ffn] = warnings.map((d) => d.data as lsp.LowCorrelationData);
-    expect(cnn).toMatchObject({ group: 'cnn', threshold: 0.2, reportId: diskReportId(reportPath) });
-    expect(cnn!.taps.map((t) => t.tap)).toEqual(['conv.1', 'conv.4', 'conv.5', 'conv.6']);
-    expect(ffn!.taps.map((t) => t.tap)).toEqual(['layer.0.ffn', 'layer.1.ffn', 'layer.2.ffn', 'layer.3.ffn']);
+    const [cnn, attention] = warnings.map((d) => d.data as lsp.LowCorrelationData);
+    expect(cnn).toMatchObject({ group: 'cnn', threshold: THRESHOLD, reportId: diskReportId(reportPath) });
+    expect(cnn!.taps.map((t) => t.tap)).toEqual(['conv.4', 'conv.5']);
+    expect(attention!.taps.map((t) => t.tap)).toEqual(['layer.0.attn.v', 'layer.1.attn.v', 'layer.2.attn.v', 'layer.3.attn.v']);
+    const after = (tap: string) => (JSON.parse(realReport) as MergeReport).align.taps.find((t) => t.tap === tap)!.meanCorrelationAfter;
+    expect(cnn!.taps.map((t) => t.meanCorrelationAfter)).toEqual([after('conv.4'), after('conv.5')]);
     expect(warnings[0]!.message).toMatch(
-      /^Last run: 4 of 7 CNN taps stay below correlation 0\.2 after permutation \(conv\.1 0\.05, conv\.4 0\.10, /,
+      /^Last run: 2 of 7 CNN taps stay below correlation 0\.35 after permutation \(conv\.4 0\.33, conv\.5 0\.34\): /,
     );
   });
 
@@ -123,12 +131,12 @@ describe('a report on disk beside the recipe', () => {
     const args: lsp.OpenReportPanelArgs = { jobId: diskReportId(reportPath), uri };
     expect(got.map((l) => [l.range.start.line, l.command!.title, l.command!.command])).toEqual([
       [10, 'Open diagnostics', lsp.OPEN_PANEL_COMMANDS.correlation],
-      [10, 'Last run: correlation 0.05 → 0.24 over 15 taps', lsp.OPEN_PANEL_COMMANDS.correlation],
-      [10, 'worst conv.1 0.05', lsp.OPEN_PANEL_COMMANDS.correlation],
+      [10, 'Last run: correlation 0.04 → 0.42 over 15 taps', lsp.OPEN_PANEL_COMMANDS.correlation],
+      [10, 'worst layer.1.attn.v 0.31', lsp.OPEN_PANEL_COMMANDS.correlation],
       [14, 'Open results', lsp.OPEN_PANEL_COMMANDS.results],
-      [14, 'Last run: best permuted 0.324 (λ 0.5)', lsp.OPEN_PANEL_COMMANDS.results],
-      [14, 'linear 0.332 (λ 0.5)', lsp.OPEN_PANEL_COMMANDS.results],
-      [14, 'anchor 0.194 · other 0.269', lsp.OPEN_PANEL_COMMANDS.results],
+      [14, 'Last run: best permuted 0.537 (λ 0.7)', lsp.OPEN_PANEL_COMMANDS.results],
+      [14, 'unaligned 0.518 (λ 0.7)', lsp.OPEN_PANEL_COMMANDS.results],
+      [14, 'anchor 0.561 · other 0.522', lsp.OPEN_PANEL_COMMANDS.results],
     ]);
     // A half-width editor shows about 60 characters of lenses: the button comes first, and no lens is long.
     expect(Math.max(...got.map((l) => l.command!.title.length))).toBeLessThanOrEqual(50);
@@ -145,7 +153,7 @@ describe('a report on disk beside the recipe', () => {
     await client.open(uri, RECIPE);
     const ffn = (await hover(12, 29))!;
     expect(ffn).toMatch(/^\*\*Last run, FFN\*\* per layer/);
-    expect(ffn).toContain('| layer.3.ffn | FFN | 512 | 0.00 → 0.11 | 100% | 0 |');
+    expect(ffn).toContain('| layer.3.ffn | FFN | 512 | 0.01 → 0.42 | 100% | 0 |');
     // The schema documentation stays below.
     expect(ffn).toContain('The hidden units of each feed-forward block.');
     const layer1 = (await hover(16, 17))!;
@@ -157,7 +165,9 @@ describe('a report on disk beside the recipe', () => {
         .map((l) => l.split(' | ')[0]),
     ).toEqual(['| layer.1.attn.v', '| layer.1.ffn']);
     const scores = (await hover(14, 2))!;
-    expect(scores).toContain('**Last run**: best permuted 0.324 (λ 0.5) vs linear 0.332 (λ 0.5) · anchor 0.194 · other 0.269 over 5 tasks');
+    expect(scores).toContain(
+      '**Last run**: best permuted 0.537 (λ 0.7) vs unaligned 0.518 (λ 0.7) · anchor 0.561 · other 0.522 over 5 tasks',
+    );
     // Keys a run does not measure keep their plain hover.
     expect(await hover(18, 2)).not.toContain('Last run');
   });
@@ -182,7 +192,7 @@ describe('a report on disk beside the recipe', () => {
 
     // A comment line above and a new name: the warnings move with their entries.
     const renamed = `# tuned\n${RECIPE.replace('name: speech-music', 'name: speech-music v2')}`;
-    expect(low(await client.change(uri, 2, renamed)).map((d) => d.range)).toEqual([range(13, 12, 15), range(13, 28, 31)]);
+    expect(low(await client.change(uri, 2, renamed)).map((d) => d.range)).toEqual([range(13, 12, 15), range(13, 17, 26)]);
     expect((await lenses())[1]!.command!.title).toMatch(/^Last run: correlation/);
 
     const within = renamed.replace('heads: reorder', 'heads: within');
@@ -246,15 +256,22 @@ describe('a report on disk beside the recipe', () => {
 });
 
 describe('the threshold setting', () => {
+  it('defaults to 0.2: this run has no tap below it, so no warning, the lenses still there', async () => {
+    client = await startTestServer({ launcher: null });
+    writeRun(RECIPE);
+    expect(low(await client.open(uri, RECIPE))).toEqual([]);
+    expect(await lenses()).toHaveLength(7);
+  });
+
   it('comes from initializationOptions and follows workspace/didChangeConfiguration', async () => {
-    client = await startTestServer({ launcher: null }, undefined, { lowCorrelationThreshold: 0.05 } satisfies lsp.MergeStudioSettings);
+    client = await startTestServer({ launcher: null }, undefined, { lowCorrelationThreshold: 0.32 } satisfies lsp.MergeStudioSettings);
     writeRun(RECIPE);
     const first = low(await client.open(uri, RECIPE));
-    expect(first.map((d) => (d.data as lsp.LowCorrelationData).taps.map((t) => t.tap))).toEqual([['conv.1']]);
+    expect(first.map((d) => (d.data as lsp.LowCorrelationData).taps.map((t) => t.tap))).toEqual([['layer.1.attn.v', 'layer.2.attn.v']]);
 
     const from = client.diagnostics.values.length;
-    const settings: { mergeStudio: lsp.MergeStudioSettings } = { mergeStudio: { lowCorrelationThreshold: 0.3 } };
-    await client.connection.sendNotification(DidChangeConfigurationNotification.type, { settings });
+    const changed: { mergeStudio: lsp.MergeStudioSettings } = { mergeStudio: { lowCorrelationThreshold: 0.5 } };
+    await client.connection.sendNotification(DidChangeConfigurationNotification.type, { settings: changed });
     const again = await client.diagnostics.next((d) => d.uri === uri && low(d.diagnostics).length === 3, from);
     expect(low(again.diagnostics).map((d) => [(d.data as lsp.LowCorrelationData).group, d.range])).toEqual([
       ['cnn', range(12, 12, 15)],
@@ -269,6 +286,7 @@ describe('a job of the server', () => {
     client = await startTestServer(
       { launcher: (file) => ({ command: process.execPath, args: [reportEngine, file] }) },
       { ...defaultCapabilities, workspace: { ...defaultCapabilities.workspace, codeLens: { refreshSupport: true } } },
+      settings,
     );
     let refreshed!: () => void;
     const refresh = new Promise<void>((resolve) => (refreshed = resolve));
@@ -281,12 +299,12 @@ describe('a job of the server', () => {
     const published = await client.diagnostics.next((d) => d.uri === uri && low(d.diagnostics).length > 0, from);
     expect(low(published.diagnostics).map((d) => [(d.data as lsp.LowCorrelationData).reportId, d.range])).toEqual([
       [jobId, range(12, 12, 15)],
-      [jobId, range(12, 28, 31)],
+      [jobId, range(12, 17, 26)],
     ]);
     // Editors showing the recipe ask again for its lenses.
     await refresh;
     const got = await lenses();
     expect(got.map((l) => (l.command!.arguments as lsp.OpenReportPanelArgs[])[0]!.jobId)).toEqual(Array(got.length).fill(jobId));
-    expect(got[1]!.command!.title).toMatch(/^Last run: correlation 0\.05 → 0\.24/);
+    expect(got[1]!.command!.title).toMatch(/^Last run: correlation 0\.04 → 0\.42/);
   });
 });

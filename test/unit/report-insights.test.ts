@@ -9,6 +9,7 @@ import {
   describeAlignment,
   describeScores,
   formatCorrelation,
+  formatPercent,
   layerOfGlob,
   lowCorrelation,
   orderTaps,
@@ -32,15 +33,17 @@ describe('alignment summary', () => {
     expect(s.taps).toBe(15);
     expect(s.before).toBeCloseTo(taps.reduce((a, t) => a + t.meanCorrelationBefore, 0) / taps.length, 12);
     expect(s.after).toBeCloseTo(taps.reduce((a, t) => a + t.meanCorrelationAfter, 0) / taps.length, 12);
-    expect(s.worst?.tap).toBe('conv.1');
+    // The lowest correlation after permutation; in this run an attention tap (the one with head scores).
+    const lowest = Math.min(...taps.map((t) => t.meanCorrelationAfter));
+    expect(s.worst?.meanCorrelationAfter).toBe(lowest);
+    expect(s.worst?.tap).toBe('layer.1.attn.v');
+    expect(s.worst?.headScores).toHaveLength(real.models.anchor.heads ** 2);
     expect(s.groups.map((g) => [g.group, g.taps])).toEqual([
       ['cnn', 7],
       ['attention', 4],
       ['ffn', 4],
     ]);
-    expect(describeAlignment(s)).toBe(
-      `correlation ${formatCorrelation(s.before)} → ${formatCorrelation(s.after)} over 15 taps · worst conv.1 0.05`,
-    );
+    expect(describeAlignment(s)).toBe('correlation 0.04 → 0.42 over 15 taps · worst layer.1.attn.v 0.31');
   });
 
   it('a run without alignment says so', () => {
@@ -52,14 +55,33 @@ describe('alignment summary', () => {
 });
 
 describe('score summary', () => {
+  /** The average over tasks of one system at one λ, from the per-task rows (not the report's own averages). */
+  const averageOf = (variant: string, lambda: number | null) => {
+    const rows = real.evaluation!.rows.filter((r) => r.variant === variant && r.lambda === lambda);
+    return rows.reduce((a, r) => a + r.score, 0) / rows.length;
+  };
+  const bestOf = (variant: string) =>
+    real.merge.sweep!.map((lambda) => ({ lambda, average: averageOf(variant, lambda) })).reduce((b, p) => (p.average > b.average ? p : b));
+
   it('the best λ of each merge and the source models', () => {
     const s = scoreSummary(real)!;
-    expect(s.bestPermuted).toEqual({ lambda: 0.5, average: expect.closeTo(0.3237, 4) });
-    expect(s.bestLinear).toEqual({ lambda: 0.5, average: expect.closeTo(0.3317, 4) });
-    expect(s.anchor).toBeCloseTo(0.1935, 6);
-    expect(s.other).toBeCloseTo(0.2685, 6);
+    expect(real.merge.sweep).toEqual([0.3, 0.5, 0.7]);
+    const permuted = bestOf('permuted');
+    const unaligned = bestOf('unaligned');
+    expect(s.bestPermuted).toEqual({ lambda: permuted.lambda, average: expect.closeTo(permuted.average, 12) });
+    expect(s.bestUnaligned).toEqual({ lambda: unaligned.lambda, average: expect.closeTo(unaligned.average, 12) });
+    expect(s.anchor).toBeCloseTo(averageOf('anchor', null), 12);
+    expect(s.other).toBeCloseTo(averageOf('other', null), 12);
     expect(s.tasks).toBe(5);
-    expect(describeScores(s)).toBe('best permuted 0.324 (λ 0.5) vs linear 0.332 (λ 0.5) · anchor 0.194 · other 0.269');
+    expect(describeScores(s)).toBe('best permuted 0.537 (λ 0.7) vs unaligned 0.518 (λ 0.7) · anchor 0.561 · other 0.522');
+  });
+
+  it('a version 1 report names the unaligned merge `linear`: the same baseline', () => {
+    const v1 = structuredClone(real);
+    v1.version = 1;
+    const rename = <T extends { variant: string }>(x: T): T => (x.variant === 'unaligned' ? { ...x, variant: 'linear' } : x);
+    v1.evaluation = { ...v1.evaluation!, rows: v1.evaluation!.rows.map(rename), averages: v1.evaluation!.averages.map(rename) };
+    expect(scoreSummary(v1)).toEqual(scoreSummary(real));
   });
 
   it('none without an evaluation', () => {
@@ -69,23 +91,29 @@ describe('score summary', () => {
 
 describe('low correlation', () => {
   it('groups the taps below the threshold by part, in network order', () => {
-    const low = lowCorrelation(real, 0.2);
+    // At the default threshold (0.2) this run has no low tap: every tap ends above 0.3.
+    expect(lowCorrelation(real, 0.2)).toEqual([]);
+    const low = lowCorrelation(real, 0.35);
     expect(low.map((g) => [g.group, g.of, g.taps.map((t) => t.tap)])).toEqual([
-      ['cnn', 7, ['conv.1', 'conv.4', 'conv.5', 'conv.6']],
-      ['ffn', 4, ['layer.0.ffn', 'layer.1.ffn', 'layer.2.ffn', 'layer.3.ffn']],
+      ['cnn', 7, ['conv.4', 'conv.5']],
+      ['attention', 4, ['layer.0.attn.v', 'layer.1.attn.v', 'layer.2.attn.v', 'layer.3.attn.v']],
     ]);
+    for (const g of low) {
+      const below = real.align.taps.filter((t) => t.group === g.group && t.meanCorrelationAfter < 0.35);
+      expect(g.taps.map((t) => t.meanCorrelationAfter).sort()).toEqual(below.map((t) => t.meanCorrelationAfter).sort());
+    }
     expect(low[0]!.taps[0]).toEqual({
-      tap: 'conv.1',
-      layer: 1,
-      meanCorrelationAfter: real.align.taps.find((t) => t.tap === 'conv.1')!.meanCorrelationAfter,
+      tap: 'conv.4',
+      layer: 4,
+      meanCorrelationAfter: real.align.taps.find((t) => t.tap === 'conv.4')!.meanCorrelationAfter,
     });
   });
 
   it('follows the threshold: strictly below it', () => {
-    expect(lowCorrelation(real, 0.05).map((g) => g.taps.map((t) => t.tap))).toEqual([['conv.1']]);
-    const conv1 = real.align.taps.find((t) => t.tap === 'conv.1')!.meanCorrelationAfter;
-    expect(lowCorrelation(real, conv1)).toEqual([]);
-    expect(lowCorrelation(real, 0.3).map((g) => g.group)).toEqual(['cnn', 'attention', 'ffn']);
+    const worst = alignmentSummary(real).worst!.meanCorrelationAfter;
+    expect(lowCorrelation(real, worst)).toEqual([]);
+    expect(lowCorrelation(real, worst + 1e-9).map((g) => g.taps.map((t) => t.tap))).toEqual([['layer.1.attn.v']]);
+    expect(lowCorrelation(real, 0.5).map((g) => g.group)).toEqual(['cnn', 'attention', 'ffn']);
   });
 });
 
@@ -117,8 +145,9 @@ describe('layers and groups', () => {
     expect(table).toHaveLength(4);
     const ffn = real.align.taps.find((t) => t.tap === 'layer.0.ffn')!;
     expect(table[3]).toBe(
-      `| layer.0.ffn | FFN | 512 | ${formatCorrelation(ffn.meanCorrelationBefore)} → ${formatCorrelation(ffn.meanCorrelationAfter)} | 100% | 0 |`,
+      `| layer.0.ffn | FFN | 512 | ${formatCorrelation(ffn.meanCorrelationBefore)} → ${formatCorrelation(ffn.meanCorrelationAfter)} | ${formatPercent(ffn.moved)} | ${ffn.deadUnits.anchor + ffn.deadUnits.other} |`,
     );
+    expect(table[2]).toMatch(/^\| layer\.0\.attn\.v \| attention \| 128 \| /);
   });
 
   it('formats correlations with two decimals and a real minus sign', () => {

@@ -359,14 +359,17 @@ describe.skipIf(!found.executablePath)('webview in headless Chromium', () => {
     const taps = realReport.align.taps.length;
     const c = await openPanel('correlation', 'dark', realReport);
     const charts = await c.page.locator('section[data-chart]').evaluateAll((els) => els.map((e) => e.getAttribute('data-chart')));
-    // No head scores in this report: three charts, starting on its worst tap (a conv block).
-    expect(charts).toEqual(['correlation-by-layer', 'units-moved', 'correlation-heatmap']);
-    expect(await c.page.locator('.tap-select').inputValue()).toBe('conv.1');
+    // Starts on its worst tap, an attention tap: four charts, its head scores among them.
+    const worst = realReport.align.taps.reduce((w, t) => (t.meanCorrelationAfter < w.meanCorrelationAfter ? t : w));
+    expect(worst.tap).toBe('layer.1.attn.v');
+    expect(charts).toEqual(['correlation-by-layer', 'units-moved', 'correlation-heatmap', 'head-scores']);
+    expect(await c.page.locator('.tap-select').inputValue()).toBe(worst.tap);
     expect(await markCount(c.page, 'correlation-by-layer', 'symbol')).toBe(2 * taps);
     expect(await markCount(c.page, 'correlation-by-layer', 'line')).toBe(6);
     expect(await markCount(c.page, 'units-moved', 'rect')).toBe(taps);
-    const side = realReport.align.taps.find((t) => t.tap === 'conv.1')!.heatmap!.size;
+    const side = worst.heatmap!.size;
     expect(await markCount(c.page, 'correlation-heatmap', 'rect')).toBe(2 * side * side);
+    expect(await markCount(c.page, 'head-scores', 'rect')).toBe(realReport.models.anchor.heads ** 2);
     await c.page.screenshot({ path: path.join(resultsDir, 'correlation-panel.png'), fullPage: true });
     expect(await violations(c.page)).toEqual([]);
     expect(c.problems).toEqual([]);

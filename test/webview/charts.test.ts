@@ -297,14 +297,19 @@ describe('CSV', () => {
   });
 });
 
-describe('the real report of the example run (4 layers, 7 conv blocks, no head scores)', () => {
+describe('the real report of the example run (4 layers, 7 conv blocks, head scores)', () => {
   const real = JSON.parse(readFileSync(new URL('../fixtures/reports/speech-music.report.json', import.meta.url), 'utf8')) as MergeReport;
   const selected = initialSelection(real);
+  const tapOf = (name: string) => real.align.taps.find((t) => t.tap === name)!;
+  const rectsWith = (xs: vega.Item[], field: string) =>
+    xs.filter((i) => (i as unknown as { datum?: Record<string, unknown> }).datum?.[field] !== undefined);
 
-  it('starts on its worst tap, a conv block: per-layer, moved and its heatmap, no head scores', async () => {
-    expect(selected).toBe('conv.1');
+  it('starts on its worst tap, an attention tap: per-layer, moved, its heatmap and its head scores', async () => {
+    const worst = real.align.taps.reduce((w, t) => (t.meanCorrelationAfter < w.meanCorrelationAfter ? t : w));
+    expect(selected).toBe(worst.tap);
+    expect(selected).toBe('layer.1.attn.v');
     const charts = correlationCharts(real, { theme, width: 760, selected });
-    expect(charts.map((c) => c.id)).toEqual(['correlation-by-layer', 'units-moved', 'correlation-heatmap']);
+    expect(charts.map((c) => c.id)).toEqual(['correlation-by-layer', 'units-moved', 'correlation-heatmap', 'head-scores']);
     expect(keyDomain(real)).toEqual([
       'cnn:0',
       'cnn:1',
@@ -319,30 +324,35 @@ describe('the real report of the example run (4 layers, 7 conv blocks, no head s
       'layer:3',
     ]);
     const perLayer = await render(byId(charts, 'correlation-by-layer'));
-    const withTap = (xs: vega.Item[]) => xs.filter((i) => (i as unknown as { datum?: { tap?: string } }).datum?.tap);
-    expect(withTap(items(perLayer.view, 'symbol')).length).toBe(2 * real.align.taps.length);
+    expect(rectsWith(items(perLayer.view, 'symbol'), 'tap').length).toBe(2 * real.align.taps.length);
     // cnn, attention, ffn × before, after
     expect(lineCount(perLayer.view)).toBe(6);
     const moved = await render(byId(charts, 'units-moved'));
-    expect(withTap(items(moved.view, 'rect')).length).toBe(real.align.taps.length);
+    expect(rectsWith(items(moved.view, 'rect'), 'tap').length).toBe(real.align.taps.length);
     const heat = await render(byId(charts, 'correlation-heatmap'));
-    const side = real.align.taps.find((t) => t.tap === 'conv.1')!.heatmap!.size;
-    const conv1 = real.align.taps.find((t) => t.tap === 'conv.1')!;
-    expect(items(heat.view, 'rect').filter((i) => (i as unknown as { datum?: { stage?: string } }).datum?.stage)).toHaveLength(
-      2 * side * side,
-    );
+    const side = worst.heatmap!.size;
+    expect(rectsWith(items(heat.view, 'rect'), 'stage')).toHaveLength(2 * side * side);
     expect(
-      heatmapCells(conv1)
+      heatmapCells(worst)
         .filter((c) => c.stage === 'after')
         .map((c) => c.value),
-    ).toEqual(conv1.heatmap!.after);
-    expect(byId(charts, 'correlation-heatmap').title).toContain('conv.1');
+    ).toEqual(worst.heatmap!.after);
+    expect(byId(charts, 'correlation-heatmap').title).toContain(worst.tap);
+    // heads × heads scores, the best other head of each anchor head outlined.
+    const heads = real.models.anchor.heads;
+    const scores = await render(byId(charts, 'head-scores'));
+    expect(rectsWith(items(scores.view, 'rect'), 'score')).toHaveLength(heads * heads);
+    expect(headCells(worst).filter((c) => c.best)).toHaveLength(heads);
+    expect(byId(charts, 'head-scores').title).toContain('layer.1');
   });
 
-  it('an attention tap without head scores gets its heatmap only', () => {
-    const charts = correlationCharts(real, { theme, width: 760, selected: 'layer.2.attn.v' });
-    expect(charts.map((c) => c.id)).toEqual(['correlation-by-layer', 'units-moved', 'correlation-heatmap']);
-    expect(headCells(real.align.taps.find((t) => t.tap === 'layer.2.attn.v')!)).toEqual([]);
+  it('a conv block gets its heatmap only; an FFN tap the head scores of its layer', () => {
+    const conv = correlationCharts(real, { theme, width: 760, selected: 'conv.4' });
+    expect(conv.map((c) => c.id)).toEqual(['correlation-by-layer', 'units-moved', 'correlation-heatmap']);
+    expect(headCells(tapOf('conv.4'))).toEqual([]);
+    const ffn = correlationCharts(real, { theme, width: 760, selected: 'layer.2.ffn' });
+    expect(byId(ffn, 'correlation-heatmap').title).toContain('layer.2.ffn');
+    expect(byId(ffn, 'head-scores').title).toContain('layer.2');
   });
 
   it('results: five tasks over three λ, the sources as rules, the averages', async () => {

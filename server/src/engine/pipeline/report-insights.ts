@@ -104,7 +104,8 @@ export interface ScorePoint {
 export interface ScoreSummary {
   /** The best average score of each merge variant over the λ values evaluated (the first λ on a tie). */
   bestPermuted: ScorePoint | null;
-  bestLinear: ScorePoint | null;
+  /** The plain interpolation without alignment (`unaligned`; report version 1 called it `linear`). */
+  bestUnaligned: ScorePoint | null;
   anchor: number | null;
   other: number | null;
   /** Tasks evaluated. */
@@ -124,7 +125,7 @@ export function scoreSummary(report: MergeReport): ScoreSummary | null {
   const single = (variant: EvaluationRow['variant']) => e.averages.find((a) => a.variant === variant)?.average ?? null;
   return {
     bestPermuted: best('permuted'),
-    bestLinear: best('linear'),
+    bestUnaligned: best('unaligned') ?? best('linear'),
     anchor: single('anchor'),
     other: single('other'),
     tasks: new Set(e.rows.map((r) => r.task)).size,
@@ -206,10 +207,10 @@ export function describeAlignment(s: AlignmentSummary): string {
   return `correlation ${formatCorrelation(s.before)} → ${formatCorrelation(s.after)} over ${s.taps} tap${s.taps === 1 ? '' : 's'}${worst}`;
 }
 
-/** One line on scores: `best permuted 0.324 (λ 0.5) vs linear 0.332 (λ 0.5) · anchor 0.194 · other 0.269`. */
+/** One line on scores: `best permuted 0.537 (λ 0.7) vs unaligned 0.518 (λ 0.7) · anchor 0.561 · other 0.522`. */
 export function describeScores(s: ScoreSummary): string {
   const point = (p: ScorePoint | null) => (p ? `${formatScore(p.average)} (${formatLambda(p.lambda)})` : '–');
-  const parts = [`best permuted ${point(s.bestPermuted)} vs linear ${point(s.bestLinear)}`];
+  const parts = [`best permuted ${point(s.bestPermuted)} vs unaligned ${point(s.bestUnaligned)}`];
   if (s.anchor !== null) parts.push(`anchor ${formatScore(s.anchor)}`);
   if (s.other !== null) parts.push(`other ${formatScore(s.other)}`);
   return parts.join(' · ');

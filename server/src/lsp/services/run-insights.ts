@@ -258,7 +258,7 @@ export class RunInsights {
     const point = (p: ScorePoint | null) => (p ? `${formatScore(p.average)} (${formatLambda(p.lambda)})` : '–');
     lenses.push(
       open(mergeAt, 'results', `Last run: best permuted ${point(scores.bestPermuted)}`),
-      open(mergeAt, 'results', `linear ${point(scores.bestLinear)}`),
+      open(mergeAt, 'results', `unaligned ${point(scores.bestUnaligned)}`),
     );
     const single = [
       scores.anchor === null ? '' : `anchor ${formatScore(scores.anchor)}`,
