@@ -72,7 +72,7 @@ afterAll(async () => {
 
 describe('statistics jobs from the editor', () => {
   it('computes two shards, then runs from them: progress, status and jobFinished like a run', async () => {
-    const { file, uri } = recipe('tiny');
+    const { uri } = recipe('tiny');
     const shardDirs = [0, 1].map((i) => path.join(dir, 'stats', `shard-${i}`));
     for (const index of [0, 1]) {
       const token = `stats-${index}`;
