@@ -1,10 +1,22 @@
-import { describe, expect, it } from 'vitest';
-import type { PairStats } from '../../server/src/engine/align/stats';
+import * as ort from 'onnxruntime-node';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { addMoments, createPairStats } from '../../server/src/engine/align/stats';
 import type { ProbeSet } from '../../server/src/engine/io/probe';
-import { fitSite, lsq, residual, siteSystem } from '../../server/src/engine/merge/methods/lsq';
+import { iterateBatches } from '../../server/src/engine/io/probe';
+import { Gemm64 } from '../../server/src/engine/merge/methods/gemm64';
+import { columns, fitSystem, lsq, residual, stageSystem, type StageStats, type StageSystem } from '../../server/src/engine/merge/methods/lsq';
+import { layerStages, StageStatisticsSession, type LsqStage } from '../../server/src/engine/merge/methods/lsq-graph';
+import { linear } from '../../server/src/engine/merge/methods/tensorwise';
 import { ridgeSolve } from '../../server/src/engine/merge/methods/ridge';
+import { addEncoder } from '../../server/src/engine/model/encoder-graph';
+import { GraphBuilder } from '../../server/src/engine/model/graph-builder';
 import { randomWeights } from '../../server/src/engine/model/random';
+import type { TapName } from '../../server/src/engine/model/taps';
+import type { WeightMap } from '../../server/src/engine/model/tensor';
+import { systemsOf } from '../../server/src/engine/pipeline/systems';
 import { mulberry32 } from '../../server/src/engine/random';
+import type { Recipe } from '../../server/src/engine/recipe/schema';
+import { engineError } from '../helpers/errors';
 import { tinyHubertConfig } from '../helpers/tiny-model';
 
 /** Float64 reference: solve A x = b by Gaussian elimination with partial pivoting. */
@@ -29,19 +41,121 @@ function gaussSolve(a: number[][], b: number[]): number[] {
   return x;
 }
 
-/** Centred moments of rows of X (n×p) against rows of Z (n×r), as the pair statistics hold them. */
-function pairStats(x: number[][], z: number[][]): PairStats {
-  const n = x.length;
+/** The normal equations of rows given in float64: centred Cov(x), Cov(x, y), means and Σ(y − ȳ)². */
+function systemOf(x: number[][], y: number[][]): StageSystem {
   const p = x[0]!.length;
-  const r = z[0]!.length;
-  const mean = (rows: number[][], d: number) => Float64Array.from({ length: d }, (_, j) => rows.reduce((s, row) => s + row[j]!, 0) / n);
-  const mx = mean(x, p);
-  const mz = mean(z, r);
-  const cross = new Float64Array(p * r);
-  for (const [k, row] of x.entries())
-    for (let i = 0; i < p; i++) for (let j = 0; j < r; j++) cross[i * r + j] += (row[i]! - mx[i]!) * (z[k]![j]! - mz[j]!);
-  return { dimA: p, dimB: r, n, meanA: mx, meanB: mz, m2A: new Float64Array(p), m2B: new Float64Array(r), cross };
+  const q = y[0]!.length;
+  const n = x.length;
+  const mean = (rows: number[][], d: number) => Float64Array.from({ length: d }, (_, j) => rows.reduce((s, r) => s + r[j]!, 0) / n);
+  const meanX = mean(x, p);
+  const meanY = mean(y, q);
+  const cxx = new Float64Array(p * p);
+  const cxy = new Float64Array(p * q);
+  const m2Y = new Float64Array(q);
+  for (const [k, r] of x.entries()) {
+    for (let c = 0; c < q; c++) m2Y[c] += (y[k]![c]! - meanY[c]!) ** 2;
+    for (let i = 0; i < p; i++) {
+      const di = r[i]! - meanX[i]!;
+      for (let j = 0; j < p; j++) cxx[i * p + j] += di * (r[j]! - meanX[j]!);
+      for (let c = 0; c < q; c++) cxy[i * q + c] += di * (y[k]![c]! - meanY[c]!);
+    }
+  }
+  return { n, p, q, cxx, cxy, meanX, meanY, m2Y };
 }
+
+function tinyProbe(count: number, seed = 2): ProbeSet {
+  const rand = mulberry32(seed);
+  const segments = Array.from({ length: count }, (_, i) => ({
+    source: 0,
+    file: `n${i}`,
+    offsetSamples: 0,
+    offsetSeconds: 0,
+    paddedSamples: 0,
+    samples: Float32Array.from({ length: 1600 }, (_, k) => 0.3 * Math.sin(k / (5 + i)) + 0.2 * (rand() - 0.5)),
+  }));
+  return {
+    sampleRate: 16000,
+    segmentSeconds: 0.1,
+    segmentSamples: 1600,
+    seed: 0,
+    segments,
+    sources: [],
+    totalSegments: count,
+    totalSeconds: count * 0.1,
+  };
+}
+
+const cfg = tinyHubertConfig();
+
+/** Float64 reference of a stage's moments: each model's input tap from its own forward graph, then the mix in JS. */
+async function referenceSystem(merged: WeightMap, anchor: WeightMap, other: WeightMap, stage: LsqStage, probe: ProbeSet): Promise<StageSystem> {
+  const tapRows = async (w: WeightMap, tap: TapName) => {
+    const b = new GraphBuilder();
+    const audio = b.input('audio', ['batch', 'samples']);
+    b.output(addEncoder(b, cfg, w, audio).get(tap)!, 'tap');
+    const session = await ort.InferenceSession.create(b.encode('reference_tap'));
+    const rows: number[][] = [];
+    for (const batch of iterateBatches(probe, 3)) {
+      const out = await session.run({ audio: new ort.Tensor('float32', batch.data, batch.dims) });
+      const t = out.tap!;
+      const width = t.dims.at(-1)!;
+      const data = t.data as Float32Array;
+      for (let r = 0; r < data.length / width; r++) rows.push(Array.from(data.subarray(r * width, (r + 1) * width)));
+    }
+    await session.release();
+    return rows;
+  };
+  const [x, xa, xb] = await Promise.all([merged, anchor, other].map((w) => tapRows(w, stage.input)));
+  const apply = (w: WeightMap, name: string, bias: string, row: number[]) => {
+    const t = w.get(name)!;
+    const [q, p] = t.shape as [number, number];
+    return Array.from({ length: q }, (_, c) => {
+      let s = w.get(bias)!.data[c]!;
+      for (let j = 0; j < p; j++) s += t.data[c * p + j]! * row[j]!;
+      return s;
+    });
+  };
+  const y = x.map((_, k) =>
+    stage.sites.flatMap((s) => {
+      const ya = apply(anchor, s.weight, s.bias, xa[k]!);
+      const yb = apply(other, s.weight, s.bias, xb[k]!);
+      return ya.map((v, c) => s.lambda * v + (1 - s.lambda) * yb[c]!);
+    }),
+  );
+  return systemOf(x, y);
+}
+
+async function measuredSystem(merged: WeightMap, anchor: WeightMap, other: WeightMap, stage: LsqStage, probe: ProbeSet): Promise<StageSystem> {
+  const m = (w: WeightMap) => ({ config: cfg, weights: w });
+  const session = await StageStatisticsSession.create(m(merged), m(anchor), m(other), stage, {});
+  let stats: StageStats | undefined;
+  for (const batch of iterateBatches(probe, 4)) {
+    const mo = await session.run(batch.data, batch.dims[0]);
+    stats ??= { inputs: createPairStats(mo.inputs.meanA.length, mo.inputs.meanB.length), targets: createPairStats(mo.targets.meanA.length, 0) };
+    addMoments(stats.inputs, mo.inputs);
+    addMoments(stats.targets, mo.targets);
+  }
+  await session.release();
+  return stageSystem(stats!, stage, anchor, other, gemm);
+}
+
+function maxRelative(got: ArrayLike<number>, want: ArrayLike<number>): number {
+  let err = 0;
+  let scale = 0;
+  for (let i = 0; i < want.length; i++) {
+    err = Math.max(err, Math.abs(got[i]! - want[i]!));
+    scale = Math.max(scale, Math.abs(want[i]!));
+  }
+  return err / scale;
+}
+
+let gemm: Gemm64;
+beforeAll(async () => {
+  gemm = await Gemm64.create({});
+});
+afterAll(async () => {
+  await gemm.release();
+});
 
 describe('least-squares refit (merge.method lsq)', () => {
   it('ridgeSolve matches a float64 Gaussian-elimination reference of (XᵀX + αI)Wᵀ = XᵀY + αW0ᵀ', () => {
@@ -72,80 +186,155 @@ describe('least-squares refit (merge.method lsq)', () => {
     }
   });
 
-  it('recovers the λ-mix of two affine maps from moments, and the validation residual is smallest there', () => {
+  it('fitSystem with a vanishing ridge is the float64 least-squares fit of [x, 1] → y, and residual() its exact SSE', async () => {
     const rand = mulberry32(8);
-    const p = 4;
-    const q = 2;
-    const n = 200;
-    const xm = Array.from({ length: n }, () => Array.from({ length: p }, () => rand() - 0.5));
-    // Endpoint inputs are linear in x_m here, so the mixed target is exactly affine in x_m.
-    const xa = xm.map((r) => r.map((v, i) => v + 0.1 * i));
-    const xb = xm.map((r) => r.map((v, i) => 2 * v - r[(i + 1) % p]!));
-    const wa = Float32Array.from({ length: q * p }, () => rand() - 0.5);
-    const wb = Float32Array.from({ length: q * p }, () => rand() - 0.5);
-    const ba = Float32Array.of(0.2, -0.1);
-    const bb = Float32Array.of(-0.3, 0.4);
-    const lambda = 0.3;
-    const sys = siteSystem(pairStats(xm, xm), pairStats(xm, xa), pairStats(xm, xb), wa, ba, wb, bb, lambda);
-    const f = fitSite(sys, 1e-10, new Float32Array(q * p));
-    for (const [k, r] of xm.entries()) {
-      for (let c = 0; c < q; c++) {
-        let got = f.b[c]!;
-        let want = lambda * ba[c]! + (1 - lambda) * bb[c]!;
-        for (let j = 0; j < p; j++) {
-          got += f.w[c * p + j]! * r[j]!;
-          want += lambda * wa[c * p + j]! * xa[k]![j]! + (1 - lambda) * wb[c * p + j]! * xb[k]![j]!;
-        }
-        expect(Math.abs(got - want)).toBeLessThan(1e-6);
-      }
+    const p = 5;
+    const q = 3;
+    const n = 60;
+    const x = Array.from({ length: n }, () => Array.from({ length: p }, () => rand() - 0.5 + 0.3));
+    const y = x.map((r) => Array.from({ length: q }, (_, c) => r.reduce((s, v, j) => s + Math.sin(c + j) * v, 0.2 * c) + 0.1 * (rand() - 0.5)));
+    const all = systemOf(x, y);
+    const f = fitSystem(all, 1e-12, new Float64Array(q * p));
+    // Reference: normal equations of the augmented, uncentred design A = [x, 1].
+    const a = x.map((r) => [...r, 1]);
+    const ata = Array.from({ length: p + 1 }, (_, i) => Array.from({ length: p + 1 }, (_, j) => a.reduce((s, r) => s + r[i]! * r[j]!, 0)));
+    let sse = 0;
+    for (let c = 0; c < q; c++) {
+      const theta = gaussSolve(ata, Array.from({ length: p + 1 }, (_, i) => a.reduce((s, r, k) => s + r[i]! * y[k]![c]!, 0)));
+      for (let j = 0; j < p; j++) expect(Math.abs(f.w[c * p + j]! - theta[j]!)).toBeLessThan(1e-8);
+      expect(Math.abs(f.b[c]! - theta[p]!)).toBeLessThan(1e-8);
+      for (const [k, r] of a.entries()) sse += (r.reduce((s, v, j) => s + v * theta[j]!, 0) - y[k]![c]!) ** 2;
     }
-    const worse = fitSite(sys, 10, new Float32Array(q * p));
-    expect(residual(sys, f.w, f.b)).toBeLessThan(residual(sys, worse.w, worse.b));
+    expect(Math.abs((await residual(all, f.w, f.b, gemm)) - sse) / sse).toBeLessThan(1e-8);
+    // A column slice is the same problem on those targets alone; a strong ridge is pulled to its prior and fits worse.
+    const one = columns(all, 1, 2);
+    const g = fitSystem(one, 1e-12, new Float64Array(p));
+    for (let j = 0; j < p; j++) expect(Math.abs(g.w[j]! - f.w[p + j]!)).toBeLessThan(1e-9);
+    const strong = fitSystem(all, 1e3, new Float64Array(q * p));
+    expect(Math.max(...strong.w.map(Math.abs))).toBeLessThan(0.01);
+    expect(await residual(all, strong.w, strong.b, gemm)).toBeGreaterThan(sse * 1.5);
   });
 
-  it('is function-preserving: two copies of one model refit to that model (1e-5)', async () => {
-    const cfg = tinyHubertConfig();
+  it('groups projections that share an input into one stage, in forward order', () => {
+    const stages = layerStages(1, ['output_dense', 'v_proj', 'q_proj', 'intermediate_dense'], () => 0.4);
+    expect(stages.map((s) => [s.input, s.sites.map((x) => x.name)])).toEqual([
+      ['layer.1.attn_in', ['q_proj', 'v_proj']],
+      ['layer.1.ffn_in', ['intermediate_dense']],
+      ['layer.1.ffn', ['output_dense']],
+    ]);
+    expect(stages[0]!.sites[1]!.weight).toBe('encoder.layers.1.attention.v_proj.weight');
+  });
+
+  it.each([
+    ['layer 0 q/k/v', 0, ['q_proj', 'k_proj', 'v_proj']],
+    ['layer 1 out_proj', 1, ['out_proj']],
+    ['layer 1 intermediate_dense', 1, ['intermediate_dense']],
+  ] as const)('stage moments from onnxruntime match a float64 reference (%s)', async (_label, layer, refit) => {
+    const anchor = randomWeights(cfg, 4);
+    const other = randomWeights(cfg, 5);
+    const merged = randomWeights(cfg, 6);
+    const stage = layerStages(layer, refit, (t) => (t.includes('v_proj') ? 0.7 : 0.3))[0]!;
+    const probe = tinyProbe(7);
+    const got = await measuredSystem(merged, anchor, other, stage, probe);
+    const want = await referenceSystem(merged, anchor, other, stage, probe);
+    expect(got.n).toBe(want.n);
+    expect(got.q).toBe(want.q);
+    expect(maxRelative(got.cxx, want.cxx)).toBeLessThan(1e-4);
+    expect(maxRelative(got.cxy, want.cxy)).toBeLessThan(1e-4);
+    expect(maxRelative(got.meanY, want.meanY)).toBeLessThan(1e-4);
+    expect(maxRelative(got.m2Y, want.m2Y)).toBeLessThan(1e-4);
+  });
+
+  it.each([
+    ['a ridge chosen on the held-out fifth', 'auto' as const],
+    ['a fixed ridge', 0.01],
+  ])('is function-preserving with every projection refit and %s: two copies of one model refit to that model (1e-5)', async (_l, ridge) => {
     const w = randomWeights(cfg, 4);
-    const rand = mulberry32(2);
-    const segments = Array.from({ length: 10 }, (_, i) => ({
-      source: 0,
-      file: `n${i}`,
-      offsetSamples: 0,
-      offsetSeconds: 0,
-      paddedSamples: 0,
-      samples: Float32Array.from({ length: 1600 }, (_, k) => 0.3 * Math.sin(k / (5 + i)) + 0.2 * (rand() - 0.5)),
-    }));
-    const probe: ProbeSet = {
-      sampleRate: 16000,
-      segmentSeconds: 0.1,
-      segmentSamples: 1600,
-      seed: 0,
-      segments,
-      sources: [],
-      totalSegments: 10,
-      totalSeconds: 1,
-    };
     const merged = await lsq.merge({
       config: cfg,
       anchor: w,
       other: w,
       lambda: 0.4,
-      probe,
+      probe: tinyProbe(10),
+      lsq: { refit: ['q_proj', 'k_proj', 'v_proj', 'out_proj', 'intermediate_dense', 'output_dense'], ridge },
       batchSize: 4,
       seed: 0,
       session: {},
       emit: () => undefined,
       signal: undefined,
     });
-    for (const [name, t] of w) {
-      const m = merged.get(name)!.data;
-      let err = 0;
-      let scale = 0;
-      t.data.forEach((v, i) => {
-        err = Math.max(err, Math.abs(m[i]! - v));
-        scale = Math.max(scale, Math.abs(v));
-      });
-      expect(err / scale, name).toBeLessThan(1e-5);
-    }
+    for (const [name, t] of w) expect(maxRelative(merged.get(name)!.data, t.data), name).toBeLessThan(1e-5);
+  });
+
+  it("fits the target better than the linear merge where both see the same input (layer 0's q/k/v)", async () => {
+    const anchor = randomWeights(cfg, 4);
+    const other = randomWeights(cfg, 5);
+    const probe = tinyProbe(10);
+    const ctx = {
+      config: cfg,
+      anchor,
+      other,
+      lambda: 0.5,
+      probe,
+      lsq: { refit: ['q_proj', 'k_proj', 'v_proj'] as ('q_proj' | 'k_proj' | 'v_proj')[], ridge: 1e-3 },
+      batchSize: 4,
+      seed: 0,
+      session: {},
+      emit: () => undefined,
+      signal: undefined,
+    };
+    const lerp = await linear.merge(ctx);
+    const refit = await lsq.merge(ctx);
+    const stage = layerStages(0, ['q_proj', 'k_proj', 'v_proj'], () => 0.5)[0]!;
+    const sse = async (w: WeightMap) => {
+      const s = await measuredSystem(w, anchor, other, stage, probe);
+      const flat = (suffix: 'weight' | 'bias') =>
+        Float64Array.from(stage.sites.flatMap((site) => Array.from(w.get(suffix === 'weight' ? site.weight : site.bias)!.data)));
+      return residual(s, flat('weight'), flat('bias'), gemm);
+    };
+    const [before, after] = [await sse(lerp), await sse(refit)];
+    expect(after).toBeLessThan(0.9 * before);
+    // Projections outside `refit` keep the linear merge.
+    expect(refit.get('encoder.layers.0.feed_forward.output_dense.weight')!.data).toEqual(lerp.get('encoder.layers.0.feed_forward.output_dense.weight')!.data);
+  });
+
+  it('refuses a probe too small to hold out a fifth, unless the ridge is fixed', async () => {
+    const w = randomWeights(cfg, 4);
+    const ctx = {
+      config: cfg,
+      anchor: w,
+      other: randomWeights(cfg, 5),
+      lambda: 0.5,
+      probe: tinyProbe(3),
+      batchSize: 4,
+      seed: 0,
+      session: {},
+      emit: () => undefined,
+      signal: undefined,
+    };
+    const e = await engineError(lsq.merge(ctx));
+    expect(e.code).toBe('bad-recipe');
+    expect(e.message).toMatch(/at least 5 probe segments.*merge\.lsq\.ridge/);
+    await expect(lsq.merge({ ...ctx, lsq: { refit: ['out_proj'], ridge: 0.1 } })).resolves.toBeInstanceOf(Map);
+    const cancelled = new AbortController();
+    cancelled.abort();
+    expect((await engineError(lsq.merge({ ...ctx, lsq: { refit: ['out_proj'], ridge: 0.1 }, signal: cancelled.signal }))).code).toBe('cancelled');
+  });
+
+  it("variants inherit merge.lsq and override its keys; systems whose method is not lsq carry no lsq settings", () => {
+    const recipe = {
+      align: { method: 'correlation', permute: ['cnn'], heads: 'reorder', self_check: true },
+      merge: { method: 'linear', lambda: 0.5, repair: false, width: 1, lsq: { refit: ['out_proj'], ridge: 0.5 } },
+      variants: [
+        { name: 'lsq', merge: { method: 'lsq' } },
+        { name: 'lsq-auto', merge: { method: 'lsq', lsq: { refit: ['v_proj', 'out_proj'], ridge: 'auto' } } },
+        { name: 'lsq-ridge', merge: { method: 'lsq', lsq: { ridge: 0.01 } } },
+      ],
+    } as unknown as Recipe;
+    const systems = systemsOf(recipe);
+    expect(systems[0]!.merge.lsq).toBeUndefined();
+    expect(systems[1]!.merge.lsq).toEqual({ refit: ['out_proj'], ridge: 0.5 });
+    expect(systems[2]!.merge.lsq).toEqual({ refit: ['v_proj', 'out_proj'], ridge: 'auto' });
+    expect(systems[3]!.merge.lsq).toEqual({ refit: ['out_proj'], ridge: 0.01 });
   });
 });

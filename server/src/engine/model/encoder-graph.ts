@@ -204,6 +204,7 @@ function attention(
 ): string {
   const H = cfg.heads;
   const dh = cfg.headDim;
+  taps.set(tapName.attnIn(l), x);
   const split = b.int64s([0, 0, H, dh]); // 0 keeps batch and frames from the input
   const heads = (v: string, perm: number[], hint: string) => b.op('Transpose', [b.op('Reshape', [v, split])], { perm }, hint);
   const q = heads(linear(b, x, w, `${base}.attention.q_proj`, lp('q')), [0, 2, 1, 3], lp('q_heads')); // [B, H, T, dh]
@@ -229,6 +230,7 @@ function feedForward(
   taps: TapValues,
   l: number,
 ): string {
+  taps.set(tapName.ffnIn(l), x);
   const h = activation(b, linear(b, x, w, `${base}.feed_forward.intermediate_dense`, lp('ffn_in')), cfg.hiddenAct, lp('ffn_act'));
   taps.set(tapName.ffn(l), h);
   return linear(b, h, w, `${base}.feed_forward.output_dense`, lp('ffn_out'));

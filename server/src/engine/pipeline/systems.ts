@@ -18,14 +18,15 @@ import type { EncoderModel } from '../model/encoder';
 import type { WeightMap } from '../model/tensor';
 import { tapName, type TapName } from '../model/taps';
 import { parameterCount } from '../model/weights';
-import type { Recipe } from '../recipe/schema';
+import type { LsqSettings, Recipe } from '../recipe/schema';
 import { defaultBatchSize } from './plan';
 
 export interface SystemSettings {
   /** Row label in the report: `permuted` for the main settings, else the variant's name. */
   name: string;
   align: Recipe['align'];
-  merge: Pick<Recipe['merge'], 'method' | 'repair' | 'width'>;
+  /** `lsq` only on systems whose method is lsq (the report lists the settings a system used). */
+  merge: Pick<Recipe['merge'], 'method' | 'repair' | 'width'> & { lsq?: Partial<LsqSettings> };
 }
 
 /** The main settings first, then each variant with its overrides applied. */
@@ -35,12 +36,15 @@ export function systemsOf(recipe: Recipe): SystemSettings[] {
     align: recipe.align,
     merge: { method: recipe.merge.method, repair: recipe.merge.repair, width: recipe.merge.width },
   };
+  // A variant's merge.lsq overrides some of the main merge.lsq keys.
+  const withLsq = ({ lsq, ...rest }: SystemSettings['merge']) =>
+    rest.method === 'lsq' ? { ...rest, lsq: { ...recipe.merge.lsq, ...definedOnly(lsq ?? {}) } } : rest;
   return [
-    main,
+    { ...main, merge: withLsq({ ...main.merge, lsq: recipe.merge.lsq }) },
     ...(recipe.variants ?? []).map((v) => ({
       name: v.name,
       align: { ...main.align, ...definedOnly(v.align ?? {}) },
-      merge: { ...main.merge, ...definedOnly(v.merge ?? {}) },
+      merge: withLsq({ ...main.merge, ...definedOnly(v.merge ?? {}) }),
     })),
   ];
 }
@@ -83,6 +87,7 @@ export async function buildSystem(s: SystemSettings, aligned: AlignOutcome, lamb
     other: aligned.permuted,
     lambda,
     probe: c.probe,
+    lsq: s.merge.lsq,
     batchSize: c.batchSize,
     seed: c.seed,
     session: c.session,

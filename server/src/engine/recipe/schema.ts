@@ -88,7 +88,7 @@ const mergeSchema = object({
       valueDescriptions: {
         linear: 'λ·anchor + (1 − λ)·other, tensor by tensor.',
         slerp: 'Spherical interpolation of each tensor (keeps norms), λ on the anchor side.',
-        lsq: "Least-squares refit (after PLeaS, Nasery et al., CVPR 2025): from the linear merge, each layer's attention and FFN output projections are refit, in layer order, so their outputs on the probe audio best match the λ-mix of both models' (ridge chosen on a held-out fifth of the probe; needs `probe`).",
+        lsq: "Least-squares refit (after PLeaS, Nasery et al., CVPR 2025): from the linear merge, each layer's linear projections (`merge.lsq.refit`) are refit, in layer order, so that their outputs on the probe audio best match the λ-mix of both aligned models' outputs (ridge regression; needs `probe`).",
       },
     }),
     lambda: union({
@@ -138,19 +138,70 @@ const mergeSchema = object({
       description:
         "Partial zipping (ZipIt!, Stoica et al., ICLR 2024): FFN width of the merged model as a multiple of one model's. Above 1, the FFN units whose matched correlation is weakest stay unmerged, one copy from each model (outputs scaled by λ and 1 − λ), and `intermediate_size` grows; at 2 every FFN is the exact λ-mix of both FFNs. Uses the FFN correlations of `align.method` correlation (weakest by weight cosine otherwise).",
     }),
+    lsq: object({
+      optional: true,
+      description: 'Settings of `merge.method: lsq` (ignored by the other methods); each key has its default when omitted.',
+      properties: {
+        refit: array({
+          optional: true,
+          default: ['v_proj', 'out_proj', 'intermediate_dense', 'output_dense'],
+          description:
+            'Which linear projections of each transformer layer are refit, in forward order within the layer (the others keep the linear merge).',
+          minItems: 1,
+          uniqueItems: true,
+          items: enumOf({
+            description: 'A linear projection of a transformer layer.',
+            values: ['q_proj', 'k_proj', 'v_proj', 'out_proj', 'intermediate_dense', 'output_dense'],
+            valueDescriptions: {
+              q_proj: 'Attention query projection.',
+              k_proj: 'Attention key projection.',
+              v_proj: 'Attention value projection.',
+              out_proj: 'Attention output projection.',
+              intermediate_dense: 'FFN input projection (fc1, before the activation: its pre-activations are matched).',
+              output_dense: 'FFN output projection (fc2).',
+            },
+          }),
+        }),
+        ridge: union({
+          optional: true,
+          default: 'auto',
+          description:
+            'Ridge strength γ, relative to the mean input variance (α = γ·tr(Cov)/p), pulling the refit toward the linear merge; `auto` chooses it per projection from 1e-4 … 1 by the fit residual on a held-out fifth of the probe segments.',
+          expected: 'a number ≥ 0 or auto',
+          variants: [
+            num({ description: 'γ, the same for every projection.', minimum: 0 }),
+            enumOf({
+              description: 'Choose γ per projection on held-out probe segments.',
+              values: ['auto'],
+              valueDescriptions: { auto: 'Chosen per projection from 1e-4 … 1 on a held-out fifth of the probe segments (needs ≥ 5).' },
+            }),
+          ],
+        }),
+      },
+    }),
   },
 });
 
-/** The same keys, all optional and without defaults: a variant's overrides of the main settings. */
-function overridesOf<const P extends Record<string, Schema>>(
-  properties: P,
-): { [K in keyof P]: Omit<P[K], 'default' | 'optional'> & { optional: true } } {
+/** A schema as an override: optional and without a default, and so are the keys of a nested object. */
+type Override<S> = S extends { kind: 'object'; properties: infer Q extends Record<string, Schema> }
+  ? Omit<S, 'default' | 'optional' | 'properties'> & { optional: true; properties: Overrides<Q> }
+  : Omit<S, 'default' | 'optional'> & { optional: true };
+type Overrides<P extends Record<string, Schema>> = { [K in keyof P]: Override<P[K]> };
+
+/**
+ * The same keys, all optional and without defaults: a variant's overrides of the main settings. Nested objects
+ * (merge.lsq) too, so that a variant setting one nested key inherits the others from the main settings.
+ */
+function overridesOf<const P extends Record<string, Schema>>(properties: P): Overrides<P> {
   const out: Record<string, Schema> = {};
   for (const [k, v] of Object.entries(properties)) {
     const { default: _default, ...rest } = v;
-    out[k] = { ...rest, optional: true };
+    out[k] =
+      rest.kind === 'object' && rest.properties
+        ? { ...rest, optional: true, properties: overridesOf(rest.properties) }
+        : { ...rest, optional: true };
   }
-  return out as { [K in keyof P]: Omit<P[K], 'default' | 'optional'> & { optional: true } };
+  return out as Overrides<P>;
 }
 
 const { lambda: _lambda, sweep: _sweep, ...mergeOverrideKeys } = mergeSchema.properties;
@@ -343,6 +394,8 @@ export type AlignMethodName = Recipe['align']['method'];
 export type PermutePart = Recipe['align']['permute'][number];
 export type HeadsMode = Recipe['align']['heads'];
 export type MergeMethodName = Recipe['merge']['method'];
+export type LsqSettings = NonNullable<Recipe['merge']['lsq']>;
+export type LsqProjection = LsqSettings['refit'][number];
 export type Device = Recipe['runtime']['device'];
 export const DEVICES: readonly Device[] = recipeSchema.properties.runtime.properties.device.values;
 export const ALIGN_METHOD_NAMES: readonly AlignMethodName[] = recipeSchema.properties.align.properties.method.values;

@@ -1,48 +1,41 @@
 /**
  * `merge.method: lsq` — least-squares refit (after PLeaS, Nasery et al., "PLeaS: Merging Models with Permutations
- * and Least Squares", CVPR 2025). Start from the linear interpolation of the aligned models; then, layer by layer
- * in order, replace the two output projections of each transformer layer (attention `out_proj`, FFN `output_dense`)
- * by the weights whose outputs on the probe audio best match the λ-mix of the endpoints' outputs:
+ * and Least Squares", CVPR 2025). Start from the linear interpolation of the aligned models; then, layer by layer and
+ * within a layer in forward order, replace each refit projection (`merge.lsq.refit`: q/k/v_proj, out_proj,
+ * intermediate_dense, output_dense) by the weights whose outputs on the probe audio best match the λ-mix of the
+ * endpoints' outputs:
  *
- *   min_W,b  Σ_frames ‖W x_m + b − (λ(W_a x_a + b_a) + (1 − λ)(W_b x_b + b_b))‖² + α‖W − W_lerp‖²
+ *   min_W,b  Σ_frames ‖W x + b − (λ(W_a x_a + b_a) + (1 − λ)(W_b x_b + b_b))‖² + α‖W − W_lerp‖²
  *
- * where x_m is the layer's input in the merged model (whose earlier layers are already refit) and x_a, x_b the same
- * input in each endpoint on the same audio. Only centred second moments are needed: Cov(x_m, x_m), Cov(x_m, x_a),
- * Cov(x_m, x_b) and the means, which the pair statistics graph (onnxruntime, float64 accumulation) measures with the
- * merged model as one side; the ridge system is solved in float64 (Cholesky). Both projections of a layer are fit
- * from one set of passes (the FFN fit sees the layer's attention before its refit). α = γ·tr(Cov)/p, γ chosen per
- * projection from a grid by the residual on a validation fifth of the probe segments (never the evaluation data).
+ * where x is the projection's input in the merged model (whose earlier projections are already refit) and x_a, x_b
+ * the same input in each endpoint on the same audio. intermediate_dense matches pre-activations. Only centred
+ * moments are needed: Cov(x), Cov(x, x_a), Cov(x, x_b) and the means, reduced per batch in onnxruntime
+ * (lsq-graph.ts) and combined in float64; Cov(x, y) = λ Cov(x, x_a) W_aᵀ + (1 − λ) Cov(x, x_b) W_bᵀ is a float64
+ * GEMM in onnxruntime (gemm64.ts), and the ridge system (XᵀX + αI)Wᵀ = XᵀY + αW_lerpᵀ is solved in float64
+ * (ridge.ts), b = ȳ − W x̄.
+ * α = γ·tr(Cov(x))/p. `merge.lsq.ridge` fixes γ; with `auto` γ is chosen per projection from RIDGE_GRID by the
+ * residual on a held-out fifth of the probe segments (never the evaluation data), then refit on all segments.
  */
 import { EngineError } from '../../errors';
-import type { ProbeSet } from '../../io/probe';
+import { iterateBatches, type ProbeSet } from '../../io/probe';
 import type { WeightMap } from '../../model/tensor';
-import { tapName, type TapName } from '../../model/taps';
-import { addMoments, createPairStats, type PairStats } from '../../align/stats';
-import { iterateBatches } from '../../io/probe';
+import { addMoments, createPairStats, mergeStats, type PairStats } from '../../align/stats';
+import { recipeSchema, type LsqProjection } from '../../recipe/schema';
 import { lambdaForTensor } from '../lambda';
+import { Gemm64 } from './gemm64';
+import { layerStages, StageStatisticsSession, type LsqSite, type LsqStage } from './lsq-graph';
 import type { MergeContext, MergeMethod } from './method';
 import { ridgeSolve } from './ridge';
 import { linear } from './tensorwise';
 
-/** Ridge strengths tried, relative to the mean input variance (tr(Cov)/p). */
+/** Ridge strengths γ tried when `merge.lsq.ridge` is auto, relative to the mean input variance (tr(Cov)/p). */
 export const RIDGE_GRID = [1e-4, 1e-3, 1e-2, 1e-1, 1];
 
-interface Site {
-  tap: TapName;
-  weight: string;
-  bias: string;
-}
+const LSQ_KEYS = recipeSchema.properties.merge.properties.lsq.properties;
+const DEFAULT_REFIT: readonly LsqProjection[] = LSQ_KEYS.refit.default;
 
-function sites(layer: number): Site[] {
-  const p = `encoder.layers.${layer}`;
-  return [
-    { tap: tapName.attn(layer), weight: `${p}.attention.out_proj.weight`, bias: `${p}.attention.out_proj.bias` },
-    { tap: tapName.ffn(layer), weight: `${p}.feed_forward.output_dense.weight`, bias: `${p}.feed_forward.output_dense.bias` },
-  ];
-}
-
-/** The normal-equation pieces of one projection on one split: Cov(x_m), Cov(x_m, y), the means of x_m and y. */
-export interface SiteSystem {
+/** The normal equations of one stage: Cov(x) (p×p), Cov(x, y) (p×q), the means and the targets' Σ(y − ȳ)². */
+export interface StageSystem {
   n: number;
   p: number;
   q: number;
@@ -50,47 +43,78 @@ export interface SiteSystem {
   cxy: Float64Array;
   meanX: Float64Array;
   meanY: Float64Array;
+  m2Y: Float64Array;
 }
 
-/** Combines the three pair statistics of a tap (merged×merged, merged×anchor, merged×other) into the target system. */
-export function siteSystem(
-  mm: PairStats,
-  ma: PairStats,
-  mb: PairStats,
-  wa: Float32Array,
-  ba: Float32Array,
-  wb: Float32Array,
-  bb: Float32Array,
-  lambda: number,
-): SiteSystem {
-  const p = mm.dimA;
-  const q = ba.length;
+/** A stage's accumulated moments: inputs (A = x, B = [x, x_a, x_b]) and targets (A = y), see lsq-graph.ts. */
+export interface StageStats {
+  inputs: PairStats;
+  targets: PairStats;
+}
+
+/** Concatenated weights of the stage's projections in one model, transposed (p × q, float64) for Cov(x, x_e)·Wᵀ. */
+function stackedTranspose(w: WeightMap, stage: LsqStage): { wt: Float64Array; bias: Float64Array; lambdas: Float64Array } {
+  const mats = stage.sites.map((s) => w.get(s.weight)!);
+  const p = mats[0]!.shape[1]!;
+  const q = mats.reduce((k, m) => k + m.shape[0]!, 0);
+  const wt = new Float64Array(p * q);
+  const bias = new Float64Array(q);
+  const lambdas = new Float64Array(q);
+  let row = 0;
+  for (const [k, m] of mats.entries()) {
+    const rows = m.shape[0]!;
+    for (let r = 0; r < rows; r++) for (let j = 0; j < p; j++) wt[j * q + row + r] = m.data[r * p + j]!;
+    bias.set(w.get(stage.sites[k]!.bias)!.data, row);
+    lambdas.fill(stage.sites[k]!.lambda, row, row + rows);
+    row += rows;
+  }
+  return { wt, bias, lambdas };
+}
+
+/**
+ * The normal equations of a stage from its moments: Cov(x) as measured, the right-hand side
+ * Cov(x, y) = Cov(x, x_a)·W_aᵀ·diag(λ) + Cov(x, x_b)·W_bᵀ·diag(1 − λ) (float64 GEMMs in onnxruntime) and
+ * ȳ = λ(W_a x̄_a + b_a) + (1 − λ)(W_b x̄_b + b_b).
+ */
+export async function stageSystem(stats: StageStats, stage: LsqStage, anchor: WeightMap, other: WeightMap, gemm: Gemm64): Promise<StageSystem> {
+  const s = stats.inputs;
+  const p = s.dimA;
+  const block = (k: number) => {
+    const out = new Float64Array(p * p);
+    for (let i = 0; i < p; i++) out.set(s.cross.subarray(i * 3 * p + k * p, i * 3 * p + (k + 1) * p), i * p);
+    return out;
+  };
+  const a = stackedTranspose(anchor, stage);
+  const b = stackedTranspose(other, stage);
+  const q = a.bias.length;
+  const [ya, yb] = [await gemm.matmul(block(1), a.wt, p, p, q), await gemm.matmul(block(2), b.wt, p, p, q)];
   const cxy = new Float64Array(p * q);
-  const ya = new Float64Array(q);
-  const yb = new Float64Array(q);
-  for (let c = 0; c < q; c++) {
-    let sa = ba[c]!;
-    let sb = bb[c]!;
-    for (let j = 0; j < p; j++) {
-      sa += wa[c * p + j]! * ma.meanB[j]!;
-      sb += wb[c * p + j]! * mb.meanB[j]!;
-    }
-    ya[c] = sa;
-    yb[c] = sb;
-  }
   for (let i = 0; i < p; i++) {
-    for (let c = 0; c < q; c++) {
-      let s = 0;
-      for (let j = 0; j < p; j++)
-        s += lambda * ma.cross[i * p + j]! * wa[c * p + j]! + (1 - lambda) * mb.cross[i * p + j]! * wb[c * p + j]!;
-      cxy[i * q + c] = s;
-    }
+    for (let c = 0; c < q; c++) cxy[i * q + c] = a.lambdas[c]! * ya[i * q + c]! + (1 - a.lambdas[c]!) * yb[i * q + c]!;
   }
-  return { n: mm.n, p, q, cxx: mm.cross, cxy, meanX: mm.meanA, meanY: ya.map((v, c) => lambda * v + (1 - lambda) * yb[c]!) };
+  const meanY = new Float64Array(q);
+  for (let c = 0; c < q; c++) {
+    let va = a.bias[c]!;
+    let vb = b.bias[c]!;
+    for (let j = 0; j < p; j++) {
+      va += a.wt[j * q + c]! * s.meanB[p + j]!;
+      vb += b.wt[j * q + c]! * s.meanB[2 * p + j]!;
+    }
+    meanY[c] = a.lambdas[c]! * va + (1 - a.lambdas[c]!) * vb;
+  }
+  return { n: s.n, p, q, cxx: block(0), cxy, meanX: s.meanA.slice(), meanY, m2Y: stats.targets.m2A.slice() };
 }
 
-/** Ridge fit (W, b) of a system: W from the centred equations, b = ȳ − W x̄. */
-export function fitSite(s: SiteSystem, gamma: number, prior: Float32Array): { w: Float64Array; b: Float64Array } {
+/** Columns [from, to) of the targets: one projection's part of a stage system. */
+export function columns(s: StageSystem, from: number, to: number): StageSystem {
+  const q = to - from;
+  const cxy = new Float64Array(s.p * q);
+  for (let i = 0; i < s.p; i++) cxy.set(s.cxy.subarray(i * s.q + from, i * s.q + to), i * q);
+  return { ...s, q, cxy, meanY: s.meanY.slice(from, to), m2Y: s.m2Y.slice(from, to) };
+}
+
+/** Ridge fit (W q×p, b) of a system toward `prior`: W from the centred equations, b = ȳ − W x̄. */
+export function fitSystem(s: StageSystem, gamma: number, prior: ArrayLike<number>): { w: Float64Array; b: Float64Array } {
   let trace = 0;
   for (let i = 0; i < s.p; i++) trace += s.cxx[i * s.p + i]!;
   const w = ridgeSolve(s.cxx, s.cxy, s.p, s.q, (gamma * trace) / s.p, prior);
@@ -103,32 +127,51 @@ export function fitSite(s: SiteSystem, gamma: number, prior: Float32Array): { w:
   return { w, b };
 }
 
-/** Σ over frames of ‖W x + b − y‖² up to a constant that does not depend on (W, b), from a split's system. */
-export function residual(s: SiteSystem, w: Float64Array, b: Float64Array): number {
+/**
+ * Σ over the system's frames of ‖W x + b − y‖², exactly, from its moments:
+ * tr(W Cxx Wᵀ) − 2 tr(W Cxy) + Σ(y − ȳ)² + n‖W x̄ + b − ȳ‖². The q×p×p product W·Cxx runs in onnxruntime (float64).
+ */
+export async function residual(s: StageSystem, w: Float64Array, b: Float64Array, gemm: Gemm64): Promise<number> {
+  const wc = await gemm.matmul(w, s.cxx, s.q, s.p, s.p);
   let loss = 0;
   for (let c = 0; c < s.q; c++) {
+    let offset = b[c]! - s.meanY[c]!;
     let quad = 0;
     let lin = 0;
-    let offset = b[c]! - s.meanY[c]!;
     for (let i = 0; i < s.p; i++) {
       const wi = w[c * s.p + i]!;
-      let row = 0;
-      for (let j = 0; j < s.p; j++) row += s.cxx[i * s.p + j]! * w[c * s.p + j]!;
-      quad += wi * row;
+      quad += wi * wc[c * s.p + i]!;
       lin += wi * s.cxy[i * s.q + c]!;
       offset += wi * s.meanX[i]!;
     }
-    loss += quad - 2 * lin + s.n * offset * offset;
+    loss += quad - 2 * lin + s.m2Y[c]! + s.n * offset * offset;
   }
   return loss;
 }
 
-function splitProbe(probe: ProbeSet): { train: ProbeSet; validation: ProbeSet } {
+function splitProbe(probe: ProbeSet): { fit: ProbeSet; holdout: ProbeSet } {
   const part = (keep: (i: number) => boolean): ProbeSet => {
     const segments = probe.segments.filter((_, i) => keep(i));
     return { ...probe, segments, totalSegments: segments.length, totalSeconds: segments.length * probe.segmentSeconds };
   };
-  return { train: part((i) => i % 5 !== 4), validation: part((i) => i % 5 === 4) };
+  return { fit: part((i) => i % 5 !== 4), holdout: part((i) => i % 5 === 4) };
+}
+
+/** One projection's slice of its stage: target columns and the current (linear-merge) weights as the ridge prior. */
+interface SitePart {
+  site: LsqSite;
+  from: number;
+  to: number;
+}
+
+function siteParts(stage: LsqStage, merged: WeightMap): SitePart[] {
+  let from = 0;
+  return stage.sites.map((site) => {
+    const q = merged.get(site.weight)!.shape[0]!;
+    const part = { site, from, to: from + q };
+    from += q;
+    return part;
+  });
 }
 
 export const lsq: MergeMethod = {
@@ -137,71 +180,82 @@ export const lsq: MergeMethod = {
   interpolation: 'linear',
   async merge(ctx: MergeContext) {
     if (!ctx.probe) throw new EngineError('bad-recipe', 'merge.method lsq needs a probe section');
-    const { train, validation } = splitProbe(ctx.probe);
-    if (validation.segments.length === 0)
-      throw new EngineError('bad-recipe', 'merge.method lsq needs at least 5 probe segments (a fifth of them chooses the ridge strength)');
-    const [{ PairStatisticsSession }, { defaultBatchSize }] = await Promise.all([
-      import('../../model/pair-graph'),
-      import('../../pipeline/plan'),
-    ]);
+    const refit = ctx.lsq?.refit ?? DEFAULT_REFIT;
+    const ridge = ctx.lsq?.ridge ?? LSQ_KEYS.ridge.default;
+    const fixedGamma = ridge === 'auto' ? undefined : ridge;
+    const parts = fixedGamma === undefined ? splitProbe(ctx.probe) : { fit: ctx.probe, holdout: undefined };
+    if (parts.holdout && parts.holdout.segments.length === 0)
+      throw new EngineError(
+        'bad-recipe',
+        'merge.method lsq needs at least 5 probe segments to choose its ridge strength on a fifth of them (or set merge.lsq.ridge)',
+      );
+    const { defaultBatchSize } = await import('../../pipeline/plan');
     const cfg = ctx.config;
     const batchSize = ctx.batchSize ?? defaultBatchSize(cfg, ctx.probe.segmentSamples);
     const lambdaCtx = { layers: cfg.layers, preLayerNorm: cfg.preLayerNorm };
+    const anchor = { config: cfg, weights: ctx.anchor };
+    const other = { config: cfg, weights: ctx.other };
+    const cancelled = () => new EngineError('cancelled', 'cancelled during the least-squares refit');
+    const gemm = await Gemm64.create(ctx.session);
     let merged: WeightMap = await linear.merge(ctx);
-    for (let l = 0; l < cfg.layers; l++) {
-      if (ctx.signal?.aborted) throw new EngineError('cancelled', 'cancelled during the least-squares refit');
-      ctx.emit({ type: 'log', level: 'info', message: `lsq: refitting layer ${l} of ${cfg.layers}` });
-      const layerSites = sites(l);
-      const taps = layerSites.map((s) => s.tap);
-      const m = { config: cfg, weights: merged };
-      // One session per model pair; its batches feed the fit or the validation statistics.
-      const measure = async (other: WeightMap) => {
-        const session = await PairStatisticsSession.create(m, { config: cfg, weights: other }, taps, ctx.session);
-        try {
-          const parts = [train, validation].map(() => new Map<TapName, PairStats>());
-          for (const [k, probe] of [train, validation].entries()) {
-            for (const batch of iterateBatches(probe, batchSize)) {
-              if (ctx.signal?.aborted) throw new EngineError('cancelled', 'cancelled during the least-squares refit');
-              for (const mo of await session.run(batch.data, batch.dims[0])) {
-                let s = parts[k]!.get(mo.tap);
-                if (!s) parts[k]!.set(mo.tap, (s = createPairStats(mo.dimA, mo.dimB)));
-                addMoments(s, mo);
+    try {
+      for (let l = 0; l < cfg.layers; l++) {
+        for (const stage of layerStages(l, refit, (t) => lambdaForTensor(t, ctx.lambda, lambdaCtx))) {
+          if (ctx.signal?.aborted) throw cancelled();
+          // One pass of the three models over the probe: fit and held-out moments of this stage.
+          const session = await StageStatisticsSession.create({ config: cfg, weights: merged }, anchor, other, stage, ctx.session);
+          const measured: StageStats[] = [];
+          try {
+            for (const probe of parts.holdout ? [parts.fit, parts.holdout] : [parts.fit]) {
+              let stats: StageStats | undefined;
+              for (const batch of iterateBatches(probe, batchSize)) {
+                if (ctx.signal?.aborted) throw cancelled();
+                const m = await session.run(batch.data, batch.dims[0]);
+                stats ??= { inputs: createPairStats(m.inputs.meanA.length, m.inputs.meanB.length), targets: createPairStats(m.targets.meanA.length, 0) };
+                addMoments(stats.inputs, m.inputs);
+                addMoments(stats.targets, m.targets);
+              }
+              measured.push(stats!);
+            }
+          } finally {
+            await session.release();
+          }
+          const system = (st: StageStats) => stageSystem(st, stage, ctx.anchor, ctx.other, gemm);
+          const [fitPart, heldPart] = measured;
+          const all = await system(
+            heldPart ? { inputs: mergeStats(fitPart!.inputs, heldPart.inputs), targets: mergeStats(fitPart!.targets, heldPart.targets) } : fitPart!,
+          );
+          const [fitSys, heldSys] = heldPart ? [await system(fitPart!), await system(heldPart)] : [];
+          const next: WeightMap = new Map(merged);
+          const notes: string[] = [];
+          for (const part of siteParts(stage, merged)) {
+            const prior = merged.get(part.site.weight)!.data;
+            let gamma = fixedGamma;
+            if (gamma === undefined) {
+              const fit = columns(fitSys!, part.from, part.to);
+              const held = columns(heldSys!, part.from, part.to);
+              let best = Infinity;
+              for (const g of RIDGE_GRID) {
+                const f = fitSystem(fit, g, prior);
+                const loss = await residual(held, f.w, f.b, gemm);
+                if (loss < best) [best, gamma] = [loss, g];
               }
             }
+            const sys = columns(all, part.from, part.to);
+            const f = fitSystem(sys, gamma!, prior);
+            let total = 0;
+            for (const v of sys.m2Y) total += v;
+            const left = Math.max(0, await residual(sys, f.w, f.b, gemm)) / Math.max(total, Number.MIN_VALUE);
+            notes.push(`${part.site.name} γ=${gamma} residual ${left.toExponential(2)}`);
+            next.set(part.site.weight, { shape: [...merged.get(part.site.weight)!.shape], data: Float32Array.from(f.w) });
+            next.set(part.site.bias, { shape: [f.b.length], data: Float32Array.from(f.b) });
           }
-          return parts;
-        } finally {
-          await session.release();
+          ctx.emit({ type: 'log', level: 'info', message: `lsq: layer ${l} ${notes.join(', ')} (of the target's variance)` });
+          merged = next;
         }
-      };
-      const [mm, ma, mb] = [await measure(merged), await measure(ctx.anchor), await measure(ctx.other)];
-      const fit = { mm: mm![0]!, ma: ma![0]!, mb: mb![0]! };
-      const check = { mm: mm![1]!, ma: ma![1]!, mb: mb![1]! };
-      const next: WeightMap = new Map(merged);
-      for (const site of layerSites) {
-        const t = (w: WeightMap, name: string) => w.get(name)!.data;
-        const lambda = lambdaForTensor(site.weight, ctx.lambda, lambdaCtx);
-        const args = [
-          t(ctx.anchor, site.weight),
-          t(ctx.anchor, site.bias),
-          t(ctx.other, site.weight),
-          t(ctx.other, site.bias),
-          lambda,
-        ] as const;
-        const sys = siteSystem(fit.mm.get(site.tap)!, fit.ma.get(site.tap)!, fit.mb.get(site.tap)!, ...args);
-        const val = siteSystem(check.mm.get(site.tap)!, check.ma.get(site.tap)!, check.mb.get(site.tap)!, ...args);
-        const prior = t(merged, site.weight);
-        let best: { loss: number; w: Float64Array; b: Float64Array } | undefined;
-        for (const gamma of RIDGE_GRID) {
-          const f = fitSite(sys, gamma, prior);
-          const loss = residual(val, f.w, f.b);
-          if (!best || loss < best.loss) best = { loss, ...f };
-        }
-        const shape = merged.get(site.weight)!.shape;
-        next.set(site.weight, { shape: [...shape], data: Float32Array.from(best!.w) });
-        next.set(site.bias, { shape: [best!.b.length], data: Float32Array.from(best!.b) });
       }
-      merged = next;
+    } finally {
+      await gemm.release();
     }
     return merged;
   },

@@ -7,7 +7,7 @@ import type { ProbeSet } from '../../io/probe';
 import type { SessionOptions } from '../../model/runtime';
 import type { WeightMap } from '../../model/tensor';
 import type { ProgressSink } from '../../progress';
-import type { MergeMethodName } from '../../recipe/schema';
+import type { LsqSettings, MergeMethodName } from '../../recipe/schema';
 import type { LambdaSpec } from '../lambda';
 import type { MergeMethod as TensorInterpolation } from '../merge';
 
@@ -19,6 +19,8 @@ export interface MergeContext {
   lambda: LambdaSpec;
   /** Probe audio: always present for a method with `needsProbe`. */
   probe: ProbeSet | undefined;
+  /** `merge.lsq` (read by lsq; each key's default when absent). */
+  lsq?: Partial<LsqSettings>;
   /** `runtime.batch_size`, when the recipe sets it. */
   batchSize: number | undefined;
   seed: number;
