@@ -2,7 +2,7 @@
 // The example's method comparison over seeds, with settings chosen on validation and results reported on test.
 //
 //   node scripts/run-example-experiments.mjs [--recipe examples/methods.merge.yaml] [--seeds 0,1,2]
-//        [--stage validation|test|report|all] [--jobs 1] [--results examples/results]
+//        [--stage validation|test|report|all] [--jobs 1] [--results examples/results] [--only name,name]
 //
 // validation: runs the recipe once per seed with `evaluate.split: validation` (probes trained on three quarters of
 //   each task's train split and scored on the rest; test/ is never read) and `merge.sweep: [0.3, 0.5, 0.7, 0.9]`.
@@ -12,6 +12,9 @@
 //   over seeds of every system at every λ, with parameter counts) and the check of the issue's targets on test into
 //   examples/README.md between the `experiments` markers.
 // Every run's report.json is summarised in <results>/<split>-seed<N>.json, so `report` needs no rerun.
+// --only: run just these variants/candidates (plus the main settings and the sources, which every run has) and
+//   replace their rows in the saved summaries, keeping the other systems' rows; a rerun system's scores are checked
+//   against the saved ones when both exist (the summaries record whether they agreed).
 import { spawn } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
@@ -32,12 +35,21 @@ const readme = path.resolve(root, arg('readme', 'examples/README.md'));
 const LAMBDAS = [0.3, 0.5, 0.7, 0.9];
 // Settings tried on validation beside the recipe's own variants; the test runs add the ones chosen there.
 const RESIDUAL = ['cnn', 'attention', 'ffn', 'residual'];
+const ALL_PROJECTIONS = ['q_proj', 'k_proj', 'v_proj', 'out_proj', 'intermediate_dense', 'output_dense'];
 const CANDIDATES = [
   { name: 'residual-repair', align: { permute: RESIDUAL }, merge: { repair: true } },
   { name: 'zip110', merge: { width: 1.1 } },
   { name: 'zip150', merge: { width: 1.5 } },
   { name: 'residual-zip125-repair', align: { permute: RESIDUAL }, merge: { width: 1.25, repair: true } },
+  // Least-squares refit: which projections, the ridge, and on top of residual permutation / repair.
+  { name: 'lsq-outputs', merge: { method: 'lsq', lsq: { refit: ['out_proj', 'output_dense'] } } },
+  { name: 'lsq-all', merge: { method: 'lsq', lsq: { refit: ALL_PROJECTIONS } } },
+  { name: 'lsq-ridge0.01', merge: { method: 'lsq', lsq: { ridge: 0.01 } } },
+  { name: 'lsq-ridge0.1', merge: { method: 'lsq', lsq: { ridge: 0.1 } } },
+  { name: 'residual-lsq', align: { permute: RESIDUAL }, merge: { method: 'lsq' } },
+  { name: 'lsq-repair', merge: { method: 'lsq', repair: true } },
 ];
+const only = arg('only', '') ? new Set(arg('only', '').split(',')) : undefined;
 const START = '<!-- experiments:start (written by scripts/run-example-experiments.mjs) -->';
 const END = '<!-- experiments:end -->';
 
@@ -50,6 +62,7 @@ async function runOne(split, seed, extra) {
   const recipe = YAML.parse(await fs.readFile(recipeFile, 'utf8'));
   const names = new Set((recipe.variants ?? []).map((v) => v.name));
   recipe.variants = [...(recipe.variants ?? []), ...extra.filter((v) => !names.has(v.name))];
+  if (only) recipe.variants = recipe.variants.filter((v) => only.has(v.name));
   recipe.runtime = { ...(recipe.runtime ?? {}), seed };
   recipe.merge = { ...recipe.merge, sweep: LAMBDAS.filter((l) => l !== recipe.merge.lambda) };
   recipe.evaluate = { ...recipe.evaluate, split };
@@ -73,7 +86,7 @@ async function runOne(split, seed, extra) {
     await fs.rm(tmp, { force: true });
   }
   const report = JSON.parse(await fs.readFile(path.resolve(path.dirname(recipeFile), recipe.output, 'report.json'), 'utf8'));
-  const summary = {
+  let summary = {
     recipe: path.relative(root, recipeFile),
     split,
     seed,
@@ -88,10 +101,42 @@ async function runOne(split, seed, extra) {
     rows: report.evaluation.rows,
     averages: report.evaluation.averages,
   };
+  summary.evaluateSecondsPerSystem = report.timings.evaluate / new Set(summary.averages.map((a) => `${a.variant}@${a.lambda}`)).size;
+  if (only) summary = await mergeInto(summary, split, seed);
   await fs.mkdir(resultsDir, { recursive: true });
   await fs.writeFile(runFile(split, seed), `${JSON.stringify(summary, null, 1)}\n`);
   console.log(`${split} seed ${seed}: ${summary.seconds.toFixed(0)} s (evaluate ${report.timings.evaluate?.toFixed(0)} s)`);
   return summary;
+}
+
+/**
+ * A partial run (--only) merged into the saved summary: its systems' rows replace the saved ones; the saved rows of
+ * the systems it did not run stay. `rerun` records, for each system both have, the largest score difference.
+ */
+async function mergeInto(part, split, seed) {
+  let saved;
+  try {
+    saved = JSON.parse(await fs.readFile(runFile(split, seed), 'utf8'));
+  } catch {
+    return part;
+  }
+  const ran = new Set(part.rows.map((r) => r.variant));
+  const key = (r) => `${r.variant}@${r.lambda}@${r.task ?? ''}`;
+  const before = new Map(saved.rows.map((r) => [key(r), r.score]));
+  const rerun = {};
+  for (const r of part.rows) {
+    if (!before.has(key(r))) continue;
+    rerun[r.variant] = Math.max(rerun[r.variant] ?? 0, Math.abs(before.get(key(r)) - r.score));
+  }
+  return {
+    ...part,
+    seconds: part.seconds,
+    parameters: { ...saved.parameters, ...part.parameters },
+    systems: [...saved.systems.filter((s) => !ran.has(s.name)), ...part.systems],
+    rows: [...saved.rows.filter((r) => !ran.has(r.variant)), ...part.rows],
+    averages: [...saved.averages.filter((a) => !ran.has(a.variant)), ...part.averages],
+    partial: [...(saved.partial ?? []), { ran: [...ran], maxScoreChangeOfRerunSystems: rerun }],
+  };
 }
 
 async function runSplit(split, extra) {
@@ -234,7 +279,9 @@ async function report() {
   lines.push(
     `- With width ≤ 1.25 beats both source models (${avg('anchor', null).toFixed(3)} and ${avg('other', null).toFixed(3)}): ${narrow > better ? '**met**' : '**not met**'} (${choice.bestNarrow} λ = ${choice.bestNarrowLambda}: ${narrow.toFixed(3)}, ${narrow > better ? '+' : ''}${(100 * (narrow - better)).toFixed(1)} points against the better one${narrow > both ? `, +${(100 * (narrow - both)).toFixed(1)} against the other` : ''}).`,
   );
-  const seconds = testRuns.map((r) => r.timings.evaluate / new Set(r.averages.map((a) => `${a.variant}@${a.lambda}`)).size);
+  const seconds = testRuns.map(
+    (r) => r.evaluateSecondsPerSystem ?? r.timings.evaluate / new Set(r.averages.map((a) => `${a.variant}@${a.lambda}`)).size,
+  );
   lines.push('');
   lines.push(
     `Evaluation time on the shared 2-core machine: ${meanOf(seconds).toFixed(1)} s per system (mean over the test runs; wall time, whatever else was running).`,
