@@ -106,6 +106,16 @@ export interface ComputeStatsParams extends WorkDoneProgressParams {
 }
 export const computeStats = new RequestType<ComputeStatsParams, RunRecipeResult, RunRecipeErrorData>('mergeStudio/computeStats');
 
+/** The title of a job's progress: the recipe, and what the job does with it when that is not a plain run. */
+export function jobTitle(
+  recipeName: string,
+  job: { kind: 'run' } | { kind: 'stats'; shard: ShardSpec } | { kind: 'run-with-stats'; statsDirs: readonly unknown[] },
+): string {
+  if (job.kind === 'stats') return `Merge Studio: ${recipeName}, statistics shard ${job.shard.index}/${job.shard.count}`;
+  const n = job.kind === 'run-with-stats' ? job.statsDirs.length : 0;
+  return `Merge Studio: ${recipeName}${n ? ` from ${n} statistics shard${n === 1 ? '' : 's'}` : ''}`;
+}
+
 export interface CancelJobParams {
   jobId: string;
 }

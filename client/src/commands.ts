@@ -4,8 +4,9 @@ import { PANEL_KINDS, PANELS, type PanelKind } from '../../protocol/panels';
 import { errorText, type Ctx, type CtxInit } from './ctx';
 import { newRecipe } from './new-recipe';
 import { recipeFromArgs, saveIfDirty, displayName } from './recipes';
-import { cancelJob, runWithProgress, type RunOutcome } from './run';
+import { cancelJob, runWithProgress, type JobRequest, type RunOutcome } from './run';
 import { reportOfActiveRecipe } from './report-context';
+import { pickShardFolders, pickShardJob } from './stats-pickers';
 
 // VS Code passes commands whatever their callers give (menus, lenses, executeCommand): each command checks its own.
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- the arguments are untyped at this boundary
@@ -20,6 +21,8 @@ export type CommandFactory = { server: (ctx: CtxInit) => Cmd } | { always: (ctx:
 export function createCommands(): Record<string, CommandFactory> {
   return {
     'mergeStudio.runRecipe': { server: runRecipe },
+    'mergeStudio.computeStats': { server: computeStats },
+    'mergeStudio.runWithStats': { server: runWithStats },
     'mergeStudio.checkRecipe': { server: checkRecipe },
     'mergeStudio.cancelJob': { server: cancel },
     'mergeStudio.showReport': { server: showReport },
@@ -35,22 +38,55 @@ function noRecipe(verb: string): undefined {
   return undefined;
 }
 
+/**
+ * Every job command: the recipe (argument or active editor), a trusted workspace, the recipe saved, then what the
+ * job needs from the person (`ask`: undefined when they dismissed it), then the job behind its progress.
+ */
+async function jobCommand(ctx: CtxInit, arg: unknown, ask: (recipe: vscode.Uri) => Promise<JobRequest | undefined>): Promise<RunOutcome> {
+  const uri = recipeFromArgs(arg);
+  if (!uri) return noRecipe('run') ?? { status: 'refused', reason: 'no-recipe', message: 'no recipe' };
+  // A job loads checkpoints and executes them here; Restricted Mode keeps editing and checking only.
+  if (!vscode.workspace.isTrusted) {
+    const message =
+      'Running a recipe needs a trusted workspace: it loads the model checkpoints the recipe names and runs them on this machine. Editing and checking work in Restricted Mode.';
+    void vscode.window.showWarningMessage(`Merge Studio: ${message}`, 'Manage Workspace Trust').then((pick) => {
+      if (pick) void vscode.commands.executeCommand('workbench.trust.manage');
+    });
+    return { status: 'refused', reason: 'untrusted', message };
+  }
+  if (!(await saveIfDirty(uri))) return { status: 'refused', reason: 'unsaved', message: `${displayName(uri)} could not be saved` };
+  const job = await ask(uri);
+  return job ? runWithProgress(ctx, uri, job) : { status: 'dismissed' };
+}
+
 function runRecipe(ctx: CtxInit): Cmd {
-  return async (arg?: unknown): Promise<RunOutcome> => {
-    const uri = recipeFromArgs(arg);
-    if (!uri) return noRecipe('run') ?? { status: 'refused', reason: 'no-recipe', message: 'no recipe' };
-    // A run loads checkpoints and executes them here; Restricted Mode keeps editing and checking only.
-    if (!vscode.workspace.isTrusted) {
-      const message =
-        'Running a recipe needs a trusted workspace: it loads the model checkpoints the recipe names and runs them on this machine. Editing and checking work in Restricted Mode.';
-      void vscode.window.showWarningMessage(`Merge Studio: ${message}`, 'Manage Workspace Trust').then((pick) => {
-        if (pick) void vscode.commands.executeCommand('workbench.trust.manage');
-      });
-      return { status: 'refused', reason: 'untrusted', message };
-    }
-    if (!(await saveIfDirty(uri))) return { status: 'refused', reason: 'unsaved', message: `${displayName(uri)} could not be saved` };
-    return runWithProgress(ctx, uri);
-  };
+  return (arg?: unknown) => jobCommand(ctx, arg, async () => ({ kind: 'run' }));
+}
+
+/** Arguments that skip the pickers (a caller that knows the shard, e.g. a test or a task). */
+interface StatsArgs {
+  shard?: lsp.ShardSpec;
+  outDir?: vscode.Uri | string;
+  statsDirs?: (vscode.Uri | string)[];
+}
+const folderUri = (d: vscode.Uri | string) => (typeof d === 'string' ? vscode.Uri.file(d) : d);
+
+/** Compute Statistics Shard…: one shard of the recipe's statistics (`merge-studio stats --shard I/N --out DIR`). */
+function computeStats(ctx: CtxInit): Cmd {
+  return (arg?: unknown, given?: StatsArgs) =>
+    jobCommand(ctx, arg, async (recipe) => {
+      const picked = given?.shard && given.outDir ? { shard: given.shard, outDir: folderUri(given.outDir) } : await pickShardJob(recipe);
+      return picked && { kind: 'stats', ...picked };
+    });
+}
+
+/** Run with Statistics…: the run, reducing shards instead of computing the statistics (`merge-studio run --stats`). */
+function runWithStats(ctx: CtxInit): Cmd {
+  return (arg?: unknown, given?: StatsArgs) =>
+    jobCommand(ctx, arg, async (recipe) => {
+      const dirs = given?.statsDirs?.length ? given.statsDirs.map(folderUri) : await pickShardFolders(recipe);
+      return dirs?.length ? { kind: 'run-with-stats', statsDirs: dirs } : undefined;
+    });
 }
 
 function checkRecipe(ctx: CtxInit): Cmd {

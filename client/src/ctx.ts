@@ -66,7 +66,8 @@ export class Ctx implements vscode.Disposable {
 
   /** A new result reaches the report panels that are open, without revealing them. */
   private refreshPanels(job: lsp.JobFinishedParams): void {
-    if (!job.ok || !PANEL_KINDS.some((k) => this.panels.panel(k))) return;
+    // A statistics shard has no report: the panels keep showing the last run's.
+    if (!job.ok || !job.reportPath || !PANEL_KINDS.some((k) => this.panels.panel(k))) return;
     this.getReport(job.jobId).then(
       (r) => this.panels.update(job.jobId, r.report),
       (e) => this.outputChannel.warn(`report of job ${job.jobId}: ${errorText(e)}`),

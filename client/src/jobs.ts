@@ -18,9 +18,10 @@ export class JobTracker implements vscode.Disposable {
     return this.runningJob;
   }
 
-  /** The last job that finished with a report. */
+  /** The last job that finished with a report (a statistics shard has none). */
   get lastReportJob(): JobFinishedParams | undefined {
-    return this.lastFinished?.ok ? this.lastFinished : [...this.finished.values()].reverse().find((j) => j.ok);
+    const hasReport = (j: JobFinishedParams | undefined) => Boolean(j?.ok && j.reportPath);
+    return hasReport(this.lastFinished) ? this.lastFinished : [...this.finished.values()].reverse().find(hasReport);
   }
 
   setRunning(job: RunningJobStatus | null): void {
@@ -36,7 +37,7 @@ export class JobTracker implements vscode.Disposable {
     if (this.finished.size > 50) this.finished.delete(this.finished.keys().next().value!);
     this.lastFinished = p;
     if (this.runningJob?.jobId === p.jobId) this.setRunning(null);
-    if (p.ok) void vscode.commands.executeCommand('setContext', 'mergeStudio.hasReport', true);
+    if (p.ok && p.reportPath) void vscode.commands.executeCommand('setContext', 'mergeStudio.hasReport', true);
     for (const w of this.waiters.get(p.jobId) ?? []) w.resolve(p);
     this.waiters.delete(p.jobId);
     this.changed.fire();

@@ -5,23 +5,29 @@ import * as lsp from '../../protocol/lsp-ext';
 import { errorText, type CtxInit } from './ctx';
 import { displayName } from './recipes';
 
-/** How a Run Recipe invocation ended, returned by the command (the extension-host tests read it). */
+/** How a Run Recipe (or statistics) invocation ended, returned by the command (the extension-host tests read it). */
 export type RunOutcome =
   | { status: 'finished'; job: lsp.JobFinishedParams }
   | { status: 'refused'; reason: lsp.RunRecipeErrorData['reason'] | 'untrusted' | 'no-recipe' | 'unsaved'; message: string }
   | { status: 'cancelled-before-start' }
+  /** The person closed a picker (shard, folders) without choosing. */
+  | { status: 'dismissed' }
   | { status: 'failed'; message: string };
 
+/** The job a command asks for: a run, a run from statistics shards, or one statistics shard. */
+export type JobRequest =
+  { kind: 'run' } | { kind: 'run-with-stats'; statsDirs: vscode.Uri[] } | { kind: 'stats'; shard: lsp.ShardSpec; outDir: vscode.Uri };
+
 /**
- * Runs a recipe as a server job behind a progress notification. The notification is driven by the server's
+ * Runs a job for a recipe behind a progress notification. The notification is driven by the server's
  * work-done progress on a token this client creates; its Cancel button cancels the request while the job is
  * being started ($/cancelRequest), then the job itself (`mergeStudio/cancelJob`). Resolves when the job ends.
  */
-export async function runWithProgress(ctx: CtxInit, uri: vscode.Uri): Promise<RunOutcome> {
+export async function runWithProgress(ctx: CtxInit, uri: vscode.Uri, job: JobRequest = { kind: 'run' }): Promise<RunOutcome> {
   const client = ctx.client;
   const name = displayName(uri);
   return vscode.window.withProgress(
-    { location: vscode.ProgressLocation.Notification, title: `Merge Studio: ${name}`, cancellable: true },
+    { location: vscode.ProgressLocation.Notification, title: lsp.jobTitle(name, job), cancellable: true },
     async (progress, cancel) => {
       const workDoneToken = `mergeStudio/run/${randomUUID()}`;
       let reported = 0;
@@ -38,25 +44,40 @@ export async function runWithProgress(ctx: CtxInit, uri: vscode.Uri): Promise<Ru
         if (jobId) void cancelJob(ctx, jobId);
       });
       try {
-        const params: lsp.RunRecipeParams = {
+        const params = {
           uri: client.code2ProtocolConverter.asUri(uri),
           workDoneToken,
           ...(ctx.config.device ? { device: ctx.config.device } : {}),
           ...(ctx.config.threads ? { threads: ctx.config.threads } : {}),
         };
-        const started = await client.sendRequest(lsp.runRecipe, params, cancel);
+        const started =
+          job.kind === 'stats'
+            ? await client.sendRequest(lsp.computeStats, { ...params, shard: job.shard, outDir: job.outDir.fsPath }, cancel)
+            : await client.sendRequest(
+                lsp.runRecipe,
+                job.kind === 'run-with-stats' ? { ...params, statsDirs: job.statsDirs.map((d) => d.fsPath) } : params,
+                cancel,
+              );
         // The client resolves a request cancelled by the token with undefined.
         if (!started) return { status: 'cancelled-before-start' };
         jobId = started.jobId;
         ctx.outputChannel.info(`job ${jobId} started: ${uri.fsPath}`);
-        if (!ctx.jobs.running) ctx.jobs.setRunning({ jobId, uri: params.uri, stage: null, percentage: null });
+        if (!ctx.jobs.running)
+          ctx.jobs.setRunning({
+            jobId,
+            uri: params.uri,
+            kind: job.kind,
+            ...(job.kind === 'stats' ? { shard: job.shard } : {}),
+            stage: null,
+            percentage: null,
+          });
         if (cancel.isCancellationRequested) void cancelJob(ctx, jobId);
-        const job = await ctx.jobs.waitFor(jobId);
-        announce(ctx, job);
-        return { status: 'finished', job };
+        const finished = await ctx.jobs.waitFor(jobId);
+        announce(ctx, finished);
+        return { status: 'finished', job: finished };
       } catch (e) {
         if (e instanceof vscode.CancellationError) return { status: 'cancelled-before-start' };
-        if (e instanceof ResponseError && isRunError(e.data)) return refused(name, e.message, e.data);
+        if (e instanceof ResponseError && isRunError(e.data)) return refused(uri, e.message, e.data);
         const message = errorText(e);
         ctx.outputChannel.error(`running ${uri.fsPath}: ${message}`);
         void vscode.window.showErrorMessage(`Merge Studio: running ${name} failed: ${message}`, 'Show Output').then((pick) => {
@@ -85,7 +106,8 @@ function isRunError(data: unknown): data is lsp.RunRecipeErrorData {
 }
 
 /** A refused run says why and offers the next step. */
-function refused(name: string, serverMessage: string, data: lsp.RunRecipeErrorData): RunOutcome {
+function refused(uri: vscode.Uri, serverMessage: string, data: lsp.RunRecipeErrorData): RunOutcome {
+  const name = displayName(uri);
   let message: string;
   let action: [string, () => unknown] | undefined;
   switch (data.reason) {
@@ -105,6 +127,20 @@ function refused(name: string, serverMessage: string, data: lsp.RunRecipeErrorDa
     case 'no-engine':
       message = `The merge engine is not available: ${serverMessage}`;
       break;
+    case 'not-shardable': {
+      // Not a published diagnostic (the recipe itself is fine for a run): show the place in the recipe.
+      message = `${name}: ${serverMessage}.`;
+      const at = data.diagnostics?.[0]?.range;
+      if (at)
+        action = [
+          'Show align.method',
+          () =>
+            vscode.window.showTextDocument(uri, {
+              selection: new vscode.Range(at.start.line, at.start.character, at.end.line, at.end.character),
+            }),
+        ];
+      break;
+    }
     default:
       message = serverMessage;
   }
@@ -116,7 +152,22 @@ function refused(name: string, serverMessage: string, data: lsp.RunRecipeErrorDa
 /** One message per finished job; not awaited, so the command resolves when the job does. */
 function announce(ctx: CtxInit, job: lsp.JobFinishedParams): void {
   const name = displayName(job.uri);
-  if (job.ok) {
+  if (job.ok && job.kind === 'stats') {
+    const shard = job.shard ? ` ${job.shard.index}/${job.shard.count}` : '';
+    ctx.outputChannel.info(`job ${job.jobId} wrote statistics shard${shard} in ${job.seconds.toFixed(1)} s: ${job.outputDir ?? ''}`);
+    void vscode.window
+      .showInformationMessage(
+        `Merge Studio: wrote statistics shard${shard} of ${name} in ${job.seconds.toFixed(1)} s.`,
+        'Run with Statistics…',
+        'Reveal Folder',
+      )
+      .then((pick) => {
+        if (pick === 'Run with Statistics…') return vscode.commands.executeCommand('mergeStudio.runWithStats', vscode.Uri.parse(job.uri));
+        if (pick === 'Reveal Folder' && job.outputDir)
+          return vscode.commands.executeCommand('revealFileInOS', vscode.Uri.file(job.outputDir));
+        return undefined;
+      });
+  } else if (job.ok) {
     ctx.outputChannel.info(`job ${job.jobId} finished in ${job.seconds.toFixed(1)} s: ${job.outputDir ?? ''}`);
     void vscode.window
       .showInformationMessage(`Merge Studio: merged ${name} in ${job.seconds.toFixed(1)} s.`, 'Show Report', 'Reveal Output')

@@ -40,9 +40,14 @@ export function renderStatus(s: StatusState): { text: string; tooltip: string; c
         : j.percentage === null
           ? ''
           : ` ${Math.round(j.percentage)}%`;
+    const shard = j.kind === 'stats' && j.shard ? `shard ${j.shard.index}/${j.shard.count} ` : '';
+    const doing =
+      j.kind === 'stats'
+        ? `Computing statistics ${shard}of ${displayName(j.uri)}`
+        : `Running ${displayName(j.uri)}${j.kind === 'run-with-stats' ? ' from statistics shards' : ''}`;
     return {
-      text: `$(sync~spin) Merge Studio: ${j.stage ?? 'starting'}${pct}`,
-      tooltip: `Running ${displayName(j.uri)} (job ${j.jobId})${j.percentage === null ? '' : `, ${Math.round(j.percentage)}% overall`}. Click to cancel.\n\n${links}`,
+      text: `$(sync~spin) Merge Studio: ${shard}${j.stage ?? 'starting'}${pct}`,
+      tooltip: `${doing} (job ${j.jobId})${j.percentage === null ? '' : `, ${Math.round(j.percentage)}% overall`}. Click to cancel.\n\n${links}`,
       command: 'mergeStudio.cancelJob',
     };
   }

@@ -64,15 +64,6 @@ export function overallPercentage(stage: JobStage, done = 0, total = 0, kind: Jo
   return Math.round(before + (weights[stage] ?? 0) * within);
 }
 
-/** The work-done progress title: the recipe, and what the job does with it when that is not a plain run. */
-export function jobTitle(recipeFile: string, spec: JobSpec): string {
-  const name = path.basename(recipeFile);
-  if (spec.kind === 'stats') return `Merge Studio: ${name}, statistics shard ${spec.shard.index}/${spec.shard.count}`;
-  if (spec.kind === 'run-with-stats')
-    return `Merge Studio: ${name} from ${spec.statsDirs.length} statistics shard${spec.statsDirs.length === 1 ? '' : 's'}`;
-  return `Merge Studio: ${name}`;
-}
-
 /**
  * Why a (checked, error-free) recipe cannot use statistics shards, located in it; undefined when it can. Shards hold
  * the activation statistics of `align.method: correlation`; the other methods compute none.

@@ -13,12 +13,13 @@ import {
   type Diagnostic,
   type WorkDoneProgressReporter,
 } from 'vscode-languageserver';
+import * as path from 'node:path';
 import * as lsp from '../../../../protocol/lsp-ext';
 import { describeError } from '../../engine/errors';
 import { checkRecipeText, readRecipeFile, Severity, type RecipeDiagnostic } from '../../engine/recipe';
 import { uriToPath } from '../documents';
 import { bundledCliLauncher, JobManager, type Job, type JobLauncher } from '../jobs';
-import { jobTitle, resolveAgainstRecipe, shardingProblem, type JobSpec } from '../job-kinds';
+import { resolveAgainstRecipe, shardingProblem, type JobSpec } from '../job-kinds';
 import type { ServerContext } from '../server-context';
 
 export interface JobOptions {
@@ -164,7 +165,7 @@ export function registerJobs(
     const job = jobs.start(params.uri, file, spec, token);
     if (token !== undefined) {
       const reporter = connection.window.attachWorkDoneProgress(token);
-      reporter.begin(jobTitle(file, spec), 0, 'starting', true);
+      reporter.begin(lsp.jobTitle(path.basename(file), spec), 0, 'starting', true);
       reporters.set(job.id, reporter);
       // The job may have failed to spawn synchronously.
       if (job.result) {
