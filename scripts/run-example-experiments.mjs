@@ -3,6 +3,7 @@
 //
 //   node scripts/run-example-experiments.mjs [--recipe examples/methods.merge.yaml] [--seeds 0,1,2]
 //        [--stage validation|test|report|all] [--jobs 1] [--results examples/results] [--only name,name]
+//        [--cli bin/merge-studio.js]   (a frozen copy of the built CLI keeps long runs off a dist/ rebuilt meanwhile)
 //
 // validation: runs the recipe once per seed with `evaluate.split: validation` (probes trained on three quarters of
 //   each task's train split and scored on the rest; test/ is never read) and `merge.sweep: [0.3, 0.5, 0.7, 0.9]`.
@@ -49,6 +50,7 @@ const CANDIDATES = [
   { name: 'residual-lsq', align: { permute: RESIDUAL }, merge: { method: 'lsq' } },
   { name: 'lsq-repair', merge: { method: 'lsq', repair: true } },
 ];
+const cli = path.resolve(root, arg('cli', 'bin/merge-studio.js'));
 const only = arg('only', '') ? new Set(arg('only', '').split(',')) : undefined;
 const START = '<!-- experiments:start (written by scripts/run-example-experiments.mjs) -->';
 const END = '<!-- experiments:end -->';
@@ -74,7 +76,7 @@ async function runOne(split, seed, extra) {
   try {
     await new Promise((resolve, reject) => {
       const log = [];
-      const child = spawn(process.execPath, [path.join(root, 'bin', 'merge-studio.js'), 'run', tmp], { stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawn(process.execPath, [cli, 'run', tmp], { stdio: ['ignore', 'pipe', 'pipe'] });
       child.stdout.on('data', (d) => log.push(d));
       child.stderr.on('data', (d) => log.push(d));
       child.on('error', reject);
