@@ -42,6 +42,7 @@ describe('loadRecipe', () => {
       align: { method: 'none', permute: ['cnn', 'attention', 'ffn'], heads: 'reorder', self_check: true },
       merge: { method: 'linear', lambda: 0.5, repair: false, width: 1 },
       output_variants: false,
+      output_onnx: false,
       output: '../out/minimal',
       runtime: { device: 'auto', seed: 0 },
     });

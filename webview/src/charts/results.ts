@@ -132,7 +132,7 @@ export function scoreByLambdaChart(report: MergeReport, o: ResultsOptions): Char
   return {
     id: 'score-by-lambda',
     title: 'Score vs λ per task',
-    description: `Test score against the merge weight λ for ${names.length} tasks: each merged system as a line, the anchor and other models as dashed reference lines.`,
+    description: `Test score against the merge weight λ for ${names.length} task${names.length === 1 ? '' : 's'}: each merged system as a line, the anchor and other models as dashed reference lines.`,
     spec,
     table: scoreTable(rows),
   };

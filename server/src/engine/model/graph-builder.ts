@@ -37,15 +37,19 @@ export class GraphBuilder {
     return name;
   }
 
-  /** Declares `value` as a graph output called `name` (adding an Identity when the name differs or is taken). */
-  output(value: string, name: string = value, elemType: number = DataType.FLOAT): string {
+  /**
+   * Declares `value` as a graph output called `name` (adding an Identity when the name differs or is taken). `dims`
+   * declares its shape (symbolic names allowed): a model file for others needs it (onnx.checker requires it);
+   * the engine's own sessions do without.
+   */
+  output(value: string, name: string = value, elemType: number = DataType.FLOAT, dims?: Dim[]): string {
     let out = value;
     if (name !== value || this.outputNames.has(value)) {
       out = this.fresh(name);
       this.nodes.push({ opType: 'Identity', input: [value], output: [out], name: `${out}/identity` });
     }
     this.outputNames.add(out);
-    this.outputs.push({ name: out, type: tensorType(elemType, undefined) });
+    this.outputs.push({ name: out, type: tensorType(elemType, dims) });
     return out;
   }
 

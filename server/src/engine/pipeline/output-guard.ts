@@ -61,8 +61,8 @@ async function estimatedOutputBytes({ file, recipe }: Pick<LoadedRecipe, 'file' 
   const dir = modelLocation(file, recipe.models.anchor);
   if (!dir) return undefined;
   try {
-    // output_variants writes one more model per variant, in sub-folders.
-    const models = 1 + (recipe.output_variants ? (recipe.variants?.length ?? 0) : 0);
+    // output_variants writes one more model per variant, in sub-folders; output_onnx the merged one again as ONNX.
+    const models = 1 + (recipe.output_onnx ? 1 : 0) + (recipe.output_variants ? (recipe.variants?.length ?? 0) : 0);
     return models * estimateOutputBytes(parameterCount(await loadEncoderConfig(dir)));
   } catch {
     return undefined;

@@ -43,6 +43,7 @@ import {
 import { assertSelfCheck, selfCheck } from './self-check';
 import { probeNeed } from './probe-need';
 import { guardOutput } from './output-guard';
+import { ONNX_FILE, onnxExportProblem, writeDeployableOnnx } from './onnx-export';
 import { StagedOutput } from './staging';
 import { alignmentFor, alignmentKey, buildSystem, systemsOf, type BuildContext, type BuiltSystem, type SystemSettings } from './systems';
 
@@ -119,6 +120,9 @@ export async function runLoadedRecipe(loaded: LoadedRecipe, opts: RunOptions = {
   const anchor = await loadEncoderModel(modelRef(recipe.models.anchor), hub);
   const other = await loadEncoderModel(modelRef(recipe.models.other), hub);
   checkPairCompatible(anchor.config, other.config);
+  // output_onnx: a merge too big for one ONNX file fails now, not at the write stage.
+  const onnxProblem = recipe.output_onnx ? onnxExportProblem(anchor.config, recipe.merge.width) : undefined;
+  if (onnxProblem) throw new EngineError('bad-recipe', `${loaded.file}: ${onnxProblem}`, loaded.file);
   const cfg = anchor.config;
   const spec = buildPermutationSpec(cfg);
 
@@ -282,6 +286,7 @@ export async function runLoadedRecipe(loaded: LoadedRecipe, opts: RunOptions = {
     } finally {
       await Promise.all([anchorCkpt.close(), otherCkpt.close()]);
     }
+    if (recipe.output_onnx) await writeDeployableOnnx(main, staged.file(ONNX_FILE));
     await fs.writeFile(
       staged.file('permutations.json'),
       `${JSON.stringify({ convention: 'new unit i of `other` = old unit p[i]', groups: permutationsToJson(perms) })}\n`,
@@ -346,7 +351,17 @@ export async function runLoadedRecipe(loaded: LoadedRecipe, opts: RunOptions = {
       ],
       evaluation,
       timings: { ...timings, total: (performance.now() - started) / 1000 },
-      output: { dir: outputDir, files: ['config.json', 'model.safetensors', 'permutations.json', ...variantFiles, 'report.json'] },
+      output: {
+        dir: outputDir,
+        files: [
+          'config.json',
+          'model.safetensors',
+          ...(recipe.output_onnx ? [ONNX_FILE] : []),
+          'permutations.json',
+          ...variantFiles,
+          'report.json',
+        ],
+      },
     };
     await fs.writeFile(staged.file('report.json'), `${JSON.stringify(report, null, 1)}\n`);
     checkCancel();

@@ -287,6 +287,12 @@ export const recipeSchema = object({
       default: false,
       description: "Also write each variant's merged model (at the main λ) to a sub-folder of `output` named after the variant.",
     }),
+    output_onnx: bool({
+      optional: true,
+      default: false,
+      description:
+        "Also write the merged encoder as `model.onnx` for deployment with onnxruntime: input `input_values` (float32 [batch, samples], mono waveforms at the model's sample rate; `do_normalize` applied inside), outputs `last_hidden_state` and `hidden_states.0` … `hidden_states.<layers>`. Weights inside the file (float32, up to 2 GiB).",
+    }),
     evaluate: object({
       optional: true,
       description: 'Linear-probe evaluation of the anchor, the other and each merge.',
@@ -331,7 +337,7 @@ export const recipeSchema = object({
     output: str({
       format: 'directory',
       description:
-        'Folder the merged model (HF folder + ONNX) and report.json are written to, relative to the recipe. Written atomically: a failed or cancelled run leaves nothing.',
+        'Folder the merged model (a Hugging Face folder; `model.onnx` too with `output_onnx`) and report.json are written to, relative to the recipe. Written atomically: a failed or cancelled run leaves nothing.',
       starter: './out/merged',
     }),
     runtime: object({
