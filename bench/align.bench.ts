@@ -1,10 +1,13 @@
 /**
  * bench:align — the statistics step on a HuBERT-base-sized random pair (768 hidden, 12 layers, FFN 3072, 7×512 conv)
- * with the paper's taps (CNN + attention + FFN): seconds per minute of probe audio, the GEMM rate of the step as a
- * fraction of this machine's onnxruntime MatMul ceiling (same run), the assignment time, and peak RSS against the
- * size of both models' weights at several probe lengths (it should not grow with the probe). Each probe length runs in
- * its own child process; its peak RSS is measured from outside (bench/peak-rss.ts).
- * Usage: npm run bench:align [-- --lengths 40,240 --segment 5 --threads N --no-assign]
+ * with the paper's taps (CNN + attention + FFN): seconds per minute of probe audio (wall and CPU), the GEMM rate of
+ * the step as a fraction of this machine's onnxruntime MatMul ceiling (measured in the same child right after its
+ * batches, wall and per CPU-second, so that a loaded machine slows both alike), the assignment time, and peak RSS
+ * against the size of both models' weights at several probe lengths (it should not grow with the probe). Each probe
+ * length runs in its own child process; its peak RSS is measured from outside (bench/peak-rss.ts). The synthetic
+ * probe audio is generated segment by segment as batches read it, so the peak is the statistics step's own (a real
+ * run also holds its decoded probe: 220 MiB per hour of audio).
+ * Usage: npm run bench:align [-- --lengths 40,240 --segment 5 --threads N --memory 3GB --no-assign]
  */
 import * as ort from 'onnxruntime-node';
 import { permutationsFromCorrelations } from '../server/src/engine/align/solve';
@@ -36,7 +39,6 @@ const lengthsArg = process.argv.indexOf('--lengths');
 const lengths = lengthsArg > 0 ? process.argv[lengthsArg + 1]!.split(',').map(Number) : [40, 240];
 
 function probeOf(totalSeconds: number, rate: number): ProbeSet {
-  const rand = mulberry32(3);
   const segmentSamples = segment * rate;
   const n = Math.max(1, Math.round(totalSeconds / segment));
   const segments = Array.from({ length: n }, (_, i) => ({
@@ -45,10 +47,14 @@ function probeOf(totalSeconds: number, rate: number): ProbeSet {
     offsetSamples: 0,
     offsetSeconds: 0,
     paddedSamples: 0,
-    samples: Float32Array.from(
-      { length: segmentSamples },
-      (_, t) => 0.2 * Math.sin((2 * Math.PI * (110 + 40 * i) * t) / rate) + 0.05 * (rand() - 0.5),
-    ),
+    // Made when a batch reads it (the probe's memory is not the statistics step's).
+    get samples() {
+      const rand = mulberry32(3 + i);
+      return Float32Array.from(
+        { length: segmentSamples },
+        (_, t) => 0.2 * Math.sin((2 * Math.PI * (110 + 40 * i) * t) / rate) + 0.05 * (rand() - 0.5),
+      );
+    },
   }));
   return {
     sampleRate: rate,
@@ -62,7 +68,8 @@ function probeOf(totalSeconds: number, rate: number): ProbeSet {
   } as unknown as ProbeSet;
 }
 
-async function matmulCeiling(rows: number, d: number): Promise<number> {
+/** GFLOP/s of onnxruntime's MatMul at the FFN tap's shape: per wall second and per CPU second of this process. */
+async function matmulCeiling(rows: number, d: number): Promise<{ wall: number; cpu: number }> {
   const b = new GraphBuilder();
   const x = b.input('x', [rows, d]);
   const y = b.input('y', [rows, d]);
@@ -85,17 +92,28 @@ async function matmulCeiling(rows: number, d: number): Promise<number> {
   };
   await s.run(feed);
   const t = performance.now();
-  for (let i = 0; i < 3; i++) await s.run(feed);
-  const sec = (performance.now() - t) / 3000;
+  const c = process.cpuUsage();
+  const runs = 5;
+  for (let i = 0; i < runs; i++) await s.run(feed);
+  const sec = (performance.now() - t) / 1000 / runs;
+  const used = process.cpuUsage(c);
+  const cpu = (used.user + used.system) / 1e6 / runs;
   await s.release();
-  return (2 * rows * d * d) / sec / 1e9;
+  const flop = 2 * rows * d * d;
+  return { wall: flop / sec / 1e9, cpu: flop / cpu / 1e9 };
 }
 
 /** One probe length, measured in its own process so that peak RSS is this run's alone. */
 interface Measured {
   row: string[];
   secPerMinute: number;
+  /** CPU seconds (all threads) per minute of probe audio. */
+  cpuPerMinute: number;
   gflops: number;
+  /** GEMM work per CPU second, GFLOP. */
+  gflopPerCpuSecond: number;
+  /** The MatMul ceiling measured right after this length's batches. */
+  ceiling: { wall: number; cpu: number };
   assignSec: number | null;
   /** The memory plan's estimate of the peak, bytes, and the plan. */
   estimate: number;
@@ -114,6 +132,7 @@ async function measure(total: number, withAssignment: boolean): Promise<Measured
   const probe = probeOf(total, cfg.sampleRate);
   const t = performance.now();
   let firstBatch = 0;
+  let cpuAtFirstBatch = process.cpuUsage();
   const { stats } = await collectStatistics(anchor, other, probe, taps, {
     device: 'cpu',
     threads,
@@ -121,10 +140,16 @@ async function measure(total: number, withAssignment: boolean): Promise<Measured
     passes: plan.passes,
     // The first progress event comes once the session exists: split graph build + session creation from batches.
     onEvent: (e) => {
-      if (e.type === 'progress' && e.done === 0) firstBatch = performance.now();
+      if (e.type === 'progress' && e.done === 0) {
+        firstBatch = performance.now();
+        cpuAtFirstBatch = process.cpuUsage();
+      }
     },
   });
   const end = performance.now();
+  const cpuUsed = process.cpuUsage(cpuAtFirstBatch);
+  const cpuSec = (cpuUsed.user + cpuUsed.system) / 1e6;
+  const ceiling = await matmulCeiling(plan.batchSize * framesFor(cfg, segmentSamples), cfg.intermediate);
   const setup = (firstBatch - t) / 1000;
   const sec = (end - firstBatch) / 1000;
   // GEMM work of the step: both forwards + the cross products of every tap.
@@ -145,7 +170,10 @@ async function measure(total: number, withAssignment: boolean): Promise<Measured
     setup.toFixed(1),
     sec.toFixed(1),
     ((sec * 60) / total).toFixed(1),
+    ((cpuSec * 60) / total).toFixed(1),
     ((crossFlops + forwardFlops) / sec / 1e9).toFixed(1),
+    `${((100 * (crossFlops + forwardFlops)) / sec / 1e9 / ceiling.wall).toFixed(0)} %`,
+    `${((100 * (crossFlops + forwardFlops)) / cpuSec / 1e9 / ceiling.cpu).toFixed(0)} %`,
   ];
   let assignSec: number | null = null;
   if (withAssignment) {
@@ -161,7 +189,10 @@ async function measure(total: number, withAssignment: boolean): Promise<Measured
   return {
     row,
     secPerMinute: (sec * 60) / total,
+    cpuPerMinute: (cpuSec * 60) / total,
     gflops: (crossFlops + forwardFlops) / sec / 1e9,
+    gflopPerCpuSecond: (crossFlops + forwardFlops) / cpuSec / 1e9,
+    ceiling,
     assignSec,
     estimate: plan.estimate.total,
     plan: `batch ${plan.batchSize}, front ${plan.passes.frontBatch || plan.batchSize}, ${plan.passes.layersPerPass} layers/pass`,
@@ -200,7 +231,6 @@ async function main(): Promise<void> {
     ]);
   }
   const batchSize = defaultBatchSize(cfg, segment * cfg.sampleRate);
-  const ceiling = await matmulCeiling(batchSize * framesFor(cfg, segment * cfg.sampleRate), cfg.intermediate);
   const taps = tapsFor(cfg, ['cnn', 'attention', 'ffn'], 'reorder');
   console.log(
     `bench:align — HuBERT-base-sized random pair (${(parameterCount(cfg) / 1e6).toFixed(1)} M params each, ${MiB(weightBytes)} MiB of weights for both), ${taps.length} taps, batches of ${batchSize} × ${segment} s, CPU${threads ? `, ${threads} threads` : ''}; each probe length in its own child process, peak RSS measured from outside`,
@@ -211,7 +241,10 @@ async function main(): Promise<void> {
     'session s',
     'batches s',
     's per min of audio',
+    'CPU-s per min',
     'GFLOP/s',
+    'of ceiling',
+    'per CPU-s of ceiling',
     'polled peak MiB',
     'VmHWM MiB',
     'peak / weights',
@@ -222,10 +255,10 @@ async function main(): Promise<void> {
   const fmt = (r: string[]) => `  ${r.map((c, i) => c.padStart(widths[i]!)).join('  ')}`;
   console.log(fmt(head));
   for (const r of rows) console.log(fmt(r));
-  const best = Math.max(...results.map((r) => r.gflops));
-  console.log(
-    `  ORT MatMul ceiling (XᵀY at the FFN tap's shape, same run): ${ceiling.toFixed(1)} GFLOP/s → statistics step at ${((100 * best) / ceiling).toFixed(0)} % of it (best length)`,
-  );
+  for (const r of results)
+    console.log(
+      `  ${r.row[0]}: ORT MatMul ceiling (XᵀY at the FFN tap's shape, right after the batches): ${r.ceiling.wall.toFixed(1)} GFLOP/s, ${r.ceiling.cpu.toFixed(1)} GFLOP per CPU-s → statistics step at ${((100 * r.gflops) / r.ceiling.wall).toFixed(0)} % (wall), ${((100 * r.gflopPerCpuSecond) / r.ceiling.cpu).toFixed(0)} % (per CPU-s)`,
+    );
   const assign = results.find((r) => r.assignSec !== null);
   if (assign)
     console.log(

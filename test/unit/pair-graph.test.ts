@@ -42,9 +42,19 @@ describe('pair statistics graph', () => {
     const batch = 2;
     const audio = Float32Array.from({ length: batch * 6000 }, (_, i) => 0.3 * Math.sin(i / 7) + 0.1 * (rand() - 0.5));
 
-    const pair = await PairStatisticsSession.create(anchor, other, taps, { device: 'cpu' });
+    // The front end on the whole batch: one moment per tap, over the rows the reference sees.
+    const pair = await PairStatisticsSession.create(anchor, other, taps, { device: 'cpu', passes: { frontBatch: 0 } });
     const moments = await pair.run(audio, batch);
+    // Pass by pass, with each pass's outputs collected once handed on: the same moments, copied by the sink.
+    const handed: { tap: string; cross: Float32Array; meanA: Float32Array }[][] = [];
+    await pair.runEach(audio, batch, (ms) => handed.push(ms.map((m) => ({ tap: m.tap, cross: m.cross.slice(), meanA: m.meanA.slice() }))));
     await pair.release();
+    expect(handed.length).toBe(pair.passCount);
+    expect(handed.flat().map((m) => m.tap)).toEqual(moments.map((m) => m.tap));
+    handed.flat().forEach((m, i) => {
+      expect(m.cross).toEqual(moments[i]!.cross);
+      expect(m.meanA).toEqual(moments[i]!.meanA);
+    });
     const sa = await EncoderSession.create(anchor, taps, { device: 'cpu' });
     const sb = await EncoderSession.create(other, taps, { device: 'cpu' });
     const [oa, ob] = [await sa.run(audio, batch), await sb.run(audio, batch)];

@@ -21,6 +21,13 @@ export class GraphBuilder {
   private readonly constants = new Map<string, string>();
   private readonly used = new Set<string>();
   private counter = 0;
+  /** Linear weights become graph inputs fed at run time (see weightTransposed); float32 graphs only. */
+  private readonly feedLinear: boolean;
+  private readonly feeds = new Map<string, Tensor>();
+
+  constructor(opts: { feedLinearWeights?: boolean } = {}) {
+    this.feedLinear = opts.feedLinearWeights === true;
+  }
 
   /** A fresh value name derived from a hint. */
   fresh(hint: string): string {
@@ -72,6 +79,14 @@ export class GraphBuilder {
    * holding both layouts while it folds.
    */
   weightTransposed(hint: string, t: Tensor): string {
+    if (this.feedLinear) {
+      // A graph input over the caller's memory: onnxruntime's CPU backend reads it in place at each run (its MatMul
+      // takes the Transpose as a transposed operand), so the session holds no copy of the weight; see weightFeeds.
+      const name = this.fresh(hint);
+      this.inputs.push({ name, type: tensorType(DataType.FLOAT, [...t.shape]) });
+      this.feeds.set(name, t);
+      return this.op('Transpose', [name], { perm: [1, 0] }, `${name}_t`);
+    }
     const [rows, cols] = t.shape as [number, number];
     const out = new Float32Array(rows * cols);
     const src = t.data;
@@ -80,6 +95,11 @@ export class GraphBuilder {
       for (let c = 0; c < cols; c++) out[c * rows + r] = src[base + c]!;
     }
     return this.weight(hint, { shape: [cols, rows], data: out });
+  }
+
+  /** The weights a `feedLinearWeights` graph takes as inputs, by input name: feed them with every run. */
+  get weightFeeds(): ReadonlyMap<string, Tensor> {
+    return this.feeds;
   }
 
   int64s(values: readonly number[]): string {

@@ -4,6 +4,8 @@
  * O(d²) results cross into JS (activations never do), where statistics are combined in float64 across batches
  * (align/stats.ts). The O(frames·d²) work stays in onnxruntime's GEMMs.
  */
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import * as ort from 'onnxruntime-node';
 import { EngineError } from '../errors';
 import { rateMismatch } from './rates';
@@ -11,7 +13,7 @@ import type { EncoderConfig } from '../io/hfconfig';
 import { addEncoder, type TapValues } from './encoder-graph';
 import { framesFor, receptiveField, type EncoderModel } from './encoder';
 import { GraphBuilder } from './graph-builder';
-import { createSession, type Backend, type Session, type SessionOptions } from './runtime';
+import { createSession, resolveBackend, type Backend, type Session, type SessionOptions } from './runtime';
 import { isChannelsFirst, tapName, type TapName } from './taps';
 
 /** Per-batch centred moments of one tap pair (float32, as onnxruntime computed them). */
@@ -80,7 +82,12 @@ export interface PassPlan {
   layersPerPass: number;
 }
 
-export const DEFAULT_PASS_PLAN: PassPlan = { frontBatch: 0, layersPerPass: 4 };
+/**
+ * The smallest passes: one segment at a time through the front end, one layer per pass. bench:align (HuBERT-base
+ * pair, batches of 8 × 5 s) measured them no slower than the whole batch through the front end and 4 layers per pass
+ * (52 against 78 CPU-s per minute of probe on a loaded machine) and 1.2 GiB lower at the peak.
+ */
+export const DEFAULT_PASS_PLAN: PassPlan = { frontBatch: 1, layersPerPass: 1 };
 
 export interface PairSessionOptions extends SessionOptions {
   passes?: Partial<PassPlan>;
@@ -106,6 +113,8 @@ export function layerPasses(taps: readonly TapName[], layersPerPass: number): [n
 
 interface Pass {
   session: Session;
+  /** The Linear weights the pass takes as inputs (CPU: views of the engine's weights, not copies). */
+  weights: Record<string, ort.Tensor>;
   taps: TapName[];
   /** Whether the pass hands hidden states on (`next_a`, `next_b`). */
   handsOn: boolean;
@@ -165,11 +174,32 @@ export class PairStatisticsSession {
    * (add them with align/stats.ts addMoments).
    */
   async run(audio: Float32Array, batch: number): Promise<TapPairMoments[]> {
+    const moments: TapPairMoments[] = [];
+    await this.runEach(audio, batch, (m) => moments.push(...m), { reclaim: false });
+    return moments;
+  }
+
+  /**
+   * Like run, handing each pass's moments to `sink` as soon as that pass has run. With `reclaim` (the default) the
+   * pass's output buffers are garbage-collected once the sink returns, so the sink must copy what it keeps (addMoments
+   * does): onnxruntime-node copies every output into a fresh ArrayBuffer that V8 would otherwise reclaim only at some
+   * later full collection (measured on the HuBERT-base pair: +490 MiB of such buffers per batch of 8 × 5 s).
+   */
+  async runEach(
+    audio: Float32Array,
+    batch: number,
+    sink: (moments: TapPairMoments[]) => void,
+    opts: { reclaim?: boolean } = {},
+  ): Promise<void> {
+    const reclaim = opts.reclaim !== false;
+    const hand = (m: TapPairMoments[]) => {
+      sink(m);
+      if (reclaim) collectGarbage();
+    };
     const samples = audio.length / batch;
     if (!Number.isInteger(samples) || samples < receptiveField(this.config)) {
       throw new EngineError('bad-audio', `a probe batch of ${audio.length} samples in ${batch} rows is too short for the encoder`);
     }
-    const moments: TapPairMoments[] = [];
     const group = this.plan.frontBatch > 0 ? Math.min(batch, this.plan.frontBatch) : batch;
     const frames = framesFor(this.config, samples);
     const width = this.config.hidden;
@@ -178,9 +208,12 @@ export class PairStatisticsSession {
     for (let start = 0; start < batch; start += group) {
       const rows = Math.min(group, batch - start);
       const chunk = audio.subarray(start * samples, (start + rows) * samples);
-      const out = await this.front.session.run({ audio: new ort.Tensor('float32', chunk, [rows, samples]) });
-      moments.push(...this.collect(this.front.taps, out, (tap) => rowsOf(chunk.length, rows, tap, this.config)));
-      if (!this.front.handsOn) continue;
+      const out = await this.front.session.run({ ...this.front.weights, audio: new ort.Tensor('float32', chunk, [rows, samples]) });
+      const moments = this.collect(this.front.taps, out, (tap) => rowsOf(chunk.length, rows, tap, this.config));
+      if (!this.front.handsOn) {
+        hand(moments);
+        continue;
+      }
       const a = out[STREAM.nextA]!.data as Float32Array;
       const b = out[STREAM.nextB]!.data as Float32Array;
       if (group === batch) {
@@ -190,20 +223,21 @@ export class PairStatisticsSession {
         hiddenA!.set(a, start * frames * width);
         hiddenB!.set(b, start * frames * width);
       }
+      hand(moments);
     }
     for (const pass of this.layers) {
       const dims = [batch, frames, width];
       const out = await pass.session.run({
+        ...pass.weights,
         [STREAM.a]: new ort.Tensor('float32', hiddenA!, dims),
         [STREAM.b]: new ort.Tensor('float32', hiddenB!, dims),
       });
-      moments.push(...this.collect(pass.taps, out, () => batch * frames));
       if (pass.handsOn) {
         hiddenA = out[STREAM.nextA]!.data as Float32Array;
         hiddenB = out[STREAM.nextB]!.data as Float32Array;
       }
+      hand(this.collect(pass.taps, out, () => batch * frames));
     }
-    return moments;
   }
 
   private collect(taps: readonly TapName[], out: Record<string, ort.Tensor>, rowsFor: (tap: TapName) => number): TapPairMoments[] {
@@ -239,7 +273,10 @@ async function buildPass(
   handsOn: boolean,
   opts: SessionOptions,
 ): Promise<Pass> {
-  const b = new GraphBuilder();
+  // On the CPU the Linear weights (nearly all of them) are fed at each run instead of copied into the session, which
+  // would hold them (packed) besides the engine's own copy: 1.1 GiB more for the HuBERT-base pair's 720 MiB.
+  const feedLinearWeights = (await resolveBackend(opts.device ?? 'auto')) === 'cpu';
+  const b = new GraphBuilder({ feedLinearWeights });
   const enc = (m: Model, input: string, prefix: string) =>
     addEncoder(b, m.config, m.weights, input, prefix, range ? { from: range[0], to: range[1] } : { to: 0 });
   let ta: TapValues;
@@ -264,7 +301,9 @@ async function buildPass(
     b.output(tb.get(tapName.hidden(last))!, STREAM.nextB);
   }
   const name = range ? `merge_studio_pair_layers_${range[0]}_${range[1]}` : 'merge_studio_pair_front';
-  return { session: await createSession(b.encode(name), opts), taps: [...taps], handsOn };
+  const weights: Record<string, ort.Tensor> = {};
+  for (const [input, t] of b.weightFeeds) weights[input] = new ort.Tensor('float32', t.data, [...t.shape]);
+  return { session: await createSession(b.encode(name), opts), weights, taps: [...taps], handsOn };
 }
 
 /**
@@ -300,4 +339,16 @@ function rowsOf(totalSamples: number, batch: number, tap: TapName, cfg: EncoderC
   let n = totalSamples / batch;
   for (let i = 0; i < depth; i++) n = Math.floor((n - cfg.convKernels[i]!) / cfg.convStrides[i]!) + 1;
   return n * batch;
+}
+
+let gc: (() => void) | undefined;
+
+/** A full garbage collection (V8's `gc`, exposed on first use when the process was not started with --expose-gc). */
+function collectGarbage(): void {
+  if (!gc) {
+    const exposed = (globalThis as { gc?: () => void }).gc;
+    if (!exposed) setFlagsFromString('--expose-gc');
+    gc = exposed ?? (runInNewContext('gc') as () => void);
+  }
+  gc();
 }

@@ -11,28 +11,34 @@ import type { TapName } from '../model/taps';
 import { parameterCount } from '../model/weights';
 import { defaultBatchSize } from './plan';
 
-/** Node, V8 and onnxruntime's own code and buffers before any model (measured: ~130 MiB). */
+/** Node, V8 and onnxruntime's own code and buffers before any model (measured: ~110 MiB). */
 const RUNTIME_BYTES = 160 * 2 ** 20;
 /**
- * onnxruntime's sessions hold more than the raw weights (packed GEMM operands, optimised conv layouts): measured
- * 1.1 GiB of session memory for the HuBERT-base pair's 720 MiB (the sessions alone, VmRSS before and after creating them; with or
- * without prepacking within 5 %).
+ * The weights inside onnxruntime's sessions: on the CPU only those that are not Linear weights (conv stack, positional
+ * conv, norms, biases; the Linear weights are fed from the engine's own copy at each run, model/pair-graph.ts), held
+ * in optimised layouts besides onnxruntime's own buffers: measured 174 MiB of session memory for the HuBERT-base pair
+ * (VmRSS before and after creating the sessions), whose non-Linear weights are 69 MiB.
  */
-const SESSION_WEIGHT_FACTOR = 1.55;
+const SESSION_WEIGHT_FACTOR = 2.5;
 /**
- * Live copies of the first conv block's output (per segment and model) at the front end's peak. onnxruntime frees
- * each tensor after its last consumer, and bench:align's measured peak (batch 8 × 5 s) fits one copy.
+ * Live copies of the first conv block's output (per segment and model) at the front end's peak (the conv output, its
+ * norm and activation, the centred copy for the conv.0 tap overlap), fitted to bench:align's measured peaks.
  */
-const FRONT_COPIES = 1;
+const FRONT_COPIES = 1.5;
+/**
+ * onnxruntime frees each activation back to the C heap, which keeps it for the next pass (measured: between batches
+ * the process stays about one pass's activations above the rest), so the peak holds the activations about twice.
+ */
+const HEAP_RETENTION = 2;
 
 export interface StatisticsMemory {
   /** Both models' float32 weights held by the engine (JS) — the anchor and the other. */
   weights: number;
-  /** The weights inside onnxruntime's sessions (more than the raw weights: packed and re-laid-out copies). */
+  /** The weights inside onnxruntime's sessions (the non-Linear ones, re-laid-out, and onnxruntime's buffers). */
   sessionWeights: number;
-  /** float64 accumulators of every tap + one pass's float32 results. */
+  /** float64 accumulators of every tap + one pass's float32 results (onnxruntime's and the copy in JS). */
   statistics: number;
-  /** The larger of the front end's and one layer pass's activations. */
+  /** The larger of the front end's and one layer pass's activations, with what the C heap keeps of them. */
   activations: number;
   runtime: number;
   total: number;
@@ -67,9 +73,9 @@ export function estimateStatisticsMemory(
   const held = 4 * rows * (cfg.intermediate + cfg.hidden) * Math.min(plan.layersPerPass, cfg.layers);
   const transient = 4 * (2 * rows * cfg.intermediate + 2 * batch * cfg.heads * T * T);
   const layers = 2 * (held + transient);
-  const activations = Math.max(front, layers);
-  const statistics = accumulators + passOutputs;
-  const sessionWeights = SESSION_WEIGHT_FACTOR * weights;
+  const activations = HEAP_RETENTION * Math.max(front, layers);
+  const statistics = accumulators + 2 * passOutputs;
+  const sessionWeights = SESSION_WEIGHT_FACTOR * 2 * 4 * (parameterCount(cfg) - linearParameterCount(cfg));
   return {
     weights,
     sessionWeights,
@@ -78,6 +84,12 @@ export function estimateStatisticsMemory(
     runtime: RUNTIME_BYTES,
     total: weights + sessionWeights + statistics + activations + RUNTIME_BYTES,
   };
+}
+
+/** Parameters of the Linear weights (attention projections, FFN, feature projection): fed to the sessions, not held. */
+function linearParameterCount(cfg: EncoderConfig): number {
+  const D = cfg.hidden;
+  return cfg.layers * (4 * D * D + 2 * D * cfg.intermediate) + cfg.convDims.at(-1)! * D;
 }
 
 export interface StatisticsPlan {
@@ -97,9 +109,9 @@ export function parseMemory(text: string): number {
 }
 
 /**
- * Batch size and pass plan for the statistics step. Without a budget: the recipe's batch size (or the default) and the
- * default plan. With one: the largest batch (up to the recipe's or the default), then the largest front-end group,
- * then the most layers per pass whose estimate fits; refused with the smallest estimate when nothing does.
+ * Batch size and pass plan for the statistics step: always the default (smallest) passes, which are no slower than
+ * larger ones (model/pair-graph.ts). Without a budget: the recipe's batch size (or the default). With one: the largest
+ * batch (up to the recipe's or the default) whose estimate fits; refused with the smallest estimate when none does.
  */
 export function planStatistics(
   cfg: EncoderConfig,
@@ -108,8 +120,8 @@ export function planStatistics(
   opts: { batchSize?: number; memory?: string | number } = {},
 ): StatisticsPlan {
   const maxBatch = opts.batchSize ?? defaultBatchSize(cfg, segmentSamples);
+  const passes = { ...DEFAULT_PASS_PLAN };
   if (opts.memory === undefined) {
-    const passes = { ...DEFAULT_PASS_PLAN };
     return { batchSize: maxBatch, passes, estimate: estimateStatisticsMemory(cfg, taps, segmentSamples, maxBatch, passes) };
   }
   const budget = typeof opts.memory === 'number' ? opts.memory : parseMemory(opts.memory);
@@ -120,15 +132,10 @@ export function planStatistics(
     return out;
   };
   for (const batch of halvings(maxBatch)) {
-    for (const frontBatch of halvings(batch)) {
-      for (const layersPerPass of halvings(cfg.layers)) {
-        const passes = { frontBatch: frontBatch === batch ? 0 : frontBatch, layersPerPass };
-        const estimate = estimateStatisticsMemory(cfg, taps, segmentSamples, batch, passes);
-        if (estimate.total <= budget) return { batchSize: batch, passes, estimate, budget };
-      }
-    }
+    const estimate = estimateStatisticsMemory(cfg, taps, segmentSamples, batch, passes);
+    if (estimate.total <= budget) return { batchSize: batch, passes, estimate, budget };
   }
-  const least = estimateStatisticsMemory(cfg, taps, segmentSamples, 1, { frontBatch: 1, layersPerPass: 1 });
+  const least = estimateStatisticsMemory(cfg, taps, segmentSamples, 1, passes);
   throw new EngineError(
     'bad-config',
     `runtime.memory ${formatGiB(budget)} is too small: the statistics step needs about ${formatGiB(least.total)} even one segment at a time (both models' weights ${formatGiB(least.weights)}, held by the engine and by onnxruntime, statistics ${formatGiB(least.statistics)})`,

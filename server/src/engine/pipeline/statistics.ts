@@ -64,13 +64,15 @@ export async function collectStatistics(
     opts.onEvent?.({ type: 'progress', stage: 'statistics', done, total, message: `${taps.length} taps on ${session.backend}` });
     for (const batch of iterateBatches(probe, batchSize)) {
       if (opts.signal?.aborted) throw new EngineError('cancelled', 'cancelled while collecting statistics');
-      const moments = await session.run(batch.data, batch.dims[0]);
-      for (const m of moments) {
-        assertFiniteMoments(m.tap, m.cross, m.meanA, m.meanB);
-        let s = stats.get(m.tap);
-        if (!s) stats.set(m.tap, (s = createPairStats(m.dimA, m.dimB)));
-        addMoments(s, m);
-      }
+      // Each pass's moments are added as soon as it has run, so only one pass's outputs are alive at a time.
+      await session.runEach(batch.data, batch.dims[0], (moments) => {
+        for (const m of moments) {
+          assertFiniteMoments(m.tap, m.cross, m.meanA, m.meanB);
+          let s = stats.get(m.tap);
+          if (!s) stats.set(m.tap, (s = createPairStats(m.dimA, m.dimB)));
+          addMoments(s, m);
+        }
+      });
       done++;
       opts.onEvent?.({
         type: 'progress',
