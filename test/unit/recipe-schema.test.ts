@@ -54,7 +54,7 @@ describe('loadRecipe', () => {
     expect(recipe.merge.lambda).toEqual({ default: 0.9, overrides: { 'encoder.layers.*.feed_forward.**': 0.7 } });
     expect(recipe.probe).toEqual({ audio: ['../data/probe'], max_seconds: 60, segment_seconds: 2 });
     expect(recipe.align.self_check).toBe(true);
-    expect(recipe.runtime).toEqual({ device: 'cpu', seed: 0, threads: 2 });
+    expect(recipe.runtime).toEqual({ device: 'cpu', precision: 'fp32', seed: 0, threads: 2 });
   });
 
   it('fails with the first error located as file:line:col', async () => {

@@ -10,9 +10,9 @@ import * as ort from 'onnxruntime-node';
 import { EngineError, describeError } from '../errors';
 import { GraphBuilder } from './graph-builder';
 
-import { DEVICES, type Device } from '../recipe/schema';
+import { DEVICES, PRECISIONS, type Device, type Precision } from '../recipe/schema';
 
-export { DEVICES, type Device };
+export { DEVICES, PRECISIONS, type Device, type Precision };
 export type Backend = Exclude<Device, 'auto'>;
 
 export interface BackendStatus {
@@ -26,6 +26,8 @@ export interface SessionOptions {
   device?: Device;
   /** Intra-op threads for the CPU backend (default: onnxruntime's choice, all cores). */
   threads?: number;
+  /** Arithmetic of graphs built for this session (GraphBuilder); fp16 is refused on the CPU backend. Default fp32. */
+  precision?: Precision;
 }
 
 export interface Session {
@@ -156,6 +158,7 @@ export async function resolveBackend(device: Device = 'auto'): Promise<Backend> 
 
 export async function createSession(model: Uint8Array, opts: SessionOptions = {}): Promise<Session> {
   const backend = await resolveBackend(opts.device ?? 'auto');
+  assertPrecisionRuns(backend, opts.precision);
   const options: ort.InferenceSession.SessionOptions = {
     executionProviders: [backend],
     graphOptimizationLevel: 'all',
@@ -178,11 +181,27 @@ export async function createSession(model: Uint8Array, opts: SessionOptions = {}
       try {
         return (await (outputs ? session.run(feeds, outputs as string[]) : session.run(feeds))) as Record<string, ort.Tensor>;
       } catch (e) {
+        if (/requires f16 but the device does not support it/.test(describeError(e)))
+          throw new EngineError(
+            'backend-unavailable',
+            `this ${backend} adapter has no float16 shader support (WebGPU feature shader-f16), which runtime.precision fp16 needs: use precision fp32`,
+            undefined,
+            { cause: e },
+          );
         throw new EngineError('runtime-error', `onnxruntime (${backend}) failed: ${firstLine(e)}`, undefined, { cause: e });
       }
     },
     release: () => session.release(),
   };
+}
+
+/** Refuses float16 graphs on the CPU backend, whose float16 kernels do not cover Conv, MatMul or LayerNormalization. */
+export function assertPrecisionRuns(backend: Backend, precision: Precision | undefined): void {
+  if (precision === 'fp16' && backend === 'cpu')
+    throw new EngineError(
+      'backend-unavailable',
+      'runtime.precision fp16 needs a GPU backend (webgpu or cuda): onnxruntime has no float16 kernels for these layers on the CPU. Use precision fp32 with the cpu device.',
+    );
 }
 
 export function versions(): Record<string, string> {

@@ -85,6 +85,7 @@ export async function computeStatShard(
   const { stats } = await collectStatistics(anchor, other, part, taps, {
     device,
     ...(threads ? { threads } : {}),
+    precision: recipe.runtime.precision,
     batchSize: plan.batchSize,
     passes: plan.passes,
     onEvent: emit,

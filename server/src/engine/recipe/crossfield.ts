@@ -56,6 +56,18 @@ export function checkCrossField(r: PartialRecipe, ranges: NodeRanges, documentSt
     out.push(diagnostic(permuteRange, Severity.Warning, 'inconsistent-align', 'align.permute has no effect when align.method is none'));
   }
 
+  const precisionRange = valueAt('runtime', 'precision');
+  if (precisionRange && r.runtime?.precision === 'fp16' && r.runtime?.device === 'cpu') {
+    out.push(
+      diagnostic(
+        precisionRange,
+        Severity.Error,
+        'precision-unsupported',
+        'runtime.precision fp16 needs a GPU backend (webgpu or cuda): the cpu device has no float16 kernels for these layers. Use fp32, or device auto/webgpu/cuda',
+      ),
+    );
+  }
+
   const maxSeconds = r.probe?.max_seconds;
   const segment = r.probe?.segment_seconds;
   const segmentRange = valueAt('probe', 'segment_seconds');

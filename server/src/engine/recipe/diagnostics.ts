@@ -48,6 +48,7 @@ export type RecipeDiagnosticCode =
   | 'missing-probe'
   | 'inconsistent-align'
   | 'segment-too-long'
+  | 'precision-unsupported'
   | 'duplicate-task'
   | 'bad-variant-name'
   | 'output-overwrites-input'
