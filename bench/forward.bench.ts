@@ -1,23 +1,27 @@
 /**
  * bench:forward — a HuBERT-base-sized random encoder (768 hidden, 12 layers, FFN 3072, 7×512 conv) on the CPU backend:
  * frames/s, seconds per minute of audio, and the fraction of this machine's onnxruntime MatMul ceiling that the
- * transformer part reaches; then peak RSS of one `forward` (random weights → session → all hidden states) in a child
- * process, measured from outside, against torchaudio's HuBERT-base on the same audio length (bench/forward_torchaudio.py,
- * skipped when python3-torchaudio is missing).
- * Usage: npm run bench:forward [-- --seconds 10 --reps 3 --threads N]
+ * transformer part reaches; then the peak RSS of `merge-studio forward --summary` (the built CLI: checkpoint load,
+ * session, all hidden states) on a HuBERT-base-sized random checkpoint, measured from outside, against torchaudio's
+ * HuBERT-base on the same audio length (bench/forward_torchaudio.py, skipped when python3-torchaudio is missing),
+ * for 10 s and 60 s of audio.
+ * Usage: npm run build && npm run bench:forward [-- --seconds 10 --reps 3 --threads N --memory-seconds 10,60 --memory-only
+ *   --cli path/to/cli.js --before path/to/earlier/cli.js]
  */
-import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { forward } from '../server/src/engine/model/encoder';
-import { MiB, reportFromChild, runMeasuredChild } from './peak-rss';
+import { writeSafetensors } from '../server/src/engine/io/safetensors';
+import { writeFloatWav } from '../test/helpers/wav';
+import { MiB, procStatus, runMeasuredChild } from './peak-rss';
 import { GraphBuilder } from '../server/src/engine/model/graph-builder';
 import { EncoderSession } from '../server/src/engine/model/encoder';
 import { hubertBaseConfig, randomWeights } from '../server/src/engine/model/random';
 import { mulberry32 } from '../server/src/engine/random';
 import { framesFor } from '../server/src/engine/model/encoder';
-import { parameterCount } from '../server/src/engine/model/weights';
+import { parameterCount, toStoredTensors } from '../server/src/engine/model/weights';
 
 const arg = (k: string, d: number) => {
   const i = process.argv.indexOf(`--${k}`);
@@ -26,6 +30,16 @@ const arg = (k: string, d: number) => {
 const seconds = arg('seconds', 10);
 const reps = arg('reps', 3);
 const threads = arg('threads', 0) || undefined;
+/** Clip lengths of the memory comparison (`--memory-seconds 10,60`). */
+const memorySeconds = (() => {
+  const i = process.argv.indexOf('--memory-seconds');
+  return i > 0 ? process.argv[i + 1]!.split(',').map(Number) : [10, 60];
+})();
+const ROOT = path.resolve(__dirname, '..');
+const bundleArg = (k: string) => (process.argv.includes(k) ? path.resolve(process.argv[process.argv.indexOf(k) + 1]!) : undefined);
+/** The CLI bundle to measure (default: the built one), and another measured beside it in the same run (`--before`). */
+const cliBundle = bundleArg('--cli');
+const beforeBundle = bundleArg('--before');
 
 async function time(fn: () => Promise<unknown>, n: number): Promise<number> {
   await fn(); // warm-up
@@ -63,56 +77,129 @@ async function matmulCeiling(T: number, D: number, F: number): Promise<number> {
   return (8 * 2 * T * D * F) / sec / 1e9;
 }
 
-/** Child: what `merge-studio forward` does for one clip, with random weights instead of a checkpoint. */
-async function forwardOnce(): Promise<void> {
+/** A HuBERT-base-sized random checkpoint as a Hugging Face folder (config.json + model.safetensors), what `forward` loads. */
+async function writeCheckpoint(dir: string): Promise<void> {
   const cfg = hubertBaseConfig();
-  const weights = randomWeights(cfg, 0);
-  const rand = mulberry32(7);
-  const audio = Float32Array.from({ length: Math.round(seconds * cfg.sampleRate) }, () => (rand() - 0.5) * 0.2);
-  const t = performance.now();
-  const r = await forward({ config: cfg, weights }, audio, { device: 'cpu', threads });
-  reportFromChild({ seconds: (performance.now() - t) / 1000, layers: r.hiddenStates.length });
+  const config = {
+    architectures: ['HubertModel'],
+    model_type: 'hubert',
+    hidden_size: cfg.hidden,
+    num_hidden_layers: cfg.layers,
+    num_attention_heads: cfg.heads,
+    intermediate_size: cfg.intermediate,
+    conv_dim: cfg.convDims,
+    conv_kernel: cfg.convKernels,
+    conv_stride: cfg.convStrides,
+    num_feat_extract_layers: cfg.convDims.length,
+    conv_bias: cfg.convBias,
+    feat_extract_norm: cfg.featExtractNorm,
+    feat_extract_activation: cfg.featExtractActivation,
+    feat_proj_layer_norm: cfg.featProjLayerNorm,
+    num_conv_pos_embeddings: cfg.posConvKernel,
+    num_conv_pos_embedding_groups: cfg.posConvGroups,
+    do_stable_layer_norm: cfg.preLayerNorm,
+    layer_norm_eps: cfg.layerNormEps,
+    hidden_act: cfg.hiddenAct,
+  };
+  writeFileSync(path.join(dir, 'config.json'), JSON.stringify(config, null, 2));
+  const layout = { prefix: 'hubert.', posConv: 'weight_g/weight_v' as const };
+  await writeSafetensors(path.join(dir, 'model.safetensors'), toStoredTensors(randomWeights(cfg, 0), layout));
 }
 
-async function memoryRows(): Promise<[string, string][]> {
+/** A deterministic clip (tones and noise) as a float WAV at 16 kHz. */
+function writeClip(file: string, clipSeconds: number): void {
+  const rand = mulberry32(7);
+  const x = Float32Array.from(
+    { length: Math.round(clipSeconds * 16000) },
+    (_, i) => 0.2 * Math.sin(i * 0.0577) + 0.1 * Math.sin(i * 0.213) + (rand() - 0.5) * 0.05,
+  );
+  writeFloatWav(file, x, 16000);
+}
+
+/**
+ * `merge-studio forward --summary` as shipped (the built CLI, or the bundle `--cli FILE` names, e.g. a copy of an earlier
+ * dist/cli.js for a before/after), its peak RSS polled from outside (the kernel's VmHWM of the child).
+ */
+function measureCli(args: string[], bundle = cliBundle): Promise<{ peak: number; seconds: number }> {
+  return new Promise((resolve, reject) => {
+    const started = performance.now();
+    const launch = bundle
+      ? [
+          '-e',
+          `require(${JSON.stringify(bundle)}).main(['node', 'merge-studio', ...process.argv.slice(1)]).then((c) => (process.exitCode = c))`,
+        ]
+      : [path.join(ROOT, 'bin/merge-studio.js')];
+    const child = spawn(process.execPath, [...launch, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let peak = 0;
+    const poll = setInterval(() => (peak = Math.max(peak, procStatus(child.pid!, 'VmHWM'))), 5);
+    let err = '';
+    child.stdout.resume();
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    child.on('close', (code) => {
+      clearInterval(poll);
+      if (code !== 0) reject(new Error(`forward exited with ${code}: ${err.slice(-1000)}`));
+      else resolve({ peak, seconds: (performance.now() - started) / 1000 });
+    });
+  });
+}
+
+/** The memory comparison's rows, each also handed to `onRow` as soon as it is measured (the runs take minutes). */
+async function memoryRows(onRow: (key: string, value: string) => void = () => undefined): Promise<[string, string][]> {
   const cfg = hubertBaseConfig();
   const weightBytes = 4 * parameterCount(cfg);
-  const ours = await runMeasuredChild<{ seconds: number }>(__filename, [
-    '--forward-once',
-    '--seconds',
-    String(seconds),
-    ...(threads ? ['--threads', String(threads)] : []),
-  ]);
-  const rows: [string, string][] = [
-    ['weights (float32)', `${MiB(weightBytes)} MiB`],
-    [
-      'forward peak RSS (polled / VmHWM)',
-      `${MiB(ours.memory.polledPeak)} / ${MiB(ours.memory.vmHwm)} MiB = ${(ours.memory.peak / weightBytes).toFixed(2)}× weights`,
-    ],
-  ];
   // Debian's python3-torch / python3-torchaudio live under the system python, not a pyenv or venv one on the PATH.
   const python = existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3';
-  const hasTorch = spawnSync(python, ['-c', 'import torchaudio'], { env: { ...process.env, OMP_WAIT_POLICY: 'PASSIVE' } }).status === 0;
-  if (!hasTorch) return [...rows, ['torchaudio HuBERT-base', 'skipped (python3-torchaudio not installed)']];
-  const ref = await runMeasuredChild<{ seconds: number; params: number }>(
-    path.join(__dirname, 'forward_torchaudio.py'),
-    [String(seconds), String(threads ?? 0)],
-    { command: python, env: { ...process.env, OMP_WAIT_POLICY: 'PASSIVE' } },
-  );
-  return [
-    ...rows,
-    [
-      'torchaudio HuBERT-base peak RSS (polled / VmHWM)',
-      `${MiB(ref.memory.polledPeak)} / ${MiB(ref.memory.vmHwm)} MiB (${(ref.result.params / 1e6).toFixed(1)} M params, forward ${ref.result.seconds.toFixed(2)} s)`,
-    ],
-    ['forward peak / torchaudio peak', `${(ours.memory.peak / ref.memory.peak).toFixed(2)}× (target ≤ 1.2×)`],
-  ];
+  const torchEnv = { ...process.env, OMP_WAIT_POLICY: 'PASSIVE' };
+  const hasTorch = spawnSync(python, ['-c', 'import torchaudio'], { env: torchEnv }).status === 0;
+  const rows: [string, string][] = [];
+  const row = (k: string, v: string) => {
+    rows.push([k, v]);
+    onRow(k, v);
+  };
+  row('weights (float32)', `${MiB(weightBytes)} MiB`);
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'bench-forward-'));
+  try {
+    await writeCheckpoint(dir);
+    for (const clipSeconds of memorySeconds) {
+      const wav = path.join(dir, `clip-${clipSeconds}.wav`);
+      writeClip(wav, clipSeconds);
+      const threadArgs = threads ? ['--threads', String(threads)] : [];
+      if (beforeBundle) {
+        const before = await measureCli(['forward', '--model', dir, '--audio', wav, '--summary', ...threadArgs], beforeBundle);
+        row(
+          `${clipSeconds} s: --before bundle's forward peak RSS`,
+          `${MiB(before.peak)} MiB (${before.seconds.toFixed(1)} s wall, including load)`,
+        );
+      }
+      const ours = await measureCli(['forward', '--model', dir, '--audio', wav, '--summary', ...threadArgs]);
+      row(
+        `${clipSeconds} s: merge-studio forward peak RSS`,
+        `${MiB(ours.peak)} MiB = ${(ours.peak / weightBytes).toFixed(2)}× weights (${ours.seconds.toFixed(1)} s wall, including load)`,
+      );
+      if (!hasTorch) {
+        row(`${clipSeconds} s: torchaudio HuBERT-base`, 'skipped (python3-torchaudio not installed)');
+        continue;
+      }
+      const ref = await runMeasuredChild<{ seconds: number; params: number }>(
+        path.join(__dirname, 'forward_torchaudio.py'),
+        [String(clipSeconds), String(threads ?? 0)],
+        { command: python, env: torchEnv },
+      );
+      row(
+        `${clipSeconds} s: torchaudio HuBERT-base peak RSS`,
+        `${MiB(ref.memory.peak)} MiB (${(ref.result.params / 1e6).toFixed(1)} M params, forward ${ref.result.seconds.toFixed(1)} s, ${ref.seconds.toFixed(1)} s wall)`,
+      );
+      row(`${clipSeconds} s: forward peak / torchaudio peak`, `${(ours.peak / ref.memory.peak).toFixed(2)}× (target ≤ 1.2×)`);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  return rows;
 }
 
 async function main(): Promise<void> {
-  if (process.argv.includes('--forward-once')) return forwardOnce();
   if (process.argv.includes('--memory-only')) {
-    for (const [k, v] of await memoryRows()) console.log(`  ${k}  ${v}`);
+    await memoryRows((k, v) => console.log(`  ${k}  ${v}`));
     return;
   }
   const cfg = hubertBaseConfig();

@@ -37,7 +37,7 @@ export function registerForwardCommand(program: Command, out: Output): void {
       const result = await forwardLong(model, samples, { device, threads });
       const seconds = (performance.now() - started) / 1000;
       if (opts.out) {
-        await writeJsonAtomic(opts.out, toJson(result));
+        await writeForwardJson(opts.out, result);
         out.info(`wrote ${result.hiddenStates.length} hidden states × ${result.frames} frames to ${opts.out}`);
       }
       if (opts.summary || !opts.out) {
@@ -69,30 +69,52 @@ function stats(a: Float32Array): string {
   return [mean, std, min, max].map((v) => v.toFixed(5).padStart(10)).join('  ');
 }
 
-function rows(data: Float32Array, frames: number): number[][] {
-  const dim = data.length / frames;
-  return Array.from({ length: frames }, (_, t) => Array.from(data.subarray(t * dim, (t + 1) * dim)));
-}
-
-function toJson(r: ForwardResult & { windows: number }): object {
-  return {
-    frame_rate: r.frameRate,
-    frames: r.frames,
-    backend: r.backend,
-    windows: r.windows,
-    conv_features: rows(r.convFeatures, r.frames),
-    hidden_states: r.hiddenStates.map((h) => rows(h, r.frames)),
-    last_hidden_state: rows(r.lastHiddenState, r.frames),
-  };
-}
-
-async function writeJsonAtomic(file: string, value: object): Promise<void> {
+/**
+ * Writes the --out document ({frame_rate, frames, backend, windows, conv_features, hidden_states, last_hidden_state},
+ * each tensor as rows of frames) a row at a time, atomically (a temporary file, then rename). The text is what
+ * JSON.stringify of the whole document gives, but building that document would hold every value twice more, as
+ * arrays and as one string (about 0.7 GB of text per minute of HuBERT-base audio).
+ */
+export async function writeForwardJson(file: string, r: ForwardResult & { windows: number }): Promise<void> {
   const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.tmp`);
+  let handle: fs.FileHandle | undefined;
   try {
-    await fs.writeFile(tmp, JSON.stringify(value));
+    handle = await fs.open(tmp, 'w');
+    const out = handle;
+    let pending = '';
+    const put = async (text: string) => {
+      pending += text;
+      if (pending.length >= JSON_CHUNK_CHARS) {
+        await out.write(pending);
+        pending = '';
+      }
+    };
+    const putRows = async (data: Float32Array) => {
+      const dim = data.length / r.frames;
+      await put('[');
+      for (let t = 0; t < r.frames; t++) await put(`${t ? ',' : ''}${JSON.stringify(Array.from(data.subarray(t * dim, (t + 1) * dim)))}`);
+      await put(']');
+    };
+    const head = { frame_rate: r.frameRate, frames: r.frames, backend: r.backend, windows: r.windows };
+    await put(`${JSON.stringify(head).slice(0, -1)},"conv_features":`);
+    await putRows(r.convFeatures);
+    await put(',"hidden_states":[');
+    for (const [k, h] of r.hiddenStates.entries()) {
+      if (k) await put(',');
+      await putRows(h);
+    }
+    await put('],"last_hidden_state":');
+    await putRows(r.lastHiddenState);
+    await out.write(`${pending}}`);
+    await out.close();
+    handle = undefined;
     await fs.rename(tmp, file);
   } catch (e) {
+    await handle?.close().catch(() => undefined);
     await fs.rm(tmp, { force: true });
     throw e;
   }
 }
+
+/** Characters of JSON text gathered before each write. */
+const JSON_CHUNK_CHARS = 1 << 20;
