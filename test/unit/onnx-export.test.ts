@@ -25,6 +25,7 @@ import {
 } from '../../server/src/engine/pipeline/onnx-export';
 import { runRecipe } from '../../server/src/engine/pipeline/run';
 import { mulberry32 } from '../../server/src/engine/random';
+import { runCli } from '../helpers/cli';
 import { HF_REFERENCE, loadReference, relativeMaxError } from '../helpers/reference';
 import { useTempDirs } from '../helpers/tmp';
 
@@ -103,6 +104,9 @@ describe('output_onnx', () => {
         ].join('\n'),
       );
     await write(true);
+    const plan = runCli(['run', recipe, '--dry-run', '--device', 'cpu']);
+    expect(plan.code, plan.stderr).toBe(0);
+    expect(plan.stdout).toMatch(/^output +.*out \(with model\.onnx\)$/m);
     const result = await runRecipe(recipe);
     expect(readdirSync(result.outputDir).sort()).toEqual([
       'config.json',

@@ -1,6 +1,7 @@
 /** `merge-studio run <recipe>`: align + merge + evaluate, with a progress bar (or JSON events) and a summary table. */
 import * as path from 'node:path';
 import type { Command } from 'commander';
+import { EngineError } from '../engine/errors';
 import { loadEncoderConfig } from '../engine/io/hfconfig';
 import { parseHubRef, resolveModelRef } from '../engine/io/hub';
 import { framesFor } from '../engine/model/encoder';
@@ -10,6 +11,7 @@ import { planStatistics } from '../engine/pipeline/memory-plan';
 import { defaultBatchSize, estimateMemory, formatBytes } from '../engine/pipeline/plan';
 import { systemsOf } from '../engine/pipeline/systems';
 import { guardOutput } from '../engine/pipeline/output-guard';
+import { ONNX_FILE, onnxExportProblem } from '../engine/pipeline/onnx-export';
 import { probeNeed } from '../engine/pipeline/probe-need';
 import type { MergeReport } from '../engine/pipeline/report';
 import { runLoadedRecipe } from '../engine/pipeline/run';
@@ -111,7 +113,10 @@ async function printPlan(
       `         statistics step peak ≈ ${formatBytes(e.total)}${plan.budget ? ` (runtime.memory ${r.runtime.memory})` : ''}: batches of ${plan.batchSize}, front end ${plan.passes.frontBatch || plan.batchSize} segment(s) at a time, ${plan.passes.layersPerPass} layer(s) per pass; weights ${formatBytes(e.weights)} + in onnxruntime ${formatBytes(e.sessionWeights)}, statistics ${formatBytes(e.statistics)}, activations ${formatBytes(e.activations)}`,
     );
   }
-  out.info(`output   ${loaded.resolve(r.output)}`);
+  // The refusal a run would give after loading the models.
+  const onnx = r.output_onnx ? onnxExportProblem(cfg, r.merge.width) : undefined;
+  if (onnx) throw new EngineError('bad-recipe', `${loaded.file}: ${onnx}`, loaded.file);
+  out.info(`output   ${loaded.resolve(r.output)}${r.output_onnx ? ` (with ${ONNX_FILE})` : ''}`);
 }
 
 /** The summary printed after a run: alignment per group, then the evaluation table. */
