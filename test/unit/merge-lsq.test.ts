@@ -5,7 +5,7 @@ import type { ProbeSet } from '../../server/src/engine/io/probe';
 import { iterateBatches } from '../../server/src/engine/io/probe';
 import { Gemm64 } from '../../server/src/engine/merge/methods/gemm64';
 import { columns, fitSystem, lsq, residual, stageSystem, type StageStats, type StageSystem } from '../../server/src/engine/merge/methods/lsq';
-import { layerStages, StageStatisticsSession, type LsqStage } from '../../server/src/engine/merge/methods/lsq-graph';
+import { layerStages, TripleSession, type LsqStage } from '../../server/src/engine/merge/methods/lsq-graph';
 import { linear } from '../../server/src/engine/merge/methods/tensorwise';
 import { ridgeSolve } from '../../server/src/engine/merge/methods/ridge';
 import { addEncoder } from '../../server/src/engine/model/encoder-graph';
@@ -125,17 +125,26 @@ async function referenceSystem(merged: WeightMap, anchor: WeightMap, other: Weig
   return systemOf(x, y);
 }
 
+/** The stage's system as lsq measures it: the three models layer by layer in onnxruntime from their hidden states. */
 async function measuredSystem(merged: WeightMap, anchor: WeightMap, other: WeightMap, stage: LsqStage, probe: ProbeSet): Promise<StageSystem> {
   const m = (w: WeightMap) => ({ config: cfg, weights: w });
-  const session = await StageStatisticsSession.create(m(merged), m(anchor), m(other), stage, {});
+  const models = { merged: m(merged), anchor: m(anchor), other: m(other) };
+  const passThrough = async (what: Parameters<typeof TripleSession.create>[1], inputs: Parameters<TripleSession['run']>[0][]) => {
+    const session = await TripleSession.create(models, what, {});
+    const out = [];
+    for (const input of inputs) out.push(await session.run(input));
+    await session.release();
+    return out;
+  };
+  const audio = Array.from(iterateBatches(probe, 4), (batch) => ({ audio: batch.data, batch: batch.dims[0] }));
+  let states = (await passThrough({ layer: 'front', next: true }, audio)).map((o) => o.next!);
+  for (let l = 0; l < stage.layer; l++) states = (await passThrough({ layer: l, next: true }, states)).map((o) => o.next!);
   let stats: StageStats | undefined;
-  for (const batch of iterateBatches(probe, 4)) {
-    const mo = await session.run(batch.data, batch.dims[0]);
-    stats ??= { inputs: createPairStats(mo.inputs.meanA.length, mo.inputs.meanB.length), targets: createPairStats(mo.targets.meanA.length, 0) };
-    addMoments(stats.inputs, mo.inputs);
-    addMoments(stats.targets, mo.targets);
+  for (const { moments } of await passThrough({ layer: stage.layer, stage, next: false }, states)) {
+    stats ??= { inputs: createPairStats(moments!.inputs.meanA.length, moments!.inputs.meanB.length), targets: createPairStats(moments!.targets.meanA.length, 0) };
+    addMoments(stats.inputs, moments!.inputs);
+    addMoments(stats.targets, moments!.targets);
   }
-  await session.release();
   return stageSystem(stats!, stage, anchor, other, gemm);
 }
 

@@ -1,21 +1,22 @@
 /**
  * The onnxruntime side of the least-squares refit (lsq.ts). A *stage* is the group of one layer's projections that
- * read the same input (q/k/v_proj; out_proj; intermediate_dense; output_dense). Per probe batch, the stage graph
- * runs the merged model and both aligned endpoints on the same audio up to that input and reduces, on the device,
- * the centred moments of the merged model's input x against z = [x, x_a, x_b] (the same input in each endpoint):
- * one GEMM (x − x̄)ᵀ(z − z̄) gives Cov(x), Cov(x, x_a) and Cov(x, x_b), from which lsq.ts forms the ridge normal
- * equations' right-hand side Cov(x, y) = λ Cov(x, x_a) W_aᵀ + (1 − λ) Cov(x, x_b) W_bᵀ in float64 (so two identical
- * models give back their own weights to rounding). The target y itself (the λ-mix of the endpoints' projection
- * outputs) is formed only for its per-unit mean and Σ(y − ȳ)², which make the fit residual exact. Only O(p²) results
- * cross into JS, where batches are combined in float64 (align/stats.ts addMoments).
+ * read the same input (q/k/v_proj; out_proj; intermediate_dense; output_dense). The three models (merged, anchor,
+ * aligned other) run side by side, one transformer layer at a time from their cached hidden states (each stage and
+ * each layer is one small graph; the front end runs once), and per probe batch the stage graph reduces, on the
+ * device, the centred moments of the merged model's input x against z = [x, x_a, x_b] (the same input in each
+ * endpoint): one GEMM (x − x̄)ᵀ(z − z̄) gives Cov(x), Cov(x, x_a) and Cov(x, x_b), from which lsq.ts forms the ridge
+ * normal equations' right-hand side Cov(x, y) = λ Cov(x, x_a) W_aᵀ + (1 − λ) Cov(x, x_b) W_bᵀ in float64 (so two
+ * identical models give back their own weights to rounding). The target y itself (the λ-mix of the endpoints'
+ * projection outputs) is formed only for its per-unit mean and Σ(y − ȳ)², which make the fit residual exact. Only
+ * O(p²) results cross into JS, where batches are combined in float64 (align/stats.ts addMoments).
  */
 import * as ort from 'onnxruntime-node';
 import type { BatchMoments } from '../../align/stats';
 import type { EncoderConfig } from '../../io/hfconfig';
 import { framesFor } from '../../model/encoder';
-import { addEncoder } from '../../model/encoder-graph';
+import { addEncoder, type TapValues } from '../../model/encoder-graph';
 import { GraphBuilder } from '../../model/graph-builder';
-import { createSession, type Session, type SessionOptions } from '../../model/runtime';
+import { createSession, resolveBackend, type Session, type SessionOptions } from '../../model/runtime';
 import { tapName, type TapName } from '../../model/taps';
 import type { WeightMap } from '../../model/tensor';
 import type { LsqProjection } from '../../recipe/schema';
@@ -61,6 +62,15 @@ export function layerStages(layer: number, refit: readonly LsqProjection[], lamb
 
 type Model = { config: EncoderConfig; weights: WeightMap };
 
+/** The three models' hidden states entering a layer, for one probe batch ([batch, frames, hidden] each). */
+export interface TripleStates {
+  m: Float32Array;
+  a: Float32Array;
+  b: Float32Array;
+  batch: number;
+  frames: number;
+}
+
 /** Per-batch moments of one stage: `inputs` A = the merged model's input x (p units), B = [x, x_a, x_b] (3p units);
  * `targets` A = the target y (q units), no B. */
 export interface StageMoments {
@@ -68,65 +78,122 @@ export interface StageMoments {
   targets: BatchMoments;
 }
 
-export class StageStatisticsSession {
+const SIDES = [
+  ['m', 'merged'],
+  ['a', 'anchor'],
+  ['b', 'other'],
+] as const;
+
+/**
+ * One graph over the three models: the front end (audio → hidden.0) or transformer layer `layer` (hidden.l →
+ * hidden.l+1), with a stage's moments and/or the next hidden states as outputs.
+ */
+export class TripleSession {
   private constructor(
     private readonly session: Session,
+    private readonly feeds: Record<string, ort.Tensor>,
     private readonly config: EncoderConfig,
+    private readonly front: boolean,
+    private readonly moments: boolean,
+    private readonly next: boolean,
   ) {}
 
-  static async create(merged: Model, anchor: Model, other: Model, stage: LsqStage, opts: SessionOptions): Promise<StageStatisticsSession> {
-    const cfg = merged.config;
-    const b = new GraphBuilder();
-    const audio = b.input('audio', ['batch', 'samples']);
-    const range = { to: stage.layer + 1 };
-    const inputOf = (m: Model, prefix: string) => addEncoder(b, m.config, m.weights, audio, prefix, range).get(stage.input)!;
-    const p = merged.weights.get(stage.sites[0]!.weight)!.shape[1]!;
-    const rows = (v: string, hint: string) => b.op('Reshape', [v, b.int64s([-1, p])], {}, hint);
-    const x = rows(inputOf(merged, 'm/'), 'x');
-    const xa = rows(inputOf(anchor, 'a/'), 'x_a');
-    const xb = rows(inputOf(other, 'b/'), 'x_b');
-    const centre = (v: string, name: string) => {
-      const mean = b.op('ReduceMean', [v], { axes: [0], keepdims: 1 }, `${name}_mean_kd`);
-      const centred = b.op('Sub', [v, mean], {}, `${name}_centred`);
-      b.output(b.op('Reshape', [mean, b.int64s([-1])]), `mean_${name}`);
-      b.output(b.op('ReduceSumSquare', [centred], { axes: [0], keepdims: 0 }), `m2_${name}`);
-      return centred;
-    };
-    const zc = centre(b.op('Concat', [x, xa, xb], { axis: 1 }, 'z'), 'z');
-    const xc = b.op('Slice', [zc, b.int64s([0]), b.int64s([p]), b.int64s([1])], {}, 'x_centred');
-    b.output(b.op('MatMul', [b.op('Transpose', [xc], { perm: [1, 0] }), zc]), 'cross');
-    const project = (m: Model, side: string, input: string, site: LsqSite) =>
-      b.op('Add', [
-        b.op('MatMul', [input, b.weightTransposed(`${side}/${site.weight}_T`, m.weights.get(site.weight)!)]),
-        b.weight(`${side}/${site.bias}`, m.weights.get(site.bias)!),
-      ]);
-    const targets = stage.sites.map((site) =>
-      b.op('Add', [
-        b.op('Mul', [project(anchor, 'a', xa, site), b.scalar(site.lambda)]),
-        b.op('Mul', [project(other, 'b', xb, site), b.scalar(1 - site.lambda)]),
-      ]),
-    );
-    centre(targets.length === 1 ? targets[0]! : b.op('Concat', targets, { axis: 1 }), 'y');
-    const session = await createSession(b.encode(`merge_studio_lsq_layer${stage.layer}_${stage.input.split('.')[2]}`), opts);
-    return new StageStatisticsSession(session, cfg);
+  static async create(
+    models: { merged: Model; anchor: Model; other: Model },
+    what: { layer: number | 'front'; stage?: LsqStage; next: boolean },
+    opts: SessionOptions,
+  ): Promise<TripleSession> {
+    const cfg = models.merged.config;
+    const front = what.layer === 'front';
+    // On the CPU backend linear weights are fed at run time: no constant folding of three models per session.
+    const b = new GraphBuilder({ feedLinearWeights: (await resolveBackend(opts.device ?? 'auto')) === 'cpu' });
+    const audio = front ? b.input('audio', ['batch', 'samples']) : undefined;
+    const range = front ? { to: 0 } : { from: what.layer as number, to: (what.layer as number) + 1 };
+    const taps = Object.fromEntries(
+      SIDES.map(([side, role]) => {
+        const input = audio ?? b.input(`hidden_${side}`, ['batch', 'frames', cfg.hidden]);
+        return [side, addEncoder(b, cfg, models[role].weights, input, `${side}/`, range)];
+      }),
+    ) as Record<'m' | 'a' | 'b', TapValues>;
+    if (what.next) {
+      const k = front ? 0 : (what.layer as number) + 1;
+      for (const [side] of SIDES) b.output(taps[side].get(tapName.hidden(k))!, `next_${side}`);
+    }
+    if (what.stage) addStageMoments(b, what.stage, models, taps);
+    const session = await createSession(b.encode(`merge_studio_lsq_${front ? 'front' : `layer${what.layer}`}`), opts);
+    const feeds: Record<string, ort.Tensor> = {};
+    for (const [name, t] of b.weightFeeds) feeds[name] = new ort.Tensor('float32', t.data, [...t.shape]);
+    return new TripleSession(session, feeds, cfg, front, what.stage !== undefined, what.next);
   }
 
-  /** Moments of one batch of equal-length segments ([batch × samples] flat). */
-  async run(audio: Float32Array, batch: number): Promise<StageMoments> {
-    const samples = audio.length / batch;
-    const out = await this.session.run({ audio: new ort.Tensor('float32', audio, [batch, samples]) });
+  /** Runs one batch: audio ([batch × samples] flat) for the front end, else the hidden states entering the layer. */
+  async run(input: { audio: Float32Array; batch: number } | TripleStates): Promise<{ moments?: StageMoments; next?: TripleStates }> {
+    if (this.front !== ('audio' in input)) throw new Error('internal: lsq pass fed the wrong input');
+    let feeds: Record<string, ort.Tensor>;
+    let batch: number;
+    let frames: number;
+    if ('audio' in input) {
+      batch = input.batch;
+      const samples = input.audio.length / batch;
+      frames = framesFor(this.config, samples);
+      feeds = { audio: new ort.Tensor('float32', input.audio, [batch, samples]) };
+    } else {
+      ({ batch, frames } = input);
+      const dims = [batch, frames, this.config.hidden];
+      feeds = Object.fromEntries(SIDES.map(([side]) => [`hidden_${side}`, new ort.Tensor('float32', input[side], dims)]));
+    }
+    const out = await this.session.run({ ...this.feeds, ...feeds });
     const get = (k: string) => out[k]!.data as Float32Array;
-    const cross = get('cross');
-    const p = Math.round(Math.sqrt(cross.length / 3));
-    const n = batch * framesFor(this.config, samples);
-    const none = new Float32Array(0);
-    return {
-      inputs: { n, meanA: get('mean_z').subarray(0, p), meanB: get('mean_z'), m2A: get('m2_z').subarray(0, p), m2B: get('m2_z'), cross },
-      targets: { n, meanA: get('mean_y'), meanB: none, m2A: get('m2_y'), m2B: none, cross: none },
-    };
+    const result: { moments?: StageMoments; next?: TripleStates } = {};
+    if (this.next) result.next = { m: get('next_m'), a: get('next_a'), b: get('next_b'), batch, frames };
+    if (this.moments) {
+      const cross = get('cross');
+      const p = Math.round(Math.sqrt(cross.length / 3));
+      const n = batch * frames;
+      const none = new Float32Array(0);
+      result.moments = {
+        inputs: { n, meanA: get('mean_z').subarray(0, p), meanB: get('mean_z'), m2A: get('m2_z').subarray(0, p), m2B: get('m2_z'), cross },
+        targets: { n, meanA: get('mean_y'), meanB: none, m2A: get('m2_y'), m2B: none, cross: none },
+      };
+    }
+    return result;
   }
 
   release(): Promise<void> {
     return this.session.release();
   }
+}
+
+/** The stage's moments as graph outputs: mean_z, m2_z, cross = (x − x̄)ᵀ(z − z̄), mean_y, m2_y. */
+function addStageMoments(
+  b: GraphBuilder,
+  stage: LsqStage,
+  models: { merged: Model; anchor: Model; other: Model },
+  taps: Record<'m' | 'a' | 'b', TapValues>,
+): void {
+  const p = models.merged.weights.get(stage.sites[0]!.weight)!.shape[1]!;
+  const rows = (side: 'm' | 'a' | 'b') => b.op('Reshape', [taps[side].get(stage.input)!, b.int64s([-1, p])], {}, `${side}/rows`);
+  const [x, xa, xb] = [rows('m'), rows('a'), rows('b')];
+  const centre = (v: string, name: string) => {
+    const mean = b.op('ReduceMean', [v], { axes: [0], keepdims: 1 }, `${name}_mean_kd`);
+    const centred = b.op('Sub', [v, mean], {}, `${name}_centred`);
+    b.output(b.op('Reshape', [mean, b.int64s([-1])]), `mean_${name}`);
+    b.output(b.op('ReduceSumSquare', [centred], { axes: [0], keepdims: 0 }), `m2_${name}`);
+    return centred;
+  };
+  const zc = centre(b.op('Concat', [x, xa, xb], { axis: 1 }, 'z'), 'z');
+  const xc = b.op('Slice', [zc, b.int64s([0]), b.int64s([p]), b.int64s([1])], {}, 'x_centred');
+  b.output(b.op('MatMul', [b.op('Transpose', [xc], { perm: [1, 0] }), zc]), 'cross');
+  const project = (m: Model, side: string, input: string, site: LsqSite) =>
+    b.op('Add', [
+      b.op('MatMul', [input, b.weightTransposed(`${side}/${site.weight}_T`, m.weights.get(site.weight)!)]),
+      b.weight(`${side}/${site.bias}`, m.weights.get(site.bias)!),
+    ]);
+  const targets = stage.sites.map((site) =>
+    b.op('Add', [
+      b.op('Mul', [project(models.anchor, 'a', xa, site), b.scalar(site.lambda)]),
+      b.op('Mul', [project(models.other, 'b', xb, site), b.scalar(1 - site.lambda)]),
+    ]),
+  );
+  centre(targets.length === 1 ? targets[0]! : b.op('Concat', targets, { axis: 1 }), 'y');
 }

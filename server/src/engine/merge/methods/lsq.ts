@@ -23,7 +23,7 @@ import { addMoments, createPairStats, mergeStats, type PairStats } from '../../a
 import { recipeSchema, type LsqProjection } from '../../recipe/schema';
 import { lambdaForTensor } from '../lambda';
 import { Gemm64 } from './gemm64';
-import { layerStages, StageStatisticsSession, type LsqSite, type LsqStage } from './lsq-graph';
+import { layerStages, TripleSession, type LsqSite, type LsqStage, type TripleStates } from './lsq-graph';
 import type { MergeContext, MergeMethod } from './method';
 import { ridgeSolve } from './ridge';
 import { linear } from './tensorwise';
@@ -174,6 +174,53 @@ function siteParts(stage: LsqStage, merged: WeightMap): SitePart[] {
   });
 }
 
+/**
+ * Refits a stage's projections from its measured moments (`measured`: [all] with a fixed γ, [fit, held-out] with
+ * auto): returns the merged weights with the new projections.
+ */
+async function refitStage(
+  stage: LsqStage,
+  measured: StageStats[],
+  merged: WeightMap,
+  fixedGamma: number | undefined,
+  ctx: MergeContext,
+  gemm: Gemm64,
+  layer: number,
+): Promise<WeightMap> {
+  const system = (st: StageStats) => stageSystem(st, stage, ctx.anchor, ctx.other, gemm);
+  const [fitPart, heldPart] = measured;
+  const all = await system(
+    heldPart ? { inputs: mergeStats(fitPart!.inputs, heldPart.inputs), targets: mergeStats(fitPart!.targets, heldPart.targets) } : fitPart!,
+  );
+  const [fitSys, heldSys] = heldPart ? [await system(fitPart!), await system(heldPart)] : [];
+  const next: WeightMap = new Map(merged);
+  const notes: string[] = [];
+  for (const part of siteParts(stage, merged)) {
+    const prior = merged.get(part.site.weight)!.data;
+    let gamma = fixedGamma;
+    if (gamma === undefined) {
+      const fit = columns(fitSys!, part.from, part.to);
+      const held = columns(heldSys!, part.from, part.to);
+      let best = Infinity;
+      for (const g of RIDGE_GRID) {
+        const f = fitSystem(fit, g, prior);
+        const loss = await residual(held, f.w, f.b, gemm);
+        if (loss < best) [best, gamma] = [loss, g];
+      }
+    }
+    const sys = columns(all, part.from, part.to);
+    const f = fitSystem(sys, gamma!, prior);
+    let total = 0;
+    for (const v of sys.m2Y) total += v;
+    const left = Math.max(0, await residual(sys, f.w, f.b, gemm)) / Math.max(total, Number.MIN_VALUE);
+    notes.push(`${part.site.name} γ=${gamma} residual ${left.toExponential(2)}`);
+    next.set(part.site.weight, { shape: [...merged.get(part.site.weight)!.shape], data: Float32Array.from(f.w) });
+    next.set(part.site.bias, { shape: [f.b.length], data: Float32Array.from(f.b) });
+  }
+  ctx.emit({ type: 'log', level: 'info', message: `lsq: layer ${layer} ${notes.join(', ')} (of the target's variance)` });
+  return next;
+}
+
 export const lsq: MergeMethod = {
   name: 'lsq',
   needsProbe: true,
@@ -196,63 +243,56 @@ export const lsq: MergeMethod = {
     const anchor = { config: cfg, weights: ctx.anchor };
     const other = { config: cfg, weights: ctx.other };
     const cancelled = () => new EngineError('cancelled', 'cancelled during the least-squares refit');
-    const gemm = await Gemm64.create(ctx.session);
+    const splits = parts.holdout ? [parts.fit, parts.holdout] : [parts.fit];
     let merged: WeightMap = await linear.merge(ctx);
+    // Runs a pass over every batch of every split, in order.
+    const pass = async <T>(
+      what: Parameters<typeof TripleSession.create>[1],
+      inputs: ((split: number) => Iterable<{ audio: Float32Array; batch: number } | TripleStates>),
+      use: (split: number, out: Awaited<ReturnType<TripleSession['run']>>) => T,
+    ): Promise<T[][]> => {
+      const session = await TripleSession.create({ merged: { config: cfg, weights: merged }, anchor, other }, what, ctx.session);
+      try {
+        const results: T[][] = [];
+        for (const k of splits.keys()) {
+          const row: T[] = [];
+          for (const input of inputs(k)) {
+            if (ctx.signal?.aborted) throw cancelled();
+            row.push(use(k, await session.run(input)));
+          }
+          results.push(row);
+        }
+        return results;
+      } finally {
+        await session.release();
+      }
+    };
+    // Hidden states of the three models entering the current layer, per split and batch.
+    let states = await pass(
+      { layer: 'front', next: true },
+      (k) => Array.from(iterateBatches(splits[k]!, batchSize), (batch) => ({ audio: batch.data, batch: batch.dims[0] })),
+      (_, out) => out.next!,
+    );
+    const gemm = await Gemm64.create(ctx.session);
     try {
       for (let l = 0; l < cfg.layers; l++) {
         for (const stage of layerStages(l, refit, (t) => lambdaForTensor(t, ctx.lambda, lambdaCtx))) {
-          if (ctx.signal?.aborted) throw cancelled();
-          // One pass of the three models over the probe: fit and held-out moments of this stage.
-          const session = await StageStatisticsSession.create({ config: cfg, weights: merged }, anchor, other, stage, ctx.session);
-          const measured: StageStats[] = [];
-          try {
-            for (const probe of parts.holdout ? [parts.fit, parts.holdout] : [parts.fit]) {
-              let stats: StageStats | undefined;
-              for (const batch of iterateBatches(probe, batchSize)) {
-                if (ctx.signal?.aborted) throw cancelled();
-                const m = await session.run(batch.data, batch.dims[0]);
-                stats ??= { inputs: createPairStats(m.inputs.meanA.length, m.inputs.meanB.length), targets: createPairStats(m.targets.meanA.length, 0) };
-                addMoments(stats.inputs, m.inputs);
-                addMoments(stats.targets, m.targets);
-              }
-              measured.push(stats!);
+          // One pass of the three models through layer l: fit and held-out moments of this stage.
+          const measured: StageStats[] = (
+            await pass({ layer: l, stage, next: false }, (k) => states[k]!, (_, out) => out.moments!)
+          ).map((batches) => {
+            const first = batches[0]!;
+            const stats = { inputs: createPairStats(first.inputs.meanA.length, first.inputs.meanB.length), targets: createPairStats(first.targets.meanA.length, 0) };
+            for (const m of batches) {
+              addMoments(stats.inputs, m.inputs);
+              addMoments(stats.targets, m.targets);
             }
-          } finally {
-            await session.release();
-          }
-          const system = (st: StageStats) => stageSystem(st, stage, ctx.anchor, ctx.other, gemm);
-          const [fitPart, heldPart] = measured;
-          const all = await system(
-            heldPart ? { inputs: mergeStats(fitPart!.inputs, heldPart.inputs), targets: mergeStats(fitPart!.targets, heldPart.targets) } : fitPart!,
-          );
-          const [fitSys, heldSys] = heldPart ? [await system(fitPart!), await system(heldPart)] : [];
-          const next: WeightMap = new Map(merged);
-          const notes: string[] = [];
-          for (const part of siteParts(stage, merged)) {
-            const prior = merged.get(part.site.weight)!.data;
-            let gamma = fixedGamma;
-            if (gamma === undefined) {
-              const fit = columns(fitSys!, part.from, part.to);
-              const held = columns(heldSys!, part.from, part.to);
-              let best = Infinity;
-              for (const g of RIDGE_GRID) {
-                const f = fitSystem(fit, g, prior);
-                const loss = await residual(held, f.w, f.b, gemm);
-                if (loss < best) [best, gamma] = [loss, g];
-              }
-            }
-            const sys = columns(all, part.from, part.to);
-            const f = fitSystem(sys, gamma!, prior);
-            let total = 0;
-            for (const v of sys.m2Y) total += v;
-            const left = Math.max(0, await residual(sys, f.w, f.b, gemm)) / Math.max(total, Number.MIN_VALUE);
-            notes.push(`${part.site.name} γ=${gamma} residual ${left.toExponential(2)}`);
-            next.set(part.site.weight, { shape: [...merged.get(part.site.weight)!.shape], data: Float32Array.from(f.w) });
-            next.set(part.site.bias, { shape: [f.b.length], data: Float32Array.from(f.b) });
-          }
-          ctx.emit({ type: 'log', level: 'info', message: `lsq: layer ${l} ${notes.join(', ')} (of the target's variance)` });
-          merged = next;
+            return stats;
+          });
+          merged = await refitStage(stage, measured, merged, fixedGamma, ctx, gemm, l);
         }
+        // The refit layer's outputs (and the endpoints') enter the next layer.
+        if (l + 1 < cfg.layers) states = await pass({ layer: l, next: true }, (k) => states[k]!, (_, out) => out.next!);
       }
     } finally {
       await gemm.release();
