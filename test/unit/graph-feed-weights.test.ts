@@ -33,7 +33,11 @@ describe('Linear weights fed as graph inputs', () => {
     expect(fedModel.byteLength).toBeLessThan(insideModel.byteLength - linearBytes + 64 * 1024);
 
     const rand = mulberry32(5);
-    const audio = new ort.Tensor('float32', Float32Array.from({ length: 2 * 6000 }, (_, i) => 0.3 * Math.sin(i / 7) + 0.1 * (rand() - 0.5)), [2, 6000]);
+    const audio = new ort.Tensor(
+      'float32',
+      Float32Array.from({ length: 2 * 6000 }, (_, i) => 0.3 * Math.sin(i / 7) + 0.1 * (rand() - 0.5)),
+      [2, 6000],
+    );
     const a = await createSession(insideModel, { device: 'cpu' });
     const b = await createSession(fedModel, { device: 'cpu' });
     try {

@@ -122,7 +122,13 @@ interface Pass {
 
 const STREAM = { a: 'hidden_a', b: 'hidden_b', nextA: 'next_a', nextB: 'next_b' };
 
+/** Output bytes handed on between two garbage collections in runEach (a few passes' worth, a few collections per batch). */
+const RECLAIM_BYTES = 64 * 2 ** 20;
+
 export class PairStatisticsSession {
+  /** Output bytes handed on since the last collection. */
+  private unreclaimed = 0;
+
   private constructor(
     private readonly front: Pass,
     private readonly layers: Pass[],
@@ -181,9 +187,10 @@ export class PairStatisticsSession {
 
   /**
    * Like run, handing each pass's moments to `sink` as soon as that pass has run. With `reclaim` (the default) the
-   * pass's output buffers are garbage-collected once the sink returns, so the sink must copy what it keeps (addMoments
-   * does): onnxruntime-node copies every output into a fresh ArrayBuffer that V8 would otherwise reclaim only at some
-   * later full collection (measured on the HuBERT-base pair: +490 MiB of such buffers per batch of 8 × 5 s).
+   * output buffers are garbage-collected once the sink has seen RECLAIM_BYTES of them, so the sink must copy what it
+   * keeps (addMoments does): onnxruntime-node copies every output into a fresh ArrayBuffer that V8 would otherwise
+   * reclaim only at some later full collection (measured on the HuBERT-base pair: +490 MiB of such buffers per batch
+   * of 8 × 5 s).
    */
   async runEach(
     audio: Float32Array,
@@ -192,9 +199,13 @@ export class PairStatisticsSession {
     opts: { reclaim?: boolean } = {},
   ): Promise<void> {
     const reclaim = opts.reclaim !== false;
-    const hand = (m: TapPairMoments[]) => {
+    const hand = (m: TapPairMoments[], out: Record<string, ort.Tensor>) => {
       sink(m);
-      if (reclaim) collectGarbage();
+      for (const t of Object.values(out)) this.unreclaimed += (t.data as Float32Array).byteLength;
+      if (reclaim && this.unreclaimed >= RECLAIM_BYTES) {
+        collectGarbage();
+        this.unreclaimed = 0;
+      }
     };
     const samples = audio.length / batch;
     if (!Number.isInteger(samples) || samples < receptiveField(this.config)) {
@@ -211,7 +222,7 @@ export class PairStatisticsSession {
       const out = await this.front.session.run({ ...this.front.weights, audio: new ort.Tensor('float32', chunk, [rows, samples]) });
       const moments = this.collect(this.front.taps, out, (tap) => rowsOf(chunk.length, rows, tap, this.config));
       if (!this.front.handsOn) {
-        hand(moments);
+        hand(moments, out);
         continue;
       }
       const a = out[STREAM.nextA]!.data as Float32Array;
@@ -223,7 +234,7 @@ export class PairStatisticsSession {
         hiddenA!.set(a, start * frames * width);
         hiddenB!.set(b, start * frames * width);
       }
-      hand(moments);
+      hand(moments, out);
     }
     for (const pass of this.layers) {
       const dims = [batch, frames, width];
@@ -236,7 +247,10 @@ export class PairStatisticsSession {
         hiddenA = out[STREAM.nextA]!.data as Float32Array;
         hiddenB = out[STREAM.nextB]!.data as Float32Array;
       }
-      hand(this.collect(pass.taps, out, () => batch * frames));
+      hand(
+        this.collect(pass.taps, out, () => batch * frames),
+        out,
+      );
     }
   }
 
@@ -343,12 +357,21 @@ function rowsOf(totalSamples: number, batch: number, tap: TapName, cfg: EncoderC
 
 let gc: (() => void) | undefined;
 
-/** A full garbage collection (V8's `gc`, exposed on first use when the process was not started with --expose-gc). */
+/**
+ * A full garbage collection: V8's `gc`, exposed on first use when the process was not started with --expose-gc. Where
+ * the host refuses that flag, V8 collects on its own schedule (more memory, same results).
+ */
 function collectGarbage(): void {
   if (!gc) {
-    const exposed = (globalThis as { gc?: () => void }).gc;
-    if (!exposed) setFlagsFromString('--expose-gc');
-    gc = exposed ?? (runInNewContext('gc') as () => void);
+    gc = (globalThis as { gc?: () => void }).gc;
+    if (!gc) {
+      try {
+        setFlagsFromString('--expose-gc');
+        gc = runInNewContext('gc') as () => void;
+      } catch {
+        gc = () => {};
+      }
+    }
   }
   gc();
 }
