@@ -10,7 +10,7 @@ import { loadEncoderConfig, type EncoderConfig } from '../io/hfconfig';
 import { parseHubRef, resolveModelRef, type ResolveOptions } from '../io/hub';
 import { addEncoder } from './encoder-graph';
 import { GraphBuilder } from './graph-builder';
-import { createSession, type Backend, type Session, type SessionOptions } from './runtime';
+import { createSession, resolveBackend, type Backend, type Session, type SessionOptions } from './runtime';
 import { tapName, type TapName } from './taps';
 import type { WeightMap } from './tensor';
 import { loadWeights, type CheckpointLayout } from './weights';
@@ -57,8 +57,17 @@ export function hiddenStateOutputs(cfg: EncoderConfig): EncoderOutput[] {
 }
 
 /** Builds a standalone ONNX model of one encoder whose graph outputs are the requested taps, named as the taps. */
-export function buildEncoderOnnx(model: Pick<EncoderModel, 'config' | 'weights'>, outputs: readonly EncoderOutput[]): Uint8Array {
-  const b = new GraphBuilder();
+export function buildEncoderOnnx(
+  model: Pick<EncoderModel, 'config' | 'weights'>,
+  outputs: readonly EncoderOutput[],
+  opts: Pick<SessionOptions, 'precision'> = {},
+): Uint8Array {
+  const b = new GraphBuilder({ precision: opts.precision });
+  addEncoderOutputs(b, model, outputs);
+  return b.encode();
+}
+
+function addEncoderOutputs(b: GraphBuilder, model: Pick<EncoderModel, 'config' | 'weights'>, outputs: readonly EncoderOutput[]): void {
   const audio = b.input('audio', ['batch', 'samples']);
   const taps = addEncoder(b, model.config, model.weights, audio);
   for (const name of outputs) {
@@ -66,7 +75,26 @@ export function buildEncoderOnnx(model: Pick<EncoderModel, 'config' | 'weights'>
     if (!value) throw new EngineError('runtime-error', `unknown tap ${name} for a ${model.config.layers}-layer encoder`);
     b.output(value, name);
   }
-  return b.encode();
+}
+
+/**
+ * A builder for a graph that will run in a session of `createWeightFedSession`: on the CPU backend the Linear weights
+ * become graph inputs (GraphBuilder feedLinearWeights), so onnxruntime keeps no copy of them beside the model's own
+ * arrays (nor the prepacked copies it would make of initializers): `forward` on HuBERT-base peaked at 1.9× torchaudio's
+ * memory with them as initializers, 0.9× fed (bench:forward). GPU backends keep them as initializers: fed weights
+ * would be uploaded again at every run.
+ */
+export async function encoderGraphBuilder(opts: SessionOptions = {}): Promise<GraphBuilder> {
+  const backend = await resolveBackend(opts.device ?? 'auto');
+  return new GraphBuilder({ precision: opts.precision, feedLinearWeights: backend === 'cpu' });
+}
+
+/** The builder's graph in a session whose runs are fed the weights the graph takes as inputs (encoderGraphBuilder). */
+export async function createWeightFedSession(b: GraphBuilder, graphName: string, opts: SessionOptions = {}): Promise<Session> {
+  const session = await createSession(b.encode(graphName), opts);
+  const weights: Record<string, ort.Tensor> = {};
+  for (const [input, t] of b.weightFeeds) weights[input] = new ort.Tensor('float32', t.data, [...t.shape]);
+  return { ...session, run: (feeds, outputs) => session.run({ ...weights, ...feeds }, outputs) };
 }
 
 /** An encoder compiled into an onnxruntime session. */
@@ -82,8 +110,9 @@ export class EncoderSession {
     outputs: readonly EncoderOutput[],
     opts: SessionOptions = {},
   ): Promise<EncoderSession> {
-    const bytes = buildEncoderOnnx(model, outputs);
-    return new EncoderSession(model.config, outputs, await createSession(bytes, opts));
+    const b = await encoderGraphBuilder(opts);
+    addEncoderOutputs(b, model, outputs);
+    return new EncoderSession(model.config, outputs, await createWeightFedSession(b, 'merge_studio', opts));
   }
 
   get backend(): Backend {

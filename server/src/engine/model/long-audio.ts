@@ -18,7 +18,16 @@
 import * as ort from 'onnxruntime-node';
 import { EngineError } from '../errors';
 import type { EncoderConfig } from '../io/hfconfig';
-import { forward, framesFor, hiddenStateOutputs, receptiveField, type EncoderModel, type ForwardResult } from './encoder';
+import {
+  createWeightFedSession,
+  encoderGraphBuilder,
+  forward,
+  framesFor,
+  hiddenStateOutputs,
+  receptiveField,
+  type EncoderModel,
+  type ForwardResult,
+} from './encoder';
 import { addEncoder } from './encoder-graph';
 import { GraphBuilder } from './graph-builder';
 import { DataType } from './onnx-proto';
@@ -77,14 +86,14 @@ export async function forwardLong(
   const windowCfg: EncoderConfig = { ...cfg, normalizeInput: false };
   const stats = cfg.featExtractNorm === 'group' ? await conv0Statistics(model, wave, opts) : undefined;
 
-  const b = new GraphBuilder();
+  const b = await encoderGraphBuilder(opts);
   const audio = b.input('audio', [1, 'samples']);
   const channels = cfg.convDims[0]!;
   const conv0Stats = stats && { mean: b.input('conv0_mean', [1, channels, 1]), invStd: b.input('conv0_inv_std', [1, channels, 1]) };
   const taps = addEncoder(b, windowCfg, model.weights, audio, '', {}, conv0Stats ? { conv0Stats } : {});
   const outputs = hiddenStateOutputs(cfg);
   for (const name of outputs) b.output(taps.get(name)!, name);
-  const session = await createSession(b.encode('merge_studio_forward_window'), opts);
+  const session = await createWeightFedSession(b, 'merge_studio_forward_window', opts);
 
   const hop = cfg.convStrides.reduce((x, y) => x * y, 1);
   const field = receptiveField(cfg);
@@ -145,7 +154,7 @@ export async function pooledLong(
   const windows = planWindows(cfg, frames, opts);
   const wave = cfg.normalizeInput ? normaliseWave(samples) : samples;
   const stats = cfg.featExtractNorm === 'group' ? await conv0Statistics(model, wave, opts) : undefined;
-  const b = new GraphBuilder();
+  const b = await encoderGraphBuilder(opts);
   const audio = b.input('audio', [1, 'samples']);
   const keepStart = b.input('keep_start', [1], DataType.INT64);
   const keepEnd = b.input('keep_end', [1], DataType.INT64);
@@ -157,7 +166,7 @@ export async function pooledLong(
     return b.op('ReduceSum', [kept, b.int64s([1])], { keepdims: 1 });
   });
   b.output(b.op('Concat', sums, { axis: 1 }), 'sums'); // [1, layers + 1, hidden]
-  const session = await createSession(b.encode('merge_studio_pooled_window'), opts);
+  const session = await createWeightFedSession(b, 'merge_studio_pooled_window', opts);
   const hop = cfg.convStrides.reduce((x, y) => x * y, 1);
   const field = receptiveField(cfg);
   const total = new Float64Array((cfg.layers + 1) * cfg.hidden);
