@@ -26,6 +26,7 @@ import {
   type PanelInPage,
   type TestCase,
 } from './harness';
+import { reportAndShardTests } from './reports-and-shards';
 
 const EXTENSION_ID = 'merge-studio.merge-studio';
 
@@ -79,6 +80,8 @@ const tests: TestCase[] = [
       await diagnosticsOf(doc.uri, (ds) => errors(ds).length === 0);
     },
   },
+  // Before any job from the editor finishes (that alone would make the report commands available).
+  ...reportAndShardTests({ file, open, api, extensionId: EXTENSION_ID }),
   {
     name: 'the language configuration comments lines with #',
     fn: async () => {

@@ -39,6 +39,19 @@ const tests: TestCase[] = [
       assert(!existsSync(file('out', 'tiny').fsPath), 'output was written');
     },
   },
+  {
+    name: 'Compute Statistics Shard and Run with Statistics are refused the same way, before asking anything',
+    fn: async () => {
+      const shard = file('out', 'stats', 'shard-0');
+      const stats = await vscode.commands.executeCommand<RunOutcome>('mergeStudio.computeStats', file('tiny.merge.yaml'));
+      assert(stats.status === 'refused' && stats.reason === 'untrusted', `computeStats: ${JSON.stringify(stats)}`);
+      const run = await vscode.commands.executeCommand<RunOutcome>('mergeStudio.runWithStats', file('tiny.merge.yaml'), {
+        statsDirs: [shard],
+      });
+      assert(run.status === 'refused' && run.reason === 'untrusted', `runWithStats: ${JSON.stringify(run)}`);
+      assert(!existsSync(shard.fsPath) && !existsSync(file('out', 'tiny').fsPath), 'output was written');
+    },
+  },
 ];
 
 export function run(): Promise<void> {

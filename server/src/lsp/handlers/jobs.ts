@@ -136,7 +136,7 @@ export function registerJobs(
     let notShardable: ReturnType<typeof shardingProblem>;
     try {
       diagnostics = await preflight(file, token);
-      // Only a recipe without errors gets here below; its statistics decide whether shards mean anything for it.
+      // A recipe with errors is refused for those (below); one without gets the check of its kind of job.
       if (spec.kind !== 'run' && !diagnostics.some((d) => d.severity === Severity.Error))
         notShardable = shardingProblem(await readRecipeFile(file));
     } catch (e) {

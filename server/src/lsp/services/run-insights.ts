@@ -181,15 +181,19 @@ export class RunInsights {
       this.log(`${reportPath} belongs to ${report.recipe.file}, not to ${recipeFile}: not shown`);
       return false;
     }
-    const id =
-      known?.origin === 'job' && known.reportPath === reportPath && known.mtimeMs === loaded.mtimeMs ? known.id : diskReportId(reportPath);
+    const ran = await this.ranSections(report, recipeFile, text);
+    // Read again after the awaits: a job that wrote this very file may have been attached meanwhile (the watcher's
+    // event for its report.json races the job's end), and a job's report keeps the job's id.
+    const now = this.byUri.get(uri);
+    const sameJob = now?.origin === 'job' && now.reportPath === reportPath && now.mtimeMs === loaded.mtimeMs;
+    if (sameJob && now !== known) return false;
     this.byUri.set(uri, {
-      id,
+      id: sameJob ? now.id : diskReportId(reportPath),
       origin: 'disk',
       reportPath,
       report,
       mtimeMs: loaded.mtimeMs,
-      ran: await this.ranSections(report, recipeFile, text),
+      ran,
     });
     return true;
   }
