@@ -2,7 +2,8 @@
  * Clip embeddings for evaluation: every hidden state mean-pooled over frames inside the graph, so only
  * [clips, layers + 1, hidden] crosses into JS. Clips of equal length share a batch; others run apart, because
  * padding would change a group-norm front end's output (HuBERT-base has no attention mask). A clip longer than one
- * forward window (30 s) is pooled over windows as `forward` computes them (long-audio.ts), in bounded memory.
+ * forward window (30 s) is pooled over windows as `forward` computes them (long-audio.ts), in bounded memory. On the
+ * CPU the conv blocks run as model/conv-stack-cpu.ts lays them out (the front end is most of this graph's work).
  */
 import * as ort from 'onnxruntime-node';
 import { EngineError } from '../errors';
@@ -10,7 +11,7 @@ import { addEncoder } from './encoder-graph';
 import { framesFor, receptiveField, type EncoderModel } from './encoder';
 import { planWindows, pooledLong } from './long-audio';
 import { GraphBuilder } from './graph-builder';
-import { createSession, type Session, type SessionOptions } from './runtime';
+import { createSession, resolveBackend, type Session, type SessionOptions } from './runtime';
 import { tapName } from './taps';
 import type { Tensor } from './tensor';
 
@@ -28,7 +29,8 @@ export class EmbeddingSession {
     const cfg = model.config;
     const b = new GraphBuilder();
     const audio = b.input('audio', ['batch', 'samples']);
-    const taps = addEncoder(b, cfg, model.weights, audio);
+    const backend = await resolveBackend(opts.device ?? 'auto');
+    const taps = addEncoder(b, cfg, model.weights, audio, '', {}, { cpuConvStack: backend === 'cpu' });
     const pooled = Array.from({ length: cfg.layers + 1 }, (_, k) =>
       b.op('ReduceMean', [taps.get(tapName.hidden(k))!], { axes: [1], keepdims: 1 }, `pool${k}`),
     );

@@ -7,7 +7,8 @@ import type { Activation, EncoderConfig } from '../io/hfconfig';
 import { POS_CONV } from './weights';
 import type { GraphBuilder } from './graph-builder';
 import { tapName, type TapName } from './taps';
-import type { WeightMap } from './tensor';
+import type { Tensor, WeightMap } from './tensor';
+import { addConvStackForCpu } from './conv-stack-cpu';
 
 /** Value names of every tap in the graph, plus `last_hidden_state`. */
 export type TapValues = Map<TapName | 'last_hidden_state', string>;
@@ -25,6 +26,8 @@ export interface EncoderRange {
 export interface FrontEndOptions {
   /** Graph values ([1, C, 1]) replacing the first conv's GroupNorm statistics (the windowed long-audio forward). */
   conv0Stats?: { mean: string; invStd: string };
+  /** Conv blocks laid out for the CPU backend (model/conv-stack-cpu.ts): faster there, same values. */
+  cpuConvStack?: boolean;
 }
 
 /**
@@ -48,6 +51,7 @@ export function addEncoder(
   };
   const w: W = Object.assign((name: string) => b.weight(`${prefix}${name}`, get(name)), {
     transposed: (name: string) => b.weightTransposed(`${prefix}${name}_T`, get(name)),
+    tensor: get,
   });
   const p = (hint: string) => `${prefix}${hint}`;
   const from = range.from ?? 0;
@@ -96,7 +100,50 @@ function addFrontEnd(
     const variance = b.op('ReduceMean', [b.op('Mul', [centred, centred])], { axes: [1], keepdims: 1 });
     wave = b.op('Div', [centred, b.op('Sqrt', [b.op('Add', [variance, b.scalar(1e-7)])])], {}, p('audio_normalised'));
   }
-  // Feature extractor: [B, S] → [B, 1, S] → conv blocks → [B, C, T].
+  let x: string;
+  if (front.cpuConvStack) {
+    const act = (v: string, hint: string) => activation(b, v, cfg.featExtractActivation, hint);
+    const blocks = addConvStackForCpu(b, cfg, wave, { w, tensor: w.tensor, p, act, ...front });
+    blocks.forEach((v, i) => taps.set(tapName.conv(i), v));
+    x = b.op('Transpose', [blocks.at(-1)!], { perm: [0, 2, 1] }, p('features'));
+  } else x = addConvStack(b, cfg, w, wave, p, taps, front);
+
+  // Feature projection: [B, T, C] → LayerNorm → Linear → [B, T, D].
+  if (cfg.featProjLayerNorm) {
+    x = layerNorm(b, x, w, 'feature_projection.layer_norm', cfg.layerNormEps, p('proj_norm'));
+  }
+  x = linear(b, x, w, 'feature_projection.projection', p('proj'));
+  taps.set(tapName.proj(), x);
+
+  // Positional conv embedding (weight-normed grouped conv, "same" padding, drop the extra frame for even kernels).
+  const K = cfg.posConvKernel;
+  let pos = b.op('Transpose', [x], { perm: [0, 2, 1] });
+  pos = b.op(
+    'Conv',
+    [pos, w(`${POS_CONV}.weight`), w(`${POS_CONV}.bias`)],
+    { kernel_shape: [K], pads: [K >> 1, K >> 1], group: cfg.posConvGroups },
+    p('pos_conv'),
+  );
+  if (K % 2 === 0) pos = b.op('Slice', [pos, b.int64s([0]), b.int64s([-1]), b.int64s([2])], {}, p('pos_same_pad'));
+  pos = activation(b, pos, cfg.featExtractActivation, p('pos_act'));
+  pos = b.op('Transpose', [pos], { perm: [0, 2, 1] });
+  x = b.op('Add', [x, pos], {}, p('embed'));
+
+  if (!cfg.preLayerNorm) x = layerNorm(b, x, w, 'encoder.layer_norm', cfg.layerNormEps, p('embed_norm'));
+  taps.set(tapName.hidden(0), x);
+  return x;
+}
+
+/** Conv blocks as onnxruntime Convs, channels-first: waveform [B, S] → [B, 1, S] → … → [B, C, T] → [B, T, C]. */
+function addConvStack(
+  b: GraphBuilder,
+  cfg: EncoderConfig,
+  w: W,
+  wave: string,
+  p: (hint: string) => string,
+  taps: TapValues,
+  front: FrontEndOptions,
+): string {
   let x = b.op('Unsqueeze', [wave, b.int64s([1])], {}, p('audio_channels'));
   cfg.convDims.forEach((_, i) => {
     const base = `feature_extractor.conv_layers.${i}`;
@@ -135,36 +182,11 @@ function addFrontEnd(
     x = activation(b, x, cfg.featExtractActivation, p(`conv${i}_act`));
     taps.set(tapName.conv(i), x);
   });
-
-  // Feature projection: [B, T, C] → LayerNorm → Linear → [B, T, D].
-  x = b.op('Transpose', [x], { perm: [0, 2, 1] }, p('features'));
-  if (cfg.featProjLayerNorm) {
-    x = layerNorm(b, x, w, 'feature_projection.layer_norm', cfg.layerNormEps, p('proj_norm'));
-  }
-  x = linear(b, x, w, 'feature_projection.projection', p('proj'));
-  taps.set(tapName.proj(), x);
-
-  // Positional conv embedding (weight-normed grouped conv, "same" padding, drop the extra frame for even kernels).
-  const K = cfg.posConvKernel;
-  let pos = b.op('Transpose', [x], { perm: [0, 2, 1] });
-  pos = b.op(
-    'Conv',
-    [pos, w(`${POS_CONV}.weight`), w(`${POS_CONV}.bias`)],
-    { kernel_shape: [K], pads: [K >> 1, K >> 1], group: cfg.posConvGroups },
-    p('pos_conv'),
-  );
-  if (K % 2 === 0) pos = b.op('Slice', [pos, b.int64s([0]), b.int64s([-1]), b.int64s([2])], {}, p('pos_same_pad'));
-  pos = activation(b, pos, cfg.featExtractActivation, p('pos_act'));
-  pos = b.op('Transpose', [pos], { perm: [0, 2, 1] });
-  x = b.op('Add', [x, pos], {}, p('embed'));
-
-  if (!cfg.preLayerNorm) x = layerNorm(b, x, w, 'encoder.layer_norm', cfg.layerNormEps, p('embed_norm'));
-  taps.set(tapName.hidden(0), x);
-  return x;
+  return b.op('Transpose', [x], { perm: [0, 2, 1] }, p('features'));
 }
 
 /** Weights by canonical name as graph initializers; `transposed` for torch Linear weights feeding a MatMul. */
-type W = ((name: string) => string) & { transposed: (name: string) => string };
+type W = ((name: string) => string) & { transposed: (name: string) => string; tensor: (name: string) => Tensor };
 
 function linear(b: GraphBuilder, x: string, w: W, base: string, hint: string): string {
   return b.op('Add', [b.op('MatMul', [x, w.transposed(`${base}.weight`)], {}, `${hint}_mm`), w(`${base}.bias`)], {}, hint);
@@ -179,8 +201,9 @@ function activation(b: GraphBuilder, x: string, act: Activation, hint: string): 
     case 'relu':
       return b.op('Relu', [x], {}, hint);
     case 'gelu': {
-      // Exact GELU, 0.5·x·(1 + erf(x/√2)), as torch's default; onnxruntime fuses the pattern into one kernel.
-      const e = b.op('Erf', [b.op('Mul', [x, b.scalar(Math.SQRT1_2)])]);
+      // Exact GELU, 0.5·x·(1 + erf(x/√2)), as torch's default; onnxruntime fuses the pattern into one kernel (with
+      // x/√2 as a Div: a Mul by 1/√2 is not matched, and the four unfused passes cost ~20 % of a CPU forward).
+      const e = b.op('Erf', [b.op('Div', [x, b.scalar(Math.SQRT2)])]);
       return b.op('Mul', [b.op('Mul', [x, b.op('Add', [e, b.scalar(1)])]), b.scalar(0.5)], {}, hint);
     }
     case 'gelu_new': {
