@@ -6,7 +6,7 @@ import { existsSync } from 'node:fs';
 import * as vscode from 'vscode';
 import type { CheckRecipeResult } from '../../protocol/lsp-ext';
 import type { RunOutcome } from '../../client/src/run';
-import { assert, assertEqual, diagCode, diagnosticsOf, runSuite, type TestCase } from './harness';
+import { assert, assertEqual, diagCode, diagnosticsOf, pageRequest, runSuite, type TestCase } from './harness';
 
 const file = (...parts: string[]) => vscode.Uri.joinPath(vscode.workspace.workspaceFolders![0]!.uri, ...parts);
 
@@ -41,7 +41,15 @@ const tests: TestCase[] = [
   },
   {
     name: 'Compute Statistics Shard and Run with Statistics are refused the same way, before asking anything',
+    ui: [{ toast: 'Running a recipe needs a trusted workspace', button: 'Manage Workspace Trust' }],
     fn: async () => {
+      // The workbench shows one toast per message: let the previous test's be seen, then clear it for these.
+      await pageRequest({
+        kind: 'selector',
+        selector: '.notification-toast:has-text("Running a recipe needs a trusted workspace")',
+        timeoutMs: 10_000,
+      });
+      await vscode.commands.executeCommand('notifications.clearAll');
       const shard = file('out', 'stats', 'shard-0');
       const stats = await vscode.commands.executeCommand<RunOutcome>('mergeStudio.computeStats', file('tiny.merge.yaml'));
       assert(stats.status === 'refused' && stats.reason === 'untrusted', `computeStats: ${JSON.stringify(stats)}`);
