@@ -54,6 +54,10 @@ const cli = path.resolve(root, arg('cli', 'bin/merge-studio.js'));
 const only = arg('only', '') ? new Set(arg('only', '').split(',')) : undefined;
 const START = '<!-- experiments:start (written by scripts/run-example-experiments.mjs) -->';
 const END = '<!-- experiments:end -->';
+// The short table in the top-level README (methods section).
+const README = path.resolve(root, 'README.md');
+const SHORT_START = '<!-- methods-table:start (written by scripts/run-example-experiments.mjs) -->';
+const SHORT_END = '<!-- methods-table:end -->';
 
 function runFile(split, seed) {
   return path.join(resultsDir, `${split}-seed${seed}.json`);
@@ -296,6 +300,33 @@ async function report() {
     : `${text.trimEnd()}\n\n## Methods compared (3 seeds, settings chosen on validation)\n\n${block}\n`;
   await fs.writeFile(readme, next);
   console.log(block);
+  await writeShortTable({ test, systems, params, choice, margins, avg, tasks: tasks.length });
+}
+
+/** README.md's methods table: test averages of every system, and the targets in one sentence. */
+async function writeShortTable({ test, systems, params, choice, margins, avg }) {
+  const text = await fs.readFile(README, 'utf8');
+  if (!text.includes(SHORT_START)) return;
+  const lines = [SHORT_START, ''];
+  lines.push(
+    `\`examples/methods.merge.yaml\` runs them all on the example encoders. Five-task test average over ${seeds.length} seeds (\`runtime.seed\` ${seeds.join(', ')}, mean ± sd), settings chosen on \`evaluate.split: validation\`; the anchor averages ${fmt(test.get('anchor@null').average)}, the other ${fmt(test.get('other@null').average)}:`,
+  );
+  lines.push('');
+  lines.push(`| system | parameters | ${LAMBDAS.map((l) => `λ = ${l}`).join(' | ')} |`);
+  lines.push(`|---|---|${LAMBDAS.map(() => '---').join('|')}|`);
+  for (const s of systems)
+    lines.push(
+      `| ${s} | ${(params[s] ?? params.anchor).toLocaleString('en')} | ${LAMBDAS.map((l) => (test.has(`${s}@${l}`) ? fmt(test.get(`${s}@${l}`).average) : '-')).join(' | ')} |`,
+    );
+  lines.push('');
+  const better = Math.max(avg('anchor', null), avg('other', null));
+  const bestAt = Math.max(...LAMBDAS.map((l) => avg(choice.best, l)));
+  lines.push(
+    `Chosen on validation: \`${choice.best}\` (one encoder's size). Against the better of \`permuted\` and \`paper\` at each λ it gains ${margins.map((m) => `${m >= 0 ? '+' : ''}${(100 * m).toFixed(1)}`).join(' / ')} points at λ = ${LAMBDAS.join(' / ')} (target: ≥ +3 at every λ); its best λ on test reaches ${bestAt.toFixed(3)} against the better source model's ${better.toFixed(3)}. examples/README.md has the validation scores, the per-task results and the targets.`,
+  );
+  lines.push('', SHORT_END);
+  const block = lines.join('\n');
+  await fs.writeFile(README, text.slice(0, text.indexOf(SHORT_START)) + block + text.slice(text.indexOf(SHORT_END) + SHORT_END.length));
 }
 
 if (stage === 'validation' || stage === 'all') await runSplit('validation', CANDIDATES);
