@@ -41,6 +41,7 @@ const segment = Number(argOf('segment', '5'));
 const threads = Number(argOf('threads', '0')) || undefined;
 const precisions = ['fp32', ...(argOf('precision', '') === 'fp16' ? ['fp16'] : [])] as Precision[];
 const reps = Number(argOf('reps', '3'));
+const parts = argOf('parts', 'forward,statistics').split(',');
 const small = process.argv.includes('--small');
 const modelConfig = () =>
   small
@@ -102,6 +103,7 @@ interface StatisticsResult {
   firstBatchSec: number;
   secPerMinute: number;
   batches: number;
+  batchSize: number;
   perms: Record<string, number[]>;
   matched: Record<string, number>;
 }
@@ -128,13 +130,13 @@ async function forwardChild(backend: Backend, precision: Precision, dir: string)
 }
 
 /** Child: the statistics step on `backend`, then the permutations solved from its statistics (in-thread LAP). */
-async function statisticsChild(backend: Backend, precision: Precision): Promise<StatisticsResult> {
+async function statisticsChild(backend: Backend, precision: Precision, batch: number, plan: string): Promise<StatisticsResult> {
   const cfg = modelConfig();
   const anchor = { config: cfg, weights: randomWeights(cfg, 1) };
   const other = { config: cfg, weights: randomWeights(cfg, 2) };
   const taps = tapsFor(cfg, ['cnn', 'attention', 'ffn'], 'reorder');
   const probe = probeOf(probeSeconds, cfg.sampleRate);
-  const batchSize = defaultBatchSize(cfg, probe.segmentSamples);
+  const batchSize = batch || defaultBatchSize(cfg, probe.segmentSamples);
   const times: number[] = [];
   let last = performance.now();
   const { stats } = await collectStatistics(anchor, other, probe, taps, {
@@ -142,6 +144,8 @@ async function statisticsChild(backend: Backend, precision: Precision): Promise<
     threads,
     precision,
     batchSize,
+    // `whole`: the batch through the front end at once and every layer in one pass (no hidden state crosses to JS).
+    ...(plan === 'whole' ? { passes: { frontBatch: 0, layersPerPass: cfg.layers } } : {}),
     onEvent: (e) => {
       if (e.type !== 'progress') return;
       const now = performance.now();
@@ -167,6 +171,7 @@ async function statisticsChild(backend: Backend, precision: Precision): Promise<
       ? (rest.reduce((a, b) => a + b, 0) * 60) / Math.min(restSeconds, probe.totalSeconds)
       : ((times[0] ?? 0) * 60) / probe.totalSeconds,
     batches: times.length,
+    batchSize,
     perms: Object.fromEntries([...perms].map(([k, p]) => [k, [...p]])),
     matched: Object.fromEntries(report.map((r) => [r.group, r.after])),
   };
@@ -200,7 +205,9 @@ async function main(): Promise<void> {
     const backend = argOf('backend', 'cpu') as Backend;
     const precision = argOf('child-precision', 'fp32') as Precision;
     reportFromChild(
-      child === 'forward' ? await forwardChild(backend, precision, argOf('dir', os.tmpdir())) : await statisticsChild(backend, precision),
+      child === 'forward'
+        ? await forwardChild(backend, precision, argOf('dir', os.tmpdir()))
+        : await statisticsChild(backend, precision, Number(argOf('batch', '0')), argOf('plan', 'default')),
     );
     return;
   }
@@ -237,7 +244,7 @@ async function main(): Promise<void> {
   try {
     const forwardRows: string[][] = [];
     let cpuForward: number | undefined;
-    for (const b of available) {
+    for (const b of parts.includes('forward') ? available : []) {
       for (const precision of precisions) {
         if (precision === 'fp16' && b === 'cpu') continue;
         try {
@@ -277,22 +284,37 @@ async function main(): Promise<void> {
         }
       }
     }
-    console.log('\nforward (every hidden state of one clip):');
-    table(
-      ['backend', 'precision', 'first run s', 's per min of audio', '× cpu speed', 'max |Δ| / max |x| vs cpu', 'peak RSS MiB'],
-      forwardRows,
-    );
+    if (forwardRows.length) {
+      console.log('\nforward (every hidden state of one clip):');
+      table(
+        ['backend', 'precision', 'first run s', 's per min of audio', '× cpu speed', 'max |Δ| / max |x| vs cpu', 'peak RSS MiB'],
+        forwardRows,
+      );
+    }
 
     const statRows: string[][] = [];
     let cpuStats: StatisticsResult | undefined;
-    for (const [b, precision] of available.flatMap((b) =>
-      precisions.filter((p) => b !== 'cpu' || p === 'fp32').map((p) => [b, p] as const),
-    )) {
+    // --stat-runs backend:batch:plan:precision,… (batch 0 = the default; plan default | whole); otherwise each
+    // available backend at its defaults (and fp16 on GPU backends with --precision fp16). The first cpu run is the reference.
+    const statRuns = argOf('stat-runs', '')
+      ? argOf('stat-runs', '')
+          .split(',')
+          .map((r) => r.split(':'))
+          .filter(([b]) => available.includes(b as Backend))
+          .map(
+            ([b, batch, plan, precision]) => [b as Backend, (precision ?? 'fp32') as Precision, batch ?? '0', plan ?? 'default'] as const,
+          )
+      : available.flatMap((b) => precisions.filter((p) => b !== 'cpu' || p === 'fp32').map((p) => [b, p, '0', 'default'] as const));
+    for (const [b, precision, batch, plan] of statRuns) {
       try {
-        const { result, memory } = await run<StatisticsResult>(['--child', 'statistics', '--backend', b, '--child-precision', precision]);
-        if (b === 'cpu') cpuStats = result;
-        let agree = '(reference)';
-        if (b !== 'cpu' && cpuStats) {
+        const { result, memory } = await run<StatisticsResult>([
+          ...['--child', 'statistics', '--backend', b, '--child-precision', precision],
+          ...['--batch', batch, '--plan', plan],
+        ]);
+        const reference = !cpuStats && b === 'cpu';
+        if (reference) cpuStats = result;
+        let agree = reference ? '(reference)' : '—';
+        if (!reference && cpuStats) {
           const groups = Object.keys(cpuStats.perms);
           const same = groups.filter((g) => JSON.stringify(cpuStats!.perms[g]) === JSON.stringify(result.perms[g])).length;
           const maxMatched = Math.max(
@@ -304,6 +326,8 @@ async function main(): Promise<void> {
         statRows.push([
           b,
           precision,
+          `${result.batchSize} × ${segment} s`,
+          plan,
           result.firstBatchSec.toFixed(1),
           result.secPerMinute.toFixed(2),
           cpuStats ? (cpuStats.secPerMinute / result.secPerMinute).toFixed(2) : '—',
@@ -312,7 +336,7 @@ async function main(): Promise<void> {
           agree,
         ]);
       } catch (e) {
-        statRows.push([b, precision, 'failed', reason(e), '', '', '', '']);
+        statRows.push([b, precision, batch, plan, 'failed', reason(e), '', '', '', '']);
       }
     }
     console.log('\nstatistics step (both models, paper taps):');
@@ -320,6 +344,8 @@ async function main(): Promise<void> {
       [
         'backend',
         'precision',
+        'batch',
+        'passes',
         'first batch s',
         's per min of probe',
         '× cpu speed',

@@ -75,9 +75,9 @@ async function printPlan(
   // Without a probe the plan still sizes a batch of default-length segments.
   const segSeconds = r.probe?.segment_seconds ?? recipeSchema.properties.probe.properties.segment_seconds.default;
   const segSamples = Math.round(segSeconds * cfg.sampleRate);
-  const batch = r.runtime?.batch_size ?? defaultBatchSize(cfg, segSamples);
-  const mem = estimateMemory(cfg, taps, batch, segSamples);
   const backend = await resolveBackend(device ?? r.runtime.device);
+  const batch = r.runtime?.batch_size ?? defaultBatchSize(cfg, segSamples, backend);
+  const mem = estimateMemory(cfg, taps, batch, segSamples);
   out.info(`recipe   ${loaded.file}`);
   out.info(`anchor   ${r.models.anchor}`);
   out.info(`other    ${r.models.other}`);
@@ -107,7 +107,7 @@ async function printPlan(
   );
   if (probeNeed(r)) {
     // The statistics step's peak as pipeline/memory-plan.ts estimates it (bench:align checks it against a measurement).
-    const plan = planStatistics(cfg, taps, segSamples, { batchSize: r.runtime.batch_size, memory: r.runtime.memory });
+    const plan = planStatistics(cfg, taps, segSamples, { batchSize: r.runtime.batch_size, memory: r.runtime.memory, backend });
     const e = plan.estimate;
     out.info(
       `         statistics step peak ≈ ${formatBytes(e.total)}${plan.budget ? ` (runtime.memory ${r.runtime.memory})` : ''}: batches of ${plan.batchSize}, front end ${plan.passes.frontBatch || plan.batchSize} segment(s) at a time, ${plan.passes.layersPerPass} layer(s) per pass; weights ${formatBytes(e.weights)} + in onnxruntime ${formatBytes(e.sessionWeights)}, statistics ${formatBytes(e.statistics)}, activations ${formatBytes(e.activations)}`,

@@ -1,7 +1,13 @@
 /**
  * A small ONNX graph builder: nodes with generated unique value names, float initializers that reference the
  * weights' memory (no copy until protobuf encoding), int64/scalar constants deduplicated, typed graph inputs/outputs.
+ *
+ * With `precision: 'fp16'` the graph computes in half precision while its interface stays float32: weights and float
+ * scalars become float16 initializers, each float input is cast to float16 where it enters and each float output is
+ * cast back where it leaves, and `float32(v)` marks values that must be reduced in float32 (statistics).
  */
+import type { Precision } from '../recipe/schema';
+import { toHalf } from './half';
 import { AttributeType, DataType, ModelProto } from './onnx-proto';
 import type { Tensor } from './tensor';
 
@@ -21,12 +27,15 @@ export class GraphBuilder {
   private readonly constants = new Map<string, string>();
   private readonly used = new Set<string>();
   private counter = 0;
+  /** float16 compute (GPU backends only: onnxruntime's CPU backend has no half kernels for these ops). */
+  readonly half: boolean;
   /** Linear weights become graph inputs fed at run time (see weightTransposed); float32 graphs only. */
   private readonly feedLinear: boolean;
   private readonly feeds = new Map<string, Tensor>();
 
-  constructor(opts: { feedLinearWeights?: boolean } = {}) {
-    this.feedLinear = opts.feedLinearWeights === true;
+  constructor(opts: { precision?: Precision; feedLinearWeights?: boolean } = {}) {
+    this.half = opts.precision === 'fp16';
+    this.feedLinear = opts.feedLinearWeights === true && !this.half;
   }
 
   /** A fresh value name derived from a hint. */
@@ -41,7 +50,13 @@ export class GraphBuilder {
   input(name: string, dims: Dim[], elemType: number = DataType.FLOAT): string {
     this.used.add(name);
     this.inputs.push({ name, type: tensorType(elemType, dims) });
+    if (this.half && elemType === DataType.FLOAT) return this.op('Cast', [name], { to: DataType.FLOAT16 }, `${name}_f16`);
     return name;
+  }
+
+  /** `value` in float32: a Cast in a half-precision graph (sums and moments must not accumulate in float16). */
+  float32(value: string): string {
+    return this.half ? this.op('Cast', [value], { to: DataType.FLOAT }, `${value}_f32`) : value;
   }
 
   /**
@@ -51,7 +66,11 @@ export class GraphBuilder {
    */
   output(value: string, name: string = value, elemType: number = DataType.FLOAT, dims?: Dim[]): string {
     let out = value;
-    if (name !== value || this.outputNames.has(value)) {
+    if (this.half && elemType === DataType.FLOAT) {
+      // A Cast float32 → float32 (a value already marked float32) is removed by onnxruntime's optimiser.
+      out = this.fresh(name === value ? `${name}_out` : name);
+      this.nodes.push({ opType: 'Cast', input: [value], output: [out], name: `${out}/cast`, attribute: [attribute('to', DataType.FLOAT)] });
+    } else if (name !== value || this.outputNames.has(value)) {
       out = this.fresh(name);
       this.nodes.push({ opType: 'Identity', input: [value], output: [out], name: `${out}/identity` });
     }
@@ -60,14 +79,14 @@ export class GraphBuilder {
     return out;
   }
 
-  /** A float32 initializer holding a view of the tensor's memory. */
+  /** A float32 initializer holding a view of the tensor's memory (float16 bits, a converted copy, in a half graph). */
   weight(hint: string, t: Tensor): string {
     const name = this.fresh(hint);
-    const d = t.data;
+    const d = this.half ? toHalf(t.data) : t.data;
     this.initializers.push({
       name,
       dims: [...t.shape],
-      dataType: DataType.FLOAT,
+      dataType: this.half ? DataType.FLOAT16 : DataType.FLOAT,
       rawData: new Uint8Array(d.buffer, d.byteOffset, d.byteLength),
     });
     return name;
@@ -118,7 +137,8 @@ export class GraphBuilder {
     const hit = this.constants.get(key);
     if (hit) return hit;
     const name = this.fresh(`const_f32_${this.constants.size}`);
-    this.initializers.push({ name, dims: [], dataType: DataType.FLOAT, rawData: new Uint8Array(new Float32Array([value]).buffer) });
+    const raw = this.half ? new Uint8Array(toHalf(new Float32Array([value])).buffer) : new Uint8Array(new Float32Array([value]).buffer);
+    this.initializers.push({ name, dims: [], dataType: this.half ? DataType.FLOAT16 : DataType.FLOAT, rawData: raw });
     this.constants.set(key, name);
     return name;
   }

@@ -89,6 +89,15 @@ export interface PassPlan {
  */
 export const DEFAULT_PASS_PLAN: PassPlan = { frontBatch: 1, layersPerPass: 1 };
 
+/**
+ * The default passes on a backend. On a GPU the whole batch goes through in one pass: its activations stay in device
+ * memory, while every pass boundary would download the hidden states to the host and upload them again. bench:gpu
+ * (HuBERT-base pair, H200, webgpu, 8 × 5 s): 4.19 s per minute of probe with the CPU's passes, 2.37 in one pass.
+ */
+export function defaultPassPlan(backend: Backend, layers: number): PassPlan {
+  return backend === 'cpu' ? DEFAULT_PASS_PLAN : { frontBatch: 0, layersPerPass: Math.max(1, layers) };
+}
+
 export interface PairSessionOptions extends SessionOptions {
   passes?: Partial<PassPlan>;
 }
@@ -143,7 +152,8 @@ export class PairStatisticsSession {
     opts: PairSessionOptions = {},
   ): Promise<PairStatisticsSession> {
     checkPairCompatible(anchor.config, other.config);
-    const plan = { ...DEFAULT_PASS_PLAN, ...opts.passes };
+    const backend = await resolveBackend(opts.device ?? 'auto');
+    const plan = { ...defaultPassPlan(backend, anchor.config.layers), ...opts.passes };
     for (const tap of taps) {
       if (tapLayer(tap) >= anchor.config.layers)
         throw new EngineError('runtime-error', `unknown tap ${tap} for a ${anchor.config.layers}-layer encoder`);
@@ -290,7 +300,7 @@ async function buildPass(
   // On the CPU the Linear weights (nearly all of them) are fed at each run instead of copied into the session, which
   // would hold them (packed) besides the engine's own copy: 1.1 GiB more for the HuBERT-base pair's 720 MiB.
   const feedLinearWeights = (await resolveBackend(opts.device ?? 'auto')) === 'cpu';
-  const b = new GraphBuilder({ feedLinearWeights });
+  const b = new GraphBuilder({ precision: opts.precision, feedLinearWeights });
   const enc = (m: Model, input: string, prefix: string) =>
     addEncoder(b, m.config, m.weights, input, prefix, range ? { from: range[0], to: range[1] } : { to: 0 });
   let ta: TapValues;
@@ -307,7 +317,7 @@ async function buildPass(
     const x = ta.get(tap);
     const y = tb.get(tap);
     if (!x || !y) throw new EngineError('runtime-error', `unknown tap ${tap}`);
-    addTapMoments(b, tap, tapWidth(anchor.config, tap), x, y);
+    addTapMoments(b, tap, tapWidth(anchor.config, tap), b.float32(x), b.float32(y));
   }
   if (handsOn) {
     const last = range ? range[1] : 0;

@@ -6,7 +6,8 @@
 import { EngineError } from '../errors';
 import type { EncoderConfig } from '../io/hfconfig';
 import { framesFor } from '../model/encoder';
-import { DEFAULT_PASS_PLAN, layerPasses, tapLayer, tapWidth, type PassPlan } from '../model/pair-graph';
+import { defaultPassPlan, layerPasses, tapLayer, tapWidth, type PassPlan } from '../model/pair-graph';
+import type { Backend } from '../model/runtime';
 import type { TapName } from '../model/taps';
 import { parameterCount } from '../model/weights';
 import { defaultBatchSize } from './plan';
@@ -109,18 +110,20 @@ export function parseMemory(text: string): number {
 }
 
 /**
- * Batch size and pass plan for the statistics step: always the default (smallest) passes, which are no slower than
- * larger ones (model/pair-graph.ts). Without a budget: the recipe's batch size (or the default). With one: the largest
- * batch (up to the recipe's or the default) whose estimate fits; refused with the smallest estimate when none does.
+ * Batch size and pass plan for the statistics step: always the backend's default passes (on the CPU the smallest,
+ * which are no slower than larger ones; on a GPU one pass: model/pair-graph.ts). Without a budget: the recipe's batch
+ * size (or the backend's default). With one: the largest batch (up to the recipe's or the default) whose estimate
+ * fits; refused with the smallest estimate when none does.
  */
 export function planStatistics(
   cfg: EncoderConfig,
   taps: readonly TapName[],
   segmentSamples: number,
-  opts: { batchSize?: number; memory?: string | number } = {},
+  opts: { batchSize?: number; memory?: string | number; backend?: Backend } = {},
 ): StatisticsPlan {
-  const maxBatch = opts.batchSize ?? defaultBatchSize(cfg, segmentSamples);
-  const passes = { ...DEFAULT_PASS_PLAN };
+  const backend = opts.backend ?? 'cpu';
+  const maxBatch = opts.batchSize ?? defaultBatchSize(cfg, segmentSamples, backend);
+  const passes = { ...defaultPassPlan(backend, cfg.layers) };
   if (opts.memory === undefined) {
     return { batchSize: maxBatch, passes, estimate: estimateStatisticsMemory(cfg, taps, segmentSamples, maxBatch, passes) };
   }

@@ -25,7 +25,7 @@ import { checkpointExtras, f32Sources } from '../model/checkpoint-extras';
 import { EmbeddingSession } from '../model/embed';
 import { loadEncoderModel, type EncoderModel } from '../model/encoder';
 import { checkPairCompatible } from '../model/pair-graph';
-import { resolveBackend, versions, type Device } from '../model/runtime';
+import { resolveBackend, versions, type Device, type SessionOptions } from '../model/runtime';
 import type { WeightMap } from '../model/tensor';
 import { parameterCount, toStoredTensors } from '../model/weights';
 import { partOfStage, type JobStage, type JobSummary, type ProgressSink } from '../progress';
@@ -99,7 +99,7 @@ export async function runLoadedRecipe(loaded: LoadedRecipe, opts: RunOptions = {
   // The loaded recipe carries the schema's defaults (recipe/validate.ts fills them in): nothing is restated here.
   const device = opts.device ?? recipe.runtime.device;
   const threads = opts.threads ?? recipe.runtime.threads;
-  const session = { device, ...(threads ? { threads } : {}) };
+  const session: SessionOptions = { device, ...(threads ? { threads } : {}), precision: recipe.runtime.precision };
   const seed = recipe.runtime.seed;
   const align = {
     method: recipe.align.method,
@@ -173,7 +173,8 @@ export async function runLoadedRecipe(loaded: LoadedRecipe, opts: RunOptions = {
   if (perms.size > 0 && align.selfCheck) {
     stage('self-check', 'checking that the permuted model computes the same function');
     const { audio, batch } = selfCheckAudio(probe, cfg.sampleRate, seed);
-    const r = await selfCheck(other, permuted, perms, audio, batch, session);
+    // Function preservation is checked to 1e-5, which only float32 arithmetic can show.
+    const r = await selfCheck(other, permuted, perms, audio, batch, { ...session, precision: 'fp32' });
     // A method that departs from function preservation on purpose (paper) gets its deviation reported, not refused.
     const warning = assertSelfCheck(r, aligned.functionPreserving);
     selfCheckReport = { maxRelativeError: r.maxRelativeError, tolerance: r.tolerance, passed: r.passed, ...(warning ? { warning } : {}) };
@@ -448,7 +449,7 @@ interface VariantInputs {
   lambda: LambdaSpec;
   sweep: number[];
   ctx: { layers: number; preLayerNorm: boolean };
-  session: { device: Device; threads?: number };
+  session: SessionOptions;
   seed: number;
   emit: ProgressSink;
   signal: AbortSignal | undefined;

@@ -8,7 +8,7 @@ import { EngineError } from '../errors';
 import { iterateBatches, type ProbeSet } from '../io/probe';
 import type { EncoderModel } from '../model/encoder';
 import { PairStatisticsSession, type PassPlan } from '../model/pair-graph';
-import type { SessionOptions } from '../model/runtime';
+import { resolveBackend, type SessionOptions } from '../model/runtime';
 import type { Recipe } from '../recipe/schema';
 import { planStatistics } from './memory-plan';
 import { reduceStatShards, segmentRefs, statisticsIdentity } from './shards';
@@ -48,7 +48,8 @@ export async function collectStatistics(
   let batchSize = opts.batchSize;
   let passes = opts.passes;
   if (opts.memory) {
-    const plan = planStatistics(anchor.config, taps, probe.segmentSamples, { batchSize, memory: opts.memory });
+    const backend = await resolveBackend(opts.device ?? 'auto');
+    const plan = planStatistics(anchor.config, taps, probe.segmentSamples, { batchSize, memory: opts.memory, backend });
     batchSize = plan.batchSize;
     passes = plan.passes;
     opts.onEvent?.({

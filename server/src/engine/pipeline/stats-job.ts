@@ -55,7 +55,7 @@ export async function computeStatShard(
   const threads = opts.threads ?? recipe.runtime.threads;
 
   stage('load', 'loading models');
-  await resolveBackend(device);
+  const backend = await resolveBackend(device);
   const baseDir = path.dirname(loaded.file);
   const modelRef = (ref: string) => (parseHubRef(ref) ? ref : loaded.resolve(ref));
   const anchor = await loadEncoderModel(modelRef(recipe.models.anchor), { baseDir });
@@ -77,7 +77,11 @@ export async function computeStatShard(
   const [start, end] = shardRange(probe.segments.length, shard);
   const part = shardProbe(probe, shard);
   const taps = correlationTaps(cfg, recipe.align.permute, recipe.align.heads);
-  const plan = planStatistics(cfg, taps, probe.segmentSamples, { batchSize: recipe.runtime.batch_size, memory: recipe.runtime.memory });
+  const plan = planStatistics(cfg, taps, probe.segmentSamples, {
+    batchSize: recipe.runtime.batch_size,
+    memory: recipe.runtime.memory,
+    backend,
+  });
   stage(
     'statistics',
     `shard ${shard.index}/${shard.count}: segments ${start}–${end - 1} of ${probe.segments.length}, ${taps.length} taps, batches of ${plan.batchSize}`,

@@ -35,13 +35,15 @@ export const correlation: AlignMethod = {
   async align(ctx) {
     const probe = ctx.probe;
     if (!probe) throw new EngineError('bad-recipe', 'align.method correlation needs a probe section');
-    const [{ defaultBatchSize, estimateMemory, formatBytes }, { collectStatistics }] = await Promise.all([
+    const [{ defaultBatchSize, estimateMemory, formatBytes }, { collectStatistics }, { resolveBackend }] = await Promise.all([
       import('../../pipeline/plan'),
       import('../../pipeline/statistics'),
+      import('../../model/runtime'),
     ]);
     const cfg = ctx.anchor.config;
     const taps = correlationTaps(cfg, ctx.permute, ctx.heads);
-    const batchSize = ctx.batchSize ?? defaultBatchSize(cfg, probe.segmentSamples);
+    const backend = await resolveBackend(ctx.session.device ?? 'auto');
+    const batchSize = ctx.batchSize ?? defaultBatchSize(cfg, probe.segmentSamples, backend);
     const mem = estimateMemory(cfg, taps, batchSize, probe.segmentSamples);
     ctx.stage('statistics', `${taps.length} taps, batches of ${batchSize} segments (≈ ${formatBytes(mem.statisticsBytes)} of statistics)`);
     const { stats: byTap } = await collectStatistics(ctx.anchor, ctx.other, probe, taps, {
