@@ -35,6 +35,25 @@ const reportEngine = path.join(__dirname, 'fixtures', 'report-engine.mjs');
 const THRESHOLD = 0.35;
 const settings: lsp.MergeStudioSettings = { lowCorrelationThreshold: THRESHOLD };
 
+/** The run's scores as the lenses and hovers print them, from the per-task rows: `0.537 (λ 0.7)`. */
+const printed = (() => {
+  const rows = (JSON.parse(realReport) as MergeReport).evaluation!.rows;
+  const average = (variant: string, lambda: number | null) => {
+    const of = rows.filter((r) => r.variant === variant && r.lambda === lambda);
+    return of.reduce((a, r) => a + r.score, 0) / of.length;
+  };
+  const best = (variant: string) => {
+    const [lambda, avg] = [0.3, 0.5, 0.7].map((l) => [l, average(variant, l)] as const).reduce((b, p) => (p[1] > b[1] ? p : b));
+    return `${avg.toFixed(3)} (λ ${lambda})`;
+  };
+  return {
+    permuted: best('permuted'),
+    unaligned: best('unaligned'),
+    anchor: average('anchor', null).toFixed(3),
+    other: average('other', null).toFixed(3),
+  };
+})();
+
 /** Line numbers (0-based) below are those of this text. */
 const RECIPE = [
   '# speech × music, small',
@@ -134,9 +153,9 @@ describe('a report on disk beside the recipe', () => {
       [10, 'Last run: correlation 0.04 → 0.42 over 15 taps', lsp.OPEN_PANEL_COMMANDS.correlation],
       [10, 'worst layer.1.attn.v 0.31', lsp.OPEN_PANEL_COMMANDS.correlation],
       [14, 'Open results', lsp.OPEN_PANEL_COMMANDS.results],
-      [14, 'Last run: best permuted 0.537 (λ 0.7)', lsp.OPEN_PANEL_COMMANDS.results],
-      [14, 'unaligned 0.518 (λ 0.7)', lsp.OPEN_PANEL_COMMANDS.results],
-      [14, 'anchor 0.561 · other 0.522', lsp.OPEN_PANEL_COMMANDS.results],
+      [14, `Last run: best permuted ${printed.permuted}`, lsp.OPEN_PANEL_COMMANDS.results],
+      [14, `unaligned ${printed.unaligned}`, lsp.OPEN_PANEL_COMMANDS.results],
+      [14, `anchor ${printed.anchor} · other ${printed.other}`, lsp.OPEN_PANEL_COMMANDS.results],
     ]);
     // A half-width editor shows about 60 characters of lenses: the button comes first, and no lens is long.
     expect(Math.max(...got.map((l) => l.command!.title.length))).toBeLessThanOrEqual(50);
@@ -166,7 +185,7 @@ describe('a report on disk beside the recipe', () => {
     ).toEqual(['| layer.1.attn.v', '| layer.1.ffn']);
     const scores = (await hover(14, 2))!;
     expect(scores).toContain(
-      '**Last run**: best permuted 0.537 (λ 0.7) vs unaligned 0.518 (λ 0.7) · anchor 0.561 · other 0.522 over 5 tasks',
+      `**Last run**: best permuted ${printed.permuted} vs unaligned ${printed.unaligned} · anchor ${printed.anchor} · other ${printed.other} over 5 tasks`,
     );
     // Keys a run does not measure keep their plain hover.
     expect(await hover(18, 2)).not.toContain('Last run');

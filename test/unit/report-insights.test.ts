@@ -73,7 +73,10 @@ describe('score summary', () => {
     expect(s.anchor).toBeCloseTo(averageOf('anchor', null), 12);
     expect(s.other).toBeCloseTo(averageOf('other', null), 12);
     expect(s.tasks).toBe(5);
-    expect(describeScores(s)).toBe('best permuted 0.537 (λ 0.7) vs unaligned 0.518 (λ 0.7) · anchor 0.561 · other 0.522');
+    const f = (x: number) => x.toFixed(3);
+    expect(describeScores(s)).toBe(
+      `best permuted ${f(permuted.average)} (λ ${permuted.lambda}) vs unaligned ${f(unaligned.average)} (λ ${unaligned.lambda}) · anchor ${f(averageOf('anchor', null))} · other ${f(averageOf('other', null))}`,
+    );
   });
 
   it('a version 1 report names the unaligned merge `linear`: the same baseline', () => {
