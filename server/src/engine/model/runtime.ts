@@ -132,7 +132,8 @@ async function probeInChild(backend: Backend, model: Uint8Array): Promise<{ avai
 
 const HINTS: Record<Backend, string> = {
   cpu: '',
-  webgpu: 'WebGPU needs a GPU with a Vulkan driver (on Linux: the Vulkan loader, libvulkan1)',
+  webgpu:
+    "WebGPU needs a GPU with a Vulkan driver (on Linux: the Vulkan loader, libvulkan1; NVIDIA's driver also needs glvnd: libglvnd0 libgl1 libglx0 libegl1)",
   cuda: 'CUDA needs an NVIDIA GPU with CUDA 12 and onnxruntime-node installed with its CUDA libraries (see README: Backends)',
 };
 
