@@ -183,8 +183,13 @@ function announce(ctx: CtxInit, job: lsp.JobFinishedParams): void {
   } else {
     const err = job.error ? `${job.error.message}${job.error.file ? ` (${job.error.file})` : ''}` : 'unknown error';
     ctx.outputChannel.error(`job ${job.jobId} failed: ${job.error?.code ?? ''} ${err}`);
-    void vscode.window.showErrorMessage(`Merge Studio: ${name} failed: ${err}`, 'Show Output').then((pick) => {
-      if (pick) ctx.outputChannel.show();
+    // The file the engine names (the recipe, a shard's manifest, a checkpoint) is one click away.
+    const file = job.error?.file;
+    const actions = file ? ['Open File', 'Show Output'] : ['Show Output'];
+    void vscode.window.showErrorMessage(`Merge Studio: ${name} failed: ${err}`, ...actions).then((pick) => {
+      if (pick === 'Open File' && file)
+        void vscode.window.showTextDocument(vscode.Uri.file(file)).then(undefined, () => ctx.outputChannel.show());
+      else if (pick) ctx.outputChannel.show();
     });
   }
 }
