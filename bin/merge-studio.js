@@ -8,6 +8,12 @@ if (!fs.existsSync(cli)) {
   console.error('merge-studio: dist/cli.js is missing; run `npm run build` (or `npm ci`) first.');
   process.exit(2);
 }
+// onnxruntime-node has no native build for some platforms (Intel Macs): say so instead of failing inside its loader.
+const reason = require(path.join(__dirname, '..', 'dist', 'platform.js')).unsupportedPlatformReason();
+if (reason) {
+  console.error(`merge-studio: ${reason}`);
+  process.exit(2);
+}
 require(cli)
   .main(process.argv)
   .then((code) => {

@@ -18,7 +18,7 @@ import { Config } from './config';
 import { JobTracker } from './jobs';
 import { ReportPanels } from './panels/report-panels';
 import { LANGUAGE_ID } from './recipes';
-import { unsupportedPlatformReason } from './platform';
+import { unsupportedPlatformReason } from '../../protocol/platform';
 import { StatusBar } from './status';
 
 /** A context whose client is running, by type: what commands that talk to the server receive. */

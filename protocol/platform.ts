@@ -1,6 +1,7 @@
 /**
  * The platforms onnxruntime-node 1.30 ships native binaries for, and so the ones the per-platform packages are built
- * for (scripts/package.mjs). Elsewhere the language server could not even load (it links onnxruntime at start).
+ * for (scripts/package.mjs). Elsewhere neither the language server nor the CLI could even load (both link onnxruntime
+ * at start): the extension and bin/merge-studio.js check this first.
  */
 export const SUPPORTED_PLATFORMS = ['linux-x64', 'linux-arm64', 'darwin-arm64', 'win32-x64', 'win32-arm64'] as const;
 
