@@ -1,6 +1,7 @@
 /**
  * Clip embeddings for evaluation: every hidden state mean-pooled over frames inside the graph, so only
- * [clips, layers + 1, hidden] crosses into JS. Clips of equal length share a batch; others run apart, because
+ * [clips, layers + 1, hidden] crosses into JS. Two graphs: the front end (audio → hidden_states[0]) and the layers
+ * (→ pooled states), so that systems of a run with an identical front end share its output (model/front-end-cache.ts). Clips of equal length share a batch; others run apart, because
  * padding would change a group-norm front end's output (HuBERT-base has no attention mask). A clip longer than one
  * forward window (30 s) is pooled over windows as `forward` computes them (long-audio.ts), in bounded memory. On the
  * CPU the conv blocks run as model/conv-stack-cpu.ts lays them out (the front end is most of this graph's work).
@@ -10,6 +11,7 @@ import { EngineError } from '../errors';
 import { addEncoder } from './encoder-graph';
 import { framesFor, receptiveField, type EncoderModel } from './encoder';
 import { planWindows, pooledLong } from './long-audio';
+import { FrontEndCache, frontEndFingerprint } from './front-end-cache';
 import { GraphBuilder } from './graph-builder';
 import { createSession, resolveBackend, type Session, type SessionOptions } from './runtime';
 import { tapName } from './taps';
@@ -19,30 +21,50 @@ export class EmbeddingSession {
   private constructor(
     private readonly model: Pick<EncoderModel, 'config' | 'weights'>,
     private readonly opts: SessionOptions,
-    private readonly session: Session,
-    private readonly layers: number,
-    private readonly hidden: number,
+    /** audio [batch, samples] → hidden_states[0] [batch, frames, hidden] */
+    private readonly front: Session,
+    /** hidden_states[0] → every hidden state mean-pooled, [batch, layers + 1, hidden] */
+    private readonly layersPooled: Session,
+    private readonly frontEnds: FrontEndCache,
+    private readonly fingerprint: string,
     private readonly minSamples: number,
   ) {}
 
-  static async create(model: Pick<EncoderModel, 'config' | 'weights'>, opts: SessionOptions = {}): Promise<EmbeddingSession> {
+  /**
+   * `frontEnds`: hidden_states[0] shared with the other sessions of a run (model/front-end-cache.ts); a session
+   * without one keeps none beyond a call.
+   */
+  static async create(
+    model: Pick<EncoderModel, 'config' | 'weights'>,
+    opts: SessionOptions = {},
+    frontEnds = new FrontEndCache(0),
+  ): Promise<EmbeddingSession> {
     const cfg = model.config;
-    const b = new GraphBuilder();
-    const audio = b.input('audio', ['batch', 'samples']);
     const backend = await resolveBackend(opts.device ?? 'auto');
-    const taps = addEncoder(b, cfg, model.weights, audio, '', {}, { cpuConvStack: backend === 'cpu' });
+    const f = new GraphBuilder();
+    const frontTaps = addEncoder(
+      f,
+      cfg,
+      model.weights,
+      f.input('audio', ['batch', 'samples']),
+      '',
+      { to: 0 },
+      { cpuConvStack: backend === 'cpu' },
+    );
+    f.output(frontTaps.get(tapName.hidden(0))!, 'hidden0');
+    const b = new GraphBuilder();
+    const hidden0 = b.input('hidden0', ['batch', 'frames', cfg.hidden]);
+    const taps = addEncoder(b, cfg, model.weights, hidden0, '', { from: 0 });
     const pooled = Array.from({ length: cfg.layers + 1 }, (_, k) =>
-      b.op('ReduceMean', [taps.get(tapName.hidden(k))!], { axes: [1], keepdims: 1 }, `pool${k}`),
+      b.op('ReduceMean', [k === 0 ? hidden0 : taps.get(tapName.hidden(k))!], { axes: [1], keepdims: 1 }, `pool${k}`),
     );
     b.output(b.op('Concat', pooled, { axis: 1 }), 'pooled'); // [batch, layers + 1, hidden]
-    return new EmbeddingSession(
-      model,
-      opts,
-      await createSession(b.encode('merge_studio_embed'), opts),
-      cfg.layers,
-      cfg.hidden,
-      receptiveField(cfg),
-    );
+    const front = await createSession(f.encode('merge_studio_embed_front'), opts);
+    const layersPooled = await createSession(b.encode('merge_studio_embed_layers'), opts).catch(async (e: unknown) => {
+      await front.release();
+      throw e;
+    });
+    return new EmbeddingSession(model, opts, front, layersPooled, frontEnds, frontEndFingerprint(cfg, model.weights), receptiveField(cfg));
   }
 
   /** [clips, layers + 1, hidden] mean-pooled hidden states, rows in the order of `clips`. */
@@ -61,17 +83,42 @@ export class EmbeddingSession {
         out.set(await pooledLong(this.model, c, this.opts), i * row);
       else byLength.set(c.length, [...(byLength.get(c.length) ?? []), i]);
     }
+    const cached = this.frontEnds.rowsOf(this.fingerprint);
     for (const [length, indices] of byLength) {
-      const batch = new Float32Array(indices.length * length);
-      indices.forEach((clip, r) => batch.set(clips[clip]!, r * length));
-      const result = await this.session.run({ audio: new ort.Tensor('float32', batch, [indices.length, length]) });
+      // hidden_states[0] of each clip: kept from an identical front end, else computed for the clips that lack it.
+      const hidden0 = indices.map((clip) => cached.get(clips[clip]!));
+      const missing = [...indices.keys()].filter((r) => !hidden0[r]);
+      if (missing.length > 0) {
+        const batch = new Float32Array(missing.length * length);
+        missing.forEach((r, m) => batch.set(clips[indices[r]!]!, m * length));
+        const h = (await this.front.run({ audio: new ort.Tensor('float32', batch, [missing.length, length]) })).hidden0!;
+        const size = h.dims[1]! * h.dims[2]!;
+        const data = h.data as Float32Array;
+        missing.forEach((r, m) => {
+          hidden0[r] = data.slice(m * size, (m + 1) * size);
+          this.frontEnds.store(this.fingerprint, clips[indices[r]!]!, hidden0[r]);
+        });
+      }
+      const frames = hidden0[0]!.length / this.hidden;
+      const batch = new Float32Array(indices.length * frames * this.hidden);
+      hidden0.forEach((h, r) => batch.set(h!, r * h!.length));
+      const result = await this.layersPooled.run({ hidden0: new ort.Tensor('float32', batch, [indices.length, frames, this.hidden]) });
       const pooled = result.pooled!.data as Float32Array;
       indices.forEach((clip, r) => out.set(pooled.subarray(r * row, (r + 1) * row), clip * row));
     }
     return { shape: [clips.length, this.layers + 1, this.hidden], data: out };
   }
 
-  release(): Promise<void> {
-    return this.session.release();
+  private get layers(): number {
+    return this.model.config.layers;
+  }
+
+  private get hidden(): number {
+    return this.model.config.hidden;
+  }
+
+  async release(): Promise<void> {
+    await this.front.release();
+    await this.layersPooled.release();
   }
 }

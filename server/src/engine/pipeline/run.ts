@@ -23,6 +23,7 @@ import { mergeWeights, type MergeMethod } from '../merge/merge';
 import type { LambdaSpec } from '../merge/lambda';
 import { checkpointExtras, f32Sources } from '../model/checkpoint-extras';
 import { EmbeddingSession } from '../model/embed';
+import { FrontEndCache } from '../model/front-end-cache';
 import { loadEncoderModel, type EncoderModel } from '../model/encoder';
 import { checkPairCompatible } from '../model/pair-graph';
 import { resolveBackend, versions, type Device, type SessionOptions } from '../model/runtime';
@@ -467,9 +468,11 @@ async function evaluateVariants(v: VariantInputs): Promise<NonNullable<MergeRepo
   // One progress bar for the whole stage: each system scored is one equal part of it.
   const parts = 2 + (1 + v.sweep.filter((l) => l !== v.lambda).length) * (v.systems.length + (v.aligned ? 1 : 0));
   let part = 0;
+  // Systems whose front end came out identical (variants that differ after it, at one λ) embed it once.
+  const frontEnds = new FrontEndCache();
   const score = async (variant: Variant, lambda: number | null, weights: WeightMap, config = cfg) => {
     const progress = partOfStage(v.emit, part++, parts);
-    const session = await EmbeddingSession.create({ config, weights }, v.session);
+    const session = await EmbeddingSession.create({ config, weights }, v.session, frontEnds);
     try {
       const label = `${variant}${lambda === null ? '' : ` λ=${lambda}`}`;
       const r = await evaluateModel((clips) => session.embed(clips), v.tasks, {
