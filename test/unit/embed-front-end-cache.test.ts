@@ -1,6 +1,5 @@
 /** Evaluation embeddings shared between systems with an identical front end (model/front-end-cache.ts). */
 import { describe, expect, it, vi } from 'vitest';
-import type { EncoderConfig } from '../../server/src/engine/io/hfconfig';
 import { EmbeddingSession } from '../../server/src/engine/model/embed';
 import { FrontEndCache, frontEndFingerprint } from '../../server/src/engine/model/front-end-cache';
 import { hubertBaseConfig, randomWeights } from '../../server/src/engine/model/random';
