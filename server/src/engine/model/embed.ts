@@ -41,7 +41,7 @@ export class EmbeddingSession {
   ): Promise<EmbeddingSession> {
     const cfg = model.config;
     const backend = await resolveBackend(opts.device ?? 'auto');
-    const f = new GraphBuilder();
+    const f = new GraphBuilder({ precision: opts.precision });
     const frontTaps = addEncoder(
       f,
       cfg,
@@ -52,7 +52,7 @@ export class EmbeddingSession {
       { cpuConvStack: backend === 'cpu' },
     );
     f.output(frontTaps.get(tapName.hidden(0))!, 'hidden0');
-    const b = new GraphBuilder();
+    const b = new GraphBuilder({ precision: opts.precision });
     const hidden0 = b.input('hidden0', ['batch', 'frames', cfg.hidden]);
     const taps = addEncoder(b, cfg, model.weights, hidden0, '', { from: 0 });
     const pooled = Array.from({ length: cfg.layers + 1 }, (_, k) =>
