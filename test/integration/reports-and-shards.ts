@@ -158,6 +158,30 @@ export function reportAndShardTests(s: SuiteContext): TestCase[] {
         assert(outcome.status === 'finished', `run with statistics: ${JSON.stringify(outcome)}`);
         assert(outcome.job.ok && outcome.job.kind === 'run-with-stats', `run with statistics job: ${JSON.stringify(outcome.job)}`);
         assertEqual(outcome.job.reportPath, path.join(out(), 'report.json'), 'report of the run with statistics');
+
+        // Compute Statistics Shard… from its pickers, where the page can answer them: the shard as I/N (the
+        // suggestion follows the shards there), then the folder beside the recipe, which says a shard is replaced.
+        if (pageAccess) {
+          const picked = vscode.commands.executeCommand<RunOutcome>('mergeStudio.computeStats', recipe);
+          const input = await pageRequest<Found>({
+            kind: 'selector',
+            selector: '.quick-input-widget:has-text("Merge Studio: Compute Statistics Shard") input',
+            timeoutMs: 20_000,
+          });
+          assert(input?.ok, 'the shard input box did not open');
+          await vscode.commands.executeCommand('workbench.action.acceptSelectedQuickOpenItem');
+          const folder = await pageRequest<Found>({
+            kind: 'selector',
+            selector: '.quick-input-widget .monaco-list-row:has-text("a shard is there: replaced")',
+            timeoutMs: 20_000,
+          });
+          assert(folder?.ok, 'the folder picker does not offer the existing shard folder');
+          await vscode.commands.executeCommand('workbench.action.acceptSelectedQuickOpenItem');
+          const again = await picked;
+          assert(again.status === 'finished' && again.job.ok, `shard from the pickers: ${JSON.stringify(again)}`);
+          assertEqual(again.job.shard, { index: 0, count: 2 }, 'the suggested shard');
+          assertEqual(again.job.outputDir, shards()[0]!.fsPath, 'the suggested folder');
+        }
       },
     },
     {
