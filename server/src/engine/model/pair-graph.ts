@@ -7,6 +7,7 @@
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import * as ort from 'onnxruntime-node';
+import { addMoments, createPairStats, type PairStats } from '../align/stats';
 import { EngineError } from '../errors';
 import { rateMismatch } from './rates';
 import type { EncoderConfig } from '../io/hfconfig';
@@ -185,9 +186,9 @@ export class PairStatisticsSession {
   }
 
   /**
-   * Runs one batch of equal-length waveforms ([batch × samples] flat) and returns the moments of every tap pair:
-   * one entry per tap, or one per front-end run for front-end taps when the front end runs in smaller groups
-   * (add them with align/stats.ts addMoments).
+   * Runs one batch of equal-length waveforms ([batch × samples] flat) and returns the moments of every tap pair over
+   * the batch, one entry per tap (front-end taps computed a few segments at a time are combined in float64 first, so
+   * that per-batch statistics such as align.method paper's standardisation see the batch whatever the plan).
    */
   async run(audio: Float32Array, batch: number): Promise<TapPairMoments[]> {
     const moments: TapPairMoments[] = [];
@@ -209,8 +210,7 @@ export class PairStatisticsSession {
     opts: { reclaim?: boolean } = {},
   ): Promise<void> {
     const reclaim = opts.reclaim !== false;
-    const hand = (m: TapPairMoments[], out: Record<string, ort.Tensor>) => {
-      sink(m);
+    const consumed = (out: Record<string, ort.Tensor>) => {
       for (const t of Object.values(out)) this.unreclaimed += (t.data as Float32Array).byteLength;
       if (reclaim && this.unreclaimed >= RECLAIM_BYTES) {
         collectGarbage();
@@ -226,26 +226,32 @@ export class PairStatisticsSession {
     const width = this.config.hidden;
     let hiddenA: Float32Array | undefined = group === batch ? undefined : new Float32Array(batch * frames * width);
     let hiddenB: Float32Array | undefined = group === batch ? undefined : new Float32Array(batch * frames * width);
+    const frontStats = new Map<TapName, PairStats>();
     for (let start = 0; start < batch; start += group) {
       const rows = Math.min(group, batch - start);
       const chunk = audio.subarray(start * samples, (start + rows) * samples);
       const out = await this.front.session.run({ ...this.front.weights, audio: new ort.Tensor('float32', chunk, [rows, samples]) });
       const moments = this.collect(this.front.taps, out, (tap) => rowsOf(chunk.length, rows, tap, this.config));
-      if (!this.front.handsOn) {
-        hand(moments, out);
-        continue;
+      if (group === batch) sink(moments);
+      for (const m of group === batch ? [] : moments) {
+        let s = frontStats.get(m.tap);
+        if (!s) frontStats.set(m.tap, (s = createPairStats(m.dimA, m.dimB)));
+        addMoments(s, m);
       }
-      const a = out[STREAM.nextA]!.data as Float32Array;
-      const b = out[STREAM.nextB]!.data as Float32Array;
-      if (group === batch) {
-        hiddenA = a;
-        hiddenB = b;
-      } else {
-        hiddenA!.set(a, start * frames * width);
-        hiddenB!.set(b, start * frames * width);
+      if (this.front.handsOn) {
+        const a = out[STREAM.nextA]!.data as Float32Array;
+        const b = out[STREAM.nextB]!.data as Float32Array;
+        if (group === batch) {
+          hiddenA = a;
+          hiddenB = b;
+        } else {
+          hiddenA!.set(a, start * frames * width);
+          hiddenB!.set(b, start * frames * width);
+        }
       }
-      hand(moments, out);
+      consumed(out);
     }
+    if (frontStats.size > 0) sink([...frontStats].map(([tap, s]) => batchMoments(tap, s)));
     for (const pass of this.layers) {
       const dims = [batch, frames, width];
       const out = await pass.session.run({
@@ -257,10 +263,8 @@ export class PairStatisticsSession {
         hiddenA = out[STREAM.nextA]!.data as Float32Array;
         hiddenB = out[STREAM.nextB]!.data as Float32Array;
       }
-      hand(
-        this.collect(pass.taps, out, () => batch * frames),
-        out,
-      );
+      sink(this.collect(pass.taps, out, () => batch * frames));
+      consumed(out);
     }
   }
 
@@ -354,6 +358,21 @@ function addTapMoments(b: GraphBuilder, tap: TapName, width: number, x: string, 
   } else {
     b.output(b.op('MatMul', [b.op('Transpose', [ca], { perm: [1, 0] }), cb]), `${tap}/cross`);
   }
+}
+
+/** A batch's combined float64 moments of one tap, as the float32 moments a pass hands on. */
+function batchMoments(tap: TapName, s: PairStats): TapPairMoments {
+  return {
+    tap,
+    n: s.n,
+    dimA: s.dimA,
+    dimB: s.dimB,
+    meanA: Float32Array.from(s.meanA),
+    meanB: Float32Array.from(s.meanB),
+    m2A: Float32Array.from(s.m2A),
+    m2B: Float32Array.from(s.m2B),
+    cross: Float32Array.from(s.cross),
+  };
 }
 
 /** Rows per batch for a tap: batch × frames at that tap's depth in the conv stack. */
