@@ -4,6 +4,8 @@
 //   node scripts/run-example-experiments.mjs [--recipe examples/methods.merge.yaml] [--seeds 0,1,2]
 //        [--stage validation|test|report|all] [--jobs 1] [--results examples/results] [--only name,name]
 //        [--cli bin/merge-studio.js]   (a frozen copy of the built CLI keeps long runs off a dist/ rebuilt meanwhile)
+//        [--threads N]   runtime.threads of each run (1 on a machine shared with other work: no spinning thread pools)
+//        [--all-candidates]   the test stage runs every candidate (still chosen on validation only; reported beside)
 //
 // validation: runs the recipe once per seed with `evaluate.split: validation` (probes trained on three quarters of
 //   each task's train split and scored on the rest; test/ is never read) and `merge.sweep: [0.3, 0.5, 0.7, 0.9]`.
@@ -51,6 +53,8 @@ const CANDIDATES = [
   { name: 'lsq-repair', merge: { method: 'lsq', repair: true } },
 ];
 const cli = path.resolve(root, arg('cli', 'bin/merge-studio.js'));
+const threads = arg('threads', '') ? Number(arg('threads', '')) : undefined;
+const allCandidates = process.argv.includes('--all-candidates');
 const only = arg('only', '') ? new Set(arg('only', '').split(',')) : undefined;
 const START = '<!-- experiments:start (written by scripts/run-example-experiments.mjs) -->';
 const END = '<!-- experiments:end -->';
@@ -69,7 +73,7 @@ async function runOne(split, seed, extra) {
   const names = new Set((recipe.variants ?? []).map((v) => v.name));
   recipe.variants = [...(recipe.variants ?? []), ...extra.filter((v) => !names.has(v.name))];
   if (only) recipe.variants = recipe.variants.filter((v) => only.has(v.name));
-  recipe.runtime = { ...(recipe.runtime ?? {}), seed };
+  recipe.runtime = { ...(recipe.runtime ?? {}), seed, ...(threads ? { threads } : {}) };
   recipe.merge = { ...recipe.merge, sweep: LAMBDAS.filter((l) => l !== recipe.merge.lambda) };
   recipe.evaluate = { ...recipe.evaluate, split };
   recipe.output = `./out/experiments/${path.basename(recipeFile, '.merge.yaml')}-${split}-seed${seed}`;
@@ -337,7 +341,7 @@ if (stage === 'test' || stage === 'all') {
   );
   await runSplit(
     'test',
-    CANDIDATES.filter((c) => c.name === choice.best || c.name === choice.bestNarrow),
+    CANDIDATES.filter((c) => allCandidates || c.name === choice.best || c.name === choice.bestNarrow),
   );
 }
 if (stage === 'report' || stage === 'all') await report();
