@@ -1,8 +1,8 @@
 /**
  * output_onnx: the merged encoder written as model.onnx computes what the engine's own forward computes on the
  * written checkpoint (every output, a batch of two waveforms, max abs difference ≤ 1e-5), in a plain onnxruntime
- * session loaded from the file, as a deployment would load it; the report lists the file, so the next run still
- * recognises the folder as its own. A pre-LN encoder's outputs are wired as transformers' are; a merge too large for
+ * session loaded from the file, as a deployment would load it; `run --dry-run` says the file will be written; the
+ * report lists it, so the next run still recognises the folder as its own. A pre-LN encoder's outputs are wired as transformers' are; a merge too large for
  * one ONNX file is refused with a message.
  */
 import { promises as fs, readdirSync } from 'node:fs';
