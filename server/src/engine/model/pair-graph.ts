@@ -233,10 +233,12 @@ export class PairStatisticsSession {
       const out = await this.front.session.run({ ...this.front.weights, audio: new ort.Tensor('float32', chunk, [rows, samples]) });
       const moments = this.collect(this.front.taps, out, (tap) => rowsOf(chunk.length, rows, tap, this.config));
       if (group === batch) sink(moments);
-      for (const m of group === batch ? [] : moments) {
-        let s = frontStats.get(m.tap);
-        if (!s) frontStats.set(m.tap, (s = createPairStats(m.dimA, m.dimB)));
-        addMoments(s, m);
+      else {
+        for (const m of moments) {
+          let s = frontStats.get(m.tap);
+          if (!s) frontStats.set(m.tap, (s = createPairStats(m.dimA, m.dimB)));
+          addMoments(s, m);
+        }
       }
       if (this.front.handsOn) {
         const a = out[STREAM.nextA]!.data as Float32Array;
