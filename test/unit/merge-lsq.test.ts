@@ -4,7 +4,15 @@ import { addMoments, createPairStats } from '../../server/src/engine/align/stats
 import type { ProbeSet } from '../../server/src/engine/io/probe';
 import { iterateBatches } from '../../server/src/engine/io/probe';
 import { Gemm64 } from '../../server/src/engine/merge/methods/gemm64';
-import { columns, fitSystem, lsq, residual, stageSystem, type StageStats, type StageSystem } from '../../server/src/engine/merge/methods/lsq';
+import {
+  columns,
+  fitSystem,
+  lsq,
+  residual,
+  stageSystem,
+  type StageStats,
+  type StageSystem,
+} from '../../server/src/engine/merge/methods/lsq';
 import { layerStages, TripleSession, type LsqStage } from '../../server/src/engine/merge/methods/lsq-graph';
 import { linear } from '../../server/src/engine/merge/methods/tensorwise';
 import { ridgeSolve } from '../../server/src/engine/merge/methods/ridge';
@@ -88,7 +96,13 @@ function tinyProbe(count: number, seed = 2): ProbeSet {
 const cfg = tinyHubertConfig();
 
 /** Float64 reference of a stage's moments: each model's input tap from its own forward graph, then the mix in JS. */
-async function referenceSystem(merged: WeightMap, anchor: WeightMap, other: WeightMap, stage: LsqStage, probe: ProbeSet): Promise<StageSystem> {
+async function referenceSystem(
+  merged: WeightMap,
+  anchor: WeightMap,
+  other: WeightMap,
+  stage: LsqStage,
+  probe: ProbeSet,
+): Promise<StageSystem> {
   const tapRows = async (w: WeightMap, tap: TapName) => {
     const b = new GraphBuilder();
     const audio = b.input('audio', ['batch', 'samples']);
@@ -126,7 +140,13 @@ async function referenceSystem(merged: WeightMap, anchor: WeightMap, other: Weig
 }
 
 /** The stage's system as lsq measures it: the three models layer by layer in onnxruntime from their hidden states. */
-async function measuredSystem(merged: WeightMap, anchor: WeightMap, other: WeightMap, stage: LsqStage, probe: ProbeSet): Promise<StageSystem> {
+async function measuredSystem(
+  merged: WeightMap,
+  anchor: WeightMap,
+  other: WeightMap,
+  stage: LsqStage,
+  probe: ProbeSet,
+): Promise<StageSystem> {
   const m = (w: WeightMap) => ({ config: cfg, weights: w });
   const models = { merged: m(merged), anchor: m(anchor), other: m(other) };
   const passThrough = async (what: Parameters<typeof TripleSession.create>[1], inputs: Parameters<TripleSession['run']>[0][]) => {
@@ -141,7 +161,10 @@ async function measuredSystem(merged: WeightMap, anchor: WeightMap, other: Weigh
   for (let l = 0; l < stage.layer; l++) states = (await passThrough({ layer: l, next: true }, states)).map((o) => o.next!);
   let stats: StageStats | undefined;
   for (const { moments } of await passThrough({ layer: stage.layer, stage, next: false }, states)) {
-    stats ??= { inputs: createPairStats(moments!.inputs.meanA.length, moments!.inputs.meanB.length), targets: createPairStats(moments!.targets.meanA.length, 0) };
+    stats ??= {
+      inputs: createPairStats(moments!.inputs.meanA.length, moments!.inputs.meanB.length),
+      targets: createPairStats(moments!.targets.meanA.length, 0),
+    };
     addMoments(stats.inputs, moments!.inputs);
     addMoments(stats.targets, moments!.targets);
   }
@@ -201,7 +224,9 @@ describe('least-squares refit (merge.method lsq)', () => {
     const q = 3;
     const n = 60;
     const x = Array.from({ length: n }, () => Array.from({ length: p }, () => rand() - 0.5 + 0.3));
-    const y = x.map((r) => Array.from({ length: q }, (_, c) => r.reduce((s, v, j) => s + Math.sin(c + j) * v, 0.2 * c) + 0.1 * (rand() - 0.5)));
+    const y = x.map((r) =>
+      Array.from({ length: q }, (_, c) => r.reduce((s, v, j) => s + Math.sin(c + j) * v, 0.2 * c) + 0.1 * (rand() - 0.5)),
+    );
     const all = systemOf(x, y);
     const f = fitSystem(all, 1e-12, new Float64Array(q * p));
     // Reference: normal equations of the augmented, uncentred design A = [x, 1].
@@ -209,7 +234,10 @@ describe('least-squares refit (merge.method lsq)', () => {
     const ata = Array.from({ length: p + 1 }, (_, i) => Array.from({ length: p + 1 }, (_, j) => a.reduce((s, r) => s + r[i]! * r[j]!, 0)));
     let sse = 0;
     for (let c = 0; c < q; c++) {
-      const theta = gaussSolve(ata, Array.from({ length: p + 1 }, (_, i) => a.reduce((s, r, k) => s + r[i]! * y[k]![c]!, 0)));
+      const theta = gaussSolve(
+        ata,
+        Array.from({ length: p + 1 }, (_, i) => a.reduce((s, r, k) => s + r[i]! * y[k]![c]!, 0)),
+      );
       for (let j = 0; j < p; j++) expect(Math.abs(f.w[c * p + j]! - theta[j]!)).toBeLessThan(1e-8);
       expect(Math.abs(f.b[c]! - theta[p]!)).toBeLessThan(1e-8);
       for (const [k, r] of a.entries()) sse += (r.reduce((s, v, j) => s + v * theta[j]!, 0) - y[k]![c]!) ** 2;
@@ -304,7 +332,9 @@ describe('least-squares refit (merge.method lsq)', () => {
     const [before, after] = [await sse(lerp), await sse(refit)];
     expect(after).toBeLessThan(0.9 * before);
     // Projections outside `refit` keep the linear merge.
-    expect(refit.get('encoder.layers.0.feed_forward.output_dense.weight')!.data).toEqual(lerp.get('encoder.layers.0.feed_forward.output_dense.weight')!.data);
+    expect(refit.get('encoder.layers.0.feed_forward.output_dense.weight')!.data).toEqual(
+      lerp.get('encoder.layers.0.feed_forward.output_dense.weight')!.data,
+    );
   });
 
   it('refuses a probe too small to hold out a fifth, unless the ridge is fixed', async () => {
@@ -327,10 +357,12 @@ describe('least-squares refit (merge.method lsq)', () => {
     await expect(lsq.merge({ ...ctx, lsq: { refit: ['out_proj'], ridge: 0.1 } })).resolves.toBeInstanceOf(Map);
     const cancelled = new AbortController();
     cancelled.abort();
-    expect((await engineError(lsq.merge({ ...ctx, lsq: { refit: ['out_proj'], ridge: 0.1 }, signal: cancelled.signal }))).code).toBe('cancelled');
+    expect((await engineError(lsq.merge({ ...ctx, lsq: { refit: ['out_proj'], ridge: 0.1 }, signal: cancelled.signal }))).code).toBe(
+      'cancelled',
+    );
   });
 
-  it("variants inherit merge.lsq and override its keys; systems whose method is not lsq carry no lsq settings", () => {
+  it('variants inherit merge.lsq and override its keys; systems whose method is not lsq carry no lsq settings', () => {
     const recipe = {
       align: { method: 'correlation', permute: ['cnn'], heads: 'reorder', self_check: true },
       merge: { method: 'linear', lambda: 0.5, repair: false, width: 1, lsq: { refit: ['out_proj'], ridge: 0.5 } },

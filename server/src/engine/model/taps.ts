@@ -14,7 +14,8 @@
  *   hidden.{k}      transformers' hidden_states[k], k = 0..layers           [batch, frames, hidden]
  *                   (for pre-LN models the final encoder LayerNorm is applied to last_hidden_state only)
  */
-export type TapName = `conv.${number}` | 'proj' | `layer.${number}.${'attn_in' | 'attn' | 'attn_out' | 'ffn_in' | 'ffn' | 'out'}` | `hidden.${number}`;
+export type TapName =
+  `conv.${number}` | 'proj' | `layer.${number}.${'attn_in' | 'attn' | 'attn_out' | 'ffn_in' | 'ffn' | 'out'}` | `hidden.${number}`;
 
 export const tapName = {
   conv: (i: number): TapName => `conv.${i}`,

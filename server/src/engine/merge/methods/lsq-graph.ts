@@ -128,7 +128,7 @@ export class TripleSession {
 
   /** Runs one batch: audio ([batch × samples] flat) for the front end, else the hidden states entering the layer. */
   async run(input: { audio: Float32Array; batch: number } | TripleStates): Promise<{ moments?: StageMoments; next?: TripleStates }> {
-    if (this.front !== ('audio' in input)) throw new Error('internal: lsq pass fed the wrong input');
+    if (this.front !== 'audio' in input) throw new Error('internal: lsq pass fed the wrong input');
     let feeds: Record<string, ort.Tensor>;
     let batch: number;
     let frames: number;

@@ -76,7 +76,13 @@ function stackedTranspose(w: WeightMap, stage: LsqStage): { wt: Float64Array; bi
  * Cov(x, y) = Cov(x, x_a)·W_aᵀ·diag(λ) + Cov(x, x_b)·W_bᵀ·diag(1 − λ) (float64 GEMMs in onnxruntime) and
  * ȳ = λ(W_a x̄_a + b_a) + (1 − λ)(W_b x̄_b + b_b).
  */
-export async function stageSystem(stats: StageStats, stage: LsqStage, anchor: WeightMap, other: WeightMap, gemm: Gemm64): Promise<StageSystem> {
+export async function stageSystem(
+  stats: StageStats,
+  stage: LsqStage,
+  anchor: WeightMap,
+  other: WeightMap,
+  gemm: Gemm64,
+): Promise<StageSystem> {
   const s = stats.inputs;
   const p = s.dimA;
   const block = (k: number) => {
@@ -245,11 +251,11 @@ export const lsq: MergeMethod = {
     const cancelled = () => new EngineError('cancelled', 'cancelled during the least-squares refit');
     const splits = parts.holdout ? [parts.fit, parts.holdout] : [parts.fit];
     let merged: WeightMap = await linear.merge(ctx);
-    // Runs a pass over every batch of every split, in order.
+    // One session over every batch of every split, in order: results[split][batch].
     const pass = async <T>(
       what: Parameters<typeof TripleSession.create>[1],
-      inputs: ((split: number) => Iterable<{ audio: Float32Array; batch: number } | TripleStates>),
-      use: (split: number, out: Awaited<ReturnType<TripleSession['run']>>) => T,
+      inputs: (split: number) => Iterable<{ audio: Float32Array; batch: number } | TripleStates>,
+      use: (out: Awaited<ReturnType<TripleSession['run']>>) => T,
     ): Promise<T[][]> => {
       const session = await TripleSession.create({ merged: { config: cfg, weights: merged }, anchor, other }, what, ctx.session);
       try {
@@ -258,7 +264,7 @@ export const lsq: MergeMethod = {
           const row: T[] = [];
           for (const input of inputs(k)) {
             if (ctx.signal?.aborted) throw cancelled();
-            row.push(use(k, await session.run(input)));
+            row.push(use(await session.run(input)));
           }
           results.push(row);
         }
@@ -267,11 +273,12 @@ export const lsq: MergeMethod = {
         await session.release();
       }
     };
-    // Hidden states of the three models entering the current layer, per split and batch.
+    // Hidden states of the three models entering the current layer, per split and batch (3 × frames × hidden floats
+    // for the whole probe: the front end and earlier layers run once, not once per stage).
     let states = await pass(
       { layer: 'front', next: true },
       (k) => Array.from(iterateBatches(splits[k]!, batchSize), (batch) => ({ audio: batch.data, batch: batch.dims[0] })),
-      (_, out) => out.next!,
+      (out) => out.next!,
     );
     const gemm = await Gemm64.create(ctx.session);
     try {
@@ -279,10 +286,17 @@ export const lsq: MergeMethod = {
         for (const stage of layerStages(l, refit, (t) => lambdaForTensor(t, ctx.lambda, lambdaCtx))) {
           // One pass of the three models through layer l: fit and held-out moments of this stage.
           const measured: StageStats[] = (
-            await pass({ layer: l, stage, next: false }, (k) => states[k]!, (_, out) => out.moments!)
+            await pass(
+              { layer: l, stage, next: false },
+              (k) => states[k]!,
+              (out) => out.moments!,
+            )
           ).map((batches) => {
             const first = batches[0]!;
-            const stats = { inputs: createPairStats(first.inputs.meanA.length, first.inputs.meanB.length), targets: createPairStats(first.targets.meanA.length, 0) };
+            const stats = {
+              inputs: createPairStats(first.inputs.meanA.length, first.inputs.meanB.length),
+              targets: createPairStats(first.targets.meanA.length, 0),
+            };
             for (const m of batches) {
               addMoments(stats.inputs, m.inputs);
               addMoments(stats.targets, m.targets);
@@ -292,7 +306,12 @@ export const lsq: MergeMethod = {
           merged = await refitStage(stage, measured, merged, fixedGamma, ctx, gemm, l);
         }
         // The refit layer's outputs (and the endpoints') enter the next layer.
-        if (l + 1 < cfg.layers) states = await pass({ layer: l, next: true }, (k) => states[k]!, (_, out) => out.next!);
+        if (l + 1 < cfg.layers)
+          states = await pass(
+            { layer: l, next: true },
+            (k) => states[k]!,
+            (out) => out.next!,
+          );
       }
     } finally {
       await gemm.release();
