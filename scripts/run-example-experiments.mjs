@@ -192,18 +192,28 @@ function choose(valRuns) {
   const val = collect(valRuns);
   const oneSize = valRuns[0].parameters.anchor;
   const merged = [...new Set([...val.values()].filter((e) => e.lambda !== null).map((e) => e.system))];
-  const meanOverLambdas = (system) => meanOf(LAMBDAS.map((l) => meanOf(val.get(`${system}@${l}`)?.average ?? [NaN])));
-  const bestLambda = (system) =>
-    LAMBDAS.reduce((b, l) => (meanOf(val.get(`${system}@${l}`).average) > meanOf(val.get(`${system}@${b}`).average) ? l : b));
+  // Systems added by a partial run (--only) on fewer seeds are compared with the others on the seeds they all have
+  // (runs are loaded in seed order, so those are the first entries).
+  const common = Math.min(...[...val.values()].filter((e) => e.lambda !== null).map((e) => e.average.length));
+  const score = (system, l) => meanOf((val.get(`${system}@${l}`)?.average ?? [NaN]).slice(0, common));
+  const meanOverLambdas = (system) => meanOf(LAMBDAS.map((l) => score(system, l)));
+  const bestLambda = (system) => LAMBDAS.reduce((b, l) => (score(system, l) > score(system, b) ? l : b));
   const pick = (candidates) => candidates.reduce((b, s) => (meanOverLambdas(s) > meanOverLambdas(b) ? s : b));
   const aligned = merged.filter((s) => s !== 'unaligned' && s !== 'linear');
   const sameSize = aligned.filter((s) => valRuns[0].parameters[s] === oneSize);
   const narrow = aligned.filter((s) => widthOf(valRuns[0], s) <= 1.25);
   const best = pick(sameSize);
-  const bestNarrow = narrow.reduce((b, s) =>
-    meanOf(val.get(`${s}@${bestLambda(s)}`).average) > meanOf(val.get(`${b}@${bestLambda(b)}`).average) ? s : b,
-  );
-  return { best, bestLambda: bestLambda(best), bestNarrow, bestNarrowLambda: bestLambda(bestNarrow), validation: val };
+  const bestNarrow = narrow.reduce((b, s) => (score(s, bestLambda(s)) > score(b, bestLambda(b)) ? s : b));
+  return {
+    best,
+    bestLambda: bestLambda(best),
+    lambdaOf: bestLambda,
+    bestNarrow,
+    bestNarrowLambda: bestLambda(bestNarrow),
+    validation: val,
+    common,
+    meanOverLambdas,
+  };
 }
 
 const fmt = (xs) => `${meanOf(xs).toFixed(3)} ± ${sdOf(xs).toFixed(3)}`;
@@ -233,16 +243,16 @@ async function report() {
       `| ${s} (${s === 'anchor' ? 'speech' : 'music'}) | ${params[s].toLocaleString('en')} | ${LAMBDAS.map(() => fmt(test.get(`${s}@null`).average)).join(' | ')} | ${meanOf(choice.validation.get(`${s}@null`).average).toFixed(3)} |`,
     );
   for (const s of systems) {
-    const val = validated(s) ? meanOf(LAMBDAS.map((l) => meanOf(choice.validation.get(`${s}@${l}`).average))).toFixed(3) : 'not run';
+    const val = validated(s) ? choice.meanOverLambdas(s).toFixed(3) : 'not run';
     lines.push(
       `| ${s} | ${(params[s] ?? params.anchor).toLocaleString('en')} | ${LAMBDAS.map((l) => (test.has(`${s}@${l}`) ? fmt(test.get(`${s}@${l}`).average) : '-')).join(' | ')} | ${val} |`,
     );
   }
   const valSystems = [...new Set([...choice.validation.values()].filter((e) => e.lambda !== null).map((e) => e.system))];
-  const valMean = (s) => meanOf(LAMBDAS.map((l) => meanOf(choice.validation.get(`${s}@${l}`).average)));
+  const valMean = choice.meanOverLambdas;
   lines.push('');
   lines.push(
-    `Validation, five-task average, mean over seeds and λ (every candidate; the choice is made here): ${valSystems
+    `Validation, five-task average, mean over λ and over ${choice.common === seeds.length ? 'the seeds' : `seed${choice.common > 1 ? 's' : ''} ${seeds.slice(0, choice.common).join(', ')} (the seeds every candidate was run on)`} (every candidate; the choice is made here): ${valSystems
       .sort((a, b) => valMean(b) - valMean(a))
       .map((s) => `${s} ${valMean(s).toFixed(3)}`)
       .join(', ')}.`,
@@ -252,10 +262,7 @@ async function report() {
   lines.push('');
   lines.push(`| system | λ | ${tasks.join(' | ')} |`);
   lines.push(`|---|---|${tasks.map(() => '---').join('|')}|`);
-  const valBest = (s) =>
-    LAMBDAS.reduce((b, l) =>
-      meanOf(choice.validation.get(`${s}@${l}`).average) > meanOf(choice.validation.get(`${s}@${b}`).average) ? l : b,
-    );
+  const valBest = choice.lambdaOf;
   for (const s of ['anchor', 'other', ...systems.filter(validated)]) {
     const l = s === 'anchor' || s === 'other' ? null : valBest(s);
     lines.push(`| ${s} | ${l ?? '-'} | ${tasks.map((t) => meanOf(test.get(`${s}@${l}`).tasks.get(t)).toFixed(3)).join(' | ')} |`);
