@@ -75,6 +75,9 @@ describe('FrontEndCache', () => {
     for (const c of clips) cache.store('b', c, rows()); // 'a' (empty) goes, then 'b' alone fills the bound
     expect(cache.rowsOf('b').size).toBe(3);
     expect(cache.size).toBe(1200);
+    cache.clear();
+    expect(cache.size).toBe(0);
+    expect(cache.rowsOf('b').size).toBe(0);
   });
 });
 

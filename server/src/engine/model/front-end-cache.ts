@@ -41,6 +41,12 @@ export class FrontEndCache {
     this.bytes += hidden0.byteLength;
   }
 
+  /** Drops every row (e.g. when no later system can share the front ends held). */
+  clear(): void {
+    this.models.clear();
+    this.bytes = 0;
+  }
+
   /** Bytes of rows held. */
   get size(): number {
     return this.bytes;

@@ -496,6 +496,7 @@ async function evaluateVariants(v: VariantInputs): Promise<NonNullable<MergeRepo
   for (const l of v.sweep) if (l !== v.lambda) points.push({ lambda: l, spec: l });
   points.sort((a, b) => (a.lambda ?? -1) - (b.lambda ?? -1));
   for (const p of points) {
+    frontEnds.clear(); // front ends are shared within one λ only
     await score(
       'unaligned',
       p.lambda,
