@@ -144,9 +144,9 @@ const mergeSchema = object({
       properties: {
         refit: array({
           optional: true,
-          default: ['v_proj', 'out_proj', 'intermediate_dense', 'output_dense'],
+          default: ['out_proj', 'output_dense'],
           description:
-            'Which linear projections of each transformer layer are refit, in forward order within the layer (the others keep the linear merge).',
+            "Which linear projections of each transformer layer are refit, in forward order within the layer (the others keep the linear merge). The default, the two output projections, scored best on the example's validation split (examples/README.md).",
           minItems: 1,
           uniqueItems: true,
           items: enumOf({
