@@ -224,7 +224,10 @@ async function report() {
   const choice = choose(valRuns);
   const test = collect(testRuns);
   const params = testRuns[0].parameters;
-  const systems = [...new Set([...test.values()].filter((e) => e.lambda !== null).map((e) => e.system))];
+  const first = ['unaligned', 'permuted'];
+  const systems = [...new Set([...test.values()].filter((e) => e.lambda !== null).map((e) => e.system))].sort(
+    (a, b) => (first.includes(b) ? 1 : 0) - (first.includes(a) ? 1 : 0) || first.indexOf(a) - first.indexOf(b),
+  );
   // A system added to the recipe after the validation runs has no validation scores: it is reported, never chosen.
   const validated = (s) => LAMBDAS.every((l) => choice.validation.has(`${s}@${l}`));
   const tasks = [...test.get('anchor@null').tasks.keys()];
@@ -252,7 +255,7 @@ async function report() {
   const valMean = choice.meanOverLambdas;
   lines.push('');
   lines.push(
-    `Validation, five-task average, mean over λ and over ${choice.common === seeds.length ? 'the seeds' : `seed${choice.common > 1 ? 's' : ''} ${seeds.slice(0, choice.common).join(', ')} (the seeds every candidate was run on)`} (every candidate; the choice is made here): ${valSystems
+    `Validation, five-task average, mean over λ and over ${choice.common === seeds.length ? 'the seeds' : `seed${choice.common > 1 ? 's' : ''} ${seeds.slice(0, choice.common).join(', ')}, the seeds every candidate was run on`}; every candidate, the choice is made here: ${valSystems
       .sort((a, b) => valMean(b) - valMean(a))
       .map((s) => `${s} ${valMean(s).toFixed(3)}`)
       .join(', ')}.`,
@@ -296,12 +299,29 @@ async function report() {
   lines.push(
     `- With width ≤ 1.25 beats both source models (${avg('anchor', null).toFixed(3)} and ${avg('other', null).toFixed(3)}): ${narrow > better ? '**met**' : '**not met**'} (${choice.bestNarrow} λ = ${choice.bestNarrowLambda}: ${narrow.toFixed(3)}, ${narrow > better ? '+' : ''}${(100 * (narrow - better)).toFixed(1)} points against the better one${narrow > both ? `, +${(100 * (narrow - both)).toFixed(1)} against the other` : ''}).`,
   );
+  // Partial runs (--only) kept the other systems' rows from earlier runs: say so, with how far the systems that both
+  // runs scored (sources, unaligned, permuted) moved, so the mix of code versions is visible.
+  const partials = [...valRuns, ...testRuns].flatMap((r) => (r.partial ?? []).map((p) => ({ split: r.split, seed: r.seed, ...p })));
+  if (partials.length) {
+    const ranIn = (split) => {
+      const ps = partials.filter((p) => p.split === split);
+      const names = [...new Set(ps.flatMap((p) => p.ran))].filter((s) => !['anchor', 'other', 'unaligned', 'permuted'].includes(s));
+      return ps.length ? `${split} (seed ${[...new Set(ps.map((p) => p.seed))].join(', ')}): ${names.map((s) => `\`${s}\``).join(', ')}` : undefined;
+    };
+    // Only systems whose settings and code did not change between the runs (the sources and the main settings).
+    const unchanged = ['anchor', 'other', 'unaligned', 'permuted'];
+    const moved = Math.max(...partials.flatMap((p) => unchanged.map((s) => p.maxScoreChangeOfRerunSystems[s] ?? 0)));
+    lines.push('');
+    lines.push(
+      `Partial reruns with the current code, beside the sources, \`unaligned\` and \`permuted\`: ${['validation', 'test'].map(ranIn).filter(Boolean).join('; ')}. The other systems' rows come from the earlier full runs. The sources, \`unaligned\` and \`permuted\`, scored by both, moved by up to ${moved.toFixed(3)} on a single task's accuracy (the evaluation code changed in between; a task has 40–120 test clips, so 0.025 is one clip at 40).`,
+    );
+  }
   const seconds = testRuns.map(
     (r) => r.evaluateSecondsPerSystem ?? r.timings.evaluate / new Set(r.averages.map((a) => `${a.variant}@${a.lambda}`)).size,
   );
   lines.push('');
   lines.push(
-    `Evaluation time on the shared 2-core machine: ${meanOf(seconds).toFixed(1)} s per system (mean over the test runs; wall time, whatever else was running).`,
+    `Evaluate stage on the shared 2-core machine: ${meanOf(seconds).toFixed(1)} s per system and λ (mean over the test runs; wall time whatever else was running; it includes building each merge, so lsq's refit too).`,
   );
   lines.push('', END);
   const text = await fs.readFile(readme, 'utf8');
