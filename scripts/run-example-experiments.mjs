@@ -38,6 +38,7 @@ const readme = path.resolve(root, arg('readme', 'examples/README.md'));
 const LAMBDAS = [0.3, 0.5, 0.7, 0.9];
 // Settings tried on validation beside the recipe's own variants; the test runs add the ones chosen there.
 const RESIDUAL = ['cnn', 'attention', 'ffn', 'residual'];
+const OUTPUTS = ['out_proj', 'output_dense'];
 const ALL_PROJECTIONS = ['q_proj', 'k_proj', 'v_proj', 'out_proj', 'intermediate_dense', 'output_dense'];
 const CANDIDATES = [
   { name: 'residual-repair', align: { permute: RESIDUAL }, merge: { repair: true } },
@@ -45,12 +46,12 @@ const CANDIDATES = [
   { name: 'zip150', merge: { width: 1.5 } },
   { name: 'residual-zip125-repair', align: { permute: RESIDUAL }, merge: { width: 1.25, repair: true } },
   // Least-squares refit: which projections, the ridge, and on top of residual permutation / repair.
-  { name: 'lsq-outputs', merge: { method: 'lsq', lsq: { refit: ['out_proj', 'output_dense'] } } },
+  { name: 'lsq-outputs', merge: { method: 'lsq', lsq: { refit: OUTPUTS } } },
   { name: 'lsq-all', merge: { method: 'lsq', lsq: { refit: ALL_PROJECTIONS } } },
   { name: 'lsq-ridge0.01', merge: { method: 'lsq', lsq: { ridge: 0.01 } } },
   { name: 'lsq-ridge0.1', merge: { method: 'lsq', lsq: { ridge: 0.1 } } },
-  { name: 'residual-lsq', align: { permute: RESIDUAL }, merge: { method: 'lsq' } },
-  { name: 'lsq-repair', merge: { method: 'lsq', repair: true } },
+  { name: 'residual-lsq', align: { permute: RESIDUAL }, merge: { method: 'lsq', lsq: { refit: OUTPUTS } } },
+  { name: 'lsq-repair', merge: { method: 'lsq', repair: true, lsq: { refit: OUTPUTS } } },
 ];
 const cli = path.resolve(root, arg('cli', 'bin/merge-studio.js'));
 const threads = arg('threads', '') ? Number(arg('threads', '')) : undefined;
