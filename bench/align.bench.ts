@@ -14,7 +14,6 @@ import { permutationsFromCorrelations } from '../server/src/engine/align/solve';
 import { buildPermutationSpec } from '../server/src/engine/align/spec';
 import { correlation } from '../server/src/engine/align/stats';
 import { shutdownLapWorker } from '../server/src/engine/align/lap-async';
-import type { ProbeSet } from '../server/src/engine/io/probe';
 import { framesFor } from '../server/src/engine/model/encoder';
 import { GraphBuilder } from '../server/src/engine/model/graph-builder';
 import { tapWidth } from '../server/src/engine/model/pair-graph';
@@ -24,6 +23,7 @@ import { parameterCount } from '../server/src/engine/model/weights';
 import { planStatistics } from '../server/src/engine/pipeline/memory-plan';
 import { defaultBatchSize, tapsFor } from '../server/src/engine/pipeline/plan';
 import { collectStatistics } from '../server/src/engine/pipeline/statistics';
+import { syntheticProbe } from './synthetic-probe';
 import { MiB, reportFromChild, runMeasuredChild } from './peak-rss';
 
 const arg = (k: string, d: number) => {
@@ -37,36 +37,6 @@ const memoryArg = process.argv.indexOf('--memory');
 const memory = memoryArg > 0 ? process.argv[memoryArg + 1] : undefined;
 const lengthsArg = process.argv.indexOf('--lengths');
 const lengths = lengthsArg > 0 ? process.argv[lengthsArg + 1]!.split(',').map(Number) : [40, 240];
-
-function probeOf(totalSeconds: number, rate: number): ProbeSet {
-  const segmentSamples = segment * rate;
-  const n = Math.max(1, Math.round(totalSeconds / segment));
-  const segments = Array.from({ length: n }, (_, i) => ({
-    source: 0,
-    file: `synthetic-${i}`,
-    offsetSamples: 0,
-    offsetSeconds: 0,
-    paddedSamples: 0,
-    // Made when a batch reads it (the probe's memory is not the statistics step's).
-    get samples() {
-      const rand = mulberry32(3 + i);
-      return Float32Array.from(
-        { length: segmentSamples },
-        (_, t) => 0.2 * Math.sin((2 * Math.PI * (110 + 40 * i) * t) / rate) + 0.05 * (rand() - 0.5),
-      );
-    },
-  }));
-  return {
-    sampleRate: rate,
-    segmentSeconds: segment,
-    segmentSamples,
-    seed: 0,
-    segments,
-    sources: [],
-    totalSegments: n,
-    totalSeconds: n * segment,
-  } as unknown as ProbeSet;
-}
 
 /** GFLOP/s of onnxruntime's MatMul at the FFN tap's shape: per wall second and per CPU second of this process. */
 async function matmulCeiling(rows: number, d: number): Promise<{ wall: number; cpu: number }> {
@@ -129,7 +99,7 @@ async function measure(total: number, withAssignment: boolean): Promise<Measured
   const segmentSamples = segment * cfg.sampleRate;
   const batchSize = defaultBatchSize(cfg, segmentSamples);
   const plan = planStatistics(cfg, taps, segmentSamples, { batchSize, ...(memory ? { memory } : {}) });
-  const probe = probeOf(total, cfg.sampleRate);
+  const probe = syntheticProbe(total, segment, cfg.sampleRate);
   const t = performance.now();
   let firstBatch = 0;
   let cpuAtFirstBatch = process.cpuUsage();

@@ -20,7 +20,6 @@ import { solveLap } from '../server/src/engine/align/lap';
 import { permutationsFromCorrelations } from '../server/src/engine/align/solve';
 import { buildPermutationSpec } from '../server/src/engine/align/spec';
 import { correlation } from '../server/src/engine/align/stats';
-import type { ProbeSet } from '../server/src/engine/io/probe';
 import { EncoderSession, hiddenStateOutputs } from '../server/src/engine/model/encoder';
 import { hubertBaseConfig, randomWeights } from '../server/src/engine/model/random';
 import { probeBackend, type Backend, type Precision } from '../server/src/engine/model/runtime';
@@ -28,6 +27,7 @@ import { parameterCount } from '../server/src/engine/model/weights';
 import { defaultBatchSize, tapsFor } from '../server/src/engine/pipeline/plan';
 import { collectStatistics } from '../server/src/engine/pipeline/statistics';
 import { mulberry32 } from '../server/src/engine/random';
+import { syntheticProbe } from './synthetic-probe';
 import { MiB, reportFromChild, runMeasuredChild } from './peak-rss';
 
 const argOf = (k: string, d: string) => {
@@ -65,28 +65,6 @@ function waveform(seconds: number, rate: number, seed: number, pitch = 110): Flo
     (_, t) =>
       0.2 * Math.sin((2 * Math.PI * pitch * t) / rate) + 0.1 * Math.sin((2 * Math.PI * 3.7 * pitch * t) / rate) + 0.05 * (rand() - 0.5),
   );
-}
-
-function probeOf(totalSeconds: number, rate: number): ProbeSet {
-  const n = Math.max(1, Math.round(totalSeconds / segment));
-  const segments = Array.from({ length: n }, (_, i) => ({
-    source: 0,
-    file: `synthetic-${i}`,
-    offsetSamples: 0,
-    offsetSeconds: 0,
-    paddedSamples: 0,
-    samples: waveform(segment, rate, 100 + i, 110 + 40 * i),
-  }));
-  return {
-    sampleRate: rate,
-    segmentSeconds: segment,
-    segmentSamples: segment * rate,
-    seed: 0,
-    segments,
-    sources: [],
-    totalSegments: n,
-    totalSeconds: n * segment,
-  } as unknown as ProbeSet;
 }
 
 interface ForwardResult {
@@ -135,7 +113,7 @@ async function statisticsChild(backend: Backend, precision: Precision, batch: nu
   const anchor = { config: cfg, weights: randomWeights(cfg, 1) };
   const other = { config: cfg, weights: randomWeights(cfg, 2) };
   const taps = tapsFor(cfg, ['cnn', 'attention', 'ffn'], 'reorder');
-  const probe = probeOf(probeSeconds, cfg.sampleRate);
+  const probe = syntheticProbe(probeSeconds, segment, cfg.sampleRate);
   const batchSize = batch || defaultBatchSize(cfg, probe.segmentSamples);
   const times: number[] = [];
   let last = performance.now();

@@ -25,6 +25,7 @@ import { systemsOf } from '../../server/src/engine/pipeline/systems';
 import { mulberry32 } from '../../server/src/engine/random';
 import type { Recipe } from '../../server/src/engine/recipe/schema';
 import { engineError } from '../helpers/errors';
+import { maxRelativeError } from '../helpers/reference';
 import { tinyHubertConfig } from '../helpers/tiny-model';
 
 /** Float64 reference: solve A x = b by Gaussian elimination with partial pivoting. */
@@ -171,16 +172,6 @@ async function measuredSystem(
   return stageSystem(stats!, stage, anchor, other, gemm);
 }
 
-function maxRelative(got: ArrayLike<number>, want: ArrayLike<number>): number {
-  let err = 0;
-  let scale = 0;
-  for (let i = 0; i < want.length; i++) {
-    err = Math.max(err, Math.abs(got[i]! - want[i]!));
-    scale = Math.max(scale, Math.abs(want[i]!));
-  }
-  return err / scale;
-}
-
 let gemm: Gemm64;
 beforeAll(async () => {
   gemm = await Gemm64.create({});
@@ -276,10 +267,10 @@ describe('least-squares refit (merge.method lsq)', () => {
     const want = await referenceSystem(merged, anchor, other, stage, probe);
     expect(got.n).toBe(want.n);
     expect(got.q).toBe(want.q);
-    expect(maxRelative(got.cxx, want.cxx)).toBeLessThan(1e-4);
-    expect(maxRelative(got.cxy, want.cxy)).toBeLessThan(1e-4);
-    expect(maxRelative(got.meanY, want.meanY)).toBeLessThan(1e-4);
-    expect(maxRelative(got.m2Y, want.m2Y)).toBeLessThan(1e-4);
+    expect(maxRelativeError(got.cxx, want.cxx)).toBeLessThan(1e-4);
+    expect(maxRelativeError(got.cxy, want.cxy)).toBeLessThan(1e-4);
+    expect(maxRelativeError(got.meanY, want.meanY)).toBeLessThan(1e-4);
+    expect(maxRelativeError(got.m2Y, want.m2Y)).toBeLessThan(1e-4);
   });
 
   it.each([
@@ -300,7 +291,7 @@ describe('least-squares refit (merge.method lsq)', () => {
       emit: () => undefined,
       signal: undefined,
     });
-    for (const [name, t] of w) expect(maxRelative(merged.get(name)!.data, t.data), name).toBeLessThan(1e-5);
+    for (const [name, t] of w) expect(maxRelativeError(merged.get(name)!.data, t.data), name).toBeLessThan(1e-5);
   });
 
   it("fits the target better than the linear merge where both see the same input (layer 0's q/k/v)", async () => {
