@@ -150,20 +150,12 @@ export async function runLoadedRecipe(loaded: LoadedRecipe, opts: RunOptions = {
     });
   }
 
-  // Alignment, by the method the recipe names (align/methods/).
+  // Alignment, by the method the recipe names (align/methods/); variants that align differently reuse the context.
+  const alignCtx = { anchor, other, spec, probe, seed, batchSize: recipe.runtime.batch_size, session, stage, emit, signal: opts.signal };
   const aligned = await alignMethod(align.method).align({
-    anchor,
-    other,
-    spec,
-    probe,
+    ...alignCtx,
     permute: align.permute,
     heads: align.heads,
-    seed,
-    batchSize: recipe.runtime.batch_size,
-    session,
-    stage,
-    emit,
-    signal: opts.signal,
     memory: recipe.runtime.memory,
     shards: opts.statsDirs
       ? { dirs: opts.statsDirs, recipe, baseDir: path.dirname(loaded.file), modelDirs: { anchor: anchor.source, other: other.source } }
@@ -190,18 +182,6 @@ export async function runLoadedRecipe(loaded: LoadedRecipe, opts: RunOptions = {
   // The main settings and each variant (pipeline/systems.ts); variants that align differently align here, once each.
   const systems = systemsOf(recipe);
   const alignments = new Map([[alignmentKey(recipe.align), Promise.resolve(aligned)]]);
-  const alignCtx = {
-    anchor,
-    other,
-    spec,
-    probe,
-    seed,
-    batchSize: recipe.runtime.batch_size,
-    session,
-    stage,
-    emit,
-    signal: opts.signal,
-  };
   for (const s of systems.slice(1)) await alignmentFor(s, alignments, alignCtx);
   const buildCtx: BuildContext = { anchor, other, probe, batchSize: recipe.runtime.batch_size, seed, session, emit, signal: opts.signal };
   const systemReports = new Map<string, SystemReport>();
