@@ -21,6 +21,12 @@ import { LANGUAGE_ID } from './recipes';
 import { unsupportedPlatformReason } from '../../protocol/platform';
 import { StatusBar } from './status';
 
+/** The code lenses the server gave for one document. */
+export interface LensesProvided {
+  uri: vscode.Uri;
+  lenses: readonly vscode.CodeLens[];
+}
+
 /** A context whose client is running, by type: what commands that talk to the server receive. */
 export type CtxInit = Ctx & { readonly client: LanguageClient };
 
@@ -43,9 +49,12 @@ export class Ctx implements vscode.Disposable {
   private readonly disposables: vscode.Disposable[] = [];
   private stoppingOnPurpose = false;
   private serverCaps: lsp.MergeStudioServerCapabilities | undefined;
+  private readonly lensesProvided = new vscode.EventEmitter<LensesProvided>();
+  /** Fires whenever the server's code lenses for a recipe reach the editor (after a run, a report on disk…). */
+  readonly onDidProvideCodeLenses = this.lensesProvided.event;
 
   constructor(readonly extCtx: vscode.ExtensionContext) {
-    this.disposables.push(this.outputChannel, this.status, this.jobs);
+    this.disposables.push(this.outputChannel, this.status, this.jobs, this.lensesProvided);
     this.panels = ReportPanels.register(extCtx, { getReport: async (jobId) => (await this.getReport(jobId)).report }, this.outputChannel);
     this.jobs.onDidChange(() => this.status.update({ runningJob: this.jobs.running }), undefined, this.disposables);
   }
@@ -142,6 +151,14 @@ export class Ctx implements vscode.Disposable {
         // Read by the server at start; later changes of the section reach it as didChangeConfiguration.
         initializationOptions: { lowCorrelationThreshold: this.config.lowCorrelationThreshold } satisfies lsp.MergeStudioSettings,
         synchronize: { configurationSection: 'mergeStudio' },
+        middleware: {
+          // The lenses say whether a recipe has a report (however it was made); the report context key follows them.
+          provideCodeLenses: async (document, token, next) => {
+            const lenses = await next(document, token);
+            if (lenses && !token.isCancellationRequested) this.lensesProvided.fire({ uri: document.uri, lenses });
+            return lenses;
+          },
+        },
       };
       const client = new LanguageClient('mergeStudio', 'Merge Studio', serverOptions, clientOptions);
       client.registerFeature(new MergeStudioFeature());

@@ -23,7 +23,7 @@ export function activate(context: vscode.ExtensionContext): MergeStudioApi {
   ctx = c;
   context.subscriptions.push(c);
   registerCommands(c, createCommands());
-  c.pushCleanup(new ReportContext(c.jobs));
+  c.pushCleanup(new ReportContext(c.jobs, c.onDidProvideCodeLenses));
 
   const onDocument = (doc: vscode.TextDocument): void => {
     void applyRecipeGlobs(doc, c.config).catch((e) => c.outputChannel.warn(`recipeGlobs: ${String(e)}`));

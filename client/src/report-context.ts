@@ -7,6 +7,7 @@
 import * as vscode from 'vscode';
 import type { OpenReportPanelArgs } from '../../protocol/lsp-ext';
 import { OPEN_PANEL_COMMANDS } from '../../protocol/lsp-ext';
+import type { LensesProvided } from './ctx';
 import type { JobTracker } from './jobs';
 import { isRecipe } from './recipes';
 
@@ -16,7 +17,11 @@ const PANEL_COMMANDS = new Set<string>(Object.values(OPEN_PANEL_COMMANDS));
 export async function reportOfActiveRecipe(): Promise<string | undefined> {
   const doc = vscode.window.activeTextEditor?.document;
   if (!doc || !isRecipe(doc)) return undefined;
-  const lenses = (await vscode.commands.executeCommand<vscode.CodeLens[]>('vscode.executeCodeLensProvider', doc.uri, 10)) ?? [];
+  return reportOfLenses((await vscode.commands.executeCommand<vscode.CodeLens[]>('vscode.executeCodeLensProvider', doc.uri, 10)) ?? []);
+}
+
+/** The report id a recipe's lenses open (its report panels), if any. */
+function reportOfLenses(lenses: readonly vscode.CodeLens[]): string | undefined {
   for (const lens of lenses) {
     const args = lens.command?.arguments?.[0] as Partial<OpenReportPanelArgs> | undefined;
     if (lens.command && PANEL_COMMANDS.has(lens.command.command) && typeof args?.jobId === 'string') return args.jobId;
@@ -30,9 +35,20 @@ export class ReportContext implements vscode.Disposable {
   private timer: NodeJS.Timeout | undefined;
   private last: boolean | undefined;
 
-  constructor(private readonly jobs: JobTracker) {
+  constructor(
+    private readonly jobs: JobTracker,
+    onDidProvideCodeLenses: vscode.Event<LensesProvided>,
+  ) {
     const soon = () => this.schedule();
     this.disposables.push(vscode.window.onDidChangeActiveTextEditor(soon), jobs.onDidChange(soon));
+    // The server refreshes its lenses when it finds a report (a CLI run's, seen by its own file watcher): follow the
+    // lenses of the active recipe as they arrive, whatever the order of the two watchers' events.
+    this.disposables.push(
+      onDidProvideCodeLenses(({ uri, lenses }) => {
+        if (uri.toString() !== vscode.window.activeTextEditor?.document.uri.toString()) return;
+        void this.set(Boolean(this.jobs.lastReportJob) || Boolean(reportOfLenses(lenses))).catch(() => undefined);
+      }),
+    );
     // A CLI run writes <output>/report.json; the server's lenses follow it, a moment later.
     const watcher = vscode.workspace.createFileSystemWatcher('**/report.json');
     this.disposables.push(watcher, watcher.onDidCreate(soon), watcher.onDidChange(soon), watcher.onDidDelete(soon));
@@ -46,7 +62,10 @@ export class ReportContext implements vscode.Disposable {
   }
 
   async refresh(): Promise<boolean> {
-    const has = Boolean(this.jobs.lastReportJob) || Boolean(await reportOfActiveRecipe());
+    return this.set(Boolean(this.jobs.lastReportJob) || Boolean(await reportOfActiveRecipe()));
+  }
+
+  private async set(has: boolean): Promise<boolean> {
     if (has !== this.last) {
       this.last = has;
       await vscode.commands.executeCommand('setContext', 'mergeStudio.hasReport', has);

@@ -4,7 +4,7 @@
  * the server; cleared by edits that change what the run ran, kept by those that do not.
  */
 import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -271,6 +271,26 @@ describe('a report on disk beside the recipe', () => {
     });
     await client.diagnostics.next((d) => d.uri === uri && low(d.diagnostics).length === 0, from2);
     expect(await lenses()).toEqual([]);
+  });
+
+  it('a report the watcher sees in a run’s staging folder appears once the folder is renamed into place', async () => {
+    writeFileSync(recipeFile, RECIPE);
+    expect(low(await client.open(uri, RECIPE))).toEqual([]);
+    // A run writes into `.out.staging-…` and renames it to `out`; the watcher reports only the staged file.
+    const reportPath = writeRun(RECIPE);
+    const staging = path.join(dir, `.out.staging-${process.pid}-0a1b2c3d`);
+    renameSync(path.dirname(reportPath), staging);
+    const from = client.diagnostics.values.length;
+    await client.connection.sendNotification(DidChangeWatchedFilesNotification.type, {
+      changes: [{ uri: fileUri(path.join(staging, 'report.json')), type: FileChangeType.Created }],
+    });
+    // The event is handled before the rename: nothing to show yet.
+    await client.diagnostics.next((d) => d.uri === uri, from);
+    expect(await lenses()).toEqual([]);
+    renameSync(staging, path.dirname(reportPath));
+    const published = await client.diagnostics.next((d) => d.uri === uri && low(d.diagnostics).length === 2, from);
+    expect(low(published.diagnostics)).toHaveLength(2);
+    expect(await lenses()).toHaveLength(7);
   });
 });
 

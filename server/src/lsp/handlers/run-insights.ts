@@ -2,6 +2,7 @@
  * The last run of each recipe in the editor: a finished job's report, or a report.json that appears on disk
  * (file watching), becomes lenses, warnings and hovers; the warning threshold follows the settings.
  */
+import * as path from 'node:path';
 import { DidChangeConfigurationNotification, DidChangeWatchedFilesNotification } from 'vscode-languageserver';
 import type * as lsp from '../../../../protocol/lsp-ext';
 import { uriToPath } from '../documents';
@@ -30,25 +31,61 @@ export interface RunInsightHandlers {
   attachRun(job: Job, reportPath: string): Promise<void>;
 }
 
+/**
+ * A run writes report.json into a hidden staging folder (`.<name>.staging-…`) and then renames the folder into
+ * place; a watcher reports the file's creation but not the folder's rename, which may not have happened yet when
+ * the event is handled. After such an event the recipes' reports are looked for again at these delays (ms).
+ */
+const STAGED_REPORT_RECHECKS_MS = [250, 1000, 3000, 8000];
+const STAGING_FOLDER = /^\..+\.staging-[^/\\]+$/;
+
 export function registerRunInsights(ctx: ServerContext, validation: Validation): RunInsightHandlers {
   const { connection, insights } = ctx;
+
+  /** Looks for each open recipe's report again; refreshes the lenses when one changed. */
+  const rediscover = async (): Promise<boolean> => {
+    let changed = false;
+    for (const doc of ctx.documents.all()) {
+      const file = uriToPath(doc.uri);
+      if (file && (await insights.discover(doc.uri, file, ctx.parses.structure(doc), true))) changed = true;
+    }
+    return changed;
+  };
+  let rechecks: NodeJS.Timeout[] = [];
+  const recheckAfterStaging = (): void => {
+    rechecks.forEach(clearTimeout);
+    // unref: pending rechecks never keep a shut-down server alive.
+    rechecks = STAGED_REPORT_RECHECKS_MS.map((ms) =>
+      setTimeout(
+        () =>
+          void ctx.guard('file watching', undefined, async () => {
+            if (!(await rediscover())) return;
+            ctx.refreshLenses();
+            validation.revalidateAll();
+          }),
+        ms,
+      ).unref(),
+    );
+  };
 
   connection.onDidChangeWatchedFiles((params) =>
     ctx.guard('file watching', undefined, async () => {
       let reports = false;
+      let staged = false;
       for (const change of Array.isArray(params?.changes) ? params.changes : []) {
         const file = typeof change?.uri === 'string' ? uriToPath(change.uri) : undefined;
         if (file) ctx.disk.cache.invalidate(file);
-        if (file?.endsWith('report.json')) reports = true;
+        if (file && path.basename(file) === 'report.json') {
+          reports = true;
+          if (STAGING_FOLDER.test(path.basename(path.dirname(file)))) staged = true;
+        }
       }
       // A run from the command line (or a deleted output folder): look for each recipe's report again.
       if (reports) {
-        for (const doc of ctx.documents.all()) {
-          const file = uriToPath(doc.uri);
-          if (file) await insights.discover(doc.uri, file, ctx.parses.structure(doc), true);
-        }
+        await rediscover();
         ctx.refreshLenses();
       }
+      if (staged) recheckAfterStaging();
       validation.revalidateAll();
     }),
   );
