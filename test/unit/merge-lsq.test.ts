@@ -21,7 +21,9 @@ import { GraphBuilder } from '../../server/src/engine/model/graph-builder';
 import { randomWeights } from '../../server/src/engine/model/random';
 import type { TapName } from '../../server/src/engine/model/taps';
 import type { WeightMap } from '../../server/src/engine/model/tensor';
-import { systemsOf } from '../../server/src/engine/pipeline/systems';
+import type { AlignOutcome } from '../../server/src/engine/align/methods/method';
+import { zipFeedForward } from '../../server/src/engine/merge/zip';
+import { buildSystem, systemsOf } from '../../server/src/engine/pipeline/systems';
 import { mulberry32 } from '../../server/src/engine/random';
 import type { Recipe } from '../../server/src/engine/recipe/schema';
 import { engineError } from '../helpers/errors';
@@ -368,5 +370,106 @@ describe('least-squares refit (merge.method lsq)', () => {
     expect(systems[1]!.merge.lsq).toEqual({ refit: ['out_proj'], ridge: 0.5 });
     expect(systems[2]!.merge.lsq).toEqual({ refit: ['v_proj', 'out_proj'], ridge: 'auto' });
     expect(systems[3]!.merge.lsq).toEqual({ refit: ['out_proj'], ridge: 0.01 });
+  });
+});
+
+describe('least-squares refit on a zipped FFN (merge.method lsq with merge.width > 1)', () => {
+  const zipped = (anchor: WeightMap, other: WeightMap, lambda: number, width: number, base?: WeightMap) =>
+    zipFeedForward({ config: cfg, anchor, other, merged: base ?? linearOf(anchor, other, lambda), lambda, width });
+  const linearOf = (anchor: WeightMap, other: WeightMap, lambda: number) => {
+    const out: WeightMap = new Map();
+    for (const [name, t] of anchor) {
+      const u = other.get(name)!.data;
+      out.set(name, { shape: [...t.shape], data: t.data.map((v, i) => lambda * v + (1 - lambda) * u[i]!) });
+    }
+    return out;
+  };
+  const ctxOf = (anchor: WeightMap, other: WeightMap, lambda: number, probe: ProbeSet) => ({
+    config: cfg,
+    anchor,
+    other,
+    lambda,
+    probe,
+    batchSize: 4,
+    seed: 0,
+    session: {},
+    emit: () => undefined,
+    signal: undefined,
+  });
+
+  it('output_dense stage moments over a wider merged FFN match a float64 reference', async () => {
+    const anchor = randomWeights(cfg, 4);
+    const other = randomWeights(cfg, 5);
+    const z = zipped(anchor, other, 0.6, 1.5, randomWeights(cfg, 6));
+    expect(z.unmerged).toBeGreaterThan(0);
+    const stage = layerStages(1, ['output_dense'], () => 0.6)[0]!;
+    const probe = tinyProbe(7);
+    const got = await measuredSystem(z.weights, anchor, other, stage, probe);
+    const want = await referenceSystem(z.weights, anchor, other, stage, probe);
+    expect(got.p).toBe(cfg.intermediate + z.unmerged);
+    expect(want.p).toBe(got.p);
+    expect(maxRelativeError(got.cxx, want.cxx)).toBeLessThan(1e-4);
+    expect(maxRelativeError(got.cxy, want.cxy)).toBeLessThan(1e-4);
+    expect(maxRelativeError(got.meanX, want.meanX)).toBeLessThan(1e-4);
+    expect(maxRelativeError(got.meanY, want.meanY)).toBeLessThan(1e-4);
+    expect(maxRelativeError(got.m2Y, want.m2Y)).toBeLessThan(1e-4);
+  });
+
+  it('is function-preserving: two copies of one model, zipped, refit to the zipped weights (1e-5)', async () => {
+    const w = randomWeights(cfg, 4);
+    const z = zipped(w, w, 0.4, 1.5);
+    const merged = await lsq.merge({ ...ctxOf(w, w, 0.4, tinyProbe(10)), start: z, lsq: { refit: ['out_proj', 'output_dense'] } });
+    for (const [name, t] of z.weights) {
+      expect(merged.get(name)!.shape, name).toEqual(t.shape);
+      expect(maxRelativeError(merged.get(name)!.data, t.data), name).toBeLessThan(1e-5);
+    }
+  });
+
+  it('fits the output_dense target better than the zipped start, and refuses to refit intermediate_dense on it', async () => {
+    const anchor = randomWeights(cfg, 4);
+    const other = randomWeights(cfg, 5);
+    const probe = tinyProbe(10);
+    const z = zipped(anchor, other, 0.5, 1.25);
+    const refit = await lsq.merge({ ...ctxOf(anchor, other, 0.5, probe), start: z, lsq: { refit: ['output_dense'], ridge: 1e-3 } });
+    const stage = layerStages(0, ['output_dense'], () => 0.5)[0]!;
+    const sse = async (w: WeightMap) => {
+      const s = await measuredSystem(w, anchor, other, stage, probe);
+      const site = stage.sites[0]!;
+      return residual(s, Float64Array.from(w.get(site.weight)!.data), Float64Array.from(w.get(site.bias)!.data), gemm);
+    };
+    expect(await sse(refit)).toBeLessThan(0.9 * (await sse(z.weights)));
+    const e = await engineError(lsq.merge({ ...ctxOf(anchor, other, 0.5, probe), start: z, lsq: { refit: ['intermediate_dense'] } }));
+    expect(e.code).toBe('bad-recipe');
+    expect(e.message).toMatch(/intermediate_dense cannot be refit on a zipped FFN.*merge\.width: 1/);
+  });
+
+  it('buildSystem zips the linear merge first and refits that (lsq), but zips a linear merge after merging', async () => {
+    const anchor = randomWeights(cfg, 4);
+    const other = randomWeights(cfg, 5);
+    const probe = tinyProbe(10);
+    const aligned = {
+      perms: new Map(),
+      report: [],
+      permuted: other,
+      functionPreserving: false,
+      correlations: new Map(),
+      dead: new Map(),
+      moments: new Map(),
+    } as unknown as AlignOutcome;
+    const c = { anchor: { config: cfg, weights: anchor }, other: { config: cfg, weights: other }, probe, batchSize: 4, seed: 0, session: {}, emit: () => undefined, signal: undefined } as unknown as Parameters<typeof buildSystem>[3];
+    const settings = (method: 'lsq' | 'linear') => ({
+      name: method,
+      align: { method: 'correlation', permute: [], heads: 'reorder' } as unknown as Recipe['align'],
+      merge: { method, repair: false, width: 1.25, lsq: { refit: ['output_dense' as const], ridge: 0.01 } },
+    });
+    const built = await buildSystem(settings('lsq'), aligned, 0.5, c);
+    const z = zipped(anchor, other, 0.5, 1.25);
+    const want = await lsq.merge({ ...ctxOf(anchor, other, 0.5, probe), start: z, lsq: { refit: ['output_dense'], ridge: 0.01 } });
+    expect(built.config.intermediate).toBe(z.config.intermediate);
+    const name = 'encoder.layers.1.feed_forward.output_dense.weight';
+    expect(built.weights.get(name)!.shape).toEqual([cfg.hidden, z.config.intermediate]);
+    expect(maxRelativeError(built.weights.get(name)!.data, want.get(name)!.data)).toBeLessThan(1e-6);
+    const plain = await buildSystem(settings('linear'), aligned, 0.5, c);
+    expect(maxRelativeError(plain.weights.get(name)!.data, z.weights.get(name)!.data)).toBeLessThan(1e-6);
   });
 });

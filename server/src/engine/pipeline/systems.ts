@@ -2,7 +2,8 @@
  * The merged systems a run builds and compares: the main settings and each of the recipe's `variants` (their align
  * and merge keys override the main ones). Alignments are shared between systems that align the same way, and a
  * system's weights at one λ are: the merge method (merge/methods/) → partial zipping when `width` > 1
- * (merge/zip.ts) → statistics repair when `repair` (merge/repair.ts).
+ * (merge/zip.ts) → statistics repair when `repair` (merge/repair.ts). A method that refines a start (lsq) runs after
+ * the zipping instead, on the zipped interpolation.
  */
 import { alignMethod, type AlignContext, type AlignOutcome } from '../align/methods';
 import { groupName } from '../align/spec';
@@ -81,7 +82,8 @@ const endpointCache = new WeakMap<AlignOutcome, Promise<EndpointMoments>>();
 
 export async function buildSystem(s: SystemSettings, aligned: AlignOutcome, lambda: LambdaSpec, c: BuildContext): Promise<BuiltSystem> {
   const cfg = c.anchor.config;
-  let weights = await mergeMethod(s.merge.method).merge({
+  const method = mergeMethod(s.merge.method);
+  const mergeCtx = {
     config: cfg,
     anchor: c.anchor.weights,
     other: aligned.permuted,
@@ -93,7 +95,11 @@ export async function buildSystem(s: SystemSettings, aligned: AlignOutcome, lamb
     session: c.session,
     emit: c.emit,
     signal: c.signal,
-  });
+  };
+  // A method that refines a start (lsq) is handed the zipped interpolation, so its refit covers the unmerged units;
+  // any other method's merge is zipped afterwards.
+  const zipFirst = s.merge.width > 1 && method.refinesStart;
+  let weights = await (zipFirst ? mergeMethod(method.interpolation) : method).merge(mergeCtx);
   let config = cfg;
   // Which endpoint unit each FFN unit of the merged model stands for (zipping splits some), for repair's targets.
   let ffnOrigins: ((l: number) => { kind: 'merged' | 'anchor' | 'other'; unit: number }[]) | undefined;
@@ -107,7 +113,7 @@ export async function buildSystem(s: SystemSettings, aligned: AlignOutcome, lamb
       width: s.merge.width,
       similarity: (l) => matchedCorrelation(aligned, l, cfg.intermediate),
     });
-    weights = zipped.weights;
+    weights = zipFirst ? await method.merge({ ...mergeCtx, start: zipped }) : zipped.weights;
     config = zipped.config;
     ffnOrigins = (l) => zipped.origins.get(l)!;
   }

@@ -71,7 +71,7 @@ export interface TripleStates {
   frames: number;
 }
 
-/** Per-batch moments of one stage: `inputs` A = the merged model's input x (p units), B = [x, x_a, x_b] (3p units);
+/** Per-batch moments of one stage: `inputs` A = the merged model's input x (p units), B = [x, x_a, x_b] (p + p_a + p_b units);
  * `targets` A = the target y (q units), no B. */
 export interface StageMoments {
   inputs: BatchMoments;
@@ -148,7 +148,8 @@ export class TripleSession {
     if (this.next) result.next = { m: get('next_m'), a: get('next_a'), b: get('next_b'), batch, frames };
     if (this.moments) {
       const cross = get('cross');
-      const p = Math.round(Math.sqrt(cross.length / 3));
+      // cross is p × (p + p_a + p_b): the merged input's width p (wider than the endpoints' on a zipped FFN).
+      const p = cross.length / get('mean_z').length;
       const n = batch * frames;
       const none = new Float32Array(0);
       result.moments = {
@@ -171,8 +172,11 @@ function addStageMoments(
   models: { merged: Model; anchor: Model; other: Model },
   taps: Record<'m' | 'a' | 'b', TapValues>,
 ): void {
-  const p = models.merged.weights.get(stage.sites[0]!.weight)!.shape[1]!;
-  const rows = (side: 'm' | 'a' | 'b') => b.op('Reshape', [taps[side].get(stage.input)!, b.int64s([-1, p])], {}, `${side}/rows`);
+  const width = (m: Model) => m.weights.get(stage.sites[0]!.weight)!.shape[1]!;
+  const p = width(models.merged);
+  const role = Object.fromEntries(SIDES) as Record<'m' | 'a' | 'b', 'merged' | 'anchor' | 'other'>;
+  const rows = (side: 'm' | 'a' | 'b') =>
+    b.op('Reshape', [taps[side].get(stage.input)!, b.int64s([-1, width(models[role[side]])])], {}, `${side}/rows`);
   const [x, xa, xb] = [rows('m'), rows('a'), rows('b')];
   const centre = (v: string, name: string) => {
     const mean = b.op('ReduceMean', [v], { axes: [0], keepdims: 1 }, `${name}_mean_kd`);

@@ -1,6 +1,7 @@
 /**
  * `merge.method: lsq` — least-squares refit (after PLeaS, Nasery et al., "PLeaS: Merging Models with Permutations
- * and Least Squares", CVPR 2025). Start from the linear interpolation of the aligned models; then, layer by layer and
+ * and Least Squares", CVPR 2025). Start from the linear interpolation of the aligned models (with `merge.width` > 1,
+ * from its zipped form: the unmerged FFN units are then inputs of the output_dense refit); then, layer by layer and
  * within a layer in forward order, replace each refit projection (`merge.lsq.refit`: q/k/v_proj, out_proj,
  * intermediate_dense, output_dense) by the weights whose outputs on the probe audio best match the λ-mix of the
  * endpoints' outputs:
@@ -84,16 +85,22 @@ export async function stageSystem(
   gemm: Gemm64,
 ): Promise<StageSystem> {
   const s = stats.inputs;
+  // Input widths: the merged model's (p) and each endpoint's. They differ at output_dense when zipping widened the
+  // merged FFN (pipeline/systems.ts zips before a method that refits its start).
   const p = s.dimA;
-  const block = (k: number) => {
-    const out = new Float64Array(p * p);
-    for (let i = 0; i < p; i++) out.set(s.cross.subarray(i * 3 * p + k * p, i * 3 * p + (k + 1) * p), i * p);
+  const pa = anchor.get(stage.sites[0]!.weight)!.shape[1]!;
+  const pb = other.get(stage.sites[0]!.weight)!.shape[1]!;
+  if (s.dimB !== p + pa + pb) throw new Error(`internal: lsq stage moments of ${s.dimB} columns, expected ${p} + ${pa} + ${pb}`);
+  // Columns [from, from + width) of the p × (p + pa + pb) cross moments.
+  const block = (from: number, width: number) => {
+    const out = new Float64Array(p * width);
+    for (let i = 0; i < p; i++) out.set(s.cross.subarray(i * s.dimB + from, i * s.dimB + from + width), i * width);
     return out;
   };
   const a = stackedTranspose(anchor, stage);
   const b = stackedTranspose(other, stage);
   const q = a.bias.length;
-  const [ya, yb] = [await gemm.matmul(block(1), a.wt, p, p, q), await gemm.matmul(block(2), b.wt, p, p, q)];
+  const [ya, yb] = [await gemm.matmul(block(p, pa), a.wt, p, pa, q), await gemm.matmul(block(p + pa, pb), b.wt, p, pb, q)];
   const cxy = new Float64Array(p * q);
   for (let i = 0; i < p; i++) {
     for (let c = 0; c < q; c++) cxy[i * q + c] = a.lambdas[c]! * ya[i * q + c]! + (1 - a.lambdas[c]!) * yb[i * q + c]!;
@@ -102,13 +109,11 @@ export async function stageSystem(
   for (let c = 0; c < q; c++) {
     let va = a.bias[c]!;
     let vb = b.bias[c]!;
-    for (let j = 0; j < p; j++) {
-      va += a.wt[j * q + c]! * s.meanB[p + j]!;
-      vb += b.wt[j * q + c]! * s.meanB[2 * p + j]!;
-    }
+    for (let j = 0; j < pa; j++) va += a.wt[j * q + c]! * s.meanB[p + j]!;
+    for (let j = 0; j < pb; j++) vb += b.wt[j * q + c]! * s.meanB[p + pa + j]!;
     meanY[c] = a.lambdas[c]! * va + (1 - a.lambdas[c]!) * vb;
   }
-  return { n: s.n, p, q, cxx: block(0), cxy, meanX: s.meanA.slice(), meanY, m2Y: stats.targets.m2A.slice() };
+  return { n: s.n, p, q, cxx: block(0, p), cxy, meanX: s.meanA.slice(), meanY, m2Y: stats.targets.m2A.slice() };
 }
 
 /** Columns [from, to) of the targets: one projection's part of a stage system. */
@@ -231,6 +236,7 @@ export const lsq: MergeMethod = {
   name: 'lsq',
   needsProbe: true,
   interpolation: 'linear',
+  refinesStart: true,
   async merge(ctx: MergeContext) {
     if (!ctx.probe) throw new EngineError('bad-recipe', 'merge.method lsq needs a probe section');
     const refit = ctx.lsq?.refit ?? DEFAULT_REFIT;
@@ -250,14 +256,25 @@ export const lsq: MergeMethod = {
     const other = { config: cfg, weights: ctx.other };
     const cancelled = () => new EngineError('cancelled', 'cancelled during the least-squares refit');
     const splits = parts.holdout ? [parts.fit, parts.holdout] : [parts.fit];
-    let merged: WeightMap = await linear.merge(ctx);
+    // The start: the linear merge, or the zipped one (wider FFN) that the pipeline passes with merge.width > 1.
+    const mergedConfig = ctx.start?.config ?? cfg;
+    let merged: WeightMap = ctx.start?.weights ?? (await linear.merge(ctx));
+    for (const stage of layerStages(0, refit, () => 0)) {
+      for (const site of stage.sites) {
+        if (merged.get(site.weight)!.shape[0] !== ctx.anchor.get(site.weight)!.shape[0])
+          throw new EngineError(
+            'bad-recipe',
+            `merge.lsq.refit: ${site.name} cannot be refit on a zipped FFN (merge.width > 1 gives it more units than either model has); refit out_proj and output_dense, or set merge.width: 1`,
+          );
+      }
+    }
     // One session over every batch of every split, in order: results[split][batch].
     const pass = async <T>(
       what: Parameters<typeof TripleSession.create>[1],
       inputs: (split: number) => Iterable<{ audio: Float32Array; batch: number } | TripleStates>,
       use: (out: Awaited<ReturnType<TripleSession['run']>>) => T,
     ): Promise<T[][]> => {
-      const session = await TripleSession.create({ merged: { config: cfg, weights: merged }, anchor, other }, what, ctx.session);
+      const session = await TripleSession.create({ merged: { config: mergedConfig, weights: merged }, anchor, other }, what, ctx.session);
       try {
         const results: T[][] = [];
         for (const k of splits.keys()) {

@@ -16,6 +16,11 @@ export interface MergeContext {
   anchor: WeightMap;
   /** The other model in the anchor's unit order. */
   other: WeightMap;
+  /**
+   * For a method that `refinesStart`: the merge to start from, when it is not the method's own interpolation of
+   * anchor and other (the zipped interpolation, whose FFN is wider than the endpoints').
+   */
+  start?: { weights: WeightMap; config: EncoderConfig };
   lambda: LambdaSpec;
   /** Probe audio: always present for a method with `needsProbe`. */
   probe: ProbeSet | undefined;
@@ -35,5 +40,10 @@ export interface MergeMethod {
   needsProbe: boolean;
   /** The tensor-by-tensor interpolation it is closest to: the unaligned baseline and tensors outside the encoder use it. */
   interpolation: TensorInterpolation;
+  /**
+   * Refines a starting merge (ctx.start, else the interpolation) instead of building its own: with `merge.width` > 1
+   * the pipeline zips the interpolation first and hands it over, so the refit also fits the unmerged FFN units.
+   */
+  refinesStart: boolean;
   merge(ctx: MergeContext): Promise<WeightMap>;
 }

@@ -7,6 +7,7 @@ function tensorwise(name: 'linear' | 'slerp'): MergeMethod {
     name,
     needsProbe: false,
     interpolation: name,
+    refinesStart: false,
     merge: async (ctx) =>
       mergeWeights(ctx.anchor, ctx.other, {
         method: name,
