@@ -136,7 +136,7 @@ const mergeSchema = object({
       minimum: 1,
       maximum: 2,
       description:
-        "Partial zipping (ZipIt!, Stoica et al., ICLR 2024): FFN width of the merged model as a multiple of one model's. Above 1, the FFN units whose matched correlation is weakest stay unmerged, one copy from each model (outputs scaled by λ and 1 − λ), and `intermediate_size` grows; at 2 every FFN is the exact λ-mix of both FFNs. Uses the FFN correlations of `align.method` correlation (weakest by weight cosine otherwise).",
+        "Partial zipping (ZipIt!, Stoica et al., ICLR 2024): FFN width of the merged model as a multiple of one model's. Above 1, the FFN units whose matched correlation is weakest stay unmerged, one copy from each model (outputs scaled by λ and 1 − λ), and `intermediate_size` grows; at 2 every FFN is the exact λ-mix of both FFNs. With `method: lsq` the refit starts from the zipped linear merge (output_dense is refit over all its units). Uses the FFN correlations of `align.method` correlation (weakest by weight cosine otherwise).",
     }),
     lsq: object({
       optional: true,
