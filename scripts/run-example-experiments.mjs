@@ -52,6 +52,9 @@ const CANDIDATES = [
   { name: 'lsq-ridge0.1', merge: { method: 'lsq', lsq: { ridge: 0.1 } } },
   { name: 'residual-lsq', align: { permute: RESIDUAL }, merge: { method: 'lsq', lsq: { refit: OUTPUTS } } },
   { name: 'lsq-repair', merge: { method: 'lsq', repair: true, lsq: { refit: OUTPUTS } } },
+  // Partial zipping first, then the refit of the output projections over merged and unmerged FFN units.
+  { name: 'lsq-zip110', merge: { method: 'lsq', width: 1.1, lsq: { refit: OUTPUTS } } },
+  { name: 'lsq-zip125', merge: { method: 'lsq', width: 1.25, lsq: { refit: OUTPUTS } } },
 ];
 const cli = path.resolve(root, arg('cli', 'bin/merge-studio.js'));
 const threads = arg('threads', '') ? Number(arg('threads', '')) : undefined;
