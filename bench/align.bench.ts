@@ -132,8 +132,11 @@ async function measure(total: number, withAssignment: boolean): Promise<Measured
   }
   const D = cfg.hidden;
   const F = cfg.intermediate;
-  const forwardFlops =
-    2 * probe.segments.length * (cfg.layers * (2 * T * D * D * 4 + 2 * T * D * F * 2 + 2 * T * T * D * 2) + convFlops(cfg, segmentSamples));
+  // Per segment and model: the layers (q, k, v, out projections; the FFN; scores and context), the conv blocks, the
+  // feature projection and the positional conv (grouped: D/groups inputs per output, K taps).
+  const frontFlops =
+    convFlops(cfg, segmentSamples) + 2 * T * cfg.convDims.at(-1)! * D + 2 * T * D * (D / cfg.posConvGroups) * cfg.posConvKernel;
+  const forwardFlops = 2 * probe.segments.length * (cfg.layers * (2 * T * D * D * 4 + 2 * T * D * F * 2 + 2 * T * T * D * 2) + frontFlops);
   const row = [
     `${total} s`,
     `${probe.segments.length} × ${segment} s`,

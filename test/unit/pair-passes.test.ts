@@ -64,4 +64,33 @@ describe('pair statistics in passes', () => {
       expect(maxRelativeError(b.cross, a.cross), `${tap} cross`).toBeLessThan(1e-4);
     }
   });
+
+  it('runs batch after batch, of different sizes, on one session as a fresh session runs each', async () => {
+    // On the CPU the front end is rebuilt for every batch and the large outputs go through buffers shared by passes.
+    const taps: TapName[] = ['conv.0', 'proj', 'layer.0.attn', 'layer.0.ffn', 'layer.1.out'];
+    const anchor = await loadEncoderModel(path.join(HF_REFERENCE, 'hubert-postln-a'));
+    const other = { config: anchor.config, weights: randomWeights(anchor.config, 3) };
+    const rand = mulberry32(12);
+    const clip = (rows: number) => Float32Array.from({ length: rows * 4000 }, (_, i) => 0.3 * Math.sin(i / (5 + rows)) + 0.1 * (rand() - 0.5));
+    const batches = [{ audio: clip(2), rows: 2 }, { audio: clip(3), rows: 3 }, { audio: clip(2), rows: 2 }];
+    const plan = { frontBatch: 1, layersPerPass: 1 };
+    const shared = await PairStatisticsSession.create(anchor, other, taps, { device: 'cpu', passes: plan });
+    try {
+      for (const { audio, rows } of batches) {
+        const got = await shared.run(audio, rows);
+        const fresh = await PairStatisticsSession.create(anchor, other, taps, { device: 'cpu', passes: plan });
+        const want = await fresh.run(audio, rows);
+        await fresh.release();
+        expect(got.map((m) => m.tap)).toEqual(taps);
+        got.forEach((m, i) => {
+          expect(m.n, m.tap).toBe(want[i]!.n);
+          expect(maxRelativeError(m.meanA, want[i]!.meanA), `${m.tap} mean`).toBeLessThan(1e-6);
+          expect(maxRelativeError(m.m2B, want[i]!.m2B), `${m.tap} m2`).toBeLessThan(1e-6);
+          expect(maxRelativeError(m.cross, want[i]!.cross), `${m.tap} cross`).toBeLessThan(1e-6);
+        });
+      }
+    } finally {
+      await shared.release();
+    }
+  });
 });

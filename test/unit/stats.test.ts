@@ -186,6 +186,24 @@ describe('tap-pair statistics', () => {
     expect(deadUnits(s)).toEqual({ anchor: 1, other: 1 });
   });
 
+  it('takes its first batch as float32 (what the pair graph emits), float64 or plain numbers alike, without aliasing it', () => {
+    const m64 = moments(a, b, dA, dB, 0, 300);
+    const f32 = (v: Float64Array) => Float32Array.from(v);
+    const m32 = { n: m64.n, meanA: f32(m64.meanA), meanB: f32(m64.meanB), m2A: f32(m64.m2A), m2B: f32(m64.m2B), cross: f32(m64.cross) };
+    const plain = { n: m32.n, meanA: [...m32.meanA], meanB: [...m32.meanB], m2A: [...m32.m2A], m2B: [...m32.m2B], cross: [...m32.cross] };
+    const rest = moments(a, b, dA, dB, 300, n);
+    const fromF32 = addMoments(addMoments(createPairStats(dA, dB), m32), rest);
+    const fromPlain = addMoments(addMoments(createPairStats(dA, dB), plain), rest);
+    for (const k of ['meanA', 'meanB', 'm2A', 'm2B', 'cross'] as const) expect(fromF32[k]).toEqual(fromPlain[k]);
+    // float32 rounding of one batch's moments stays far below what the alignment can see.
+    expect(maxDiff(correlation(fromF32), ref)).toBeLessThan(1e-6);
+    // The accumulator copies the batch: changing the batch afterwards changes nothing.
+    const first = addMoments(createPairStats(dA, dB), m32);
+    const before = first.cross.slice();
+    m32.cross.fill(0);
+    expect(first.cross).toEqual(before);
+  });
+
   it('refuses mismatched shapes and non-finite statistics', () => {
     const s = createPairStats(2, 2);
     expect(() => addMoments(s, { n: 3, meanA: [0, 0], meanB: [0], m2A: [1, 1], m2B: [1, 1], cross: [0, 0, 0, 0] })).toThrow(/meanB/);

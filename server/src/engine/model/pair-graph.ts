@@ -128,6 +128,8 @@ interface Pass {
   taps: TapName[];
   /** Whether the pass hands hidden states on (`next_a`, `next_b`). */
   handsOn: boolean;
+  /** Each tap's cross-product shape, [dimA, dimB]. */
+  crossShapes: [number, number][];
 }
 
 const STREAM = { a: 'hidden_a', b: 'hidden_b', nextA: 'next_a', nextB: 'next_b' };
@@ -138,12 +140,21 @@ const RECLAIM_BYTES = 64 * 2 ** 20;
 export class PairStatisticsSession {
   /** Output bytes handed on since the last collection. */
   private unreclaimed = 0;
+  /**
+   * CPU: tensors onnxruntime writes the large outputs (cross products, hidden states) into, by shape and rank within a
+   * pass, shared by the passes (they run one after another; each run returns fresh copies). Otherwise onnxruntime
+   * takes fresh pages for each of them every run: the FFN tap's 36 MiB cross product alone is 9k page faults per pass.
+   */
+  private readonly outputBuffers = new Map<string, ort.Tensor>();
 
   private constructor(
-    private readonly front: Pass,
+    /** The front end's pass; undefined between batches where it is rebuilt for each batch (see runEach). */
+    private front: Pass | undefined,
+    private readonly buildFront: () => Promise<Pass>,
     private readonly layers: Pass[],
     private readonly config: EncoderConfig,
     private readonly plan: PassPlan,
+    readonly backend: Backend,
   ) {}
 
   static async create(
@@ -162,7 +173,8 @@ export class PairStatisticsSession {
     const ranges = layerPasses(taps, plan.layersPerPass);
     const frontTaps = taps.filter((t) => tapLayer(t) < 0);
     // Sessions are built one at a time so that only one pass's encoded model is alive besides the weights.
-    const front = await buildPass(anchor, other, frontTaps, undefined, ranges.length > 0, opts);
+    const buildFront = () => buildPass(anchor, other, frontTaps, undefined, ranges.length > 0, opts);
+    const front = await buildFront();
     const layers: Pass[] = [];
     try {
       for (const [i, range] of ranges.entries()) {
@@ -173,11 +185,7 @@ export class PairStatisticsSession {
       await Promise.all([front, ...layers].map((p) => p.session.release()));
       throw e;
     }
-    return new PairStatisticsSession(front, layers, anchor.config, plan);
-  }
-
-  get backend(): Backend {
-    return this.front.session.backend;
+    return new PairStatisticsSession(front, buildFront, layers, anchor.config, plan, front.session.backend);
   }
 
   /** Sessions the pair runs per batch (one front end + the transformer passes). */
@@ -227,11 +235,15 @@ export class PairStatisticsSession {
     let hiddenA: Float32Array | undefined = group === batch ? undefined : new Float32Array(batch * frames * width);
     let hiddenB: Float32Array | undefined = group === batch ? undefined : new Float32Array(batch * frames * width);
     const frontStats = new Map<TapName, PairStats>();
+    const front = (this.front ??= await this.buildFront());
     for (let start = 0; start < batch; start += group) {
       const rows = Math.min(group, batch - start);
       const chunk = audio.subarray(start * samples, (start + rows) * samples);
-      const out = await this.front.session.run({ ...this.front.weights, audio: new ort.Tensor('float32', chunk, [rows, samples]) });
-      const moments = this.collect(this.front.taps, out, (tap) => rowsOf(chunk.length, rows, tap, this.config));
+      const out = await front.session.run(
+        { ...front.weights, audio: new ort.Tensor('float32', chunk, [rows, samples]) },
+        this.fetches(front, [rows, frames, width]),
+      );
+      const moments = this.collect(front.taps, out, (tap) => rowsOf(chunk.length, rows, tap, this.config));
       if (group === batch) sink(moments);
       else {
         for (const m of moments) {
@@ -240,7 +252,7 @@ export class PairStatisticsSession {
           addMoments(s, m);
         }
       }
-      if (this.front.handsOn) {
+      if (front.handsOn) {
         const a = out[STREAM.nextA]!.data as Float32Array;
         const b = out[STREAM.nextB]!.data as Float32Array;
         if (group === batch) {
@@ -253,14 +265,23 @@ export class PairStatisticsSession {
       }
       consumed(out);
     }
+    // On the CPU the front end's session holds its arena (buildPass) at the front end's peak: released here and rebuilt
+    // for the next batch (~0.5 CPU-s), the layer passes run without it (kept, bench:align's peak rose by 220 MiB).
+    if (this.backend === 'cpu' && this.layers.length > 0) {
+      this.front = undefined;
+      await front.session.release();
+    }
     if (frontStats.size > 0) sink([...frontStats].map(([tap, s]) => batchMoments(tap, s)));
     for (const pass of this.layers) {
       const dims = [batch, frames, width];
-      const out = await pass.session.run({
-        ...pass.weights,
-        [STREAM.a]: new ort.Tensor('float32', hiddenA!, dims),
-        [STREAM.b]: new ort.Tensor('float32', hiddenB!, dims),
-      });
+      const out = await pass.session.run(
+        {
+          ...pass.weights,
+          [STREAM.a]: new ort.Tensor('float32', hiddenA!, dims),
+          [STREAM.b]: new ort.Tensor('float32', hiddenB!, dims),
+        },
+        this.fetches(pass, dims),
+      );
       if (pass.handsOn) {
         hiddenA = out[STREAM.nextA]!.data as Float32Array;
         hiddenB = out[STREAM.nextB]!.data as Float32Array;
@@ -268,6 +289,29 @@ export class PairStatisticsSession {
       sink(this.collect(pass.taps, out, () => batch * frames));
       consumed(out);
     }
+  }
+
+  /** A pass's outputs with preallocated tensors for the large ones (CPU; elsewhere onnxruntime allocates them). */
+  private fetches(pass: Pass, hiddenDims: number[]): Record<string, ort.Tensor | null> | undefined {
+    if (this.backend !== 'cpu') return undefined;
+    const rank = new Map<string, number>();
+    const buffer = (dims: number[]) => {
+      const shape = dims.join('x');
+      const k = rank.get(shape) ?? 0;
+      rank.set(shape, k + 1);
+      const key = `${shape}#${k}`;
+      let t = this.outputBuffers.get(key);
+      if (!t) this.outputBuffers.set(key, (t = new ort.Tensor('float32', new Float32Array(dims.reduce((a, b) => a * b, 1)), dims)));
+      return t;
+    };
+    const out: Record<string, ort.Tensor | null> = {};
+    for (const name of pass.session.outputNames) out[name] = null;
+    pass.taps.forEach((tap, i) => (out[`${tap}/cross`] = buffer(pass.crossShapes[i]!)));
+    if (pass.handsOn) {
+      out[STREAM.nextA] = buffer(hiddenDims);
+      out[STREAM.nextB] = buffer(hiddenDims);
+    }
+    return out;
   }
 
   private collect(taps: readonly TapName[], out: Record<string, ort.Tensor>, rowsFor: (tap: TapName) => number): TapPairMoments[] {
@@ -290,7 +334,10 @@ export class PairStatisticsSession {
   }
 
   async release(): Promise<void> {
-    await Promise.all([this.front, ...this.layers].map((p) => p.session.release()));
+    this.outputBuffers.clear();
+    const front = this.front;
+    this.front = undefined;
+    await Promise.all([...(front ? [front] : []), ...this.layers].map((p) => p.session.release()));
   }
 }
 
@@ -305,10 +352,12 @@ async function buildPass(
 ): Promise<Pass> {
   // On the CPU the Linear weights (nearly all of them) are fed at each run instead of copied into the session, which
   // would hold them (packed) besides the engine's own copy: 1.1 GiB more for the HuBERT-base pair's 720 MiB.
-  const feedLinearWeights = (await resolveBackend(opts.device ?? 'auto')) === 'cpu';
-  const b = new GraphBuilder({ precision: opts.precision, feedLinearWeights });
+  const cpu = (await resolveBackend(opts.device ?? 'auto')) === 'cpu';
+  const b = new GraphBuilder({ precision: opts.precision, feedLinearWeights: cpu });
+  // On the CPU the conv blocks as 2-D convs with block 0's GroupNorm folded into its kernel (model/conv-stack-cpu.ts):
+  // bench:align measured onnxruntime's InstanceNormalization alone at 23 % of the front end's time.
   const enc = (m: Model, input: string, prefix: string) =>
-    addEncoder(b, m.config, m.weights, input, prefix, range ? { from: range[0], to: range[1] } : { to: 0 });
+    addEncoder(b, m.config, m.weights, input, prefix, range ? { from: range[0], to: range[1] } : { to: 0 }, { cpuConvStack: cpu });
   let ta: TapValues;
   let tb: TapValues;
   if (range) {
@@ -333,7 +382,13 @@ async function buildPass(
   const name = range ? `merge_studio_pair_layers_${range[0]}_${range[1]}` : 'merge_studio_pair_front';
   const weights: Record<string, ort.Tensor> = {};
   for (const [input, t] of b.weightFeeds) weights[input] = new ort.Tensor('float32', t.data, [...t.shape]);
-  return { session: await createSession(b.encode(name), opts), weights, taps: [...taps], handsOn };
+  // The front end runs once per segment group, several times per batch, on the same shapes: with onnxruntime's arena
+  // its conv activations reuse the same pages from run to run instead of faulting in fresh ones (HuBERT-base pair,
+  // 8 segments one at a time: 650k → 380k page faults per batch, front end 9.2 → 4.8 s on 2 idle cores). The layer
+  // passes keep the default: each pass's session would keep its own peak.
+  const sessionOpts = cpu && !range ? { ...opts, memoryArena: true } : opts;
+  const crossShapes = taps.map((t): [number, number] => [tapWidth(anchor.config, t), tapWidth(other.config, t)]);
+  return { session: await createSession(b.encode(name), sessionOpts), weights, taps: [...taps], handsOn, crossShapes };
 }
 
 /**
