@@ -146,7 +146,7 @@ const mergeSchema = object({
           optional: true,
           default: ['out_proj', 'output_dense'],
           description:
-            "Which linear projections of each transformer layer are refit, in forward order within the layer (the others keep the linear merge). The default, the two output projections, scored best on the example's validation split (examples/README.md).",
+            "Which linear projections of each transformer layer are refit, in forward order within the layer (the others keep the linear merge). The default, the two output projections: refitting more scored no better on the example's validation split (examples/README.md).",
           minItems: 1,
           uniqueItems: true,
           items: enumOf({
