@@ -5,7 +5,7 @@
  */
 import { probeNeed } from '../pipeline/probe-need';
 import { diagnostic, Severity, type Range, type RecipeDiagnostic } from './diagnostics';
-import type { Recipe } from './schema';
+import { recipeSchema, type Recipe } from './schema';
 import { pathKey, type NodeRanges } from './validate';
 
 /** The validator's best-effort value: every present key is valid, any key may be missing, list items may be holes. */
@@ -68,6 +68,28 @@ export function checkCrossField(r: PartialRecipe, ranges: NodeRanges, documentSt
     );
   }
 
+  // lsq on a zipped FFN (merge.width > 1) refits from the wider merge, whose fc1 has more units than either model: it
+  // has no target to fit there. Each system gets its merge keys from the main ones plus its variant's (systems.ts).
+  const refitsFc1 = (refit: readonly (string | undefined)[] | undefined) => (refit ?? LSQ_DEFAULT_REFIT).includes('intermediate_dense');
+  const systems = [{ at: [] as (string | number)[], merge: r.merge }, ...(r.variants ?? []).map((v, i) => ({ at: ['variants', i], merge: v?.merge }))];
+  for (const { at, merge } of systems) {
+    if (at.length > 0 && merge === undefined) continue;
+    const method = merge?.method ?? r.merge?.method;
+    const width = merge?.width ?? r.merge?.width;
+    const refit = merge?.lsq?.refit ?? r.merge?.lsq?.refit;
+    if (method !== 'lsq' || width === undefined || width <= 1 || !refitsFc1(refit)) continue;
+    const where = valueAt(...at, 'merge', 'width') ?? valueAt(...at, 'merge', 'lsq', 'refit') ?? valueAt(...at, 'merge', 'method');
+    if (!where) continue;
+    out.push(
+      diagnostic(
+        where,
+        Severity.Error,
+        'inconsistent-merge',
+        `merge.lsq.refit includes intermediate_dense, which cannot be refit on a zipped FFN (merge.width ${width} gives it more units than either model has): refit out_proj and output_dense, or set merge.width: 1`,
+      ),
+    );
+  }
+
   const maxSeconds = r.probe?.max_seconds;
   const segment = r.probe?.segment_seconds;
   const segmentRange = valueAt('probe', 'segment_seconds');
@@ -123,6 +145,8 @@ export function checkCrossField(r: PartialRecipe, ranges: NodeRanges, documentSt
   });
   return out;
 }
+
+const LSQ_DEFAULT_REFIT: readonly string[] = recipeSchema.properties.merge.properties.lsq.properties.refit.default;
 
 /** Report rows every run has: the two sources, the unaligned merge and the main settings. */
 const RESERVED_ROWS = ['anchor', 'other', 'unaligned', 'permuted', 'linear'];

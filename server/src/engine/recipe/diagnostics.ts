@@ -47,6 +47,7 @@ export type RecipeDiagnosticCode =
   // cross-field
   | 'missing-probe'
   | 'inconsistent-align'
+  | 'inconsistent-merge'
   | 'segment-too-long'
   | 'precision-unsupported'
   | 'duplicate-task'
