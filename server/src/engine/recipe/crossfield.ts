@@ -71,7 +71,10 @@ export function checkCrossField(r: PartialRecipe, ranges: NodeRanges, documentSt
   // lsq on a zipped FFN (merge.width > 1) refits from the wider merge, whose fc1 has more units than either model: it
   // has no target to fit there. Each system gets its merge keys from the main ones plus its variant's (systems.ts).
   const refitsFc1 = (refit: readonly (string | undefined)[] | undefined) => (refit ?? LSQ_DEFAULT_REFIT).includes('intermediate_dense');
-  const systems = [{ at: [] as (string | number)[], merge: r.merge }, ...(r.variants ?? []).map((v, i) => ({ at: ['variants', i], merge: v?.merge }))];
+  const systems = [
+    { at: [] as (string | number)[], merge: r.merge },
+    ...(r.variants ?? []).map((v, i) => ({ at: ['variants', i], merge: v?.merge })),
+  ];
   for (const { at, merge } of systems) {
     if (at.length > 0 && merge === undefined) continue;
     const method = merge?.method ?? r.merge?.method;
