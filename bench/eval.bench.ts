@@ -15,7 +15,8 @@
  * run: its session shares a FrontEndCache that the row before filled, so it runs the layers only.
  *
  * Wall and CPU seconds (user + system, all threads of this process) are both shown: on a shared machine the CPU
- * seconds are the steadier number. Usage: npm run bench:eval [-- --reps 2 --threads N --split validation]
+ * seconds are the steadier number. Page faults (minor: first touches of fresh pages, ~25 µs each on these VMs) are
+ * counted for forward and evaluate. Usage: npm run bench:eval [-- --reps 2 --threads N --split validation]
  */
 import * as path from 'node:path';
 import { evaluateModel, loadEvalTasks, type EmbedFn, type HeldOutSplit } from '../server/src/engine/eval/evaluate';
@@ -39,14 +40,18 @@ const TASKS = ['keywords', 'voices', 'pitch', 'timbre', 'chords'];
 interface Timing {
   wall: number;
   cpu: number;
+  /** Minor page faults (first touches of fresh pages), thousands. */
+  faults: number;
 }
 
 async function timed(fn: () => Promise<unknown>): Promise<Timing> {
   const c = process.cpuUsage();
+  const f = process.resourceUsage().minorPageFault;
   const t = performance.now();
   await fn();
   const u = process.cpuUsage(c);
-  return { wall: (performance.now() - t) / 1000, cpu: (u.user + u.system) / 1e6 };
+  const faults = (process.resourceUsage().minorPageFault - f) / 1000;
+  return { wall: (performance.now() - t) / 1000, cpu: (u.user + u.system) / 1e6, faults };
 }
 
 /** Median over reps (wall and CPU taken from the same rep). */
@@ -132,7 +137,8 @@ async function main(): Promise<void> {
     await session!.release();
     const ratio = `${(full.wall / forward.wall).toFixed(2)}, ${(full.cpu / forward.cpu).toFixed(2)}`;
     console.log(
-      `${s.name.padEnd(14)} ${[create, forward, old, probes, full].map(cell).join(' ')}   ${ratio}   (average ${average.toFixed(3)})`,
+      `${s.name.padEnd(14)} ${[create, forward, old, probes, full].map(cell).join(' ')}   ${ratio}   (average ${average.toFixed(3)}; ` +
+        `page faults, thousands: forward ${forward.faults.toFixed(0)}, evaluate ${full.faults.toFixed(0)})`,
     );
   }
 }
