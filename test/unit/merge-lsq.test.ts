@@ -456,7 +456,16 @@ describe('least-squares refit on a zipped FFN (merge.method lsq with merge.width
       dead: new Map(),
       moments: new Map(),
     } as unknown as AlignOutcome;
-    const c = { anchor: { config: cfg, weights: anchor }, other: { config: cfg, weights: other }, probe, batchSize: 4, seed: 0, session: {}, emit: () => undefined, signal: undefined } as unknown as Parameters<typeof buildSystem>[3];
+    const c = {
+      anchor: { config: cfg, weights: anchor },
+      other: { config: cfg, weights: other },
+      probe,
+      batchSize: 4,
+      seed: 0,
+      session: {},
+      emit: () => undefined,
+      signal: undefined,
+    } as unknown as Parameters<typeof buildSystem>[3];
     const settings = (method: 'lsq' | 'linear') => ({
       name: method,
       align: { method: 'correlation', permute: [], heads: 'reorder' } as unknown as Recipe['align'],

@@ -71,8 +71,13 @@ describe('pair statistics in passes', () => {
     const anchor = await loadEncoderModel(path.join(HF_REFERENCE, 'hubert-postln-a'));
     const other = { config: anchor.config, weights: randomWeights(anchor.config, 3) };
     const rand = mulberry32(12);
-    const clip = (rows: number) => Float32Array.from({ length: rows * 4000 }, (_, i) => 0.3 * Math.sin(i / (5 + rows)) + 0.1 * (rand() - 0.5));
-    const batches = [{ audio: clip(2), rows: 2 }, { audio: clip(3), rows: 3 }, { audio: clip(2), rows: 2 }];
+    const clip = (rows: number) =>
+      Float32Array.from({ length: rows * 4000 }, (_, i) => 0.3 * Math.sin(i / (5 + rows)) + 0.1 * (rand() - 0.5));
+    const batches = [
+      { audio: clip(2), rows: 2 },
+      { audio: clip(3), rows: 3 },
+      { audio: clip(2), rows: 2 },
+    ];
     const plan = { frontBatch: 1, layersPerPass: 1 };
     const shared = await PairStatisticsSession.create(anchor, other, taps, { device: 'cpu', passes: plan });
     try {

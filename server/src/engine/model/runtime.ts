@@ -49,7 +49,10 @@ export interface Session {
    * `outputs`: the outputs to compute, or all of them by name with, where given, a tensor of the output's shape for
    * onnxruntime to write into instead of allocating (null: allocated as usual). Either way the results are fresh copies.
    */
-  run(feeds: Record<string, ort.Tensor>, outputs?: readonly string[] | Record<string, ort.Tensor | null>): Promise<Record<string, ort.Tensor>>;
+  run(
+    feeds: Record<string, ort.Tensor>,
+    outputs?: readonly string[] | Record<string, ort.Tensor | null>,
+  ): Promise<Record<string, ort.Tensor>>;
   release(): Promise<void>;
 }
 
