@@ -319,7 +319,7 @@ async function report() {
     lines.push(
       `Partial reruns with the current code, beside the sources, \`unaligned\` and \`permuted\`: ${['validation', 'test'].map(ranIn).filter(Boolean).join('; ')}. The other systems' rows come from the earlier full runs. ${
         moved === 0
-          ? 'The sources, \`unaligned\` and \`permuted\`, scored by both, came out identical (same code and seeds).'
+          ? 'The sources, `unaligned` and `permuted`, scored by both, came out identical (same code and seeds).'
           : `The sources, \`unaligned\` and \`permuted\`, scored by both, moved by up to ${moved.toFixed(3)} on a single task's accuracy (the evaluation code changed in between; a task has 40–120 test clips, so 0.025 is one clip at 40).`
       }`,
     );
