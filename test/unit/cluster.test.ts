@@ -7,6 +7,7 @@ import { parseAllDocuments } from 'yaml';
 import type { ShardedJob } from '../../server/src/engine/cluster/job';
 import { kubernetesJobs, kubernetesManifest } from '../../server/src/engine/cluster/k8s';
 import { shellQuote, slurmScript } from '../../server/src/engine/cluster/slurm';
+import { ENGINE_MALLOC_ENV, engineProcessEnv } from '../../server/src/engine/process-env';
 import { useTempDirs } from '../helpers/tmp';
 
 const tempDir = useTempDirs();
@@ -83,5 +84,32 @@ describe('cluster jobs', () => {
     });
     expect(out).toBe('[stats][speech-music.merge.yaml][--shard][2/4][--out][stats dir/shard-2][--threads][3][--progress][plain]');
     expect(shellQuote("it's")).toBe(`'it'\\''s'`);
+  });
+
+  it('the shards run with the engine malloc settings, unless the environment already has its own', async () => {
+    const dir = tempDir();
+    const fake = path.join(dir, 'fake.sh');
+    await fs.writeFile(fake, '#!/bin/sh\nprintf "%s|%s" "$MALLOC_MMAP_THRESHOLD_" "$MALLOC_TRIM_THRESHOLD_"\n', { mode: 0o755 });
+    const file = path.join(dir, 'stats.sbatch');
+    await fs.writeFile(file, slurmScript({ ...job, command: [fake] }));
+    const { MALLOC_MMAP_THRESHOLD_: _m, MALLOC_TRIM_THRESHOLD_: _t, ...clean } = process.env;
+    const run = (extra: Record<string, string>) =>
+      execFileSync('bash', [file], { env: { ...clean, SLURM_ARRAY_TASK_ID: '0', ...extra }, encoding: 'utf8' });
+    const { MALLOC_MMAP_THRESHOLD_: mmap, MALLOC_TRIM_THRESHOLD_: trim } = ENGINE_MALLOC_ENV;
+    expect(run({})).toBe(`${mmap}|${trim}`);
+    expect(run({ MALLOC_MMAP_THRESHOLD_: '65536' })).toBe(`65536|${trim}`);
+    // Kubernetes: both containers carry them.
+    const [stats, reduce] = kubernetesJobs(job, { image: 'img', claim: 'work' }) as {
+      spec: { template: { spec: { containers: { env: { name: string; value: string }[] }[] } } };
+    }[];
+    for (const j of [stats!, reduce!])
+      expect(Object.fromEntries(j.spec.template.spec.containers[0]!.env.map((e) => [e.name, e.value]))).toEqual(ENGINE_MALLOC_ENV);
+  });
+
+  it('an engine process gets the malloc settings on Linux only, and keeps values the user set', () => {
+    expect(engineProcessEnv({ PATH: '/bin' }, 'linux')).toEqual({ PATH: '/bin', ...ENGINE_MALLOC_ENV });
+    expect(engineProcessEnv({ MALLOC_TRIM_THRESHOLD_: '1' }, 'linux').MALLOC_TRIM_THRESHOLD_).toBe('1');
+    expect(engineProcessEnv({ PATH: '/bin' }, 'darwin')).toEqual({ PATH: '/bin' });
+    expect(engineProcessEnv({ PATH: '/bin' }, 'win32')).toEqual({ PATH: '/bin' });
   });
 });

@@ -5,6 +5,7 @@
  * atomically, so nothing partial is left). No LSP types here: the handlers adapt this to work-done progress.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { engineProcessEnv } from '../engine/process-env';
 import { existsSync, promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { createInterface } from 'node:readline';
@@ -85,6 +86,7 @@ export class Job {
     try {
       child = spawn(launch.command, launch.args, {
         cwd: path.dirname(this.recipeFile),
+        env: engineProcessEnv(process.env),
         stdio: ['ignore', 'pipe', 'pipe'],
         windowsHide: true,
       });

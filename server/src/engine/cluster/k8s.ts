@@ -7,6 +7,7 @@
  */
 import { stringify } from 'yaml';
 import { shardDir, shardDirs, type ShardedJob } from './job';
+import { ENGINE_MALLOC_ENV } from '../process-env';
 import { shellQuote } from './slurm';
 
 export interface KubernetesOptions {
@@ -19,6 +20,8 @@ export function kubernetesJobs(job: ShardedJob, k8s: KubernetesOptions): Record<
   const volumeMounts = [{ name: 'work', mountPath: job.workDir }];
   const volumes = [{ name: 'work', persistentVolumeClaim: { claimName: k8s.claim } }];
   const resources = { requests: { cpu: String(job.cpus), memory: `${job.memoryMiB}Mi` }, limits: { memory: `${job.memoryMiB}Mi` } };
+  // The engine's malloc settings (engine/process-env.ts) for both containers.
+  const env = Object.entries(ENGINE_MALLOC_ENV).map(([name, value]) => ({ name, value }));
   const labels = { 'app.kubernetes.io/name': 'merge-studio', 'app.kubernetes.io/component': 'statistics' };
   const shardCommand = [
     ...job.command,
@@ -56,6 +59,7 @@ export function kubernetesJobs(job: ShardedJob, k8s: KubernetesOptions): Record<
                 '-c',
                 shardCommand.map((w, i) => (i >= job.command.length && w.includes('$JOB_COMPLETION_INDEX') ? w : shellQuote(w))).join(' '),
               ],
+              env,
               resources,
               volumeMounts,
             },
@@ -94,6 +98,7 @@ export function kubernetesJobs(job: ShardedJob, k8s: KubernetesOptions): Record<
                 '--progress',
                 'plain',
               ],
+              env,
               resources,
               volumeMounts,
             },

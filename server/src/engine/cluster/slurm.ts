@@ -3,6 +3,7 @@
  * (task I runs `stats --shard $SLURM_ARRAY_TASK_ID/N`) and, run with bash outside a job, its own submitter: it submits
  * the array, then the reduce (`run --stats shard-0 … shard-(N−1)`) with --dependency=afterok on the array.
  */
+import { ENGINE_MALLOC_ENV } from '../process-env';
 import { shardDir, shardDirs, type ShardedJob } from './job';
 
 /** Single-quotes a word for bash. */
@@ -26,6 +27,9 @@ export function slurmScript(job: ShardedJob): string {
     `#SBATCH --chdir=${job.workDir}`,
     `#SBATCH --output=${job.statsDir}/logs/stats-%A_%a.out`,
     'set -euo pipefail',
+    // malloc settings the engine runs faster with (engine/process-env.ts), unless already set; exported before the
+    // submitter's sbatch calls, so the reduce job (which inherits the submitting environment) gets them too.
+    ...Object.entries(ENGINE_MALLOC_ENV).map(([k, v]) => `export ${k}="\${${k}:-${v}}"`),
     'if [ -z "${SLURM_ARRAY_TASK_ID:-}" ]; then',
     `  mkdir -p ${q(`${job.statsDir}/logs`)}`,
     '  array=$(sbatch --parsable "$0")',
