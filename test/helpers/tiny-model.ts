@@ -15,3 +15,18 @@ export function tinyHubertConfig(): EncoderConfig {
     posConvGroups: 4,
   });
 }
+
+/** Smaller still, for evaluation-embedding tests that run many sessions: 2 layers, hidden 16, 2 heads, FFN 24. */
+export function tinyEmbeddingConfig(): EncoderConfig {
+  return hubertBaseConfig({
+    hidden: 16,
+    layers: 2,
+    heads: 2,
+    intermediate: 24,
+    posConvKernel: 4,
+    posConvGroups: 2,
+    convDims: [8, 8, 8],
+    convKernels: [10, 3, 2],
+    convStrides: [5, 2, 2],
+  });
+}

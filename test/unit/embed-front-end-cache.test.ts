@@ -2,22 +2,13 @@
 import { describe, expect, it, vi } from 'vitest';
 import { EmbeddingSession } from '../../server/src/engine/model/embed';
 import { FrontEndCache, frontEndFingerprint } from '../../server/src/engine/model/front-end-cache';
-import { hubertBaseConfig, randomWeights } from '../../server/src/engine/model/random';
+import { randomWeights } from '../../server/src/engine/model/random';
+import { tinyEmbeddingConfig } from '../helpers/tiny-model';
 import type { Session } from '../../server/src/engine/model/runtime';
 import type { WeightMap } from '../../server/src/engine/model/tensor';
 import { mulberry32 } from '../../server/src/engine/random';
 
-const config = hubertBaseConfig({
-  hidden: 16,
-  layers: 2,
-  heads: 2,
-  intermediate: 24,
-  posConvKernel: 4,
-  posConvGroups: 2,
-  convDims: [8, 8, 8],
-  convKernels: [10, 3, 2],
-  convStrides: [5, 2, 2],
-});
+const config = tinyEmbeddingConfig();
 
 /** `base` with the transformer layers of another seed: the same front end, different layers. */
 function otherLayers(base: WeightMap, seed: number): WeightMap {

@@ -5,20 +5,11 @@
 import { describe, expect, it } from 'vitest';
 import { EmbeddingSession } from '../../server/src/engine/model/embed';
 import { FrontEndCache } from '../../server/src/engine/model/front-end-cache';
-import { hubertBaseConfig, randomWeights } from '../../server/src/engine/model/random';
+import { randomWeights } from '../../server/src/engine/model/random';
+import { tinyEmbeddingConfig } from '../helpers/tiny-model';
 import { mulberry32 } from '../../server/src/engine/random';
 
-const config = hubertBaseConfig({
-  hidden: 16,
-  layers: 2,
-  heads: 2,
-  intermediate: 24,
-  posConvKernel: 4,
-  posConvGroups: 2,
-  convDims: [8, 8, 8],
-  convKernels: [10, 3, 2],
-  convStrides: [5, 2, 2],
-});
+const config = tinyEmbeddingConfig();
 const weights = randomWeights(config, 3);
 
 function clip(n: number, seed: number): Float32Array {
