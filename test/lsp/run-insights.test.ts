@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
   CodeLensRefreshRequest,
@@ -21,6 +22,7 @@ import {
 } from 'vscode-languageserver-protocol';
 import * as lsp from '../../protocol/lsp-ext';
 import type { MergeReport } from '../../server/src/engine/pipeline/report';
+import { ENGINE_MALLOC_ENV, engineProcessEnv } from '../../server/src/engine/process-env';
 import { diskReportId } from '../../server/src/lsp/services/run-insights';
 import { defaultCapabilities, fileUri, startTestServer, type TestClient } from './harness';
 
@@ -345,5 +347,27 @@ describe('a job of the server', () => {
     const got = await lenses();
     expect(got.map((l) => (l.command!.arguments as lsp.OpenReportPanelArgs[])[0]!.jobId)).toEqual(Array(got.length).fill(jobId));
     expect(got[1]!.command!.title).toMatch(/^Last run: correlation 0\.04 → 0\.42/);
+  });
+
+  it('runs its engine process with the malloc settings of engine/process-env.ts (on Linux; values already set kept)', async () => {
+    const want = Object.fromEntries(Object.keys(ENGINE_MALLOC_ENV).map((k) => [k, engineProcessEnv(process.env)[k]]));
+    // The stand-in engine checks its environment first and fails the job when a setting is not what it should be.
+    const check = [
+      `const want = ${JSON.stringify(want)};`,
+      `for (const [k, v] of Object.entries(want)) if (process.env[k] !== v) { console.error('engine env ' + k + '=' + process.env[k]); process.exit(3); }`,
+      `process.argv.splice(1, 0, 'engine');`,
+      `import(${JSON.stringify(pathToFileURL(reportEngine).href)});`,
+    ].join('\n');
+    client = await startTestServer(
+      { launcher: (file) => ({ command: process.execPath, args: ['-e', check, file] }) },
+      defaultCapabilities,
+      settings,
+    );
+    writeFileSync(recipeFile, RECIPE);
+    await client.open(uri, RECIPE);
+    const { jobId } = await client.connection.sendRequest(lsp.runRecipe, { uri });
+    const finished = await client.jobFinished.next((j) => j.jobId === jobId);
+    expect(finished.error?.message).toBeUndefined();
+    expect(finished.ok).toBe(true);
   });
 });
