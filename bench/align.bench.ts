@@ -7,7 +7,9 @@
  * length runs in its own child process; its peak RSS is measured from outside (bench/peak-rss.ts). The synthetic
  * probe audio is generated segment by segment as batches read it, so the peak is the statistics step's own (a real
  * run also holds its decoded probe: 220 MiB per hour of audio).
- * Usage: npm run bench:align [-- --lengths 40,240 --segment 5 --threads N --memory 3GB --no-assign]
+ * The child runs with the engine's malloc settings (server/src/engine/process-env.ts), as every engine process the
+ * product starts on Linux does; `--plain-malloc` measures without them (glibc's defaults: fresh pages per run).
+ * Usage: npm run bench:align [-- --lengths 40,240 --segment 5 --threads N --memory 3GB --no-assign --plain-malloc]
  */
 import * as ort from 'onnxruntime-node';
 import { permutationsFromCorrelations } from '../server/src/engine/align/solve';
@@ -19,6 +21,7 @@ import { GraphBuilder } from '../server/src/engine/model/graph-builder';
 import { tapWidth } from '../server/src/engine/model/pair-graph';
 import { hubertBaseConfig, randomWeights } from '../server/src/engine/model/random';
 import { mulberry32 } from '../server/src/engine/random';
+import { ENGINE_MALLOC_ENV, engineProcessEnv } from '../server/src/engine/process-env';
 import { parameterCount } from '../server/src/engine/model/weights';
 import { planStatistics } from '../server/src/engine/pipeline/memory-plan';
 import { defaultBatchSize, tapsFor } from '../server/src/engine/pipeline/plan';
@@ -37,6 +40,16 @@ const memoryArg = process.argv.indexOf('--memory');
 const memory = memoryArg > 0 ? process.argv[memoryArg + 1] : undefined;
 const lengthsArg = process.argv.indexOf('--lengths');
 const lengths = lengthsArg > 0 ? process.argv[lengthsArg + 1]!.split(',').map(Number) : [40, 240];
+/** Without the engine's malloc settings: the figure before the product set them. */
+const plainMalloc = process.argv.includes('--plain-malloc');
+
+/** The child's environment: the product's engine environment, or glibc's defaults with --plain-malloc. */
+function childEnv(): NodeJS.ProcessEnv {
+  if (!plainMalloc) return engineProcessEnv(process.env);
+  const env = { ...process.env };
+  for (const k of Object.keys(ENGINE_MALLOC_ENV)) delete env[k];
+  return env;
+}
 
 /** GFLOP/s of onnxruntime's MatMul at the FFN tap's shape: per wall second and per CPU second of this process. */
 async function matmulCeiling(rows: number, d: number): Promise<{ wall: number; cpu: number }> {
@@ -199,7 +212,7 @@ async function main(): Promise<void> {
       ...(threads ? ['--threads', String(threads)] : []),
       ...(i === 0 && !process.argv.includes('--no-assign') ? ['--assign'] : []),
     ];
-    const { result, memory: peak } = await runMeasuredChild<Measured>(__filename, args);
+    const { result, memory: peak } = await runMeasuredChild<Measured>(__filename, args, { env: childEnv() });
     results.push(result);
     rows.push([
       ...result.row,
@@ -213,7 +226,13 @@ async function main(): Promise<void> {
   const batchSize = defaultBatchSize(cfg, segment * cfg.sampleRate);
   const taps = tapsFor(cfg, ['cnn', 'attention', 'ffn'], 'reorder');
   console.log(
-    `bench:align — HuBERT-base-sized random pair (${(parameterCount(cfg) / 1e6).toFixed(1)} M params each, ${MiB(weightBytes)} MiB of weights for both), ${taps.length} taps, batches of ${batchSize} × ${segment} s, CPU${threads ? `, ${threads} threads` : ''}; each probe length in its own child process, peak RSS measured from outside`,
+    `bench:align — HuBERT-base-sized random pair (${(parameterCount(cfg) / 1e6).toFixed(1)} M params each, ${MiB(weightBytes)} MiB of weights for both), ${taps.length} taps, batches of ${batchSize} × ${segment} s, CPU${threads ? `, ${threads} threads` : ''}, ${
+      plainMalloc
+        ? "glibc's default malloc (--plain-malloc)"
+        : `the engine's malloc settings (${Object.entries(ENGINE_MALLOC_ENV)
+            .map(([k, v]) => `${k}=${v}`)
+            .join(' ')})`
+    }; each probe length in its own child process, peak RSS measured from outside`,
   );
   const head = [
     'probe',
