@@ -13,6 +13,7 @@ import { registerCheckCommand } from './cli/check';
 import { registerLspCommand } from './cli/lsp';
 import { registerRunCommand } from './cli/run';
 import { registerStatsCommand } from './cli/stats';
+import { engineRelaunch, runInFront, watchLauncher } from './cli/relaunch';
 
 declare const MERGE_STUDIO_VERSION: string;
 
@@ -37,6 +38,9 @@ export function buildProgram(out = consoleOutput): Command {
 }
 
 export async function main(argv: string[]): Promise<number> {
+  const relaunch = engineRelaunch(argv, process.env);
+  if (relaunch) return runInFront(relaunch);
+  watchLauncher(process.env);
   endQuietlyOnClosedOutput();
   const program = buildProgram();
   try {

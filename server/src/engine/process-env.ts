@@ -5,7 +5,8 @@
  * virtual machines (about 25 µs per 4 KiB page measured on a 2-core VM). Fixed thresholds keep those blocks in the
  * heap for reuse. bench:align, HuBERT-base pair, alternating runs: 34.8 → 28.0 s per minute of probe at 40 s, 33.6 →
  * 29.5 at 2 minutes, peak RSS no higher. glibc reads these variables only at process start, so they are set where an
- * engine process is launched (editor jobs, emitted cluster scripts); values the user set are kept. Other C libraries
+ * engine process is launched (editor jobs, emitted cluster scripts, the CLI's `run` and `stats`, which relaunch
+ * themselves: cli/relaunch.ts); values the user set are kept. Other C libraries
  * ignore them.
  */
 export const ENGINE_MALLOC_ENV: Readonly<Record<string, string>> = {
