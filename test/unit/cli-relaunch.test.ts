@@ -43,6 +43,13 @@ describe('engineRelaunch', () => {
   ] as const)('runs in place for %s', (_, args, env, platform) => {
     expect(engineRelaunch([...ARGV, ...args], env, platform, NODE)).toBeUndefined();
   });
+
+  it('runs in place under a debugger', () => {
+    const args = [...ARGV, 'run', 'r.merge.yaml'];
+    expect(engineRelaunch(args, PLAIN, 'linux', { ...NODE, execArgv: ['--inspect-brk=9229'] })).toBeUndefined();
+    expect(engineRelaunch(args, { ...PLAIN, NODE_OPTIONS: '--max-old-space-size=8192 --inspect' }, 'linux', NODE)).toBeUndefined();
+    expect(engineRelaunch(args, { ...PLAIN, NODE_OPTIONS: '--max-old-space-size=8192' }, 'linux', NODE)).toBeDefined();
+  });
 });
 
 /** The example's models, probe and tasks, written to a temp dir so the run's output lands there. */

@@ -29,7 +29,7 @@ export interface Launch {
 
 /**
  * The child to start instead of running here, or undefined to run here: on Linux, for `run` and `stats`, when the
- * environment lacks the malloc settings and this process is not already such a child.
+ * environment lacks the malloc settings, this process is not already such a child and no debugger is asked for.
  */
 export function engineRelaunch(
   argv: readonly string[],
@@ -39,6 +39,8 @@ export function engineRelaunch(
 ): Launch | undefined {
   if (!ENGINE_COMMANDS.has(argv[2] ?? '')) return undefined;
   if (env[LAUNCHER_PID_ENV] !== undefined || env[NO_RELAUNCH_ENV] === '1') return undefined;
+  // Under a debugger the engine stays in the process the debugger is attached to.
+  if ([...node.execArgv, env.NODE_OPTIONS ?? ''].some((a) => a.includes('--inspect'))) return undefined;
   const engineEnv = engineProcessEnv(env, platform);
   if (Object.keys(engineEnv).every((k) => engineEnv[k] === env[k])) return undefined;
   return {
