@@ -14,6 +14,7 @@ import {
   type StageSystem,
 } from '../../server/src/engine/merge/methods/lsq';
 import { layerStages, TripleSession, type LsqStage } from '../../server/src/engine/merge/methods/lsq-graph';
+import { teacherStage, weightedSystem } from '../../server/src/engine/merge/methods/lsq-targets';
 import { linear } from '../../server/src/engine/merge/methods/tensorwise';
 import { ridgeSolve } from '../../server/src/engine/merge/methods/ridge';
 import { addEncoder } from '../../server/src/engine/model/encoder-graph';
@@ -25,7 +26,7 @@ import type { AlignOutcome } from '../../server/src/engine/align/methods/method'
 import { zipFeedForward } from '../../server/src/engine/merge/zip';
 import { buildSystem, systemsOf } from '../../server/src/engine/pipeline/systems';
 import { mulberry32 } from '../../server/src/engine/random';
-import type { Recipe } from '../../server/src/engine/recipe/schema';
+import type { LsqProjection, Recipe } from '../../server/src/engine/recipe/schema';
 import { engineError } from '../helpers/errors';
 import { maxRelativeError } from '../helpers/reference';
 import { tinyHubertConfig } from '../helpers/tiny-model';
@@ -52,21 +53,26 @@ function gaussSolve(a: number[][], b: number[]): number[] {
   return x;
 }
 
-/** The normal equations of rows given in float64: centred Cov(x), Cov(x, y), means and Σ(y − ȳ)². */
-function systemOf(x: number[][], y: number[][]): StageSystem {
+/**
+ * The normal equations of rows given in float64: centred Cov(x), Cov(x, y), means and Σ(y − ȳ)², each row counted
+ * `weight[k]` times (1 without weights).
+ */
+function systemOf(x: number[][], y: number[][], weight?: number[]): StageSystem {
   const p = x[0]!.length;
   const q = y[0]!.length;
-  const n = x.length;
-  const mean = (rows: number[][], d: number) => Float64Array.from({ length: d }, (_, j) => rows.reduce((s, r) => s + r[j]!, 0) / n);
+  const w = weight ?? x.map(() => 1);
+  const n = w.reduce((s, v) => s + v, 0);
+  const mean = (rows: number[][], d: number) =>
+    Float64Array.from({ length: d }, (_, j) => rows.reduce((s, r, k) => s + w[k]! * r[j]!, 0) / n);
   const meanX = mean(x, p);
   const meanY = mean(y, q);
   const cxx = new Float64Array(p * p);
   const cxy = new Float64Array(p * q);
   const m2Y = new Float64Array(q);
   for (const [k, r] of x.entries()) {
-    for (let c = 0; c < q; c++) m2Y[c] += (y[k]![c]! - meanY[c]!) ** 2;
+    for (let c = 0; c < q; c++) m2Y[c] += w[k]! * (y[k]![c]! - meanY[c]!) ** 2;
     for (let i = 0; i < p; i++) {
-      const di = r[i]! - meanX[i]!;
+      const di = w[k]! * (r[i]! - meanX[i]!);
       for (let j = 0; j < p; j++) cxx[i * p + j] += di * (r[j]! - meanX[j]!);
       for (let c = 0; c < q; c++) cxy[i * q + c] += di * (y[k]![c]! - meanY[c]!);
     }
@@ -98,14 +104,14 @@ function tinyProbe(count: number, seed = 2): ProbeSet {
 
 const cfg = tinyHubertConfig();
 
-/** Float64 reference of a stage's moments: each model's input tap from its own forward graph, then the mix in JS. */
-async function referenceSystem(
+/** Float64 reference of a stage's rows: each model's input tap from its own forward graph, then the mix in JS. */
+async function referenceRows(
   merged: WeightMap,
   anchor: WeightMap,
   other: WeightMap,
   stage: LsqStage,
   probe: ProbeSet,
-): Promise<StageSystem> {
+): Promise<{ x: number[][]; y: number[][] }> {
   const tapRows = async (w: WeightMap, tap: TapName) => {
     const b = new GraphBuilder();
     const audio = b.input('audio', ['batch', 'samples']);
@@ -139,6 +145,11 @@ async function referenceSystem(
       return ya.map((v, c) => s.lambda * v + (1 - s.lambda) * yb[c]!);
     }),
   );
+  return { x, y };
+}
+
+async function referenceSystem(...args: Parameters<typeof referenceRows>): Promise<StageSystem> {
+  const { x, y } = await referenceRows(...args);
   return systemOf(x, y);
 }
 
@@ -480,5 +491,143 @@ describe('least-squares refit on a zipped FFN (merge.method lsq with merge.width
     expect(maxRelativeError(built.weights.get(name)!.data, want.get(name)!.data)).toBeLessThan(1e-6);
     const plain = await buildSystem(settings('linear'), aligned, 0.5, c);
     expect(maxRelativeError(plain.weights.get(name)!.data, z.weights.get(name)!.data)).toBeLessThan(1e-6);
+  });
+});
+
+describe('least-squares refit with routed targets (merge.lsq.targets routed)', () => {
+  /**
+   * A probe of two sources, `anchor`'s domain (the first half of the segments) and `other`'s (the second half); with
+   * `same`, both halves are the same audio in the same order (so the held-out fifth holds the same audio of each too).
+   */
+  const routedProbe = (count: number, same = false): ProbeSet => {
+    const half = count / 2;
+    const base = tinyProbe(same ? half : count, 3);
+    const segments = Array.from({ length: count }, (_, i) => ({ ...base.segments[same ? i % half : i]!, source: i < half ? 0 : 1 }));
+    const source = (name: string, domain: 'anchor' | 'other') => ({
+      source: name,
+      path: name,
+      filesListed: 1,
+      filesDecoded: 1,
+      decodedSeconds: 1,
+      segments: count / 2,
+      seconds: 1,
+      files: [],
+      domain,
+    });
+    return { ...base, segments, sources: [source('speech', 'anchor'), source('music', 'other')], totalSegments: count };
+  };
+  const onlySource = (probe: ProbeSet, source: number): ProbeSet => {
+    const segments = probe.segments.filter((s) => s.source === source);
+    return { ...probe, segments, totalSegments: segments.length };
+  };
+  const ctxOf = (anchor: WeightMap, other: WeightMap, lambda: Parameters<typeof lsq.merge>[0]['lambda'], probe: ProbeSet) => ({
+    config: cfg,
+    anchor,
+    other,
+    lambda,
+    probe,
+    batchSize: 4,
+    seed: 0,
+    session: {},
+    emit: () => undefined,
+    signal: undefined,
+  });
+
+  it('weightedSystem gives the normal equations of the weighted loss: its fit is the float64 weighted least squares of [x, 1] → y', async () => {
+    const rand = mulberry32(11);
+    const p = 4;
+    const q = 2;
+    const rows = (n: number, shift: number) => Array.from({ length: n }, () => Array.from({ length: p }, () => rand() - 0.5 + shift));
+    const [xa, xb] = [rows(30, 0.4), rows(25, -0.2)];
+    const [ya, yb] = [xa, xb].map((x, d) =>
+      x.map((r) => Array.from({ length: q }, (_, c) => r.reduce((s, v, j) => s + Math.cos(c + j + d) * v, d - c) + 0.1 * (rand() - 0.5))),
+    );
+    const lambda = 0.3;
+    const w = [...xa.map(() => lambda), ...xb.map(() => 1 - lambda)];
+    const got = weightedSystem([
+      { system: systemOf(xa, ya!), weight: lambda },
+      { system: systemOf(xb, yb!), weight: 1 - lambda },
+    ]);
+    const want = systemOf([...xa, ...xb], [...ya!, ...yb!], w);
+    expect(got.n).toBeCloseTo(want.n, 12);
+    for (const k of ['cxx', 'cxy', 'meanX', 'meanY', 'm2Y'] as const) expect(maxRelativeError(got[k], want[k]), k).toBeLessThan(1e-12);
+    // The fit: weighted normal equations of the augmented, uncentred design A = [x, 1].
+    const a = [...xa, ...xb].map((r) => [...r, 1]);
+    const y = [...ya!, ...yb!];
+    const f = fitSystem(got, 1e-12, new Float64Array(q * p));
+    let sse = 0;
+    for (let c = 0; c < q; c++) {
+      const ata = Array.from({ length: p + 1 }, (_, i) =>
+        Array.from({ length: p + 1 }, (_, j) => a.reduce((s, r, k) => s + w[k]! * r[i]! * r[j]!, 0)),
+      );
+      const theta = gaussSolve(
+        ata,
+        Array.from({ length: p + 1 }, (_, i) => a.reduce((s, r, k) => s + w[k]! * r[i]! * y[k]![c]!, 0)),
+      );
+      for (let j = 0; j < p; j++) expect(Math.abs(f.w[c * p + j]! - theta[j]!)).toBeLessThan(1e-8);
+      expect(Math.abs(f.b[c]! - theta[p]!)).toBeLessThan(1e-8);
+      for (const [k, r] of a.entries()) sse += w[k]! * (r.reduce((s, v, j) => s + v * theta[j]!, 0) - y[k]![c]!) ** 2;
+    }
+    expect(Math.abs((await residual(got, f.w, f.b, gemm)) - sse) / sse).toBeLessThan(1e-8);
+    // One part of weight 1 is that part's system.
+    const one = systemOf(xa, ya!);
+    expect(weightedSystem([{ system: one, weight: 1 }])).toBe(one);
+  });
+
+  it("refits each projection to its domain's model, weighted λ and 1 − λ: layer 0's q/k/v match a float64 reference (per-projection λ)", async () => {
+    const anchor = randomWeights(cfg, 4);
+    const other = randomWeights(cfg, 5);
+    const probe = routedProbe(10);
+    const lambda = { default: 0.3, overrides: { 'encoder.layers.*.attention.v_proj.*': 0.8 } };
+    const ctx = {
+      ...ctxOf(anchor, other, lambda, probe),
+      lsq: { refit: ['q_proj', 'k_proj', 'v_proj'] as LsqProjection[], ridge: 0.01, targets: 'routed' as const },
+    };
+    const got = await lsq.merge(ctx);
+    const lerp = await linear.merge(ctx);
+    const stage = layerStages(0, ['q_proj', 'k_proj', 'v_proj'], (t) => (t.includes('v_proj') ? 0.8 : 0.3))[0]!;
+    // Reference: the rows of each domain with its own model's outputs as targets, weighted in float64.
+    const [a, b] = [
+      await referenceRows(lerp, anchor, other, teacherStage(stage, 'anchor'), onlySource(probe, 0)),
+      await referenceRows(lerp, anchor, other, teacherStage(stage, 'other'), onlySource(probe, 1)),
+    ];
+    let from = 0;
+    for (const site of stage.sites) {
+      const q = cfg.hidden;
+      const cols = (rows: number[][]) => rows.map((r) => r.slice(from, from + q));
+      const weights = [...a.x.map(() => site.lambda), ...b.x.map(() => 1 - site.lambda)];
+      const want = fitSystem(systemOf([...a.x, ...b.x], [...cols(a.y), ...cols(b.y)], weights), 0.01, lerp.get(site.weight)!.data);
+      expect(maxRelativeError(got.get(site.weight)!.data, want.w), site.name).toBeLessThan(1e-4);
+      expect(maxRelativeError(got.get(site.bias)!.data, want.b), site.name).toBeLessThan(1e-4);
+      from += q;
+    }
+  });
+
+  it.each([
+    ['a fixed ridge', 0.01],
+    ['a ridge chosen on the held-out fifth', 'auto' as const],
+  ])('with both domains given identical audio it is the mix form (every projection, %s)', async (_l, ridge) => {
+    const anchor = randomWeights(cfg, 4);
+    const other = randomWeights(cfg, 5);
+    // Each segment twice, once per domain: routed fits each copy to one model, mix fits both to the λ-mix.
+    const probe = routedProbe(20, true);
+    const refit: LsqProjection[] = ['q_proj', 'k_proj', 'v_proj', 'out_proj', 'intermediate_dense', 'output_dense'];
+    const mix = await lsq.merge({ ...ctxOf(anchor, other, 0.4, probe), lsq: { refit, ridge, targets: 'mix' } });
+    const routed = await lsq.merge({ ...ctxOf(anchor, other, 0.4, probe), lsq: { refit, ridge, targets: 'routed' } });
+    // Equal up to float32 rounding: the two measure the same frames in different batches.
+    for (const [name, t] of mix) expect(maxRelativeError(routed.get(name)!.data, t.data), name).toBeLessThan(1e-4);
+    // Different audio per domain gives a different fit.
+    const apart = await lsq.merge({ ...ctxOf(anchor, other, 0.4, routedProbe(20)), lsq: { refit, ridge, targets: 'routed' } });
+    const name = 'encoder.layers.1.feed_forward.output_dense.weight';
+    expect(maxRelativeError(apart.get(name)!.data, mix.get(name)!.data)).toBeGreaterThan(1e-3);
+  });
+
+  it('refuses routed targets when a probe source has no domain, naming it', async () => {
+    const w = randomWeights(cfg, 4);
+    const probe = routedProbe(10);
+    probe.sources[1] = { ...probe.sources[1]!, domain: undefined };
+    const e = await engineError(lsq.merge({ ...ctxOf(w, w, 0.5, probe), lsq: { ridge: 0.1, targets: 'routed' } }));
+    expect(e.code).toBe('bad-recipe');
+    expect(e.message).toMatch(/probe\.audio "music" has no domain.*probe\.domains\.anchor or probe\.domains\.other/);
   });
 });

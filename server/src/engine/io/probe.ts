@@ -28,9 +28,14 @@ export interface ProbeOptions {
   /** Cap per source. */
   maxSeconds: number;
   seed: number;
+  /** `probe.domains`: which entries of `sources` (as written) are whose domain; tags each source's summary. */
+  domains?: { anchor: readonly string[]; other: readonly string[] };
   progress?: ProgressSink;
   signal?: AbortSignal;
 }
+
+/** Whose domain a probe source is (`probe.domains`), for methods that treat the domains differently. */
+export type ProbeDomain = 'anchor' | 'other';
 
 export interface ProbeSegment {
   /** Index into ProbeSet.sources. */
@@ -58,6 +63,8 @@ export interface ProbeSourceSummary {
   seconds: number;
   /** Files that contributed at least one segment, sorted, with how many each. */
   files: { file: string; segments: number }[];
+  /** Present when the recipe's `probe.domains` lists this source. */
+  domain?: ProbeDomain;
 }
 
 export interface ProbeSet {
@@ -130,6 +137,7 @@ export async function buildProbeSet(opts: ProbeOptions): Promise<ProbeSet> {
       segments: kept.length,
       seconds: kept.length * segmentSeconds,
       files: countByFile(kept),
+      ...domainOf(source, opts.domains),
     });
   }
   return {
@@ -142,6 +150,12 @@ export async function buildProbeSet(opts: ProbeOptions): Promise<ProbeSet> {
     totalSegments: segments.length,
     totalSeconds: segments.length * segmentSeconds,
   };
+}
+
+function domainOf(source: string, domains: ProbeOptions['domains']): { domain?: ProbeDomain } {
+  if (domains?.anchor.includes(source)) return { domain: 'anchor' };
+  if (domains?.other.includes(source)) return { domain: 'other' };
+  return {};
 }
 
 /** Cuts one decoded file into segments (views into `audio`, except a padded last one). */

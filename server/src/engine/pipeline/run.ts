@@ -140,6 +140,7 @@ export async function runLoadedRecipe(loaded: LoadedRecipe, opts: RunOptions = {
       segmentSeconds: recipe.probe.segment_seconds,
       maxSeconds: recipe.probe.max_seconds,
       seed,
+      domains: recipe.probe.domains,
       progress: emit,
       signal: opts.signal,
     });

@@ -93,6 +93,8 @@ export function checkCrossField(r: PartialRecipe, ranges: NodeRanges, documentSt
     );
   }
 
+  out.push(...checkProbeDomains(r, systems, valueAt));
+
   const maxSeconds = r.probe?.max_seconds;
   const segment = r.probe?.segment_seconds;
   const segmentRange = valueAt('probe', 'segment_seconds');
@@ -145,6 +147,78 @@ export function checkCrossField(r: PartialRecipe, ranges: NodeRanges, documentSt
         ),
       );
     variantByName.set(v.name, variantByName.get(v.name) ?? i);
+  });
+  return out;
+}
+
+/**
+ * `probe.domains` names entries of `probe.audio`, each in one list at most; `merge.lsq.targets: routed` (main settings
+ * or a variant's, inherited as systems.ts inherits merge.lsq) fits every probe frame to its domain's model, so it needs
+ * a domain for every entry.
+ */
+function checkProbeDomains(
+  r: PartialRecipe,
+  systems: { at: (string | number)[]; merge: { method?: string; lsq?: { targets?: string } } | undefined }[],
+  valueAt: (...path: (string | number)[]) => Range | undefined,
+): RecipeDiagnostic[] {
+  const out: RecipeDiagnostic[] = [];
+  const audio = r.probe?.audio ?? [];
+  const domains = r.probe?.domains;
+  const domainOf = new Map<string, 'anchor' | 'other'>();
+  for (const side of ['anchor', 'other'] as const) {
+    (domains?.[side] ?? []).forEach((entry, i) => {
+      const at = valueAt('probe', 'domains', side, i);
+      if (entry === undefined || !at) return;
+      const first = domainOf.get(entry);
+      if (!audio.includes(entry))
+        out.push(
+          diagnostic(
+            at,
+            Severity.Error,
+            'inconsistent-probe',
+            `probe.domains.${side}: "${entry}" is not an entry of probe.audio (${audio.map((a) => `"${a}"`).join(', ')}); name the entry as probe.audio writes it`,
+          ),
+        );
+      else if (first && first !== side)
+        out.push(
+          diagnostic(
+            at,
+            Severity.Error,
+            'inconsistent-probe',
+            `probe.domains.${side}: "${entry}" is already listed as the ${first}'s domain; a probe source is one model's domain`,
+          ),
+        );
+      else domainOf.set(entry, side);
+    });
+  }
+  const routedAt = systems
+    .filter(({ at, merge }) => !(at.length > 0 && merge === undefined))
+    .filter(({ merge }) => (merge?.method ?? r.merge?.method) === 'lsq' && (merge?.lsq?.targets ?? r.merge?.lsq?.targets) === 'routed')
+    .map(({ at }) => valueAt(...at, 'merge', 'lsq', 'targets') ?? valueAt('merge', 'lsq', 'targets'))
+    .find((where) => where !== undefined);
+  if (!routedAt || !r.probe) return out;
+  if (!domains) {
+    out.push(
+      diagnostic(
+        routedAt,
+        Severity.Error,
+        'inconsistent-merge',
+        'merge.lsq.targets routed fits each probe frame to the model whose domain its audio is: add probe.domains with the probe.audio entries of each (anchor: [...], other: [...])',
+      ),
+    );
+    return out;
+  }
+  audio.forEach((entry, i) => {
+    const at = valueAt('probe', 'audio', i);
+    if (entry === undefined || !at || domainOf.has(entry)) return;
+    out.push(
+      diagnostic(
+        at,
+        Severity.Error,
+        'inconsistent-probe',
+        `probe.audio "${entry}" has no domain, and merge.lsq.targets routed fits every probe frame to its domain's model: list it under probe.domains.anchor or probe.domains.other`,
+      ),
+    );
   });
   return out;
 }

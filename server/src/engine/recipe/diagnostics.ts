@@ -48,6 +48,7 @@ export type RecipeDiagnosticCode =
   | 'missing-probe'
   | 'inconsistent-align'
   | 'inconsistent-merge'
+  | 'inconsistent-probe'
   | 'segment-too-long'
   | 'precision-unsupported'
   | 'duplicate-task'

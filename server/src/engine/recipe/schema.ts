@@ -177,6 +177,18 @@ const mergeSchema = object({
             }),
           ],
         }),
+        targets: enumOf({
+          optional: true,
+          default: 'mix',
+          description:
+            "What the refit projections are fit to on each probe frame: the λ-mix of both models' outputs everywhere, or, with `routed`, the outputs of the model whose domain the frame's audio is (`probe.domains`), weighted λ on the anchor's frames and 1 − λ on the other's.",
+          values: ['mix', 'routed'],
+          valueDescriptions: {
+            mix: 'Every probe frame is fit to λ·anchor + (1 − λ)·other (PLeaS).',
+            routed:
+              "Multi-teacher least squares: frames of the anchor's domain are fit to the anchor's outputs, frames of the other's domain to the other's, weighted λ and 1 − λ. A mix of two models' outputs is what neither computes; on its own domain's audio each model's output is the one worth keeping. Needs `probe.domains`.",
+          },
+        }),
       },
     }),
   },
@@ -276,6 +288,26 @@ export const recipeSchema = object({
           default: 5,
           exclusiveMinimum: 0,
           description: 'Probe audio is cut into segments of this length (seconds) before it is batched through the models.',
+        }),
+        domains: object({
+          optional: true,
+          description:
+            'Which entries of `audio` are whose domain: read by `merge.lsq.targets: routed`, which fits the frames of each domain to that model. Each entry of `audio` in one list at most.',
+          starter: 'domains:\n  anchor: [${1:./probe/speech}]\n  other: [${2:./probe/music}]',
+          properties: {
+            anchor: array({
+              description: "Entries of `probe.audio` (written the same way) that are the anchor's domain.",
+              minItems: 1,
+              uniqueItems: true,
+              items: str({ format: 'path', description: 'An entry of `probe.audio`.' }),
+            }),
+            other: array({
+              description: "Entries of `probe.audio` (written the same way) that are the other model's domain.",
+              minItems: 1,
+              uniqueItems: true,
+              items: str({ format: 'path', description: 'An entry of `probe.audio`.' }),
+            }),
+          },
         }),
       },
     }),
@@ -413,6 +445,8 @@ export type HeadsMode = Recipe['align']['heads'];
 export type MergeMethodName = Recipe['merge']['method'];
 export type LsqSettings = NonNullable<Recipe['merge']['lsq']>;
 export type LsqProjection = LsqSettings['refit'][number];
+export type LsqTargets = LsqSettings['targets'];
+export type ProbeDomains = NonNullable<NonNullable<Recipe['probe']>['domains']>;
 export type Device = Recipe['runtime']['device'];
 export const DEVICES: readonly Device[] = recipeSchema.properties.runtime.properties.device.values;
 export type Precision = Recipe['runtime']['precision'];

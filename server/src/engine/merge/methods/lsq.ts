@@ -9,11 +9,12 @@
  *   min_W,b  Σ_frames ‖W x + b − (λ(W_a x_a + b_a) + (1 − λ)(W_b x_b + b_b))‖² + α‖W − W_lerp‖²
  *
  * where x is the projection's input in the merged model (whose earlier projections are already refit) and x_a, x_b
- * the same input in each endpoint on the same audio. intermediate_dense matches pre-activations. Only centred
- * moments are needed: Cov(x), Cov(x, x_a), Cov(x, x_b) and the means, reduced per batch in onnxruntime
- * (lsq-graph.ts) and combined in float64; Cov(x, y) = λ Cov(x, x_a) W_aᵀ + (1 − λ) Cov(x, x_b) W_bᵀ is a float64
- * GEMM in onnxruntime (gemm64.ts), and the ridge system (XᵀX + αI)Wᵀ = XᵀY + αW_lerpᵀ is solved in float64
- * (ridge.ts), b = ȳ − W x̄.
+ * the same input in each endpoint on the same audio. With `merge.lsq.targets: routed` each probe domain's frames are
+ * fit to that model's outputs instead, weighted λ and 1 − λ (lsq-targets.ts). intermediate_dense matches
+ * pre-activations. Only centred moments are needed: Cov(x), Cov(x, x_a), Cov(x, x_b) and the means, reduced per
+ * batch in onnxruntime (lsq-graph.ts) and combined in float64; Cov(x, y) = λ Cov(x, x_a) W_aᵀ + (1 − λ) Cov(x, x_b)
+ * W_bᵀ is a float64 GEMM in onnxruntime (gemm64.ts), and the ridge system (XᵀX + αI)Wᵀ = XᵀY + αW_lerpᵀ is solved
+ * in float64 (ridge.ts), b = ȳ − W x̄.
  * α = γ·tr(Cov(x))/p. `merge.lsq.ridge` fixes γ; with `auto` γ is chosen per projection from RIDGE_GRID by the
  * residual on a held-out fifth of the probe segments (never the evaluation data), then refit on all segments.
  */
@@ -26,6 +27,7 @@ import { lambdaForTensor } from '../lambda';
 import { Gemm64 } from './gemm64';
 import { layerStages, TripleSession, type LsqSite, type LsqStage, type TripleStates } from './lsq-graph';
 import type { MergeContext, MergeMethod } from './method';
+import { teacherSplits, teacherStage, teacherWeight, weightedSystem, type StageSystem, type Teacher } from './lsq-targets';
 import { ridgeSolve } from './ridge';
 import { linear } from './tensorwise';
 
@@ -35,17 +37,7 @@ export const RIDGE_GRID = [1e-4, 1e-3, 1e-2, 1e-1, 1];
 const LSQ_KEYS = recipeSchema.properties.merge.properties.lsq.properties;
 const DEFAULT_REFIT: readonly LsqProjection[] = LSQ_KEYS.refit.default;
 
-/** The normal equations of one stage: Cov(x) (p×p), Cov(x, y) (p×q), the means and the targets' Σ(y − ȳ)². */
-export interface StageSystem {
-  n: number;
-  p: number;
-  q: number;
-  cxx: Float64Array;
-  cxy: Float64Array;
-  meanX: Float64Array;
-  meanY: Float64Array;
-  m2Y: Float64Array;
-}
+export type { StageSystem } from './lsq-targets';
 
 /** A stage's accumulated moments: inputs (A = x, B = [x, x_a, x_b]) and targets (A = y), see lsq-graph.ts. */
 export interface StageStats {
@@ -185,33 +177,76 @@ function siteParts(stage: LsqStage, merged: WeightMap): SitePart[] {
   });
 }
 
+/** One teacher's frames of a probe part (fit or held out), measured with that teacher's targets. */
+export interface MeasuredPart {
+  stats: StageStats;
+  teacher: Teacher;
+}
+
+/** A stage's systems per teacher; `columns` of a site, weighted by teacher (routed) into one system. */
+async function teacherSystems(
+  measured: MeasuredPart[],
+  stage: LsqStage,
+  anchor: WeightMap,
+  other: WeightMap,
+  gemm: Gemm64,
+): Promise<{ teacher: Teacher; system: StageSystem }[]> {
+  const out = [];
+  for (const m of measured)
+    out.push({ teacher: m.teacher, system: await stageSystem(m.stats, teacherStage(stage, m.teacher), anchor, other, gemm) });
+  return out;
+}
+
+function siteSystem(systems: { teacher: Teacher; system: StageSystem }[], part: SitePart): StageSystem {
+  return weightedSystem(
+    systems.map(({ teacher, system }) => ({
+      system: columns(system, part.from, part.to),
+      weight: teacherWeight(teacher, part.site.lambda),
+    })),
+  );
+}
+
+/** Fit and held-out parts of the same teacher, combined. */
+function pooled(fit: MeasuredPart[], held: MeasuredPart[]): MeasuredPart[] {
+  return [...new Set([...fit, ...held].map((m) => m.teacher))].map((teacher) => {
+    const ms = [...fit, ...held].filter((m) => m.teacher === teacher);
+    return {
+      teacher,
+      stats: ms
+        .slice(1)
+        .reduce(
+          (acc, m) => ({ inputs: mergeStats(acc.inputs, m.stats.inputs), targets: mergeStats(acc.targets, m.stats.targets) }),
+          ms[0]!.stats,
+        ),
+    };
+  });
+}
+
 /**
- * Refits a stage's projections from its measured moments (`measured`: [all] with a fixed γ, [fit, held-out] with
- * auto): returns the merged weights with the new projections.
+ * Refits a stage's projections from its measured moments (`fit`: all frames with a fixed γ, else the fit part and
+ * `held` the held-out fifth; one entry per teacher): returns the merged weights with the new projections.
  */
 async function refitStage(
   stage: LsqStage,
-  measured: StageStats[],
+  fitParts: MeasuredPart[],
+  heldParts: MeasuredPart[] | undefined,
   merged: WeightMap,
   fixedGamma: number | undefined,
   ctx: MergeContext,
   gemm: Gemm64,
   layer: number,
 ): Promise<WeightMap> {
-  const system = (st: StageStats) => stageSystem(st, stage, ctx.anchor, ctx.other, gemm);
-  const [fitPart, heldPart] = measured;
-  const all = await system(
-    heldPart ? { inputs: mergeStats(fitPart!.inputs, heldPart.inputs), targets: mergeStats(fitPart!.targets, heldPart.targets) } : fitPart!,
-  );
-  const [fitSys, heldSys] = heldPart ? [await system(fitPart!), await system(heldPart)] : [];
+  const systems = (ms: MeasuredPart[]) => teacherSystems(ms, stage, ctx.anchor, ctx.other, gemm);
+  const all = await systems(heldParts ? pooled(fitParts, heldParts) : fitParts);
+  const [fitSys, heldSys] = heldParts ? [await systems(fitParts), await systems(heldParts)] : [];
   const next: WeightMap = new Map(merged);
   const notes: string[] = [];
   for (const part of siteParts(stage, merged)) {
     const prior = merged.get(part.site.weight)!.data;
     let gamma = fixedGamma;
     if (gamma === undefined) {
-      const fit = columns(fitSys!, part.from, part.to);
-      const held = columns(heldSys!, part.from, part.to);
+      const fit = siteSystem(fitSys!, part);
+      const held = siteSystem(heldSys!, part);
       let best = Infinity;
       for (const g of RIDGE_GRID) {
         const f = fitSystem(fit, g, prior);
@@ -219,7 +254,7 @@ async function refitStage(
         if (loss < best) [best, gamma] = [loss, g];
       }
     }
-    const sys = columns(all, part.from, part.to);
+    const sys = siteSystem(all, part);
     const f = fitSystem(sys, gamma!, prior);
     let total = 0;
     for (const v of sys.m2Y) total += v;
@@ -255,7 +290,11 @@ export const lsq: MergeMethod = {
     const anchor = { config: cfg, weights: ctx.anchor };
     const other = { config: cfg, weights: ctx.other };
     const cancelled = () => new EngineError('cancelled', 'cancelled during the least-squares refit');
-    const splits = parts.holdout ? [parts.fit, parts.holdout] : [parts.fit];
+    // Splits: each teacher's part of the fit segments, then of the held-out ones (auto ridge).
+    const targets = ctx.lsq?.targets ?? LSQ_KEYS.targets.default;
+    const fitSplits = teacherSplits(parts.fit, targets);
+    const heldSplits = parts.holdout ? teacherSplits(parts.holdout, targets) : [];
+    const splits = [...fitSplits, ...heldSplits];
     // The start: the linear merge, or the zipped one (wider FFN) that the pipeline passes with merge.width > 1.
     const mergedConfig = ctx.start?.config ?? cfg;
     let merged: WeightMap = ctx.start?.weights ?? (await linear.merge(ctx));
@@ -268,47 +307,57 @@ export const lsq: MergeMethod = {
           );
       }
     }
-    // One session over every batch of every split, in order: results[split][batch].
+    // Every batch of every split, in order: results[split][batch]. One session per distinct graph: a stage's graph
+    // forms its teacher's targets, so routed splits of different teachers run in their own sessions.
     const pass = async <T>(
-      what: Parameters<typeof TripleSession.create>[1],
+      what: (split: number) => Parameters<typeof TripleSession.create>[1],
       inputs: (split: number) => Iterable<{ audio: Float32Array; batch: number } | TripleStates>,
       use: (out: Awaited<ReturnType<TripleSession['run']>>) => T,
     ): Promise<T[][]> => {
-      const session = await TripleSession.create({ merged: { config: mergedConfig, weights: merged }, anchor, other }, what, ctx.session);
-      try {
-        const results: T[][] = [];
-        for (const k of splits.keys()) {
-          const row: T[] = [];
-          for (const input of inputs(k)) {
-            if (ctx.signal?.aborted) throw cancelled();
-            row.push(use(await session.run(input)));
-          }
-          results.push(row);
-        }
-        return results;
-      } finally {
-        await session.release();
+      const results: T[][] = splits.map(() => []);
+      const graphs = new Map<string, number[]>();
+      for (const k of splits.keys()) {
+        const key = JSON.stringify(what(k));
+        graphs.set(key, [...(graphs.get(key) ?? []), k]);
       }
+      for (const ks of graphs.values()) {
+        const session = await TripleSession.create(
+          { merged: { config: mergedConfig, weights: merged }, anchor, other },
+          what(ks[0]!),
+          ctx.session,
+        );
+        try {
+          for (const k of ks) {
+            for (const input of inputs(k)) {
+              if (ctx.signal?.aborted) throw cancelled();
+              results[k]!.push(use(await session.run(input)));
+            }
+          }
+        } finally {
+          await session.release();
+        }
+      }
+      return results;
     };
     // Hidden states of the three models entering the current layer, per split and batch (3 × frames × hidden floats
     // for the whole probe: the front end and earlier layers run once, not once per stage).
     let states = await pass(
-      { layer: 'front', next: true },
-      (k) => Array.from(iterateBatches(splits[k]!, batchSize), (batch) => ({ audio: batch.data, batch: batch.dims[0] })),
+      () => ({ layer: 'front', next: true }),
+      (k) => Array.from(iterateBatches(splits[k]!.probe, batchSize), (batch) => ({ audio: batch.data, batch: batch.dims[0] })),
       (out) => out.next!,
     );
     const gemm = await Gemm64.create(ctx.session);
     try {
       for (let l = 0; l < cfg.layers; l++) {
         for (const stage of layerStages(l, refit, (t) => lambdaForTensor(t, ctx.lambda, lambdaCtx))) {
-          // One pass of the three models through layer l: fit and held-out moments of this stage.
-          const measured: StageStats[] = (
+          // One pass of the three models through layer l: this stage's moments per split (teacher, fit / held out).
+          const measured: MeasuredPart[] = (
             await pass(
-              { layer: l, stage, next: false },
+              (k) => ({ layer: l, stage: teacherStage(stage, splits[k]!.teacher), next: false }),
               (k) => states[k]!,
               (out) => out.moments!,
             )
-          ).map((batches) => {
+          ).map((batches, k) => {
             const first = batches[0]!;
             const stats = {
               inputs: createPairStats(first.inputs.meanA.length, first.inputs.meanB.length),
@@ -318,14 +367,15 @@ export const lsq: MergeMethod = {
               addMoments(stats.inputs, m.inputs);
               addMoments(stats.targets, m.targets);
             }
-            return stats;
+            return { stats, teacher: splits[k]!.teacher };
           });
-          merged = await refitStage(stage, measured, merged, fixedGamma, ctx, gemm, l);
+          const held = parts.holdout ? measured.slice(fitSplits.length) : undefined;
+          merged = await refitStage(stage, measured.slice(0, fitSplits.length), held, merged, fixedGamma, ctx, gemm, l);
         }
         // The refit layer's outputs (and the endpoints') enter the next layer.
         if (l + 1 < cfg.layers)
           states = await pass(
-            { layer: l, next: true },
+            () => ({ layer: l, next: true }),
             (k) => states[k]!,
             (out) => out.next!,
           );
