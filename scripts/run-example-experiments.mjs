@@ -55,6 +55,11 @@ const CANDIDATES = [
   // Partial zipping first, then the refit of the output projections over merged and unmerged FFN units.
   { name: 'lsq-zip110', merge: { method: 'lsq', width: 1.1, lsq: { refit: OUTPUTS } } },
   { name: 'lsq-zip125', merge: { method: 'lsq', width: 1.25, lsq: { refit: OUTPUTS } } },
+  // Routed targets: each probe domain's frames fit to that model (probe.domains), the output projections or, since a
+  // single model's fc1 pre-activations are a target the GELU keeps, every projection; and after zipping.
+  { name: 'lsq-routed', merge: { method: 'lsq', lsq: { refit: OUTPUTS, ridge: 0.1, targets: 'routed' } } },
+  { name: 'lsq-routed-all', merge: { method: 'lsq', lsq: { refit: ALL_PROJECTIONS, ridge: 0.1, targets: 'routed' } } },
+  { name: 'lsq-routed-zip110', merge: { method: 'lsq', width: 1.1, lsq: { refit: OUTPUTS, ridge: 0.1, targets: 'routed' } } },
 ];
 const cli = path.resolve(root, arg('cli', 'bin/merge-studio.js'));
 const threads = arg('threads', '') ? Number(arg('threads', '')) : undefined;

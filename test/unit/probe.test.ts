@@ -126,6 +126,15 @@ describe('buildProbeSet', () => {
     expect(capped.sources[1]!.filesListed).toBe(3);
   });
 
+  it('tags each source with its probe.domains entry, as written; a source in no list has no domain', async () => {
+    const sources = ['tone-16k.wav', 'nested'];
+    const tagged = await buildProbeSet({ ...base, sources, maxSeconds: 0.3, domains: { anchor: ['nested'], other: ['tone-16k.wav'] } });
+    expect(tagged.sources.map((s) => s.domain)).toEqual(['other', 'anchor']);
+    const partly = await buildProbeSet({ ...base, sources, maxSeconds: 0.3, domains: { anchor: ['./nested'], other: ['tone-16k.wav'] } });
+    expect(partly.sources.map((s) => s.domain)).toEqual(['other', undefined]);
+    expect('domain' in (await buildProbeSet({ ...base, sources, maxSeconds: 0.3 })).sources[0]!).toBe(false);
+  });
+
   it('reports progress per file and honours cancellation', async () => {
     const events: unknown[] = [];
     await buildProbeSet({ ...base, sources: ['nested'], progress: (e) => events.push(e) });
