@@ -60,6 +60,9 @@ const CANDIDATES = [
   { name: 'lsq-routed', merge: { method: 'lsq', lsq: { refit: OUTPUTS, ridge: 0.1, targets: 'routed' } } },
   { name: 'lsq-routed-all', merge: { method: 'lsq', lsq: { refit: ALL_PROJECTIONS, ridge: 0.1, targets: 'routed' } } },
   { name: 'lsq-routed-zip110', merge: { method: 'lsq', width: 1.1, lsq: { refit: OUTPUTS, ridge: 0.1, targets: 'routed' } } },
+  // Residual sums: the output projections also correct the merged residual stream's drift from the target's.
+  { name: 'lsq-residual', merge: { method: 'lsq', lsq: { refit: OUTPUTS, ridge: 0.1, residual: true } } },
+  { name: 'lsq-routed-residual', merge: { method: 'lsq', lsq: { refit: OUTPUTS, ridge: 0.1, targets: 'routed', residual: true } } },
 ];
 const cli = path.resolve(root, arg('cli', 'bin/merge-studio.js'));
 const threads = arg('threads', '') ? Number(arg('threads', '')) : undefined;

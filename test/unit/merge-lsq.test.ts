@@ -129,6 +129,15 @@ async function referenceRows(
     return rows;
   };
   const [x, xa, xb] = await Promise.all([merged, anchor, other].map((w) => tapRows(w, stage.input)));
+  // A residual stage (post-LN): the stream its output is added to is the layer input (out_proj) or the FFN input.
+  const streamTap: TapName | undefined = stage.residual
+    ? stage.sites[0]!.name === 'out_proj'
+      ? `hidden.${stage.layer}`
+      : `layer.${stage.layer}.ffn_in`
+    : undefined;
+  const [r, ra, rb] = streamTap
+    ? await Promise.all([merged, anchor, other].map((w) => tapRows(w, streamTap)))
+    : [undefined, undefined, undefined];
   const apply = (w: WeightMap, name: string, bias: string, row: number[]) => {
     const t = w.get(name)!;
     const [q, p] = t.shape as [number, number];
@@ -142,6 +151,7 @@ async function referenceRows(
     stage.sites.flatMap((s) => {
       const ya = apply(anchor, s.weight, s.bias, xa[k]!);
       const yb = apply(other, s.weight, s.bias, xb[k]!);
+      if (r) return ya.map((v, c) => s.lambda * (v + ra![k]![c]!) + (1 - s.lambda) * (yb[c]! + rb![k]![c]!) - r[k]![c]!);
       return ya.map((v, c) => s.lambda * v + (1 - s.lambda) * yb[c]!);
     }),
   );
@@ -178,9 +188,11 @@ async function measuredSystem(
     stats ??= {
       inputs: createPairStats(moments!.inputs.meanA.length, moments!.inputs.meanB.length),
       targets: createPairStats(moments!.targets.meanA.length, 0),
+      ...(moments!.drift ? { drift: createPairStats(moments!.drift.meanA.length, moments!.drift.meanB.length) } : {}),
     };
     addMoments(stats.inputs, moments!.inputs);
     addMoments(stats.targets, moments!.targets);
+    if (stats.drift) addMoments(stats.drift, moments!.drift!);
   }
   return stageSystem(stats!, stage, anchor, other, gemm);
 }
@@ -287,25 +299,47 @@ describe('least-squares refit (merge.method lsq)', () => {
   });
 
   it.each([
-    ['a ridge chosen on the held-out fifth', 'auto' as const],
-    ['a fixed ridge', 0.01],
-  ])('is function-preserving with every projection refit and %s: two copies of one model refit to that model (1e-5)', async (_l, ridge) => {
-    const w = randomWeights(cfg, 4);
-    const merged = await lsq.merge({
-      config: cfg,
-      anchor: w,
-      other: w,
-      lambda: 0.4,
-      probe: tinyProbe(10),
-      lsq: { refit: ['q_proj', 'k_proj', 'v_proj', 'out_proj', 'intermediate_dense', 'output_dense'], ridge },
-      batchSize: 4,
-      seed: 0,
-      session: {},
-      emit: () => undefined,
-      signal: undefined,
-    });
-    for (const [name, t] of w) expect(maxRelativeError(merged.get(name)!.data, t.data), name).toBeLessThan(1e-5);
+    ['out_proj', 1, 'out_proj'],
+    ['output_dense', 0, 'output_dense'],
+  ] as const)('residual stage moments (%s fit with the residual stream) match a float64 reference', async (_label, layer, proj) => {
+    const anchor = randomWeights(cfg, 4);
+    const other = randomWeights(cfg, 5);
+    const merged = randomWeights(cfg, 6);
+    const stage = layerStages(layer, [proj], () => 0.3, true)[0]!;
+    expect(stage.residual).toBe(true);
+    const probe = tinyProbe(7);
+    const got = await measuredSystem(merged, anchor, other, stage, probe);
+    const want = await referenceSystem(merged, anchor, other, stage, probe);
+    for (const k of ['cxx', 'cxy', 'meanX', 'meanY', 'm2Y'] as const) expect(maxRelativeError(got[k], want[k]), k).toBeLessThan(1e-4);
+    // Without the stream the target is the projection's output alone: a different system.
+    const plain = await referenceSystem(merged, anchor, other, { ...stage, residual: false }, probe);
+    expect(maxRelativeError(plain.meanY, want.meanY)).toBeGreaterThan(1e-2);
   });
+
+  it.each([
+    ['a ridge chosen on the held-out fifth', 'auto' as const, false],
+    ['a fixed ridge', 0.01, false],
+    ['a fixed ridge and residual sums', 0.01, true],
+  ])(
+    'is function-preserving with every projection refit and %s: two copies of one model refit to that model (1e-5)',
+    async (_l, ridge, residual) => {
+      const w = randomWeights(cfg, 4);
+      const merged = await lsq.merge({
+        config: cfg,
+        anchor: w,
+        other: w,
+        lambda: 0.4,
+        probe: tinyProbe(10),
+        lsq: { refit: ['q_proj', 'k_proj', 'v_proj', 'out_proj', 'intermediate_dense', 'output_dense'], ridge, residual },
+        batchSize: 4,
+        seed: 0,
+        session: {},
+        emit: () => undefined,
+        signal: undefined,
+      });
+      for (const [name, t] of w) expect(maxRelativeError(merged.get(name)!.data, t.data), name).toBeLessThan(1e-5);
+    },
+  );
 
   it("fits the target better than the linear merge where both see the same input (layer 0's q/k/v)", async () => {
     const anchor = randomWeights(cfg, 4);

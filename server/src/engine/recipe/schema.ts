@@ -177,6 +177,12 @@ const mergeSchema = object({
             }),
           ],
         }),
+        residual: bool({
+          optional: true,
+          default: false,
+          description:
+            "Fit out_proj and output_dense so that what enters the next LayerNorm, the residual stream plus the projection's output, matches the target's (the endpoints' sums, mixed or routed), not the projection's output alone: the refit then also corrects how far the merged model's residual stream has drifted from the target's.",
+        }),
         targets: enumOf({
           optional: true,
           default: 'mix',

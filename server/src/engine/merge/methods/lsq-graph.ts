@@ -34,7 +34,16 @@ export interface LsqStage {
   /** The tap holding the stage's common input. */
   input: TapName;
   sites: LsqSite[];
+  /**
+   * `merge.lsq.residual` on a projection that writes into the residual stream (out_proj, output_dense): its target is
+   * the mix of the endpoints' residual sums (stream + output, what enters the next LayerNorm) minus the merged model's
+   * stream, so the refit also pulls the merged stream toward the target's.
+   */
+  residual?: boolean;
 }
+
+/** Projections whose output is added to the residual stream. */
+const WRITES_RESIDUAL: readonly LsqProjection[] = ['out_proj', 'output_dense'];
 
 const PROJECTIONS: { name: LsqProjection; tensor: string; input: (l: number) => TapName }[] = [
   { name: 'q_proj', tensor: 'attention.q_proj', input: tapName.attnIn },
@@ -45,8 +54,16 @@ const PROJECTIONS: { name: LsqProjection; tensor: string; input: (l: number) => 
   { name: 'output_dense', tensor: 'feed_forward.output_dense', input: tapName.ffn },
 ];
 
-/** The stages of layer `layer` that refit any of `refit`, in forward order (each stage's input depends on the last). */
-export function layerStages(layer: number, refit: readonly LsqProjection[], lambdaOf: (tensor: string) => number): LsqStage[] {
+/**
+ * The stages of layer `layer` that refit any of `refit`, in forward order (each stage's input depends on the last);
+ * with `residual`, the stages of out_proj and output_dense fit residual sums.
+ */
+export function layerStages(
+  layer: number,
+  refit: readonly LsqProjection[],
+  lambdaOf: (tensor: string) => number,
+  residual = false,
+): LsqStage[] {
   const stages: LsqStage[] = [];
   for (const p of PROJECTIONS) {
     if (!refit.includes(p.name)) continue;
@@ -55,7 +72,7 @@ export function layerStages(layer: number, refit: readonly LsqProjection[], lamb
     const site: LsqSite = { name: p.name, weight: `${base}.weight`, bias: `${base}.bias`, lambda: lambdaOf(`${base}.weight`) };
     const last = stages.at(-1);
     if (last?.input === input) last.sites.push(site);
-    else stages.push({ layer, input, sites: [site] });
+    else stages.push({ layer, input, sites: [site], ...(residual && WRITES_RESIDUAL.includes(p.name) ? { residual: true } : {}) });
   }
   return stages;
 }
@@ -72,10 +89,11 @@ export interface TripleStates {
 }
 
 /** Per-batch moments of one stage: `inputs` A = the merged model's input x (p units), B = [x, x_a, x_b] (p + p_a + p_b units);
- * `targets` A = the target y (q units), no B. */
+ * `targets` A = the target y (q units), no B; a residual stage's `drift` A = d, the streams' part of y, B = x. */
 export interface StageMoments {
   inputs: BatchMoments;
   targets: BatchMoments;
+  drift?: BatchMoments;
 }
 
 const SIDES = [
@@ -96,6 +114,7 @@ export class TripleSession {
     private readonly front: boolean,
     private readonly moments: boolean,
     private readonly next: boolean,
+    private readonly residual: boolean,
   ) {}
 
   static async create(
@@ -109,9 +128,11 @@ export class TripleSession {
     const b = new GraphBuilder({ feedLinearWeights: (await resolveBackend(opts.device ?? 'auto')) === 'cpu' });
     const audio = front ? b.input('audio', ['batch', 'samples']) : undefined;
     const range = front ? { to: 0 } : { from: what.layer as number, to: (what.layer as number) + 1 };
+    const inputs = {} as Record<'m' | 'a' | 'b', string>;
     const taps = Object.fromEntries(
       SIDES.map(([side, role]) => {
         const input = audio ?? b.input(`hidden_${side}`, ['batch', 'frames', cfg.hidden]);
+        inputs[side] = input;
         return [side, addEncoder(b, cfg, models[role].weights, input, `${side}/`, range)];
       }),
     ) as Record<'m' | 'a' | 'b', TapValues>;
@@ -119,11 +140,11 @@ export class TripleSession {
       const k = front ? 0 : (what.layer as number) + 1;
       for (const [side] of SIDES) b.output(taps[side].get(tapName.hidden(k))!, `next_${side}`);
     }
-    if (what.stage) addStageMoments(b, what.stage, models, taps);
+    if (what.stage) addStageMoments(b, what.stage, models, taps, (side) => residualStream(b, cfg, what.stage!, inputs[side], taps[side]));
     const session = await createSession(b.encode(`merge_studio_lsq_${front ? 'front' : `layer${what.layer}`}`), opts);
     const feeds: Record<string, ort.Tensor> = {};
     for (const [name, t] of b.weightFeeds) feeds[name] = new ort.Tensor('float32', t.data, [...t.shape]);
-    return new TripleSession(session, feeds, cfg, front, what.stage !== undefined, what.next);
+    return new TripleSession(session, feeds, cfg, front, what.stage !== undefined, what.next, what.stage?.residual === true);
   }
 
   /** Runs one batch: audio ([batch × samples] flat) for the front end, else the hidden states entering the layer. */
@@ -155,6 +176,18 @@ export class TripleSession {
       result.moments = {
         inputs: { n, meanA: get('mean_z').subarray(0, p), meanB: get('mean_z'), m2A: get('m2_z').subarray(0, p), m2B: get('m2_z'), cross },
         targets: { n, meanA: get('mean_y'), meanB: none, m2A: get('m2_y'), m2B: none, cross: none },
+        ...(this.residual
+          ? {
+              drift: {
+                n,
+                meanA: get('mean_d'),
+                meanB: get('mean_z').subarray(0, p),
+                m2A: get('m2_d'),
+                m2B: get('m2_z').subarray(0, p),
+                cross: get('cross_dx'),
+              },
+            }
+          : {}),
       };
     }
     return result;
@@ -165,12 +198,24 @@ export class TripleSession {
   }
 }
 
-/** The stage's moments as graph outputs: mean_z, m2_z, cross = (x − x̄)ᵀ(z − z̄), mean_y, m2_y. */
+/** The residual stream a residual stage's projection output is added to, in one model: the layer input for out_proj; for
+ * output_dense the stream after attention (post-LN: the FFN input, which is that stream normed; pre-LN: input + attention). */
+function residualStream(b: GraphBuilder, cfg: EncoderConfig, stage: LsqStage, input: string, taps: TapValues): string | undefined {
+  if (!stage.residual) return undefined;
+  if (stage.sites[0]!.name === 'out_proj') return input;
+  return cfg.preLayerNorm ? b.op('Add', [input, taps.get(tapName.attnOut(stage.layer))!]) : taps.get(tapName.ffnIn(stage.layer))!;
+}
+
+/**
+ * The stage's moments as graph outputs: mean_z, m2_z, cross = (x − x̄)ᵀ(z − z̄), mean_y, m2_y; for a residual stage
+ * also cross_yx = (y − ȳ)ᵀ(x − x̄).
+ */
 function addStageMoments(
   b: GraphBuilder,
   stage: LsqStage,
   models: { merged: Model; anchor: Model; other: Model },
   taps: Record<'m' | 'a' | 'b', TapValues>,
+  residualOf: (side: 'm' | 'a' | 'b') => string | undefined,
 ): void {
   const width = (m: Model) => m.weights.get(stage.sites[0]!.weight)!.shape[1]!;
   const p = width(models.merged);
@@ -199,5 +244,22 @@ function addStageMoments(
       b.op('Mul', [project(models.other, 'b', xb, site), b.scalar(1 - site.lambda)]),
     ]),
   );
-  centre(targets.length === 1 ? targets[0]! : b.op('Concat', targets, { axis: 1 }), 'y');
+  const y = targets.length === 1 ? targets[0]! : b.op('Concat', targets, { axis: 1 });
+  if (!stage.residual) {
+    centre(y, 'y');
+    return;
+  }
+  // A residual stage (one site): the target adds d = λ(r_a − r_m) + (1 − λ)(r_b − r_m), how far the endpoints'
+  // streams are from the merged one's. Differences first, so identical streams add exactly nothing; Cov(d, x) is
+  // measured (d is no linear map of the endpoint inputs), the rest of Cov(y, x) comes from the weights as usual.
+  const site = stage.sites[0]!;
+  const streamRows = (side: 'm' | 'a' | 'b') =>
+    b.op('Reshape', [residualOf(side)!, b.int64s([-1, models.merged.config.hidden])], {}, `${side}/stream_rows`);
+  const rm = streamRows('m');
+  const d = b.op('Add', [
+    b.op('Mul', [b.op('Sub', [streamRows('a'), rm]), b.scalar(site.lambda)]),
+    b.op('Mul', [b.op('Sub', [streamRows('b'), rm]), b.scalar(1 - site.lambda)]),
+  ]);
+  centre(b.op('Add', [y, d]), 'y');
+  b.output(b.op('MatMul', [b.op('Transpose', [centre(d, 'd')], { perm: [1, 0] }), xc]), 'cross_dx');
 }

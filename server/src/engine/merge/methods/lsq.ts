@@ -39,10 +39,14 @@ const DEFAULT_REFIT: readonly LsqProjection[] = LSQ_KEYS.refit.default;
 
 export type { StageSystem } from './lsq-targets';
 
-/** A stage's accumulated moments: inputs (A = x, B = [x, x_a, x_b]) and targets (A = y), see lsq-graph.ts. */
+/**
+ * A stage's accumulated moments: inputs (A = x, B = [x, x_a, x_b]), targets (A = y) and, for a residual stage, the
+ * streams' part of the target (A = d, B = x), see lsq-graph.ts.
+ */
 export interface StageStats {
   inputs: PairStats;
   targets: PairStats;
+  drift?: PairStats;
 }
 
 /** Concatenated weights of the stage's projections in one model, transposed (p × q, float64) for Cov(x, x_e)·Wᵀ. */
@@ -104,6 +108,14 @@ export async function stageSystem(
     for (let j = 0; j < pa; j++) va += a.wt[j * q + c]! * s.meanB[p + j]!;
     for (let j = 0; j < pb; j++) vb += b.wt[j * q + c]! * s.meanB[p + pa + j]!;
     meanY[c] = a.lambdas[c]! * va + (1 - a.lambdas[c]!) * vb;
+  }
+  // A residual stage's target adds d (the endpoints' streams less the merged one's, mixed): measured Cov(x, d), d̄.
+  const d = stats.drift;
+  if (d) {
+    for (let c = 0; c < q; c++) {
+      meanY[c] += d.meanA[c]!;
+      for (let i = 0; i < p; i++) cxy[i * q + c] += d.cross[c * p + i]!;
+    }
   }
   return { n: s.n, p, q, cxx: block(0, p), cxy, meanX: s.meanA.slice(), meanY, m2Y: stats.targets.m2A.slice() };
 }
@@ -212,12 +224,14 @@ function pooled(fit: MeasuredPart[], held: MeasuredPart[]): MeasuredPart[] {
     const ms = [...fit, ...held].filter((m) => m.teacher === teacher);
     return {
       teacher,
-      stats: ms
-        .slice(1)
-        .reduce(
-          (acc, m) => ({ inputs: mergeStats(acc.inputs, m.stats.inputs), targets: mergeStats(acc.targets, m.stats.targets) }),
-          ms[0]!.stats,
-        ),
+      stats: ms.slice(1).reduce(
+        (acc, m) => ({
+          inputs: mergeStats(acc.inputs, m.stats.inputs),
+          targets: mergeStats(acc.targets, m.stats.targets),
+          ...(acc.drift ? { drift: mergeStats(acc.drift, m.stats.drift!) } : {}),
+        }),
+        ms[0]!.stats,
+      ),
     };
   });
 }
@@ -292,6 +306,7 @@ export const lsq: MergeMethod = {
     const cancelled = () => new EngineError('cancelled', 'cancelled during the least-squares refit');
     // Splits: each teacher's part of the fit segments, then of the held-out ones (auto ridge).
     const targets = ctx.lsq?.targets ?? LSQ_KEYS.targets.default;
+    const residual = ctx.lsq?.residual ?? LSQ_KEYS.residual.default;
     const fitSplits = teacherSplits(parts.fit, targets);
     const heldSplits = parts.holdout ? teacherSplits(parts.holdout, targets) : [];
     const splits = [...fitSplits, ...heldSplits];
@@ -349,7 +364,7 @@ export const lsq: MergeMethod = {
     const gemm = await Gemm64.create(ctx.session);
     try {
       for (let l = 0; l < cfg.layers; l++) {
-        for (const stage of layerStages(l, refit, (t) => lambdaForTensor(t, ctx.lambda, lambdaCtx))) {
+        for (const stage of layerStages(l, refit, (t) => lambdaForTensor(t, ctx.lambda, lambdaCtx), residual)) {
           // One pass of the three models through layer l: this stage's moments per split (teacher, fit / held out).
           const measured: MeasuredPart[] = (
             await pass(
@@ -362,10 +377,12 @@ export const lsq: MergeMethod = {
             const stats = {
               inputs: createPairStats(first.inputs.meanA.length, first.inputs.meanB.length),
               targets: createPairStats(first.targets.meanA.length, 0),
-            };
+              ...(first.drift ? { drift: createPairStats(first.drift.meanA.length, first.drift.meanB.length) } : {}),
+            } as StageStats;
             for (const m of batches) {
               addMoments(stats.inputs, m.inputs);
               addMoments(stats.targets, m.targets);
+              if (stats.drift) addMoments(stats.drift, m.drift!);
             }
             return { stats, teacher: splits[k]!.teacher };
           });
