@@ -250,13 +250,15 @@ class Validator {
 
   private union(node: unknown, schema: UnionSchema, path: PathSegment[], range: Range): Value {
     const kind = isMap(node) ? 'mapping' : isSeq(node) ? 'sequence' : 'scalar';
-    const variant = schema.variants.find((v) =>
+    const fits = (v: Schema) =>
       kind === 'mapping'
         ? v.kind === 'object' || v.kind === 'map'
         : kind === 'sequence'
           ? v.kind === 'array'
-          : v.kind !== 'object' && v.kind !== 'map' && v.kind !== 'array',
-    );
+          : v.kind !== 'object' && v.kind !== 'map' && v.kind !== 'array';
+    // Of several scalar variants (a number or `auto`), the one of the value's type.
+    const sameType = (v: Schema) => !isScalar(node) || typeof node.value === typeof scalarExample(v);
+    const variant = schema.variants.find((v) => fits(v) && sameType(v)) ?? schema.variants.find(fits);
     if (!variant || (isScalar(node) && node.value === null)) {
       if (isScalar(node) && node.value === null) {
         this.report(range, 'wrong-type', `${displayPath(path)} is empty; expected ${schema.expected}`);
