@@ -385,8 +385,11 @@ async function buildPass(
   // The front end runs once per segment group, several times per batch, on the same shapes: with onnxruntime's arena
   // its conv activations reuse the same pages from run to run instead of faulting in fresh ones (HuBERT-base pair,
   // 8 segments one at a time: 650k → 380k page faults per batch, front end 9.2 → 4.8 s on 2 idle cores). The layer
-  // passes keep the default: each pass's session would keep its own peak.
-  const sessionOpts = cpu && !range ? { ...opts, memoryArena: true } : opts;
+  // passes run without an arena (each pass's session would keep its own peak) and without the memory pattern, whose
+  // one block per run (over glibc's 32 MiB mmap ceiling) came as fresh pages at every pass: tensor by tensor they come
+  // from the heap the engine's malloc settings keep (HuBERT-base pair, batches after the first: 23.5 → 15.8 CPU-s and
+  // 360k → 40k page faults per batch of 8 × 5 s, peak about the same).
+  const sessionOpts = !cpu ? opts : !range ? { ...opts, memoryArena: true } : { ...opts, memoryPattern: false };
   const crossShapes = taps.map((t): [number, number] => [tapWidth(anchor.config, t), tapWidth(other.config, t)]);
   return { session: await createSession(b.encode(name), sessionOpts), weights, taps: [...taps], handsOn, crossShapes };
 }

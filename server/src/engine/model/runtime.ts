@@ -39,6 +39,13 @@ export interface SessionOptions {
    * page costs ~25 µs, 0.5 s per 75 MiB); off by default because each session's arena keeps its peak while it lives.
    */
   memoryArena?: boolean;
+  /**
+   * onnxruntime's memory pattern (default on without the arena): one block per run for all intermediate tensors.
+   * Without an arena that block is allocated afresh at every run and, larger than glibc's largest mmap threshold
+   * (32 MiB), comes as fresh pages each time; off, each tensor is its own allocation, reused from the heap where the
+   * engine's malloc settings (process-env.ts) keep freed memory.
+   */
+  memoryPattern?: boolean;
 }
 
 export interface Session {
@@ -187,7 +194,7 @@ export async function createSession(model: Uint8Array, opts: SessionOptions = {}
   };
   // With the arena, tensors are taken from it one by one: the memory pattern's one block per run held ~100 MiB more
   // at bench:align's peak for the same speed.
-  if (opts.memoryArena) options.enableMemPattern = false;
+  if (opts.memoryArena || opts.memoryPattern === false) options.enableMemPattern = false;
   if (opts.threads && opts.threads > 0) options.intraOpNumThreads = opts.threads;
   if (opts.spinning === false) options.extra = { session: { 'intra_op.allow_spinning': '0' } };
   let session: ort.InferenceSession;
