@@ -407,7 +407,9 @@ function addTapMoments(b: GraphBuilder, tap: TapName, width: number, x: string, 
     const mean = b.op('ReduceMean', [r], { axes, keepdims: 1 }, `${side}/${tap}/mean_kd`);
     const centred = b.op('Sub', [r, mean], {}, `${side}/${tap}/centred`);
     b.output(b.op('Reshape', [mean, b.int64s([-1])]), `${tap}/mean_${side}`);
-    b.output(b.op('ReduceSumSquare', [centred], { axes, keepdims: 0 }), `${tap}/m2_${side}`);
+    // Σ c² as ReduceSum of a product: onnxruntime's ReduceSumSquare over the leading axis takes its slow general path
+    // (44 ms against 2.4 ms for a 1992 × 3072 FFN tap on 2 cores).
+    b.output(b.op('ReduceSum', [b.op('Mul', [centred, centred]), b.int64s(axes)], { keepdims: 0 }), `${tap}/m2_${side}`);
     return centred;
   };
   const ca = moments(x, 'a');
