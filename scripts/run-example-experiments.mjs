@@ -63,6 +63,11 @@ const CANDIDATES = [
   // Residual sums: the output projections also correct the merged residual stream's drift from the target's.
   { name: 'lsq-residual', merge: { method: 'lsq', lsq: { refit: OUTPUTS, ridge: 0.1, residual: true } } },
   { name: 'lsq-routed-residual', merge: { method: 'lsq', lsq: { refit: OUTPUTS, ridge: 0.1, targets: 'routed', residual: true } } },
+  // The ridge with routed targets (they lie farther from the linear merge than the mix), and every projection with sums.
+  { name: 'lsq-routed-auto', merge: { method: 'lsq', lsq: { refit: OUTPUTS, ridge: 'auto', targets: 'routed' } } },
+  { name: 'lsq-routed-ridge1', merge: { method: 'lsq', lsq: { refit: OUTPUTS, ridge: 1, targets: 'routed' } } },
+  { name: 'lsq-routed-ridge0.01', merge: { method: 'lsq', lsq: { refit: OUTPUTS, ridge: 0.01, targets: 'routed' } } },
+  { name: 'lsq-routed-residual-all', merge: { method: 'lsq', lsq: { refit: ALL_PROJECTIONS, ridge: 0.1, targets: 'routed', residual: true } } },
 ];
 const cli = path.resolve(root, arg('cli', 'bin/merge-studio.js'));
 const threads = arg('threads', '') ? Number(arg('threads', '')) : undefined;
