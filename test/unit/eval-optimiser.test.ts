@@ -40,7 +40,116 @@ describe('lbfgs', () => {
     for (let i = 0; i < n; i++) expect(A[i]!.reduce((s, a, j) => s + a * theta[j]!, 0)).toBeCloseTo(b[i]!, 6);
     expect(calls).toBeLessThan(100);
   });
+
+  it('takes the same steps, to the last bit, as the textbook two-loop recursion (reused pair buffers, fused passes)', async () => {
+    // A smooth non-quadratic objective (a softplus ridge) in 40 dimensions, run past the memory so that old curvature
+    // pairs are dropped and their buffers reused; every evaluated point is compared, not only the result.
+    const size = 40;
+    const rand = mulberry32(11);
+    const a = Float64Array.from({ length: size * size }, () => rand() - 0.5);
+    const f = (t: Float64Array, g: Float64Array) => {
+      let v = 0;
+      g.fill(0);
+      for (let i = 0; i < size; i++) {
+        let u = 0;
+        for (let j = 0; j < size; j++) u += a[i * size + j]! * t[j]!;
+        const e = Math.exp(-Math.abs(u));
+        v += Math.max(u, 0) + Math.log1p(e) - 0.3 * u + 0.05 * t[i]! * t[i]!;
+        const sig = u >= 0 ? 1 / (1 + e) : e / (1 + e);
+        for (let j = 0; j < size; j++) g[j]! += (sig - 0.3) * a[i * size + j]!;
+        g[i]! += 0.1 * t[i]!;
+      }
+      return v;
+    };
+    const recorded = (points: number[][]) => (t: Float64Array, g: Float64Array) => {
+      points.push(Array.from(t));
+      return f(t, g);
+    };
+    const ours: number[][] = [];
+    const theirs: number[][] = [];
+    const start = () => Float64Array.from({ length: size }, (_, k) => Math.sin(k + 1));
+    const t1 = start();
+    const t2 = start();
+    const f1 = await lbfgs(recorded(ours), t1, 30, 5);
+    const f2 = await textbookLbfgs(recorded(theirs), t2, 30, 5);
+    expect(ours.length).toBeGreaterThan(30); // every one of the 30 iterations ran, 25 past the memory
+    expect(ours).toEqual(theirs);
+    expect(f1).toBe(f2);
+    expect(Array.from(t1)).toEqual(Array.from(t2));
+  });
 });
+
+/** The L-BFGS of lbfgs.ts written plainly: one dot product or update per pass, fresh arrays for each curvature pair. */
+async function textbookLbfgs(
+  f: (t: Float64Array, g: Float64Array) => number,
+  theta: Float64Array,
+  iterations: number,
+  memory: number,
+): Promise<number> {
+  const size = theta.length;
+  const dot = (x: Float64Array, y: Float64Array) => x.reduce((s, v, k) => s + v * y[k]!, 0);
+  const axpy = (alpha: number, x: Float64Array, y: Float64Array) => y.forEach((v, k) => (y[k] = v + alpha * x[k]!));
+  let g = new Float64Array(size);
+  let fx = f(theta, g);
+  const ss: Float64Array[] = [];
+  const ys: Float64Array[] = [];
+  const rhos: number[] = [];
+  const alpha = new Float64Array(memory);
+  for (let it = 0; it < iterations; it++) {
+    if (g.reduce((m, v) => Math.max(m, Math.abs(v)), 0) < 1e-7) break;
+    const dir = g.map((v) => -v);
+    for (let j = ss.length - 1; j >= 0; j--) {
+      alpha[j] = rhos[j]! * dot(ss[j]!, dir);
+      axpy(-alpha[j]!, ys[j]!, dir);
+    }
+    let step = 1;
+    if (ss.length > 0) {
+      const last = ss.length - 1;
+      const gamma = dot(ss[last]!, ys[last]!) / dot(ys[last]!, ys[last]!);
+      dir.forEach((v, k) => (dir[k] = v * gamma));
+    } else step = Math.min(1, 1 / Math.sqrt(dot(g, g)));
+    for (let j = 0; j < ss.length; j++) axpy(alpha[j]! - rhos[j]! * dot(ys[j]!, dir), ss[j]!, dir);
+    let slope = dot(g, dir);
+    if (!(slope < 0)) {
+      ss.length = ys.length = rhos.length = 0;
+      dir.forEach((_, k) => (dir[k] = -g[k]!));
+      slope = dot(g, dir);
+      step = Math.min(1, 1 / Math.sqrt(-slope));
+    }
+    const trial = new Float64Array(size);
+    let gTrial = new Float64Array(size);
+    let fTrial = Number.NaN;
+    let accepted = false;
+    for (let tries = 0; tries < 30; tries++) {
+      trial.forEach((_, k) => (trial[k] = theta[k]! + step * dir[k]!));
+      gTrial = new Float64Array(size);
+      fTrial = f(trial, gTrial);
+      if (Number.isFinite(fTrial) && fTrial <= fx + 1e-4 * step * slope) {
+        accepted = true;
+        break;
+      }
+      step *= 0.5;
+    }
+    if (!accepted) break;
+    const s = trial.map((v, k) => v - theta[k]!);
+    const yv = gTrial.map((v, k) => v - g[k]!);
+    const sy = dot(s, yv);
+    if (sy > 1e-12) {
+      if (ss.length === memory) {
+        ss.shift();
+        ys.shift();
+        rhos.shift();
+      }
+      ss.push(s);
+      ys.push(yv);
+      rhos.push(1 / sy);
+    }
+    theta.set(trial);
+    g = gTrial;
+    fx = fTrial;
+  }
+  return fx;
+}
 
 describe('ProbeObjective (onnxruntime, float64)', () => {
   it('gives the loss and gradients of a float64 JS reference to 1e-12', async () => {
@@ -85,5 +194,38 @@ describe('ProbeObjective (onnxruntime, float64)', () => {
     close(g.weights, gw);
     close(g.bias, gb);
     close(g.layerWeights, gs);
+  });
+
+  it('evaluates each point afresh although its parameter buffers are reused (results independent of call order)', async () => {
+    const rand = mulberry32(5);
+    const [n, layers, dim, classes] = [9, 4, 6, 3];
+    const x = Float64Array.from({ length: n * layers * dim }, () => rand() * 2 - 1);
+    const y = Int32Array.from({ length: n }, (_, i) => i % classes);
+    const point = () =>
+      [
+        Float64Array.from({ length: layers }, () => rand()),
+        Float64Array.from({ length: classes * dim }, () => rand() - 0.5),
+        Float64Array.from({ length: classes }, () => rand() - 0.5),
+      ] as const;
+    const p1 = point();
+    const p2 = point();
+    const snapshot = (g: Awaited<ReturnType<ProbeObjective['evaluate']>>) => ({
+      loss: g.loss,
+      weights: Array.from(g.weights),
+      bias: Array.from(g.bias),
+      layerWeights: Array.from(g.layerWeights),
+    });
+    const objective = await ProbeObjective.create(x, y, n, layers, dim, classes);
+    const first = await objective.evaluate(...p1);
+    const kept = snapshot(first);
+    const second = snapshot(await objective.evaluate(...p2));
+    const again = snapshot(await objective.evaluate(...p1));
+    expect(snapshot(first)).toEqual(kept); // a later evaluation does not write into an earlier result
+    expect(again).toEqual(kept);
+    expect(second.loss).not.toBe(kept.loss);
+    // A second objective over other data, evaluated in between, does not disturb the first.
+    const other = await ProbeObjective.create(x.map((v) => -v), y, n, layers, dim, classes);
+    await other.evaluate(...p2);
+    expect(snapshot(await objective.evaluate(...p2))).toEqual(second);
   });
 });

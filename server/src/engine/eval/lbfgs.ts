@@ -9,14 +9,20 @@ export type Objective = (theta: Float64Array, grad: Float64Array) => number | Pr
 /**
  * L-BFGS (memory 10) with a backtracking Armijo line search, in place on theta, for exactly `iterations` iterations
  * unless the gradient vanishes (‖g‖∞ < 1e-7) or no descent step is found. Deterministic.
+ *
+ * The curvature pairs live in `memory` preallocated buffers reused in turn, and each pass of the two-loop recursion
+ * that updates the direction also takes the next pair's dot product with it: the same operations in the same order
+ * as one dot product and one update at a time (so the same iterates to the last bit), in half the passes over memory.
  */
 export async function lbfgs(f: Objective, theta: Float64Array, iterations: number, memory = 10): Promise<number> {
   const size = theta.length;
   let g = new Float64Array(size);
   let fx = await f(theta, g);
+  // History, oldest first: ss[j], ys[j], rhos[j] for j < count; buffers of dropped pairs are reused.
   const ss: Float64Array[] = [];
   const ys: Float64Array[] = [];
   const rhos: number[] = [];
+  const spare: [Float64Array, Float64Array][] = [];
   const dir = new Float64Array(size);
   const trial = new Float64Array(size);
   let gTrial = new Float64Array(size);
@@ -26,27 +32,55 @@ export async function lbfgs(f: Objective, theta: Float64Array, iterations: numbe
     for (let k = 0; k < size; k++) gmax = Math.max(gmax, Math.abs(g[k]!));
     if (gmax < 1e-7) break;
     // two-loop recursion: dir = −H·g
-    for (let k = 0; k < size; k++) dir[k] = -g[k]!;
-    for (let j = ss.length - 1; j >= 0; j--) {
-      alpha[j] = rhos[j]! * dotp(ss[j]!, dir);
-      axpy(-alpha[j]!, ys[j]!, dir);
+    const last = ss.length - 1;
+    let dot = 0;
+    for (let k = 0; k < size; k++) {
+      dir[k] = -g[k]!;
+      if (last >= 0) dot += ss[last]![k]! * dir[k]!;
+    }
+    for (let j = last; j >= 0; j--) {
+      alpha[j] = rhos[j]! * dot;
+      const a = -alpha[j]!;
+      const y = ys[j]!;
+      const next = j > 0 ? ss[j - 1]! : undefined;
+      dot = 0;
+      if (next) {
+        for (let k = 0; k < size; k++) {
+          dir[k]! += a * y[k]!;
+          dot += next[k]! * dir[k]!;
+        }
+      } else for (let k = 0; k < size; k++) dir[k]! += a * y[k]!;
     }
     let step = 1;
-    if (ss.length > 0) {
-      const last = ss.length - 1;
+    if (last >= 0) {
       const gamma = dotp(ss[last]!, ys[last]!) / dotp(ys[last]!, ys[last]!);
-      for (let k = 0; k < size; k++) dir[k]! *= gamma;
+      const y0 = ys[0]!;
+      dot = 0;
+      for (let k = 0; k < size; k++) {
+        dir[k]! *= gamma;
+        dot += y0[k]! * dir[k]!;
+      }
     } else {
       step = Math.min(1, 1 / Math.sqrt(dotp(g, g)));
     }
-    for (let j = 0; j < ss.length; j++) {
-      const beta = rhos[j]! * dotp(ys[j]!, dir);
-      axpy(alpha[j]! - beta, ss[j]!, dir);
+    for (let j = 0; j <= last; j++) {
+      const beta = rhos[j]! * dot;
+      const a = alpha[j]! - beta;
+      const sj = ss[j]!;
+      const next = j < last ? ys[j + 1]! : undefined;
+      dot = 0;
+      if (next) {
+        for (let k = 0; k < size; k++) {
+          dir[k]! += a * sj[k]!;
+          dot += next[k]! * dir[k]!;
+        }
+      } else for (let k = 0; k < size; k++) dir[k]! += a * sj[k]!;
     }
     let slope = dotp(g, dir);
     if (!(slope < 0)) {
       // not a descent direction (curvature pairs gone stale): restart from steepest descent
-      ss.length = ys.length = rhos.length = 0;
+      while (ss.length > 0) spare.push([ss.pop()!, ys.pop()!]);
+      rhos.length = 0;
       for (let k = 0; k < size; k++) dir[k] = -g[k]!;
       slope = dotp(g, dir);
       step = Math.min(1, 1 / Math.sqrt(-slope));
@@ -63,23 +97,22 @@ export async function lbfgs(f: Objective, theta: Float64Array, iterations: numbe
       step *= 0.5;
     }
     if (!accepted) break;
-    const s = new Float64Array(size);
-    const yv = new Float64Array(size);
+    const [s, yv] = spare.pop() ?? [new Float64Array(size), new Float64Array(size)];
+    let sy = 0;
     for (let k = 0; k < size; k++) {
       s[k] = trial[k]! - theta[k]!;
       yv[k] = gTrial[k]! - g[k]!;
+      sy += s[k]! * yv[k]!;
     }
-    const sy = dotp(s, yv);
     if (sy > 1e-12) {
       if (ss.length === memory) {
-        ss.shift();
-        ys.shift();
+        spare.push([ss.shift()!, ys.shift()!]);
         rhos.shift();
       }
       ss.push(s);
       ys.push(yv);
       rhos.push(1 / sy);
-    }
+    } else spare.push([s, yv]);
     theta.set(trial);
     [g, gTrial] = [gTrial, g];
     fx = fTrial;
@@ -91,8 +124,4 @@ function dotp(a: Float64Array, b: Float64Array): number {
   let s = 0;
   for (let k = 0; k < a.length; k++) s += a[k]! * b[k]!;
   return s;
-}
-
-function axpy(alpha: number, x: Float64Array, y: Float64Array): void {
-  for (let k = 0; k < y.length; k++) y[k]! += alpha * x[k]!;
 }

@@ -39,11 +39,17 @@ function buildObjectiveGraph(): Uint8Array {
   const b = new GraphBuilder();
   const f64 = DataType.DOUBLE;
   const x = b.input('x', ['n', 'layers', 'dim'], f64);
+  const xByDim = b.input('x_by_dim', ['n_dim', 'layers'], f64);
   const y = b.input('y', ['n', 'classes'], f64);
   const s = b.input('s', [1, 'layers'], f64);
   const w = b.input('w', ['classes', 'dim'], f64);
   const bias = b.input('b', ['classes'], f64);
-  const z = b.op('Squeeze', [b.op('MatMul', [s, x]), b.int64s([1])]); // [n, dim]
+  // z = Σ_l s_l x_l as one [n·dim, layers] × [layers, 1] product over x laid out layer-last (fed once per probe): each
+  // value is the same dot product over the layers, in the same order, as in s × x_i for each row i (the same bits), but
+  // one GEMM instead of n small ones that each packed an operand.
+  const sColumn = b.op('Reshape', [s, b.int64s([-1, 1])]);
+  const rowShape = b.op('Concat', [b.int64s([-1]), b.op('Shape', [w], { start: 1 })], { axis: 0 }); // [n, dim]
+  const z = b.op('Reshape', [b.op('MatMul', [xByDim, sColumn]), rowShape]); // [n, dim]
   const logits = b.op('Add', [b.op('MatMul', [z, b.op('Transpose', [w], { perm: [1, 0] })]), bias]);
   const logp = b.op('LogSoftmax', [logits], { axis: -1 });
   const r = b.op('Sub', [b.op('Exp', [logp]), y]);
@@ -58,19 +64,33 @@ function buildObjectiveGraph(): Uint8Array {
 /** The loss and gradient of one probe's data set, evaluated at many parameter values. */
 export class ProbeObjective {
   private readonly feeds: Record<string, ort.Tensor>;
+  /** The parameters' input buffers, filled in place at each evaluation (L-BFGS makes hundreds per probe). */
+  private readonly params: { s: Float64Array; w: Float64Array; b: Float64Array };
 
   private constructor(
     private readonly session: Session,
     x: Float64Array,
     y: Int32Array,
     n: number,
-    private readonly layers: number,
-    private readonly dim: number,
-    private readonly classes: number,
+    layers: number,
+    dim: number,
+    classes: number,
   ) {
     const oneHot = new Float64Array(n * classes);
     for (let i = 0; i < n; i++) oneHot[i * classes + y[i]!] = 1;
-    this.feeds = { x: new ort.Tensor('float64', x, [n, layers, dim]), y: new ort.Tensor('float64', oneHot, [n, classes]) };
+    // x again as [n·dim, layers] (z's GEMM operand).
+    const byDim = new Float64Array(n * layers * dim);
+    for (let i = 0; i < n; i++)
+      for (let l = 0; l < layers; l++) for (let d = 0; d < dim; d++) byDim[(i * dim + d) * layers + l] = x[(i * layers + l) * dim + d]!;
+    this.params = { s: new Float64Array(layers), w: new Float64Array(classes * dim), b: new Float64Array(classes) };
+    this.feeds = {
+      x: new ort.Tensor('float64', x, [n, layers, dim]),
+      x_by_dim: new ort.Tensor('float64', byDim, [n * dim, layers]),
+      y: new ort.Tensor('float64', oneHot, [n, classes]),
+      s: new ort.Tensor('float64', this.params.s, [1, layers]),
+      w: new ort.Tensor('float64', this.params.w, [classes, dim]),
+      b: new ort.Tensor('float64', this.params.b, [classes]),
+    };
   }
 
   /** x is [n, layers, dim] (standardised), y the class of each row. */
@@ -79,12 +99,10 @@ export class ProbeObjective {
   }
 
   async evaluate(layerWeights: Float64Array, weights: Float64Array, bias: Float64Array): Promise<ProbeGradient> {
-    const out = await this.session.run({
-      ...this.feeds,
-      s: new ort.Tensor('float64', Float64Array.from(layerWeights), [1, this.layers]),
-      w: new ort.Tensor('float64', Float64Array.from(weights), [this.classes, this.dim]),
-      b: new ort.Tensor('float64', Float64Array.from(bias), [this.classes]),
-    });
+    this.params.s.set(layerWeights);
+    this.params.w.set(weights);
+    this.params.b.set(bias);
+    const out = await this.session.run(this.feeds);
     return {
       loss: (out.loss!.data as Float64Array)[0]!,
       weights: out.gw!.data as Float64Array,
