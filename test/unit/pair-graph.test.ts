@@ -18,10 +18,15 @@ function reference(x: Float32Array, y: Float32Array, rows: number) {
   };
   const ma = mean(x, da);
   const mb = mean(y, db);
+  const m2 = (v: Float32Array, d: number, m: Float64Array) => {
+    const out = new Float64Array(d);
+    for (let r = 0; r < rows; r++) for (let j = 0; j < d; j++) out[j]! += (v[r * d + j]! - m[j]!) ** 2;
+    return out;
+  };
   const cross = new Float64Array(da * db);
   for (let r = 0; r < rows; r++)
     for (let i = 0; i < da; i++) for (let j = 0; j < db; j++) cross[i * db + j]! += (x[r * da + i]! - ma[i]!) * (y[r * db + j]! - mb[j]!);
-  return { ma, mb, cross };
+  return { ma, mb, m2a: m2(x, da, ma), m2b: m2(y, db, mb), cross };
 }
 
 /** [batch, C, T] → [batch·T, C] */
@@ -69,6 +74,8 @@ describe('pair statistics graph', () => {
       const ref = reference(x, y, m.n);
       expect(maxRelativeError(m.meanA, ref.ma), `${m.tap} mean a`).toBeLessThan(1e-4);
       expect(maxRelativeError(m.meanB, ref.mb), `${m.tap} mean b`).toBeLessThan(1e-4);
+      expect(maxRelativeError(m.m2A, ref.m2a), `${m.tap} m2 a`).toBeLessThan(1e-4);
+      expect(maxRelativeError(m.m2B, ref.m2b), `${m.tap} m2 b`).toBeLessThan(1e-4);
       expect(maxRelativeError(m.cross, ref.cross), `${m.tap} cross`).toBeLessThan(1e-4);
     }
   });
