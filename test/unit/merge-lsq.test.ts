@@ -111,11 +111,12 @@ async function referenceRows(
   other: WeightMap,
   stage: LsqStage,
   probe: ProbeSet,
+  config = cfg,
 ): Promise<{ x: number[][]; y: number[][] }> {
   const tapRows = async (w: WeightMap, tap: TapName) => {
     const b = new GraphBuilder();
     const audio = b.input('audio', ['batch', 'samples']);
-    b.output(addEncoder(b, cfg, w, audio).get(tap)!, 'tap');
+    b.output(addEncoder(b, config, w, audio).get(tap)!, 'tap');
     const session = await ort.InferenceSession.create(b.encode('reference_tap'));
     const rows: number[][] = [];
     for (const batch of iterateBatches(probe, 3)) {
@@ -129,15 +130,16 @@ async function referenceRows(
     return rows;
   };
   const [x, xa, xb] = await Promise.all([merged, anchor, other].map((w) => tapRows(w, stage.input)));
-  // A residual stage (post-LN): the stream its output is added to is the layer input (out_proj) or the FFN input.
-  const streamTap: TapName | undefined = stage.residual
-    ? stage.sites[0]!.name === 'out_proj'
-      ? `hidden.${stage.layer}`
-      : `layer.${stage.layer}.ffn_in`
-    : undefined;
-  const [r, ra, rb] = streamTap
-    ? await Promise.all([merged, anchor, other].map((w) => tapRows(w, streamTap)))
-    : [undefined, undefined, undefined];
+  // A residual stage: the stream its output is added to is the layer input (out_proj); for output_dense the FFN input
+  // (post-LN), or the layer input plus the attention output (pre-LN).
+  const streamRows = async (w: WeightMap): Promise<number[][]> => {
+    const l = stage.layer;
+    if (stage.sites[0]!.name === 'out_proj') return tapRows(w, `hidden.${l}`);
+    if (!config.preLayerNorm) return tapRows(w, `layer.${l}.ffn_in`);
+    const [h, a] = [await tapRows(w, `hidden.${l}`), await tapRows(w, `layer.${l}.attn_out`)];
+    return h.map((row, k) => row.map((v, j) => v + a[k]![j]!));
+  };
+  const [r, ra, rb] = stage.residual ? await Promise.all([merged, anchor, other].map(streamRows)) : [undefined, undefined, undefined];
   const apply = (w: WeightMap, name: string, bias: string, row: number[]) => {
     const t = w.get(name)!;
     const [q, p] = t.shape as [number, number];
@@ -170,8 +172,9 @@ async function measuredSystem(
   other: WeightMap,
   stage: LsqStage,
   probe: ProbeSet,
+  config = cfg,
 ): Promise<StageSystem> {
-  const m = (w: WeightMap) => ({ config: cfg, weights: w });
+  const m = (w: WeightMap) => ({ config, weights: w });
   const models = { merged: m(merged), anchor: m(anchor), other: m(other) };
   const passThrough = async (what: Parameters<typeof TripleSession.create>[1], inputs: Parameters<TripleSession['run']>[0][]) => {
     const session = await TripleSession.create(models, what, {});
@@ -299,20 +302,23 @@ describe('least-squares refit (merge.method lsq)', () => {
   });
 
   it.each([
-    ['out_proj', 1, 'out_proj'],
-    ['output_dense', 0, 'output_dense'],
-  ] as const)('residual stage moments (%s fit with the residual stream) match a float64 reference', async (_label, layer, proj) => {
-    const anchor = randomWeights(cfg, 4);
-    const other = randomWeights(cfg, 5);
-    const merged = randomWeights(cfg, 6);
+    ['out_proj, post-LN', 1, 'out_proj', false],
+    ['output_dense, post-LN', 0, 'output_dense', false],
+    ['out_proj, pre-LN', 1, 'out_proj', true],
+    ['output_dense, pre-LN', 1, 'output_dense', true],
+  ] as const)('residual stage moments (%s, fit with the residual stream) match a float64 reference', async (_label, layer, proj, preLN) => {
+    const config = { ...cfg, preLayerNorm: preLN };
+    const anchor = randomWeights(config, 4);
+    const other = randomWeights(config, 5);
+    const merged = randomWeights(config, 6);
     const stage = layerStages(layer, [proj], () => 0.3, true)[0]!;
     expect(stage.residual).toBe(true);
     const probe = tinyProbe(7);
-    const got = await measuredSystem(merged, anchor, other, stage, probe);
-    const want = await referenceSystem(merged, anchor, other, stage, probe);
+    const got = await measuredSystem(merged, anchor, other, stage, probe, config);
+    const want = await referenceSystem(merged, anchor, other, stage, probe, config);
     for (const k of ['cxx', 'cxy', 'meanX', 'meanY', 'm2Y'] as const) expect(maxRelativeError(got[k], want[k]), k).toBeLessThan(1e-4);
     // Without the stream the target is the projection's output alone: a different system.
-    const plain = await referenceSystem(merged, anchor, other, { ...stage, residual: false }, probe);
+    const plain = await referenceSystem(merged, anchor, other, { ...stage, residual: false }, probe, config);
     expect(maxRelativeError(plain.meanY, want.meanY)).toBeGreaterThan(1e-2);
   });
 
