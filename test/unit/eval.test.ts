@@ -289,6 +289,78 @@ describe('evaluateModel', () => {
     expect(r.tasks[0]).toMatchObject({ split: 'validation', score: 1, trainClips: 27, heldOutClips: 9 });
   });
 
+  it('validation folds: every train clip is scored once, stratified and seeded; test/ is never read', async () => {
+    makeTask('kfold', 3, 10, 5);
+    const read: string[] = [];
+    const spying = async (file: string) => {
+      read.push(path.basename(file));
+      return loader(true)(file);
+    };
+    const load = (seed: number, folds = 4) =>
+      loadEvalTasks([{ name: 'kfold', data: path.join(root, 'kfold') }], spying, { split: 'validation', seed, folds });
+    const [task] = await load(1);
+    expect(read.some((f) => f.includes('-test-'))).toBe(false);
+    expect(task!.train.audio.length).toBe(30);
+    expect(task!.heldOut.audio.length).toBe(0);
+    const { count, of } = task!.folds!;
+    expect(count).toBe(4);
+    // Each fold holds 2 or 3 clips of each class (10 dealt over 4 folds), 7 or 8 in all.
+    for (let f = 0; f < 4; f++) {
+      const inFold = [...of.keys()].filter((i) => of[i] === f);
+      expect([7, 8]).toContain(inFold.length);
+      for (let c = 0; c < 3; c++) expect([2, 3]).toContain(inFold.filter((i) => task!.train.labels[i] === c).length);
+    }
+    expect(Array.from((await load(1))[0]!.folds!.of)).toEqual(Array.from(of));
+    expect(Array.from((await load(2))[0]!.folds!.of)).not.toEqual(Array.from(of));
+    const r = await evaluateModel(embed, [task!]);
+    expect(r.tasks[0]).toMatchObject({ split: 'validation', score: 1, heldOutClips: 30, trainClips: 23 });
+    await expect(load(1, 31)).rejects.toThrow(/kfold[/\\]train[/\\]labels\.csv: 30 train clips cannot fill 31 folds/);
+  });
+
+  it('validation folds: the score pools the probes of every fold, as the folds run one by one would', async () => {
+    makeTask('noisy', 3, 8, 2);
+    // Class information only in layer 1 and drowned in noise, so the folds' probes make different mistakes.
+    const noisy: EmbedFn = async (audio) => {
+      const t = await embed(audio);
+      const g = normals(audio.length * 7 + Math.round(audio[0]![0]! * 1e4));
+      for (let i = 0; i < t.data.length; i++) t.data[i] = t.data[i]! + 2 * g();
+      return t;
+    };
+    const [task] = await loadEvalTasks([{ name: 'noisy', data: path.join(root, 'noisy') }], loader(true), {
+      split: 'validation',
+      seed: 3,
+      folds: 3,
+    });
+    const probe = { perLayer: true };
+    const r = (await evaluateModel(noisy, [task!], { probe, batchSize: 1000 })).tasks[0]!;
+    // The same features, folds taken one at a time through runProbes.
+    const features = await noisy(task!.train.audio);
+    const rows = (keep: (i: number) => boolean) => {
+      const idx = [...task!.train.labels.keys()].filter(keep);
+      const data = new Float32Array(idx.length * 12);
+      idx.forEach((i, k) => data.set(features.data.subarray(i * 12, (i + 1) * 12), k * 12));
+      return { features: { shape: [idx.length, 3, 4], data }, labels: Int32Array.from(idx, (i) => task!.train.labels[i]!) };
+    };
+    let correct = 0;
+    const perLayer = [0, 0, 0];
+    const { of } = task!.folds!;
+    for (let f = 0; f < 3; f++) {
+      const held = rows((i) => of[i] === f);
+      const one = await runProbes(
+        rows((i) => of[i] !== f),
+        held,
+        3,
+        probe,
+      );
+      correct += Math.round(one.accuracy * held.labels.length);
+      one.perLayer.forEach((a, l) => (perLayer[l] = perLayer[l]! + Math.round(a * held.labels.length)));
+    }
+    expect(r.score).toBeCloseTo(correct / 24, 12);
+    expect(r.perLayer).toEqual(perLayer.map((c) => c / 24));
+    expect(r.score).toBeLessThan(1);
+    expect(r.layerWeights.reduce((a, b) => a + b, 0)).toBeCloseTo(1, 6);
+  });
+
   it('validation split: a train split too small to carve is refused with its labels.csv', async () => {
     makeTask('tiny', 2, 1, 1);
     await expect(loadEvalTasks([{ name: 'tiny', data: path.join(root, 'tiny') }], loader(true), { split: 'validation' })).rejects.toThrow(

@@ -5,7 +5,9 @@
  *
  * The held-out clips are the task's test split, or, with `split: 'validation'`, a seeded stratified quarter of its
  * train split (the probes then train on the other three quarters and test/ is never read): settings chosen on those
- * scores have not seen the test split.
+ * scores have not seen the test split. With `folds` K ≥ 2 the validation score is a stratified K-fold
+ * cross-validation over train: every train clip is scored once, by probes trained on the other folds, so a choice
+ * rests on all of train instead of a quarter (5 clips per class on the example, too few to rank close systems).
  *
  * The encoder is behind `EmbedFn`: a batch of mono waveforms at the model's rate in, one [layers+1, dim] row of
  * mean-pooled hidden states per clip out (hidden_states[0..L], each averaged over frames). The runner builds it from
@@ -18,7 +20,7 @@ import { loadTaskDataset, type TaskDataset } from '../io/dataset';
 import type { Tensor } from '../model/tensor';
 import type { ProgressSink } from '../progress';
 import { mulberry32 } from '../random';
-import { runProbes, type ProbeOptions } from './probe-classifier';
+import { runProbes, type ProbeOptions, type ProbeResult } from './probe-classifier';
 
 /** Mean-pooled hidden states of each clip: a [batch, layers+1, dim] tensor, rows in the order of `audio`. */
 export type EmbedFn = (audio: readonly Float32Array[]) => Promise<Tensor>;
@@ -57,6 +59,8 @@ export interface PreparedTask {
   /** The clips the probes are scored on: the test split, or the validation part of train. */
   heldOut: PreparedSplit;
   heldOutSplit: HeldOutSplit;
+  /** K-fold cross-validation: the fold of each `train` clip (`heldOut` is then empty: every train clip is scored). */
+  folds?: { count: number; of: Int32Array };
 }
 
 export interface LoadTasksOptions {
@@ -64,6 +68,8 @@ export interface LoadTasksOptions {
   split?: HeldOutSplit;
   /** Seeds the validation carve (default 0). */
   seed?: number;
+  /** With split 'validation': 1 (default) holds out a quarter; K ≥ 2 cross-validates over K folds of train. */
+  folds?: number;
   baseDir?: string;
   progress?: ProgressSink;
   signal?: AbortSignal;
@@ -106,7 +112,20 @@ export async function loadEvalTasks(
     const train = await prepare(ds.train.clips);
     const common = { spec: specs[t]!, dataset: ds, classes: ds.classes };
     if (split === 'test') out.push({ ...common, train, heldOut: await prepare(ds.test.clips), heldOutSplit: 'test' });
-    else {
+    else if ((options.folds ?? 1) >= 2) {
+      const folds = options.folds!;
+      if (train.audio.length < folds) {
+        throw new EngineError('bad-dataset', `${ds.train.csv}: ${train.audio.length} train clips cannot fill ${folds} folds`, ds.train.csv);
+      }
+      const of = assignFolds(train.labels, ds.classes.length, folds, (options.seed ?? 0) * 7919 + t);
+      out.push({
+        ...common,
+        train,
+        heldOut: { audio: [], files: [], labels: new Int32Array(0) },
+        heldOutSplit: 'validation',
+        folds: { count: folds, of },
+      });
+    } else {
       const carved = carveValidation(train, ds.classes.length, (options.seed ?? 0) * 7919 + t);
       if (carved.heldOut.audio.length === 0) {
         throw new EngineError(
@@ -147,6 +166,27 @@ export function carveValidation(train: PreparedSplit, classes: number, seed: num
     };
   };
   return { train: part(0), heldOut: part(1) };
+}
+
+/**
+ * Stratified fold assignment: per class, a seeded shuffle deals the class's clips to folds 0, 1, …, K−1 in turn, so
+ * every fold holds about 1/K of each class.
+ */
+export function assignFolds(labels: Int32Array, classes: number, folds: number, seed: number): Int32Array {
+  const rand = mulberry32((seed ^ 0xf01d5) >>> 0);
+  const of = new Int32Array(labels.length);
+  let next = 0;
+  for (let c = 0; c < classes; c++) {
+    const members: number[] = [];
+    labels.forEach((y, i) => y === c && members.push(i));
+    for (let k = members.length - 1; k > 0; k--) {
+      const j = Math.floor(rand() * (k + 1));
+      [members[k], members[j]] = [members[j]!, members[k]!];
+    }
+    // Continue the deal where the previous class stopped, so small classes do not all land in the first folds.
+    for (const i of members) of[i] = next++ % folds;
+  }
+  return of;
 }
 
 export interface EvaluateOptions {
@@ -241,12 +281,14 @@ export async function evaluateModel(
   for (const [t, task] of tasks.entries()) {
     checkCancel(options.signal);
     const tensor = (s: number): Tensor => ({ shape: [splits[s]!.split.audio.length, shape!.layers, shape!.dim], data: features[s]! });
-    const r = await runProbes(
-      { features: tensor(2 * t), labels: task.train.labels },
-      { features: tensor(2 * t + 1), labels: task.heldOut.labels },
-      task.classes.length,
-      options.probe,
-    );
+    const r: ProbeResult & { trainClips?: number } = task.folds
+      ? await crossValidate(tensor(2 * t), task.train.labels, task.folds, task.classes.length, options)
+      : await runProbes(
+          { features: tensor(2 * t), labels: task.train.labels },
+          { features: tensor(2 * t + 1), labels: task.heldOut.labels },
+          task.classes.length,
+          options.probe,
+        );
     scores.push({
       name: task.spec.name,
       ...(task.spec.domain !== undefined ? { domain: task.spec.domain } : {}),
@@ -257,11 +299,59 @@ export async function evaluateModel(
       layerWeights: r.layerWeights,
       trainAccuracy: r.trainAccuracy,
       classes: task.classes.length,
-      trainClips: task.train.audio.length,
-      heldOutClips: task.heldOut.audio.length,
+      trainClips: r.trainClips ?? task.train.audio.length,
+      heldOutClips: task.folds ? task.train.audio.length : task.heldOut.audio.length,
     });
   }
   return { tasks: scores, average: mean(scores.map((s) => s.score)) };
+}
+
+/**
+ * K-fold cross-validation of the probes on one task's train features: accuracies pooled over the folds (each clip
+ * counts once), layer weights and train accuracy averaged over them; `trainClips` is the mean probe-training size.
+ */
+async function crossValidate(
+  features: Tensor,
+  labels: Int32Array,
+  folds: { count: number; of: Int32Array },
+  classes: number,
+  options: EvaluateOptions,
+): Promise<ProbeResult & { trainClips: number }> {
+  const row = features.shape[1]! * features.shape[2]!;
+  const rowsWhere = (keep: (i: number) => boolean): { features: Tensor; labels: Int32Array } => {
+    const rows = [...labels.keys()].filter(keep);
+    const data = new Float32Array(rows.length * row);
+    rows.forEach((i, r) => data.set(features.data.subarray(i * row, (i + 1) * row), r * row));
+    return {
+      features: { shape: [rows.length, features.shape[1]!, features.shape[2]!], data },
+      labels: Int32Array.from(rows, (i) => labels[i]!),
+    };
+  };
+  let correct = 0;
+  let perLayerCorrect: number[] = [];
+  let layerWeights: number[] = [];
+  let trainAccuracy = 0;
+  let trainClips = 0;
+  for (let f = 0; f < folds.count; f++) {
+    checkCancel(options.signal);
+    const train = rowsWhere((i) => folds.of[i] !== f);
+    const held = rowsWhere((i) => folds.of[i] === f);
+    const r = await runProbes(train, held, classes, options.probe);
+    const n = held.labels.length;
+    correct += Math.round(r.accuracy * n);
+    perLayerCorrect = r.perLayer.map((a, l) => (perLayerCorrect[l] ?? 0) + Math.round(a * n));
+    layerWeights = r.layerWeights.map((w, l) => (layerWeights[l] ?? 0) + w / folds.count);
+    trainAccuracy += r.trainAccuracy / folds.count;
+    trainClips += train.labels.length / folds.count;
+  }
+  const total = labels.length;
+  return {
+    accuracy: correct / total,
+    perLayer: perLayerCorrect.map((c) => c / total),
+    layerWeights,
+    trainAccuracy,
+    trainClips: Math.round(trainClips),
+  };
 }
 
 /** Mean and spread of repeated runs (e.g. the same evaluation over several seeds). */

@@ -97,6 +97,8 @@ export interface MergeReport {
     rows: EvaluationRow[];
     averages: { variant: EvaluationRow['variant']; lambda: number | null; average: number }[];
     split?: 'test' | 'validation';
+    /** With split validation: the folds of the cross-validation over train (absent: one held-out quarter). */
+    folds?: number;
   } | null;
   timings: Partial<Record<JobStage, number>> & { total: number };
   output: { dir: string; files: string[] };

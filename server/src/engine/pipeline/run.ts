@@ -210,7 +210,7 @@ export async function runLoadedRecipe(loaded: LoadedRecipe, opts: RunOptions = {
     const tasks = await loadEvalTasks(
       recipe.evaluate.tasks.map((t) => ({ name: t.name, domain: t.domain, data: loaded.resolve(t.data) })),
       (f) => loadAudio(f, cfg.sampleRate),
-      { split: recipe.evaluate.split, seed, progress: emit, signal: opts.signal },
+      { split: recipe.evaluate.split, folds: recipe.evaluate.folds, seed, progress: emit, signal: opts.signal },
     );
     evaluation = {
       ...(await evaluateVariants({
@@ -231,6 +231,7 @@ export async function runLoadedRecipe(loaded: LoadedRecipe, opts: RunOptions = {
         aligned: perms.size > 0,
       })),
       split: recipe.evaluate.split,
+      ...(recipe.evaluate.split === 'validation' && recipe.evaluate.folds > 1 ? { folds: recipe.evaluate.folds } : {}),
     };
   }
 

@@ -109,6 +109,18 @@ export function checkCrossField(r: PartialRecipe, ranges: NodeRanges, documentSt
     );
   }
 
+  const foldsRange = valueAt('evaluate', 'folds');
+  if (foldsRange && (r.evaluate?.folds ?? 1) > 1 && (r.evaluate?.split ?? 'test') === 'test') {
+    out.push(
+      diagnostic(
+        foldsRange,
+        Severity.Warning,
+        'inconsistent-evaluate',
+        'evaluate.folds has no effect on the test split: it cross-validates over train/ when evaluate.split is validation',
+      ),
+    );
+  }
+
   const tasks = r.evaluate?.tasks ?? [];
   const firstByName = new Map<string, number>();
   tasks.forEach((t, i) => {

@@ -49,6 +49,7 @@ export type RecipeDiagnosticCode =
   | 'inconsistent-align'
   | 'inconsistent-merge'
   | 'inconsistent-probe'
+  | 'inconsistent-evaluate'
   | 'segment-too-long'
   | 'precision-unsupported'
   | 'duplicate-task'

@@ -370,6 +370,15 @@ export const recipeSchema = object({
               'Hold out a seeded quarter of each class of train/ (runtime.seed), train the probes on the rest and score them on it; test/ is never read.',
           },
         }),
+        folds: num({
+          optional: true,
+          default: 1,
+          integer: true,
+          minimum: 1,
+          maximum: 10,
+          description:
+            'With `split: validation`: 1 holds out one quarter of train/; K ≥ 2 runs a stratified K-fold cross-validation over train/ (runtime.seed): every train clip is scored once, by probes trained on the other folds, so the score rests on all of train/ instead of a quarter. The features are computed once; only the probes are trained K times.',
+        }),
       },
     }),
     output: str({
