@@ -6,9 +6,11 @@
 //        [--cli bin/merge-studio.js]   (a frozen copy of the built CLI keeps long runs off a dist/ rebuilt meanwhile)
 //        [--threads N]   runtime.threads of each run (1 on a machine shared with other work: no spinning thread pools)
 //        [--all-candidates]   the test stage runs every candidate (still chosen on validation only; reported beside)
+//        [--folds 4]   validation: K-fold cross-validation over train (`evaluate.folds`); 1 = one held-out quarter
 //
-// validation: runs the recipe once per seed with `evaluate.split: validation` (probes trained on three quarters of
-//   each task's train split and scored on the rest; test/ is never read) and `merge.sweep: [0.3, 0.5, 0.7, 0.9]`.
+// validation: runs the recipe once per seed with `evaluate.split: validation` and `evaluate.folds: 4` (each task's
+//   train split dealt into 4 stratified folds; every train clip scored once by probes trained on the other three;
+//   test/ is never read) and `merge.sweep: [0.3, 0.5, 0.7, 0.9]`.
 // test:       the same runs on the test split.
 // report:     from the saved runs: chooses, on validation only, the best system of one encoder's size (mean over
 //   seeds and λ), its best λ, and the best system of width ≤ 1.25 and its λ; then writes the test table (mean ± sd
@@ -36,6 +38,7 @@ const jobs = Number(arg('jobs', '1'));
 const resultsDir = path.resolve(root, arg('results', 'examples/results'));
 const readme = path.resolve(root, arg('readme', 'examples/README.md'));
 const LAMBDAS = [0.3, 0.5, 0.7, 0.9];
+const folds = Number(arg('folds', '4'));
 // Settings tried on validation beside the recipe's own variants; the test runs add the ones chosen there.
 const RESIDUAL = ['cnn', 'attention', 'ffn', 'residual'];
 const OUTPUTS = ['out_proj', 'output_dense'];
@@ -92,7 +95,7 @@ async function runOne(split, seed, extra) {
   if (only) recipe.variants = recipe.variants.filter((v) => only.has(v.name));
   recipe.runtime = { ...(recipe.runtime ?? {}), seed, ...(threads ? { threads } : {}) };
   recipe.merge = { ...recipe.merge, sweep: LAMBDAS.filter((l) => l !== recipe.merge.lambda) };
-  recipe.evaluate = { ...recipe.evaluate, split };
+  recipe.evaluate = { ...recipe.evaluate, split, ...(split === 'validation' ? { folds } : {}) };
   recipe.output = `./out/experiments/${path.basename(recipeFile, '.merge.yaml')}-${split}-seed${seed}`;
   // Next to the original, so that its relative paths resolve the same way.
   const tmp = path.join(path.dirname(recipeFile), `.experiment-${split}-seed${seed}.merge.yaml`);
@@ -116,6 +119,7 @@ async function runOne(split, seed, extra) {
   let summary = {
     recipe: path.relative(root, recipeFile),
     split,
+    ...(split === 'validation' ? { folds } : {}),
     seed,
     seconds: (Date.now() - started) / 1000,
     timings: report.timings,
@@ -146,6 +150,10 @@ async function mergeInto(part, split, seed) {
     saved = JSON.parse(await fs.readFile(runFile(split, seed), 'utf8'));
   } catch {
     return part;
+  }
+  // Scores of two validation protocols are not comparable: a partial run cannot join runs of another one.
+  if ((saved.folds ?? 1) !== (part.folds ?? 1)) {
+    throw new Error(`${runFile(split, seed)} was run with ${saved.folds ?? 1} fold(s), this run with ${part.folds ?? 1}: rerun every system`);
   }
   const ran = new Set(part.rows.map((r) => r.variant));
   const key = (r) => `${r.variant}@${r.lambda}@${r.task ?? ''}`;
@@ -178,6 +186,7 @@ async function runSplit(split, extra) {
 async function loadRuns(split) {
   const runs = [];
   for (const s of seeds) runs.push(JSON.parse(await fs.readFile(runFile(split, s), 'utf8')));
+  if (new Set(runs.map((r) => r.folds ?? 1)).size > 1) throw new Error(`${split} runs with different folds: rerun them alike`);
   return runs;
 }
 
@@ -252,8 +261,17 @@ async function report() {
   lines.push(
     `Recipe \`${testRuns[0].recipe}\`, seeds ${seeds.join(', ')} (\`runtime.seed\`), λ = ${LAMBDAS.join(', ')} (weight on the speech encoder). Written by`,
   );
-  lines.push('`node scripts/run-example-experiments.mjs`: settings were chosen on a validation split (a seeded quarter of each');
-  lines.push("task's train clips, `evaluate.split: validation`), then every system was scored on test. Five-task average test");
+  const valFolds = valRuns[0].folds ?? 1;
+  lines.push(
+    valFolds > 1
+      ? `\`node scripts/run-example-experiments.mjs\`: settings were chosen on validation (a seeded, stratified ${valFolds}-fold cross-validation`
+      : '`node scripts/run-example-experiments.mjs`: settings were chosen on a validation split (a seeded quarter of each',
+  );
+  lines.push(
+    valFolds > 1
+      ? `over each task's train clips, \`evaluate.split: validation\`, \`evaluate.folds: ${valFolds}\`), then every system was scored on test. Five-task average test`
+      : "task's train clips, `evaluate.split: validation`), then every system was scored on test. Five-task average test",
+  );
   lines.push('accuracy, mean ± sd over the seeds:');
   lines.push('');
   lines.push(`| system | parameters | ${LAMBDAS.map((l) => `λ = ${l}`).join(' | ')} | validation (mean over λ) |`);
