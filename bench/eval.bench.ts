@@ -8,7 +8,9 @@
  *   forward    embedding every clip once, in length order, 16 clips per call (what evaluateModel does)
  *   split-16   the same clips in split order, 16 per call (how evaluation batched before it embedded in length order)
  *   probes     evaluateModel on precomputed features (the weighted-sum probes of the five tasks)
- *   evaluate   evaluateModel end to end (forward + probes) = one system of a run
+ *   evaluate   evaluateModel end to end (forward + probes) on the session above, already warm
+ *   fresh      what one system of a run costs: a new session, evaluateModel on it, its release (a first pass grows the
+ *              session's arena and meets each shape for the first time)
  *
  * The last row is a system whose front end (conv blocks, projection, positional conv) equals the row before it while
  * its layers differ (λ = 0.5 with the layers of λ = 0.3), as variants that change only the layers are at one λ of a
@@ -16,7 +18,7 @@
  *
  * Wall and CPU seconds (user + system, all threads of this process) are both shown: on a shared machine the CPU
  * seconds are the steadier number. Page faults (minor: first touches of fresh pages, ~25 µs each on these VMs) are
- * counted for forward and evaluate. Usage: npm run bench:eval [-- --reps 2 --threads N --split validation]
+ * counted for forward, evaluate and fresh. Usage: npm run bench:eval [-- --reps 2 --threads N --split validation]
  */
 import * as path from 'node:path';
 import { evaluateModel, loadEvalTasks, type EmbedFn, type HeldOutSplit } from '../server/src/engine/eval/evaluate';
@@ -92,7 +94,7 @@ async function main(): Promise<void> {
     },
   ];
   const cell = (t: Timing) => `${t.wall.toFixed(2).padStart(6)} ${t.cpu.toFixed(2).padStart(6)}`;
-  const head = ['session', 'forward', 'split-16', 'probes', 'evaluate'];
+  const head = ['session', 'forward', 'split-16', 'probes', 'evaluate', 'fresh'];
   console.log(`\n${'system'.padEnd(14)} ${head.map((h) => `${h.padStart(13)}`).join(' ')}   evaluate/forward (wall, cpu)`);
   console.log(`${''.padEnd(14)} ${head.map(() => '  wall s  cpu s').join('')}`);
   for (const s of systems) {
@@ -135,10 +137,18 @@ async function main(): Promise<void> {
     const probes = await median(async () => (average = (await evaluateModel(cached, tasks)).average));
     const full = await median(() => evaluateModel(embed, tasks));
     await session!.release();
+    const fresh = await median(async () => {
+      const own = await EmbeddingSession.create({ config: cfg, weights: s.weights }, { threads }, frontEnds);
+      try {
+        await evaluateModel((clips) => own.embed(clips), tasks);
+      } finally {
+        await own.release();
+      }
+    });
     const ratio = `${(full.wall / forward.wall).toFixed(2)}, ${(full.cpu / forward.cpu).toFixed(2)}`;
     console.log(
-      `${s.name.padEnd(14)} ${[create, forward, old, probes, full].map(cell).join(' ')}   ${ratio}   (average ${average.toFixed(3)}; ` +
-        `page faults, thousands: forward ${forward.faults.toFixed(0)}, evaluate ${full.faults.toFixed(0)})`,
+      `${s.name.padEnd(14)} ${[create, forward, old, probes, full, fresh].map(cell).join(' ')}   ${ratio}   (average ${average.toFixed(3)}; ` +
+        `page faults, thousands: forward ${forward.faults.toFixed(0)}, evaluate ${full.faults.toFixed(0)}, fresh ${fresh.faults.toFixed(0)})`,
     );
   }
 }

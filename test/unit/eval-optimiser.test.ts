@@ -224,7 +224,14 @@ describe('ProbeObjective (onnxruntime, float64)', () => {
     expect(again).toEqual(kept);
     expect(second.loss).not.toBe(kept.loss);
     // A second objective over other data, evaluated in between, does not disturb the first.
-    const other = await ProbeObjective.create(x.map((v) => -v), y, n, layers, dim, classes);
+    const other = await ProbeObjective.create(
+      x.map((v) => -v),
+      y,
+      n,
+      layers,
+      dim,
+      classes,
+    );
     await other.evaluate(...p2);
     expect(snapshot(await objective.evaluate(...p2))).toEqual(second);
   });
