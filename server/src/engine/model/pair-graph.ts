@@ -137,18 +137,9 @@ const STREAM = { a: 'hidden_a', b: 'hidden_b', nextA: 'next_a', nextB: 'next_b' 
 /** Output bytes handed on between two garbage collections in runEach (a few passes' worth, a few collections per batch). */
 const RECLAIM_BYTES = 64 * 2 ** 20;
 
-/**
- * Every how many reclaims runEach's collection is a full one. The output copies are young objects that die by the next
- * reclaim, so a minor collection frees them; a full one takes ~60 ms on the HuBERT-base pair, ~10 per batch of 8 × 5 s
- * were 0.3 CPU-s of its ~15. The periodic full one bounds whatever reaches the old generation.
- */
-const FULL_COLLECTION_EVERY = 8;
-
 export class PairStatisticsSession {
   /** Output bytes handed on since the last collection. */
   private unreclaimed = 0;
-  /** Reclaims so far (every FULL_COLLECTION_EVERY-th is a full collection). */
-  private reclaims = 0;
   /**
    * CPU: tensors onnxruntime writes the large outputs (cross products, hidden states) into, by shape and rank within a
    * pass, shared by the passes (they run one after another; each run returns fresh copies). Otherwise onnxruntime
@@ -230,7 +221,7 @@ export class PairStatisticsSession {
     const consumed = (out: Record<string, ort.Tensor>) => {
       for (const t of Object.values(out)) this.unreclaimed += (t.data as Float32Array).byteLength;
       if (reclaim && this.unreclaimed >= RECLAIM_BYTES) {
-        collectGarbage(this.reclaims++ % FULL_COLLECTION_EVERY === 0 ? 'major' : 'minor');
+        collectGarbage();
         this.unreclaimed = 0;
       }
     };
@@ -455,25 +446,23 @@ function rowsOf(totalSamples: number, batch: number, tap: TapName, cfg: EncoderC
   return n * batch;
 }
 
-type Gc = (opts?: { type: 'major' | 'minor' }) => void;
-let gc: Gc | undefined;
+let gc: (() => void) | undefined;
 
 /**
- * A garbage collection, full (major) or of the young generation only (minor): V8's `gc`, exposed on first use when the
- * process was not started with --expose-gc. Where the host refuses that flag, V8 collects on its own schedule (more
- * memory, same results).
+ * A full garbage collection: V8's `gc`, exposed on first use when the process was not started with --expose-gc. Where
+ * the host refuses that flag, V8 collects on its own schedule (more memory, same results).
  */
-function collectGarbage(type: 'major' | 'minor'): void {
+function collectGarbage(): void {
   if (!gc) {
-    gc = (globalThis as { gc?: Gc }).gc;
+    gc = (globalThis as { gc?: () => void }).gc;
     if (!gc) {
       try {
         setFlagsFromString('--expose-gc');
-        gc = runInNewContext('gc') as Gc;
+        gc = runInNewContext('gc') as () => void;
       } catch {
         gc = () => {};
       }
     }
   }
-  gc({ type });
+  gc();
 }
