@@ -134,8 +134,12 @@ interface Pass {
 
 const STREAM = { a: 'hidden_a', b: 'hidden_b', nextA: 'next_a', nextB: 'next_b' };
 
-/** Output bytes handed on between two garbage collections in runEach (a few passes' worth, a few collections per batch). */
-const RECLAIM_BYTES = 64 * 2 ** 20;
+/**
+ * Output bytes handed on between two garbage collections in runEach: below one layer pass's outputs (the HuBERT-base
+ * pair's FFN tap alone hands on 50 MiB), so no more than one pass's copies wait for collection. At 64 MiB two passes'
+ * copies could wait: 2.55 GiB at 10 minutes of probe against ~2.5 GiB.
+ */
+const RECLAIM_BYTES = 40 * 2 ** 20;
 
 export class PairStatisticsSession {
   /** Output bytes handed on since the last collection. */
