@@ -208,6 +208,11 @@ afterAll(async () => {
   await gemm.release();
 });
 
+/** The merge context of an lsq refit of the tiny model on `probe` (batches of 4, seed 0). */
+function lsqContext(anchor: WeightMap, other: WeightMap, lambda: Parameters<typeof lsq.merge>[0]['lambda'], probe: ProbeSet) {
+  return { config: cfg, anchor, other, lambda, probe, batchSize: 4, seed: 0, session: {}, emit: () => undefined, signal: undefined };
+}
+
 describe('least-squares refit (merge.method lsq)', () => {
   it('ridgeSolve matches a float64 Gaussian-elimination reference of (XᵀX + αI)Wᵀ = XᵀY + αW0ᵀ', () => {
     const rand = mulberry32(3);
@@ -435,18 +440,6 @@ describe('least-squares refit on a zipped FFN (merge.method lsq with merge.width
     }
     return out;
   };
-  const ctxOf = (anchor: WeightMap, other: WeightMap, lambda: number, probe: ProbeSet) => ({
-    config: cfg,
-    anchor,
-    other,
-    lambda,
-    probe,
-    batchSize: 4,
-    seed: 0,
-    session: {},
-    emit: () => undefined,
-    signal: undefined,
-  });
 
   it('output_dense stage moments over a wider merged FFN match a float64 reference', async () => {
     const anchor = randomWeights(cfg, 4);
@@ -469,7 +462,7 @@ describe('least-squares refit on a zipped FFN (merge.method lsq with merge.width
   it('is function-preserving: two copies of one model, zipped, refit to the zipped weights (1e-5)', async () => {
     const w = randomWeights(cfg, 4);
     const z = zipped(w, w, 0.4, 1.5);
-    const merged = await lsq.merge({ ...ctxOf(w, w, 0.4, tinyProbe(10)), start: z, lsq: { refit: ['out_proj', 'output_dense'] } });
+    const merged = await lsq.merge({ ...lsqContext(w, w, 0.4, tinyProbe(10)), start: z, lsq: { refit: ['out_proj', 'output_dense'] } });
     for (const [name, t] of z.weights) {
       expect(merged.get(name)!.shape, name).toEqual(t.shape);
       expect(maxRelativeError(merged.get(name)!.data, t.data), name).toBeLessThan(1e-5);
@@ -481,7 +474,7 @@ describe('least-squares refit on a zipped FFN (merge.method lsq with merge.width
     const other = randomWeights(cfg, 5);
     const probe = tinyProbe(10);
     const z = zipped(anchor, other, 0.5, 1.25);
-    const refit = await lsq.merge({ ...ctxOf(anchor, other, 0.5, probe), start: z, lsq: { refit: ['output_dense'], ridge: 1e-3 } });
+    const refit = await lsq.merge({ ...lsqContext(anchor, other, 0.5, probe), start: z, lsq: { refit: ['output_dense'], ridge: 1e-3 } });
     const stage = layerStages(0, ['output_dense'], () => 0.5)[0]!;
     const sse = async (w: WeightMap) => {
       const s = await measuredSystem(w, anchor, other, stage, probe);
@@ -489,7 +482,7 @@ describe('least-squares refit on a zipped FFN (merge.method lsq with merge.width
       return residual(s, Float64Array.from(w.get(site.weight)!.data), Float64Array.from(w.get(site.bias)!.data), gemm);
     };
     expect(await sse(refit)).toBeLessThan(0.9 * (await sse(z.weights)));
-    const e = await engineError(lsq.merge({ ...ctxOf(anchor, other, 0.5, probe), start: z, lsq: { refit: ['intermediate_dense'] } }));
+    const e = await engineError(lsq.merge({ ...lsqContext(anchor, other, 0.5, probe), start: z, lsq: { refit: ['intermediate_dense'] } }));
     expect(e.code).toBe('bad-recipe');
     expect(e.message).toMatch(/intermediate_dense cannot be refit on a zipped FFN.*merge\.width: 1/);
   });
@@ -524,7 +517,7 @@ describe('least-squares refit on a zipped FFN (merge.method lsq with merge.width
     });
     const built = await buildSystem(settings('lsq'), aligned, 0.5, c);
     const z = zipped(anchor, other, 0.5, 1.25);
-    const want = await lsq.merge({ ...ctxOf(anchor, other, 0.5, probe), start: z, lsq: { refit: ['output_dense'], ridge: 0.01 } });
+    const want = await lsq.merge({ ...lsqContext(anchor, other, 0.5, probe), start: z, lsq: { refit: ['output_dense'], ridge: 0.01 } });
     expect(built.config.intermediate).toBe(z.config.intermediate);
     const name = 'encoder.layers.1.feed_forward.output_dense.weight';
     expect(built.weights.get(name)!.shape).toEqual([cfg.hidden, z.config.intermediate]);
@@ -560,18 +553,6 @@ describe('least-squares refit with routed targets (merge.lsq.targets routed)', (
     const segments = probe.segments.filter((s) => s.source === source);
     return { ...probe, segments, totalSegments: segments.length };
   };
-  const ctxOf = (anchor: WeightMap, other: WeightMap, lambda: Parameters<typeof lsq.merge>[0]['lambda'], probe: ProbeSet) => ({
-    config: cfg,
-    anchor,
-    other,
-    lambda,
-    probe,
-    batchSize: 4,
-    seed: 0,
-    session: {},
-    emit: () => undefined,
-    signal: undefined,
-  });
 
   it('weightedSystem gives the normal equations of the weighted loss: its fit is the float64 weighted least squares of [x, 1] → y', async () => {
     const rand = mulberry32(11);
@@ -620,7 +601,7 @@ describe('least-squares refit with routed targets (merge.lsq.targets routed)', (
     const probe = routedProbe(10);
     const lambda = { default: 0.3, overrides: { 'encoder.layers.*.attention.v_proj.*': 0.8 } };
     const ctx = {
-      ...ctxOf(anchor, other, lambda, probe),
+      ...lsqContext(anchor, other, lambda, probe),
       lsq: { refit: ['q_proj', 'k_proj', 'v_proj'] as LsqProjection[], ridge: 0.01, targets: 'routed' as const },
     };
     const got = await lsq.merge(ctx);
@@ -652,12 +633,12 @@ describe('least-squares refit with routed targets (merge.lsq.targets routed)', (
     // Each segment twice, once per domain: routed fits each copy to one model, mix fits both to the λ-mix.
     const probe = routedProbe(20, true);
     const refit: LsqProjection[] = ['q_proj', 'k_proj', 'v_proj', 'out_proj', 'intermediate_dense', 'output_dense'];
-    const mix = await lsq.merge({ ...ctxOf(anchor, other, 0.4, probe), lsq: { refit, ridge, targets: 'mix' } });
-    const routed = await lsq.merge({ ...ctxOf(anchor, other, 0.4, probe), lsq: { refit, ridge, targets: 'routed' } });
+    const mix = await lsq.merge({ ...lsqContext(anchor, other, 0.4, probe), lsq: { refit, ridge, targets: 'mix' } });
+    const routed = await lsq.merge({ ...lsqContext(anchor, other, 0.4, probe), lsq: { refit, ridge, targets: 'routed' } });
     // Equal up to float32 rounding: the two measure the same frames in different batches.
     for (const [name, t] of mix) expect(maxRelativeError(routed.get(name)!.data, t.data), name).toBeLessThan(1e-4);
     // Different audio per domain gives a different fit.
-    const apart = await lsq.merge({ ...ctxOf(anchor, other, 0.4, routedProbe(20)), lsq: { refit, ridge, targets: 'routed' } });
+    const apart = await lsq.merge({ ...lsqContext(anchor, other, 0.4, routedProbe(20)), lsq: { refit, ridge, targets: 'routed' } });
     const name = 'encoder.layers.1.feed_forward.output_dense.weight';
     expect(maxRelativeError(apart.get(name)!.data, mix.get(name)!.data)).toBeGreaterThan(1e-3);
   });
@@ -666,7 +647,7 @@ describe('least-squares refit with routed targets (merge.lsq.targets routed)', (
     const w = randomWeights(cfg, 4);
     const probe = routedProbe(10);
     probe.sources[1] = { ...probe.sources[1]!, domain: undefined };
-    const e = await engineError(lsq.merge({ ...ctxOf(w, w, 0.5, probe), lsq: { ridge: 0.1, targets: 'routed' } }));
+    const e = await engineError(lsq.merge({ ...lsqContext(w, w, 0.5, probe), lsq: { ridge: 0.1, targets: 'routed' } }));
     expect(e.code).toBe('bad-recipe');
     expect(e.message).toMatch(/probe\.audio "music" has no domain.*probe\.domains\.anchor or probe\.domains\.other/);
   });
