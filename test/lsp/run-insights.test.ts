@@ -294,6 +294,30 @@ describe('a report on disk beside the recipe', () => {
     expect(low(published.diagnostics)).toHaveLength(2);
     expect(await lenses()).toHaveLength(7);
   });
+
+  it.each([
+    ['its creation (the file inside missed), then a silent rename', FileChangeType.Created, 'before'],
+    ['only its removal, the rename itself', FileChangeType.Deleted, 'after'],
+  ] as const)('a staging folder the watcher reports by %s: the report appears', async (_, type, when) => {
+    writeFileSync(recipeFile, RECIPE);
+    expect(low(await client.open(uri, RECIPE))).toEqual([]);
+    const reportPath = writeRun(RECIPE);
+    const staging = path.join(dir, `.out.staging-${process.pid}-4e5f6a7b`);
+    renameSync(path.dirname(reportPath), staging);
+    const from = client.diagnostics.values.length;
+    const notify = () =>
+      client.connection.sendNotification(DidChangeWatchedFilesNotification.type, { changes: [{ uri: fileUri(staging), type }] });
+    if (when === 'before') {
+      await notify();
+      await client.diagnostics.next((d) => d.uri === uri, from);
+      expect(await lenses()).toEqual([]);
+    }
+    renameSync(staging, path.dirname(reportPath));
+    if (when === 'after') await notify();
+    const published = await client.diagnostics.next((d) => d.uri === uri && low(d.diagnostics).length === 2, from);
+    expect(low(published.diagnostics)).toHaveLength(2);
+    expect(await lenses()).toHaveLength(7);
+  });
 });
 
 describe('the threshold setting', () => {

@@ -2,8 +2,9 @@
  * The last run of each recipe in the editor: a finished job's report, or a report.json that appears on disk
  * (file watching), becomes lenses, warnings and hovers; the warning threshold follows the settings.
  */
+import { existsSync } from 'node:fs';
 import * as path from 'node:path';
-import { DidChangeConfigurationNotification, DidChangeWatchedFilesNotification } from 'vscode-languageserver';
+import { DidChangeConfigurationNotification, DidChangeWatchedFilesNotification, FileChangeType } from 'vscode-languageserver';
 import type * as lsp from '../../../../protocol/lsp-ext';
 import { uriToPath } from '../documents';
 import type { Job } from '../jobs';
@@ -13,6 +14,8 @@ import type { Validation } from './validation';
 /** Files whose change can change a disk diagnostic. */
 const WATCHED_GLOBS = [
   '**/report.json',
+  // A run's staging folder: its removal is the rename that puts a new report.json in place.
+  '**/.*.staging-*',
   '**/config.json',
   '**/preprocessor_config.json',
   '**/*.safetensors',
@@ -33,10 +36,13 @@ export interface RunInsightHandlers {
 
 /**
  * A run writes report.json into a hidden staging folder (`.<name>.staging-…`) and then renames the folder into
- * place; a watcher reports the file's creation but not the folder's rename, which may not have happened yet when
- * the event is handled. After such an event the recipes' reports are looked for again at these delays (ms).
+ * place. Watchers may report the staged file, the staging folder's creation or its removal (the rename), in any
+ * order, and may miss a file created at once in a new folder. So the removal of a staging folder triggers a new
+ * look for the recipes' reports, and a staging folder seen to appear is also polled until it is gone (bounded).
  */
-const STAGED_REPORT_RECHECKS_MS = [250, 1000, 3000, 8000];
+const STAGING_POLL_MS = 250;
+const STAGING_POLL_LIMIT_MS = 15 * 60_000;
+const STAGING_POLLED_AT_ONCE = 32;
 const STAGING_FOLDER = /^\..+\.staging-[^/\\]+$/;
 
 export function registerRunInsights(ctx: ServerContext, validation: Validation): RunInsightHandlers {
@@ -51,33 +57,41 @@ export function registerRunInsights(ctx: ServerContext, validation: Validation):
     }
     return changed;
   };
-  let rechecks: NodeJS.Timeout[] = [];
-  const recheckAfterStaging = (): void => {
-    rechecks.forEach(clearTimeout);
-    // unref: pending rechecks never keep a shut-down server alive.
-    rechecks = STAGED_REPORT_RECHECKS_MS.map((ms) =>
-      setTimeout(
-        () =>
-          void ctx.guard('file watching', undefined, async () => {
-            if (!(await rediscover())) return;
-            ctx.refreshLenses();
-            validation.revalidateAll();
-          }),
-        ms,
-      ).unref(),
-    );
+  const rediscoverAndRefresh = () =>
+    void ctx.guard('file watching', undefined, async () => {
+      if (!(await rediscover())) return;
+      ctx.refreshLenses();
+      validation.revalidateAll();
+    });
+  const polled = new Map<string, NodeJS.Timeout>();
+  /** Looks for the reports again once `folder` is gone (renamed into place or cleaned up). */
+  const awaitPublish = (folder: string): void => {
+    if (polled.has(folder) || polled.size >= STAGING_POLLED_AT_ONCE) return;
+    const started = Date.now();
+    const timer = setInterval(() => {
+      if (existsSync(folder) && Date.now() - started < STAGING_POLL_LIMIT_MS) return;
+      clearInterval(timer);
+      polled.delete(folder);
+      rediscoverAndRefresh();
+    }, STAGING_POLL_MS);
+    // unref: a pending poll never keeps a shut-down server alive.
+    timer.unref();
+    polled.set(folder, timer);
   };
 
   connection.onDidChangeWatchedFiles((params) =>
     ctx.guard('file watching', undefined, async () => {
       let reports = false;
-      let staged = false;
       for (const change of Array.isArray(params?.changes) ? params.changes : []) {
         const file = typeof change?.uri === 'string' ? uriToPath(change.uri) : undefined;
-        if (file) ctx.disk.cache.invalidate(file);
-        if (file && path.basename(file) === 'report.json') {
+        if (!file) continue;
+        ctx.disk.cache.invalidate(file);
+        if (STAGING_FOLDER.test(path.basename(file))) {
+          if (change.type === FileChangeType.Deleted) reports = true;
+          else awaitPublish(file);
+        } else if (path.basename(file) === 'report.json') {
           reports = true;
-          if (STAGING_FOLDER.test(path.basename(path.dirname(file)))) staged = true;
+          if (STAGING_FOLDER.test(path.basename(path.dirname(file)))) awaitPublish(path.dirname(file));
         }
       }
       // A run from the command line (or a deleted output folder): look for each recipe's report again.
@@ -85,7 +99,6 @@ export function registerRunInsights(ctx: ServerContext, validation: Validation):
         await rediscover();
         ctx.refreshLenses();
       }
-      if (staged) recheckAfterStaging();
       validation.revalidateAll();
     }),
   );
