@@ -40,16 +40,7 @@ export async function lbfgs(f: Objective, theta: Float64Array, iterations: numbe
     }
     for (let j = last; j >= 0; j--) {
       alpha[j] = rhos[j]! * dot;
-      const a = -alpha[j]!;
-      const y = ys[j]!;
-      const next = j > 0 ? ss[j - 1]! : undefined;
-      dot = 0;
-      if (next) {
-        for (let k = 0; k < size; k++) {
-          dir[k]! += a * y[k]!;
-          dot += next[k]! * dir[k]!;
-        }
-      } else for (let k = 0; k < size; k++) dir[k]! += a * y[k]!;
+      dot = addScaledThenDot(dir, -alpha[j]!, ys[j]!, j > 0 ? ss[j - 1] : undefined);
     }
     let step = 1;
     if (last >= 0) {
@@ -65,16 +56,7 @@ export async function lbfgs(f: Objective, theta: Float64Array, iterations: numbe
     }
     for (let j = 0; j <= last; j++) {
       const beta = rhos[j]! * dot;
-      const a = alpha[j]! - beta;
-      const sj = ss[j]!;
-      const next = j < last ? ys[j + 1]! : undefined;
-      dot = 0;
-      if (next) {
-        for (let k = 0; k < size; k++) {
-          dir[k]! += a * sj[k]!;
-          dot += next[k]! * dir[k]!;
-        }
-      } else for (let k = 0; k < size; k++) dir[k]! += a * sj[k]!;
+      dot = addScaledThenDot(dir, alpha[j]! - beta, ss[j]!, j < last ? ys[j + 1] : undefined);
     }
     let slope = dotp(g, dir);
     if (!(slope < 0)) {
@@ -118,6 +100,20 @@ export async function lbfgs(f: Objective, theta: Float64Array, iterations: numbe
     fx = fTrial;
   }
   return fx;
+}
+
+/** dir += a·x, and in the same pass next·dir of the updated dir (0 without `next`). */
+function addScaledThenDot(dir: Float64Array, a: number, x: Float64Array, next: Float64Array | undefined): number {
+  if (!next) {
+    for (let k = 0; k < dir.length; k++) dir[k]! += a * x[k]!;
+    return 0;
+  }
+  let dot = 0;
+  for (let k = 0; k < dir.length; k++) {
+    dir[k]! += a * x[k]!;
+    dot += next[k]! * dir[k]!;
+  }
+  return dot;
 }
 
 function dotp(a: Float64Array, b: Float64Array): number {
