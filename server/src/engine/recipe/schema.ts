@@ -367,7 +367,7 @@ export const recipeSchema = object({
           valueDescriptions: {
             test: 'Train the probes on train/, score them on test/.',
             validation:
-              'Hold out a seeded quarter of each class of train/ (runtime.seed), train the probes on the rest and score them on it; test/ is never read.',
+              'Hold out a seeded quarter of each class of train/ (runtime.seed), or with `folds` K ≥ 2 each of K folds in turn, train the probes on the rest and score them on it; test/ is never read.',
           },
         }),
         folds: num({
