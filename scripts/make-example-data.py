@@ -2,6 +2,8 @@
 """Generate the example audio under examples/ (dev-time; the output is committed, the product never runs this).
 
     python3 scripts/make-example-data.py            # writes examples/probe/** and examples/eval/**
+    python3 scripts/make-example-data.py --test-per-class 50 --out examples/large
+                                                    # examples/large/eval/**: the same train, a 5x larger test split
 
 Needs `espeak-ng` and `sox` (Debian packages) and numpy. Deterministic: every random draw comes from a numpy
 Generator seeded per split, and espeak-ng is deterministic for a given voice, rate, pitch and text.
@@ -235,6 +237,9 @@ SPEECH_MAX_SECONDS = 0.8
 MUSIC_SECONDS = 0.3
 TRAIN_PER_CLASS = 20
 TEST_PER_CLASS = 10
+# (split, clips per class) in draw order: train first, so a larger test split (--test-per-class) keeps the same train.
+Splits = tuple[tuple[str, int], ...]
+SPLITS: Splits = (('train', TRAIN_PER_CLASS), ('test', TEST_PER_CLASS))
 
 
 def speech_clip(text: str, voice: str, rate: int, pitch: int, rng: np.random.Generator) -> np.ndarray:
@@ -242,9 +247,9 @@ def speech_clip(text: str, voice: str, rate: int, pitch: int, rng: np.random.Gen
     return normalise_peak(fade(x), float(rng.uniform(0.3, 0.8)))
 
 
-def make_keywords(out: str, uniq: Unique) -> None:
+def make_keywords(out: str, uniq: Unique, splits: Splits = SPLITS) -> None:
     rng = np.random.default_rng(1001)
-    for split, per_class in (('train', TRAIN_PER_CLASS), ('test', TEST_PER_CLASS)):
+    for split, per_class in splits:
         rows = []
         for word in KEYWORDS:
             i = 0
@@ -258,9 +263,9 @@ def make_keywords(out: str, uniq: Unique) -> None:
         write_split(os.path.join(out, 'keywords', split), rows)
 
 
-def make_voices(out: str, uniq: Unique) -> None:
+def make_voices(out: str, uniq: Unique, splits: Splits = SPLITS) -> None:
     rng = np.random.default_rng(1002)
-    for split, per_class in (('train', TRAIN_PER_CLASS), ('test', TEST_PER_CLASS)):
+    for split, per_class in splits:
         rows = []
         for v, voice in enumerate(VOICE_ID_VOICES):
             i = 0
@@ -275,9 +280,9 @@ def make_voices(out: str, uniq: Unique) -> None:
         write_split(os.path.join(out, 'voices', split), rows)
 
 
-def make_pitch(out: str) -> None:
+def make_pitch(out: str, splits: Splits = SPLITS) -> None:
     rng = np.random.default_rng(2001)
-    for split, per_class in (('train', TRAIN_PER_CLASS), ('test', TEST_PER_CLASS)):
+    for split, per_class in splits:
         rows = []
         for pc, name in enumerate(PITCH_CLASSES):
             for i in range(per_class):
@@ -289,9 +294,9 @@ def make_pitch(out: str) -> None:
         write_split(os.path.join(out, 'pitch', split), rows)
 
 
-def make_timbre(out: str) -> None:
+def make_timbre(out: str, splits: Splits = SPLITS) -> None:
     rng = np.random.default_rng(2002)
-    for split, per_class in (('train', TRAIN_PER_CLASS), ('test', TEST_PER_CLASS)):
+    for split, per_class in splits:
         rows = []
         for timbre in TIMBRES:
             for i in range(per_class):
@@ -300,9 +305,9 @@ def make_timbre(out: str) -> None:
         write_split(os.path.join(out, 'timbre', split), rows)
 
 
-def make_chords(out: str) -> None:
+def make_chords(out: str, splits: Splits = SPLITS) -> None:
     rng = np.random.default_rng(2003)
-    for split, per_class in (('train', TRAIN_PER_CLASS), ('test', TEST_PER_CLASS)):
+    for split, per_class in splits:
         rows = []
         for quality, steps in CHORD_QUALITIES.items():
             for i in range(per_class):
@@ -348,13 +353,63 @@ def make_probe_music(out: str, seconds_total: float = 20.0, clip_seconds: float 
         write_wav(os.path.join(folder, f'seq-{i:03d}.wav'), synth_event_sequence(clip_seconds, rng, TIMBRES, (40, 88)))
 
 
+def same_files(a: str, b: str) -> list[str]:
+    """Names of the files that differ between two folders (missing on either side included)."""
+    names = sorted(set(os.listdir(a)) | set(os.listdir(b)))
+    differ = []
+    for n in names:
+        pa, pb = os.path.join(a, n), os.path.join(b, n)
+        if not (os.path.isfile(pa) and os.path.isfile(pb)):
+            differ.append(n)
+            continue
+        with open(pa, 'rb') as fa, open(pb, 'rb') as fb:
+            if fa.read() != fb.read():
+                differ.append(n)
+    return differ
+
+
+def make_large_test(out: str, per_class: int) -> None:
+    """eval/<task>/{train,test} under `out` with `per_class` test clips per class, for measuring methods (the
+    experiments script's --eval-root). Train is drawn first, exactly as for the bundled example, and must come out
+    byte-identical to it (else this espeak-ng differs from the one that made the bundle, and the split would not be
+    the same task); test continues the same generators for more clips, disjoint from train. Nothing is committed:
+    the bundle keeps its small test split so that `npm start` stays quick."""
+    bundled = os.path.join(ROOT, 'examples', 'eval')
+    eval_out = os.path.join(out, 'eval')
+    if os.path.realpath(eval_out) == os.path.realpath(bundled):
+        sys.exit('--test-per-class writes a separate eval folder: give --out another folder than examples/')
+    shutil.rmtree(eval_out, ignore_errors=True)
+    splits: Splits = (('train', TRAIN_PER_CLASS), ('test', per_class))
+    uniq = Unique()
+    make_keywords(eval_out, uniq, splits)
+    make_voices(eval_out, uniq, splits)
+    make_pitch(eval_out, splits)
+    make_timbre(eval_out, splits)
+    make_chords(eval_out, splits)
+    for task in sorted(os.listdir(bundled)):
+        differ = same_files(os.path.join(bundled, task, 'train'), os.path.join(eval_out, task, 'train'))
+        if differ:
+            sys.exit(f'{task}/train differs from the bundled one ({len(differ)} files, e.g. {differ[0]}): '
+                     'this espeak-ng or numpy is not the one that made examples/eval')
+    clips = sum(len(os.listdir(os.path.join(eval_out, t, 'test'))) - 1 for t in os.listdir(eval_out))
+    print(f'wrote {eval_out}: train identical to the bundled one, {clips} test clips ({per_class} per class)')
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--out', default=os.path.join(ROOT, 'examples'), help='examples folder (default: %(default)s)')
+    ap.add_argument('--test-per-class', type=int, default=TEST_PER_CLASS,
+                    help='test clips per class; any other value than %(default)s writes only <out>/eval, '
+                         'with the bundled train split (for scripts/run-example-experiments.mjs --eval-root)')
     args = ap.parse_args()
     for tool in ('espeak-ng', 'sox'):
         if shutil.which(tool) is None:
             sys.exit(f'{tool} not found: apt-get install espeak-ng sox')
+    if args.test_per_class != TEST_PER_CLASS:
+        if not 1 <= args.test_per_class <= 999:
+            sys.exit('--test-per-class must be 1 … 999')
+        make_large_test(args.out, args.test_per_class)
+        return
     for sub in ('probe', 'eval'):
         shutil.rmtree(os.path.join(args.out, sub), ignore_errors=True)
     uniq = Unique()

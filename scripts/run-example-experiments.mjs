@@ -7,6 +7,11 @@
 //        [--threads N]   runtime.threads of each run (1 on a machine shared with other work: no spinning thread pools)
 //        [--all-candidates]   the test stage runs every candidate (still chosen on validation only; reported beside)
 //        [--folds 4]   validation: K-fold cross-validation over train (`evaluate.folds`); 1 = one held-out quarter
+//        [--eval-root examples/large/eval]   read each task from <root>/<task> instead of the recipe's folder: a larger
+//            test split with the same train, made by `python3 scripts/make-example-data.py --test-per-class 50
+//            --out examples/large` (the bundled test split has 10 clips per class, too few to resolve a few points)
+//        [--validation-results DIR]   report: the validation summaries (default: --results), when the test runs with
+//            --eval-root keep theirs in another --results folder
 //
 // validation: runs the recipe once per seed with `evaluate.split: validation` and `evaluate.folds: 4` (each task's
 //   train split dealt into 4 stratified folds; every train clip scored once by probes trained on the other three;
@@ -39,6 +44,8 @@ const resultsDir = path.resolve(root, arg('results', 'examples/results'));
 const readme = path.resolve(root, arg('readme', 'examples/README.md'));
 const LAMBDAS = [0.3, 0.5, 0.7, 0.9];
 const folds = Number(arg('folds', '4'));
+const evalRoot = arg('eval-root', '') ? path.resolve(root, arg('eval-root', '')) : undefined;
+const validationDir = path.resolve(root, arg('validation-results', arg('results', 'examples/results')));
 // Settings tried on validation beside the recipe's own variants; the test runs add the ones chosen there.
 const RESIDUAL = ['cnn', 'attention', 'ffn', 'residual'];
 const OUTPUTS = ['out_proj', 'output_dense'];
@@ -84,7 +91,18 @@ const SHORT_START = '<!-- methods-table:start (written by scripts/run-example-ex
 const SHORT_END = '<!-- methods-table:end -->';
 
 function runFile(split, seed) {
-  return path.join(resultsDir, `${split}-seed${seed}.json`);
+  return path.join(split === 'validation' ? validationDir : resultsDir, `${split}-seed${seed}.json`);
+}
+
+/** Clips and classes per task in the split a run reads (labels.csv), so the report can say what the scores rest on. */
+async function clipsPerTask(tasks, recipeDir, split) {
+  const folder = split === 'test' ? 'test' : 'train';
+  const out = {};
+  for (const t of tasks) {
+    const rows = (await fs.readFile(path.resolve(recipeDir, t.data, folder, 'labels.csv'), 'utf8')).trim().split('\n').slice(1);
+    out[t.name] = { clips: rows.length, classes: new Set(rows.map((r) => r.slice(r.lastIndexOf(',') + 1))).size };
+  }
+  return out;
 }
 
 /** One run of the recipe (plus `extra` variants) at a seed on a split; returns the summary saved to <results>/<split>-seed<N>.json. */
@@ -96,6 +114,8 @@ async function runOne(split, seed, extra) {
   recipe.runtime = { ...(recipe.runtime ?? {}), seed, ...(threads ? { threads } : {}) };
   recipe.merge = { ...recipe.merge, sweep: LAMBDAS.filter((l) => l !== recipe.merge.lambda) };
   recipe.evaluate = { ...recipe.evaluate, split, ...(split === 'validation' ? { folds } : {}) };
+  if (evalRoot) recipe.evaluate.tasks = recipe.evaluate.tasks.map((t) => ({ ...t, data: path.join(evalRoot, path.basename(t.data)) }));
+  const clips = await clipsPerTask(recipe.evaluate.tasks, path.dirname(recipeFile), split);
   recipe.output = `./out/experiments/${path.basename(recipeFile, '.merge.yaml')}-${split}-seed${seed}`;
   // Next to the original, so that its relative paths resolve the same way.
   const tmp = path.join(path.dirname(recipeFile), `.experiment-${split}-seed${seed}.merge.yaml`);
@@ -121,6 +141,8 @@ async function runOne(split, seed, extra) {
     split,
     ...(split === 'validation' ? { folds } : {}),
     seed,
+    evalRoot: evalRoot ? path.relative(root, evalRoot) : null,
+    clips,
     seconds: (Date.now() - started) / 1000,
     timings: report.timings,
     parameters: {
@@ -155,6 +177,9 @@ async function mergeInto(part, split, seed) {
   if ((saved.folds ?? 1) !== (part.folds ?? 1)) {
     throw new Error(`${runFile(split, seed)} was run with ${saved.folds ?? 1} fold(s), this run with ${part.folds ?? 1}: rerun every system`);
   }
+  if ((saved.evalRoot ?? null) !== part.evalRoot) {
+    throw new Error(`${runFile(split, seed)} read the tasks from ${saved.evalRoot ?? 'the recipe'}, this run from ${part.evalRoot ?? 'the recipe'}: use another --results`);
+  }
   const ran = new Set(part.rows.map((r) => r.variant));
   const key = (r) => `${r.variant}@${r.lambda}@${r.task ?? ''}`;
   const before = new Map(saved.rows.map((r) => [key(r), r.score]));
@@ -187,6 +212,7 @@ async function loadRuns(split) {
   const runs = [];
   for (const s of seeds) runs.push(JSON.parse(await fs.readFile(runFile(split, s), 'utf8')));
   if (new Set(runs.map((r) => r.folds ?? 1)).size > 1) throw new Error(`${split} runs with different folds: rerun them alike`);
+  if (new Set(runs.map((r) => r.evalRoot ?? null)).size > 1) throw new Error(`${split} runs read different task folders: rerun them alike`);
   return runs;
 }
 
@@ -276,6 +302,21 @@ async function report() {
   );
   lines.push('accuracy, mean ± sd over the seeds:');
   lines.push('');
+  const clips = testRuns[0].clips;
+  if (clips) {
+    // The seeds share the test clips, so their spread leaves out the test split's own sampling error: say how large it is.
+    const n = tasks.map((t) => clips[t].clips);
+    const p = tasks.map((t) => meanOf(test.get('anchor@null').tasks.get(t)));
+    const se = Math.sqrt(p.reduce((k, pt, i) => k + (pt * (1 - pt)) / n[i], 0)) / tasks.length;
+    lines.push(
+      `Test split: ${n.reduce((a, b) => a + b, 0)} clips (${tasks.map((t, i) => `${t} ${n[i]}`).join(', ')}), ${
+        testRuns[0].evalRoot
+          ? `\`${testRuns[0].evalRoot}\`, a larger test split with the bundled train split (\`python3 scripts/make-example-data.py --test-per-class ${Math.round(clips[tasks[0]].clips / clips[tasks[0]].classes)} --out ${path.dirname(testRuns[0].evalRoot)}\`, then \`--eval-root ${testRuns[0].evalRoot}\`)`
+          : 'the bundled one'
+      }. The seeds share these clips, so the ± leaves out the split's own sampling error: about ${(100 * se).toFixed(1)} points (binomial standard error of the speech encoder's five-task average; less for the difference of two systems on the same clips).`,
+    );
+    lines.push('');
+  }
   lines.push(`| system | parameters | ${LAMBDAS.map((l) => `λ = ${l}`).join(' | ')} | validation (mean over λ) |`);
   lines.push(`|---|---|${LAMBDAS.map(() => '---').join('|')}|---|`);
   for (const s of ['anchor', 'other'])
@@ -353,7 +394,7 @@ async function report() {
       `Partial reruns with the current code, beside the sources, \`unaligned\` and \`permuted\`: ${['validation', 'test'].map(ranIn).filter(Boolean).join('; ')}. The other systems' rows come from the earlier full runs. ${
         moved === 0
           ? 'The sources, `unaligned` and `permuted`, scored by both, came out identical (same code and seeds).'
-          : `The sources, \`unaligned\` and \`permuted\`, scored by both, moved by up to ${moved.toFixed(3)} on a single task's accuracy (the evaluation code changed in between; a task has 40–120 test clips, so 0.025 is one clip at 40).`
+          : `The sources, \`unaligned\` and \`permuted\`, scored by both, moved by up to ${moved.toFixed(3)} on a single task's accuracy (the evaluation code changed in between; one clip is ${(1 / Math.max(...Object.values(testRuns[0].clips ?? { any: { clips: 40 } }).map((c) => c.clips))).toFixed(3)} of the largest task's accuracy).`
       }`,
     );
   }
@@ -372,16 +413,19 @@ async function report() {
     : `${text.trimEnd()}\n\n## Methods compared (3 seeds, settings chosen on validation)\n\n${block}\n`;
   await fs.writeFile(readme, next);
   console.log(block);
-  await writeShortTable({ test, systems, params, choice, margins, avg, tasks: tasks.length });
+  const testClips = testRuns[0].clips ? Object.values(testRuns[0].clips).reduce((k, c) => k + c.clips, 0) : undefined;
+  const testSplit =
+    testClips && testRuns[0].evalRoot ? `a ${testClips}-clip test split (\`--eval-root ${testRuns[0].evalRoot}\`, see examples/README.md)` : undefined;
+  await writeShortTable({ test, systems, params, choice, margins, avg, folds: valFolds, testSplit });
 }
 
 /** README.md's methods table: test averages of every system, and the targets in one sentence. */
-async function writeShortTable({ test, systems, params, choice, margins, avg }) {
+async function writeShortTable({ test, systems, params, choice, margins, avg, folds, testSplit }) {
   const text = await fs.readFile(README, 'utf8');
   if (!text.includes(SHORT_START)) return;
   const lines = [SHORT_START, ''];
   lines.push(
-    `\`examples/methods.merge.yaml\` runs them all on the example encoders. Five-task test average over ${seeds.length} seeds (\`runtime.seed\` ${seeds.join(', ')}, mean ± sd), settings chosen on \`evaluate.split: validation\`; the anchor averages ${fmt(test.get('anchor@null').average)}, the other ${fmt(test.get('other@null').average)}:`,
+    `\`examples/methods.merge.yaml\` runs them all on the example encoders. Five-task test average over ${seeds.length} seeds (\`runtime.seed\` ${seeds.join(', ')}, mean ± sd), settings chosen on \`evaluate.split: validation\`${folds > 1 ? ` with \`evaluate.folds: ${folds}\` (a ${folds}-fold cross-validation over train)` : ''}${testSplit ? `, scored on ${testSplit}` : ''}; the anchor averages ${fmt(test.get('anchor@null').average)}, the other ${fmt(test.get('other@null').average)}:`,
   );
   lines.push('');
   lines.push(`| system | parameters | ${LAMBDAS.map((l) => `λ = ${l}`).join(' | ')} |`);
