@@ -4,6 +4,8 @@
     python3 scripts/make-example-data.py            # writes examples/probe/** and examples/eval/**
     python3 scripts/make-example-data.py --test-per-class 50 --out examples/large
                                                     # examples/large/eval/**: the same train, a 5x larger test split
+    python3 scripts/make-example-data.py --test-per-class 50 --probe-seconds 120 --out examples/large
+                                                    # ... and examples/large/probe/**: 6x the probe audio
 
 Needs `espeak-ng` and `sox` (Debian packages) and numpy. Deterministic: every random draw comes from a numpy
 Generator seeded per split, and espeak-ng is deterministic for a given voice, rate, pitch and text.
@@ -368,9 +370,10 @@ def same_files(a: str, b: str) -> list[str]:
     return differ
 
 
-def make_large_test(out: str, per_class: int) -> None:
+def make_large_test(out: str, per_class: int, probe_seconds: float | None = None) -> None:
     """eval/<task>/{train,test} under `out` with `per_class` test clips per class, for measuring methods (the
-    experiments script's --eval-root). Train is drawn first, exactly as for the bundled example, and must come out
+    experiments script's --eval-root), and with `probe_seconds` also <out>/probe with that many seconds of each
+    domain (its --probe-root), disjoint from every eval clip. Train is drawn first, exactly as for the bundled example, and must come out
     byte-identical to it (else this espeak-ng differs from the one that made the bundle, and the split would not be
     the same task); test continues the same generators for more clips, disjoint from train. Nothing is committed:
     the bundle keeps its small test split so that `npm start` stays quick."""
@@ -393,6 +396,12 @@ def make_large_test(out: str, per_class: int) -> None:
                      'this espeak-ng or numpy is not the one that made examples/eval')
     clips = sum(len(os.listdir(os.path.join(eval_out, t, 'test'))) - 1 for t in os.listdir(eval_out))
     print(f'wrote {eval_out}: train identical to the bundled one, {clips} test clips ({per_class} per class)')
+    if probe_seconds:
+        probe_out = os.path.join(out, 'probe')
+        shutil.rmtree(probe_out, ignore_errors=True)
+        make_probe_speech(probe_out, uniq, probe_seconds)
+        make_probe_music(probe_out, probe_seconds)
+        print(f'wrote {probe_out}: {probe_seconds:g} s of speech and of music')
 
 
 def main() -> None:
@@ -401,6 +410,9 @@ def main() -> None:
     ap.add_argument('--test-per-class', type=int, default=TEST_PER_CLASS,
                     help='test clips per class; any other value than %(default)s writes only <out>/eval, '
                          'with the bundled train split (for scripts/run-example-experiments.mjs --eval-root)')
+    ap.add_argument('--probe-seconds', type=float,
+                    help='with --test-per-class: also <out>/probe with this many seconds of speech and of music '
+                         '(the bundle has 20; for --probe-root)')
     args = ap.parse_args()
     for tool in ('espeak-ng', 'sox'):
         if shutil.which(tool) is None:
@@ -408,7 +420,9 @@ def main() -> None:
     if args.test_per_class != TEST_PER_CLASS:
         if not 1 <= args.test_per_class <= 999:
             sys.exit('--test-per-class must be 1 … 999')
-        make_large_test(args.out, args.test_per_class)
+        if args.probe_seconds is not None and not 1 <= args.probe_seconds <= 3600:
+            sys.exit('--probe-seconds must be 1 … 3600')
+        make_large_test(args.out, args.test_per_class, args.probe_seconds)
         return
     for sub in ('probe', 'eval'):
         shutil.rmtree(os.path.join(args.out, sub), ignore_errors=True)

@@ -10,6 +10,10 @@
 //        [--eval-root examples/large/eval]   read each task from <root>/<task> instead of the recipe's folder: a larger
 //            test split with the same train, made by `python3 scripts/make-example-data.py --test-per-class 50
 //            --out examples/large` (the bundled test split has 10 clips per class, too few to resolve a few points)
+//        [--probe-root examples/large/probe --probe-seconds 120]   align on more probe audio: each probe.audio (and
+//            probe.domains) entry read from <root>/<name>, probe.max_seconds set (`--probe-seconds 120` of the data
+//            script); another experiment, so give it its own --results
+//        [--readme FILE]   where report writes its block (default examples/README.md; README.md's table only then)
 //        [--validation-results DIR]   report: the validation summaries (default: --results), when the test runs with
 //            --eval-root keep theirs in another --results folder
 //
@@ -42,9 +46,12 @@ const stage = arg('stage', 'all');
 const jobs = Number(arg('jobs', '1'));
 const resultsDir = path.resolve(root, arg('results', 'examples/results'));
 const readme = path.resolve(root, arg('readme', 'examples/README.md'));
+const defaultReadme = readme === path.resolve(root, 'examples/README.md');
 const LAMBDAS = [0.3, 0.5, 0.7, 0.9];
 const folds = Number(arg('folds', '4'));
 const evalRoot = arg('eval-root', '') ? path.resolve(root, arg('eval-root', '')) : undefined;
+const probeRoot = arg('probe-root', '') ? path.resolve(root, arg('probe-root', '')) : undefined;
+const probeSeconds = arg('probe-seconds', '') ? Number(arg('probe-seconds', '')) : undefined;
 const validationDir = path.resolve(root, arg('validation-results', arg('results', 'examples/results')));
 // Settings tried on validation beside the recipe's own variants; the test runs add the ones chosen there.
 const RESIDUAL = ['cnn', 'attention', 'ffn', 'residual'];
@@ -116,6 +123,13 @@ async function runOne(split, seed, extra) {
   recipe.evaluate = { ...recipe.evaluate, split, ...(split === 'validation' ? { folds } : {}) };
   if (evalRoot) recipe.evaluate.tasks = recipe.evaluate.tasks.map((t) => ({ ...t, data: path.join(evalRoot, path.basename(t.data)) }));
   const clips = await clipsPerTask(recipe.evaluate.tasks, path.dirname(recipeFile), split);
+  if (probeRoot) {
+    const moved = (p) => path.join(probeRoot, path.basename(p));
+    recipe.probe = { ...recipe.probe, audio: recipe.probe.audio.map(moved) };
+    if (recipe.probe.domains)
+      recipe.probe.domains = Object.fromEntries(Object.entries(recipe.probe.domains).map(([k, v]) => [k, v.map(moved)]));
+  }
+  if (probeSeconds) recipe.probe = { ...recipe.probe, max_seconds: probeSeconds };
   recipe.output = `./out/experiments/${path.basename(recipeFile, '.merge.yaml')}-${split}-seed${seed}`;
   // Next to the original, so that its relative paths resolve the same way.
   const tmp = path.join(path.dirname(recipeFile), `.experiment-${split}-seed${seed}.merge.yaml`);
@@ -142,6 +156,7 @@ async function runOne(split, seed, extra) {
     ...(split === 'validation' ? { folds } : {}),
     seed,
     evalRoot: evalRoot ? path.relative(root, evalRoot) : null,
+    probe: { root: probeRoot ? path.relative(root, probeRoot) : null, maxSeconds: recipe.probe.max_seconds },
     clips,
     seconds: (Date.now() - started) / 1000,
     timings: report.timings,
@@ -176,6 +191,9 @@ async function mergeInto(part, split, seed) {
   // Scores of two validation protocols are not comparable: a partial run cannot join runs of another one.
   if ((saved.folds ?? 1) !== (part.folds ?? 1)) {
     throw new Error(`${runFile(split, seed)} was run with ${saved.folds ?? 1} fold(s), this run with ${part.folds ?? 1}: rerun every system`);
+  }
+  if (JSON.stringify(saved.probe ?? null) !== JSON.stringify(part.probe) && saved.probe) {
+    throw new Error(`${runFile(split, seed)} aligned on other probe audio (${JSON.stringify(saved.probe)}): use another --results`);
   }
   if ((saved.evalRoot ?? null) !== part.evalRoot) {
     throw new Error(`${runFile(split, seed)} read the tasks from ${saved.evalRoot ?? 'the recipe'}, this run from ${part.evalRoot ?? 'the recipe'}: use another --results`);
@@ -212,6 +230,7 @@ async function loadRuns(split) {
   const runs = [];
   for (const s of seeds) runs.push(JSON.parse(await fs.readFile(runFile(split, s), 'utf8')));
   if (new Set(runs.map((r) => r.folds ?? 1)).size > 1) throw new Error(`${split} runs with different folds: rerun them alike`);
+  if (new Set(runs.map((r) => JSON.stringify(r.probe ?? null))).size > 1) throw new Error(`${split} runs aligned on different probe audio`);
   if (new Set(runs.map((r) => r.evalRoot ?? null)).size > 1) throw new Error(`${split} runs read different task folders: rerun them alike`);
   return runs;
 }
@@ -275,6 +294,8 @@ const fmt = (xs) => `${meanOf(xs).toFixed(3)} ± ${sdOf(xs).toFixed(3)}`;
 async function report() {
   const valRuns = await loadRuns('validation');
   const testRuns = await loadRuns('test');
+  if (valRuns[0].probe && testRuns[0].probe && JSON.stringify(valRuns[0].probe) !== JSON.stringify(testRuns[0].probe))
+    throw new Error('validation and test runs aligned on different probe audio');
   const choice = choose(valRuns);
   const test = collect(testRuns);
   const params = testRuns[0].parameters;
@@ -416,7 +437,7 @@ async function report() {
   const testClips = testRuns[0].clips ? Object.values(testRuns[0].clips).reduce((k, c) => k + c.clips, 0) : undefined;
   const testSplit =
     testClips && testRuns[0].evalRoot ? `a ${testClips}-clip test split (\`--eval-root ${testRuns[0].evalRoot}\`, see examples/README.md)` : undefined;
-  await writeShortTable({ test, systems, params, choice, margins, avg, folds: valFolds, testSplit });
+  if (defaultReadme) await writeShortTable({ test, systems, params, choice, margins, avg, folds: valFolds, testSplit });
 }
 
 /** README.md's methods table: test averages of every system, and the targets in one sentence. */
