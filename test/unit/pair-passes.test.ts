@@ -66,8 +66,10 @@ describe('pair statistics in passes', () => {
   });
 
   it('runs batch after batch, of different sizes, on one session as a fresh session runs each', async () => {
-    // On the CPU the front end is rebuilt for every batch and the large outputs go through buffers shared by passes.
-    const taps: TapName[] = ['conv.0', 'proj', 'layer.0.attn', 'layer.0.ffn', 'layer.1.out'];
+    // On the CPU the front end is rebuilt for every batch, the large outputs go through buffers shared by passes and
+    // kept from batch to batch, and the residual stream through two buffers the layer passes alternate (three passes:
+    // the third writes the first's while it reads the second's).
+    const taps: TapName[] = ['conv.0', 'proj', 'layer.0.attn', 'layer.0.ffn', 'layer.1.out', 'layer.2.ffn'];
     const anchor = await loadEncoderModel(path.join(HF_REFERENCE, 'hubert-postln-a'));
     const other = { config: anchor.config, weights: randomWeights(anchor.config, 3) };
     const rand = mulberry32(12);

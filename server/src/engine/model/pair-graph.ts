@@ -134,6 +134,12 @@ interface Pass {
 
 const STREAM = { a: 'hidden_a', b: 'hidden_b', nextA: 'next_a', nextB: 'next_b' };
 
+/** What decides a pass's large outputs: its taps' cross products and whether it hands the residual stream on. */
+type PassOutputs = Pick<Pass, 'taps' | 'crossShapes' | 'handsOn'>;
+
+/** Which of the residual stream's tensors a pass writes: the front end's, or one of the two the layer passes alternate. */
+type Stream = 'front' | 'even' | 'odd';
+
 /**
  * Output bytes handed on between two garbage collections in runEach: below one layer pass's outputs (the HuBERT-base
  * pair's FFN tap alone hands on 50 MiB), so no more than one pass's copies wait for collection. At 64 MiB two passes'
@@ -150,6 +156,12 @@ export class PairStatisticsSession {
    * takes fresh pages for each of them every run: the FFN tap's 36 MiB cross product alone is 9k page faults per pass.
    */
   private readonly outputBuffers = new Map<string, ort.Tensor>();
+  /** CPU: the residual stream the front end's segment groups are gathered into, kept from batch to batch. */
+  private frontHidden: { a: Float32Array; b: Float32Array } | undefined;
+  /** The float64 moments the front end's segment groups are combined in, kept from batch to batch (reset per batch). */
+  private readonly frontStats = new Map<TapName, PairStats>();
+  /** The front end's outputs (its session is rebuilt for each batch on the CPU). */
+  private readonly frontOutputs: PassOutputs;
 
   private constructor(
     /** The front end's pass; undefined between batches where it is rebuilt for each batch (see runEach). */
@@ -159,7 +171,9 @@ export class PairStatisticsSession {
     private readonly config: EncoderConfig,
     private readonly plan: PassPlan,
     readonly backend: Backend,
-  ) {}
+  ) {
+    this.frontOutputs = { taps: front!.taps, crossShapes: front!.crossShapes, handsOn: front!.handsOn };
+  }
 
   static async create(
     anchor: Model,
@@ -236,29 +250,50 @@ export class PairStatisticsSession {
     const group = this.plan.frontBatch > 0 ? Math.min(batch, this.plan.frontBatch) : batch;
     const frames = framesFor(this.config, samples);
     const width = this.config.hidden;
-    let hiddenA: Float32Array | undefined = group === batch ? undefined : new Float32Array(batch * frames * width);
-    let hiddenB: Float32Array | undefined = group === batch ? undefined : new Float32Array(batch * frames * width);
-    const frontStats = new Map<TapName, PairStats>();
+    // What outlives a pass is allocated once, before the first batch's activations, and reused (the gathered residual
+    // stream, the front end's float64 moments, the output tensors, the residual stream handed between layer passes):
+    // allocated afresh it would land in whatever gap of the C heap was free at that moment and split it, and the layer
+    // passes' tensors (23 MiB for an FFN or attention-score activation of the HuBERT-base pair) would then no longer
+    // fit in the heap's free memory and extend the heap instead (measured: the heap grew in 23 MiB steps during layer
+    // passes while 200–400 MiB of it was free). bench:align, HuBERT-base pair, 5 minutes of probe, alternating runs:
+    // peak 2415–2534 → 2388–2409 MiB, 24.4 → 22.9 CPU-s per minute of probe.
+    let hiddenA: Float32Array | undefined;
+    let hiddenB: Float32Array | undefined;
+    if (group !== batch && this.layers.length > 0) {
+      const size = batch * frames * width;
+      if (this.frontHidden?.a.length !== size) this.frontHidden = { a: new Float32Array(size), b: new Float32Array(size) };
+      ({ a: hiddenA, b: hiddenB } = this.frontHidden);
+    }
+    const frontStats = this.frontStats;
+    if (group !== batch) {
+      this.frontOutputs.taps.forEach((tap, i) => {
+        const [dimA, dimB] = this.frontOutputs.crossShapes[i]!;
+        const s = frontStats.get(tap);
+        if (!s) frontStats.set(tap, createPairStats(dimA, dimB));
+        else s.n = 0;
+      });
+    }
+    if (this.backend === 'cpu') {
+      this.outputTensors(this.frontOutputs, [group, frames, width], 'front');
+      this.layers.forEach((pass, i) => this.outputTensors(pass, [batch, frames, width], i % 2 === 0 ? 'even' : 'odd'));
+    }
     const front = (this.front ??= await this.buildFront());
     for (let start = 0; start < batch; start += group) {
       const rows = Math.min(group, batch - start);
       const chunk = audio.subarray(start * samples, (start + rows) * samples);
-      const out = await front.session.run(
-        { ...front.weights, audio: new ort.Tensor('float32', chunk, [rows, samples]) },
-        this.fetches(front, [rows, frames, width]),
-      );
+      const fetches = this.fetches(front, [rows, frames, width], 'front');
+      const out = await front.session.run({ ...front.weights, audio: new ort.Tensor('float32', chunk, [rows, samples]) }, fetches);
       const moments = this.collect(front.taps, out, (tap) => rowsOf(chunk.length, rows, tap, this.config));
       if (group === batch) sink(moments);
       else {
         for (const m of moments) {
           let s = frontStats.get(m.tap);
-          if (!s) frontStats.set(m.tap, (s = createPairStats(m.dimA, m.dimB)));
+          if (!s || (s.n === 0 && (s.dimA !== m.dimA || s.dimB !== m.dimB))) frontStats.set(m.tap, (s = createPairStats(m.dimA, m.dimB)));
           addMoments(s, m);
         }
       }
       if (front.handsOn) {
-        const a = out[STREAM.nextA]!.data as Float32Array;
-        const b = out[STREAM.nextB]!.data as Float32Array;
+        const [a, b] = handedOn(out, fetches);
         if (group === batch) {
           hiddenA = a;
           hiddenB = b;
@@ -275,47 +310,61 @@ export class PairStatisticsSession {
       this.front = undefined;
       await front.session.release();
     }
-    if (frontStats.size > 0) sink([...frontStats].map(([tap, s]) => batchMoments(tap, s)));
-    for (const pass of this.layers) {
+    if (group !== batch) {
+      if (frontStats.size > 0) sink([...frontStats].map(([tap, s]) => batchMoments(tap, s)));
+      // The front end's last outputs and these copies are collected before the layer passes need the heap's room.
+      if (reclaim && this.layers.length > 0) {
+        collectGarbage();
+        this.unreclaimed = 0;
+      }
+    }
+    for (const [i, pass] of this.layers.entries()) {
       const dims = [batch, frames, width];
+      // The residual stream goes into one of two tensors kept for it, alternating: a pass reads the one the pass before
+      // it wrote (onnxruntime-node's copy of it would live through the next pass as a gap in the heap).
+      const fetches = this.fetches(pass, dims, i % 2 === 0 ? 'even' : 'odd');
       const out = await pass.session.run(
         {
           ...pass.weights,
           [STREAM.a]: new ort.Tensor('float32', hiddenA!, dims),
           [STREAM.b]: new ort.Tensor('float32', hiddenB!, dims),
         },
-        this.fetches(pass, dims),
+        fetches,
       );
-      if (pass.handsOn) {
-        hiddenA = out[STREAM.nextA]!.data as Float32Array;
-        hiddenB = out[STREAM.nextB]!.data as Float32Array;
-      }
+      if (pass.handsOn) [hiddenA, hiddenB] = handedOn(out, fetches);
       sink(this.collect(pass.taps, out, () => batch * frames));
       consumed(out);
     }
   }
 
   /** A pass's outputs with preallocated tensors for the large ones (CPU; elsewhere onnxruntime allocates them). */
-  private fetches(pass: Pass, hiddenDims: number[]): Record<string, ort.Tensor | null> | undefined {
+  private fetches(pass: Pass, hiddenDims: number[], stream: Stream): Record<string, ort.Tensor | null> | undefined {
     if (this.backend !== 'cpu') return undefined;
+    const tensors = this.outputTensors(pass, hiddenDims, stream);
+    const out: Record<string, ort.Tensor | null> = {};
+    for (const name of pass.session.outputNames) out[name] = null;
+    pass.taps.forEach((tap, i) => (out[`${tap}/cross`] = tensors.cross[i]!));
+    if (tensors.next) [out[STREAM.nextA], out[STREAM.nextB]] = tensors.next;
+    return out;
+  }
+
+  /**
+   * The tensors of a pass's large outputs, allocated on first use. runEach asks for every pass's before its first
+   * batch runs, so that they lie together instead of between that batch's activations.
+   */
+  private outputTensors(pass: PassOutputs, hiddenDims: number[], stream: Stream): { cross: ort.Tensor[]; next?: [ort.Tensor, ort.Tensor] } {
     const rank = new Map<string, number>();
-    const buffer = (dims: number[]) => {
+    const buffer = (dims: number[], slot = '') => {
       const shape = dims.join('x');
       const k = rank.get(shape) ?? 0;
       rank.set(shape, k + 1);
-      const key = `${shape}#${k}`;
+      const key = `${shape}#${k}${slot}`;
       let t = this.outputBuffers.get(key);
       if (!t) this.outputBuffers.set(key, (t = new ort.Tensor('float32', new Float32Array(dims.reduce((a, b) => a * b, 1)), dims)));
       return t;
     };
-    const out: Record<string, ort.Tensor | null> = {};
-    for (const name of pass.session.outputNames) out[name] = null;
-    pass.taps.forEach((tap, i) => (out[`${tap}/cross`] = buffer(pass.crossShapes[i]!)));
-    if (pass.handsOn) {
-      out[STREAM.nextA] = buffer(hiddenDims);
-      out[STREAM.nextB] = buffer(hiddenDims);
-    }
-    return out;
+    const cross = pass.crossShapes.map((dims) => buffer(dims));
+    return pass.handsOn ? { cross, next: [buffer(hiddenDims, stream), buffer(hiddenDims, stream)] } : { cross };
   }
 
   private collect(taps: readonly TapName[], out: Record<string, ort.Tensor>, rowsFor: (tap: TapName) => number): TapPairMoments[] {
@@ -339,6 +388,8 @@ export class PairStatisticsSession {
 
   async release(): Promise<void> {
     this.outputBuffers.clear();
+    this.frontHidden = undefined;
+    this.frontStats.clear();
     const front = this.front;
     this.front = undefined;
     await Promise.all([...(front ? [front] : []), ...this.layers].map((p) => p.session.release()));
@@ -424,6 +475,15 @@ function addTapMoments(b: GraphBuilder, tap: TapName, width: number, x: string, 
   } else {
     b.output(b.op('MatMul', [b.op('Transpose', [ca], { perm: [1, 0] }), cb]), `${tap}/cross`);
   }
+}
+
+/**
+ * The residual stream a pass handed on: the tensors onnxruntime wrote it into where the pass had them (CPU), else
+ * onnxruntime-node's copies.
+ */
+function handedOn(out: Record<string, ort.Tensor>, fetches: Record<string, ort.Tensor | null> | undefined): [Float32Array, Float32Array] {
+  const get = (k: string) => (fetches?.[k] ?? out[k]!).data as Float32Array;
+  return [get(STREAM.nextA), get(STREAM.nextB)];
 }
 
 /** A batch's combined float64 moments of one tap, as the float32 moments a pass hands on. */

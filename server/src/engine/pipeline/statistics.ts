@@ -7,7 +7,7 @@ import { addMoments, createPairStats, type PairStats } from '../align/stats';
 import { EngineError } from '../errors';
 import { iterateBatches, type ProbeSet } from '../io/probe';
 import type { EncoderModel } from '../model/encoder';
-import { PairStatisticsSession, type PassPlan } from '../model/pair-graph';
+import { PairStatisticsSession, tapWidth, type PassPlan } from '../model/pair-graph';
 import { resolveBackend, type SessionOptions } from '../model/runtime';
 import type { Recipe } from '../recipe/schema';
 import { planStatistics } from './memory-plan';
@@ -58,6 +58,11 @@ export async function collectStatistics(
       message: `runtime.memory ${opts.memory}: batches of ${batchSize}, front end ${passes.frontBatch || batchSize} segment(s) at a time, ${passes.layersPerPass} layer(s) per pass (estimated peak ${(plan.estimate.total / 2 ** 30).toFixed(2)} GiB)`,
     });
   }
+  // Every tap's float64 accumulators are allocated before the first batch, together, rather than as each tap's first
+  // moments arrive: in the middle of the first batch's passes they would be scattered between its activations and
+  // keep those gaps of the C heap from being reused whole (see PairStatisticsSession.runEach).
+  const accumulators = new Map<TapName, PairStats>();
+  for (const tap of taps) accumulators.set(tap, createPairStats(tapWidth(anchor.config, tap), tapWidth(other.config, tap)));
   const session = await PairStatisticsSession.create(anchor, other, taps, { ...opts, ...(passes ? { passes } : {}) });
   try {
     const total = Math.ceil(probe.segments.length / batchSize);
@@ -72,7 +77,11 @@ export async function collectStatistics(
           // entries are bounded by √(M2a·M2b)) keeps a serial 80 ms per FFN tap and batch off the critical path.
           assertFiniteMoments(m.tap, m.meanA, m.meanB, m.m2A, m.m2B);
           let s = stats.get(m.tap);
-          if (!s) stats.set(m.tap, (s = createPairStats(m.dimA, m.dimB)));
+          if (!s) {
+            const pre = accumulators.get(m.tap);
+            stats.set(m.tap, (s = pre && pre.dimA === m.dimA && pre.dimB === m.dimB ? pre : createPairStats(m.dimA, m.dimB)));
+            accumulators.delete(m.tap);
+          }
           addMoments(s, m);
         }
       });
