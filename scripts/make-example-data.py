@@ -373,10 +373,10 @@ def same_files(a: str, b: str) -> list[str]:
 def make_large_test(out: str, per_class: int, probe_seconds: float | None = None) -> None:
     """eval/<task>/{train,test} under `out` with `per_class` test clips per class, for measuring methods (the
     experiments script's --eval-root), and with `probe_seconds` also <out>/probe with that many seconds of each
-    domain (its --probe-root), disjoint from every eval clip. Train is drawn first, exactly as for the bundled example, and must come out
-    byte-identical to it (else this espeak-ng differs from the one that made the bundle, and the split would not be
-    the same task); test continues the same generators for more clips, disjoint from train. Nothing is committed:
-    the bundle keeps its small test split so that `npm start` stays quick."""
+    domain (its --probe-root), disjoint from every eval clip. Train is drawn first, exactly as for the bundled
+    example, and must come out byte-identical to it (else this espeak-ng differs from the one that made the bundle,
+    and the split would not be the same task); test continues the same generators for more clips, disjoint from
+    train. Nothing is committed: the bundle keeps its small test split so that `npm start` stays quick."""
     bundled = os.path.join(ROOT, 'examples', 'eval')
     eval_out = os.path.join(out, 'eval')
     if os.path.realpath(eval_out) == os.path.realpath(bundled):

@@ -415,7 +415,7 @@ async function report() {
       `Partial reruns with the current code, beside the sources, \`unaligned\` and \`permuted\`: ${['validation', 'test'].map(ranIn).filter(Boolean).join('; ')}. The other systems' rows come from the earlier full runs. ${
         moved === 0
           ? 'The sources, `unaligned` and `permuted`, scored by both, came out identical (same code and seeds).'
-          : `The sources, \`unaligned\` and \`permuted\`, scored by both, moved by up to ${moved.toFixed(3)} on a single task's accuracy (the evaluation code changed in between; one clip is ${(1 / Math.max(...Object.values(testRuns[0].clips ?? { any: { clips: 40 } }).map((c) => c.clips))).toFixed(3)} of the largest task's accuracy).`
+          : `The sources, \`unaligned\` and \`permuted\`, scored by both, moved by up to ${moved.toFixed(3)} on a single task's accuracy (the evaluation code changed in between; one clip is ${(1 / Math.min(...Object.values(testRuns[0].clips ?? { any: { clips: 40 } }).map((c) => c.clips))).toFixed(3)} of the smallest task's accuracy).`
       }`,
     );
   }
