@@ -31,6 +31,14 @@ const FRONT_COPIES = 1.5;
  * the process stays about one pass's activations above the rest), so the peak holds the activations about twice.
  */
 const HEAP_RETENTION = 2;
+/**
+ * The C heap also fragments: a pass's largest tensors (an FFN activation or a batch's attention scores, 23 MiB each
+ * for the HuBERT-base pair at 8 × 5 s) sometimes find no free piece large enough and extend the heap (seen with a
+ * heap tracer: 23 MiB steps while 200–400 MiB of the heap was free), more in some runs than in others. Without this
+ * allowance, peaks measured over 40 minutes of probe passed the estimate by up to 51 MiB (2599 against 2548 MiB), so
+ * it allows four such tensors.
+ */
+const FRAGMENTED_TENSORS = 4;
 
 export interface StatisticsMemory {
   /** Both models' float32 weights held by the engine (JS) — the anchor and the other. */
@@ -39,7 +47,7 @@ export interface StatisticsMemory {
   sessionWeights: number;
   /** float64 accumulators of every tap + one pass's float32 results (onnxruntime's and the copy in JS). */
   statistics: number;
-  /** The larger of the front end's and one layer pass's activations, with what the C heap keeps of them. */
+  /** The larger of the front end's and one layer pass's activations, with what the C heap keeps of them and its fragmentation. */
   activations: number;
   runtime: number;
   total: number;
@@ -74,7 +82,8 @@ export function estimateStatisticsMemory(
   const held = 4 * rows * (cfg.intermediate + cfg.hidden) * Math.min(plan.layersPerPass, cfg.layers);
   const transient = 4 * (2 * rows * cfg.intermediate + 2 * batch * cfg.heads * T * T);
   const layers = 2 * (held + transient);
-  const activations = HEAP_RETENTION * Math.max(front, layers);
+  const largestTensor = 4 * Math.max(rows * cfg.intermediate, batch * cfg.heads * T * T);
+  const activations = HEAP_RETENTION * Math.max(front, layers) + FRAGMENTED_TENSORS * largestTensor;
   const statistics = accumulators + 2 * passOutputs;
   const sessionWeights = SESSION_WEIGHT_FACTOR * 2 * 4 * (parameterCount(cfg) - linearParameterCount(cfg));
   return {
