@@ -288,7 +288,7 @@ export class PairStatisticsSession {
       else {
         for (const m of moments) {
           let s = frontStats.get(m.tap);
-          if (!s || (s.n === 0 && (s.dimA !== m.dimA || s.dimB !== m.dimB))) frontStats.set(m.tap, (s = createPairStats(m.dimA, m.dimB)));
+          if (!s) frontStats.set(m.tap, (s = createPairStats(m.dimA, m.dimB)));
           addMoments(s, m);
         }
       }
