@@ -18,8 +18,14 @@
  *
  * Wall and CPU seconds (user + system, all threads of this process) are both shown: on a shared machine the CPU
  * seconds are the steadier number. Page faults (minor: first touches of fresh pages, ~25 µs each on these VMs) are
- * counted for forward, evaluate and fresh. Usage: npm run bench:eval [-- --reps 2 --threads N --split validation]
+ * counted for forward, evaluate and fresh. The last line is issue #11's number: fresh CPU seconds per system.
+ *
+ * The bench runs with the engine's malloc settings (server/src/engine/process-env.ts), as `merge-studio run` does (it
+ * relaunches itself with them): glibc reads them only at process start, so a bench started without them runs again in
+ * a child that has them. `--plain-malloc` measures with glibc's defaults, under which each fresh session's arena takes
+ * fresh pages from the kernel. Usage: npm run bench:eval [-- --reps 2 --threads N --split validation --plain-malloc]
  */
+import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 import { evaluateModel, loadEvalTasks, type EmbedFn, type HeldOutSplit } from '../server/src/engine/eval/evaluate';
 import { loadAudio } from '../server/src/engine/io/audio';
@@ -28,6 +34,7 @@ import { FrontEndCache } from '../server/src/engine/model/front-end-cache';
 import { loadEncoderModel } from '../server/src/engine/model/encoder';
 import type { Tensor } from '../server/src/engine/model/tensor';
 import { mergeWeights } from '../server/src/engine/merge/merge';
+import { ENGINE_MALLOC_ENV, engineProcessEnv } from '../server/src/engine/process-env';
 
 const arg = (k: string, d: string) => {
   const i = process.argv.indexOf(`--${k}`);
@@ -36,6 +43,7 @@ const arg = (k: string, d: string) => {
 const reps = Number(arg('reps', '2'));
 const threads = Number(arg('threads', '0')) || undefined;
 const split = arg('split', 'test') as HeldOutSplit;
+const plainMalloc = process.argv.includes('--plain-malloc');
 const examples = path.join(__dirname, '..', 'examples');
 const TASKS = ['keywords', 'voices', 'pitch', 'timbre', 'chords'];
 
@@ -63,6 +71,21 @@ async function median(fn: () => Promise<unknown>): Promise<Timing> {
   return runs.sort((a, b) => a.wall - b.wall)[Math.floor(runs.length / 2)]!;
 }
 
+/** The environment to measure in: the engine's (or, with --plain-malloc, glibc's defaults). */
+function benchEnv(): NodeJS.ProcessEnv {
+  if (!plainMalloc) return engineProcessEnv(process.env);
+  const env = { ...process.env };
+  for (const k of Object.keys(ENGINE_MALLOC_ENV)) delete env[k];
+  return env;
+}
+
+/** Runs the bench again in a child when this process's malloc settings are not the ones to measure; its exit status. */
+function relaunched(): number | undefined {
+  const env = benchEnv();
+  if (Object.keys(ENGINE_MALLOC_ENV).every((k) => env[k] === process.env[k])) return undefined;
+  return spawnSync(process.execPath, ['--import', 'tsx', __filename, ...process.argv.slice(2)], { env, stdio: 'inherit' }).status ?? 1;
+}
+
 async function main(): Promise<void> {
   const anchor = await loadEncoderModel(path.join(examples, 'models', 'speech-encoder'));
   const other = await loadEncoderModel(path.join(examples, 'models', 'music-encoder'));
@@ -76,7 +99,7 @@ async function main(): Promise<void> {
   const byLength = [...bySplit].sort((a, b) => a.length - b.length);
   const seconds = bySplit.reduce((k, a) => k + a.length, 0) / cfg.sampleRate;
   console.log(
-    `bench:eval — ${tasks.length} tasks, ${bySplit.length} clips (${seconds.toFixed(0)} s of audio, ${new Set(bySplit.map((a) => a.length)).size} lengths), split ${split}, ${reps} rep(s), threads ${threads ?? 'default'}`,
+    `bench:eval — ${tasks.length} tasks, ${bySplit.length} clips (${seconds.toFixed(0)} s of audio, ${new Set(bySplit.map((a) => a.length)).size} lengths), split ${split}, ${reps} rep(s), threads ${threads ?? 'default'}, ${plainMalloc ? "glibc's default malloc" : "the engine's malloc settings"}`,
   );
 
   const linear = (lambda: number) =>
@@ -97,6 +120,7 @@ async function main(): Promise<void> {
   const head = ['session', 'forward', 'split-16', 'probes', 'evaluate', 'fresh'];
   console.log(`\n${'system'.padEnd(14)} ${head.map((h) => `${h.padStart(13)}`).join(' ')}   evaluate/forward (wall, cpu)`);
   console.log(`${''.padEnd(14)} ${head.map(() => '  wall s  cpu s').join('')}`);
+  const freshCpu: number[] = [];
   for (const s of systems) {
     let session: EmbeddingSession | undefined;
     let frontEnds: FrontEndCache | undefined;
@@ -145,14 +169,20 @@ async function main(): Promise<void> {
         await own.release();
       }
     });
+    if (!s.frontOf) freshCpu.push(fresh.cpu);
     const ratio = `${(full.wall / forward.wall).toFixed(2)}, ${(full.cpu / forward.cpu).toFixed(2)}`;
     console.log(
       `${s.name.padEnd(14)} ${[create, forward, old, probes, full, fresh].map(cell).join(' ')}   ${ratio}   (average ${average.toFixed(3)}; ` +
         `page faults, thousands: forward ${forward.faults.toFixed(0)}, evaluate ${full.faults.toFixed(0)}, fresh ${fresh.faults.toFixed(0)})`,
     );
   }
+  // The number issue #11 tracks: what one system of a run costs, over the systems that embed their own front end.
+  const sorted = [...freshCpu].sort((a, b) => a - b);
+  console.log(`\nfresh CPU-s per system: median ${sorted[sorted.length >> 1]!.toFixed(2)} (${sorted.map((c) => c.toFixed(2)).join(', ')})`);
 }
 
+const status = relaunched();
+if (status !== undefined) process.exit(status);
 main().catch((e: unknown) => {
   console.error(e);
   process.exit(1);
