@@ -13,8 +13,9 @@ async function statsWith(
   taps: TapName[],
   audio: Float32Array,
   batch: number,
-): Promise<{ stats: Map<string, PairStats>; passes: number; entries: number }> {
-  const anchor = await loadEncoderModel(path.join(HF_REFERENCE, 'hubert-postln-a'));
+  model = 'hubert-postln-a',
+): Promise<{ stats: Map<string, PairStats>; passes: number; sessions: number; entries: number }> {
+  const anchor = await loadEncoderModel(path.join(HF_REFERENCE, model));
   const other = { config: anchor.config, weights: randomWeights(anchor.config, 3) };
   const pair = await PairStatisticsSession.create(anchor, other, taps, { device: 'cpu', passes: plan });
   try {
@@ -24,7 +25,7 @@ async function statsWith(
       if (!stats.has(m.tap)) stats.set(m.tap, createPairStats(m.dimA, m.dimB));
       addMoments(stats.get(m.tap)!, m);
     }
-    return { stats, passes: pair.passCount, entries: moments.length };
+    return { stats, passes: pair.passCount, sessions: pair.sessionCount, entries: moments.length };
   } finally {
     await pair.release();
   }
@@ -52,6 +53,7 @@ describe('pair statistics in passes', () => {
     const split = await statsWith({ frontBatch: 1, layersPerPass: 1 }, taps, audio, batch);
     expect(whole.passes).toBe(2);
     expect(split.passes).toBe(3); // front end + layer 0 + layer 1 (hidden.2 is layer 1's output)
+    expect(split.sessions).toBe(3); // the two layers' taps differ, so their graphs do
     // One entry per tap over the whole batch, also when the front end runs one segment at a time (combined in float64).
     expect(whole.entries).toBe(taps.length);
     expect(split.entries).toBe(taps.length);
@@ -62,6 +64,30 @@ describe('pair statistics in passes', () => {
       expect(maxRelativeError(b.meanA, a.meanA), `${tap} mean`).toBeLessThan(1e-5);
       expect(maxRelativeError(b.m2B, a.m2B), `${tap} m2`).toBeLessThan(1e-4);
       expect(maxRelativeError(b.cross, a.cross), `${tap} cross`).toBeLessThan(1e-4);
+    }
+  });
+
+  it('runs layers with the same taps in one session, fed each layer its weights, as one pass over all layers does', async () => {
+    // The taps tapsFor gives (every layer alike), on a post-LN and a pre-LN model. Layer passes are built as layer 0
+    // fed layer l's weights: a tap from the wrong layer, or weights of the wrong layer, would change every statistic.
+    for (const model of ['hubert-postln-a', 'hubert-preln']) {
+      const anchor = await loadEncoderModel(path.join(HF_REFERENCE, model));
+      const layers = Array.from({ length: anchor.config.layers }, (_, l) => l);
+      const taps: TapName[] = ['conv.0', ...layers.flatMap((l): TapName[] => [`layer.${l}.attn`, `layer.${l}.ffn`, `hidden.${l + 1}`])];
+      const rand = mulberry32(13);
+      const batch = 2;
+      const audio = Float32Array.from({ length: batch * 4500 }, (_, i) => 0.3 * Math.sin(i / 8) + 0.1 * (rand() - 0.5));
+      const whole = await statsWith({ frontBatch: 0, layersPerPass: 100 }, taps, audio, batch, model);
+      const split = await statsWith({ frontBatch: 1, layersPerPass: 1 }, taps, audio, batch, model);
+      expect(split.passes, model).toBe(1 + layers.length);
+      expect(split.sessions, model).toBe(2); // the front end's and one for every layer pass
+      for (const tap of taps) {
+        const a = whole.stats.get(tap)!;
+        const b = split.stats.get(tap)!;
+        expect(maxRelativeError(b.meanA, a.meanA), `${model} ${tap} mean`).toBeLessThan(1e-5);
+        expect(maxRelativeError(b.m2B, a.m2B), `${model} ${tap} m2`).toBeLessThan(1e-4);
+        expect(maxRelativeError(b.cross, a.cross), `${model} ${tap} cross`).toBeLessThan(1e-4);
+      }
     }
   });
 

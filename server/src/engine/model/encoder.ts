@@ -79,14 +79,14 @@ function addEncoderOutputs(b: GraphBuilder, model: Pick<EncoderModel, 'config' |
 
 /**
  * A builder for a graph that will run in a session of `createWeightFedSession`: on the CPU backend the Linear weights
- * become graph inputs (GraphBuilder feedLinearWeights), so onnxruntime keeps no copy of them beside the model's own
+ * become graph inputs (GraphBuilder feedWeights), so onnxruntime keeps no copy of them beside the model's own
  * arrays (nor the prepacked copies it would make of initializers): `forward` on HuBERT-base peaked at 1.9× torchaudio's
  * memory with them as initializers, 0.9× fed (bench:forward). GPU backends keep them as initializers: fed weights
  * would be uploaded again at every run.
  */
 export async function encoderGraphBuilder(opts: SessionOptions = {}): Promise<GraphBuilder> {
   const backend = await resolveBackend(opts.device ?? 'auto');
-  return new GraphBuilder({ precision: opts.precision, feedLinearWeights: backend === 'cpu' });
+  return new GraphBuilder({ precision: opts.precision, feedWeights: backend === 'cpu' ? 'linear' : undefined });
 }
 
 /** The builder's graph in a session whose runs are fed the weights the graph takes as inputs (encoderGraphBuilder). */

@@ -13,6 +13,13 @@ import type { Tensor } from './tensor';
 
 export const OPSET = 17;
 
+/**
+ * Weights a graph takes as inputs instead of holding them: `linear`, the torch Linear weights (nearly all of an
+ * encoder's, which onnxruntime's CPU MatMul reads in place); `all`, every weight, so that the graph holds none and
+ * layers of the same shape build the same graph (model/pair-graph.ts runs them in one session).
+ */
+export type FeedWeights = 'linear' | 'all';
+
 /** An attribute value: integer, integer list, string, or a float wrapped as {f}. */
 export type Attr = number | number[] | string | { f: number };
 
@@ -29,13 +36,13 @@ export class GraphBuilder {
   private counter = 0;
   /** float16 compute (GPU backends only: onnxruntime's CPU backend has no half kernels for these ops). */
   readonly half: boolean;
-  /** Linear weights become graph inputs fed at run time (see weightTransposed); float32 graphs only. */
-  private readonly feedLinear: boolean;
+  /** Which weights become graph inputs fed at run time (see weightTransposed and weight); float32 graphs only. */
+  private readonly feed: FeedWeights | undefined;
   private readonly feeds = new Map<string, Tensor>();
 
-  constructor(opts: { precision?: Precision; feedLinearWeights?: boolean } = {}) {
+  constructor(opts: { precision?: Precision; feedWeights?: FeedWeights } = {}) {
     this.half = opts.precision === 'fp16';
-    this.feedLinear = opts.feedLinearWeights === true && !this.half;
+    this.feed = this.half ? undefined : opts.feedWeights;
   }
 
   /** A fresh value name derived from a hint. */
@@ -79,9 +86,13 @@ export class GraphBuilder {
     return out;
   }
 
-  /** A float32 initializer holding a view of the tensor's memory (float16 bits, a converted copy, in a half graph). */
+  /**
+   * A float32 initializer holding a view of the tensor's memory (float16 bits, a converted copy, in a half graph), or
+   * with `feedWeights: 'all'` a graph input over that memory (see weightFeeds).
+   */
   weight(hint: string, t: Tensor): string {
     const name = this.fresh(hint);
+    if (this.feed === 'all') return this.feedInput(name, t);
     const d = this.half ? toHalf(t.data) : t.data;
     this.initializers.push({
       name,
@@ -98,12 +109,10 @@ export class GraphBuilder {
    * holding both layouts while it folds.
    */
   weightTransposed(hint: string, t: Tensor): string {
-    if (this.feedLinear) {
+    if (this.feed) {
       // A graph input over the caller's memory: onnxruntime's CPU backend reads it in place at each run (its MatMul
       // takes the Transpose as a transposed operand), so the session holds no copy of the weight; see weightFeeds.
-      const name = this.fresh(hint);
-      this.inputs.push({ name, type: tensorType(DataType.FLOAT, [...t.shape]) });
-      this.feeds.set(name, t);
+      const name = this.feedInput(this.fresh(hint), t);
       return this.op('Transpose', [name], { perm: [1, 0] }, `${name}_t`);
     }
     const [rows, cols] = t.shape as [number, number];
@@ -116,9 +125,15 @@ export class GraphBuilder {
     return this.weight(hint, { shape: [cols, rows], data: out });
   }
 
-  /** The weights a `feedLinearWeights` graph takes as inputs, by input name: feed them with every run. */
+  /** The weights the graph takes as inputs (`feedWeights`), by input name: feed them with every run. */
   get weightFeeds(): ReadonlyMap<string, Tensor> {
     return this.feeds;
+  }
+
+  private feedInput(name: string, t: Tensor): string {
+    this.inputs.push({ name, type: tensorType(DataType.FLOAT, [...t.shape]) });
+    this.feeds.set(name, t);
+    return name;
   }
 
   int64s(values: readonly number[]): string {

@@ -4,6 +4,7 @@
  * O(d²) results cross into JS (activations never do), where statistics are combined in float64 across batches
  * (align/stats.ts). The O(frames·d²) work stays in onnxruntime's GEMMs.
  */
+import { createHash } from 'node:crypto';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import * as ort from 'onnxruntime-node';
@@ -16,6 +17,7 @@ import { framesFor, receptiveField, type EncoderModel } from './encoder';
 import { GraphBuilder } from './graph-builder';
 import { createSession, resolveBackend, type Backend, type Session, type SessionOptions } from './runtime';
 import { isChannelsFirst, tapName, type TapName } from './taps';
+import type { WeightMap } from './tensor';
 
 /** Per-batch centred moments of one tap pair (float32, as onnxruntime computed them). */
 export interface TapPairMoments {
@@ -121,15 +123,25 @@ export function layerPasses(taps: readonly TapName[], layersPerPass: number): [n
   return passes;
 }
 
-interface Pass {
-  session: Session;
-  /** The Linear weights the pass takes as inputs (CPU: views of the engine's weights, not copies). */
+/** A pass's graph before it has a session. */
+interface PassGraph {
+  model: Uint8Array;
+  /** The weights the pass takes as inputs (CPU: views of the engine's weights, not copies). */
   weights: Record<string, ort.Tensor>;
   taps: TapName[];
+  /**
+   * Each tap's name in the graph's outputs: a layer pass is built as the first layers of the encoder, fed the weights
+   * of its own layers, so that passes over layers of the same shape build the same graph (see PairStatisticsSession.create).
+   */
+  graphTaps: TapName[];
   /** Whether the pass hands hidden states on (`next_a`, `next_b`). */
   handsOn: boolean;
   /** Each tap's cross-product shape, [dimA, dimB]. */
   crossShapes: [number, number][];
+}
+
+interface Pass extends Omit<PassGraph, 'model'> {
+  session: Session;
 }
 
 const STREAM = { a: 'hidden_a', b: 'hidden_b', nextA: 'next_a', nextB: 'next_b' };
@@ -190,17 +202,30 @@ export class PairStatisticsSession {
     }
     const ranges = layerPasses(taps, plan.layersPerPass);
     const frontTaps = taps.filter((t) => tapLayer(t) < 0);
-    // Sessions are built one at a time so that only one pass's encoded model is alive besides the weights.
-    const buildFront = () => buildPass(anchor, other, frontTaps, undefined, ranges.length > 0, opts);
+    const cpu = backend === 'cpu';
+    // The front end runs once per segment group, several times per batch, on the same shapes: on the CPU with
+    // onnxruntime's arena its conv activations reuse the same pages from run to run instead of faulting in fresh ones
+    // (HuBERT-base pair, 8 segments one at a time: 650k → 380k page faults per batch, front end 9.2 → 4.8 s on 2 idle
+    // cores).
+    const frontOpts = cpu ? { ...opts, memoryArena: true } : opts;
+    const buildFront = async () => openPass(passGraph(anchor, other, frontTaps, undefined, ranges.length > 0, cpu, opts), frontOpts);
     const front = await buildFront();
     const layers: Pass[] = [];
     try {
-      for (const [i, range] of ranges.entries()) {
-        const passTaps = taps.filter((t) => tapLayer(t) >= range[0] && tapLayer(t) < range[1]);
-        layers.push(await buildPass(anchor, other, passTaps, range, i < ranges.length - 1, opts));
-      }
+      const graphs = function* () {
+        for (const [i, range] of ranges.entries()) {
+          const passTaps = taps.filter((t) => tapLayer(t) >= range[0] && tapLayer(t) < range[1]);
+          // On the CPU the last pass hands the residual stream on as well (into the tensors kept for it), so that it
+          // builds the same graph as the passes before it.
+          yield passGraph(anchor, other, passTaps, range, cpu || i < ranges.length - 1, cpu, opts);
+        }
+      };
+      if (cpu) layers.push(...(await openSharedPasses([...graphs()], opts)));
+      // Elsewhere the graphs hold their weights: sessions are built one at a time so that only one pass's encoded
+      // model is alive besides the weights.
+      else for (const graph of graphs()) layers.push(await openPass(graph, opts));
     } catch (e) {
-      await Promise.all([front, ...layers].map((p) => p.session.release()));
+      await Promise.all([...new Set([front, ...layers].map((p) => p.session))].map((s) => s.release()));
       throw e;
     }
     return new PairStatisticsSession(front, buildFront, layers, anchor.config, plan, front.session.backend);
@@ -209,6 +234,11 @@ export class PairStatisticsSession {
   /** Sessions the pair runs per batch (one front end + the transformer passes). */
   get passCount(): number {
     return 1 + this.layers.length;
+  }
+
+  /** onnxruntime sessions the pair holds: the front end's + one per distinct layer-pass graph (see openSharedPasses). */
+  get sessionCount(): number {
+    return 1 + new Set(this.layers.map((p) => p.session)).size;
   }
 
   /**
@@ -283,7 +313,7 @@ export class PairStatisticsSession {
       const chunk = audio.subarray(start * samples, (start + rows) * samples);
       const fetches = this.fetches(front, [rows, frames, width], 'front');
       const out = await front.session.run({ ...front.weights, audio: new ort.Tensor('float32', chunk, [rows, samples]) }, fetches);
-      const moments = this.collect(front.taps, out, (tap) => rowsOf(chunk.length, rows, tap, this.config));
+      const moments = this.collect(front, out, (tap) => rowsOf(chunk.length, rows, tap, this.config));
       if (group === batch) sink(moments);
       else {
         for (const m of moments) {
@@ -304,7 +334,7 @@ export class PairStatisticsSession {
       }
       consumed(out);
     }
-    // On the CPU the front end's session holds its arena (buildPass) at the front end's peak: released here and rebuilt
+    // On the CPU the front end's session holds its arena (create) at the front end's peak: released here and rebuilt
     // for the next batch (~0.5 CPU-s), the layer passes run without it (kept, bench:align's peak rose by 220 MiB).
     if (this.backend === 'cpu' && this.layers.length > 0) {
       this.front = undefined;
@@ -332,7 +362,7 @@ export class PairStatisticsSession {
         fetches,
       );
       if (pass.handsOn) [hiddenA, hiddenB] = handedOn(out, fetches);
-      sink(this.collect(pass.taps, out, () => batch * frames));
+      sink(this.collect(pass, out, () => batch * frames));
       consumed(out);
     }
   }
@@ -343,7 +373,7 @@ export class PairStatisticsSession {
     const tensors = this.outputTensors(pass, hiddenDims, stream);
     const out: Record<string, ort.Tensor | null> = {};
     for (const name of pass.session.outputNames) out[name] = null;
-    pass.taps.forEach((tap, i) => (out[`${tap}/cross`] = tensors.cross[i]!));
+    pass.graphTaps.forEach((tap, i) => (out[`${tap}/cross`] = tensors.cross[i]!));
     if (tensors.next) [out[STREAM.nextA], out[STREAM.nextB]] = tensors.next;
     return out;
   }
@@ -367,9 +397,9 @@ export class PairStatisticsSession {
     return pass.handsOn ? { cross, next: [buffer(hiddenDims, stream), buffer(hiddenDims, stream)] } : { cross };
   }
 
-  private collect(taps: readonly TapName[], out: Record<string, ort.Tensor>, rowsFor: (tap: TapName) => number): TapPairMoments[] {
-    return taps.map((tap) => {
-      const get = (k: string) => out[`${tap}/${k}`]!.data as Float32Array;
+  private collect(pass: Pass, out: Record<string, ort.Tensor>, rowsFor: (tap: TapName) => number): TapPairMoments[] {
+    return pass.taps.map((tap, i) => {
+      const get = (k: string) => out[`${pass.graphTaps[i]}/${k}`]!.data as Float32Array;
       const meanA = get('mean_a');
       const meanB = get('mean_b');
       return {
@@ -392,27 +422,36 @@ export class PairStatisticsSession {
     this.frontStats.clear();
     const front = this.front;
     this.front = undefined;
-    await Promise.all([...(front ? [front] : []), ...this.layers].map((p) => p.session.release()));
+    await Promise.all([...new Set([...(front ? [front] : []), ...this.layers].map((p) => p.session))].map((s) => s.release()));
   }
 }
 
-/** One pass: the front end (range undefined) or transformer layers [from, to) of both models, with its taps' moments. */
-async function buildPass(
+/**
+ * One pass's graph: the front end (range undefined) or transformer layers [from, to) of both models, with its taps'
+ * moments. A layer pass is built as layers [0, to − from) fed the weights of layers [from, to): passes over as many
+ * layers with the same taps then build the same graph, which on the CPU (every weight of a layer pass an input) one
+ * session can run.
+ */
+function passGraph(
   anchor: Model,
   other: Model,
   taps: readonly TapName[],
   range: [number, number] | undefined,
   handsOn: boolean,
+  cpu: boolean,
   opts: SessionOptions,
-): Promise<Pass> {
+): PassGraph {
   // On the CPU the Linear weights (nearly all of them) are fed at each run instead of copied into the session, which
-  // would hold them (packed) besides the engine's own copy: 1.1 GiB more for the HuBERT-base pair's 720 MiB.
-  const cpu = (await resolveBackend(opts.device ?? 'auto')) === 'cpu';
-  const b = new GraphBuilder({ precision: opts.precision, feedLinearWeights: cpu });
+  // would hold them (packed) besides the engine's own copy: 1.1 GiB more for the HuBERT-base pair's 720 MiB. The layer
+  // passes are fed every weight (see openSharedPasses); the front end keeps its conv kernels, which onnxruntime
+  // re-lays out once for its convs.
+  const b = new GraphBuilder({ precision: opts.precision, feedWeights: cpu ? (range ? 'all' : 'linear') : undefined });
+  const shift = range?.[0] ?? 0;
+  const layers = range ? { from: 0, to: range[1] - range[0] } : { to: 0 };
   // On the CPU the conv blocks as 2-D convs with block 0's GroupNorm folded into its kernel (model/conv-stack-cpu.ts):
   // bench:align measured onnxruntime's InstanceNormalization alone at 23 % of the front end's time.
   const enc = (m: Model, input: string, prefix: string) =>
-    addEncoder(b, m.config, m.weights, input, prefix, range ? { from: range[0], to: range[1] } : { to: 0 }, { cpuConvStack: cpu });
+    addEncoder(b, m.config, layerWeightsFrom(m.weights, shift), input, prefix, layers, { cpuConvStack: cpu });
   let ta: TapValues;
   let tb: TapValues;
   if (range) {
@@ -423,30 +462,77 @@ async function buildPass(
     ta = enc(anchor, audio, 'a/');
     tb = enc(other, audio, 'b/');
   }
-  for (const tap of taps) {
-    const x = ta.get(tap);
-    const y = tb.get(tap);
+  const graphTaps = taps.map((tap) => shiftTap(tap, -shift));
+  taps.forEach((tap, i) => {
+    const x = ta.get(graphTaps[i]!);
+    const y = tb.get(graphTaps[i]!);
     if (!x || !y) throw new EngineError('runtime-error', `unknown tap ${tap}`);
-    addTapMoments(b, tap, tapWidth(anchor.config, tap), b.float32(x), b.float32(y));
-  }
+    addTapMoments(b, graphTaps[i]!, tapWidth(anchor.config, tap), b.float32(x), b.float32(y));
+  });
   if (handsOn) {
-    const last = range ? range[1] : 0;
+    const last = range ? range[1] - range[0] : 0;
     b.output(ta.get(tapName.hidden(last))!, STREAM.nextA);
     b.output(tb.get(tapName.hidden(last))!, STREAM.nextB);
   }
-  const name = range ? `merge_studio_pair_layers_${range[0]}_${range[1]}` : 'merge_studio_pair_front';
+  const name = range ? `merge_studio_pair_layers_${range[1] - range[0]}` : 'merge_studio_pair_front';
   const weights: Record<string, ort.Tensor> = {};
   for (const [input, t] of b.weightFeeds) weights[input] = new ort.Tensor('float32', t.data, [...t.shape]);
-  // The front end runs once per segment group, several times per batch, on the same shapes: with onnxruntime's arena
-  // its conv activations reuse the same pages from run to run instead of faulting in fresh ones (HuBERT-base pair,
-  // 8 segments one at a time: 650k → 380k page faults per batch, front end 9.2 → 4.8 s on 2 idle cores). The layer
-  // passes run without an arena (each pass's session would keep its own peak) and without the memory pattern, whose
-  // one block per run (over glibc's 32 MiB mmap ceiling) came as fresh pages at every pass: tensor by tensor they come
-  // from the heap the engine's malloc settings keep (HuBERT-base pair, batches after the first: 23.5 → 15.8 CPU-s and
-  // 360k → 40k page faults per batch of 8 × 5 s, peak about the same).
-  const sessionOpts = !cpu ? opts : !range ? { ...opts, memoryArena: true } : { ...opts, memoryPattern: false };
   const crossShapes = taps.map((t): [number, number] => [tapWidth(anchor.config, t), tapWidth(other.config, t)]);
-  return { session: await createSession(b.encode(name), sessionOpts), weights, taps: [...taps], handsOn, crossShapes };
+  return { model: b.encode(name), weights, taps: [...taps], graphTaps, handsOn, crossShapes };
+}
+
+async function openPass(graph: PassGraph, opts: SessionOptions): Promise<Pass> {
+  const { model, ...pass } = graph;
+  return { ...pass, session: await createSession(model, opts) };
+}
+
+/**
+ * The CPU's layer passes, one session per distinct graph: with the default one layer per pass and the same taps in
+ * every layer, one session runs every layer pass. With a session per layer the C heap fragmented (likely because
+ * each session allocated its own state at its first run, in the middle of the first batch's activations): a pass's
+ * largest tensors (23 MiB for the HuBERT-base pair at 8 × 5 s) found no free piece large enough and extended the heap,
+ * in some runs and not in others (40 minutes of probe: peaks of 2461–2599 MiB over three runs; one session: flat at 2.39 GiB from
+ * 2 to 40 minutes, bench:align). The sessions run without onnxruntime's arena, which holds a pass's peak besides
+ * the heap's (and grew over 40 minutes: 2400 → 2453 MiB), and without the memory pattern, whose one block per run
+ * (over glibc's 32 MiB mmap ceiling) came as fresh pages at every run (23.5 → 15.8 CPU-s per batch of 8 × 5 s).
+ */
+async function openSharedPasses(graphs: readonly PassGraph[], opts: SessionOptions): Promise<Pass[]> {
+  const sessions = new Map<string, Session>();
+  const passes: Pass[] = [];
+  try {
+    for (const { model, ...pass } of graphs) {
+      const key = createHash('sha256').update(model).digest('hex');
+      let session = sessions.get(key);
+      if (!session) sessions.set(key, (session = await createSession(model, { ...opts, memoryPattern: false })));
+      passes.push({ ...pass, session });
+    }
+  } catch (e) {
+    await Promise.all([...sessions.values()].map((s) => s.release()));
+    throw e;
+  }
+  return passes;
+}
+
+/** The weights of layers from `from` on, named as layers from 0 on (other weights as they are). */
+function layerWeightsFrom(weights: WeightMap, from: number): WeightMap {
+  if (from === 0) return weights;
+  const out: WeightMap = new Map();
+  for (const [name, t] of weights) {
+    const layer = /^encoder\.layers\.(\d+)\.(.+)$/.exec(name);
+    if (!layer) out.set(name, t);
+    else if (Number(layer[1]) >= from) out.set(`encoder.layers.${Number(layer[1]) - from}.${layer[2]}`, t);
+  }
+  return out;
+}
+
+/** A tap of layer l (or hidden state k) as the same tap `by` layers deeper. */
+function shiftTap(tap: TapName, by: number): TapName {
+  if (by === 0) return tap;
+  const layer = /^layer\.(\d+)\.(.+)$/.exec(tap);
+  if (layer) return `layer.${Number(layer[1]) + by}.${layer[2]}` as TapName;
+  const hidden = /^hidden\.(\d+)$/.exec(tap);
+  if (hidden) return tapName.hidden(Number(hidden[1]) + by);
+  return tap;
 }
 
 /**

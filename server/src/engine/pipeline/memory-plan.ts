@@ -32,11 +32,12 @@ const FRONT_COPIES = 1.5;
  */
 const HEAP_RETENTION = 2;
 /**
- * The C heap also fragments: a pass's largest tensors (an FFN activation or a batch's attention scores, 23 MiB each
- * for the HuBERT-base pair at 8 × 5 s) sometimes find no free piece large enough and extend the heap (seen with a
- * heap tracer: 23 MiB steps while 200–400 MiB of the heap was free), more in some runs than in others. Without this
- * allowance, peaks measured over 40 minutes of probe passed the estimate by up to 51 MiB (2599 against 2548 MiB), so
- * it allows four such tensors.
+ * The C heap can also fragment: a pass's largest tensors (an FFN activation or a batch's attention scores, 23 MiB each
+ * for the HuBERT-base pair at 8 × 5 s) then find no free piece large enough and extend the heap. With a session per
+ * layer (likely because each allocated its state in the middle of the first batch's activations) peaks over 40 minutes of
+ * probe passed the estimate without this allowance by up to 51 MiB (2599 against 2548 MiB). One session now runs every
+ * layer pass (model/pair-graph.ts) and no such steps were measured, but the heap's layout also depends on whatever else
+ * the process allocates, so the estimate still allows four such tensors.
  */
 const FRAGMENTED_TENSORS = 4;
 

@@ -125,7 +125,7 @@ export class TripleSession {
     const cfg = models.merged.config;
     const front = what.layer === 'front';
     // On the CPU backend linear weights are fed at run time: no constant folding of three models per session.
-    const b = new GraphBuilder({ feedLinearWeights: (await resolveBackend(opts.device ?? 'auto')) === 'cpu' });
+    const b = new GraphBuilder({ feedWeights: (await resolveBackend(opts.device ?? 'auto')) === 'cpu' ? 'linear' : undefined });
     const audio = front ? b.input('audio', ['batch', 'samples']) : undefined;
     const range = front ? { to: 0 } : { from: what.layer as number, to: (what.layer as number) + 1 };
     const inputs = {} as Record<'m' | 'a' | 'b', string>;
