@@ -50,16 +50,20 @@ describe.skipIf(!webgpu.available)('webgpu backend', () => {
     const taps: TapName[] = ['conv.3', 'proj', 'layer.0.attn', 'layer.1.ffn', 'layer.2.out'];
     const batch = new Float32Array([...audio(1, 2), ...audio(1, 3)]);
     const moments: Awaited<ReturnType<PairStatisticsSession['run']>>[] = [];
-    for (const device of ['cpu', 'webgpu'] as const) {
-      const s = await PairStatisticsSession.create(anchor, other, taps, { device });
+    // The GPU's one pass, and a pass per layer (each built as layer 0 holding its own layer's weights).
+    for (const [device, passes] of [['cpu'], ['webgpu'], ['webgpu', { frontBatch: 0, layersPerPass: 1 }]] as const) {
+      const s = await PairStatisticsSession.create(anchor, other, taps, { device, ...(passes ? { passes } : {}) });
       moments.push(await s.run(batch, 2));
       await s.release();
     }
-    expect(moments[1]!.map((m) => m.tap)).toEqual(moments[0]!.map((m) => m.tap));
-    moments[0]!.forEach((cpu, i) => {
-      const gpu = moments[1]![i]!;
-      for (const key of ['meanA', 'meanB', 'm2A', 'm2B', 'cross'] as const) expect(maxRelativeError(gpu[key], cpu[key])).toBeLessThan(1e-5);
-    });
+    for (const gpuMoments of moments.slice(1)) {
+      expect(gpuMoments.map((m) => m.tap)).toEqual(moments[0]!.map((m) => m.tap));
+      moments[0]!.forEach((cpu, i) => {
+        const gpu = gpuMoments[i]!;
+        for (const key of ['meanA', 'meanB', 'm2A', 'm2B', 'cross'] as const)
+          expect(maxRelativeError(gpu[key], cpu[key]), `${cpu.tap} ${key}`).toBeLessThan(1e-5);
+      });
+    }
   }, 180_000);
 
   it('runs precision fp16 where the adapter has shader-f16, and otherwise refuses it with a clear message', async () => {
