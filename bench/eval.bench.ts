@@ -18,7 +18,8 @@
  *
  * Wall and CPU seconds (user + system, all threads of this process) are both shown: on a shared machine the CPU
  * seconds are the steadier number. Page faults (minor: first touches of fresh pages, ~25 µs each on these VMs) are
- * counted for forward, evaluate and fresh. The last line is issue #11's number: fresh CPU seconds per system.
+ * counted for forward, evaluate and fresh. The last line sums it up: fresh CPU seconds per system, what each system of
+ * a run costs.
  *
  * The bench runs with the engine's malloc settings (server/src/engine/process-env.ts), as `merge-studio run` does (it
  * relaunches itself with them): glibc reads them only at process start, so a bench started without them runs again in
@@ -176,7 +177,7 @@ async function main(): Promise<void> {
         `page faults, thousands: forward ${forward.faults.toFixed(0)}, evaluate ${full.faults.toFixed(0)}, fresh ${fresh.faults.toFixed(0)})`,
     );
   }
-  // The number issue #11 tracks: what one system of a run costs, over the systems that embed their own front end.
+  // What one system of a run costs, over the systems that embed their own front end.
   const sorted = [...freshCpu].sort((a, b) => a - b);
   console.log(`\nfresh CPU-s per system: median ${sorted[sorted.length >> 1]!.toFixed(2)} (${sorted.map((c) => c.toFixed(2)).join(', ')})`);
 }
