@@ -316,11 +316,8 @@ export class PairStatisticsSession {
       const moments = this.collect(front, out, (tap) => rowsOf(chunk.length, rows, tap, this.config));
       if (group === batch) sink(moments);
       else {
-        for (const m of moments) {
-          let s = frontStats.get(m.tap);
-          if (!s) frontStats.set(m.tap, (s = createPairStats(m.dimA, m.dimB)));
-          addMoments(s, m);
-        }
+        // Every front-end tap's accumulator was set up (or reset) above, before this batch's first run.
+        for (const m of moments) addMoments(frontStats.get(m.tap)!, m);
       }
       if (front.handsOn) {
         const [a, b] = handedOn(out, fetches);
@@ -491,10 +488,11 @@ async function openPass(graph: PassGraph, opts: SessionOptions): Promise<Pass> {
  * every layer, one session runs every layer pass. With a session per layer the C heap fragmented (likely because
  * each session allocated its own state at its first run, in the middle of the first batch's activations): a pass's
  * largest tensors (23 MiB for the HuBERT-base pair at 8 × 5 s) found no free piece large enough and extended the heap,
- * in some runs and not in others (40 minutes of probe: peaks of 2461–2599 MiB over three runs; one session: flat at 2.39 GiB from
- * 2 to 40 minutes, bench:align). The sessions run without onnxruntime's arena, which holds a pass's peak besides
- * the heap's (and grew over 40 minutes: 2400 → 2453 MiB), and without the memory pattern, whose one block per run
- * (over glibc's 32 MiB mmap ceiling) came as fresh pages at every run (23.5 → 15.8 CPU-s per batch of 8 × 5 s).
+ * in some runs and not in others (bench:align, 40 minutes of probe: peaks of 2461–2599 MiB over three runs; one
+ * session: 2395–2440 MiB, RSS flat from the second minute on). The sessions run without onnxruntime's arena, which
+ * holds a pass's peak besides the heap's (and grew over 40 minutes: 2400 → 2453 MiB), and without the memory
+ * pattern, whose one block per run (over glibc's 32 MiB mmap ceiling) came as fresh pages at every run (23.5 → 15.8
+ * CPU-s per batch of 8 × 5 s).
  */
 async function openSharedPasses(graphs: readonly PassGraph[], opts: SessionOptions): Promise<Pass[]> {
   const sessions = new Map<string, Session>();

@@ -76,9 +76,10 @@ export async function collectStatistics(
           // A non-finite activation makes its unit's mean and M2 non-finite; checking those (not the d² cross, whose
           // entries are bounded by √(M2a·M2b)) keeps a serial 80 ms per FFN tap and batch off the critical path.
           assertFiniteMoments(m.tap, m.meanA, m.meanB, m.m2A, m.m2B);
-          // Entered on a tap's first moments, so the map keeps arrival order (addMoments checks the sizes).
+          // Entered on a tap's first moments, so the map keeps arrival order (addMoments checks the sizes); the session
+          // hands on moments of the requested taps only, each of which has its accumulator.
           let s = stats.get(m.tap);
-          if (!s) stats.set(m.tap, (s = accumulators.get(m.tap) ?? createPairStats(m.dimA, m.dimB)));
+          if (!s) stats.set(m.tap, (s = accumulators.get(m.tap)!));
           addMoments(s, m);
         }
       });
