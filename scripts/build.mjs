@@ -27,6 +27,7 @@ const builds = [
   { ...node, entryPoints: { client: 'client/src/extension.ts' } },
   { ...node, entryPoints: { server: 'server/src/server.ts', cli: 'server/src/cli.ts' } },
   { ...node, entryPoints: { 'lap-worker': 'server/src/engine/align/lap-worker.ts' } },
+  { ...node, entryPoints: { 'scoring-worker': 'server/src/engine/eval/scoring-worker.ts' } },
   // Loaded by bin/merge-studio.js before the CLI, which links onnxruntime at start and so cannot explain its absence.
   { ...node, entryPoints: { platform: 'protocol/platform.ts' } },
   {

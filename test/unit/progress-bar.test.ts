@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ProgressRenderer } from '../../server/src/cli/progress-bar';
-import { partOfStage, StageEta, type JobEvent } from '../../server/src/engine/progress';
+import { partsOfStage, StageEta, type JobEvent } from '../../server/src/engine/progress';
 
 const sink = (isTTY: boolean) => {
   const chunks: string[] = [];
@@ -44,12 +44,30 @@ describe('progress rendering', () => {
   it('evaluate scores systems as parts of one stage: progress never restarts and ends at the total', () => {
     const seen: JobEvent[] = [];
     const emit = (e: JobEvent) => seen.push(e);
+    const partOf = partsOfStage(emit, 3);
     for (let part = 0; part < 3; part++) {
-      const p = partOfStage(emit, part, 3);
+      const p = partOf(part);
       for (let done = 1; done <= 4; done++) p({ type: 'progress', stage: 'evaluate', done, total: 4 });
     }
     const done = seen.map((e) => (e.type === 'progress' ? e.done : -1));
     expect(done).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
     expect(seen.every((e) => e.type === 'progress' && e.total === 12)).toBe(true);
+  });
+
+  it('parts that run at the same time add up: the stage only moves forward and ends at the total', () => {
+    const seen: number[] = [];
+    const partOf = partsOfStage((e) => seen.push(e.type === 'progress' ? e.done : -1), 2);
+    const [a, b] = [partOf(0), partOf(1)];
+    const p = (done: number) => ({ type: 'progress', stage: 'evaluate', done, total: 4 }) as const;
+    a(p(1));
+    b(p(2));
+    a(p(2));
+    b(p(1)); // a part going back (it never should) does not move the stage back
+    b(p(4));
+    a(p(4));
+    expect(seen).toEqual([1, 3, 4, 4, 6, 8]);
+    const logs: JobEvent[] = [];
+    partsOfStage((e) => logs.push(e), 2)(1)({ type: 'log', level: 'info', message: 'kept as it is' });
+    expect(logs).toEqual([{ type: 'log', level: 'info', message: 'kept as it is' }]);
   });
 });

@@ -25,11 +25,19 @@ export interface JobSummary {
 export type ProgressSink = (event: JobEvent) => void;
 
 /**
- * Progress of part `index` of `count` equal parts of one stage (evaluate scores several systems, each over the same
- * clips), reported as progress of the whole stage: one bar and one ETA per stage, never restarting at 0 per part.
+ * Progress of `count` equal parts of one stage (evaluate scores several systems, each over the same clips), reported
+ * as progress of the whole stage: one bar and one ETA, never restarting at 0 per part. Parts may run at the same
+ * time (systems scored in parallel workers): the stage's progress is the sum of every part's fraction done, so it
+ * only moves forward whatever order their events come in. `partsOfStage(emit, n)(i)` is part i's sink.
  */
-export function partOfStage(emit: ProgressSink, index: number, count: number): ProgressSink {
-  return (e) => emit(e.type === 'progress' && e.total > 0 ? { ...e, done: index * e.total + e.done, total: count * e.total } : e);
+export function partsOfStage(emit: ProgressSink, count: number): (index: number) => ProgressSink {
+  const fractions = new Float64Array(count);
+  return (index) => (e) => {
+    if (e.type !== 'progress' || e.total <= 0) return emit(e);
+    fractions[index] = Math.max(fractions[index]!, Math.min(1, e.done / e.total));
+    const done = fractions.reduce((a, f) => a + f, 0);
+    emit({ ...e, done: Math.round(done * e.total), total: count * e.total });
+  };
 }
 
 /** Seconds of a stage's progress before its first ETA: the first batch includes session start-up and is no rate. */

@@ -3,17 +3,12 @@
  * stay responsive while a 3072×3072 FFN assignment runs.
  *
  * One worker per process, created lazily and reused (requests queue in order); it is unref'd while idle so it never
- * keeps the process alive. Where the worker script is:
- *   - bundled (dist/cli.js, dist/server.js): `lap-worker.js` beside the bundle (scripts/build.mjs emits it);
- *   - from source (vitest, tsx): `lap-worker.ts` beside this file, run with tsx's loader (`--import tsx`), which
- *     is a dev dependency. `__dirname` is defined in all three settings (CJS bundle, tsx's CJS mode, vitest).
+ * keeps the process alive. Its script is found by engine/worker-entry.ts (bundled beside dist/*.js, or from source).
  * Tiny problems (n below `inlineBelow`) are solved in-thread: a worker round trip costs more than the solve.
  */
-import { existsSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { EngineError, type EngineErrorCode } from '../errors';
+import { workerEntry, type WorkerEntry } from '../worker-entry';
 import { checkScores, solveLap, type Assignment } from './lap';
 import type { LapRequest, LapResponse } from './lap-worker';
 
@@ -50,24 +45,8 @@ let current: Handle | null = null;
 let nextId = 1;
 
 /** The worker script (a file, or bootstrap code to eval), or null when neither the bundle's nor the source's is present. */
-export function lapWorkerEntry(): { file: string; eval: boolean } | null {
-  const dir = typeof __dirname === 'string' ? __dirname : null;
-  if (!dir) return null;
-  const bundled = join(dir, 'lap-worker.js');
-  if (existsSync(bundled)) return { file: bundled, eval: false };
-  const source = join(dir, 'lap-worker.ts');
-  if (existsSync(source)) {
-    let register: string;
-    try {
-      register = createRequire(join(dir, 'lap-async.ts')).resolve('tsx/cjs');
-    } catch {
-      return null; // running from source without tsx installed: no worker
-    }
-    // A CommonJS bootstrap that installs tsx's require hook in the worker, then loads the .ts entry. (Passing
-    // `--import tsx` in execArgv does not work for a worker's own entry on Node 20: its ESM loader rejects ".ts".)
-    return { file: `require(${JSON.stringify(register)});\nrequire(${JSON.stringify(source)});\n`, eval: true };
-  }
-  return null;
+export function lapWorkerEntry(): WorkerEntry | null {
+  return workerEntry('lap-worker', typeof __dirname === 'string' ? __dirname : undefined);
 }
 
 function failAll(h: Handle, e: unknown): void {

@@ -38,6 +38,8 @@ export class EmbeddingSession {
   private frontOutput: ort.Tensor | undefined;
   /** CPU: grow-only scratch for the input batches (audio, hidden_states[0]); each run copies its inputs. */
   private scratch = new Float32Array(0);
+  /** Clips whose hidden_states[0] this session computed (the rest came from the front-end cache). */
+  frontEndClips = 0;
 
   /**
    * `frontEnds`: hidden_states[0] shared with the other sessions of a run (model/front-end-cache.ts); a session
@@ -114,6 +116,7 @@ export class EmbeddingSession {
       const hidden0 = indices.map((clip) => cached.get(clips[clip]!));
       const missing = [...indices.keys()].filter((r) => !hidden0[r]);
       if (missing.length > 0) {
+        this.frontEndClips += missing.length;
         const batch = this.inputBatch(missing.length * length);
         missing.forEach((r, m) => batch.set(clips[indices[r]!]!, m * length));
         const dims = [missing.length, framesFor(this.model.config, length), this.hidden];

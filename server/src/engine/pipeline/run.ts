@@ -13,7 +13,8 @@ import { permutationsToJson, type Permutations } from '../align/permute';
 import type { GroupReport } from '../align/solve';
 import { buildPermutationSpec, groupName } from '../align/spec';
 import { EngineError } from '../errors';
-import { evaluateModel, loadEvalTasks, type PreparedTask } from '../eval/evaluate';
+import { loadEvalTasks, type ModelEvaluation, type PreparedTask } from '../eval/evaluate';
+import { openScorer } from '../eval/scoring-pool';
 import { loadAudio } from '../io/audio';
 import { parseHubRef, type HubProgress } from '../io/hub';
 import { buildProbeSet, describeProbe, type ProbeSet } from '../io/probe';
@@ -22,14 +23,12 @@ import { writeSafetensorsStream } from '../io/safetensors';
 import { mergeWeights, type MergeMethod } from '../merge/merge';
 import type { LambdaSpec } from '../merge/lambda';
 import { checkpointExtras, f32Sources } from '../model/checkpoint-extras';
-import { EmbeddingSession } from '../model/embed';
-import { FrontEndCache } from '../model/front-end-cache';
 import { loadEncoderModel, type EncoderModel } from '../model/encoder';
 import { checkPairCompatible } from '../model/pair-graph';
 import { resolveBackend, versions, type Device, type SessionOptions } from '../model/runtime';
 import type { WeightMap } from '../model/tensor';
 import { parameterCount, toStoredTensors } from '../model/weights';
-import { partOfStage, type JobStage, type JobSummary, type ProgressSink } from '../progress';
+import { partsOfStage, type JobStage, type JobSummary, type ProgressSink } from '../progress';
 import { loadRecipe, type LoadedRecipe } from '../recipe/load';
 import { blockHeatmap } from './heatmap';
 import {
@@ -444,53 +443,68 @@ interface VariantInputs {
  * merge (`permuted`, when they align) and each variant.
  */
 async function evaluateVariants(v: VariantInputs): Promise<NonNullable<MergeReport['evaluation']>> {
-  const rows: EvaluationRow[] = [];
-  const averages: NonNullable<MergeReport['evaluation']>['averages'] = [];
   const cfg = v.anchor.config;
-  // One progress bar for the whole stage: each system scored is one equal part of it.
-  const parts = 2 + (1 + v.sweep.filter((l) => l !== v.lambda).length) * (v.systems.length + (v.aligned ? 1 : 0));
-  let part = 0;
-  // Systems whose front end came out identical (variants that differ after it, at one λ) embed it once.
-  const frontEnds = new FrontEndCache();
-  const score = async (variant: Variant, lambda: number | null, weights: WeightMap, config = cfg) => {
-    const progress = partOfStage(v.emit, part++, parts);
-    const session = await EmbeddingSession.create({ config, weights }, v.session, frontEnds);
-    try {
-      const label = `${variant}${lambda === null ? '' : ` λ=${lambda}`}`;
-      const r = await evaluateModel((clips) => session.embed(clips), v.tasks, {
-        label,
-        progress,
-        signal: v.signal,
-        probe: { seed: v.seed },
-      });
-      for (const t of r.tasks)
-        rows.push({ variant, lambda, task: t.name, domain: (t.domain ?? 'speech') as EvaluationRow['domain'], score: t.score });
-      averages.push({ variant, lambda, average: r.average });
-    } finally {
-      await session.release();
-    }
-  };
-  await score('anchor', null, v.anchor.weights);
-  await score('other', null, v.other.weights);
   const points: { lambda: number | null; spec: LambdaSpec }[] = [];
   if (typeof v.lambda === 'number') points.push({ lambda: v.lambda, spec: v.lambda });
   else points.push({ lambda: null, spec: v.lambda });
   for (const l of v.sweep) if (l !== v.lambda) points.push({ lambda: l, spec: l });
   points.sort((a, b) => (a.lambda ?? -1) - (b.lambda ?? -1));
-  for (const p of points) {
-    frontEnds.clear(); // front ends are shared within one λ only
-    await score(
-      'unaligned',
-      p.lambda,
-      mergeWeights(v.anchor.weights, v.other.weights, { method: v.method, lambda: p.spec, ...v.ctx }).weights,
+  // One progress bar for the whole stage: each system scored is one equal part of it.
+  const parts = 2 + points.length * (v.systems.length + (v.aligned ? 1 : 0));
+  const partOf = partsOfStage(v.emit, parts);
+  // Systems are scored in parallel (eval/scoring-pool.ts) and listed in the order they were sent.
+  const scorer = await openScorer(v.tasks, { session: v.session, systems: parts, ...(v.signal ? { signal: v.signal } : {}) });
+  // Never rejected (the first failure is kept in `failure`): a run that stops early leaves none unhandled.
+  const scored: Promise<{ variant: Variant; lambda: number | null; evaluation: ModelEvaluation } | undefined>[] = [];
+  let failure: unknown;
+  const score = (variant: Variant, lambda: number | null, weights: WeightMap, config = cfg) => {
+    const job = scorer.score({
+      label: `${variant}${lambda === null ? '' : ` λ=${lambda}`}`,
+      model: { config, weights },
+      probe: { seed: v.seed },
+      // Systems whose front end came out identical (variants that differ after it) embed it once, within one λ.
+      cacheGroup: String(lambda),
+      progress: partOf(scored.length),
+    });
+    scored.push(
+      job.then(
+        (s) => ({ variant, lambda, evaluation: s.evaluation }),
+        (e: unknown) => void (failure ??= e),
+      ),
     );
-    for (const [i, s] of v.systems.entries()) {
-      if (i === 0 && !v.aligned) continue; // the main settings without alignment are the unaligned merge
-      const built = i === 0 && p.spec === v.lambda ? v.merged : await v.build(s, p.spec);
-      await score(s.name, p.lambda, built.weights, built.config);
+  };
+  /** Waits until the scorer has room for another system (bounded memory), and stops at the first failure. */
+  const room = async () => {
+    await scorer.whenRoom();
+    if (failure) throw failure;
+    if (v.signal?.aborted) throw new EngineError('cancelled', 'the run was cancelled');
+  };
+  try {
+    score('anchor', null, v.anchor.weights);
+    score('other', null, v.other.weights);
+    for (const p of points) {
+      await room();
+      score('unaligned', p.lambda, mergeWeights(v.anchor.weights, v.other.weights, { method: v.method, lambda: p.spec, ...v.ctx }).weights);
+      for (const [i, s] of v.systems.entries()) {
+        if (i === 0 && !v.aligned) continue; // the main settings without alignment are the unaligned merge
+        await room();
+        const built = i === 0 && p.spec === v.lambda ? v.merged : await v.build(s, p.spec);
+        score(s.name, p.lambda, built.weights, built.config);
+      }
     }
+    const rows: EvaluationRow[] = [];
+    const averages: NonNullable<MergeReport['evaluation']>['averages'] = [];
+    const systems = await Promise.all(scored);
+    if (failure) throw failure;
+    for (const { variant, lambda, evaluation } of systems.filter((s) => s !== undefined)) {
+      for (const t of evaluation.tasks)
+        rows.push({ variant, lambda, task: t.name, domain: (t.domain ?? 'speech') as EvaluationRow['domain'], score: t.score });
+      averages.push({ variant, lambda, average: evaluation.average });
+    }
+    return { rows, averages };
+  } finally {
+    await scorer.close();
   }
-  return { rows, averages };
 }
 
 /** The anchor's config.json, with the merged model's FFN width when zipping grew it. */

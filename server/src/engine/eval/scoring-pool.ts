@@ -1,0 +1,298 @@
+/**
+ * Scores the systems of a run (sources, merges, variants at each λ), in parallel on the CPU. One system's evaluation
+ * is single-threaded at heart: onnxruntime's runs are synchronous, and its intra-op threads gained little on these
+ * small per-clip graphs (bench:eval on 2 cores: 2 threads 1.7–1.9 s wall per system against 2.1–2.3 with 1, for 50 %
+ * more CPU). So each worker thread scores whole systems with one onnxruntime thread, and `workers` systems run at once.
+ *
+ * - Same results as scoring in the main thread: a system is embedded and probed by the same code, in the same
+ *   batches, wherever it runs (tests compare them to the last bit).
+ * - The tasks' audio is copied once into shared memory that every worker reads; each system's weights go to its
+ *   worker on shared memory too (one copy, not one per worker).
+ * - Systems whose front end is identical (variants at one λ that differ only in the layers) go to the worker that
+ *   embedded it last, whose FrontEndCache then skips it; the cache is dropped when the `cacheGroup` (the λ) changes.
+ * - Memory: at most `2 × workers` systems are queued or running (`whenRoom`), each holding its weights once.
+ * - Cancelling (or a failure) fails every system owed at once; each worker stops between batches, and is ended only
+ *   once it has answered (ending one inside an onnxruntime call would abort the process).
+ * - A failing system fails its promise with the worker's EngineError.
+ *
+ * `openScorer` falls back to the main thread (one system at a time) for one worker, a GPU backend (the device is
+ * the parallel part there), or where no worker script can be found.
+ */
+import { availableParallelism } from 'node:os';
+import { Worker } from 'node:worker_threads';
+import { EngineError, type EngineErrorCode } from '../errors';
+import { EmbeddingSession } from '../model/embed';
+import type { EncoderModel } from '../model/encoder';
+import { FRONT_END_CACHE_BYTES, FrontEndCache, frontEndFingerprint } from '../model/front-end-cache';
+import { resolveBackend, type SessionOptions } from '../model/runtime';
+import type { WeightMap } from '../model/tensor';
+import type { ProgressSink } from '../progress';
+import { workerEntry } from '../worker-entry';
+import { evaluateModel, type ModelEvaluation, type PreparedTask } from './evaluate';
+import type { ProbeOptions } from './probe-classifier';
+import type { ScoringMessage, ScoringResponse, ScoringWorkerData } from './scoring-worker';
+
+/** Default ceiling on workers: each holds a session with a system's weights (HuBERT-base: ~0.4 GB). */
+export const MAX_SCORING_WORKERS = 4;
+
+export interface ScoringJob {
+  label: string;
+  model: Pick<EncoderModel, 'config' | 'weights'>;
+  probe: ProbeOptions;
+  /** Systems of one group (the same λ) may share a front end; a new group drops the front ends kept. */
+  cacheGroup: string;
+  progress?: ProgressSink;
+}
+
+export interface ScoredSystem {
+  evaluation: ModelEvaluation;
+  /** Clips whose front end this system computed; 0 when every clip's came from a system scored before it. */
+  frontEndClips: number;
+}
+
+export interface SystemScorer {
+  /** Worker threads scoring systems (0: the main thread, one system at a time). */
+  readonly workers: number;
+  score(job: ScoringJob): Promise<ScoredSystem>;
+  /** Resolves when fewer than 2 × max(1, workers) systems are queued or running: build the next one then. */
+  whenRoom(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface ScorerOptions {
+  session: SessionOptions;
+  /** Worker threads (default: `session.threads`, else every core; at most MAX_SCORING_WORKERS); ≤ 1: main thread. */
+  workers?: number;
+  /** Systems the run will score: no more workers than that. */
+  systems?: number;
+  /** Bytes of front ends each scorer keeps (default FRONT_END_CACHE_BYTES). */
+  cacheBytes?: number;
+  signal?: AbortSignal;
+}
+
+export async function openScorer(tasks: readonly PreparedTask[], opts: ScorerOptions): Promise<SystemScorer> {
+  const cpu = (await resolveBackend(opts.session.device ?? 'auto')) === 'cpu';
+  const wanted = opts.workers ?? opts.session.threads ?? availableParallelism();
+  const workers = cpu ? Math.min(wanted, MAX_SCORING_WORKERS, opts.systems ?? Infinity) : 1;
+  const entry = workers > 1 ? workerEntry('scoring-worker', typeof __dirname === 'string' ? __dirname : undefined) : null;
+  if (!entry) return new MainThreadScorer(tasks, opts);
+  return new WorkerScorer(tasks, opts, workers, entry);
+}
+
+/** One system at a time in this thread, with the session options as given. */
+class MainThreadScorer implements SystemScorer {
+  readonly workers = 0;
+  private readonly frontEnds: FrontEndCache;
+  private group: string | undefined;
+  private queue: Promise<unknown> = Promise.resolve();
+  private queued = 0;
+  private room: (() => void)[] = [];
+  /** Aborted by close(): the systems still queued are not scored. */
+  private readonly closing = new AbortController();
+  private readonly signal: AbortSignal;
+
+  constructor(
+    private readonly tasks: readonly PreparedTask[],
+    private readonly opts: ScorerOptions,
+  ) {
+    this.frontEnds = new FrontEndCache(opts.cacheBytes ?? FRONT_END_CACHE_BYTES);
+    this.signal = opts.signal ? AbortSignal.any([opts.signal, this.closing.signal]) : this.closing.signal;
+  }
+
+  score(job: ScoringJob): Promise<ScoredSystem> {
+    this.queued++;
+    const run = this.queue.then(() => this.run(job));
+    this.queue = run.catch(() => undefined);
+    return run.finally(() => {
+      this.queued--;
+      this.room.splice(0).forEach((f) => f());
+    });
+  }
+
+  private async run(job: ScoringJob): Promise<ScoredSystem> {
+    if (this.signal.aborted) throw new EngineError('cancelled', 'evaluation cancelled');
+    if (job.cacheGroup !== this.group) this.frontEnds.clear();
+    this.group = job.cacheGroup;
+    const embedding = await EmbeddingSession.create(job.model, this.opts.session, this.frontEnds);
+    try {
+      const evaluation = await evaluateModel((clips) => embedding.embed(clips), this.tasks, {
+        label: job.label,
+        probe: job.probe,
+        ...(job.progress ? { progress: job.progress } : {}),
+        signal: this.signal,
+      });
+      return { evaluation, frontEndClips: embedding.frontEndClips };
+    } finally {
+      await embedding.release();
+    }
+  }
+
+  whenRoom(): Promise<void> {
+    return this.queued < 2 ? Promise.resolve() : new Promise((resolve) => this.room.push(resolve));
+  }
+
+  async close(): Promise<void> {
+    this.closing.abort();
+    await this.queue;
+  }
+}
+
+interface Pending {
+  job: ScoringJob;
+  resolve: (s: ScoredSystem) => void;
+  reject: (e: unknown) => void;
+}
+
+interface ScoringThread {
+  worker: Worker;
+  /** Callers still waiting for a system sent here (a failure rejects them at once). */
+  owed: Map<number, Pending>;
+  /** Systems sent here that the worker has not answered yet (it answers every one, cancelled or not). */
+  inFlight: number;
+  /** Called when `inFlight` reaches 0 or the worker has exited. */
+  idle: (() => void)[];
+  exited: boolean;
+  /** The front end and group of the last system sent to it: what its FrontEndCache holds when it gets there. */
+  last: { fingerprint: string; group: string } | undefined;
+}
+
+class WorkerScorer implements SystemScorer {
+  private readonly threads: ScoringThread[];
+  private nextId = 1;
+  private room: (() => void)[] = [];
+  private failure: EngineError | undefined;
+
+  constructor(
+    tasks: readonly PreparedTask[],
+    private readonly opts: ScorerOptions,
+    readonly workers: number,
+    entry: { file: string; eval: boolean },
+  ) {
+    const workerData: ScoringWorkerData = {
+      tasks: sharedTasks(tasks),
+      session: { ...opts.session, threads: 1 },
+      cacheBytes: opts.cacheBytes ?? FRONT_END_CACHE_BYTES,
+    };
+    this.threads = Array.from({ length: workers }, () => this.start(entry, workerData));
+    opts.signal?.addEventListener('abort', this.onAbort, { once: true });
+  }
+
+  private readonly onAbort = () => this.fail(new EngineError('cancelled', 'evaluation cancelled'));
+
+  private start(entry: { file: string; eval: boolean }, workerData: ScoringWorkerData): ScoringThread {
+    const worker = new Worker(entry.file, { eval: entry.eval, workerData });
+    const thread: ScoringThread = { worker, owed: new Map(), inFlight: 0, idle: [], exited: false, last: undefined };
+    worker.on('message', (msg: ScoringResponse) => {
+      const p = thread.owed.get(msg.id);
+      if (msg.type === 'progress') return p?.job.progress?.(msg.event);
+      thread.owed.delete(msg.id);
+      if (--thread.inFlight === 0) thread.idle.splice(0).forEach((f) => f());
+      if (msg.type === 'result') p?.resolve({ evaluation: msg.result, frontEndClips: msg.frontEndClips });
+      else p?.reject(new EngineError((msg.error.code ?? 'runtime-error') as EngineErrorCode, msg.error.message, msg.error.file));
+      this.room.splice(0).forEach((f) => f());
+    });
+    worker.on('error', (e) =>
+      this.fail(new EngineError('runtime-error', `evaluation worker failed: ${e.message}`, undefined, { cause: e })),
+    );
+    worker.on('exit', (code) => {
+      thread.exited = true;
+      thread.inFlight = 0;
+      thread.idle.splice(0).forEach((f) => f());
+      if (thread.owed.size > 0) this.fail(new EngineError('runtime-error', `evaluation worker exited (code ${code})`));
+    });
+    return thread;
+  }
+
+  score(job: ScoringJob): Promise<ScoredSystem> {
+    if (this.failure) return Promise.reject(this.failure);
+    const fingerprint = frontEndFingerprint(job.model.config, job.model.weights);
+    const thread = this.pick(fingerprint, job.cacheGroup);
+    thread.last = { fingerprint, group: job.cacheGroup };
+    const id = this.nextId++;
+    const message: ScoringMessage = {
+      type: 'score',
+      id,
+      model: { config: job.model.config, weights: sharedWeights(job.model.weights) },
+      label: job.label,
+      probe: job.probe,
+      cacheGroup: job.cacheGroup,
+    };
+    return new Promise<ScoredSystem>((resolve, reject) => {
+      thread.owed.set(id, { job, resolve, reject });
+      thread.inFlight++;
+      thread.worker.postMessage(message);
+    });
+  }
+
+  /** The worker whose cache will hold this front end, else the one with the fewest systems queued. */
+  private pick(fingerprint: string, group: string): ScoringThread {
+    const live = this.threads.filter((t) => !t.exited);
+    const holder = live.find((t) => t.last?.fingerprint === fingerprint && t.last.group === group);
+    return holder ?? live.reduce((best, t) => (t.inFlight < best.inFlight ? t : best));
+  }
+
+  whenRoom(): Promise<void> {
+    const queued = this.threads.reduce((n, t) => n + t.inFlight, 0);
+    if (this.failure || queued < 2 * this.workers) return Promise.resolve();
+    return new Promise((resolve) => this.room.push(resolve));
+  }
+
+  /** Fails every system owed (the first cause is kept) and asks the workers to stop what they run. */
+  private fail(e: EngineError): void {
+    this.failure ??= e;
+    for (const t of this.threads) {
+      for (const p of t.owed.values()) p.reject(this.failure);
+      t.owed.clear();
+      if (!t.exited) t.worker.postMessage({ type: 'cancel' } satisfies ScoringMessage);
+    }
+    this.room.splice(0).forEach((f) => f());
+  }
+
+  /** Stops the workers once each has answered what it was sent (never inside an onnxruntime call: see scoring-worker.ts). */
+  async close(): Promise<void> {
+    this.opts.signal?.removeEventListener('abort', this.onAbort);
+    this.fail(new EngineError('cancelled', 'evaluation scorer closed'));
+    await Promise.all(
+      this.threads.map(async (t) => {
+        if (t.inFlight > 0 && !t.exited) await new Promise<void>((resolve) => t.idle.push(resolve));
+        await t.worker.terminate();
+      }),
+    );
+  }
+}
+
+/** The tasks with every clip's audio in one SharedArrayBuffer, so that workers read it instead of copying it. */
+export function sharedTasks(tasks: readonly PreparedTask[]): PreparedTask[] {
+  const clips = tasks.flatMap((t) => [...t.train.audio, ...t.heldOut.audio]);
+  const memory = new Float32Array(new SharedArrayBuffer(clips.reduce((n, c) => n + c.byteLength, 0)));
+  const shared = new Map<Float32Array, Float32Array>();
+  let at = 0;
+  for (const c of clips) {
+    if (shared.has(c)) continue;
+    const view = memory.subarray(at, at + c.length);
+    view.set(c);
+    shared.set(c, view);
+    at += c.length;
+  }
+  const split = (s: PreparedTask['train']) => ({ ...s, audio: s.audio.map((c) => shared.get(c)!) });
+  return tasks.map((t) => ({ ...t, train: split(t.train), heldOut: split(t.heldOut) }));
+}
+
+/**
+ * A system's weights in one SharedArrayBuffer. Posting a typed array copies its whole underlying buffer, and a loaded
+ * checkpoint's tensors are views into one file-sized buffer: posted as they are, each would carry all of it.
+ */
+export function sharedWeights(weights: WeightMap): WeightMap {
+  let bytes = 0;
+  for (const t of weights.values()) bytes += t.data.byteLength;
+  const memory = new Float32Array(new SharedArrayBuffer(bytes));
+  const out: WeightMap = new Map();
+  let at = 0;
+  for (const [name, t] of weights) {
+    const data = memory.subarray(at, at + t.data.length);
+    data.set(t.data);
+    out.set(name, { shape: [...t.shape], data });
+    at += t.data.length;
+  }
+  return out;
+}
