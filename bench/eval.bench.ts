@@ -16,6 +16,10 @@
  * its layers differ (λ = 0.5 with the layers of λ = 0.3), as variants that change only the layers are at one λ of a
  * run: its session shares a FrontEndCache that the row before filled, so it runs the layers only.
  *
+ * Then a run's systems as `merge-studio run` scores them (eval/scoring-pool.ts): the sources, five λ and one variant
+ * whose front end equals λ = 0.5's, in the main thread one after another and in worker threads (one per core, at
+ * most 4), alternating; per system wall and CPU seconds, and whether both gave the same scores.
+ *
  * Wall and CPU seconds (user + system, all threads of this process) are both shown: on a shared machine the CPU
  * seconds are the steadier number. Page faults (minor: first touches of fresh pages, ~25 µs each on these VMs) are
  * counted for forward, evaluate and fresh. The last line sums it up: fresh CPU seconds per system, what each system of
@@ -35,6 +39,8 @@ import { FrontEndCache } from '../server/src/engine/model/front-end-cache';
 import { loadEncoderModel } from '../server/src/engine/model/encoder';
 import type { Tensor } from '../server/src/engine/model/tensor';
 import { mergeWeights } from '../server/src/engine/merge/merge';
+import { MAX_SCORING_WORKERS, openScorer } from '../server/src/engine/eval/scoring-pool';
+import { availableParallelism } from 'node:os';
 import { ENGINE_MALLOC_ENV, engineProcessEnv } from '../server/src/engine/process-env';
 
 const arg = (k: string, d: string) => {
@@ -180,6 +186,48 @@ async function main(): Promise<void> {
   // What one system of a run costs, over the systems that embed their own front end.
   const sorted = [...freshCpu].sort((a, b) => a - b);
   console.log(`\nfresh CPU-s per system: median ${sorted[sorted.length >> 1]!.toFixed(2)} (${sorted.map((c) => c.toFixed(2)).join(', ')})`);
+
+  // A run's systems as evaluateVariants sends them (eval/scoring-pool.ts): in the main thread, one after another, and
+  // in worker threads, alternating, each rep on a fresh scorer (its workers' start-up included).
+  const run = [
+    { name: 'anchor', weights: anchor.weights, group: 'sources' },
+    { name: 'other', weights: other.weights, group: 'sources' },
+    ...[0.3, 0.4, 0.5, 0.6, 0.7].map((l) => ({ name: `linear λ=${l}`, weights: l === 0.5 ? half : linear(l), group: `λ=${l}` })),
+    { name: 'front shared', weights: systems[3]!.weights, group: 'λ=0.5' },
+  ];
+  const pooled = async (workers: number) => {
+    const scorer = await openScorer(tasks, { session: { ...(threads ? { threads } : {}) }, workers });
+    try {
+      const jobs = run.map((s) =>
+        scorer.score({ label: s.name, model: { config: cfg, weights: s.weights }, probe: {}, cacheGroup: s.group }),
+      );
+      return { workers: scorer.workers, averages: (await Promise.all(jobs)).map((r) => r.evaluation.average) };
+    } finally {
+      await scorer.close();
+    }
+  };
+  const parallel = Math.min(availableParallelism(), MAX_SCORING_WORKERS);
+  const times: Record<'main' | 'workers', Timing[]> = { main: [], workers: [] };
+  let inMain: number[] = [];
+  let inWorkers: number[] = [];
+  let workerCount = 0;
+  for (let r = 0; r < reps; r++) {
+    times.main.push(await timed(async () => (inMain = (await pooled(1)).averages)));
+    times.workers.push(
+      await timed(async () => {
+        const p = await pooled(parallel);
+        inWorkers = p.averages;
+        workerCount = p.workers;
+      }),
+    );
+  }
+  const mid = (ts: Timing[]) => [...ts].sort((a, b) => a.wall - b.wall)[ts.length >> 1]!;
+  const [m, w] = [mid(times.main), mid(times.workers)];
+  const per = (t: Timing) => `${(t.wall / run.length).toFixed(2)} s wall, ${(t.cpu / run.length).toFixed(2)} CPU-s`;
+  console.log(`\na run's ${run.length} systems (${run.map((s) => s.name).join(', ')}), median of ${reps}, per system:`);
+  console.log(`  main thread      ${per(m)}`);
+  console.log(`  ${`${workerCount} workers`.padEnd(16)} ${per(w)}   (${(m.wall / w.wall).toFixed(2)}x the main thread's wall)`);
+  console.log(`  averages ${inWorkers.every((a, i) => a === inMain[i]) ? 'identical' : 'DIFFER'} in both`);
 }
 
 const status = relaunched();

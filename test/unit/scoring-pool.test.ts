@@ -5,7 +5,14 @@ import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EngineError } from '../../server/src/engine/errors';
 import { loadEvalTasks, type PreparedTask } from '../../server/src/engine/eval/evaluate';
-import { openScorer, sharedWeights, type ScoringJob, type SystemScorer } from '../../server/src/engine/eval/scoring-pool';
+import {
+  openScorer,
+  SCORING_MEMORY_FACTOR,
+  sharedWeights,
+  workersInMemory,
+  type ScoringJob,
+  type SystemScorer,
+} from '../../server/src/engine/eval/scoring-pool';
 import { randomWeights } from '../../server/src/engine/model/random';
 import type { WeightMap } from '../../server/src/engine/model/tensor';
 import type { JobEvent } from '../../server/src/engine/progress';
@@ -157,17 +164,34 @@ describe('openScorer', () => {
     await main.close();
   });
 
-  it('whenRoom holds the caller back while 2 × workers systems are queued or running', async () => {
+  it('whenRoom holds the caller back while more systems than workers are queued or running', async () => {
     const pool = await openScorer(tasks, { session, workers: 2 });
     const scored = [A, B, C, A].map((w, i) => pool.score(job(String(i), w)));
     let roomAt = -1;
     const room = pool.whenRoom().then(() => (roomAt = scored.length));
     await Promise.race([room, new Promise((r) => setTimeout(r, 50))]);
-    expect(roomAt).toBe(-1); // four systems queued or running: no room yet
+    expect(roomAt).toBe(-1); // four systems queued or running on two workers: no room yet
     await Promise.all(scored);
     await room;
     expect(roomAt).toBe(4);
     await pool.close();
+  });
+});
+
+describe('workersInMemory', () => {
+  it('fits as many systems as the budget holds at SCORING_MEMORY_FACTOR times their weights, and at least one', () => {
+    const modelBytes = 360 * 2 ** 20; // HuBERT-base
+    const per = SCORING_MEMORY_FACTOR * modelBytes;
+    expect(workersInMemory({ modelBytes, budget: 3.5 * per })).toBe(3);
+    expect(workersInMemory({ modelBytes, budget: 0.5 * per })).toBe(1);
+    expect(workersInMemory(undefined)).toBe(Infinity);
+    expect(workersInMemory({ modelBytes: 1 })).toBeGreaterThan(1); // half the free memory, for a tiny model
+  });
+
+  it('keeps the scoring in the main thread when one system is all that fits', async () => {
+    const scorer = await openScorer([], { session, workers: 4, memory: { modelBytes: 2 ** 30, budget: 2 ** 30 } });
+    expect(scorer.workers).toBe(0);
+    await scorer.close();
   });
 });
 

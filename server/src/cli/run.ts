@@ -26,7 +26,7 @@ export function registerRunCommand(program: Command, out: Output): void {
     .description('align, merge and evaluate as a recipe says; writes the output folder and report.json')
     .argument('<recipe>', 'a *.merge.yaml recipe')
     .option('--device <device>', 'auto | cpu | webgpu | cuda (overrides runtime.device)')
-    .option('--threads <n>', 'CPU threads for onnxruntime')
+    .option('--threads <n>', 'CPU threads for onnxruntime, and systems evaluation scores at once')
     .option('--progress <format>', 'bar (default on a terminal) | plain | json (one JSON event per line on stdout)')
     .option('--dry-run', 'print the plan (models, taps, frames, memory) without computing')
     .option('--stats <dirs...>', 'reduce these statistics shards (merge-studio stats --shard) instead of computing the statistics')

@@ -10,7 +10,8 @@
  *   worker on shared memory too (one copy, not one per worker).
  * - Systems whose front end is identical (variants at one λ that differ only in the layers) go to the worker that
  *   embedded it last, whose FrontEndCache then skips it; the cache is dropped when the `cacheGroup` (the λ) changes.
- * - Memory: at most `2 × workers` systems are queued or running (`whenRoom`), each holding its weights once.
+ * - Memory: no more workers than fit in half the free memory (or `runtime.memory`) at SCORING_MEMORY_FACTOR times a
+ *   system's weights each, and at most `workers + 1` systems queued or running (`whenRoom`).
  * - Cancelling (or a failure) fails every system owed at once; each worker stops between batches, and is ended only
  *   once it has answered (ending one inside an onnxruntime call would abort the process).
  * - A failing system fails its promise with the worker's EngineError.
@@ -18,7 +19,7 @@
  * `openScorer` falls back to the main thread (one system at a time) for one worker, a GPU backend (the device is
  * the parallel part there), or where no worker script can be found.
  */
-import { availableParallelism } from 'node:os';
+import { availableParallelism, freemem } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { EngineError, type EngineErrorCode } from '../errors';
 import { EmbeddingSession } from '../model/embed';
@@ -32,8 +33,15 @@ import { evaluateModel, type ModelEvaluation, type PreparedTask } from './evalua
 import type { ProbeOptions } from './probe-classifier';
 import type { ScoringMessage, ScoringResponse, ScoringWorkerData } from './scoring-worker';
 
-/** Default ceiling on workers: each holds a session with a system's weights (HuBERT-base: ~0.4 GB). */
+/** Default ceiling on workers: each holds a session with a system's weights. */
 export const MAX_SCORING_WORKERS = 4;
+/**
+ * Memory of one system being scored, in multiples of its weights: its copy on shared memory, the encoded graphs and
+ * onnxruntime's session (initializers and pre-packed weights), then activations. Measured for HuBERT-base (360 MiB of
+ * weights, 2-s clips, peak from the kernel's high-water mark): 1.9 GiB above the process in the main thread, 1.6–1.9 GiB
+ * more per worker; 6.5 leaves room for a system queued per worker.
+ */
+export const SCORING_MEMORY_FACTOR = 6.5;
 
 export interface ScoringJob {
   label: string;
@@ -54,7 +62,7 @@ export interface SystemScorer {
   /** Worker threads scoring systems (0: the main thread, one system at a time). */
   readonly workers: number;
   score(job: ScoringJob): Promise<ScoredSystem>;
-  /** Resolves when fewer than 2 × max(1, workers) systems are queued or running: build the next one then. */
+  /** Resolves when at most max(1, workers) systems are queued or running: build the next one then. */
   whenRoom(): Promise<void>;
   close(): Promise<void>;
 }
@@ -65,6 +73,8 @@ export interface ScorerOptions {
   workers?: number;
   /** Systems the run will score: no more workers than that. */
   systems?: number;
+  /** Bytes of one system's weights, and the memory to fit the workers in (default: half of what the OS has free). */
+  memory?: { modelBytes: number; budget?: number };
   /** Bytes of front ends each scorer keeps (default FRONT_END_CACHE_BYTES). */
   cacheBytes?: number;
   signal?: AbortSignal;
@@ -73,10 +83,17 @@ export interface ScorerOptions {
 export async function openScorer(tasks: readonly PreparedTask[], opts: ScorerOptions): Promise<SystemScorer> {
   const cpu = (await resolveBackend(opts.session.device ?? 'auto')) === 'cpu';
   const wanted = opts.workers ?? opts.session.threads ?? availableParallelism();
-  const workers = cpu ? Math.min(wanted, MAX_SCORING_WORKERS, opts.systems ?? Infinity) : 1;
+  const workers = cpu ? Math.min(wanted, MAX_SCORING_WORKERS, opts.systems ?? Infinity, workersInMemory(opts.memory)) : 1;
   const entry = workers > 1 ? workerEntry('scoring-worker', typeof __dirname === 'string' ? __dirname : undefined) : null;
   if (!entry) return new MainThreadScorer(tasks, opts);
   return new WorkerScorer(tasks, opts, workers, entry);
+}
+
+/** How many systems fit in memory at once (at least one: the main thread scores one in any case). */
+export function workersInMemory(memory: ScorerOptions['memory']): number {
+  if (!memory || memory.modelBytes <= 0) return Infinity;
+  const budget = memory.budget ?? freemem() / 2;
+  return Math.max(1, Math.floor(budget / (SCORING_MEMORY_FACTOR * memory.modelBytes)));
 }
 
 /** One system at a time in this thread, with the session options as given. */
@@ -233,7 +250,7 @@ class WorkerScorer implements SystemScorer {
 
   whenRoom(): Promise<void> {
     const queued = this.threads.reduce((n, t) => n + t.inFlight, 0);
-    if (this.failure || queued < 2 * this.workers) return Promise.resolve();
+    if (this.failure || queued <= this.workers) return Promise.resolve();
     return new Promise((resolve) => this.room.push(resolve));
   }
 

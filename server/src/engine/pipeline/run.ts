@@ -31,6 +31,7 @@ import { parameterCount, toStoredTensors } from '../model/weights';
 import { partsOfStage, type JobStage, type JobSummary, type ProgressSink } from '../progress';
 import { loadRecipe, type LoadedRecipe } from '../recipe/load';
 import { blockHeatmap } from './heatmap';
+import { parseMemory } from './memory-plan';
 import {
   REPORT_VERSION,
   type EvaluationRow,
@@ -228,6 +229,7 @@ export async function runLoadedRecipe(loaded: LoadedRecipe, opts: RunOptions = {
         emit,
         signal: opts.signal,
         aligned: perms.size > 0,
+        memory: recipe.runtime.memory,
       })),
       split: recipe.evaluate.split,
       ...(recipe.evaluate.split === 'validation' && recipe.evaluate.folds > 1 ? { folds: recipe.evaluate.folds } : {}),
@@ -436,6 +438,8 @@ interface VariantInputs {
   emit: ProgressSink;
   signal: AbortSignal | undefined;
   aligned: boolean;
+  /** `runtime.memory`: the budget the scoring workers must fit in. */
+  memory: string | undefined;
 }
 
 /**
@@ -453,7 +457,10 @@ async function evaluateVariants(v: VariantInputs): Promise<NonNullable<MergeRepo
   const parts = 2 + points.length * (v.systems.length + (v.aligned ? 1 : 0));
   const partOf = partsOfStage(v.emit, parts);
   // Systems are scored in parallel (eval/scoring-pool.ts) and listed in the order they were sent.
-  const scorer = await openScorer(v.tasks, { session: v.session, systems: parts, ...(v.signal ? { signal: v.signal } : {}) });
+  // As many workers as fit in memory: the widest system (zipping grows the FFN) at the recipe's budget, if any.
+  const widest = Math.max(1, ...v.systems.map((s) => s.merge.width ?? 1));
+  const memory = { modelBytes: 4 * parameterCount(cfg) * widest, ...(v.memory ? { budget: parseMemory(v.memory) } : {}) };
+  const scorer = await openScorer(v.tasks, { session: v.session, systems: parts, memory, ...(v.signal ? { signal: v.signal } : {}) });
   // Never rejected (the first failure is kept in `failure`): a run that stops early leaves none unhandled.
   const scored: Promise<{ variant: Variant; lambda: number | null; evaluation: ModelEvaluation } | undefined>[] = [];
   let failure: unknown;

@@ -427,7 +427,8 @@ export const recipeSchema = object({
           optional: true,
           integer: true,
           minimum: 1,
-          description: 'CPU threads for onnxruntime and statistics. Default: all cores.',
+          description:
+            'CPU threads for onnxruntime and statistics, and how many systems evaluation scores at once (one onnxruntime thread each, at most 4, as many as fit in memory; 1 scores them one after another). Default: all cores.',
         }),
         batch_size: num({
           optional: true,
@@ -439,7 +440,7 @@ export const recipeSchema = object({
           optional: true,
           format: 'text',
           description:
-            'Memory budget of the statistics step, e.g. 4GB: picks the batch size and the layers per pass so the run stays under it (`merge-studio run --dry-run` prints the estimate). Default: the batch size above and passes of 4 layers.',
+            'Memory budget of the statistics step, e.g. 4GB: picks the batch size and the layers per pass so the run stays under it (`merge-studio run --dry-run` prints the estimate), and caps how many systems evaluation scores at once. Default: the batch size above and passes of 4 layers; evaluation fits in half the free memory.',
         }),
       },
     }),
