@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EngineError } from '../../server/src/engine/errors';
 import { loadEvalTasks, type PreparedTask } from '../../server/src/engine/eval/evaluate';
 import {
+  MAX_SCORING_WORKERS,
   openScorer,
   SCORING_MEMORY_FACTOR,
   sharedWeights,
@@ -110,10 +111,25 @@ describe('openScorer', () => {
     const events: JobEvent[] = [];
     const two = await openScorer(tasks, { session, workers: 4, systems: 2 });
     expect(two.workers).toBe(2);
+    expect(two.threads).toBe(1); // this machine's cores shared out
     await scoreAll(two, [job('A', A, 'g', (e) => events.push(e))]);
     const last = events.at(-1)!;
     expect(last.type === 'progress' && last.done === last.total && last.total === clips).toBe(true);
     await pool.close();
+  });
+
+  it('shares runtime.threads out among the workers, at most MAX_SCORING_WORKERS of them', async () => {
+    const eight = { ...session, threads: 8 };
+    const byThreads = await openScorer(tasks, { session: eight });
+    const byMemory = await openScorer(tasks, {
+      session: eight,
+      memory: { modelBytes: 2 ** 20, budget: 2 * SCORING_MEMORY_FACTOR * 2 ** 20 },
+    });
+    const one = await openScorer(tasks, { session: { ...session, threads: 1 } });
+    expect([byThreads.workers, byThreads.threads]).toEqual([MAX_SCORING_WORKERS, 8 / MAX_SCORING_WORKERS]);
+    expect([byMemory.workers, byMemory.threads]).toEqual([2, 4]);
+    expect([one.workers, one.threads]).toEqual([0, 1]);
+    await Promise.all([byThreads, byMemory, one].map((s) => s.close()));
   });
 
   it("fails a system with the worker's located error, as the main thread would", async () => {

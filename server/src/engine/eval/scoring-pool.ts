@@ -2,10 +2,12 @@
  * Scores the systems of a run (sources, merges, variants at each λ), in parallel on the CPU. One system's evaluation
  * is single-threaded at heart: onnxruntime's runs are synchronous, and its intra-op threads gained little on these
  * small per-clip graphs (bench:eval on 2 cores: 2 threads 1.7–1.9 s wall per system against 2.1–2.3 with 1, for 50 %
- * more CPU). So each worker thread scores whole systems with one onnxruntime thread, and `workers` systems run at once.
+ * more CPU). So each worker thread scores whole systems, and `workers` systems run at once, with one onnxruntime thread
+ * each (more where cores outnumber workers: past MAX_SCORING_WORKERS, or fewer systems than cores).
  *
  * - Same results as scoring in the main thread: a system is embedded and probed by the same code, in the same
- *   batches, wherever it runs (tests compare them to the last bit).
+ *   batches, wherever it runs (tests compare them to the last bit). onnxruntime's own results can move in the last
+ *   bits with its thread count (1 and 2 threads agree on the example; 8 and 16 moved some validation scores).
  * - The tasks' audio is copied once into shared memory that every worker reads; each system's weights go to its
  *   worker on shared memory too (one copy, not one per worker).
  * - Systems whose front end is identical (variants at one λ that differ only in the layers) go to the worker that
@@ -61,6 +63,8 @@ export interface ScoredSystem {
 export interface SystemScorer {
   /** Worker threads scoring systems (0: the main thread, one system at a time). */
   readonly workers: number;
+  /** onnxruntime threads for each system (undefined: onnxruntime's default, every core). */
+  readonly threads: number | undefined;
   score(job: ScoringJob): Promise<ScoredSystem>;
   /** Resolves when at most max(1, workers) systems are queued or running: build the next one then. */
   whenRoom(): Promise<void>;
@@ -82,11 +86,13 @@ export interface ScorerOptions {
 
 export async function openScorer(tasks: readonly PreparedTask[], opts: ScorerOptions): Promise<SystemScorer> {
   const cpu = (await resolveBackend(opts.session.device ?? 'auto')) === 'cpu';
-  const wanted = opts.workers ?? opts.session.threads ?? availableParallelism();
+  const threads = opts.session.threads ?? availableParallelism();
+  const wanted = opts.workers ?? threads;
   const workers = cpu ? Math.min(wanted, MAX_SCORING_WORKERS, opts.systems ?? Infinity, workersInMemory(opts.memory)) : 1;
   const entry = workers > 1 ? workerEntry('scoring-worker', typeof __dirname === 'string' ? __dirname : undefined) : null;
   if (!entry) return new MainThreadScorer(tasks, opts);
-  return new WorkerScorer(tasks, opts, workers, entry);
+  // The cores left over when there are more than workers (large models' GEMMs do use them) are shared out.
+  return new WorkerScorer(tasks, opts, workers, Math.max(1, Math.floor(threads / workers)), entry);
 }
 
 /** How many systems fit in memory at once (at least one: the main thread scores one in any case). */
@@ -99,6 +105,7 @@ export function workersInMemory(memory: ScorerOptions['memory']): number {
 /** One system at a time in this thread, with the session options as given. */
 class MainThreadScorer implements SystemScorer {
   readonly workers = 0;
+  readonly threads: number | undefined;
   private readonly frontEnds: FrontEndCache;
   private group: string | undefined;
   private queue: Promise<unknown> = Promise.resolve();
@@ -113,6 +120,7 @@ class MainThreadScorer implements SystemScorer {
     private readonly opts: ScorerOptions,
   ) {
     this.frontEnds = new FrontEndCache(opts.cacheBytes ?? FRONT_END_CACHE_BYTES);
+    this.threads = opts.session.threads;
     this.signal = opts.signal ? AbortSignal.any([opts.signal, this.closing.signal]) : this.closing.signal;
   }
 
@@ -174,7 +182,7 @@ interface ScoringThread {
 }
 
 class WorkerScorer implements SystemScorer {
-  private readonly threads: ScoringThread[];
+  private readonly pool: ScoringThread[];
   private nextId = 1;
   private room: (() => void)[] = [];
   private failure: EngineError | undefined;
@@ -183,14 +191,15 @@ class WorkerScorer implements SystemScorer {
     tasks: readonly PreparedTask[],
     private readonly opts: ScorerOptions,
     readonly workers: number,
+    readonly threads: number,
     entry: { file: string; eval: boolean },
   ) {
     const workerData: ScoringWorkerData = {
       tasks: sharedTasks(tasks),
-      session: { ...opts.session, threads: 1 },
+      session: { ...opts.session, threads },
       cacheBytes: opts.cacheBytes ?? FRONT_END_CACHE_BYTES,
     };
-    this.threads = Array.from({ length: workers }, () => this.start(entry, workerData));
+    this.pool = Array.from({ length: workers }, () => this.start(entry, workerData));
     opts.signal?.addEventListener('abort', this.onAbort, { once: true });
   }
 
@@ -243,13 +252,13 @@ class WorkerScorer implements SystemScorer {
 
   /** The worker whose cache will hold this front end, else the one with the fewest systems queued. */
   private pick(fingerprint: string, group: string): ScoringThread {
-    const live = this.threads.filter((t) => !t.exited);
+    const live = this.pool.filter((t) => !t.exited);
     const holder = live.find((t) => t.last?.fingerprint === fingerprint && t.last.group === group);
     return holder ?? live.reduce((best, t) => (t.inFlight < best.inFlight ? t : best));
   }
 
   whenRoom(): Promise<void> {
-    const queued = this.threads.reduce((n, t) => n + t.inFlight, 0);
+    const queued = this.pool.reduce((n, t) => n + t.inFlight, 0);
     if (this.failure || queued <= this.workers) return Promise.resolve();
     return new Promise((resolve) => this.room.push(resolve));
   }
@@ -257,7 +266,7 @@ class WorkerScorer implements SystemScorer {
   /** Fails every system owed (the first cause is kept) and asks the workers to stop what they run. */
   private fail(e: EngineError): void {
     this.failure ??= e;
-    for (const t of this.threads) {
+    for (const t of this.pool) {
       for (const p of t.owed.values()) p.reject(this.failure);
       t.owed.clear();
       if (!t.exited) t.worker.postMessage({ type: 'cancel' } satisfies ScoringMessage);
@@ -270,7 +279,7 @@ class WorkerScorer implements SystemScorer {
     this.opts.signal?.removeEventListener('abort', this.onAbort);
     this.fail(new EngineError('cancelled', 'evaluation scorer closed'));
     await Promise.all(
-      this.threads.map(async (t) => {
+      this.pool.map(async (t) => {
         if (t.inFlight > 0 && !t.exited) await new Promise<void>((resolve) => t.idle.push(resolve));
         await t.worker.terminate();
       }),
