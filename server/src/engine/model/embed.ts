@@ -1,10 +1,11 @@
 /**
- * Clip embeddings for evaluation: every hidden state mean-pooled over frames inside the graph, so only
- * [clips, layers + 1, hidden] crosses into JS. Two graphs: the front end (audio → hidden_states[0]) and the layers
- * (→ pooled states), so that systems of a run with an identical front end share its output (model/front-end-cache.ts). Clips of equal length share a batch; others run apart, because
- * padding would change a group-norm front end's output (HuBERT-base has no attention mask). A clip longer than one
- * forward window (30 s) is pooled over windows as `forward` computes them (long-audio.ts), in bounded memory. On the
- * CPU the conv blocks run as model/conv-stack-cpu.ts lays them out (the front end is most of this graph's work).
+ * Clip embeddings for evaluation: every hidden state mean-pooled over frames, [clips, layers + 1, hidden]. Three
+ * graphs: the front end (audio → hidden_states[0]), so that systems of a run with an identical front end share its
+ * output (model/front-end-cache.ts); the layers (→ hidden_states[1..L]); and the pooling, with one thread (see
+ * `create`). Clips of equal length share a batch; others run apart, because padding would change a group-norm front
+ * end's output (HuBERT-base has no attention mask). A clip longer than one forward window (30 s) is pooled over
+ * windows as `forward` computes them (long-audio.ts), in bounded memory. On the CPU the conv blocks run as
+ * model/conv-stack-cpu.ts lays them out (the front end is most of this graph's work).
  */
 import * as ort from 'onnxruntime-node';
 import { EngineError } from '../errors';
@@ -23,8 +24,10 @@ export class EmbeddingSession {
     private readonly opts: SessionOptions,
     /** audio [batch, samples] → hidden_states[0] [batch, frames, hidden] */
     private readonly front: Session,
-    /** hidden_states[0] → every hidden state mean-pooled, [batch, layers + 1, hidden] */
-    private readonly layersPooled: Session,
+    /** hidden_states[0] → hidden_states[1..L] */
+    private readonly layers: Session,
+    /** hidden_states[0..L] → every hidden state mean-pooled, [batch, layers + 1, hidden]; one onnxruntime thread */
+    private readonly pool: Session,
     private readonly frontEnds: FrontEndCache,
     private readonly fingerprint: string,
     private readonly minSamples: number,
@@ -64,12 +67,17 @@ export class EmbeddingSession {
     );
     f.output(frontTaps.get(tapName.hidden(0))!, 'hidden0');
     const b = new GraphBuilder({ precision: opts.precision });
-    const hidden0 = b.input('hidden0', ['batch', 'frames', cfg.hidden]);
-    const taps = addEncoder(b, cfg, model.weights, hidden0, '', { from: 0 });
+    const taps = addEncoder(b, cfg, model.weights, b.input('hidden0', ['batch', 'frames', cfg.hidden]), '', { from: 0 });
+    for (let k = 1; k <= cfg.layers; k++) b.output(taps.get(tapName.hidden(k))!, `hidden${k}`);
+    // Mean pooling in a graph of its own, run with one thread: onnxruntime's ReduceMean sums in an order that depends on
+    // its thread count (4 threads and more moved pooled features by up to 7e-7 on the example, and with them probe
+    // scores), while the layers' outputs do not. So scores are the same whatever runtime.threads, and equal to what one
+    // graph with one or two threads gave.
+    const p = new GraphBuilder();
     const pooled = Array.from({ length: cfg.layers + 1 }, (_, k) =>
-      b.op('ReduceMean', [k === 0 ? hidden0 : taps.get(tapName.hidden(k))!], { axes: [1], keepdims: 1 }, `pool${k}`),
+      p.op('ReduceMean', [p.input(`hidden${k}`, ['batch', 'frames', cfg.hidden])], { axes: [1], keepdims: 1 }, `pool${k}`),
     );
-    b.output(b.op('Concat', pooled, { axis: 1 }), 'pooled'); // [batch, layers + 1, hidden]
+    p.output(p.op('Concat', pooled, { axis: 1 }), 'pooled'); // [batch, layers + 1, hidden]
     // Threads that sleep between ops instead of spinning: half the CPU time on a busy 2-core machine, and no slower.
     // On the CPU with onnxruntime's arena: both graphs run call after call on few shapes, and their activations then
     // reuse the arena's pages instead of faulting in fresh ones each run (~25 µs per 4 KiB page on these VMs). Measured
@@ -78,15 +86,22 @@ export class EmbeddingSession {
     const cpu = backend === 'cpu';
     const sessionOpts = { ...opts, spinning: false, memoryArena: cpu };
     const front = await createSession(f.encode('merge_studio_embed_front'), sessionOpts);
-    const layersPooled = await createSession(b.encode('merge_studio_embed_layers'), sessionOpts).catch(async (e: unknown) => {
+    const layers = await createSession(b.encode('merge_studio_embed_layers'), sessionOpts).catch(async (e: unknown) => {
       await front.release();
       throw e;
     });
+    const pool = await createSession(p.encode('merge_studio_embed_pool'), { device: 'cpu', threads: 1, spinning: false }).catch(
+      async (e: unknown) => {
+        await Promise.all([front.release(), layers.release()]);
+        throw e;
+      },
+    );
     return new EmbeddingSession(
       model,
       opts,
       front,
-      layersPooled,
+      layers,
+      pool,
       frontEnds,
       frontEndFingerprint(cfg, model.weights),
       receptiveField(cfg),
@@ -96,7 +111,7 @@ export class EmbeddingSession {
 
   /** [clips, layers + 1, hidden] mean-pooled hidden states, rows in the order of `clips`. */
   async embed(clips: readonly Float32Array[]): Promise<Tensor> {
-    const row = (this.layers + 1) * this.hidden;
+    const row = (this.layerCount + 1) * this.hidden;
     const out = new Float32Array(clips.length * row);
     const byLength = new Map<number, number[]>();
     for (const [i, c] of clips.entries()) {
@@ -132,11 +147,12 @@ export class EmbeddingSession {
       const frames = hidden0[0]!.length / this.hidden;
       const batch = this.inputBatch(indices.length * frames * this.hidden);
       hidden0.forEach((h, r) => batch.set(h!, r * h!.length));
-      const result = await this.layersPooled.run({ hidden0: new ort.Tensor('float32', batch, [indices.length, frames, this.hidden]) });
-      const pooled = result.pooled!.data as Float32Array;
+      const tensor0 = new ort.Tensor('float32', batch, [indices.length, frames, this.hidden]);
+      const states = await this.layers.run({ hidden0: tensor0 });
+      const pooled = (await this.pool.run({ ...states, hidden0: tensor0 })).pooled!.data as Float32Array;
       indices.forEach((clip, r) => out.set(pooled.subarray(r * row, (r + 1) * row), clip * row));
     }
-    return { shape: [clips.length, this.layers + 1, this.hidden], data: out };
+    return { shape: [clips.length, this.layerCount + 1, this.hidden], data: out };
   }
 
   /** A batch of `size` floats to fill: on the CPU a view of the scratch buffer (grown as needed), else a new array. */
@@ -155,7 +171,7 @@ export class EmbeddingSession {
     return { hidden0: this.frontOutput! };
   }
 
-  private get layers(): number {
+  private get layerCount(): number {
     return this.model.config.layers;
   }
 
@@ -167,6 +183,7 @@ export class EmbeddingSession {
     this.frontOutput = undefined;
     this.scratch = new Float32Array(0);
     await this.front.release();
-    await this.layersPooled.release();
+    await this.layers.release();
+    await this.pool.release();
   }
 }
