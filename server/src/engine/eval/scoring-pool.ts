@@ -6,8 +6,8 @@
  * each (more where cores outnumber workers: past MAX_SCORING_WORKERS, or fewer systems than cores).
  *
  * - Same results as scoring in the main thread: a system is embedded and probed by the same code, in the same
- *   batches, wherever it runs (tests compare them to the last bit). onnxruntime's own results can move in the last
- *   bits with its thread count (1 and 2 threads agree on the example; 8 and 16 moved some validation scores).
+ *   batches, wherever it runs, and with whatever onnxruntime threads (model/embed.ts pools in one thread; tests
+ *   compare them to the last bit).
  * - The tasks' audio is copied once into shared memory that every worker reads; each system's weights go to its
  *   worker on shared memory too (one copy, not one per worker).
  * - Systems whose front end is identical (variants at one λ that differ only in the layers) go to the worker that
