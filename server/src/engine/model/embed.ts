@@ -70,9 +70,9 @@ export class EmbeddingSession {
     const taps = addEncoder(b, cfg, model.weights, b.input('hidden0', ['batch', 'frames', cfg.hidden]), '', { from: 0 });
     for (let k = 1; k <= cfg.layers; k++) b.output(taps.get(tapName.hidden(k))!, `hidden${k}`);
     // Mean pooling in a graph of its own, run with one thread: onnxruntime's ReduceMean sums in an order that depends on
-    // its thread count (4 threads and more moved pooled features by up to 7e-7 on the example, and with them probe
-    // scores), while the layers' outputs do not. So scores are the same whatever runtime.threads, and equal to what one
-    // graph with one or two threads gave.
+    // its thread count (from 4 threads on, pooled features moved by up to 7e-7 on the example; 8 and 16 threads had
+    // moved some validation scores), while the layers' outputs do not. So the features are the same whatever
+    // runtime.threads, and equal to what one graph with one or two threads gave.
     const p = new GraphBuilder();
     const pooled = Array.from({ length: cfg.layers + 1 }, (_, k) =>
       p.op('ReduceMean', [p.input(`hidden${k}`, ['batch', 'frames', cfg.hidden])], { axes: [1], keepdims: 1 }, `pool${k}`),
