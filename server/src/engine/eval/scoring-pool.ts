@@ -196,7 +196,7 @@ class WorkerScorer implements SystemScorer {
   ) {
     const workerData: ScoringWorkerData = {
       tasks: sharedTasks(tasks),
-      session: { ...opts.session, threads },
+      session: { ...opts.session, device: 'cpu', threads }, // what openScorer resolved 'auto' to
       cacheBytes: opts.cacheBytes ?? FRONT_END_CACHE_BYTES,
     };
     this.pool = Array.from({ length: workers }, () => this.start(entry, workerData));
@@ -230,6 +230,8 @@ class WorkerScorer implements SystemScorer {
   }
 
   score(job: ScoringJob): Promise<ScoredSystem> {
+    if (!this.failure && this.pool.every((t) => t.exited))
+      this.fail(new EngineError('runtime-error', 'every evaluation worker has exited'));
     if (this.failure) return Promise.reject(this.failure);
     const fingerprint = frontEndFingerprint(job.model.config, job.model.weights);
     const thread = this.pick(fingerprint, job.cacheGroup);
