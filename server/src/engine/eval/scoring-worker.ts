@@ -2,9 +2,9 @@
  * Worker-thread entry that scores systems (bundled to dist/scoring-worker.js; from source through tsx under vitest):
  * each request is one system's evaluation, as the main thread would run it (an EmbeddingSession on the system's
  * weights, then evaluateModel), with the onnxruntime threads the pool gives it (one, unless cores outnumber workers).
- * The tasks' audio comes once, in `workerData`, on shared
- * memory; requests run one after another in the order they arrive, and a FrontEndCache lives as long as the worker,
- * so systems sent here one after another with the same front end (eval/scoring-pool.ts sends them) embed it once.
+ * The tasks' audio comes once, in `workerData`, on shared memory; requests run one after another in the order they
+ * arrive, and a FrontEndCache lives as long as the worker, so systems sent here one after another with the same front
+ * end (eval/scoring-pool.ts sends them) embed it once.
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { EngineError, describeError, isEngineError } from '../errors';
