@@ -9,7 +9,8 @@ import { resolveBackend } from '../engine/model/runtime';
 import { alignMethod } from '../engine/align/methods';
 import { planStatistics } from '../engine/pipeline/memory-plan';
 import { defaultBatchSize, estimateMemory, formatBytes } from '../engine/pipeline/plan';
-import { systemsOf } from '../engine/pipeline/systems';
+import { lambdaPoints, scoredSystemCount, scoringMemory, systemsOf } from '../engine/pipeline/systems';
+import { scoringPlan } from '../engine/eval/scoring-pool';
 import { guardOutput } from '../engine/pipeline/output-guard';
 import { ONNX_FILE, onnxExportProblem } from '../engine/pipeline/onnx-export';
 import { probeNeed } from '../engine/pipeline/probe-need';
@@ -38,7 +39,7 @@ export function registerRunCommand(program: Command, out: Output): void {
       if (opts.dryRun) {
         // The same output checks as a run, without changing anything: refusals fail the dry run too.
         const recovery = await guardOutput(loaded, { dryRun: true });
-        await printPlan(loaded, out, device);
+        await printPlan(loaded, out, device, threads);
         for (const line of recovery) out.info(`         ${line}`);
         return;
       }
@@ -63,6 +64,7 @@ async function printPlan(
   loaded: Awaited<ReturnType<typeof loadRecipe>>,
   out: Output,
   device: Parameters<typeof resolveBackend>[0] | undefined,
+  threads: number | undefined,
 ): Promise<void> {
   const r = loaded.recipe;
   const anchorRef = parseHubRef(r.models.anchor)
@@ -101,7 +103,17 @@ async function printPlan(
       `variant  ${s.name}: align ${s.align.method} (${s.align.permute.join(', ')}); merge ${s.merge.method}${s.merge.width > 1 ? `, FFN width ×${s.merge.width}` : ''}${s.merge.repair ? ', statistics repair' : ''}`,
     );
   }
-  if (r.evaluate) out.info(`evaluate ${r.evaluate.tasks.map((t) => t.name).join(', ')}`);
+  if (r.evaluate) {
+    const systems = systemsOf(r);
+    const count = scoredSystemCount(systems.length, lambdaPoints(r.merge.lambda, r.merge.sweep ?? []).length, method !== 'none');
+    const memory = scoringMemory(cfg, systems, r.runtime.memory);
+    const scoring = scoringPlan({ session: { threads: threads ?? r.runtime.threads }, systems: count, memory, backend });
+    const how =
+      scoring.workers > 0
+        ? `${scoring.workers} at a time in worker threads, ${scoring.threads} onnxruntime thread(s) each`
+        : 'one at a time';
+    out.info(`evaluate ${r.evaluate.tasks.map((t) => t.name).join(', ')}; ${count} systems, scored ${how}`);
+  }
   out.info(
     `memory   weights ${formatBytes(mem.weightsBytes)}, statistics ${formatBytes(mem.statisticsBytes)}, batch activations ≈ ${formatBytes(mem.batchActivationBytes)}`,
   );

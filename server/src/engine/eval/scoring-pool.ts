@@ -27,7 +27,7 @@ import { EngineError, type EngineErrorCode } from '../errors';
 import { EmbeddingSession } from '../model/embed';
 import type { EncoderModel } from '../model/encoder';
 import { FRONT_END_CACHE_BYTES, FrontEndCache, frontEndFingerprint } from '../model/front-end-cache';
-import { resolveBackend, type SessionOptions } from '../model/runtime';
+import { resolveBackend, type Backend, type SessionOptions } from '../model/runtime';
 import type { WeightMap } from '../model/tensor';
 import type { ProgressSink } from '../progress';
 import { workerEntry } from '../worker-entry';
@@ -85,14 +85,26 @@ export interface ScorerOptions {
 }
 
 export async function openScorer(tasks: readonly PreparedTask[], opts: ScorerOptions): Promise<SystemScorer> {
-  const cpu = (await resolveBackend(opts.session.device ?? 'auto')) === 'cpu';
+  const plan = scoringPlan({ ...opts, backend: await resolveBackend(opts.session.device ?? 'auto') });
+  const entry = plan.workers > 1 ? workerEntry('scoring-worker', typeof __dirname === 'string' ? __dirname : undefined) : null;
+  if (!entry) return new MainThreadScorer(tasks, opts);
+  return new WorkerScorer(tasks, opts, plan.workers, plan.threads!, entry);
+}
+
+/**
+ * How a run scores its systems (`merge-studio run --dry-run` prints it): worker threads (0: the main thread) and
+ * onnxruntime threads per system (undefined: onnxruntime's default, every core).
+ */
+export function scoringPlan(opts: Omit<ScorerOptions, 'signal' | 'cacheBytes'> & { backend: Backend }): {
+  workers: number;
+  threads: number | undefined;
+} {
   const threads = opts.session.threads ?? availableParallelism();
   const wanted = opts.workers ?? threads;
-  const workers = cpu ? Math.min(wanted, MAX_SCORING_WORKERS, opts.systems ?? Infinity, workersInMemory(opts.memory)) : 1;
-  const entry = workers > 1 ? workerEntry('scoring-worker', typeof __dirname === 'string' ? __dirname : undefined) : null;
-  if (!entry) return new MainThreadScorer(tasks, opts);
+  const fit = Math.min(wanted, MAX_SCORING_WORKERS, opts.systems ?? Infinity, workersInMemory(opts.memory));
+  if (opts.backend !== 'cpu' || fit <= 1) return { workers: 0, threads: opts.session.threads };
   // The cores left over when there are more than workers (large models' GEMMs do use them) are shared out.
-  return new WorkerScorer(tasks, opts, workers, Math.max(1, Math.floor(threads / workers)), entry);
+  return { workers: fit, threads: Math.max(1, Math.floor(threads / fit)) };
 }
 
 /** How many systems fit in memory at once (at least one: the main thread scores one in any case). */

@@ -31,7 +31,6 @@ import { parameterCount, toStoredTensors } from '../model/weights';
 import { partsOfStage, type JobStage, type JobSummary, type ProgressSink } from '../progress';
 import { loadRecipe, type LoadedRecipe } from '../recipe/load';
 import { blockHeatmap } from './heatmap';
-import { parseMemory } from './memory-plan';
 import {
   REPORT_VERSION,
   type EvaluationRow,
@@ -46,7 +45,18 @@ import { probeNeed } from './probe-need';
 import { guardOutput } from './output-guard';
 import { ONNX_FILE, onnxExportProblem, writeDeployableOnnx } from './onnx-export';
 import { StagedOutput } from './staging';
-import { alignmentFor, alignmentKey, buildSystem, systemsOf, type BuildContext, type BuiltSystem, type SystemSettings } from './systems';
+import {
+  alignmentFor,
+  alignmentKey,
+  buildSystem,
+  lambdaPoints,
+  scoredSystemCount,
+  scoringMemory,
+  systemsOf,
+  type BuildContext,
+  type BuiltSystem,
+  type SystemSettings,
+} from './systems';
 
 declare const MERGE_STUDIO_VERSION: string;
 const TOOL_VERSION = typeof MERGE_STUDIO_VERSION === 'string' ? MERGE_STUDIO_VERSION : 'dev';
@@ -448,18 +458,12 @@ interface VariantInputs {
  */
 async function evaluateVariants(v: VariantInputs): Promise<NonNullable<MergeReport['evaluation']>> {
   const cfg = v.anchor.config;
-  const points: { lambda: number | null; spec: LambdaSpec }[] = [];
-  if (typeof v.lambda === 'number') points.push({ lambda: v.lambda, spec: v.lambda });
-  else points.push({ lambda: null, spec: v.lambda });
-  for (const l of v.sweep) if (l !== v.lambda) points.push({ lambda: l, spec: l });
-  points.sort((a, b) => (a.lambda ?? -1) - (b.lambda ?? -1));
+  const points = lambdaPoints(v.lambda, v.sweep);
   // One progress bar for the whole stage: each system scored is one equal part of it.
-  const parts = 2 + points.length * (v.systems.length + (v.aligned ? 1 : 0));
+  const parts = scoredSystemCount(v.systems.length, points.length, v.aligned);
   const partOf = partsOfStage(v.emit, parts);
-  // Systems are scored in parallel (eval/scoring-pool.ts) and listed in the order they were sent.
-  // As many workers as fit in memory: the widest system (zipping grows the FFN) at the recipe's budget, if any.
-  const widest = Math.max(1, ...v.systems.map((s) => s.merge.width ?? 1));
-  const memory = { modelBytes: 4 * parameterCount(cfg) * widest, ...(v.memory ? { budget: parseMemory(v.memory) } : {}) };
+  // Systems are scored in parallel (eval/scoring-pool.ts), as many as fit in memory, and listed in the order sent.
+  const memory = scoringMemory(cfg, v.systems, v.memory);
   const scorer = await openScorer(v.tasks, { session: v.session, systems: parts, memory, ...(v.signal ? { signal: v.signal } : {}) });
   // Never rejected (the first failure is kept in `failure`): a run that stops early leaves none unhandled.
   const scored: Promise<{ variant: Variant; lambda: number | null; evaluation: ModelEvaluation } | undefined>[] = [];

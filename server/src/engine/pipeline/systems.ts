@@ -20,6 +20,7 @@ import type { WeightMap } from '../model/tensor';
 import { tapName, type TapName } from '../model/taps';
 import { parameterCount } from '../model/weights';
 import type { LsqSettings, Recipe } from '../recipe/schema';
+import { parseMemory } from './memory-plan';
 import { defaultBatchSize } from './plan';
 
 export interface SystemSettings {
@@ -203,4 +204,28 @@ export async function alignmentFor(
   let a = cache.get(key);
   if (!a) cache.set(key, (a = alignMethod(s.align.method).align({ ...ctx, permute: s.align.permute, heads: s.align.heads })));
   return a;
+}
+
+/** The λ points a run scores: the recipe's λ (null when it is per layer) and every other sweep λ, in order. */
+export function lambdaPoints(lambda: LambdaSpec, sweep: readonly number[]): { lambda: number | null; spec: LambdaSpec }[] {
+  const points: { lambda: number | null; spec: LambdaSpec }[] = [{ lambda: typeof lambda === 'number' ? lambda : null, spec: lambda }];
+  for (const l of sweep) if (l !== lambda) points.push({ lambda: l, spec: l });
+  return points.sort((a, b) => (a.lambda ?? -1) - (b.lambda ?? -1));
+}
+
+/**
+ * Systems a run scores: the two sources, then at each λ the unaligned merge and each system (the main settings only
+ * when they align: unaligned, they are the unaligned merge).
+ */
+export function scoredSystemCount(systems: number, points: number, aligned: boolean): number {
+  return 2 + points * (1 + systems - (aligned ? 0 : 1));
+}
+
+/**
+ * What the scoring workers must fit in: the widest system's weights (zipping grows the FFN; counted as the whole model
+ * grown, to be safe) and `runtime.memory`, if the recipe sets it.
+ */
+export function scoringMemory(cfg: EncoderConfig, systems: readonly SystemSettings[], budget: string | undefined) {
+  const widest = Math.max(1, ...systems.map((s) => s.merge.width ?? 1));
+  return { modelBytes: 4 * parameterCount(cfg) * widest, ...(budget ? { budget: parseMemory(budget) } : {}) };
 }
