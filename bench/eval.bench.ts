@@ -190,7 +190,7 @@ async function main(): Promise<void> {
   console.log(`\nfresh CPU-s per system: median ${sorted[sorted.length >> 1]!.toFixed(2)} (${sorted.map((c) => c.toFixed(2)).join(', ')})`);
 
   // A run's systems as evaluateVariants sends them (eval/scoring-pool.ts): in the main thread, one after another, and
-  // in worker threads, alternating, each rep on a fresh scorer (its workers' start-up included).
+  // in worker threads, alternating, each rep on a fresh scorer; its start-up and a first system per thread untimed.
   const run = [
     { name: 'anchor', weights: anchor.weights, group: 'sources' },
     { name: 'other', weights: other.weights, group: 'sources' },
