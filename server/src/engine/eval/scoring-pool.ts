@@ -5,8 +5,8 @@
  * more CPU). So each worker thread scores whole systems, and `workers` systems run at once, with one onnxruntime thread
  * each (more where cores outnumber workers: past MAX_SCORING_WORKERS, or fewer systems than cores).
  *
- * - Same results as scoring in the main thread: a system is embedded and probed by the same code, in the same
- *   batches, wherever it runs, and with whatever onnxruntime threads (model/embed.ts pools in one thread; tests
+ * - Same results as scoring in the main thread: a system is embedded and probed by the same code
+ *   (eval/system-scoring.ts), in the same batches, wherever it runs, and with whatever onnxruntime threads (model/embed.ts pools in one thread; tests
  *   compare them to the last bit).
  * - The tasks' audio is copied once into shared memory that every worker reads; each system's weights go to its
  *   worker on shared memory too (one copy, not one per worker).
@@ -24,16 +24,13 @@
 import { availableParallelism, freemem } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { EngineError, type EngineErrorCode } from '../errors';
-import { EmbeddingSession } from '../model/embed';
-import type { EncoderModel } from '../model/encoder';
-import { FRONT_END_CACHE_BYTES, FrontEndCache, frontEndFingerprint } from '../model/front-end-cache';
+import { frontEndFingerprint } from '../model/front-end-cache';
 import { resolveBackend, type Backend, type SessionOptions } from '../model/runtime';
 import type { WeightMap } from '../model/tensor';
-import type { ProgressSink } from '../progress';
 import { workerEntry } from '../worker-entry';
-import { evaluateModel, type ModelEvaluation, type PreparedTask } from './evaluate';
-import type { ProbeOptions } from './probe-classifier';
+import type { PreparedTask } from './evaluate';
 import type { ScoringMessage, ScoringResponse, ScoringWorkerData } from './scoring-worker';
+import { SystemScoring, type ScoredSystem, type SystemRequest } from './system-scoring';
 
 /** Default ceiling on workers: each holds a session with a system's weights. */
 export const MAX_SCORING_WORKERS = 4;
@@ -45,20 +42,9 @@ export const MAX_SCORING_WORKERS = 4;
  */
 export const SCORING_MEMORY_FACTOR = 6.5;
 
-export interface ScoringJob {
-  label: string;
-  model: Pick<EncoderModel, 'config' | 'weights'>;
-  probe: ProbeOptions;
-  /** Systems of one group (the same λ) may share a front end; a new group drops the front ends kept. */
-  cacheGroup: string;
-  progress?: ProgressSink;
-}
-
-export interface ScoredSystem {
-  evaluation: ModelEvaluation;
-  /** Clips whose front end this system computed; 0 when every clip's came from a system scored before it. */
-  frontEndClips: number;
-}
+/** A system to score (eval/system-scoring.ts). */
+export type ScoringJob = SystemRequest;
+export type { ScoredSystem };
 
 export interface SystemScorer {
   /** Worker threads scoring systems (0: the main thread, one system at a time). */
@@ -79,8 +65,6 @@ export interface ScorerOptions {
   systems?: number;
   /** Bytes of one system's weights, and the memory to fit the workers in (default: half of what the OS has free). */
   memory?: { modelBytes: number; budget?: number };
-  /** Bytes of front ends each scorer keeps (default FRONT_END_CACHE_BYTES). */
-  cacheBytes?: number;
   signal?: AbortSignal;
 }
 
@@ -95,7 +79,7 @@ export async function openScorer(tasks: readonly PreparedTask[], opts: ScorerOpt
  * How a run scores its systems (`merge-studio run --dry-run` prints it): worker threads (0: the main thread) and
  * onnxruntime threads per system (undefined: onnxruntime's default, every core).
  */
-export function scoringPlan(opts: Omit<ScorerOptions, 'signal' | 'cacheBytes'> & { backend: Backend }): {
+export function scoringPlan(opts: Omit<ScorerOptions, 'signal'> & { backend: Backend }): {
   workers: number;
   threads: number | undefined;
 } {
@@ -118,8 +102,7 @@ export function workersInMemory(memory: ScorerOptions['memory']): number {
 class MainThreadScorer implements SystemScorer {
   readonly workers = 0;
   readonly threads: number | undefined;
-  private readonly frontEnds: FrontEndCache;
-  private group: string | undefined;
+  private readonly scoring: SystemScoring;
   private queue: Promise<unknown> = Promise.resolve();
   private queued = 0;
   private room: (() => void)[] = [];
@@ -127,18 +110,15 @@ class MainThreadScorer implements SystemScorer {
   private readonly closing = new AbortController();
   private readonly signal: AbortSignal;
 
-  constructor(
-    private readonly tasks: readonly PreparedTask[],
-    private readonly opts: ScorerOptions,
-  ) {
-    this.frontEnds = new FrontEndCache(opts.cacheBytes ?? FRONT_END_CACHE_BYTES);
+  constructor(tasks: readonly PreparedTask[], opts: ScorerOptions) {
+    this.scoring = new SystemScoring(tasks, opts.session);
     this.threads = opts.session.threads;
     this.signal = opts.signal ? AbortSignal.any([opts.signal, this.closing.signal]) : this.closing.signal;
   }
 
   score(job: ScoringJob): Promise<ScoredSystem> {
     this.queued++;
-    const run = this.queue.then(() => this.run(job));
+    const run = this.queue.then(() => this.scoring.score(job, this.signal));
     this.queue = run.catch(() => undefined);
     return run.finally(() => {
       this.queued--;
@@ -146,26 +126,8 @@ class MainThreadScorer implements SystemScorer {
     });
   }
 
-  private async run(job: ScoringJob): Promise<ScoredSystem> {
-    if (this.signal.aborted) throw new EngineError('cancelled', 'evaluation cancelled');
-    if (job.cacheGroup !== this.group) this.frontEnds.clear();
-    this.group = job.cacheGroup;
-    const embedding = await EmbeddingSession.create(job.model, this.opts.session, this.frontEnds);
-    try {
-      const evaluation = await evaluateModel((clips) => embedding.embed(clips), this.tasks, {
-        label: job.label,
-        probe: job.probe,
-        ...(job.progress ? { progress: job.progress } : {}),
-        signal: this.signal,
-      });
-      return { evaluation, frontEndClips: embedding.frontEndClips };
-    } finally {
-      await embedding.release();
-    }
-  }
-
   whenRoom(): Promise<void> {
-    return this.queued < 2 ? Promise.resolve() : new Promise((resolve) => this.room.push(resolve));
+    return this.queued <= 1 ? Promise.resolve() : new Promise((resolve) => this.room.push(resolve));
   }
 
   async close(): Promise<void> {
@@ -209,7 +171,6 @@ class WorkerScorer implements SystemScorer {
     const workerData: ScoringWorkerData = {
       tasks: sharedTasks(tasks),
       session: { ...opts.session, device: 'cpu', threads }, // what openScorer resolved 'auto' to
-      cacheBytes: opts.cacheBytes ?? FRONT_END_CACHE_BYTES,
     };
     this.pool = Array.from({ length: workers }, () => this.start(entry, workerData));
     opts.signal?.addEventListener('abort', this.onAbort, { once: true });
